@@ -1,0 +1,236 @@
+//! The flat batch encoding of the WIT world: byte strings back to back in one buffer,
+//! fixed-size spans pointing into it.
+
+use crate::bindings::eddy::operator::types::{
+    ByteList, EventBatch, EventMeta, HeaderMeta, KvBatch, OutputBatch, OutputMeta, Span,
+};
+use crate::event::Event;
+
+/// `Span::len` of an absent value.
+pub(crate) const ABSENT: u32 = u32::MAX;
+
+const NONE_SPAN: Span = Span { offset: 0, len: ABSENT };
+
+/// Appends `bytes` to `data` and returns its span.
+pub(crate) fn push(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
+    let offset = data.len() as u32;
+    data.extend_from_slice(bytes);
+    Span { offset, len: bytes.len() as u32 }
+}
+
+fn push_opt(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> Span {
+    bytes.map_or(NONE_SPAN, |b| push(data, b))
+}
+
+/// The bytes of `span`, `None` when absent. A span outside `data` is a host bug: trap.
+pub(crate) fn get(data: &[u8], span: Span) -> Option<&[u8]> {
+    if span.len == ABSENT {
+        return None;
+    }
+    let start = span.offset as usize;
+    Some(&data[start..start + span.len as usize])
+}
+
+fn get_str(data: &[u8], span: Span) -> String {
+    String::from_utf8_lossy(get(data, span).unwrap_or_default()).into_owned()
+}
+
+/// The events of a batch, decoded one by one.
+pub(crate) fn events(batch: &EventBatch) -> impl Iterator<Item = Event> + '_ {
+    batch.events.iter().map(move |meta| {
+        let headers = batch.headers[meta.headers_start as usize..][..meta.headers_len as usize]
+            .iter()
+            .map(|h| {
+                let value = get(&batch.data, h.value).unwrap_or_default().to_vec();
+                (get_str(&batch.data, h.name), value)
+            })
+            .collect();
+        Event {
+            key: get(&batch.data, meta.key).map(<[u8]>::to_vec),
+            value: get(&batch.data, meta.value).unwrap_or_default().to_vec(),
+            timestamp: meta.timestamp,
+            headers,
+        }
+    })
+}
+
+/// Builds an `event-batch` (used by the SDK's own tests and the native test harness).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn event_batch<'a>(events: impl IntoIterator<Item = &'a Event>) -> EventBatch {
+    let mut batch = EventBatch { data: Vec::new(), events: Vec::new(), headers: Vec::new() };
+    for event in events {
+        let meta = push_event(&mut batch.data, &mut batch.headers, event, event.timestamp);
+        batch.events.push(meta);
+    }
+    batch
+}
+
+fn push_event(
+    data: &mut Vec<u8>,
+    headers: &mut Vec<HeaderMeta>,
+    event: &Event,
+    timestamp: i64,
+) -> EventMeta {
+    let key = push_opt(data, event.key.as_deref());
+    let value = push(data, &event.value);
+    let headers_start = headers.len() as u32;
+    for (name, value) in &event.headers {
+        let name = push(data, name.as_bytes());
+        let value = push(data, value);
+        headers.push(HeaderMeta { name, value });
+    }
+    EventMeta {
+        key,
+        value,
+        timestamp,
+        headers_start,
+        headers_len: event.headers.len() as u32,
+    }
+}
+
+/// Accumulates emitted events into an `output-batch`.
+#[derive(Default)]
+pub(crate) struct OutputBuilder {
+    batch: Option<OutputBatch>,
+}
+
+impl OutputBuilder {
+    fn batch(&mut self) -> &mut OutputBatch {
+        self.batch.get_or_insert_with(|| OutputBatch {
+            data: Vec::new(),
+            outputs: Vec::new(),
+            headers: Vec::new(),
+        })
+    }
+
+    /// Appends `event` (with `timestamp`) to the output, on `port` or the main output.
+    pub(crate) fn push(&mut self, port: Option<&str>, event: &Event, timestamp: i64) {
+        let batch = self.batch();
+        let meta = push_event(&mut batch.data, &mut batch.headers, event, timestamp);
+        let port = push_opt(&mut batch.data, port.map(str::as_bytes));
+        batch.outputs.push(OutputMeta { event: meta, port });
+    }
+
+    /// The batch built so far; the builder starts over empty.
+    pub(crate) fn take(&mut self) -> OutputBatch {
+        self.batch.take().unwrap_or(OutputBatch {
+            data: Vec::new(),
+            outputs: Vec::new(),
+            headers: Vec::new(),
+        })
+    }
+
+    /// Drops what was emitted so far.
+    pub(crate) fn clear(&mut self) {
+        if let Some(batch) = &mut self.batch {
+            batch.data.clear();
+            batch.outputs.clear();
+            batch.headers.clear();
+        }
+    }
+}
+
+/// Decodes one output of an `output-batch`: its port and event.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn outputs(batch: &OutputBatch) -> impl Iterator<Item = (Option<String>, Event)> + '_ {
+    batch.outputs.iter().map(move |out| {
+        let as_batch_meta = &out.event;
+        let headers = batch.headers[as_batch_meta.headers_start as usize..]
+            [..as_batch_meta.headers_len as usize]
+            .iter()
+            .map(|h| (get_str(&batch.data, h.name), get(&batch.data, h.value).unwrap_or_default().to_vec()))
+            .collect();
+        let event = Event {
+            key: get(&batch.data, out.event.key).map(<[u8]>::to_vec),
+            value: get(&batch.data, out.event.value).unwrap_or_default().to_vec(),
+            timestamp: out.event.timestamp,
+            headers,
+        };
+        (get(&batch.data, out.port).map(|p| String::from_utf8_lossy(p).into_owned()), event)
+    })
+}
+
+/// A `byte-list` of `items` (absent items allowed).
+pub(crate) fn byte_list<'a>(items: impl IntoIterator<Item = Option<&'a [u8]>>) -> ByteList {
+    let mut list = ByteList { data: Vec::new(), items: Vec::new() };
+    for item in items {
+        let span = push_opt(&mut list.data, item);
+        list.items.push(span);
+    }
+    list
+}
+
+/// The items of a `byte-list`.
+pub(crate) fn byte_list_items(list: &ByteList) -> impl Iterator<Item = Option<&[u8]>> {
+    list.items.iter().map(|s| get(&list.data, *s))
+}
+
+/// The entries of a `kv-batch`.
+pub(crate) fn kv_entries(batch: &KvBatch) -> impl Iterator<Item = (&[u8], &[u8])> {
+    batch.entries.iter().map(|e| {
+        (
+            get(&batch.data, e.key).unwrap_or_default(),
+            get(&batch.data, e.value).unwrap_or_default(),
+        )
+    })
+}
+
+/// A `kv-batch` of `entries`.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn kv_batch<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> KvBatch {
+    let mut batch = KvBatch { data: Vec::new(), entries: Vec::new() };
+    for (k, v) in entries {
+        let key = push(&mut batch.data, k);
+        let value = push(&mut batch.data, v);
+        batch.entries.push(crate::bindings::eddy::operator::types::KvMeta { key, value });
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_batch_round_trips() {
+        let events = vec![
+            Event::new("k1", "v1").at(1).with_header("a", "x").with_header("b", vec![0u8, 1]),
+            Event::keyless(vec![0xffu8]).at(2),
+            Event::new("", "").at(-3),
+        ];
+        let batch = event_batch(&events);
+        assert_eq!(batch.events.len(), 3);
+        assert_eq!(batch.headers.len(), 2);
+        let decoded: Vec<Event> = super::events(&batch).collect();
+        assert_eq!(decoded, events);
+    }
+
+    #[test]
+    fn output_builder_keeps_ports_and_resets() {
+        let mut out = OutputBuilder::default();
+        out.push(None, &Event::new("a", "1"), 5);
+        out.push(Some("late"), &Event::keyless("2").with_header("h", "v"), 6);
+        let batch = out.take();
+        let decoded: Vec<_> = outputs(&batch).collect();
+        assert_eq!(decoded[0], (None, Event::new("a", "1").at(5)));
+        assert_eq!(decoded[1], (Some("late".into()), Event::keyless("2").at(6).with_header("h", "v")));
+        assert!(out.take().outputs.is_empty());
+        out.push(None, &Event::new("b", "2"), 1);
+        out.clear();
+        assert!(out.take().outputs.is_empty());
+    }
+
+    #[test]
+    fn byte_lists_mark_absent_items() {
+        let list = byte_list([Some(&b"x"[..]), None, Some(&b""[..])]);
+        let items: Vec<_> = byte_list_items(&list).collect();
+        assert_eq!(items, vec![Some(&b"x"[..]), None, Some(&b""[..])]);
+    }
+
+    #[test]
+    fn kv_batches_round_trip() {
+        let batch = kv_batch([(&b"k"[..], &b"v"[..]), (&b""[..], &b"w"[..])]);
+        let entries: Vec<_> = kv_entries(&batch).collect();
+        assert_eq!(entries, vec![(&b"k"[..], &b"v"[..]), (&b""[..], &b"w"[..])]);
+    }
+}

@@ -1,0 +1,155 @@
+//! Run an operator natively, against an in-memory host with Eddy's semantics.
+//!
+//! ```
+//! use eddy_guest::prelude::*;
+//! use eddy_guest::testing::Harness;
+//!
+//! #[derive(Default)]
+//! struct Upper;
+//! impl Operator for Upper {
+//!     fn process(&mut self, event: Event, ctx: &mut Context) -> Result<(), Error> {
+//!         ctx.emit(Event::keyless(event.value_str()?.to_uppercase()));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut h = Harness::new(Upper).unwrap();
+//! let out = h.process(Event::keyless("hi").at(5)).unwrap();
+//! assert_eq!(out[0].event.value, b"HI");
+//! assert_eq!(out[0].event.timestamp, 5);
+//! ```
+
+use crate::backend::native::{with_host, NativeHost};
+use crate::dispatch::{Dispatch, Runner};
+use crate::{flat, Error, Event, LogLevel, Operator, TaskInfo};
+use std::collections::BTreeMap;
+
+/// One emitted event and its side-output port (`None`: the main output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub port: Option<String>,
+    pub event: Event,
+}
+
+/// Drives one operator through the same flat-batch path as the Wasm host. State, timers
+/// and logs live in memory on the calling thread; creating a harness resets them.
+pub struct Harness<O> {
+    runner: Runner<O>,
+    state_version: u32,
+}
+
+impl<O: Operator> Harness<O> {
+    /// Starts `op` with an empty config.
+    pub fn new(op: O) -> Result<Self, Error> {
+        Self::with_config(op, &[])
+    }
+
+    /// Starts `op` with `config`, as the pipeline spec's `config` table would.
+    pub fn with_config(op: O, config: &[(&str, &str)]) -> Result<Self, Error> {
+        with_host(|h| *h = NativeHost::default());
+        let config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (runner, info) = Runner::start(op, config).map_err(Error::Fatal)?;
+        Ok(Harness { runner, state_version: info.state_version })
+    }
+
+    /// The state version the operator declared.
+    pub fn state_version(&self) -> u32 {
+        self.state_version
+    }
+
+    /// Sets what [`crate::Context::info`] reports.
+    pub fn set_info(&mut self, info: TaskInfo) {
+        with_host(|h| h.info = info);
+    }
+
+    /// Handles one record and returns what it emitted.
+    pub fn process(&mut self, event: Event) -> Result<Vec<Output>, Error> {
+        self.process_batch(std::slice::from_ref(&event)).map_err(|(_, e)| e)
+    }
+
+    /// Handles a batch; on failure returns the failing index and the error.
+    pub fn process_batch(&mut self, events: &[Event]) -> Result<Vec<Output>, (usize, Error)> {
+        let batch = flat::event_batch(events);
+        match self.runner.process(batch) {
+            Ok(out) => Ok(decode(&out)),
+            Err(e) => Err((e.index as usize, wit_error(e.error))),
+        }
+    }
+
+    /// Moves the watermark to `watermark` and fires every timer due, in time order.
+    pub fn advance_watermark(&mut self, watermark: i64) -> Result<Vec<Output>, Error> {
+        with_host(|h| h.watermark = h.watermark.max(watermark));
+        let mut outputs = Vec::new();
+        loop {
+            let due = with_host(|h| {
+                let first = h.timers.iter().next().cloned();
+                match first {
+                    Some((at, key)) if at <= h.watermark => {
+                        h.timers.remove(&(at, key.clone()));
+                        Some((at, key))
+                    }
+                    _ => None,
+                }
+            });
+            let Some((at, key)) = due else { break };
+            let out = self.runner.on_timer(key, at).map_err(wit_error)?;
+            outputs.extend(decode(&out));
+        }
+        Ok(outputs)
+    }
+
+    /// Every entry of store `name`, in key order.
+    pub fn store(&self, name: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        with_host(|h| h.stores.get(name).cloned().unwrap_or_default())
+    }
+
+    /// Writes an entry directly into store `name` (to set up a test).
+    pub fn put(&mut self, name: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        with_host(|h| {
+            h.stores
+                .entry(name.to_string())
+                .or_default()
+                .insert(key.as_ref().to_vec(), value.as_ref().to_vec())
+        });
+    }
+
+    /// Pending timers, as `(at, key)` in firing order.
+    pub fn timers(&self) -> Vec<(i64, Vec<u8>)> {
+        with_host(|h| h.timers.iter().cloned().collect())
+    }
+
+    /// What the operator logged.
+    pub fn logs(&self) -> Vec<(LogLevel, String)> {
+        with_host(|h| h.logs.clone())
+    }
+
+    /// Runs the operator's migration over store `name`, as a host upgrade would.
+    pub fn migrate(&mut self, name: &str, from_version: u32) -> Result<(), Error> {
+        let entries = self.store(name);
+        let batch = flat::kv_batch(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let values = self.runner.migrate(name.to_string(), from_version, batch).map_err(Error::Fatal)?;
+        let migrated: Vec<Option<Vec<u8>>> = flat::byte_list_items(&values).map(|v| v.map(<[u8]>::to_vec)).collect();
+        with_host(|h| {
+            let store = h.stores.entry(name.to_string()).or_default();
+            for ((key, _), value) in entries.into_iter().zip(migrated) {
+                match value {
+                    Some(v) => store.insert(key, v),
+                    None => store.remove(&key),
+                };
+            }
+        });
+        Ok(())
+    }
+}
+
+fn decode(batch: &crate::bindings::eddy::operator::types::OutputBatch) -> Vec<Output> {
+    flat::outputs(batch).map(|(port, event)| Output { port, event }).collect()
+}
+
+fn wit_error(e: crate::bindings::eddy::operator::types::Error) -> Error {
+    use crate::bindings::eddy::operator::types::Error as W;
+    match e {
+        W::BadInput(m) => Error::BadInput(m),
+        W::Fatal(m) => Error::Fatal(m),
+    }
+}

@@ -1,0 +1,227 @@
+//! `eddy run`: a pipeline over a bounded file, no server. The way to try an operator.
+
+use crate::control::PipelineSpec;
+use crate::record::{self, Record};
+use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
+use crate::state::{Db, DbOptions, OperatorState, StateScope};
+use crate::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskError, WasmOperator, batch};
+use anyhow::{Context as _, bail};
+use rocksdb::WriteBatch;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The pipeline spec (TOML).
+    pipeline: PathBuf,
+    /// Events to process, one JSON object per line.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where the last operator's output goes, as JSON lines. Side outputs go to
+    /// OUT.<port>.jsonl and dead letters to OUT.dlq.jsonl beside it.
+    #[arg(long)]
+    output: PathBuf,
+    /// Keep state here; a later run with the same directory continues from it.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Load operator NAME from FILE instead of its `path` in the spec (repeatable).
+    #[arg(long = "operator", value_name = "NAME=FILE")]
+    operators: Vec<String>,
+    /// Do not fire the end-of-input watermark (use when a later run continues this input).
+    #[arg(long)]
+    keep_open: bool,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(&args.pipeline)
+        .with_context(|| format!("cannot read pipeline spec {}", args.pipeline.display()))?;
+    let spec = PipelineSpec::from_toml(&text).with_context(|| args.pipeline.display().to_string())?;
+    let paths = operator_paths(&spec, &args)?;
+    let lines = validate_input(&args.input)?;
+
+    let _temp;
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            _temp = tempfile::tempdir().context("cannot create a temporary state directory")?;
+            _temp.path().to_path_buf()
+        }
+    };
+    let db = Arc::new(Db::open(&state_dir.join("db"), &DbOptions::default())?);
+    let settings = &spec.settings;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(compile_cache_dir(args.state_dir.as_deref())),
+        memory_limit: (settings.memory_limit_mb as usize) << 20,
+        call_deadline: Duration::from_millis(settings.call_timeout_ms),
+    })?;
+
+    let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+    for (op, path) in spec.operators.iter().zip(&paths) {
+        let component = runtime
+            .load_file(path)
+            .with_context(|| format!("operator {} ({})", op.id(), path.display()))?;
+        let info = TaskInfo { pipeline: spec.name.clone(), operator: op.id().to_string(), version: 1, partition: 0, partition_count: 1 };
+        let scope = StateScope { pipeline: spec.name.clone(), operator: op.id().to_string(), partition: 0 };
+        let state = OperatorState::new(Arc::clone(&db), scope, (settings.state_cache_mb as usize) << 20);
+        let wasm = WasmOperator::start(component, info, op.config_pairs(), state)
+            .map_err(|(e, _)| anyhow::anyhow!("operator {}: init failed: {}", op.id(), e.message()))?;
+        ops.push(Box::new(wasm));
+    }
+    let mut task = Task::new(&spec.name, 0, ops, settings.on_error, settings.watermark_delay_ms, db)?;
+    let mut sink = FileSink::create(&args.output)?;
+
+    let file = File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
+    let mut events = batch::empty();
+    let mut offsets = Vec::new();
+    let mut offset = 0u64;
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("cannot read {}", args.input.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (r, _) = record::parse_line(&line, record::now_ms()).expect("validated before the run");
+        batch::push_record(&mut events, &r);
+        offsets.push(offset);
+        offset += 1;
+        if offsets.len() == settings.batch_size {
+            let source = SourceBatch { events: std::mem::replace(&mut events, batch::empty()), offsets: std::mem::take(&mut offsets) };
+            task.process(&source, &mut sink)?;
+        }
+    }
+    if !offsets.is_empty() {
+        task.process(&SourceBatch { events, offsets }, &mut sink)?;
+    }
+    if !args.keep_open {
+        task.finish_input(&mut sink)?;
+    }
+    sink.finish()?;
+    let stats = task.stats();
+    eprintln!(
+        "{}: {} events in, {} out, {} failed records, in {} ms ({} lines in {})",
+        spec.name,
+        stats.events_in,
+        stats.events_out,
+        stats.errors,
+        started.elapsed().as_millis(),
+        lines,
+        args.input.display()
+    );
+    Ok(())
+}
+
+/// The file of each operator: `--operator NAME=FILE`, else `path` relative to the spec.
+fn operator_paths(spec: &PipelineSpec, args: &RunArgs) -> anyhow::Result<Vec<PathBuf>> {
+    let mut overrides = BTreeMap::new();
+    for o in &args.operators {
+        let Some((name, file)) = o.split_once('=') else {
+            bail!("--operator {o:?}: write NAME=FILE");
+        };
+        if !spec.operators.iter().any(|op| op.id() == name) {
+            bail!("--operator {name}: the pipeline has no operator called {name:?}");
+        }
+        overrides.insert(name.to_string(), PathBuf::from(file));
+    }
+    let base = args.pipeline.parent().unwrap_or(Path::new("."));
+    spec.operators
+        .iter()
+        .map(|op| match (overrides.get(op.id()), &op.path) {
+            (Some(file), _) => Ok(file.clone()),
+            (None, Some(path)) => Ok(base.join(path)),
+            (None, None) => bail!(
+                "operator {} has no `path`; eddy run loads local .wasm files (or pass --operator {}=FILE)",
+                op.id(),
+                op.id()
+            ),
+        })
+        .collect()
+}
+
+/// Reads the whole input once before anything runs, so a malformed line stops the run
+/// before any state changes. Returns the number of events.
+fn validate_input(path: &Path) -> anyhow::Result<u64> {
+    let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
+    let mut n = 0;
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        record::parse_line(&line, 0).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Compiled components: beside the state, or in the user's cache.
+fn compile_cache_dir(state_dir: Option<&Path>) -> PathBuf {
+    match state_dir {
+        Some(dir) => dir.join("compiled"),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("eddy")
+            .join("compiled"),
+    }
+}
+
+/// Writes outputs to JSON-lines files after each commit.
+struct FileSink {
+    stem: PathBuf,
+    main: BufWriter<File>,
+    side: BTreeMap<String, BufWriter<File>>,
+}
+
+impl FileSink {
+    fn create(output: &Path) -> anyhow::Result<Self> {
+        let main = File::create(output).with_context(|| format!("cannot create output {}", output.display()))?;
+        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = output.with_file_name(name.strip_suffix(".jsonl").unwrap_or(&name));
+        Ok(FileSink { stem, main: BufWriter::new(main), side: BTreeMap::new() })
+    }
+
+    fn side_file(&mut self, port: &str) -> Result<&mut BufWriter<File>, TaskError> {
+        if !self.side.contains_key(port) {
+            let path = PathBuf::from(format!("{}.{port}.jsonl", self.stem.display()));
+            let f = File::create(&path).map_err(|e| TaskError::Sink(format!("cannot create {}: {e}", path.display())))?;
+            self.side.insert(port.to_string(), BufWriter::new(f));
+        }
+        Ok(self.side.get_mut(port).expect("just inserted"))
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.main.flush()?;
+        for f in self.side.values_mut() {
+            f.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn write_line(w: &mut impl Write, r: &Record) -> Result<(), TaskError> {
+    writeln!(w, "{}", record::to_json_line(r)).map_err(|e| TaskError::Sink(e.to_string()))
+}
+
+impl Sink for FileSink {
+    fn stage(&mut self, _outputs: &Outputs, _batch: &mut WriteBatch) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn committed(&mut self, outputs: Outputs) -> Result<(), TaskError> {
+        for r in batch::records(&outputs.main) {
+            write_line(&mut self.main, &r)?;
+        }
+        for (port, r) in &outputs.side {
+            write_line(self.side_file(port)?, r)?;
+        }
+        for r in &outputs.dead {
+            write_line(self.side_file("dlq")?, r)?;
+        }
+        Ok(())
+    }
+}

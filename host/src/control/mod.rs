@@ -1,0 +1,5 @@
+//! The pipeline control plane: specs and their validation.
+
+pub mod spec;
+
+pub use spec::{OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};

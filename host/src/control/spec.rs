@@ -1,0 +1,291 @@
+//! The pipeline spec, read from TOML (or JSON) by `eddy run` and the server alike.
+//!
+//! ```toml
+//! name = "wordcount"
+//! [source]
+//! topic = "lines"
+//! [sink]
+//! topic = "counts"
+//! [[operators]]
+//! name = "wordcount"
+//! path = "target/wasm32-wasip2/release/wordcount.wasm"   # eddy run
+//! version = "latest"                                    # server
+//! config = { lowercase = "true" }
+//! [settings]
+//! batch_size = 512
+//! on_error = "fail"
+//! ```
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// Longest pipeline or operator name.
+pub const NAME_MAX: usize = 128;
+
+/// A pipeline: a source, operators chained in order, a sink, and settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Names the pipeline, its state, and its derived topics (`<name>.dlq`, `<name>.<port>`).
+    pub name: String,
+    /// Where records come from (the server; `eddy run` reads `--input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<TopicRef>,
+    /// Where the last operator's main output goes (the server; `eddy run` writes `--output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<TopicRef>,
+    /// The operators, in processing order; each one's main output feeds the next.
+    pub operators: Vec<OperatorSpec>,
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+/// A topic a pipeline reads or writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicRef {
+    pub topic: String,
+}
+
+/// One operator of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    /// The operator's name in the registry.
+    pub name: String,
+    /// Identifies this position of the chain in state and metrics; defaults to `name`.
+    /// Needed only when the same operator appears twice in one pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A local `.wasm` file, for `eddy run` (relative to the pipeline file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The registry version, for the server: a number or `"latest"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionRef>,
+    /// Handed to the operator's `init`. Values may be strings, numbers or booleans.
+    #[serde(default, deserialize_with = "config_values", skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+}
+
+impl OperatorSpec {
+    /// The operator's identity within the pipeline.
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The config as the `init` call takes it.
+    pub fn config_pairs(&self) -> Vec<(String, String)> {
+        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// A registry version: a number, or the latest at the time the pipeline is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum VersionRef {
+    Number(u32),
+    Latest(LatestTag),
+}
+
+/// The literal `"latest"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatestTag {
+    Latest,
+}
+
+/// What to do with a record an operator cannot handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Stop the task and report the pipeline failed.
+    #[default]
+    Fail,
+    /// Drop the record, count it, log it, go on.
+    Skip,
+    /// Write the record, with the error in its headers, to `<pipeline>.dlq`.
+    DeadLetter,
+}
+
+/// How a pipeline runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Most records per batch (one commit each).
+    pub batch_size: usize,
+    /// How long a task waits to fill a batch before it processes what it has.
+    pub batch_linger_ms: u64,
+    pub on_error: OnError,
+    /// The watermark trails the largest event time seen by this much.
+    pub watermark_delay_ms: i64,
+    /// Longest one call into an operator may run before it is stopped.
+    pub call_timeout_ms: u64,
+    /// Most memory one operator instance may use.
+    pub memory_limit_mb: u64,
+    /// Committed state cached in memory per store and task.
+    pub state_cache_mb: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            batch_size: 512,
+            batch_linger_ms: 5,
+            on_error: OnError::Fail,
+            watermark_delay_ms: 0,
+            call_timeout_ms: 10_000,
+            memory_limit_mb: 256,
+            state_cache_mb: 32,
+        }
+    }
+}
+
+fn config_values<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        B(bool),
+        I(i64),
+        F(f64),
+    }
+    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::S(s) => s,
+                Scalar::B(b) => b.to_string(),
+                Scalar::I(i) => i.to_string(),
+                Scalar::F(f) => f.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+/// A spec that cannot run, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("pipeline spec is not valid TOML: {0}")]
+    Toml(String),
+    #[error("pipeline spec is not valid JSON: {0}")]
+    Json(String),
+    #[error("pipeline spec: {0}")]
+    Invalid(String),
+}
+
+/// Whether `name` may name a pipeline, operator or topic: 1 to 128 of `A-Z a-z 0-9 . _ -`.
+pub fn check_name(what: &str, name: &str) -> Result<(), SpecError> {
+    let ok = !name.is_empty()
+        && name.len() <= NAME_MAX
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::Invalid(format!(
+            "{what} name {name:?} is invalid: use 1 to {NAME_MAX} characters from A-Z a-z 0-9 . _ -"
+        )))
+    }
+}
+
+impl PipelineSpec {
+    /// Reads a TOML spec and checks it.
+    pub fn from_toml(text: &str) -> Result<Self, SpecError> {
+        let spec: PipelineSpec = toml::from_str(text).map_err(|e| SpecError::Toml(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Reads a JSON spec and checks it.
+    pub fn from_json(text: &str) -> Result<Self, SpecError> {
+        let spec: PipelineSpec = serde_json::from_str(text).map_err(|e| SpecError::Json(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks what the schema cannot: names, uniqueness, ranges.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        check_name("pipeline", &self.name)?;
+        if self.operators.is_empty() {
+            return Err(SpecError::Invalid("add at least one [[operators]] entry".into()));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for op in &self.operators {
+            check_name("operator", &op.name)?;
+            check_name("operator id", op.id())?;
+            if !ids.insert(op.id()) {
+                return Err(SpecError::Invalid(format!(
+                    "operator {:?} appears twice; give each occurrence a distinct `id`",
+                    op.id()
+                )));
+            }
+        }
+        for topic in [&self.source, &self.sink].into_iter().flatten() {
+            check_name("topic", &topic.topic)?;
+        }
+        let s = &self.settings;
+        if !(1..=100_000).contains(&s.batch_size) {
+            return Err(SpecError::Invalid(format!("settings.batch_size = {} must be 1 to 100000", s.batch_size)));
+        }
+        if s.call_timeout_ms == 0 {
+            return Err(SpecError::Invalid("settings.call_timeout_ms must be above 0".into()));
+        }
+        if !(1..=4096).contains(&s.memory_limit_mb) {
+            return Err(SpecError::Invalid(format!("settings.memory_limit_mb = {} must be 1 to 4096", s.memory_limit_mb)));
+        }
+        if s.watermark_delay_ms < 0 {
+            return Err(SpecError::Invalid("settings.watermark_delay_ms must not be negative".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORDCOUNT: &str = r#"
+        name = "wordcount"
+        [[operators]]
+        name = "wordcount"
+        path = "wordcount.wasm"
+        config = { lowercase = true, n = 3 }
+        [settings]
+        batch_size = 64
+        on_error = "dead-letter"
+    "#;
+
+    #[test]
+    fn reads_the_documented_shape() {
+        let spec = PipelineSpec::from_toml(WORDCOUNT).unwrap();
+        assert_eq!(spec.operators[0].config["lowercase"], "true");
+        assert_eq!(spec.operators[0].config["n"], "3");
+        assert_eq!(spec.settings.batch_size, 64);
+        assert_eq!(spec.settings.on_error, OnError::DeadLetter);
+        assert_eq!(spec.settings.call_timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn versions_are_numbers_or_latest() {
+        let spec = PipelineSpec::from_json(r#"{"name":"p","operators":[{"name":"a","version":3},{"name":"b","version":"latest"}]}"#).unwrap();
+        assert_eq!(spec.operators[0].version, Some(VersionRef::Number(3)));
+        assert_eq!(spec.operators[1].version, Some(VersionRef::Latest(LatestTag::Latest)));
+        assert!(PipelineSpec::from_json(r#"{"name":"p","operators":[{"name":"a","version":"newest"}]}"#).is_err());
+    }
+
+    #[test]
+    fn rejects_what_cannot_run_with_a_reason() {
+        let unknown = PipelineSpec::from_toml("name = \"p\"\ncolour = 1\n[[operators]]\nname = \"a\"").unwrap_err();
+        assert!(unknown.to_string().contains("unknown field `colour`"), "{unknown}");
+        let none = PipelineSpec::from_toml("name = \"p\"\noperators = []").unwrap_err();
+        assert!(none.to_string().contains("at least one"), "{none}");
+        let twice = PipelineSpec::from_toml("name = \"p\"\n[[operators]]\nname = \"a\"\n[[operators]]\nname = \"a\"").unwrap_err();
+        assert!(twice.to_string().contains("distinct `id`"), "{twice}");
+        let bad_name = PipelineSpec::from_toml("name = \"p q\"\n[[operators]]\nname = \"a\"").unwrap_err();
+        assert!(bad_name.to_string().contains("invalid"), "{bad_name}");
+        let policy = PipelineSpec::from_toml("name = \"p\"\n[[operators]]\nname = \"a\"\n[settings]\non_error = \"retry\"").unwrap_err();
+        assert!(policy.to_string().contains("retry"), "{policy}");
+    }
+}

@@ -1,0 +1,109 @@
+use super::bindings::{self, ByteList, EventBatch, GuestError, KvBatch, OperatorInfo, OutputBatch};
+use super::engine::EngineParts;
+use super::host::{HostState, TaskInfo};
+use super::{CallError, MemoryLimitExceeded, TrapKind};
+use crate::state::{OperatorState, StateError};
+use std::sync::Arc;
+use wasmtime::Store;
+
+/// One live instance of an operator component, with its own store and limits.
+///
+/// After any [`CallError::Trap`] the instance is poisoned: drop it (keeping its state with
+/// [`OperatorInstance::into_state`]) and instantiate a new one.
+pub struct OperatorInstance {
+    store: Store<HostState>,
+    bindings: bindings::Operator,
+    deadline_ticks: u64,
+    deadline_secs: f64,
+}
+
+impl OperatorInstance {
+    pub(crate) fn new(
+        parts: &Arc<EngineParts>,
+        pre: &bindings::OperatorPre<HostState>,
+        info: TaskInfo,
+        state: OperatorState,
+    ) -> Result<Self, (CallError, OperatorState)> {
+        let mut store = Store::new(&parts.engine, HostState::new(info, state, parts.config.memory_limit));
+        store.limiter(|s| &mut s.limits);
+        let deadline_ticks = parts.deadline_ticks();
+        store.set_epoch_deadline(deadline_ticks);
+        let deadline_secs = parts.config.call_deadline.as_secs_f64();
+        match pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(OperatorInstance { store, bindings, deadline_ticks, deadline_secs }),
+            Err(e) => {
+                let err = classify(e, &store.data().stderr.recent(), deadline_secs);
+                Err((err, store.into_data().into_state()))
+            }
+        }
+    }
+
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&bindings::Operator, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data().stderr.clear_recent();
+        f(&self.bindings, &mut self.store)
+            .map_err(|e| classify(e, &self.store.data().stderr.recent(), self.deadline_secs))
+    }
+
+    /// Starts the operator with its config; a refusal is `CallError::Failed(Fatal(..))`.
+    pub fn init(&mut self, config: &[(String, String)]) -> Result<OperatorInfo, CallError> {
+        self.call(|b, s| b.eddy_operator_handler().call_init(s, config))?
+            .map_err(|msg| CallError::Failed(GuestError::Fatal(msg)))
+    }
+
+    /// Hands a batch to the operator.
+    pub fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError> {
+        self.call(|b, s| b.eddy_operator_handler().call_process(s, batch))?
+            .map_err(|e| CallError::Rejected { index: e.index, error: e.error })
+    }
+
+    /// Fires one timer.
+    pub fn on_timer(&mut self, key: &[u8], at: i64) -> Result<OutputBatch, CallError> {
+        self.call(|b, s| b.eddy_operator_handler().call_on_timer(s, key, at))?.map_err(CallError::Failed)
+    }
+
+    /// Migrates a page of a store's entries; a refusal is `CallError::Failed(Fatal(..))`.
+    pub fn migrate(&mut self, store: &str, from_version: u32, entries: &KvBatch) -> Result<ByteList, CallError> {
+        self.call(|b, s| b.eddy_operator_handler().call_migrate(s, store, from_version, entries))?
+            .map_err(|msg| CallError::Failed(GuestError::Fatal(msg)))
+    }
+
+    /// The state the instance reads and writes.
+    pub fn state(&mut self) -> &mut OperatorState {
+        &mut self.store.data_mut().state
+    }
+
+    /// Ends the instance, keeping its state.
+    pub fn into_state(self) -> OperatorState {
+        self.store.into_data().into_state()
+    }
+}
+
+/// Names what stopped a call: a storage failure, a limit, or a guest trap (with the last
+/// line the guest wrote to stderr, where a Rust panic message lands).
+fn classify(err: wasmtime::Error, last_stderr: &str, deadline_secs: f64) -> CallError {
+    let err = match err.downcast::<StateError>() {
+        Ok(e) => return CallError::Host(e),
+        Err(e) => e,
+    };
+    if let Some(m) = err.downcast_ref::<MemoryLimitExceeded>() {
+        return CallError::Trap { kind: TrapKind::MemoryLimit, message: m.to_string() };
+    }
+    if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
+        return CallError::Trap {
+            kind: TrapKind::Deadline,
+            message: format!("call ran past its deadline of {deadline_secs}s (an endless loop, or too much work per batch)"),
+        };
+    }
+    let mut message = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("trap: {trap}"),
+        None => format!("{err}"),
+    };
+    if !last_stderr.is_empty() {
+        message.push_str(&format!(" (guest stderr: {last_stderr})"));
+    }
+    CallError::Trap { kind: TrapKind::Other, message }
+}

@@ -1,0 +1,111 @@
+use super::StateError;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch,
+    WriteOptions,
+};
+use std::path::{Path, PathBuf};
+
+/// The column families of an Eddy database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    /// Operator stores: `keys::store_prefix(..) + user key -> value`.
+    State,
+    /// Event-time timers: `keys::timer_key(..) -> []`.
+    Timers,
+    /// Task positions, watermarks, and control-plane metadata.
+    Meta,
+    /// Records of embedded topics.
+    Log,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 4] = [Cf::State, Cf::Timers, Cf::Meta, Cf::Log];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::State => "state",
+            Cf::Timers => "timers",
+            Cf::Meta => "meta",
+            Cf::Log => "log",
+        }
+    }
+}
+
+/// Tuning knobs for the database.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Size of the shared block cache.
+    pub block_cache_bytes: usize,
+    /// fsync every commit. Off by default: a commit survives a process crash (the WAL is
+    /// in the OS page cache) but not a power loss.
+    pub sync: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions { block_cache_bytes: 256 << 20, sync: false }
+    }
+}
+
+/// The RocksDB database behind one server or one `eddy run --state-dir`.
+pub struct Db {
+    db: DB,
+    path: PathBuf,
+    write_options: WriteOptions,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, options: &DbOptions) -> Result<Self, StateError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        // Write-heavy: larger memtables, fewer stalls.
+        opts.set_write_buffer_size(64 << 20);
+        opts.set_max_write_buffer_number(4);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        let cfs = Cf::ALL.map(|cf| {
+            let mut cf_opts = opts.clone();
+            cf_opts.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(cf.name(), cf_opts)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|source| StateError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(options.sync);
+        Ok(Db { db, path: path.to_path_buf(), write_options })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The handle of a column family (all exist from `open` on).
+    pub fn cf(&self, cf: Cf) -> &ColumnFamily {
+        self.db.cf_handle(cf.name()).expect("column families are created at open")
+    }
+
+    /// The underlying RocksDB handle.
+    pub fn rocks(&self) -> &DB {
+        &self.db
+    }
+
+    /// Reads one value.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.db.get_pinned_cf(self.cf(cf), key)?.map(|v| v.to_vec()))
+    }
+
+    /// Writes a batch atomically: the one way commits reach disk.
+    pub fn write(&self, batch: WriteBatch) -> Result<(), StateError> {
+        Ok(self.db.write_opt(batch, &self.write_options)?)
+    }
+}

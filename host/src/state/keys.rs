@@ -1,0 +1,124 @@
+//! Key layout. Every name is one length byte plus its bytes, so a prefix of components is
+//! itself a contiguous key range:
+//!
+//! ```text
+//! state:  name(pipeline) name(operator) name(store) partition:u32be  user-key
+//! timers: name(pipeline) name(operator) partition:u32be  (at ^ i64::MIN):u64be  timer-key
+//! meta:   "pos" name(pipeline) partition:u32be  -> TaskPosition
+//! ```
+//! A pipeline's state is `name(pipeline)..`, one operator's `name(pipeline) name(operator)..`,
+//! one task's store `store_prefix(..)..`: export, delete and restore work by range.
+
+/// Longest name (pipeline, operator, store) a key can hold.
+pub const NAME_MAX: usize = 255;
+
+/// Appends one length-prefixed name. Callers validate lengths up front; a longer name
+/// here is a bug.
+pub fn push_name(key: &mut Vec<u8>, name: &str) {
+    assert!(name.len() <= NAME_MAX, "name longer than {NAME_MAX} bytes reached the key layout");
+    key.push(name.len() as u8);
+    key.extend_from_slice(name.as_bytes());
+}
+
+/// The prefix of every key of one store of one task.
+pub fn store_prefix(pipeline: &str, operator: &str, store: &str, partition: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(3 + pipeline.len() + operator.len() + store.len() + 4);
+    push_name(&mut key, pipeline);
+    push_name(&mut key, operator);
+    push_name(&mut key, store);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// The prefix of every state key of one operator of a pipeline (all stores, partitions).
+pub fn operator_prefix(pipeline: &str, operator: &str) -> Vec<u8> {
+    let mut key = Vec::new();
+    push_name(&mut key, pipeline);
+    push_name(&mut key, operator);
+    key
+}
+
+/// The prefix of every state and timer key of a pipeline.
+pub fn pipeline_prefix(pipeline: &str) -> Vec<u8> {
+    let mut key = Vec::new();
+    push_name(&mut key, pipeline);
+    key
+}
+
+/// The prefix of the timers of one operator in one task.
+pub fn timer_prefix(pipeline: &str, operator: &str, partition: u32) -> Vec<u8> {
+    let mut key = operator_prefix(pipeline, operator);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// Big-endian, sign-flipped: byte order equals numeric order for every i64.
+pub fn ordered_i64(at: i64) -> [u8; 8] {
+    ((at as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Inverse of [`ordered_i64`].
+pub fn from_ordered_i64(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// The key of one timer.
+pub fn timer_key(prefix: &[u8], at: i64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8 + key.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&ordered_i64(at));
+    k.extend_from_slice(key);
+    k
+}
+
+/// The meta key of a task's position.
+pub fn position_key(pipeline: &str, partition: u32) -> Vec<u8> {
+    let mut key = b"pos".to_vec();
+    push_name(&mut key, pipeline);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// The smallest key greater than every key that starts with `prefix`; `None` when no
+/// such key exists (the prefix is all `0xff`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn store_prefixes_nest() {
+        let p = store_prefix("pipe", "op", "counts", 3);
+        assert!(p.starts_with(&operator_prefix("pipe", "op")));
+        assert!(p.starts_with(&pipeline_prefix("pipe")));
+        // A name that is a prefix of another does not make their ranges overlap.
+        assert!(!store_prefix("pipe", "op", "counts2", 3).starts_with(&p));
+        assert!(!pipeline_prefix("pipeline").starts_with(&pipeline_prefix("pipe")));
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_range() {
+        assert_eq!(prefix_end(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn ordered_i64_orders_like_numbers(a: i64, b: i64) {
+            prop_assert_eq!(a.cmp(&b), ordered_i64(a).cmp(&ordered_i64(b)));
+            prop_assert_eq!(from_ordered_i64(ordered_i64(a)), a);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+use crate::state::StateError;
+
+/// Why a task stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// A record failed and the policy is `fail`, or the operator reported a fatal error.
+    #[error("operator {operator}: process failed on record {offset} of partition {partition}: {message}")]
+    Record { operator: String, partition: u32, offset: u64, message: String },
+    /// A timer failed and the policy is `fail`, or the operator reported a fatal error.
+    #[error("operator {operator}: timer at {at} failed on partition {partition}: {message}")]
+    Timer { operator: String, partition: u32, at: i64, message: String },
+    /// The operator could not start or failed outside any one record.
+    #[error("operator {operator} on partition {partition}: {message}")]
+    Operator { operator: String, partition: u32, message: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("sink: {0}")]
+    Sink(String),
+    #[error("source: {0}")]
+    Source(String),
+}

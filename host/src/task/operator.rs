@@ -1,0 +1,114 @@
+//! An operator as a task drives it: a Wasm component instance that is rebuilt after a
+//! trap, or native Rust code (benchmarks, tests) behind the same trait.
+
+use crate::runtime::bindings::{EventBatch, OutputBatch};
+use crate::runtime::{CallError, OperatorComponent, OperatorInstance, TaskInfo};
+use crate::state::OperatorState;
+
+/// One operator of a task's chain.
+pub trait Operator: Send {
+    /// `name@version`, for errors and metrics.
+    fn label(&self) -> &str;
+    /// Handles a batch.
+    fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError>;
+    /// Fires one timer.
+    fn on_timer(&mut self, key: &[u8], at: i64) -> Result<OutputBatch, CallError>;
+    /// The operator's state (with the current batch's overlay).
+    fn state(&mut self) -> &mut OperatorState;
+}
+
+/// A Wasm operator. A trap poisons the instance: the next call gets a fresh one (started
+/// with the same config); the state, held outside the instance, carries over.
+pub struct WasmOperator {
+    label: String,
+    component: OperatorComponent,
+    info: TaskInfo,
+    config: Vec<(String, String)>,
+    instance: Option<OperatorInstance>,
+    /// The state while no instance holds it.
+    parked: Option<OperatorState>,
+    state_version: u32,
+}
+
+impl WasmOperator {
+    /// Instantiates `component` for `info` and runs its `init` with `config`.
+    pub fn start(
+        component: OperatorComponent,
+        info: TaskInfo,
+        config: Vec<(String, String)>,
+        state: OperatorState,
+    ) -> Result<Self, (CallError, OperatorState)> {
+        let label = format!("{}@{}", info.operator, info.version);
+        let mut op = WasmOperator { label, component, info, config, instance: None, parked: Some(state), state_version: 0 };
+        match op.instance() {
+            Ok(_) => Ok(op),
+            Err(e) => {
+                let state = op.parked.take().expect("a failed start leaves the state parked");
+                Err((e, state))
+            }
+        }
+    }
+
+    /// The state format version the operator declared in `init`.
+    pub fn state_version(&self) -> u32 {
+        self.state_version
+    }
+
+    /// The component this operator runs.
+    pub fn component(&self) -> &OperatorComponent {
+        &self.component
+    }
+
+    fn instance(&mut self) -> Result<&mut OperatorInstance, CallError> {
+        if self.instance.is_none() {
+            let state = self.parked.take().expect("without an instance the state is parked");
+            let mut inst = match self.component.instantiate(self.info.clone(), state) {
+                Ok(i) => i,
+                Err((e, state)) => {
+                    self.parked = Some(state);
+                    return Err(e);
+                }
+            };
+            match inst.init(&self.config) {
+                Ok(info) => self.state_version = info.state_version,
+                Err(e) => {
+                    self.parked = Some(inst.into_state());
+                    return Err(e);
+                }
+            }
+            self.instance = Some(inst);
+        }
+        Ok(self.instance.as_mut().expect("just ensured"))
+    }
+
+    fn after<R>(&mut self, result: Result<R, CallError>) -> Result<R, CallError> {
+        if let Err(CallError::Trap { .. }) = &result {
+            let inst = self.instance.take().expect("a call ran on an instance");
+            self.parked = Some(inst.into_state());
+        }
+        result
+    }
+}
+
+impl Operator for WasmOperator {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError> {
+        let r = self.instance()?.process(batch);
+        self.after(r)
+    }
+
+    fn on_timer(&mut self, key: &[u8], at: i64) -> Result<OutputBatch, CallError> {
+        let r = self.instance()?.on_timer(key, at);
+        self.after(r)
+    }
+
+    fn state(&mut self) -> &mut OperatorState {
+        match &mut self.instance {
+            Some(inst) => inst.state(),
+            None => self.parked.as_mut().expect("without an instance the state is parked"),
+        }
+    }
+}

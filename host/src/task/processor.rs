@@ -1,0 +1,380 @@
+//! The processing of one task: batches through the operator chain, failure isolation
+//! with the pipeline's error policy, event-time timers, and the atomic commit.
+
+use super::batch;
+use super::{Operator, TaskError};
+use crate::control::OnError;
+use crate::record::Record;
+use crate::runtime::CallError;
+use crate::runtime::bindings::{EventBatch, OutputBatch};
+use crate::state::{Db, TaskPosition, load_position, stage_position};
+use rocksdb::WriteBatch;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Timers fired per operator in one attempt.
+const TIMERS_PER_ATTEMPT: usize = 1024;
+
+/// Records read from a source partition.
+pub struct SourceBatch {
+    pub events: EventBatch,
+    /// The source offset of each event.
+    pub offsets: Vec<u64>,
+}
+
+/// What one committed unit of work produced.
+pub struct Outputs {
+    /// The last operator's main output, for the sink.
+    pub main: EventBatch,
+    /// Side outputs: `(port, record)`, for topic `<pipeline>.<port>`.
+    pub side: Vec<(String, Record)>,
+    /// Records for the dead-letter topic, the error in their headers.
+    pub dead: Vec<Record>,
+}
+
+impl Outputs {
+    fn empty() -> Self {
+        Outputs { main: batch::empty(), side: Vec::new(), dead: Vec::new() }
+    }
+}
+
+/// Where a task's outputs go. An embedded sink adds them to the task's commit, so they
+/// are written atomically with state and position.
+pub trait Sink {
+    /// Adds `outputs` to the commit about to be written.
+    fn stage(&mut self, outputs: &Outputs, batch: &mut WriteBatch) -> Result<(), TaskError>;
+    /// The commit was written.
+    fn committed(&mut self, outputs: Outputs) -> Result<(), TaskError>;
+}
+
+/// Counters a task keeps about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskStats {
+    pub events_in: u64,
+    pub events_out: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// A failed attempt: which operator, and how.
+struct Failure {
+    op: usize,
+    error: CallError,
+}
+
+/// One source partition's processing.
+pub struct Task {
+    pipeline: String,
+    partition: u32,
+    ops: Vec<Box<dyn Operator>>,
+    policy: OnError,
+    watermark_delay: i64,
+    db: Arc<Db>,
+    position: TaskPosition,
+    stats: TaskStats,
+}
+
+impl Task {
+    /// A task over `ops`, resuming from the position committed in `db`.
+    pub fn new(
+        pipeline: &str,
+        partition: u32,
+        ops: Vec<Box<dyn Operator>>,
+        policy: OnError,
+        watermark_delay: i64,
+        db: Arc<Db>,
+    ) -> Result<Self, TaskError> {
+        let position = load_position(&db, pipeline, partition)?;
+        Ok(Task { pipeline: pipeline.to_string(), partition, ops, policy, watermark_delay, db, position, stats: TaskStats::default() })
+    }
+
+    /// The committed position: the next offset to read and the watermark.
+    pub fn position(&self) -> TaskPosition {
+        self.position
+    }
+
+    pub fn stats(&self) -> &TaskStats {
+        &self.stats
+    }
+
+    /// The operators, in chain order.
+    pub fn operators_mut(&mut self) -> &mut [Box<dyn Operator>] {
+        &mut self.ops
+    }
+
+    /// Processes a batch from the source, committing as it goes, then fires due timers.
+    pub fn process(&mut self, source: &SourceBatch, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        let n = source.events.events.len();
+        let mut todo: Vec<Range<usize>> = vec![0..n];
+        while let Some(range) = todo.pop() {
+            if range.is_empty() {
+                continue;
+            }
+            let whole = range == (0..n);
+            let sliced;
+            let events = if whole {
+                &source.events
+            } else {
+                sliced = batch::slice(&source.events, range.clone());
+                &sliced
+            };
+            match self.attempt(events) {
+                Ok(outputs) => self.commit_records(source, range, outputs, sink)?,
+                Err(Failure { op: 0, error: CallError::Rejected { index, .. } })
+                    if range.len() > 1 && (index as usize) < range.len() =>
+                {
+                    // The operator named the failing record (fatal or not): commit those
+                    // before it as one batch, then the failing one alone, then the rest.
+                    let k = range.start + index as usize;
+                    todo.push(k + 1..range.end);
+                    todo.push(k..k + 1);
+                    todo.push(range.start..k);
+                }
+                Err(Failure { error: CallError::Host(e), .. }) => return Err(e.into()),
+                Err(f) if range.len() == 1 && f.error.is_fatal() => {
+                    return Err(self.record_error(f.op, source.offsets[range.start], &f.error));
+                }
+                Err(f) if range.len() == 1 => self.apply_policy(source, range.start, f, sink)?,
+                Err(_) => {
+                    // Unknown culprit (a trap, or a later operator): one record at a time, so
+                    // the ones before it commit and the error names the right record.
+                    todo.extend(range.rev().map(|i| i..i + 1));
+                }
+            }
+        }
+        self.fire_timers(sink)
+    }
+
+    /// The input has ended: moves the watermark to the end of time and fires every timer.
+    pub fn finish_input(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        if self.position.watermark != i64::MAX {
+            self.position.watermark = i64::MAX;
+            self.commit(Outputs::empty(), self.position, sink)?;
+        }
+        self.fire_timers(sink)
+    }
+
+    /// Runs the chain over `events` once. On failure every operator's writes are dropped.
+    fn attempt(&mut self, events: &EventBatch) -> Result<Outputs, Failure> {
+        let watermark = self.position.watermark;
+        let mut side = Vec::new();
+        let mut carried: Option<EventBatch> = None;
+        for j in 0..self.ops.len() {
+            let input = carried.as_ref().unwrap_or(events);
+            if input.events.is_empty() {
+                break;
+            }
+            self.ops[j].state().watermark = watermark;
+            match self.ops[j].process(input).and_then(checked) {
+                Ok(out) => {
+                    let (main, s) = batch::split_output(out);
+                    side.extend(s);
+                    carried = Some(main);
+                }
+                Err(error) => {
+                    self.discard();
+                    return Err(Failure { op: j, error });
+                }
+            }
+        }
+        Ok(Outputs { main: carried.unwrap_or_else(batch::empty), side, dead: Vec::new() })
+    }
+
+    fn discard(&mut self) {
+        for op in &mut self.ops {
+            op.state().discard();
+        }
+    }
+
+    /// The position after `range` of `source` was handled.
+    fn position_after(&self, source: &SourceBatch, range: &Range<usize>) -> TaskPosition {
+        let max_ts = source.events.events[range.clone()].iter().map(|e| e.timestamp).max();
+        let watermark = match max_ts {
+            Some(ts) => self.position.watermark.max(ts.saturating_sub(self.watermark_delay)),
+            None => self.position.watermark,
+        };
+        TaskPosition { offset: source.offsets[range.end - 1] + 1, watermark }
+    }
+
+    fn commit_records(&mut self, source: &SourceBatch, range: Range<usize>, outputs: Outputs, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        let position = self.position_after(source, &range);
+        self.stats.events_in += range.len() as u64;
+        self.commit(outputs, position, sink)
+    }
+
+    /// Writes every operator's state changes, the outputs and `position` in one batch.
+    fn commit(&mut self, outputs: Outputs, position: TaskPosition, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        let mut wb = WriteBatch::default();
+        for op in &mut self.ops {
+            op.state().stage(&mut wb);
+        }
+        if let Err(e) = sink.stage(&outputs, &mut wb) {
+            self.discard();
+            return Err(e);
+        }
+        stage_position(&self.db, &mut wb, &self.pipeline, self.partition, position);
+        if let Err(e) = self.db.write(wb) {
+            self.discard();
+            return Err(e.into());
+        }
+        for op in &mut self.ops {
+            op.state().committed();
+        }
+        self.position = position;
+        self.stats.events_out += outputs.main.events.len() as u64;
+        sink.committed(outputs)
+    }
+
+    fn record_error(&self, op: usize, offset: u64, error: &CallError) -> TaskError {
+        TaskError::Record {
+            operator: self.ops[op].label().to_string(),
+            partition: self.partition,
+            offset,
+            message: error.to_string(),
+        }
+    }
+
+    /// Record `i` failed on its own: fail, skip it, or dead-letter it.
+    fn apply_policy(&mut self, source: &SourceBatch, i: usize, f: Failure, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        let offset = source.offsets[i];
+        let err = self.record_error(f.op, offset, &f.error);
+        self.stats.errors += 1;
+        self.stats.last_error = Some(err.to_string());
+        let mut outputs = Outputs::empty();
+        match self.policy {
+            OnError::Fail => return Err(err),
+            OnError::Skip => tracing::warn!(pipeline = %self.pipeline, "skipped a record: {err}"),
+            OnError::DeadLetter => {
+                let mut r = batch::record(&source.events, i);
+                r.headers.extend(self.error_headers(f.op, &f.error));
+                r.headers.push(("eddy.offset".into(), offset.to_string().into_bytes()));
+                outputs.dead.push(r);
+            }
+        }
+        self.commit_records(source, i..i + 1, outputs, sink)
+    }
+
+    fn error_headers(&self, op: usize, error: &CallError) -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("eddy.error".into(), error.to_string().into_bytes()),
+            ("eddy.operator".into(), self.ops[op].label().as_bytes().to_vec()),
+            ("eddy.partition".into(), self.partition.to_string().into_bytes()),
+        ]
+    }
+
+    /// Fires every timer due at the committed watermark, committing as it goes.
+    fn fire_timers(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        loop {
+            match self.attempt_timers(None) {
+                Ok(None) => return Ok(()),
+                Ok(Some(outputs)) => self.commit(outputs, self.position, sink)?,
+                Err(_) => self.isolate_first_timer(sink)?,
+            }
+        }
+    }
+
+    /// Fires due timers (or only `only`) and runs their outputs down the chain.
+    /// `Ok(None)`: nothing was due.
+    fn attempt_timers(&mut self, only: Option<(usize, i64, Vec<u8>)>) -> Result<Option<Outputs>, (Failure, i64)> {
+        let watermark = self.position.watermark;
+        let mut fired_any = false;
+        let mut side = Vec::new();
+        let mut carried = batch::empty();
+        for j in 0..self.ops.len() {
+            self.ops[j].state().watermark = watermark;
+            let mut main = batch::empty();
+            if !carried.events.is_empty() {
+                match self.ops[j].process(&carried).and_then(checked) {
+                    Ok(out) => absorb(out, &mut main, &mut side),
+                    Err(error) => {
+                        self.discard();
+                        return Err((Failure { op: j, error }, i64::MIN));
+                    }
+                }
+            }
+            let due = match &only {
+                Some((op, at, key)) if *op == j => vec![(*at, key.clone())],
+                Some(_) => Vec::new(),
+                None => match self.ops[j].state().due_timers(watermark, TIMERS_PER_ATTEMPT) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.discard();
+                        return Err((Failure { op: j, error: CallError::Host(e) }, i64::MIN));
+                    }
+                },
+            };
+            for (at, key) in due {
+                fired_any = true;
+                self.ops[j].state().delete_timer(key.clone(), at);
+                match self.ops[j].on_timer(&key, at).and_then(checked) {
+                    Ok(out) => absorb(out, &mut main, &mut side),
+                    Err(error) => {
+                        self.discard();
+                        return Err((Failure { op: j, error }, at));
+                    }
+                }
+            }
+            carried = main;
+        }
+        Ok(fired_any.then_some(Outputs { main: carried, side, dead: Vec::new() }))
+    }
+
+    /// A timer attempt failed: fire the earliest due timer alone and apply the policy
+    /// if it fails on its own.
+    fn isolate_first_timer(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        let watermark = self.position.watermark;
+        let mut first = None;
+        for j in 0..self.ops.len() {
+            if let Some((at, key)) = self.ops[j].state().due_timers(watermark, 1)?.into_iter().next() {
+                first = Some((j, at, key));
+                break;
+            }
+        }
+        let Some((j, at, key)) = first else { return Ok(()) };
+        match self.attempt_timers(Some((j, at, key.clone()))) {
+            Ok(outputs) => self.commit(outputs.unwrap_or_else(Outputs::empty), self.position, sink),
+            Err((f, _)) => {
+                let err = TaskError::Timer {
+                    operator: self.ops[f.op].label().to_string(),
+                    partition: self.partition,
+                    at,
+                    message: f.error.to_string(),
+                };
+                self.stats.errors += 1;
+                self.stats.last_error = Some(err.to_string());
+                if f.error.is_fatal() || self.policy == OnError::Fail {
+                    return Err(err);
+                }
+                let mut outputs = Outputs::empty();
+                if self.policy == OnError::DeadLetter {
+                    let mut headers = self.error_headers(f.op, &f.error);
+                    headers.push(("eddy.timer".into(), at.to_string().into_bytes()));
+                    outputs.dead.push(Record { key: Some(key.clone()), value: Vec::new(), timestamp: at, headers });
+                } else {
+                    tracing::warn!(pipeline = %self.pipeline, "skipped a timer: {err}");
+                }
+                // The timer is consumed either way.
+                self.ops[j].state().delete_timer(key, at);
+                self.commit(outputs, self.position, sink)
+            }
+        }
+    }
+}
+
+fn checked(out: OutputBatch) -> Result<OutputBatch, CallError> {
+    batch::check_output(&out).map_err(|m| CallError::Trap {
+        kind: crate::runtime::TrapKind::Other,
+        message: format!("the operator returned a malformed output batch: {m}"),
+    })?;
+    Ok(out)
+}
+
+fn absorb(out: OutputBatch, main: &mut EventBatch, side: &mut Vec<(String, Record)>) {
+    let (m, s) = batch::split_output(out);
+    if main.events.is_empty() {
+        *main = m;
+    } else {
+        batch::extend(main, &m);
+    }
+    side.extend(s);
+}

@@ -1,0 +1,9 @@
+//! Eddy's integration tests: one binary, against real components built from
+//! `examples/` and `tests/fixtures/`, and the real `eddy` binary.
+
+mod support;
+
+mod golden;
+mod run_cli;
+mod runtime;
+mod task;

@@ -1,0 +1,217 @@
+//! Tasks over real components: atomic commits, failure isolation and error policies,
+//! timers, side outputs, chains.
+
+use crate::runtime::Fixture;
+use eddy_host::control::OnError;
+use eddy_host::record::Record;
+use eddy_host::runtime::TaskInfo;
+use eddy_host::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskError, WasmOperator, batch};
+use rocksdb::WriteBatch;
+
+#[derive(Default)]
+struct Collect {
+    main: Vec<Record>,
+    side: Vec<(String, Record)>,
+    dead: Vec<Record>,
+}
+
+impl Collect {
+    fn values(&self) -> Vec<String> {
+        self.main.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect()
+    }
+}
+
+impl Sink for Collect {
+    fn stage(&mut self, _: &Outputs, _: &mut WriteBatch) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn committed(&mut self, outputs: Outputs) -> Result<(), TaskError> {
+        self.main.extend(batch::records(&outputs.main));
+        self.side.extend(outputs.side);
+        self.dead.extend(outputs.dead);
+        Ok(())
+    }
+}
+
+fn operator(fx: &Fixture, guest: &str, id: &str) -> Box<dyn Operator> {
+    let info = TaskInfo { pipeline: "p".into(), operator: id.into(), version: 1, partition: 0, partition_count: 1 };
+    Box::new(WasmOperator::start(fx.component(guest), info, vec![], fx.state(id, 0)).map_err(|(e, _)| e).unwrap())
+}
+
+fn task(fx: &Fixture, policy: OnError) -> Task {
+    Task::new("p", 0, vec![operator(fx, "fixture-probe", "probe")], policy, 0, fx.db.clone()).unwrap()
+}
+
+/// A source batch of commands at consecutive offsets from `first`, timestamps = offsets.
+fn source(first: u64, commands: &[&str]) -> SourceBatch {
+    let records: Vec<Record> = commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Record { key: None, value: c.as_bytes().to_vec(), timestamp: first as i64 + i as i64, headers: vec![] })
+        .collect();
+    SourceBatch { events: batch::from_records(&records), offsets: (first..first + commands.len() as u64).collect() }
+}
+
+fn get(t: &mut Task, store: &str, key: &str) -> Option<String> {
+    let state = t.operators_mut()[0].state();
+    let id = state.open_store(store).unwrap();
+    state.get(id, key.as_bytes()).unwrap().map(|v| String::from_utf8(v).unwrap())
+}
+
+#[test]
+fn a_failed_batch_leaves_state_position_and_output_unchanged() {
+    let fx = Fixture::new();
+    for mode in ["trap", "bad", "fatal"] {
+        let mut t = task(&fx, OnError::Fail);
+        let mut sink = Collect::default();
+        let err = t.process(&source(0, &[&format!("setfail s k v {mode}")]), &mut sink).unwrap_err();
+        assert!(matches!(err, TaskError::Record { offset: 0, .. }), "{mode}: {err}");
+        assert_eq!(get(&mut t, "s", "k"), None, "{mode}");
+        assert_eq!(t.position().offset, 0, "{mode}");
+        assert!(sink.main.is_empty(), "{mode}");
+        // And nothing reached the database: a fresh task sees the same.
+        let mut fresh = task(&fx, OnError::Fail);
+        assert_eq!(fresh.position().offset, 0);
+        assert_eq!(get(&mut fresh, "s", "k"), None);
+    }
+}
+
+#[test]
+fn records_before_a_failure_commit_and_the_policy_handles_the_failing_one() {
+    let cases = [(OnError::Skip, 0usize), (OnError::DeadLetter, 1)];
+    for (policy, dead) in cases {
+        let fx = Fixture::new();
+        let mut t = task(&fx, policy);
+        let mut sink = Collect::default();
+        t.process(&source(10, &["set s a 1", "bad wrong shape", "set s b 2", "hello"]), &mut sink).unwrap();
+        assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
+        assert_eq!(get(&mut t, "s", "b").as_deref(), Some("2"));
+        assert_eq!(t.position().offset, 14);
+        assert_eq!(sink.values(), ["hello"]);
+        assert_eq!(sink.dead.len(), dead, "{policy:?}");
+        assert_eq!(t.stats().errors, 1);
+        if let Some(d) = sink.dead.first() {
+            assert_eq!(d.value, b"bad wrong shape");
+            let header = |n: &str| d.headers.iter().find(|(k, _)| k == n).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+            assert!(header("eddy.error").unwrap().contains("wrong shape"));
+            assert_eq!(header("eddy.operator").as_deref(), Some("probe@1"));
+            assert_eq!(header("eddy.offset").as_deref(), Some("11"));
+        }
+    }
+    // With `fail`, the records before the failure still commit; the task stops there.
+    let fx = Fixture::new();
+    let mut t = task(&fx, OnError::Fail);
+    let err = t.process(&source(10, &["set s a 1", "bad wrong shape", "set s b 2"]), &mut Collect::default()).unwrap_err();
+    assert_eq!(err.to_string(), "operator probe@1: process failed on record 11 of partition 0: bad input: wrong shape");
+    assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
+    assert_eq!(get(&mut t, "s", "b"), None);
+    assert_eq!(t.position().offset, 11);
+}
+
+#[test]
+fn a_trap_costs_only_its_record_and_the_next_batch_gets_a_fresh_instance() {
+    let fx = Fixture::new();
+    let mut t = task(&fx, OnError::DeadLetter);
+    let mut sink = Collect::default();
+    t.process(&source(0, &["one", "set s a 1", "trap", "two"]), &mut sink).unwrap();
+    assert_eq!(sink.values(), ["one", "two"]);
+    assert_eq!(sink.dead.len(), 1);
+    assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
+    t.process(&source(4, &["three", "incr c n 1"]), &mut sink).unwrap();
+    assert_eq!(sink.values(), ["one", "two", "three", "1"]);
+    assert_eq!(t.position().offset, 6);
+}
+
+#[test]
+fn runaway_and_memory_hungry_records_are_isolated() {
+    let fx = Fixture::new();
+    let mut t = task(&fx, OnError::DeadLetter);
+    let mut sink = Collect::default();
+    t.process(&source(0, &["before", "loop", "bomb", "after"]), &mut sink).unwrap();
+    assert_eq!(sink.values(), ["before", "after"]);
+    let errors: Vec<String> = sink
+        .dead
+        .iter()
+        .map(|d| String::from_utf8_lossy(&d.headers.iter().find(|(k, _)| k == "eddy.error").unwrap().1).into_owned())
+        .collect();
+    assert!(errors[0].contains("deadline"), "{errors:?}");
+    assert!(errors[1].contains("memory limit"), "{errors:?}");
+}
+
+#[test]
+fn fatal_errors_fail_whatever_the_policy() {
+    let fx = Fixture::new();
+    let mut t = task(&fx, OnError::Skip);
+    let err = t.process(&source(0, &["fine", "fatal out of ideas"]), &mut Collect::default()).unwrap_err();
+    assert!(err.to_string().contains("out of ideas"), "{err}");
+    assert_eq!(t.position().offset, 1);
+}
+
+#[test]
+fn side_outputs_are_kept_apart() {
+    let fx = Fixture::new();
+    let mut t = task(&fx, OnError::Fail);
+    let mut sink = Collect::default();
+    t.process(&source(0, &["emit late x", "main"]), &mut sink).unwrap();
+    assert_eq!(sink.values(), ["main"]);
+    assert_eq!(sink.side.len(), 1);
+    assert_eq!((sink.side[0].0.as_str(), sink.side[0].1.value.as_slice()), ("late", &b"x"[..]));
+}
+
+#[test]
+fn timers_fire_once_the_watermark_passes_and_survive_restarts() {
+    let fx = Fixture::new();
+    let mut sink = Collect::default();
+    {
+        let mut t = task(&fx, OnError::Fail);
+        // Offsets are the timestamps: the watermark after this batch is 1.
+        t.process(&source(0, &["timer a 5", "timer b 50"]), &mut sink).unwrap();
+        assert!(sink.main.is_empty());
+    }
+    let mut t = task(&fx, OnError::Fail);
+    assert_eq!(t.position().watermark, 1);
+    t.process(&source(6, &["x"]), &mut sink).unwrap();
+    assert_eq!(sink.values(), ["x", "fired@5"]);
+    t.finish_input(&mut sink).unwrap();
+    assert_eq!(sink.values(), ["x", "fired@5", "fired@50"]);
+    assert_eq!(sink.main[2].key.as_deref(), Some(&b"b"[..]));
+}
+
+#[test]
+fn position_and_state_survive_a_restart() {
+    let fx = Fixture::new();
+    {
+        let mut t = task(&fx, OnError::Fail);
+        t.process(&source(0, &["incr c n 1", "incr c n 1"]), &mut Collect::default()).unwrap();
+    }
+    let mut t = task(&fx, OnError::Fail);
+    assert_eq!(t.position().offset, 2);
+    let mut sink = Collect::default();
+    t.process(&source(2, &["incr c n 1"]), &mut sink).unwrap();
+    assert_eq!(sink.values(), ["3"]);
+}
+
+#[test]
+fn chained_operators_feed_each_other_and_failures_name_the_operator() {
+    let fx = Fixture::new();
+    let ops = vec![operator(&fx, "fixture-probe", "first"), operator(&fx, "fixture-probe", "second")];
+    let mut t = Task::new("p", 0, ops, OnError::DeadLetter, 0, fx.db.clone()).unwrap();
+    let mut sink = Collect::default();
+    t.process(&source(0, &["forward hello", "forward bad boom", "forward incr c n 1", "forward incr c n 1"]), &mut sink).unwrap();
+    assert_eq!(sink.values(), ["hello", "1", "2"]);
+    assert_eq!(sink.dead.len(), 1);
+    assert_eq!(sink.dead[0].value, b"forward bad boom", "the dead letter is the source record");
+    let op = sink.dead[0].headers.iter().find(|(k, _)| k == "eddy.operator").unwrap();
+    assert_eq!(op.1, b"second@1");
+
+    let ops = vec![operator(&fx, "fixture-probe", "echo"), operator(&fx, "wordcount", "wordcount")];
+    let mut t = Task::new("q", 0, ops, OnError::Fail, 0, fx.db.clone()).unwrap();
+    let mut sink = Collect::default();
+    t.process(&source(0, &["alpha beta", "alpha"]), &mut sink).unwrap();
+    let pairs: Vec<(String, String)> = sink
+        .main
+        .iter()
+        .map(|r| (String::from_utf8(r.key.clone().unwrap()).unwrap(), String::from_utf8(r.value.clone()).unwrap()))
+        .collect();
+    assert_eq!(pairs, [("alpha".into(), "1".into()), ("beta".into(), "1".into()), ("alpha".into(), "2".into())]);
+}
