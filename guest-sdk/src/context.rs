@@ -52,16 +52,16 @@ impl Context {
     }
 
     /// Emits `event` on the main output: to the next operator, or the pipeline's sink.
-    pub fn emit(&mut self, event: Event) {
+    pub fn emit(&mut self, event: Event<'_>) {
         self.emit_on(None, event)
     }
 
     /// Emits `event` on the side output `port` (topic `<pipeline>.<port>`).
-    pub fn emit_to(&mut self, port: &str, event: Event) {
+    pub fn emit_to(&mut self, port: &str, event: Event<'_>) {
         self.emit_on(Some(port), event)
     }
 
-    fn emit_on(&mut self, port: Option<&str>, event: Event) {
+    fn emit_on(&mut self, port: Option<&str>, event: Event<'_>) {
         let ts = if event.timestamp == INHERIT_TIMESTAMP { self.current_timestamp } else { event.timestamp };
         self.out.push(port, &event, ts)
     }

@@ -1,41 +1,91 @@
 use crate::Error;
+use std::borrow::Cow;
 
 /// Timestamp of an event built with [`Event::new`] before [`Event::at`] sets one: when
 /// emitted it takes the timestamp of the record (or timer) being handled, as in Flink.
 pub(crate) const INHERIT_TIMESTAMP: i64 = i64::MIN;
 
 /// One record: an optional key, a value, an event time and headers.
+///
+/// Events handed to [`crate::Operator::process`] borrow the batch they came in (no copy
+/// per record); events you build borrow or own their bytes as you give them. Call
+/// [`Event::into_owned`] to keep one beyond the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub struct Event<'a> {
     /// The key; `None` for keyless records.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Cow<'a, [u8]>>,
     /// The payload.
-    pub value: Vec<u8>,
+    pub value: Cow<'a, [u8]>,
     /// Event time, milliseconds since the Unix epoch.
     pub timestamp: i64,
     /// Headers in order; names are UTF-8, values are bytes.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, [u8]>)>,
 }
 
-impl Event {
-    /// A keyed event. Its timestamp is the handled record's unless set with [`Event::at`].
-    pub fn new(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Event {
-            key: Some(key.into()),
-            value: value.into(),
-            timestamp: INHERIT_TIMESTAMP,
-            headers: Vec::new(),
+/// Anything usable as a key or value: `&str`, `String`, `&[u8]`, `Vec<u8>`, byte arrays.
+/// Borrowed forms are not copied until the event is emitted.
+pub trait IntoBytes<'a> {
+    fn into_bytes(self) -> Cow<'a, [u8]>;
+}
+
+impl<'a> IntoBytes<'a> for &'a str {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+impl<'a> IntoBytes<'a> for &'a String {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+impl<'a> IntoBytes<'a> for String {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+}
+impl<'a> IntoBytes<'a> for &'a [u8] {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+impl<'a, const N: usize> IntoBytes<'a> for &'a [u8; N] {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+impl<'a> IntoBytes<'a> for &'a Vec<u8> {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+impl<'a> IntoBytes<'a> for Vec<u8> {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Owned(self)
+    }
+}
+impl<'a> IntoBytes<'a> for Cow<'a, [u8]> {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        self
+    }
+}
+impl<'a> IntoBytes<'a> for Cow<'a, str> {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        match self {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
         }
+    }
+}
+
+impl<'a> Event<'a> {
+    /// A keyed event. Its timestamp is the handled record's unless set with [`Event::at`].
+    pub fn new(key: impl IntoBytes<'a>, value: impl IntoBytes<'a>) -> Self {
+        Event { key: Some(key.into_bytes()), value: value.into_bytes(), timestamp: INHERIT_TIMESTAMP, headers: Vec::new() }
     }
 
     /// A keyless event.
-    pub fn keyless(value: impl Into<Vec<u8>>) -> Self {
-        Event {
-            key: None,
-            value: value.into(),
-            timestamp: INHERIT_TIMESTAMP,
-            headers: Vec::new(),
-        }
+    pub fn keyless(value: impl IntoBytes<'a>) -> Self {
+        Event { key: None, value: value.into_bytes(), timestamp: INHERIT_TIMESTAMP, headers: Vec::new() }
     }
 
     /// Sets the event time (ms since the Unix epoch).
@@ -45,8 +95,8 @@ impl Event {
     }
 
     /// Adds a header.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn with_header(mut self, name: impl Into<Cow<'a, str>>, value: impl IntoBytes<'a>) -> Self {
+        self.headers.push((name.into(), value.into_bytes()));
         self
     }
 
@@ -71,10 +121,21 @@ impl Event {
 
     /// The first header called `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref())
+    }
+
+    /// The same event, owning its bytes, to keep beyond the current call.
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            key: self.key.map(|k| Cow::Owned(k.into_owned())),
+            value: Cow::Owned(self.value.into_owned()),
+            timestamp: self.timestamp,
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(n, v)| (Cow::Owned(n.into_owned()), Cow::Owned(v.into_owned())))
+                .collect(),
+        }
     }
 }
 
@@ -92,6 +153,15 @@ mod tests {
         assert_eq!(e.header("nope"), None);
         assert_eq!(Event::keyless("v").key, None);
         assert_eq!(Event::keyless("v").timestamp, INHERIT_TIMESTAMP);
+        let owned: Event<'static> = Event::new(&b"k"[..], String::from("v")).into_owned();
+        assert_eq!(owned, Event::new("k", "v"));
+    }
+
+    #[test]
+    fn borrowed_bytes_are_not_copied() {
+        let text = String::from("payload");
+        let e = Event::keyless(&text);
+        assert!(matches!(e.value, Cow::Borrowed(_)));
     }
 
     #[test]

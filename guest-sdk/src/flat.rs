@@ -5,6 +5,7 @@ use crate::bindings::eddy::operator::types::{
     ByteList, EventBatch, EventMeta, HeaderMeta, KvBatch, OutputBatch, OutputMeta, Span,
 };
 use crate::event::Event;
+use std::borrow::Cow;
 
 /// `Span::len` of an absent value.
 pub(crate) const ABSENT: u32 = u32::MAX;
@@ -31,32 +32,31 @@ pub(crate) fn get(data: &[u8], span: Span) -> Option<&[u8]> {
     Some(&data[start..start + span.len as usize])
 }
 
-fn get_str(data: &[u8], span: Span) -> String {
-    String::from_utf8_lossy(get(data, span).unwrap_or_default()).into_owned()
+fn get_str(data: &[u8], span: Span) -> Cow<'_, str> {
+    String::from_utf8_lossy(get(data, span).unwrap_or_default())
 }
 
-/// The events of a batch, decoded one by one.
-pub(crate) fn events(batch: &EventBatch) -> impl Iterator<Item = Event> + '_ {
-    batch.events.iter().map(move |meta| {
-        let headers = batch.headers[meta.headers_start as usize..][..meta.headers_len as usize]
-            .iter()
-            .map(|h| {
-                let value = get(&batch.data, h.value).unwrap_or_default().to_vec();
-                (get_str(&batch.data, h.name), value)
-            })
-            .collect();
-        Event {
-            key: get(&batch.data, meta.key).map(<[u8]>::to_vec),
-            value: get(&batch.data, meta.value).unwrap_or_default().to_vec(),
-            timestamp: meta.timestamp,
-            headers,
-        }
-    })
+fn decode<'a>(data: &'a [u8], headers: &[HeaderMeta], meta: &EventMeta) -> Event<'a> {
+    let headers = headers[meta.headers_start as usize..][..meta.headers_len as usize]
+        .iter()
+        .map(|h| (get_str(data, h.name), Cow::Borrowed(get(data, h.value).unwrap_or_default())))
+        .collect();
+    Event {
+        key: get(data, meta.key).map(Cow::Borrowed),
+        value: Cow::Borrowed(get(data, meta.value).unwrap_or_default()),
+        timestamp: meta.timestamp,
+        headers,
+    }
+}
+
+/// The events of a batch, decoded one by one, borrowing the batch's buffer.
+pub(crate) fn events(batch: &EventBatch) -> impl Iterator<Item = Event<'_>> + '_ {
+    batch.events.iter().map(move |meta| decode(&batch.data, &batch.headers, meta))
 }
 
 /// Builds an `event-batch` (used by the SDK's own tests and the native test harness).
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-pub(crate) fn event_batch<'a>(events: impl IntoIterator<Item = &'a Event>) -> EventBatch {
+pub(crate) fn event_batch<'a, 'e: 'a>(events: impl IntoIterator<Item = &'a Event<'e>>) -> EventBatch {
     let mut batch = EventBatch { data: Vec::new(), events: Vec::new(), headers: Vec::new() };
     for event in events {
         let meta = push_event(&mut batch.data, &mut batch.headers, event, event.timestamp);
@@ -68,13 +68,14 @@ pub(crate) fn event_batch<'a>(events: impl IntoIterator<Item = &'a Event>) -> Ev
 fn push_event(
     data: &mut Vec<u8>,
     headers: &mut Vec<HeaderMeta>,
-    event: &Event,
+    event: &Event<'_>,
     timestamp: i64,
 ) -> EventMeta {
     let key = push_opt(data, event.key.as_deref());
     let value = push(data, &event.value);
     let headers_start = headers.len() as u32;
     for (name, value) in &event.headers {
+        let (name, value): (&str, &[u8]) = (name, value);
         let name = push(data, name.as_bytes());
         let value = push(data, value);
         headers.push(HeaderMeta { name, value });
@@ -104,7 +105,7 @@ impl OutputBuilder {
     }
 
     /// Appends `event` (with `timestamp`) to the output, on `port` or the main output.
-    pub(crate) fn push(&mut self, port: Option<&str>, event: &Event, timestamp: i64) {
+    pub(crate) fn push(&mut self, port: Option<&str>, event: &Event<'_>, timestamp: i64) {
         let batch = self.batch();
         let meta = push_event(&mut batch.data, &mut batch.headers, event, timestamp);
         let port = push_opt(&mut batch.data, port.map(str::as_bytes));
@@ -132,21 +133,10 @@ impl OutputBuilder {
 
 /// Decodes one output of an `output-batch`: its port and event.
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-pub(crate) fn outputs(batch: &OutputBatch) -> impl Iterator<Item = (Option<String>, Event)> + '_ {
+pub(crate) fn outputs(batch: &OutputBatch) -> impl Iterator<Item = (Option<String>, Event<'_>)> + '_ {
     batch.outputs.iter().map(move |out| {
-        let as_batch_meta = &out.event;
-        let headers = batch.headers[as_batch_meta.headers_start as usize..]
-            [..as_batch_meta.headers_len as usize]
-            .iter()
-            .map(|h| (get_str(&batch.data, h.name), get(&batch.data, h.value).unwrap_or_default().to_vec()))
-            .collect();
-        let event = Event {
-            key: get(&batch.data, out.event.key).map(<[u8]>::to_vec),
-            value: get(&batch.data, out.event.value).unwrap_or_default().to_vec(),
-            timestamp: out.event.timestamp,
-            headers,
-        };
-        (get(&batch.data, out.port).map(|p| String::from_utf8_lossy(p).into_owned()), event)
+        let port = get(&batch.data, out.port).map(|p| String::from_utf8_lossy(p).into_owned());
+        (port, decode(&batch.data, &batch.headers, &out.event))
     })
 }
 
@@ -201,7 +191,7 @@ mod tests {
         let batch = event_batch(&events);
         assert_eq!(batch.events.len(), 3);
         assert_eq!(batch.headers.len(), 2);
-        let decoded: Vec<Event> = super::events(&batch).collect();
+        let decoded: Vec<Event<'_>> = super::events(&batch).collect();
         assert_eq!(decoded, events);
     }
 

@@ -49,7 +49,7 @@ pub mod testing;
 pub use config::Config;
 pub use context::{Context, LogLevel, TaskInfo};
 pub use error::{Error, Result};
-pub use event::Event;
+pub use event::{Event, IntoBytes};
 pub use operator::Operator;
 pub use store::{Scan, Store};
 

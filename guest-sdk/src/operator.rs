@@ -20,7 +20,7 @@ pub trait Operator {
 
     /// Handles one record. Emit with [`Context::emit`]; return [`Error::BadInput`] for a
     /// record the pipeline's `on_error` policy should handle.
-    fn process(&mut self, event: Event, ctx: &mut Context) -> Result<(), Error>;
+    fn process(&mut self, event: Event<'_>, ctx: &mut Context) -> Result<(), Error>;
 
     /// A timer set with [`Context::set_timer`] fired: the watermark reached `at`.
     fn on_timer(&mut self, key: Vec<u8>, at: i64, ctx: &mut Context) -> Result<(), Error> {

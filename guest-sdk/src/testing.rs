@@ -15,7 +15,7 @@
 //!
 //! let mut h = Harness::new(Upper).unwrap();
 //! let out = h.process(Event::keyless("hi").at(5)).unwrap();
-//! assert_eq!(out[0].event.value, b"HI");
+//! assert_eq!(out[0].event.value, &b"HI"[..]);
 //! assert_eq!(out[0].event.timestamp, 5);
 //! ```
 
@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub port: Option<String>,
-    pub event: Event,
+    pub event: Event<'static>,
 }
 
 /// Drives one operator through the same flat-batch path as the Wasm host. State, timers
@@ -63,12 +63,12 @@ impl<O: Operator> Harness<O> {
     }
 
     /// Handles one record and returns what it emitted.
-    pub fn process(&mut self, event: Event) -> Result<Vec<Output>, Error> {
+    pub fn process(&mut self, event: Event<'_>) -> Result<Vec<Output>, Error> {
         self.process_batch(std::slice::from_ref(&event)).map_err(|(_, e)| e)
     }
 
     /// Handles a batch; on failure returns the failing index and the error.
-    pub fn process_batch(&mut self, events: &[Event]) -> Result<Vec<Output>, (usize, Error)> {
+    pub fn process_batch(&mut self, events: &[Event<'_>]) -> Result<Vec<Output>, (usize, Error)> {
         let batch = flat::event_batch(events);
         match self.runner.process(batch) {
             Ok(out) => Ok(decode(&out)),
@@ -143,7 +143,7 @@ impl<O: Operator> Harness<O> {
 }
 
 fn decode(batch: &crate::bindings::eddy::operator::types::OutputBatch) -> Vec<Output> {
-    flat::outputs(batch).map(|(port, event)| Output { port, event }).collect()
+    flat::outputs(batch).map(|(port, event)| Output { port, event: event.into_owned() }).collect()
 }
 
 fn wit_error(e: crate::bindings::eddy::operator::types::Error) -> Error {

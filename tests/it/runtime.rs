@@ -31,7 +31,7 @@ impl Fixture {
     }
 
     pub fn state(&self, operator: &str, partition: u32) -> OperatorState {
-        OperatorState::new(Arc::clone(&self.db), StateScope { pipeline: "p".into(), operator: operator.into(), partition }, 1 << 20)
+        OperatorState::new(Arc::clone(&self.db), StateScope { pipeline: "p".into(), operator: operator.into(), partition }, 1 << 20).unwrap()
     }
 
     pub fn instance(&self, name: &str, config: &[(&str, &str)]) -> OperatorInstance {

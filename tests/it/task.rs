@@ -5,7 +5,7 @@ use crate::runtime::Fixture;
 use eddy_host::control::OnError;
 use eddy_host::record::Record;
 use eddy_host::runtime::TaskInfo;
-use eddy_host::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskError, WasmOperator, batch};
+use eddy_host::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
 use rocksdb::WriteBatch;
 
 #[derive(Default)]
@@ -22,15 +22,27 @@ impl Collect {
 }
 
 impl Sink for Collect {
-    fn stage(&mut self, _: &Outputs, _: &mut WriteBatch) -> Result<(), TaskError> {
+    fn stage(&mut self, _: &[Outputs], _: &mut WriteBatch) -> Result<(), TaskError> {
         Ok(())
     }
-    fn committed(&mut self, outputs: Outputs) -> Result<(), TaskError> {
-        self.main.extend(batch::records(&outputs.main));
-        self.side.extend(outputs.side);
-        self.dead.extend(outputs.dead);
+    fn committed(&mut self, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+        for o in outputs {
+            self.main.extend(batch::records(&o.main));
+            self.side.extend(o.side);
+            self.dead.extend(o.dead);
+        }
         Ok(())
     }
+}
+
+fn config(policy: OnError) -> TaskConfig {
+    TaskConfig { policy, ..TaskConfig::default() }
+}
+
+/// Processes a batch and commits it.
+fn run(t: &mut Task, source: &SourceBatch, sink: &mut Collect) -> Result<(), TaskError> {
+    t.process(source, sink)?;
+    t.flush(sink)
 }
 
 fn operator(fx: &Fixture, guest: &str, id: &str) -> Box<dyn Operator> {
@@ -39,7 +51,7 @@ fn operator(fx: &Fixture, guest: &str, id: &str) -> Box<dyn Operator> {
 }
 
 fn task(fx: &Fixture, policy: OnError) -> Task {
-    Task::new("p", 0, vec![operator(fx, "fixture-probe", "probe")], policy, 0, fx.db.clone()).unwrap()
+    Task::new("p", 0, vec![operator(fx, "fixture-probe", "probe")], config(policy), fx.db.clone()).unwrap()
 }
 
 /// A source batch of commands at consecutive offsets from `first`, timestamps = offsets.
@@ -54,7 +66,7 @@ fn source(first: u64, commands: &[&str]) -> SourceBatch {
 
 fn get(t: &mut Task, store: &str, key: &str) -> Option<String> {
     let state = t.operators_mut()[0].state();
-    let id = state.open_store(store).unwrap();
+    let id = state.open_store(store).unwrap().unwrap();
     state.get(id, key.as_bytes()).unwrap().map(|v| String::from_utf8(v).unwrap())
 }
 
@@ -64,7 +76,7 @@ fn a_failed_batch_leaves_state_position_and_output_unchanged() {
     for mode in ["trap", "bad", "fatal"] {
         let mut t = task(&fx, OnError::Fail);
         let mut sink = Collect::default();
-        let err = t.process(&source(0, &[&format!("setfail s k v {mode}")]), &mut sink).unwrap_err();
+        let err = run(&mut t, &source(0, &[&format!("setfail s k v {mode}")]), &mut sink).unwrap_err();
         assert!(matches!(err, TaskError::Record { offset: 0, .. }), "{mode}: {err}");
         assert_eq!(get(&mut t, "s", "k"), None, "{mode}");
         assert_eq!(t.position().offset, 0, "{mode}");
@@ -83,7 +95,7 @@ fn records_before_a_failure_commit_and_the_policy_handles_the_failing_one() {
         let fx = Fixture::new();
         let mut t = task(&fx, policy);
         let mut sink = Collect::default();
-        t.process(&source(10, &["set s a 1", "bad wrong shape", "set s b 2", "hello"]), &mut sink).unwrap();
+        run(&mut t, &source(10, &["set s a 1", "bad wrong shape", "set s b 2", "hello"]), &mut sink).unwrap();
         assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
         assert_eq!(get(&mut t, "s", "b").as_deref(), Some("2"));
         assert_eq!(t.position().offset, 14);
@@ -101,7 +113,7 @@ fn records_before_a_failure_commit_and_the_policy_handles_the_failing_one() {
     // With `fail`, the records before the failure still commit; the task stops there.
     let fx = Fixture::new();
     let mut t = task(&fx, OnError::Fail);
-    let err = t.process(&source(10, &["set s a 1", "bad wrong shape", "set s b 2"]), &mut Collect::default()).unwrap_err();
+    let err = run(&mut t, &source(10, &["set s a 1", "bad wrong shape", "set s b 2"]), &mut Collect::default()).unwrap_err();
     assert_eq!(err.to_string(), "operator probe@1: process failed on record 11 of partition 0: bad input: wrong shape");
     assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
     assert_eq!(get(&mut t, "s", "b"), None);
@@ -113,11 +125,11 @@ fn a_trap_costs_only_its_record_and_the_next_batch_gets_a_fresh_instance() {
     let fx = Fixture::new();
     let mut t = task(&fx, OnError::DeadLetter);
     let mut sink = Collect::default();
-    t.process(&source(0, &["one", "set s a 1", "trap", "two"]), &mut sink).unwrap();
+    run(&mut t, &source(0, &["one", "set s a 1", "trap", "two"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["one", "two"]);
     assert_eq!(sink.dead.len(), 1);
     assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
-    t.process(&source(4, &["three", "incr c n 1"]), &mut sink).unwrap();
+    run(&mut t, &source(4, &["three", "incr c n 1"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["one", "two", "three", "1"]);
     assert_eq!(t.position().offset, 6);
 }
@@ -127,7 +139,7 @@ fn runaway_and_memory_hungry_records_are_isolated() {
     let fx = Fixture::new();
     let mut t = task(&fx, OnError::DeadLetter);
     let mut sink = Collect::default();
-    t.process(&source(0, &["before", "loop", "bomb", "after"]), &mut sink).unwrap();
+    run(&mut t, &source(0, &["before", "loop", "bomb", "after"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["before", "after"]);
     let errors: Vec<String> = sink
         .dead
@@ -142,7 +154,7 @@ fn runaway_and_memory_hungry_records_are_isolated() {
 fn fatal_errors_fail_whatever_the_policy() {
     let fx = Fixture::new();
     let mut t = task(&fx, OnError::Skip);
-    let err = t.process(&source(0, &["fine", "fatal out of ideas"]), &mut Collect::default()).unwrap_err();
+    let err = run(&mut t, &source(0, &["fine", "fatal out of ideas"]), &mut Collect::default()).unwrap_err();
     assert!(err.to_string().contains("out of ideas"), "{err}");
     assert_eq!(t.position().offset, 1);
 }
@@ -152,7 +164,7 @@ fn side_outputs_are_kept_apart() {
     let fx = Fixture::new();
     let mut t = task(&fx, OnError::Fail);
     let mut sink = Collect::default();
-    t.process(&source(0, &["emit late x", "main"]), &mut sink).unwrap();
+    run(&mut t, &source(0, &["emit late x", "main"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["main"]);
     assert_eq!(sink.side.len(), 1);
     assert_eq!((sink.side[0].0.as_str(), sink.side[0].1.value.as_slice()), ("late", &b"x"[..]));
@@ -165,12 +177,12 @@ fn timers_fire_once_the_watermark_passes_and_survive_restarts() {
     {
         let mut t = task(&fx, OnError::Fail);
         // Offsets are the timestamps: the watermark after this batch is 1.
-        t.process(&source(0, &["timer a 5", "timer b 50"]), &mut sink).unwrap();
+        run(&mut t, &source(0, &["timer a 5", "timer b 50"]), &mut sink).unwrap();
         assert!(sink.main.is_empty());
     }
     let mut t = task(&fx, OnError::Fail);
     assert_eq!(t.position().watermark, 1);
-    t.process(&source(6, &["x"]), &mut sink).unwrap();
+    run(&mut t, &source(6, &["x"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["x", "fired@5"]);
     t.finish_input(&mut sink).unwrap();
     assert_eq!(sink.values(), ["x", "fired@5", "fired@50"]);
@@ -182,12 +194,12 @@ fn position_and_state_survive_a_restart() {
     let fx = Fixture::new();
     {
         let mut t = task(&fx, OnError::Fail);
-        t.process(&source(0, &["incr c n 1", "incr c n 1"]), &mut Collect::default()).unwrap();
+        run(&mut t, &source(0, &["incr c n 1", "incr c n 1"]), &mut Collect::default()).unwrap();
     }
     let mut t = task(&fx, OnError::Fail);
     assert_eq!(t.position().offset, 2);
     let mut sink = Collect::default();
-    t.process(&source(2, &["incr c n 1"]), &mut sink).unwrap();
+    run(&mut t, &source(2, &["incr c n 1"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["3"]);
 }
 
@@ -195,9 +207,9 @@ fn position_and_state_survive_a_restart() {
 fn chained_operators_feed_each_other_and_failures_name_the_operator() {
     let fx = Fixture::new();
     let ops = vec![operator(&fx, "fixture-probe", "first"), operator(&fx, "fixture-probe", "second")];
-    let mut t = Task::new("p", 0, ops, OnError::DeadLetter, 0, fx.db.clone()).unwrap();
+    let mut t = Task::new("p", 0, ops, config(OnError::DeadLetter), fx.db.clone()).unwrap();
     let mut sink = Collect::default();
-    t.process(&source(0, &["forward hello", "forward bad boom", "forward incr c n 1", "forward incr c n 1"]), &mut sink).unwrap();
+    run(&mut t, &source(0, &["forward hello", "forward bad boom", "forward incr c n 1", "forward incr c n 1"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["hello", "1", "2"]);
     assert_eq!(sink.dead.len(), 1);
     assert_eq!(sink.dead[0].value, b"forward bad boom", "the dead letter is the source record");
@@ -205,13 +217,48 @@ fn chained_operators_feed_each_other_and_failures_name_the_operator() {
     assert_eq!(op.1, b"second@1");
 
     let ops = vec![operator(&fx, "fixture-probe", "echo"), operator(&fx, "wordcount", "wordcount")];
-    let mut t = Task::new("q", 0, ops, OnError::Fail, 0, fx.db.clone()).unwrap();
+    let mut t = Task::new("q", 0, ops, config(OnError::Fail), fx.db.clone()).unwrap();
     let mut sink = Collect::default();
-    t.process(&source(0, &["alpha beta", "alpha"]), &mut sink).unwrap();
+    run(&mut t, &source(0, &["alpha beta", "alpha"]), &mut sink).unwrap();
     let pairs: Vec<(String, String)> = sink
         .main
         .iter()
         .map(|r| (String::from_utf8(r.key.clone().unwrap()).unwrap(), String::from_utf8(r.value.clone()).unwrap()))
         .collect();
     assert_eq!(pairs, [("alpha".into(), "1".into()), ("beta".into(), "1".into()), ("alpha".into(), "2".into())]);
+}
+
+#[test]
+fn uncommitted_batches_are_redone_after_a_crash_with_the_same_result() {
+    let fx = Fixture::new();
+    let never = TaskConfig { commit_interval: std::time::Duration::from_secs(3600), ..config(OnError::Fail) };
+    let mut sink = Collect::default();
+    let mut t = Task::new("p", 0, vec![operator(&fx, "fixture-probe", "probe")], never.clone(), fx.db.clone()).unwrap();
+    t.process(&source(0, &["incr c n 1", "incr c n 1"]), &mut sink).unwrap();
+    assert!(sink.main.is_empty(), "outputs wait for the commit");
+    assert_eq!((t.position().offset, t.committed_position().offset), (2, 0));
+    t.flush(&mut sink).unwrap();
+    assert_eq!(sink.values(), ["1", "2"]);
+    t.process(&source(2, &["incr c n 1", "set s k v"]), &mut sink).unwrap();
+    drop(t); // a crash: the last batch was never committed
+
+    let mut t = Task::new("p", 0, vec![operator(&fx, "fixture-probe", "probe")], never, fx.db.clone()).unwrap();
+    assert_eq!(t.position().offset, 2);
+    assert_eq!(get(&mut t, "s", "k"), None);
+    run(&mut t, &source(2, &["incr c n 1", "set s k v"]), &mut sink).unwrap();
+    assert_eq!(sink.values(), ["1", "2", "3"]);
+    assert_eq!(get(&mut t, "s", "k").as_deref(), Some("v"));
+}
+
+#[test]
+fn a_failing_batch_keeps_earlier_uncommitted_batches() {
+    let fx = Fixture::new();
+    let never = TaskConfig { commit_interval: std::time::Duration::from_secs(3600), ..config(OnError::Skip) };
+    let mut t = Task::new("p", 0, vec![operator(&fx, "fixture-probe", "probe")], never, fx.db.clone()).unwrap();
+    let mut sink = Collect::default();
+    t.process(&source(0, &["set s a 1"]), &mut sink).unwrap();
+    t.process(&source(1, &["setfail s b 2 trap"]), &mut sink).unwrap();
+    run(&mut t, &source(2, &["get s a", "get s b"]), &mut sink).unwrap();
+    assert_eq!(sink.values(), ["1", "<none>"]);
+    assert_eq!(t.committed_position().offset, 4);
 }

@@ -5,6 +5,7 @@
 //! letters. Counts live in the store `counts` as 8-byte little-endian integers.
 
 use eddy_guest::prelude::*;
+use std::borrow::Cow;
 
 #[derive(Default)]
 pub struct WordCount {
@@ -27,8 +28,8 @@ impl Operator for WordCount {
     fn process(&mut self, event: Event, ctx: &mut Context) -> Result<(), Error> {
         let counts = ctx.store("counts")?;
         for word in words(event.value_str()?) {
-            let word = if self.lowercase { word.to_ascii_lowercase() } else { word.to_string() };
-            let n = counts.increment(&word, 1)?;
+            let word: Cow<str> = if self.lowercase { word.to_ascii_lowercase().into() } else { word.into() };
+            let n = counts.increment(word.as_bytes(), 1)?;
             ctx.emit(Event::new(word, n.to_string()));
         }
         Ok(())
@@ -54,6 +55,7 @@ mod tests {
         assert_eq!(pairs, vec![("the".into(), "3".into()), ("end".into(), "1".into())]);
         assert_eq!(out[0].event.timestamp, 11);
         assert_eq!(h.store("counts")[&b"cat"[..].to_vec()], 1i64.to_le_bytes());
+        assert_eq!(out[1].event, Event::new("end", "1").at(11));
     }
 
     #[test]
@@ -61,7 +63,7 @@ mod tests {
         let mut h = Harness::new(WordCount::default()).unwrap();
         let out = h.process(Event::keyless("A a")).unwrap();
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].event.value, b"1");
+        assert_eq!(out[1].event.value, &b"1"[..]);
         assert!(matches!(h.process(Event::keyless(vec![0xff])), Err(Error::BadInput(_))));
     }
 

@@ -4,7 +4,7 @@ use crate::control::PipelineSpec;
 use crate::record::{self, Record};
 use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
 use crate::state::{Db, DbOptions, OperatorState, StateScope};
-use crate::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskError, WasmOperator, batch};
+use crate::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
 use anyhow::{Context as _, bail};
 use rocksdb::WriteBatch;
 use std::collections::BTreeMap;
@@ -67,12 +67,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("operator {} ({})", op.id(), path.display()))?;
         let info = TaskInfo { pipeline: spec.name.clone(), operator: op.id().to_string(), version: 1, partition: 0, partition_count: 1 };
         let scope = StateScope { pipeline: spec.name.clone(), operator: op.id().to_string(), partition: 0 };
-        let state = OperatorState::new(Arc::clone(&db), scope, (settings.state_cache_mb as usize) << 20);
+        let state = OperatorState::new(Arc::clone(&db), scope, (settings.state_cache_mb as usize) << 20)?;
         let wasm = WasmOperator::start(component, info, op.config_pairs(), state)
             .map_err(|(e, _)| anyhow::anyhow!("operator {}: init failed: {}", op.id(), e.message()))?;
         ops.push(Box::new(wasm));
     }
-    let mut task = Task::new(&spec.name, 0, ops, settings.on_error, settings.watermark_delay_ms, db)?;
+    let mut task = Task::new(&spec.name, 0, ops, TaskConfig::from_settings(settings), db)?;
     let mut sink = FileSink::create(&args.output)?;
 
     let file = File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
@@ -96,7 +96,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if !offsets.is_empty() {
         task.process(&SourceBatch { events, offsets }, &mut sink)?;
     }
-    if !args.keep_open {
+    if args.keep_open {
+        task.flush(&mut sink)?;
+    } else {
         task.finish_input(&mut sink)?;
     }
     sink.finish()?;
@@ -208,19 +210,21 @@ fn write_line(w: &mut impl Write, r: &Record) -> Result<(), TaskError> {
 }
 
 impl Sink for FileSink {
-    fn stage(&mut self, _outputs: &Outputs, _batch: &mut WriteBatch) -> Result<(), TaskError> {
+    fn stage(&mut self, _outputs: &[Outputs], _batch: &mut WriteBatch) -> Result<(), TaskError> {
         Ok(())
     }
 
-    fn committed(&mut self, outputs: Outputs) -> Result<(), TaskError> {
-        for r in batch::records(&outputs.main) {
-            write_line(&mut self.main, &r)?;
-        }
-        for (port, r) in &outputs.side {
-            write_line(self.side_file(port)?, r)?;
-        }
-        for r in &outputs.dead {
-            write_line(self.side_file("dlq")?, r)?;
+    fn committed(&mut self, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+        for o in outputs {
+            for r in batch::records(&o.main) {
+                write_line(&mut self.main, &r)?;
+            }
+            for (port, r) in &o.side {
+                write_line(self.side_file(port)?, r)?;
+            }
+            for r in &o.dead {
+                write_line(self.side_file("dlq")?, r)?;
+            }
         }
         Ok(())
     }

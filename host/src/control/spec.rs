@@ -116,6 +116,9 @@ pub struct Settings {
     pub batch_size: usize,
     /// How long a task waits to fill a batch before it processes what it has.
     pub batch_linger_ms: u64,
+    /// Longest time between commits. Outputs become visible at commits; a crash
+    /// re-processes at most this much (exactly once all the same).
+    pub commit_interval_ms: u64,
     pub on_error: OnError,
     /// The watermark trails the largest event time seen by this much.
     pub watermark_delay_ms: i64,
@@ -132,6 +135,7 @@ impl Default for Settings {
         Settings {
             batch_size: 512,
             batch_linger_ms: 5,
+            commit_interval_ms: 100,
             on_error: OnError::Fail,
             watermark_delay_ms: 0,
             call_timeout_ms: 10_000,

@@ -21,6 +21,10 @@ impl EngineParts {
         wasm.concurrency_support(false);
         wasm.epoch_interruption(true);
         wasm.wasm_component_model(true);
+        // `EDDY_WASM_PROFILER=perfmap` names JIT code for `perf report`.
+        if std::env::var("EDDY_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
         let mut linker = Linker::new(&engine);

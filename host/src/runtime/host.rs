@@ -118,7 +118,7 @@ impl state::Host for HostState {}
 
 impl state::HostStore for HostState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreHandle>, state::StateError>> {
-        match self.state.open_store(&name) {
+        match self.state.open_store(&name)? {
             Ok(id) => Ok(Ok(self.table.push(StoreHandle(id))?)),
             Err(msg) => Ok(Err(state::StateError::InvalidArgument(msg))),
         }

@@ -1,4 +1,5 @@
 use super::StateError;
+use super::catalog::{Catalog, StoreName};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch,
     WriteOptions,
@@ -52,6 +53,7 @@ pub struct Db {
     db: DB,
     path: PathBuf,
     write_options: WriteOptions,
+    catalog: Catalog,
 }
 
 impl Db {
@@ -65,6 +67,10 @@ impl Db {
         opts.set_write_buffer_size(64 << 20);
         opts.set_max_write_buffer_number(4);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // A first read of a key is usually of an absent one (a new word, a new user):
+        // the memtable's bloom filter answers it without walking the skiplist.
+        opts.set_memtable_prefix_bloom_ratio(0.1);
+        opts.set_memtable_whole_key_filtering(true);
         let cache = Cache::new_lru_cache(options.block_cache_bytes);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
@@ -81,7 +87,7 @@ impl Db {
         })?;
         let mut write_options = WriteOptions::default();
         write_options.set_sync(options.sync);
-        Ok(Db { db, path: path.to_path_buf(), write_options })
+        Ok(Db { db, path: path.to_path_buf(), write_options, catalog: Catalog::default() })
     }
 
     /// Where the database lives.
@@ -102,6 +108,16 @@ impl Db {
     /// Reads one value.
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self.db.get_pinned_cf(self.cf(cf), key)?.map(|v| v.to_vec()))
+    }
+
+    /// The key-prefix id of a store (allocated on first use).
+    pub fn store_id(&self, name: &StoreName) -> Result<u32, StateError> {
+        self.catalog.id(self, name)
+    }
+
+    /// The stores of a pipeline (of one operator, if given) that ever got an id.
+    pub fn stores(&self, pipeline: &str, operator: Option<&str>) -> Result<Vec<(StoreName, u32)>, StateError> {
+        self.catalog.list(self, pipeline, operator)
     }
 
     /// Writes a batch atomically: the one way commits reach disk.

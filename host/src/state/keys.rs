@@ -1,13 +1,14 @@
-//! Key layout. Every name is one length byte plus its bytes, so a prefix of components is
-//! itself a contiguous key range:
+//! Key layout. Each `(pipeline, operator, store)` is interned to a 4-byte id by the
+//! catalog (see `catalog.rs`); keys start with that id and the partition, so one task's
+//! store is one contiguous range and one store across partitions is another:
 //!
 //! ```text
-//! state:  name(pipeline) name(operator) name(store) partition:u32be  user-key
-//! timers: name(pipeline) name(operator) partition:u32be  (at ^ i64::MIN):u64be  timer-key
-//! meta:   "pos" name(pipeline) partition:u32be  -> TaskPosition
+//! state:  store-id:u32be partition:u32be user-key
+//! timers: timers-id:u32be partition:u32be (at ^ i64::MIN):u64be timer-key
+//! meta:   "pos" name(pipeline) partition:u32be -> TaskPosition
+//!         "catalog/" name(pipeline) name(operator) name(store) -> id:u32be
 //! ```
-//! A pipeline's state is `name(pipeline)..`, one operator's `name(pipeline) name(operator)..`,
-//! one task's store `store_prefix(..)..`: export, delete and restore work by range.
+//! (`name` is one length byte and the bytes.) Export, delete and restore work by range.
 
 /// Longest name (pipeline, operator, store) a key can hold.
 pub const NAME_MAX: usize = 255;
@@ -20,36 +21,17 @@ pub fn push_name(key: &mut Vec<u8>, name: &str) {
     key.extend_from_slice(name.as_bytes());
 }
 
-/// The prefix of every key of one store of one task.
-pub fn store_prefix(pipeline: &str, operator: &str, store: &str, partition: u32) -> Vec<u8> {
-    let mut key = Vec::with_capacity(3 + pipeline.len() + operator.len() + store.len() + 4);
-    push_name(&mut key, pipeline);
-    push_name(&mut key, operator);
-    push_name(&mut key, store);
+/// The prefix of every key of one store (or timer set) of one task.
+pub fn task_prefix(id: u32, partition: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8);
+    key.extend_from_slice(&id.to_be_bytes());
     key.extend_from_slice(&partition.to_be_bytes());
     key
 }
 
-/// The prefix of every state key of one operator of a pipeline (all stores, partitions).
-pub fn operator_prefix(pipeline: &str, operator: &str) -> Vec<u8> {
-    let mut key = Vec::new();
-    push_name(&mut key, pipeline);
-    push_name(&mut key, operator);
-    key
-}
-
-/// The prefix of every state and timer key of a pipeline.
-pub fn pipeline_prefix(pipeline: &str) -> Vec<u8> {
-    let mut key = Vec::new();
-    push_name(&mut key, pipeline);
-    key
-}
-
-/// The prefix of the timers of one operator in one task.
-pub fn timer_prefix(pipeline: &str, operator: &str, partition: u32) -> Vec<u8> {
-    let mut key = operator_prefix(pipeline, operator);
-    key.extend_from_slice(&partition.to_be_bytes());
-    key
+/// The prefix of every key of one store, all partitions.
+pub fn store_prefix(id: u32) -> Vec<u8> {
+    id.to_be_bytes().to_vec()
 }
 
 /// Big-endian, sign-flipped: byte order equals numeric order for every i64.
@@ -98,13 +80,11 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn store_prefixes_nest() {
-        let p = store_prefix("pipe", "op", "counts", 3);
-        assert!(p.starts_with(&operator_prefix("pipe", "op")));
-        assert!(p.starts_with(&pipeline_prefix("pipe")));
-        // A name that is a prefix of another does not make their ranges overlap.
-        assert!(!store_prefix("pipe", "op", "counts2", 3).starts_with(&p));
-        assert!(!pipeline_prefix("pipeline").starts_with(&pipeline_prefix("pipe")));
+    fn task_prefixes_nest_in_store_prefixes() {
+        let p = task_prefix(7, 3);
+        assert!(p.starts_with(&store_prefix(7)));
+        assert!(!task_prefix(7, 4).starts_with(&p));
+        assert!(task_prefix(7, u32::MAX) < store_prefix(8));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! state, timers, metadata and the embedded log. State keys are prefixed so that one
 //! task's store is one contiguous range (see [`keys`]).
 
+mod catalog;
 mod db;
 pub mod keys;
 mod meta;
@@ -13,6 +14,7 @@ pub mod scan;
 mod store;
 mod timers;
 
+pub use catalog::{StoreName, TIMERS};
 pub use db::{Cf, Db, DbOptions};
 pub use meta::{TaskPosition, load_position, stage_position};
 pub use operator_state::{OperatorState, StateScope, StoreId};

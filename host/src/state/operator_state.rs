@@ -3,7 +3,7 @@
 use super::scan::{self, ScanPage};
 use super::store::{CounterError, STORE_NAME_MAX, StoreState};
 use super::timers::TimerState;
-use super::{Db, StateError, keys};
+use super::{Db, StateError, StoreName, TIMERS, keys};
 use rocksdb::WriteBatch;
 use std::sync::Arc;
 
@@ -13,6 +13,13 @@ pub struct StateScope {
     pub pipeline: String,
     pub operator: String,
     pub partition: u32,
+}
+
+impl StateScope {
+    /// The catalog name of one of this scope's stores.
+    pub fn store_name(&self, store: &str) -> StoreName {
+        StoreName { pipeline: self.pipeline.clone(), operator: self.operator.clone(), store: store.to_string() }
+    }
 }
 
 /// Index of an open store within an [`OperatorState`].
@@ -34,9 +41,10 @@ pub struct OperatorState {
 
 impl OperatorState {
     /// State of `scope`; each store caches up to `cache_limit` bytes of committed values.
-    pub fn new(db: Arc<Db>, scope: StateScope, cache_limit: usize) -> Self {
-        let timers = TimerState::new(keys::timer_prefix(&scope.pipeline, &scope.operator, scope.partition));
-        OperatorState { db, scope, stores: Vec::new(), timers, cache_limit, watermark: i64::MIN }
+    pub fn new(db: Arc<Db>, scope: StateScope, cache_limit: usize) -> Result<Self, StateError> {
+        let timers_id = db.store_id(&scope.store_name(TIMERS))?;
+        let timers = TimerState::new(keys::task_prefix(timers_id, scope.partition));
+        Ok(OperatorState { db, scope, stores: Vec::new(), timers, cache_limit, watermark: i64::MIN })
     }
 
     pub fn scope(&self) -> &StateScope {
@@ -47,17 +55,19 @@ impl OperatorState {
         &self.db
     }
 
-    /// Opens the store `name`, the same id for the same name.
-    pub fn open_store(&mut self, name: &str) -> Result<StoreId, String> {
+    /// Opens the store `name`, the same id for the same name. `Ok(Err(..))`: the name is
+    /// not acceptable.
+    pub fn open_store(&mut self, name: &str) -> Result<Result<StoreId, String>, StateError> {
         if name.is_empty() || name.len() > STORE_NAME_MAX {
-            return Err(format!("store name {name:?} must be 1 to {STORE_NAME_MAX} bytes long"));
+            return Ok(Err(format!("store name {name:?} must be 1 to {STORE_NAME_MAX} bytes long")));
         }
         if let Some(i) = self.stores.iter().position(|s| s.name == name) {
-            return Ok(i as StoreId);
+            return Ok(Ok(i as StoreId));
         }
-        let prefix = keys::store_prefix(&self.scope.pipeline, &self.scope.operator, name, self.scope.partition);
+        let id = self.db.store_id(&self.scope.store_name(name))?;
+        let prefix = keys::task_prefix(id, self.scope.partition);
         self.stores.push(StoreState::new(name.to_string(), prefix, self.cache_limit));
-        Ok((self.stores.len() - 1) as StoreId)
+        Ok(Ok((self.stores.len() - 1) as StoreId))
     }
 
     fn store(&mut self, id: StoreId) -> &mut StoreState {
@@ -110,14 +120,31 @@ impl OperatorState {
         self.timers.due(&self.db, watermark, limit)
     }
 
-    /// Whether the current batch wrote anything.
-    pub fn is_dirty(&self) -> bool {
-        self.timers.is_dirty() || self.stores.iter().any(StoreState::is_dirty)
+    /// Whether anything awaits a commit (from batches that succeeded).
+    pub fn has_pending(&self) -> bool {
+        self.timers.has_pending() || self.stores.iter().any(StoreState::has_pending)
     }
 
-    /// Adds the current batch's writes to `batch`.
-    pub fn stage(&self, batch: &mut WriteBatch) {
-        for store in &self.stores {
+    /// Bytes of state written since the last commit.
+    pub fn dirty_bytes(&self) -> usize {
+        self.stores.iter().map(StoreState::dirty_bytes).sum()
+    }
+
+    /// The current batch succeeded: its writes wait for the next commit.
+    pub fn end_batch(&mut self) {
+        self.stores.iter_mut().for_each(StoreState::end_batch);
+        self.timers.end_batch();
+    }
+
+    /// The current batch failed: forget its writes (earlier batches' writes stay).
+    pub fn discard_batch(&mut self) {
+        self.stores.iter_mut().for_each(StoreState::discard_batch);
+        self.timers.discard_batch();
+    }
+
+    /// Adds everything written since the last commit to `batch`.
+    pub fn stage(&mut self, batch: &mut WriteBatch) {
+        for store in &mut self.stores {
             store.stage(&self.db, batch);
         }
         self.timers.stage(&self.db, batch);
@@ -129,15 +156,11 @@ impl OperatorState {
         self.timers.committed();
     }
 
-    /// The batch failed: forget its writes.
-    pub fn discard(&mut self) {
-        self.stores.iter_mut().for_each(StoreState::discard);
-        self.timers.discard();
-    }
-
-    /// Forgets cached values, after the state underneath was replaced.
-    pub fn clear_cache(&mut self) {
-        self.stores.iter_mut().for_each(StoreState::clear_cache);
+    /// Forgets everything not committed and every cached value: the state underneath
+    /// was replaced (a restore), or the task goes back to its last commit.
+    pub fn reset(&mut self) {
+        self.stores.iter_mut().for_each(StoreState::reset);
+        self.timers.reset();
     }
 }
 
@@ -148,10 +171,11 @@ mod tests {
 
     fn state(dir: &tempfile::TempDir, cache_limit: usize) -> OperatorState {
         let db = Arc::new(Db::open(dir.path(), &DbOptions::default()).unwrap());
-        OperatorState::new(db, StateScope { pipeline: "p".into(), operator: "op".into(), partition: 0 }, cache_limit)
+        OperatorState::new(db, StateScope { pipeline: "p".into(), operator: "op".into(), partition: 0 }, cache_limit).unwrap()
     }
 
     fn commit(s: &mut OperatorState) {
+        s.end_batch();
         let mut batch = WriteBatch::default();
         s.stage(&mut batch);
         s.db().write(batch).unwrap();
@@ -166,16 +190,16 @@ mod tests {
     fn overlay_is_visible_then_discarded() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
-        let id = s.open_store("counts").unwrap();
+        let id = s.open_store("counts").unwrap().unwrap();
         s.set(id, b"a".to_vec(), b"1".to_vec());
         assert_eq!(s.get(id, b"a").unwrap(), Some(b"1".to_vec()));
-        s.discard();
+        s.discard_batch();
         assert_eq!(s.get(id, b"a").unwrap(), None);
         s.set(id, b"a".to_vec(), b"2".to_vec());
         commit(&mut s);
         // A fresh state (no cache) reads the committed value from RocksDB.
-        let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20);
-        let id2 = fresh.open_store("counts").unwrap();
+        let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20).unwrap();
+        let id2 = fresh.open_store("counts").unwrap().unwrap();
         assert_eq!(fresh.get(id2, b"a").unwrap(), Some(b"2".to_vec()));
     }
 
@@ -183,7 +207,7 @@ mod tests {
     fn increment_counts_and_rejects_non_counters() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
-        let id = s.open_store("c").unwrap();
+        let id = s.open_store("c").unwrap().unwrap();
         assert_eq!(s.increment(id, b"k".to_vec(), 2).unwrap(), Ok(2));
         assert_eq!(s.increment(id, b"k".to_vec(), 3).unwrap(), Ok(5));
         commit(&mut s);
@@ -198,7 +222,7 @@ mod tests {
     fn scan_merges_overlay_and_continues() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
-        let id = s.open_store("s").unwrap();
+        let id = s.open_store("s").unwrap().unwrap();
         for k in ["a", "b", "c", "d", "e"] {
             s.set(id, k.into(), k.into());
         }
@@ -219,7 +243,7 @@ mod tests {
     fn delete_range_hides_committed_and_pending_keys() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
-        let id = s.open_store("s").unwrap();
+        let id = s.open_store("s").unwrap().unwrap();
         for k in ["a", "b", "c", "d"] {
             s.set(id, k.into(), b"1".to_vec());
         }
@@ -232,8 +256,8 @@ mod tests {
         let keys: Vec<Vec<u8>> = s.scan(id, b"", None, 100, None).unwrap().entries.into_iter().map(|e| e.0).collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]);
         commit(&mut s);
-        let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20);
-        let id2 = fresh.open_store("s").unwrap();
+        let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20).unwrap();
+        let id2 = fresh.open_store("s").unwrap().unwrap();
         let keys: Vec<Vec<u8>> = fresh.scan(id2, b"", None, 100, None).unwrap().entries.into_iter().map(|e| e.0).collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]);
         assert_eq!(fresh.get(id2, b"c").unwrap(), Some(b"again".to_vec()));
@@ -247,8 +271,8 @@ mod tests {
     fn stores_and_partitions_do_not_leak_into_each_other() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
-        let a = s.open_store("a").unwrap();
-        let ab = s.open_store("ab").unwrap();
+        let a = s.open_store("a").unwrap().unwrap();
+        let ab = s.open_store("ab").unwrap().unwrap();
         s.set(a, b"k".to_vec(), b"1".to_vec());
         s.set(ab, b"k".to_vec(), b"2".to_vec());
         commit(&mut s);
@@ -256,8 +280,9 @@ mod tests {
             Arc::clone(s.db()),
             StateScope { pipeline: "p".into(), operator: "op".into(), partition: 1 },
             1 << 20,
-        );
-        let a1 = other.open_store("a").unwrap();
+        )
+        .unwrap();
+        let a1 = other.open_store("a").unwrap().unwrap();
         assert_eq!(other.get(a1, b"k").unwrap(), None);
         assert_eq!(s.scan(a, b"", None, 10, None).unwrap().entries, vec![(b"k".to_vec(), b"1".to_vec())]);
     }
@@ -266,13 +291,81 @@ mod tests {
     fn tiny_cache_still_reads_correctly() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 256);
-        let id = s.open_store("c").unwrap();
+        let id = s.open_store("c").unwrap().unwrap();
         for round in 1..=3 {
             for i in 0..200 {
                 assert_eq!(s.increment(id, format!("k{i}").into_bytes(), 1).unwrap(), Ok(round));
             }
             commit(&mut s);
         }
+    }
+
+    #[test]
+    fn batches_between_commits_stack_and_only_the_failed_one_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = state(&dir, 1 << 20);
+        let id = s.open_store("s").unwrap().unwrap();
+        for k in ["a", "b", "c"] {
+            s.set(id, k.into(), b"0".to_vec());
+        }
+        commit(&mut s);
+        // Batch 1 succeeds: a range delete and a write.
+        s.delete_range(id, b"a".to_vec(), Some(b"c".to_vec()));
+        s.set(id, b"bb".to_vec(), b"1".to_vec());
+        s.end_batch();
+        // Batch 2 fails.
+        s.set(id, b"a".to_vec(), b"2".to_vec());
+        s.delete(id, b"c".to_vec());
+        s.discard_batch();
+        assert_eq!(s.get(id, b"a").unwrap(), None);
+        assert_eq!(s.get(id, b"c").unwrap(), Some(b"0".to_vec()));
+        let keys = |s: &OperatorState| -> Vec<Vec<u8>> { s.scan(id, b"", None, 10, None).unwrap().entries.into_iter().map(|e| e.0).collect() };
+        assert_eq!(keys(&s), vec![b"bb".to_vec(), b"c".to_vec()]);
+        // Nothing reached RocksDB yet.
+        let mut other = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20).unwrap();
+        let oid = other.open_store("s").unwrap().unwrap();
+        assert_eq!(other.get(oid, b"a").unwrap(), Some(b"0".to_vec()));
+        commit(&mut s);
+        let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20).unwrap();
+        let fid = fresh.open_store("s").unwrap().unwrap();
+        assert_eq!(keys(&fresh).len(), 2);
+        assert_eq!(fresh.get(fid, b"bb").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(fresh.get(fid, b"a").unwrap(), None);
+    }
+
+    #[test]
+    fn a_failed_blind_write_does_not_hide_the_committed_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = state(&dir, 1 << 20);
+        let id = s.open_store("s").unwrap().unwrap();
+        s.set(id, b"k".to_vec(), b"committed".to_vec());
+        commit(&mut s);
+        let mut t = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20).unwrap();
+        let tid = t.open_store("s").unwrap().unwrap();
+        // A write without a read first, in a batch that fails.
+        t.set(tid, b"k".to_vec(), b"doomed".to_vec());
+        t.delete(tid, b"j".to_vec());
+        t.discard_batch();
+        assert_eq!(t.get(tid, b"k").unwrap(), Some(b"committed".to_vec()));
+        assert_eq!(t.increment(tid, b"n".to_vec(), 1).unwrap(), Ok(1));
+        t.discard_batch();
+        assert_eq!(t.get(tid, b"n").unwrap(), None);
+    }
+
+    #[test]
+    fn dirty_entries_survive_a_tiny_cache_until_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = state(&dir, 64);
+        let id = s.open_store("c").unwrap().unwrap();
+        for i in 0..100 {
+            s.set(id, format!("k{i}").into_bytes(), b"v".to_vec());
+            s.end_batch();
+        }
+        assert!(s.has_pending() && s.dirty_bytes() > 64);
+        commit(&mut s);
+        let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 64).unwrap();
+        let fid = fresh.open_store("c").unwrap().unwrap();
+        assert_eq!(fresh.scan(fid, b"", None, 1000, None).unwrap().entries.len(), 100);
     }
 
     #[test]
@@ -287,7 +380,13 @@ mod tests {
         s.set_timer(b"w".to_vec(), 15);
         assert_eq!(s.due_timers(15, 10).unwrap(), vec![(-5, b"z".to_vec()), (15, b"w".to_vec())]);
         assert_eq!(s.due_timers(i64::MAX, 1).unwrap(), vec![(-5, b"z".to_vec())]);
-        s.discard();
-        assert_eq!(s.due_timers(10, 10).unwrap(), vec![(-5, b"z".to_vec()), (10, b"y".to_vec())]);
+        s.discard_batch();
+        s.set_timer(b"v".to_vec(), 1);
+        s.end_batch();
+        assert_eq!(s.due_timers(1, 10).unwrap(), vec![(-5, b"z".to_vec()), (1, b"v".to_vec())]);
+        s.delete_timer(b"v".to_vec(), 1);
+        s.discard_batch();
+        // The failed batch's delete is gone; the earlier batch's timer stays.
+        assert_eq!(s.due_timers(10, 10).unwrap(), vec![(-5, b"z".to_vec()), (1, b"v".to_vec()), (10, b"y".to_vec())]);
     }
 }

@@ -1,5 +1,5 @@
-//! Ordered scans over one store: committed entries from RocksDB merged with the batch's
-//! overlay, so a scan sees the batch's own writes and deletes.
+//! Ordered scans over one store: RocksDB merged with what is not committed yet (the dirty
+//! cache and the batch overlay), so a scan sees every write and delete so far.
 
 use super::store::StoreState;
 use super::{Cf, Db, StateError, keys};
@@ -29,7 +29,7 @@ pub(crate) fn scan(
         Some(c) if c > start => c,
         _ => start,
     };
-    let overlay = store.overlay_range(from, end);
+    let overlay = store.pending_range(from, end);
     let prefix = &store.prefix;
     let with_prefix = |k: &[u8]| [prefix.as_slice(), k].concat();
     let mut ro = ReadOptions::default();
@@ -51,7 +51,7 @@ pub(crate) fn scan(
             (Some(k), p) if p.is_none_or(|p| k.as_slice() < p) => {
                 let v = it.value().map(<[u8]>::to_vec);
                 it.next();
-                if store.range_deleted(&k) {
+                if store.hidden_in_db(&k) {
                     continue;
                 }
                 (k, v)
@@ -59,7 +59,7 @@ pub(crate) fn scan(
             (c, Some(_)) => {
                 let (k, v) = ov.next().expect("peeked");
                 if c.as_deref() == Some(k) {
-                    it.next(); // the overlay shadows the committed entry
+                    it.next(); // the pending entry shadows the committed one
                 }
                 (k.to_vec(), v.map(<[u8]>::to_vec))
             }

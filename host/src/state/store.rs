@@ -1,5 +1,14 @@
-//! One named store of one task: committed values cached in memory (Kafka Streams' record
-//! cache), and the current batch's writes in an overlay that reads see at once.
+//! One named store of one task, in three layers (as Kafka Streams' record cache):
+//!
+//! - the **batch layer**: writes of the batch being processed, visible at once, dropped
+//!   if the batch fails;
+//! - the **cache**: committed values plus *dirty* ones, written by batches that succeeded
+//!   since the last commit; dirty entries are never evicted;
+//! - **RocksDB**, which the next commit brings up to date in one atomic write.
+//!
+//! Committing every few batches rather than every batch writes a hot key once per commit,
+//! not once per batch; exactly-once holds because the source position moves only with
+//! the same commit.
 
 use super::{Cf, Db, StateError, keys};
 use rocksdb::WriteBatch;
@@ -29,21 +38,56 @@ pub(crate) fn decode_counter(key: &[u8], value: Option<&[u8]>) -> Result<i64, Co
     }
 }
 
+/// A cached value; `None` caches "absent".
+struct Entry {
+    /// Committed, or dirty (written by a batch that succeeded since the last commit).
+    value: Option<Vec<u8>>,
+    dirty: bool,
+    /// The current batch's write, over `value`; `Some(None)` is a delete.
+    batch: Option<Option<Vec<u8>>>,
+}
+
+type Range = (Vec<u8>, Option<Vec<u8>>);
+
+pub(crate) fn in_range(key: &[u8], start: &[u8], end: Option<&[u8]>) -> bool {
+    key >= start && end.is_none_or(|e| key < e)
+}
+
+fn in_any(ranges: &[Range], key: &[u8]) -> bool {
+    ranges.iter().any(|(s, e)| in_range(key, s, e.as_deref()))
+}
+
+/// The first 8 bytes of a key, zero-padded, as a big-endian integer.
+fn head(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+fn size_of(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+}
+
+/// One store of one task. All three layers live in one hash map, so the common
+/// operation (read-modify-write of a hot key) is one lookup.
 pub(crate) struct StoreState {
     pub(crate) name: String,
     pub(crate) prefix: Vec<u8>,
-    /// Committed values; `None` caches "known absent".
-    cache: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
+    cache: FxHashMap<Vec<u8>, Entry>,
+    /// Keys the current batch wrote (each once).
+    batch_keys: Vec<Vec<u8>>,
+    /// Entries the current batch created without reading RocksDB (blind writes).
+    unread: Vec<Vec<u8>>,
+    /// The current batch's range deletes `[start, end)`.
+    batch_ranges: Vec<Range>,
+    /// Keys that became dirty since the last commit (each once).
+    dirty_keys: Vec<Vec<u8>>,
+    /// Range deletes of batches that succeeded since the last commit.
+    pending_ranges: Vec<Range>,
     cache_bytes: usize,
+    dirty_bytes: usize,
     cache_limit: usize,
-    /// This batch's writes; `None` is a delete.
-    overlay: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
-    /// This batch's range deletes `[start, end)`, in call order.
-    range_deletes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-}
-
-fn in_range(key: &[u8], start: &[u8], end: Option<&[u8]>) -> bool {
-    key >= start && end.is_none_or(|e| key < e)
 }
 
 impl StoreState {
@@ -52,173 +96,274 @@ impl StoreState {
             name,
             prefix,
             cache: FxHashMap::default(),
+            batch_keys: Vec::new(),
+            unread: Vec::new(),
+            batch_ranges: Vec::new(),
+            dirty_keys: Vec::new(),
+            pending_ranges: Vec::new(),
             cache_bytes: 0,
+            dirty_bytes: 0,
             cache_limit,
-            overlay: FxHashMap::default(),
-            range_deletes: Vec::new(),
         }
     }
 
-    fn full_key(&self, key: &[u8]) -> Vec<u8> {
+    pub(crate) fn full_key(&self, key: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.prefix.len() + key.len());
         k.extend_from_slice(&self.prefix);
         k.extend_from_slice(key);
         k
     }
 
-    pub(crate) fn range_deleted(&self, key: &[u8]) -> bool {
-        self.range_deletes.iter().any(|(s, e)| in_range(key, s, e.as_deref()))
+    /// Whether a RocksDB entry under `key` is hidden by a range delete not yet committed.
+    pub(crate) fn hidden_in_db(&self, key: &[u8]) -> bool {
+        in_any(&self.batch_ranges, key) || in_any(&self.pending_ranges, key)
     }
 
-    /// Runs `f` on the committed value of `key` (cache, then RocksDB), ignoring the overlay.
-    fn with_committed<R>(&mut self, db: &Db, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, StateError> {
-        if self.range_deleted(key) {
-            return Ok(f(None));
-        }
-        if let Some(v) = self.cache.get(key) {
-            return Ok(f(v.as_deref()));
-        }
-        let loaded = db.get(Cf::State, &self.full_key(key))?;
-        let r = f(loaded.as_deref());
-        self.cache_insert(key.to_vec(), loaded);
-        Ok(r)
-    }
-
-    fn cache_insert(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let key_len = key.len();
-        let new_len = value.as_ref().map_or(0, Vec::len);
-        match self.cache.insert(key, value) {
-            Some(old) => self.cache_bytes = self.cache_bytes - old.map_or(0, |v| v.len()) + new_len,
-            None => self.cache_bytes += key_len + new_len + ENTRY_OVERHEAD,
-        }
-        if self.cache_bytes > self.cache_limit {
-            self.evict();
+    /// The value the batch sees in a cache entry.
+    fn visible<'e>(&self, key: &[u8], e: &'e Entry) -> Option<&'e [u8]> {
+        match &e.batch {
+            Some(v) => v.as_deref(),
+            None if in_any(&self.batch_ranges, key) => None,
+            None => e.value.as_deref(),
         }
     }
 
-    /// Drops about half of the cache. Hash order makes the choice effectively random,
-    /// which costs nothing per access, unlike LRU bookkeeping on every hit.
-    fn evict(&mut self) {
-        let mut n = 0usize;
-        let mut freed = 0usize;
-        self.cache.retain(|k, v| {
-            n += 1;
-            let keep = n % 2 == 0;
-            if !keep {
-                freed += k.len() + v.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
-            }
-            keep
-        });
-        self.cache_bytes -= freed;
+    /// Makes sure `key` has a cache entry (reading RocksDB unless an uncommitted range
+    /// delete covers it) and returns it.
+    fn load(&mut self, db: &Db, key: &[u8]) -> Result<&mut Entry, StateError> {
+        if !self.cache.contains_key(key) {
+            let value = if self.hidden_in_db(key) { None } else { db.get(Cf::State, &self.full_key(key))? };
+            self.cache_bytes += size_of(key, &value);
+            self.cache.insert(key.to_vec(), Entry { value, dirty: false, batch: None });
+        }
+        Ok(self.cache.get_mut(key).expect("just loaded"))
     }
 
     pub(crate) fn get(&mut self, db: &Db, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        if let Some(v) = self.overlay.get(key) {
-            return Ok(v.clone());
+        if let Some(e) = self.cache.get(key) {
+            return Ok(self.visible(key, e).map(<[u8]>::to_vec));
         }
-        self.with_committed(db, key, |v| v.map(<[u8]>::to_vec))
+        self.load(db, key)?;
+        let e = &self.cache[key];
+        Ok(self.visible(key, e).map(<[u8]>::to_vec))
+    }
+
+    /// Records the batch's write of `key` (an entry exists).
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let e = self.cache.get_mut(&key).expect("written keys are loaded or inserted first");
+        if e.batch.replace(value).is_none() {
+            self.batch_keys.push(key);
+        }
+    }
+
+    fn ensure_entry(&mut self, key: &[u8]) {
+        if !self.cache.contains_key(key) {
+            // A blind write needs no read: the entry's base value only matters if the
+            // batch fails, and then the entry is dropped (see `discard_batch`).
+            self.cache.insert(key.to_vec(), Entry { value: None, dirty: false, batch: None });
+            self.cache_bytes += size_of(key, &None);
+            self.unread.push(key.to_vec());
+        }
     }
 
     pub(crate) fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.overlay.insert(key, Some(value));
+        self.ensure_entry(&key);
+        self.write(key, Some(value));
     }
 
     pub(crate) fn delete(&mut self, key: Vec<u8>) {
-        self.overlay.insert(key, None);
+        self.ensure_entry(&key);
+        self.write(key, None);
     }
 
     pub(crate) fn delete_range(&mut self, start: Vec<u8>, end: Option<Vec<u8>>) {
         if end.as_ref().is_some_and(|e| *e <= start) {
             return;
         }
-        self.overlay.retain(|k, _| !in_range(k, &start, end.as_deref()));
-        self.range_deletes.push((start, end));
+        for k in &self.batch_keys {
+            if in_range(k, &start, end.as_deref()) {
+                if let Some(e) = self.cache.get_mut(k) {
+                    e.batch = Some(None);
+                }
+            }
+        }
+        self.batch_ranges.push((start, end));
     }
 
     pub(crate) fn increment(&mut self, db: &Db, key: Vec<u8>, delta: i64) -> Result<Result<i64, CounterError>, StateError> {
-        if let Some(slot) = self.overlay.get_mut(&key) {
-            let next = match decode_counter(&key, slot.as_deref()) {
-                Ok(n) => n.wrapping_add(delta),
-                Err(e) => return Ok(Err(e)),
-            };
-            match slot {
-                Some(v) => {
-                    v.clear();
-                    v.extend_from_slice(&next.to_le_bytes());
-                }
-                None => *slot = Some(next.to_le_bytes().to_vec()),
+        let ranges_hide = !self.batch_ranges.is_empty() && in_any(&self.batch_ranges, &key);
+        let e = match self.cache.get_mut(&key) {
+            Some(e) => e,
+            None => self.load(db, &key)?,
+        };
+        let current = match &e.batch {
+            Some(v) => v.as_deref(),
+            None if ranges_hide => None,
+            None => e.value.as_deref(),
+        };
+        let next = match decode_counter(&key, current) {
+            Ok(n) => n.wrapping_add(delta),
+            Err(err) => return Ok(Err(err)),
+        };
+        match &mut e.batch {
+            Some(Some(v)) => {
+                v.clear();
+                v.extend_from_slice(&next.to_le_bytes());
             }
-            return Ok(Ok(next));
+            slot => {
+                let first_write = slot.is_none();
+                *slot = Some(Some(next.to_le_bytes().to_vec()));
+                if first_write {
+                    self.batch_keys.push(key);
+                }
+            }
         }
-        let current = self.with_committed(db, &key, |v| decode_counter(&key, v))?;
-        Ok(current.map(|n| {
-            let next = n.wrapping_add(delta);
-            self.overlay.insert(key, Some(next.to_le_bytes().to_vec()));
-            next
-        }))
+        Ok(Ok(next))
     }
 
-    /// The overlay's entries within `[from, end)`, sorted; `None` values are deletes.
-    pub(crate) fn overlay_range(&self, from: &[u8], end: Option<&[u8]>) -> Vec<(&[u8], Option<&[u8]>)> {
-        let mut entries: Vec<(&[u8], Option<&[u8]>)> = self
-            .overlay
-            .iter()
-            .filter(|(k, _)| in_range(k, from, end))
-            .map(|(k, v)| (k.as_slice(), v.as_deref()))
-            .collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        entries
+    /// Entries not yet in RocksDB within `[from, end)`, sorted: the batch's writes over
+    /// the dirty ones. `None` values are deletes.
+    pub(crate) fn pending_range(&self, from: &[u8], end: Option<&[u8]>) -> Vec<(&[u8], Option<&[u8]>)> {
+        let mut merged: std::collections::BTreeMap<&[u8], Option<&[u8]>> = std::collections::BTreeMap::new();
+        for k in self.dirty_keys.iter().chain(&self.batch_keys) {
+            if !in_range(k, from, end) {
+                continue;
+            }
+            if let Some(e) = self.cache.get(k.as_slice()) {
+                if e.batch.is_some() || e.dirty {
+                    merged.insert(k, self.visible(k, e));
+                }
+            }
+        }
+        merged.into_iter().collect()
     }
 
-    pub(crate) fn is_dirty(&self) -> bool {
-        !self.overlay.is_empty() || !self.range_deletes.is_empty()
+    /// Bytes of dirty entries waiting for a commit.
+    pub(crate) fn dirty_bytes(&self) -> usize {
+        self.dirty_bytes
     }
 
-    /// Adds this batch's writes to a commit.
-    pub(crate) fn stage(&self, db: &Db, batch: &mut WriteBatch) {
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.dirty_keys.is_empty() || !self.pending_ranges.is_empty()
+    }
+
+    /// The batch succeeded: its writes become dirty entries awaiting the commit.
+    pub(crate) fn end_batch(&mut self) {
+        self.unread.clear();
+        for (start, end) in std::mem::take(&mut self.batch_ranges) {
+            // Entries the range hides and the batch did not write again are gone.
+            let (mut freed, mut freed_dirty) = (0, 0);
+            self.cache.retain(|k, e| {
+                let drop = e.batch.is_none() && in_range(k, &start, end.as_deref());
+                if drop {
+                    freed += size_of(k, &e.value);
+                    if e.dirty {
+                        freed_dirty += size_of(k, &e.value);
+                    }
+                }
+                !drop
+            });
+            self.cache_bytes -= freed;
+            self.dirty_bytes -= freed_dirty;
+            self.pending_ranges.push((start, end));
+        }
+        for k in std::mem::take(&mut self.batch_keys) {
+            let e = self.cache.get_mut(&k).expect("batch keys stay cached");
+            let value = e.batch.take().expect("batch keys have a batch value");
+            let (old, new) = (size_of(&k, &e.value), size_of(&k, &value));
+            self.cache_bytes = self.cache_bytes - old + new;
+            e.value = value;
+            if e.dirty {
+                self.dirty_bytes = self.dirty_bytes - old + new;
+            } else {
+                e.dirty = true;
+                self.dirty_bytes += new;
+                self.dirty_keys.push(k);
+            }
+        }
+    }
+
+    /// The batch failed: forget its writes.
+    pub(crate) fn discard_batch(&mut self) {
+        for k in std::mem::take(&mut self.batch_keys) {
+            if let Some(e) = self.cache.get_mut(&k) {
+                e.batch = None;
+            }
+        }
+        // Entries created for blind writes never held a real base value.
+        for k in std::mem::take(&mut self.unread) {
+            if let Some(e) = self.cache.remove(&k) {
+                self.cache_bytes -= size_of(&k, &e.value);
+            }
+        }
+        self.batch_ranges.clear();
+    }
+
+    /// Adds everything written since the last commit to `batch`, in key order: RocksDB's
+    /// memtable inserts sorted keys much faster (it reuses the previous insert position).
+    pub(crate) fn stage(&mut self, db: &Db, batch: &mut WriteBatch) {
+        // Comparing the first 8 bytes as an integer settles most comparisons without a
+        // memcmp call; the order is the same as bytewise.
+        self.dirty_keys.sort_unstable_by(|a, b| head(a).cmp(&head(b)).then_with(|| a.cmp(b)));
         let cf = db.cf(Cf::State);
-        for (start, end) in &self.range_deletes {
+        for (start, end) in &self.pending_ranges {
             let to = match end {
                 Some(e) => self.full_key(e),
                 None => keys::prefix_end(&self.prefix).expect("store prefixes end with a partition, never all 0xff"),
             };
             batch.delete_range_cf(cf, self.full_key(start), to);
         }
-        for (k, v) in &self.overlay {
-            match v {
-                Some(v) => batch.put_cf(cf, self.full_key(k), v),
-                None => batch.delete_cf(cf, self.full_key(k)),
+        for k in &self.dirty_keys {
+            // A key may have been dropped by a later range delete: then it is not dirty.
+            if let Some(e) = self.cache.get(k).filter(|e| e.dirty) {
+                match &e.value {
+                    Some(v) => batch.put_cf(cf, self.full_key(k), v),
+                    None => batch.delete_cf(cf, self.full_key(k)),
+                }
             }
         }
     }
 
-    /// The commit that held [`StoreState::stage`]'s writes succeeded: they are the cache now.
+    /// The commit holding [`StoreState::stage`]'s writes succeeded: they are clean now.
     pub(crate) fn committed(&mut self) {
-        for (start, end) in std::mem::take(&mut self.range_deletes) {
-            let mut freed = 0;
-            self.cache.retain(|k, v| {
-                let drop = in_range(k, &start, end.as_deref());
-                if drop {
-                    freed += k.len() + v.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
-                }
-                !drop
-            });
-            self.cache_bytes -= freed;
+        for k in std::mem::take(&mut self.dirty_keys) {
+            if let Some(e) = self.cache.get_mut(&k) {
+                e.dirty = false;
+            }
         }
-        for (k, v) in std::mem::take(&mut self.overlay) {
-            self.cache_insert(k, v);
+        self.dirty_bytes = 0;
+        self.pending_ranges.clear();
+        if self.cache_bytes > self.cache_limit {
+            self.evict();
         }
     }
 
-    /// The batch failed: forget its writes.
-    pub(crate) fn discard(&mut self) {
-        self.overlay.clear();
-        self.range_deletes.clear();
+    /// Drops about half of the clean cache. Hash order makes the choice effectively
+    /// random, which costs nothing per access, unlike LRU bookkeeping on every hit.
+    fn evict(&mut self) {
+        let mut n = 0usize;
+        let mut freed = 0usize;
+        self.cache.retain(|k, e| {
+            n += 1;
+            let keep = e.dirty || e.batch.is_some() || n % 2 == 0;
+            if !keep {
+                freed += size_of(k, &e.value);
+            }
+            keep
+        });
+        self.cache_bytes -= freed;
     }
 
-    /// Forgets cached committed values (after state was replaced underneath, e.g. a restore).
-    pub(crate) fn clear_cache(&mut self) {
+    /// Forgets everything not in RocksDB and every cached value (the state underneath
+    /// was replaced, e.g. by a restore).
+    pub(crate) fn reset(&mut self) {
         self.cache.clear();
+        self.batch_keys.clear();
+        self.batch_ranges.clear();
+        self.unread.clear();
+        self.dirty_keys.clear();
+        self.pending_ranges.clear();
         self.cache_bytes = 0;
+        self.dirty_bytes = 0;
     }
 }

@@ -1,18 +1,22 @@
-//! Durable event-time timers of one operator in one task, with a per-batch overlay.
+//! Durable event-time timers of one operator in one task, layered like stores: the
+//! batch's changes, changes of batches since the last commit, and RocksDB.
 
 use super::{Cf, Db, StateError, keys};
 use rocksdb::{ReadOptions, WriteBatch};
 use std::collections::BTreeMap;
 
+/// `true` sets a timer, `false` deletes it.
+type Changes = BTreeMap<(i64, Vec<u8>), bool>;
+
 pub(crate) struct TimerState {
     prefix: Vec<u8>,
-    /// This batch's changes: `true` sets the timer, `false` deletes it.
-    overlay: BTreeMap<(i64, Vec<u8>), bool>,
+    pending: Changes,
+    overlay: Changes,
 }
 
 impl TimerState {
     pub(crate) fn new(prefix: Vec<u8>) -> Self {
-        TimerState { prefix, overlay: BTreeMap::new() }
+        TimerState { prefix, pending: BTreeMap::new(), overlay: BTreeMap::new() }
     }
 
     pub(crate) fn set(&mut self, key: Vec<u8>, at: i64) {
@@ -32,22 +36,24 @@ impl TimerState {
         });
         let mut it = db.rocks().raw_iterator_cf_opt(db.cf(Cf::Timers), ro);
         it.seek(&self.prefix);
-        // Committed timers, then the overlay on top; stop reading once enough are certain.
+        // Committed timers, then the uncommitted layers on top; stop reading once enough
+        // are certain (each uncommitted delete can hide at most one).
         let mut due: BTreeMap<(i64, Vec<u8>), ()> = BTreeMap::new();
+        let read_max = limit + self.pending.len() + self.overlay.len();
         while let Some(k) = it.key() {
             let rest = &k[self.prefix.len()..];
-            let at = keys::from_ordered_i64(rest[..8].try_into().map_err(|_| StateError::Corrupt {
+            let at: [u8; 8] = rest.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| StateError::Corrupt {
                 what: "timer key",
                 detail: format!("{} bytes after the prefix", rest.len()),
-            })?);
-            due.insert((at, rest[8..].to_vec()), ());
-            if due.len() > limit + self.overlay.len() {
+            })?;
+            due.insert((keys::from_ordered_i64(at), rest[8..].to_vec()), ());
+            if due.len() > read_max {
                 break;
             }
             it.next();
         }
         it.status()?;
-        for ((at, key), set) in &self.overlay {
+        for ((at, key), set) in self.pending.iter().chain(&self.overlay) {
             if *at > watermark {
                 continue;
             }
@@ -60,13 +66,22 @@ impl TimerState {
         Ok(due.into_keys().take(limit).collect())
     }
 
-    pub(crate) fn is_dirty(&self) -> bool {
-        !self.overlay.is_empty()
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub(crate) fn end_batch(&mut self) {
+        let overlay = std::mem::take(&mut self.overlay);
+        self.pending.extend(overlay);
+    }
+
+    pub(crate) fn discard_batch(&mut self) {
+        self.overlay.clear();
     }
 
     pub(crate) fn stage(&self, db: &Db, batch: &mut WriteBatch) {
         let cf = db.cf(Cf::Timers);
-        for ((at, key), set) in &self.overlay {
+        for ((at, key), set) in &self.pending {
             let k = keys::timer_key(&self.prefix, *at, key);
             if *set {
                 batch.put_cf(cf, k, []);
@@ -77,10 +92,11 @@ impl TimerState {
     }
 
     pub(crate) fn committed(&mut self) {
-        self.overlay.clear();
+        self.pending.clear();
     }
 
-    pub(crate) fn discard(&mut self) {
+    pub(crate) fn reset(&mut self) {
+        self.pending.clear();
         self.overlay.clear();
     }
 }

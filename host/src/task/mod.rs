@@ -11,4 +11,4 @@ mod processor;
 pub use error::TaskError;
 pub use native::{NativeOperator, NativeProcess};
 pub use operator::{Operator, WasmOperator};
-pub use processor::{Outputs, Sink, SourceBatch, Task, TaskStats};
+pub use processor::{Outputs, Sink, SourceBatch, Task, TaskConfig, TaskStats};

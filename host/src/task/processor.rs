@@ -11,6 +11,7 @@ use crate::state::{Db, TaskPosition, load_position, stage_position};
 use rocksdb::WriteBatch;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Timers fired per operator in one attempt.
 const TIMERS_PER_ATTEMPT: usize = 1024;
@@ -41,10 +42,41 @@ impl Outputs {
 /// Where a task's outputs go. An embedded sink adds them to the task's commit, so they
 /// are written atomically with state and position.
 pub trait Sink {
-    /// Adds `outputs` to the commit about to be written.
-    fn stage(&mut self, outputs: &Outputs, batch: &mut WriteBatch) -> Result<(), TaskError>;
+    /// Adds the outputs of every batch since the last commit to the commit about to be
+    /// written, in order.
+    fn stage(&mut self, outputs: &[Outputs], batch: &mut WriteBatch) -> Result<(), TaskError>;
     /// The commit was written.
-    fn committed(&mut self, outputs: Outputs) -> Result<(), TaskError>;
+    fn committed(&mut self, outputs: Vec<Outputs>) -> Result<(), TaskError>;
+}
+
+/// How a task runs.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    pub policy: OnError,
+    /// The watermark trails the largest event time seen by this much.
+    pub watermark_delay: i64,
+    /// Longest time between commits while records flow.
+    pub commit_interval: Duration,
+    /// Commit early once this much state awaits a commit.
+    pub max_pending_bytes: usize,
+}
+
+impl TaskConfig {
+    /// The task settings of a pipeline spec.
+    pub fn from_settings(s: &crate::control::Settings) -> Self {
+        TaskConfig {
+            policy: s.on_error,
+            watermark_delay: s.watermark_delay_ms,
+            commit_interval: Duration::from_millis(s.commit_interval_ms),
+            max_pending_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig::from_settings(&crate::control::Settings::default())
+    }
 }
 
 /// Counters a task keeps about itself.
@@ -63,34 +95,53 @@ struct Failure {
 }
 
 /// One source partition's processing.
+///
+/// Batches that succeed are committed together every `commit_interval` (or when
+/// [`Task::flush`] is called): state, timers, outputs and the source position of all of
+/// them in one RocksDB write. A crash loses only uncommitted batches, which are then
+/// read again from the committed position: nothing is lost or duplicated.
 pub struct Task {
     pipeline: String,
     partition: u32,
     ops: Vec<Box<dyn Operator>>,
-    policy: OnError,
-    watermark_delay: i64,
+    config: TaskConfig,
     db: Arc<Db>,
+    /// Where processing stands (ahead of `committed` between commits).
     position: TaskPosition,
+    /// What RocksDB holds.
+    committed: TaskPosition,
+    /// Outputs of the batches since the last commit.
+    pending: Vec<Outputs>,
+    last_commit: Instant,
     stats: TaskStats,
 }
 
 impl Task {
     /// A task over `ops`, resuming from the position committed in `db`.
-    pub fn new(
-        pipeline: &str,
-        partition: u32,
-        ops: Vec<Box<dyn Operator>>,
-        policy: OnError,
-        watermark_delay: i64,
-        db: Arc<Db>,
-    ) -> Result<Self, TaskError> {
+    pub fn new(pipeline: &str, partition: u32, ops: Vec<Box<dyn Operator>>, config: TaskConfig, db: Arc<Db>) -> Result<Self, TaskError> {
         let position = load_position(&db, pipeline, partition)?;
-        Ok(Task { pipeline: pipeline.to_string(), partition, ops, policy, watermark_delay, db, position, stats: TaskStats::default() })
+        Ok(Task {
+            pipeline: pipeline.to_string(),
+            partition,
+            ops,
+            config,
+            db,
+            position,
+            committed: position,
+            pending: Vec::new(),
+            last_commit: Instant::now(),
+            stats: TaskStats::default(),
+        })
     }
 
-    /// The committed position: the next offset to read and the watermark.
+    /// Where processing stands: the next offset to read and the watermark.
     pub fn position(&self) -> TaskPosition {
         self.position
+    }
+
+    /// What the last commit made durable.
+    pub fn committed_position(&self) -> TaskPosition {
+        self.committed
     }
 
     pub fn stats(&self) -> &TaskStats {
@@ -119,7 +170,7 @@ impl Task {
                 &sliced
             };
             match self.attempt(events) {
-                Ok(outputs) => self.commit_records(source, range, outputs, sink)?,
+                Ok(outputs) => self.complete(source, range, outputs),
                 Err(Failure { op: 0, error: CallError::Rejected { index, .. } })
                     if range.len() > 1 && (index as usize) < range.len() =>
                 {
@@ -132,7 +183,10 @@ impl Task {
                 }
                 Err(Failure { error: CallError::Host(e), .. }) => return Err(e.into()),
                 Err(f) if range.len() == 1 && f.error.is_fatal() => {
-                    return Err(self.record_error(f.op, source.offsets[range.start], &f.error));
+                    let err = self.record_error(f.op, source.offsets[range.start], &f.error);
+                    // What succeeded before the failing record is kept.
+                    self.flush(sink)?;
+                    return Err(err);
                 }
                 Err(f) if range.len() == 1 => self.apply_policy(source, range.start, f, sink)?,
                 Err(_) => {
@@ -142,16 +196,48 @@ impl Task {
                 }
             }
         }
-        self.fire_timers(sink)
+        self.fire_timers()?;
+        self.maybe_commit(sink)
     }
 
-    /// The input has ended: moves the watermark to the end of time and fires every timer.
+    /// The input has ended: moves the watermark to the end of time, fires every timer,
+    /// and commits.
     pub fn finish_input(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
-        if self.position.watermark != i64::MAX {
-            self.position.watermark = i64::MAX;
-            self.commit(Outputs::empty(), self.position, sink)?;
+        self.position.watermark = i64::MAX;
+        self.fire_timers()?;
+        self.flush(sink)
+    }
+
+    /// Commits once the interval has passed or enough state waits.
+    pub fn maybe_commit(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        let pending_bytes: usize = self.ops.iter_mut().map(|op| op.state().dirty_bytes()).sum();
+        if self.last_commit.elapsed() >= self.config.commit_interval || pending_bytes >= self.config.max_pending_bytes {
+            self.flush(sink)?;
         }
-        self.fire_timers(sink)
+        Ok(())
+    }
+
+    /// Commits everything processed so far: every operator's state changes, the outputs
+    /// and the position, in one RocksDB write.
+    pub fn flush(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        self.last_commit = Instant::now();
+        if self.position == self.committed && self.pending.is_empty() && !self.ops.iter_mut().any(|op| op.state().has_pending()) {
+            return Ok(());
+        }
+        let mut wb = WriteBatch::default();
+        for op in &mut self.ops {
+            op.state().stage(&mut wb);
+        }
+        sink.stage(&self.pending, &mut wb)?;
+        stage_position(&self.db, &mut wb, &self.pipeline, self.partition, self.position);
+        self.db.write(wb)?;
+        for op in &mut self.ops {
+            op.state().committed();
+        }
+        self.committed = self.position;
+        let outputs = std::mem::take(&mut self.pending);
+        self.stats.events_out += outputs.iter().map(|o| o.main.events.len() as u64).sum::<u64>();
+        sink.committed(outputs)
     }
 
     /// Runs the chain over `events` once. On failure every operator's writes are dropped.
@@ -182,7 +268,18 @@ impl Task {
 
     fn discard(&mut self) {
         for op in &mut self.ops {
-            op.state().discard();
+            op.state().discard_batch();
+        }
+    }
+
+    /// An attempt succeeded: its writes and outputs join what the next commit writes.
+    fn accept(&mut self, outputs: Outputs, position: TaskPosition) {
+        for op in &mut self.ops {
+            op.state().end_batch();
+        }
+        self.position = position;
+        if !(outputs.main.events.is_empty() && outputs.side.is_empty() && outputs.dead.is_empty()) {
+            self.pending.push(outputs);
         }
     }
 
@@ -190,39 +287,16 @@ impl Task {
     fn position_after(&self, source: &SourceBatch, range: &Range<usize>) -> TaskPosition {
         let max_ts = source.events.events[range.clone()].iter().map(|e| e.timestamp).max();
         let watermark = match max_ts {
-            Some(ts) => self.position.watermark.max(ts.saturating_sub(self.watermark_delay)),
+            Some(ts) => self.position.watermark.max(ts.saturating_sub(self.config.watermark_delay)),
             None => self.position.watermark,
         };
         TaskPosition { offset: source.offsets[range.end - 1] + 1, watermark }
     }
 
-    fn commit_records(&mut self, source: &SourceBatch, range: Range<usize>, outputs: Outputs, sink: &mut dyn Sink) -> Result<(), TaskError> {
+    fn complete(&mut self, source: &SourceBatch, range: Range<usize>, outputs: Outputs) {
         let position = self.position_after(source, &range);
         self.stats.events_in += range.len() as u64;
-        self.commit(outputs, position, sink)
-    }
-
-    /// Writes every operator's state changes, the outputs and `position` in one batch.
-    fn commit(&mut self, outputs: Outputs, position: TaskPosition, sink: &mut dyn Sink) -> Result<(), TaskError> {
-        let mut wb = WriteBatch::default();
-        for op in &mut self.ops {
-            op.state().stage(&mut wb);
-        }
-        if let Err(e) = sink.stage(&outputs, &mut wb) {
-            self.discard();
-            return Err(e);
-        }
-        stage_position(&self.db, &mut wb, &self.pipeline, self.partition, position);
-        if let Err(e) = self.db.write(wb) {
-            self.discard();
-            return Err(e.into());
-        }
-        for op in &mut self.ops {
-            op.state().committed();
-        }
-        self.position = position;
-        self.stats.events_out += outputs.main.events.len() as u64;
-        sink.committed(outputs)
+        self.accept(outputs, position);
     }
 
     fn record_error(&self, op: usize, offset: u64, error: &CallError) -> TaskError {
@@ -241,8 +315,12 @@ impl Task {
         self.stats.errors += 1;
         self.stats.last_error = Some(err.to_string());
         let mut outputs = Outputs::empty();
-        match self.policy {
-            OnError::Fail => return Err(err),
+        match self.config.policy {
+            OnError::Fail => {
+                // What succeeded before the failing record is kept.
+                self.flush(sink)?;
+                return Err(err);
+            }
             OnError::Skip => tracing::warn!(pipeline = %self.pipeline, "skipped a record: {err}"),
             OnError::DeadLetter => {
                 let mut r = batch::record(&source.events, i);
@@ -251,7 +329,8 @@ impl Task {
                 outputs.dead.push(r);
             }
         }
-        self.commit_records(source, i..i + 1, outputs, sink)
+        self.complete(source, i..i + 1, outputs);
+        Ok(())
     }
 
     fn error_headers(&self, op: usize, error: &CallError) -> Vec<(String, Vec<u8>)> {
@@ -262,13 +341,13 @@ impl Task {
         ]
     }
 
-    /// Fires every timer due at the committed watermark, committing as it goes.
-    fn fire_timers(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
+    /// Fires every timer due at the current watermark.
+    fn fire_timers(&mut self) -> Result<(), TaskError> {
         loop {
             match self.attempt_timers(None) {
                 Ok(None) => return Ok(()),
-                Ok(Some(outputs)) => self.commit(outputs, self.position, sink)?,
-                Err(_) => self.isolate_first_timer(sink)?,
+                Ok(Some(outputs)) => self.accept(outputs, self.position),
+                Err(_) => self.isolate_first_timer()?,
             }
         }
     }
@@ -321,7 +400,7 @@ impl Task {
 
     /// A timer attempt failed: fire the earliest due timer alone and apply the policy
     /// if it fails on its own.
-    fn isolate_first_timer(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
+    fn isolate_first_timer(&mut self) -> Result<(), TaskError> {
         let watermark = self.position.watermark;
         let mut first = None;
         for j in 0..self.ops.len() {
@@ -332,7 +411,10 @@ impl Task {
         }
         let Some((j, at, key)) = first else { return Ok(()) };
         match self.attempt_timers(Some((j, at, key.clone()))) {
-            Ok(outputs) => self.commit(outputs.unwrap_or_else(Outputs::empty), self.position, sink),
+            Ok(outputs) => {
+                self.accept(outputs.unwrap_or_else(Outputs::empty), self.position);
+                Ok(())
+            }
             Err((f, _)) => {
                 let err = TaskError::Timer {
                     operator: self.ops[f.op].label().to_string(),
@@ -342,11 +424,14 @@ impl Task {
                 };
                 self.stats.errors += 1;
                 self.stats.last_error = Some(err.to_string());
-                if f.error.is_fatal() || self.policy == OnError::Fail {
-                    return Err(err);
+                if f.error.is_fatal() || self.config.policy == OnError::Fail {
+                    return Err(match f.error {
+                        CallError::Host(e) => e.into(),
+                        _ => err,
+                    });
                 }
                 let mut outputs = Outputs::empty();
-                if self.policy == OnError::DeadLetter {
+                if self.config.policy == OnError::DeadLetter {
                     let mut headers = self.error_headers(f.op, &f.error);
                     headers.push(("eddy.timer".into(), at.to_string().into_bytes()));
                     outputs.dead.push(Record { key: Some(key.clone()), value: Vec::new(), timestamp: at, headers });
@@ -355,7 +440,8 @@ impl Task {
                 }
                 // The timer is consumed either way.
                 self.ops[j].state().delete_timer(key, at);
-                self.commit(outputs, self.position, sink)
+                self.accept(outputs, self.position);
+                Ok(())
             }
         }
     }
