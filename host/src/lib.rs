@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod log;
 pub mod record;
 pub mod runtime;
 pub mod state;

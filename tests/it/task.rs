@@ -5,6 +5,7 @@ use crate::runtime::Fixture;
 use eddy_host::control::OnError;
 use eddy_host::record::Record;
 use eddy_host::runtime::TaskInfo;
+use eddy_host::state::Db;
 use eddy_host::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
 use rocksdb::WriteBatch;
 
@@ -22,10 +23,8 @@ impl Collect {
 }
 
 impl Sink for Collect {
-    fn stage(&mut self, _: &[Outputs], _: &mut WriteBatch) -> Result<(), TaskError> {
-        Ok(())
-    }
-    fn committed(&mut self, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+        db.write(batch)?;
         for o in outputs {
             self.main.extend(batch::records(&o.main));
             self.side.extend(o.side);

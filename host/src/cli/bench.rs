@@ -53,10 +53,8 @@ enum BenchPath {
 struct CountingSink(u64);
 
 impl Sink for CountingSink {
-    fn stage(&mut self, _: &[Outputs], _: &mut WriteBatch) -> Result<(), TaskError> {
-        Ok(())
-    }
-    fn committed(&mut self, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+        db.write(batch)?;
         self.0 += outputs.iter().map(|o| o.main.events.len() as u64).sum::<u64>();
         Ok(())
     }

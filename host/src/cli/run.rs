@@ -210,11 +210,9 @@ fn write_line(w: &mut impl Write, r: &Record) -> Result<(), TaskError> {
 }
 
 impl Sink for FileSink {
-    fn stage(&mut self, _outputs: &[Outputs], _batch: &mut WriteBatch) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn committed(&mut self, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+    /// Writes the commit, then the outputs (a file cannot join the RocksDB write).
+    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+        db.write(batch)?;
         for o in outputs {
             for r in batch::records(&o.main) {
                 write_line(&mut self.main, &r)?;

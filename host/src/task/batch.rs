@@ -78,6 +78,17 @@ pub fn record(batch: &EventBatch, i: usize) -> Record {
     decode(&batch.data, &batch.headers, &batch.events[i])
 }
 
+/// Event `i` of a batch as borrowed parts: key, value, timestamp, headers.
+pub fn parts(batch: &EventBatch, i: usize) -> (Option<&[u8]>, &[u8], i64, Vec<(&[u8], &[u8])>) {
+    let meta = &batch.events[i];
+    let data = &batch.data;
+    let headers = batch.headers[meta.headers_start as usize..][..meta.headers_len as usize]
+        .iter()
+        .map(|h| (bytes(data, h.name).unwrap_or_default(), bytes(data, h.value).unwrap_or_default()))
+        .collect();
+    (bytes(data, meta.key), bytes(data, meta.value).unwrap_or_default(), meta.timestamp, headers)
+}
+
 /// Every event of a batch as records.
 pub fn records(batch: &EventBatch) -> impl Iterator<Item = Record> + '_ {
     (0..batch.events.len()).map(|i| record(batch, i))

@@ -39,14 +39,12 @@ impl Outputs {
     }
 }
 
-/// Where a task's outputs go. An embedded sink adds them to the task's commit, so they
-/// are written atomically with state and position.
+/// Where a task's outputs go, and how its commit is written. The task hands the sink
+/// its commit (state changes and position) with the outputs of every batch since the
+/// last commit; an embedded-topic sink adds the outputs to the same RocksDB write, so
+/// state, position and outputs land atomically.
 pub trait Sink {
-    /// Adds the outputs of every batch since the last commit to the commit about to be
-    /// written, in order.
-    fn stage(&mut self, outputs: &[Outputs], batch: &mut WriteBatch) -> Result<(), TaskError>;
-    /// The commit was written.
-    fn committed(&mut self, outputs: Vec<Outputs>) -> Result<(), TaskError>;
+    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError>;
 }
 
 /// How a task runs.
@@ -228,16 +226,16 @@ impl Task {
         for op in &mut self.ops {
             op.state().stage(&mut wb);
         }
-        sink.stage(&self.pending, &mut wb)?;
         stage_position(&self.db, &mut wb, &self.pipeline, self.partition, self.position);
-        self.db.write(wb)?;
+        let outputs = std::mem::take(&mut self.pending);
+        let emitted: u64 = outputs.iter().map(|o| o.main.events.len() as u64).sum();
+        sink.commit(&self.db, wb, outputs)?;
         for op in &mut self.ops {
             op.state().committed();
         }
         self.committed = self.position;
-        let outputs = std::mem::take(&mut self.pending);
-        self.stats.events_out += outputs.iter().map(|o| o.main.events.len() as u64).sum::<u64>();
-        sink.committed(outputs)
+        self.stats.events_out += emitted;
+        Ok(())
     }
 
     /// Runs the chain over `events` once. On failure every operator's writes are dropped.

@@ -1,0 +1,14 @@
+//! Topics: the embedded log (the default, in RocksDB) and the sink that writes task
+//! outputs into it atomically with the task's commit.
+
+pub mod codec;
+mod embedded;
+pub mod partitioner;
+mod signal;
+mod sink;
+mod topic;
+
+pub use embedded::{Appends, Log, LogError, PARTITIONS_MAX};
+pub use signal::Signal;
+pub use sink::TopicSink;
+pub use topic::{Topic, TopicConfig, TopicMeta};

@@ -1,0 +1,76 @@
+//! The sink of a task whose outputs go to embedded topics: main outputs to the pipeline's
+//! sink topic, side outputs to `<pipeline>.<port>`, dead letters to `<pipeline>.dlq`,
+//! all in the same RocksDB write as the task's state and position.
+
+use super::codec;
+use super::embedded::{Appends, Log};
+use super::partitioner::partition_for_key;
+use super::topic::{Topic, TopicConfig};
+use crate::record::{Record, now_ms};
+use crate::state::Db;
+use crate::task::{Outputs, Sink, TaskError, batch};
+use rocksdb::WriteBatch;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct TopicSink {
+    log: Arc<Log>,
+    pipeline: String,
+    /// The source partition of the task: keyless outputs go to the same partition number
+    /// (modulo), so a replay after a crash puts them where the first run did.
+    partition: u32,
+    main: Arc<Topic>,
+    side: HashMap<String, Arc<Topic>>,
+}
+
+impl TopicSink {
+    pub fn new(log: Arc<Log>, pipeline: &str, partition: u32, main: Arc<Topic>) -> Self {
+        TopicSink { log, pipeline: pipeline.to_string(), partition, main, side: HashMap::new() }
+    }
+
+    fn side_topic(&mut self, port: &str) -> Result<Arc<Topic>, TaskError> {
+        if let Some(t) = self.side.get(port) {
+            return Ok(Arc::clone(t));
+        }
+        let name = format!("{}.{port}", self.pipeline);
+        let config = TopicConfig { partitions: self.main.partition_count(), ..TopicConfig::default() };
+        let t = self.log.ensure_topic(&name, &config).map_err(|e| TaskError::Sink(format!("topic {name}: {e}")))?;
+        self.side.insert(port.to_string(), Arc::clone(&t));
+        Ok(t)
+    }
+
+    fn partition(&self, topic: &Topic, key: Option<&[u8]>) -> u32 {
+        match key {
+            Some(k) => partition_for_key(k, topic.partition_count()),
+            None => self.partition % topic.partition_count(),
+        }
+    }
+
+    fn push_record(&self, appends: &mut Appends, topic: &Arc<Topic>, r: &Record, now: i64) {
+        appends.push(topic, self.partition(topic, r.key.as_deref()), codec::encode_record(r, now));
+    }
+}
+
+impl Sink for TopicSink {
+    fn commit(&mut self, _db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+        let now = now_ms();
+        let mut appends = Appends::default();
+        for o in &outputs {
+            for i in 0..o.main.events.len() {
+                let (key, value, ts, headers) = batch::parts(&o.main, i);
+                let p = self.partition(&self.main, key);
+                appends.push(&self.main, p, codec::encode(key, value, ts, &headers, now));
+            }
+            for (port, r) in &o.side {
+                let t = self.side_topic(port)?;
+                self.push_record(&mut appends, &t, r, now);
+            }
+            for r in &o.dead {
+                let t = self.side_topic("dlq")?;
+                self.push_record(&mut appends, &t, r, now);
+            }
+        }
+        self.log.commit(batch, appends).map_err(|e| TaskError::Sink(e.to_string()))?;
+        Ok(())
+    }
+}
