@@ -13,10 +13,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod cli;
 pub mod control;
 pub mod log;
+pub mod metrics;
 pub mod record;
+pub mod registry;
 pub mod runtime;
+pub mod server;
 pub mod state;
 pub mod task;

@@ -36,7 +36,7 @@ impl Fixture {
 
     pub fn instance(&self, name: &str, config: &[(&str, &str)]) -> OperatorInstance {
         let info = TaskInfo { pipeline: "p".into(), operator: "probe".into(), version: 3, partition: 1, partition_count: 4 };
-        let mut inst = self.component(name).instantiate(info, self.state("probe", 1)).map_err(|(e, _)| e).unwrap();
+        let mut inst = self.component(name).instantiate(info, self.state("probe", 1), self.runtime.default_limits()).map_err(|(e, _)| e).unwrap();
         let config: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         inst.init(&config).unwrap();
         inst
@@ -106,7 +106,7 @@ fn compiled_components_are_cached_by_digest() {
     let again = fx2.component("wordcount");
     assert_eq!(again.digest(), first.digest());
     let info = TaskInfo { pipeline: "p".into(), operator: "wc".into(), version: 1, partition: 0, partition_count: 1 };
-    let mut inst = again.instantiate(info, fx2.state("wc", 0)).map_err(|(e, _)| e).unwrap();
+    let mut inst = again.instantiate(info, fx2.state("wc", 0), fx2.runtime.default_limits()).map_err(|(e, _)| e).unwrap();
     inst.init(&[]).unwrap();
     let out = inst.process(&values(&["a a"])).unwrap();
     assert_eq!(out.outputs.len(), 2);
@@ -210,7 +210,7 @@ fn a_memory_bomb_hits_the_limit() {
 fn init_errors_carry_the_operator_message() {
     let fx = Fixture::new();
     let info = TaskInfo { pipeline: "p".into(), operator: "probe".into(), version: 1, partition: 0, partition_count: 1 };
-    let mut inst = fx.component("fixture-probe").instantiate(info, fx.state("probe", 0)).map_err(|(e, _)| e).unwrap();
+    let mut inst = fx.component("fixture-probe").instantiate(info, fx.state("probe", 0), fx.runtime.default_limits()).map_err(|(e, _)| e).unwrap();
     let err = inst.init(&[("fail_init".into(), "missing setting `dictionary`".into())]).unwrap_err();
     assert!(matches!(&err, CallError::Failed(GuestError::Fatal(m)) if m == "missing setting `dictionary`"), "{err:?}");
 }

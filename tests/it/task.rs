@@ -46,7 +46,7 @@ fn run(t: &mut Task, source: &SourceBatch, sink: &mut Collect) -> Result<(), Tas
 
 fn operator(fx: &Fixture, guest: &str, id: &str) -> Box<dyn Operator> {
     let info = TaskInfo { pipeline: "p".into(), operator: id.into(), version: 1, partition: 0, partition_count: 1 };
-    Box::new(WasmOperator::start(fx.component(guest), info, vec![], fx.state(id, 0)).map_err(|(e, _)| e).unwrap())
+    Box::new(WasmOperator::start(fx.component(guest), info, vec![], fx.state(id, 0), fx.runtime.default_limits()).map_err(|(e, _)| e).unwrap())
 }
 
 fn task(fx: &Fixture, policy: OnError) -> Task {

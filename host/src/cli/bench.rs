@@ -163,7 +163,8 @@ fn measure(path: BenchPath, args: &BenchArgs, runtime: &Runtime, batches: &[Sour
             let component = runtime.load_file(&args.wasm).with_context(|| args.wasm.display().to_string())?;
             let info = TaskInfo { pipeline: "bench".into(), operator: "wordcount".into(), version: 1, partition: 0, partition_count: 1 };
             let state = OperatorState::new(Arc::clone(&db), scope, cache_bytes)?;
-            let wasm = WasmOperator::start(component, info, vec![], state).map_err(|(e, _)| anyhow::anyhow!("init: {e}"))?;
+            let wasm = WasmOperator::start(component, info, vec![], state, runtime.default_limits())
+                .map_err(|(e, _)| anyhow::anyhow!("init: {e}"))?;
             run_task(vec![Box::new(wasm)], db, batches, args.commit_interval_ms)
         }
         BenchPath::Native => {

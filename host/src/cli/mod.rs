@@ -1,7 +1,13 @@
 //! The `eddy` command line.
 
 mod bench;
+mod client;
+mod operator;
+mod output;
+mod pipeline;
 mod run;
+mod serve;
+mod topic;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -12,6 +18,8 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    server: client::ServerArgs,
 }
 
 #[derive(Subcommand)]
@@ -20,6 +28,17 @@ enum Command {
     Run(run::RunArgs),
     /// Measure word count through the host: Wasm, native, and raw RocksDB.
     Bench(bench::BenchArgs),
+    /// Run the server: embedded topics, operator registry, pipelines, HTTP API.
+    Serve(serve::ServeArgs),
+    /// Upload and manage operators on a server.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
+    /// Create, inspect, produce to and consume from topics on a server.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Create and control pipelines on a server.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
 }
 
 /// Parses the command line, runs it, and turns any error into one clear line on stderr
@@ -30,6 +49,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Operator(cmd) => client_call(operator::run(cmd, &cli.server)),
+        Command::Topic(cmd) => client_call(topic::run(cmd, &cli.server)),
+        Command::Pipeline(cmd) => client_call(pipeline::run(cmd, &cli.server)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,6 +61,11 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs one client command on a small runtime.
+fn client_call(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
 fn init_logging() {

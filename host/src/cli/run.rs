@@ -2,7 +2,7 @@
 
 use crate::control::PipelineSpec;
 use crate::record::{self, Record};
-use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
+use crate::runtime::{Limits, Runtime, RuntimeConfig, TaskInfo};
 use crate::state::{Db, DbOptions, OperatorState, StateScope};
 use crate::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
 use anyhow::{Context as _, bail};
@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -54,11 +54,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let db = Arc::new(Db::open(&state_dir.join("db"), &DbOptions::default())?);
     let settings = &spec.settings;
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(compile_cache_dir(args.state_dir.as_deref())),
-        memory_limit: (settings.memory_limit_mb as usize) << 20,
-        call_deadline: Duration::from_millis(settings.call_timeout_ms),
-    })?;
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(compile_cache_dir(args.state_dir.as_deref())), ..RuntimeConfig::default() })?;
 
     let mut ops: Vec<Box<dyn Operator>> = Vec::new();
     for (op, path) in spec.operators.iter().zip(&paths) {
@@ -68,7 +64,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let info = TaskInfo { pipeline: spec.name.clone(), operator: op.id().to_string(), version: 1, partition: 0, partition_count: 1 };
         let scope = StateScope { pipeline: spec.name.clone(), operator: op.id().to_string(), partition: 0 };
         let state = OperatorState::new(Arc::clone(&db), scope, (settings.state_cache_mb as usize) << 20)?;
-        let wasm = WasmOperator::start(component, info, op.config_pairs(), state)
+        let wasm = WasmOperator::start(component, info, op.config_pairs(), state, Limits::from_settings(settings))
             .map_err(|(e, _)| anyhow::anyhow!("operator {}: init failed: {}", op.id(), e.message()))?;
         ops.push(Box::new(wasm));
     }

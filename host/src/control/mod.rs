@@ -1,5 +1,10 @@
-//! The pipeline control plane: specs and their validation.
+//! The pipeline control plane: specs, their validation, and the controller that runs
+//! pipelines.
 
+mod controller;
+mod pipeline;
 pub mod spec;
 
+pub use controller::{ControlError, Controller};
+pub use pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
 pub use spec::{OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};

@@ -114,8 +114,6 @@ pub enum OnError {
 pub struct Settings {
     /// Most records per batch (one commit each).
     pub batch_size: usize,
-    /// How long a task waits to fill a batch before it processes what it has.
-    pub batch_linger_ms: u64,
     /// Longest time between commits. Outputs become visible at commits; a crash
     /// re-processes at most this much (exactly once all the same).
     pub commit_interval_ms: u64,
@@ -134,7 +132,6 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             batch_size: 512,
-            batch_linger_ms: 5,
             commit_interval_ms: 100,
             on_error: OnError::Fail,
             watermark_delay_ms: 0,

@@ -6,9 +6,11 @@ mod embedded;
 pub mod partitioner;
 mod signal;
 mod sink;
+mod source;
 mod topic;
 
 pub use embedded::{Appends, Log, LogError, PARTITIONS_MAX};
 pub use signal::Signal;
 pub use sink::TopicSink;
+pub use source::TopicSource;
 pub use topic::{Topic, TopicConfig, TopicMeta};

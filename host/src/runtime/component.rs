@@ -1,6 +1,6 @@
 use super::engine::EngineParts;
 use super::host::{HostState, TaskInfo};
-use super::{ComponentError, OperatorInstance, bindings, cache, validate};
+use super::{ComponentError, Limits, OperatorInstance, bindings, cache, validate};
 use crate::state::OperatorState;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -75,9 +75,14 @@ impl OperatorComponent {
         &self.exports
     }
 
-    /// A fresh instance serving `info`, reading and writing `state`. Call
-    /// [`OperatorInstance::init`] before anything else.
-    pub fn instantiate(&self, info: TaskInfo, state: OperatorState) -> Result<OperatorInstance, (super::CallError, OperatorState)> {
-        OperatorInstance::new(&self.parts, &self.pre, info, state)
+    /// A fresh instance serving `info`, reading and writing `state`, within `limits`.
+    /// Call [`OperatorInstance::init`] before anything else.
+    pub fn instantiate(
+        &self,
+        info: TaskInfo,
+        state: OperatorState,
+        limits: Limits,
+    ) -> Result<OperatorInstance, (super::CallError, OperatorState)> {
+        OperatorInstance::new(&self.parts, &self.pre, info, state, limits)
     }
 }

@@ -48,10 +48,14 @@ impl EngineParts {
         Ok(EngineParts { engine, linker, config, stop })
     }
 
-    /// Epoch ticks a call may run before it is interrupted.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        (self.config.call_deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
-    }
+}
+
+/// Epoch ticks a call may run before it is interrupted.
+pub(crate) fn deadline_ticks(deadline: std::time::Duration) -> u64 {
+    (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+impl EngineParts {
 }
 
 impl Drop for EngineParts {

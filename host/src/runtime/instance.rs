@@ -1,7 +1,7 @@
 use super::bindings::{self, ByteList, EventBatch, GuestError, KvBatch, OperatorInfo, OutputBatch};
-use super::engine::EngineParts;
+use super::engine::{EngineParts, deadline_ticks};
 use super::host::{HostState, TaskInfo};
-use super::{CallError, MemoryLimitExceeded, TrapKind};
+use super::{CallError, Limits, MemoryLimitExceeded, TrapKind};
 use crate::state::{OperatorState, StateError};
 use std::sync::Arc;
 use wasmtime::Store;
@@ -23,12 +23,13 @@ impl OperatorInstance {
         pre: &bindings::OperatorPre<HostState>,
         info: TaskInfo,
         state: OperatorState,
+        limits: Limits,
     ) -> Result<Self, (CallError, OperatorState)> {
-        let mut store = Store::new(&parts.engine, HostState::new(info, state, parts.config.memory_limit));
+        let mut store = Store::new(&parts.engine, HostState::new(info, state, limits.memory));
         store.limiter(|s| &mut s.limits);
-        let deadline_ticks = parts.deadline_ticks();
+        let deadline_ticks = deadline_ticks(limits.call_deadline);
         store.set_epoch_deadline(deadline_ticks);
-        let deadline_secs = parts.config.call_deadline.as_secs_f64();
+        let deadline_secs = limits.call_deadline.as_secs_f64();
         match pre.instantiate(&mut store) {
             Ok(bindings) => Ok(OperatorInstance { store, bindings, deadline_ticks, deadline_secs }),
             Err(e) => {

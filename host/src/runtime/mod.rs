@@ -21,7 +21,7 @@ mod limits;
 mod output;
 mod validate;
 
-pub use component::OperatorComponent;
+pub use component::{OperatorComponent, digest_of};
 pub use error::{CallError, ComponentError, RuntimeError, TrapKind};
 pub use host::TaskInfo;
 pub use instance::OperatorInstance;
@@ -36,9 +36,10 @@ use std::time::Duration;
 pub struct RuntimeConfig {
     /// Where serialized compiled components are kept; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
-    /// Most linear memory one instance may use.
+    /// Default for the most linear memory one instance may use.
     pub memory_limit: usize,
-    /// Longest one call into an operator may run (a batch, a timer, a migration page).
+    /// Default for the longest one call into an operator may run (a batch, a timer, a
+    /// migration page).
     pub call_deadline: Duration,
 }
 
@@ -49,6 +50,22 @@ impl Default for RuntimeConfig {
             memory_limit: 256 << 20,
             call_deadline: Duration::from_secs(10),
         }
+    }
+}
+
+/// Per-instance limits (a pipeline's `memory_limit_mb` and `call_timeout_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most linear memory the instance may use.
+    pub memory: usize,
+    /// Longest one call may run.
+    pub call_deadline: Duration,
+}
+
+impl Limits {
+    /// The limits a pipeline's settings ask for.
+    pub fn from_settings(s: &crate::control::Settings) -> Self {
+        Limits { memory: (s.memory_limit_mb as usize) << 20, call_deadline: Duration::from_millis(s.call_timeout_ms) }
     }
 }
 
@@ -81,6 +98,11 @@ impl Runtime {
     /// The configuration in force.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// The limits instances get unless told otherwise.
+    pub fn default_limits(&self) -> Limits {
+        Limits { memory: self.inner.config.memory_limit, call_deadline: self.inner.config.call_deadline }
     }
 }
 

@@ -120,6 +120,29 @@ impl Db {
         self.catalog.list(self, pipeline, operator)
     }
 
+    /// Deletes everything a pipeline keeps in state, timers and positions (not its
+    /// definition), in one write.
+    pub fn delete_pipeline_state(&self, pipeline: &str) -> Result<(), StateError> {
+        let mut wb = WriteBatch::default();
+        for (_, id) in self.stores(pipeline, None)? {
+            let (from, to) = (id.to_be_bytes(), (id + 1).to_be_bytes());
+            wb.delete_range_cf(self.cf(Cf::State), from, to);
+            wb.delete_range_cf(self.cf(Cf::Timers), from, to);
+        }
+        let positions = super::keys::positions_prefix(pipeline);
+        let end = super::keys::prefix_end(&positions).expect("position prefixes are not all 0xff");
+        wb.delete_range_cf(self.cf(Cf::Meta), positions, end);
+        self.write(wb)
+    }
+
+    /// Approximate bytes a pipeline's state takes on disk (flushed data only).
+    pub fn pipeline_state_bytes(&self, pipeline: &str) -> Result<u64, StateError> {
+        let ids = self.stores(pipeline, None)?;
+        let bounds: Vec<([u8; 4], [u8; 4])> = ids.iter().map(|(_, id)| (id.to_be_bytes(), (id + 1).to_be_bytes())).collect();
+        let ranges: Vec<rocksdb::Range<'_>> = bounds.iter().map(|(a, b)| rocksdb::Range::new(a, b)).collect();
+        Ok(self.db.get_approximate_sizes_cf(self.cf(Cf::State), &ranges).iter().sum())
+    }
+
     /// Writes a batch atomically: the one way commits reach disk.
     pub fn write(&self, batch: WriteBatch) -> Result<(), StateError> {
         Ok(self.db.write_opt(batch, &self.write_options)?)

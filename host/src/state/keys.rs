@@ -55,9 +55,15 @@ pub fn timer_key(prefix: &[u8], at: i64, key: &[u8]) -> Vec<u8> {
 
 /// The meta key of a task's position.
 pub fn position_key(pipeline: &str, partition: u32) -> Vec<u8> {
+    let mut key = positions_prefix(pipeline);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// The prefix of every position key of a pipeline.
+pub fn positions_prefix(pipeline: &str) -> Vec<u8> {
     let mut key = b"pos".to_vec();
     push_name(&mut key, pipeline);
-    key.extend_from_slice(&partition.to_be_bytes());
     key
 }
 

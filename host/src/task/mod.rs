@@ -4,11 +4,17 @@
 
 pub mod batch;
 mod error;
+mod handle;
 mod native;
 mod operator;
+mod pool;
 mod processor;
+mod runner;
 
 pub use error::TaskError;
 pub use native::{NativeOperator, NativeProcess};
 pub use operator::{Operator, WasmOperator};
+pub use handle::{TaskHandle, TaskState, TaskStatus};
+pub use pool::WorkerPool;
 pub use processor::{Outputs, Sink, SourceBatch, Task, TaskConfig, TaskStats};
+pub use runner::{Step, TaskRunner, TaskSource};

@@ -2,7 +2,7 @@
 //! trap, or native Rust code (benchmarks, tests) behind the same trait.
 
 use crate::runtime::bindings::{EventBatch, OutputBatch};
-use crate::runtime::{CallError, OperatorComponent, OperatorInstance, TaskInfo};
+use crate::runtime::{CallError, Limits, OperatorComponent, OperatorInstance, TaskInfo};
 use crate::state::OperatorState;
 
 /// One operator of a task's chain.
@@ -24,6 +24,7 @@ pub struct WasmOperator {
     component: OperatorComponent,
     info: TaskInfo,
     config: Vec<(String, String)>,
+    limits: Limits,
     instance: Option<OperatorInstance>,
     /// The state while no instance holds it.
     parked: Option<OperatorState>,
@@ -31,15 +32,17 @@ pub struct WasmOperator {
 }
 
 impl WasmOperator {
-    /// Instantiates `component` for `info` and runs its `init` with `config`.
+    /// Instantiates `component` for `info` within `limits` and runs its `init` with
+    /// `config`.
     pub fn start(
         component: OperatorComponent,
         info: TaskInfo,
         config: Vec<(String, String)>,
         state: OperatorState,
+        limits: Limits,
     ) -> Result<Self, (CallError, OperatorState)> {
         let label = format!("{}@{}", info.operator, info.version);
-        let mut op = WasmOperator { label, component, info, config, instance: None, parked: Some(state), state_version: 0 };
+        let mut op = WasmOperator { label, component, info, config, limits, instance: None, parked: Some(state), state_version: 0 };
         match op.instance() {
             Ok(_) => Ok(op),
             Err(e) => {
@@ -62,7 +65,7 @@ impl WasmOperator {
     fn instance(&mut self) -> Result<&mut OperatorInstance, CallError> {
         if self.instance.is_none() {
             let state = self.parked.take().expect("without an instance the state is parked");
-            let mut inst = match self.component.instantiate(self.info.clone(), state) {
+            let mut inst = match self.component.instantiate(self.info.clone(), state, self.limits) {
                 Ok(i) => i,
                 Err((e, state)) => {
                     self.parked = Some(state);

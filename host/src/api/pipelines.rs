@@ -1,0 +1,78 @@
+//! `/v1/pipelines`: create (TOML or JSON spec), list, status, stop, start, delete.
+
+use super::extract::LimitedBody;
+use super::{ApiError, AppState, ErrorBody, blocking};
+use crate::control::{PipelineSpec, PipelineStatus};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/pipelines", get(list).post(create))
+        .route("/pipelines/{name}", get(status).delete(remove))
+        .route("/pipelines/{name}/stop", post(stop))
+        .route("/pipelines/{name}/start", post(start))
+}
+
+/// Reads a spec as JSON (Content-Type: application/json, or a body starting with `{`)
+/// or TOML (anything else).
+fn parse_spec(body: &[u8], content_type: Option<&str>) -> Result<PipelineSpec, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request("invalid pipeline spec", format!("not UTF-8: {e}")))?;
+    let json = content_type == Some("application/json") || text.trim_start().starts_with('{');
+    Ok(if json { PipelineSpec::from_json(text)? } else { PipelineSpec::from_toml(text)? })
+}
+
+/// Creates a pipeline from its spec and starts it: one task per source partition.
+#[utoipa::path(post, path = "/v1/pipelines", tag = "pipelines",
+    request_body(content = String, content_type = "application/toml",
+        description = "The pipeline spec, TOML or JSON (the same schema as `eddy run`, operators by name and version)"),
+    responses(
+        (status = 201, body = PipelineStatus),
+        (status = 400, description = "Invalid spec, missing operator or topic, operator init failed", body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn create(State(state): State<AppState>, body: LimitedBody) -> Result<(StatusCode, Json<PipelineStatus>), ApiError> {
+    let spec = parse_spec(&body.bytes, body.content_type.as_deref())?;
+    let controller = state.controller.clone();
+    let status = blocking(move || Ok(controller.create(spec)?)).await?;
+    Ok((StatusCode::CREATED, Json(status)))
+}
+
+/// Every pipeline.
+#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", responses((status = 200, body = Vec<PipelineStatus>)))]
+async fn list(State(state): State<AppState>) -> Json<Vec<PipelineStatus>> {
+    Json(state.controller.list())
+}
+
+/// A pipeline's state and its tasks' offsets, lag and counters.
+#[utoipa::path(get, path = "/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = PipelineStatus), (status = 404, body = ErrorBody)))]
+async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PipelineStatus>, ApiError> {
+    Ok(Json(state.controller.status(&name)?))
+}
+
+/// Stops a pipeline after its tasks commit.
+#[utoipa::path(post, path = "/v1/pipelines/{name}/stop", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = PipelineStatus), (status = 404, body = ErrorBody)))]
+async fn stop(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PipelineStatus>, ApiError> {
+    let controller = state.controller.clone();
+    Ok(Json(blocking(move || Ok(controller.stop(&name)?)).await?))
+}
+
+/// Starts a stopped (or failed) pipeline where it last committed.
+#[utoipa::path(post, path = "/v1/pipelines/{name}/start", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = PipelineStatus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn start(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PipelineStatus>, ApiError> {
+    let controller = state.controller.clone();
+    Ok(Json(blocking(move || Ok(controller.start(&name)?)).await?))
+}
+
+/// Stops and deletes a pipeline with all its state (its topics stay).
+#[utoipa::path(delete, path = "/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    let controller = state.controller.clone();
+    blocking(move || Ok(controller.delete(&name)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,111 @@
+//! `eddy pipeline create|list|status|stop|start|delete`.
+
+use super::client::{Client, ServerArgs, seg};
+use super::output;
+use anyhow::Context as _;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum PipelineCommand {
+    /// Create and start a pipeline from its spec file (TOML, or JSON ending in .json).
+    Create { file: PathBuf },
+    /// List pipelines.
+    List,
+    /// Show a pipeline's state and its tasks.
+    Status { name: String },
+    /// Stop a pipeline (its tasks commit first).
+    Stop { name: String },
+    /// Start a stopped or failed pipeline where it left off.
+    Start { name: String },
+    /// Delete a pipeline and its state (its topics stay).
+    Delete { name: String },
+}
+
+pub async fn run(cmd: PipelineCommand, args: &ServerArgs) -> anyhow::Result<()> {
+    let client = Client::new(args);
+    let status = match cmd {
+        PipelineCommand::Create { file } => {
+            let text = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let content_type = if file.extension().is_some_and(|e| e == "json") { "application/json" } else { "application/toml" };
+            client.json::<Value>(Method::POST, "/v1/pipelines", Some((text, content_type))).await?
+        }
+        PipelineCommand::List => {
+            let all: Vec<Value> = client.json(Method::GET, "/v1/pipelines", None).await?;
+            if args.json {
+                return Ok(output::json(&all));
+            }
+            let mut t = output::table(&["NAME", "STATE", "SOURCE", "SINK", "OPERATORS", "LAG", "EVENTS IN"]);
+            for p in &all {
+                t.add_row(vec![
+                    p["name"].as_str().unwrap_or("").to_string(),
+                    state_of(p),
+                    p["source"].as_str().unwrap_or("").to_string(),
+                    p["sink"].as_str().unwrap_or("").to_string(),
+                    operators_of(p),
+                    sum(p, "lag").to_string(),
+                    sum(p, "events_in").to_string(),
+                ]);
+            }
+            println!("{t}");
+            return Ok(());
+        }
+        PipelineCommand::Status { name } => client.json(Method::GET, &format!("/v1/pipelines/{}", seg(&name)), None).await?,
+        PipelineCommand::Stop { name } => client.json(Method::POST, &format!("/v1/pipelines/{}/stop", seg(&name)), None).await?,
+        PipelineCommand::Start { name } => client.json(Method::POST, &format!("/v1/pipelines/{}/start", seg(&name)), None).await?,
+        PipelineCommand::Delete { name } => {
+            client.send(Method::DELETE, &format!("/v1/pipelines/{}", seg(&name)), None, None).await?;
+            if !args.json {
+                println!("deleted pipeline {name}");
+            }
+            return Ok(());
+        }
+    };
+    if args.json {
+        output::json(&status);
+    } else {
+        print_status(&status);
+    }
+    Ok(())
+}
+
+fn state_of(p: &Value) -> String {
+    let state = p["state"].as_str().unwrap_or("").to_string();
+    match p["reason"].as_str() {
+        Some(r) => format!("{state}: {r}"),
+        None => state,
+    }
+}
+
+fn operators_of(p: &Value) -> String {
+    p["operators"]
+        .as_array()
+        .map(|ops| ops.iter().map(|o| format!("{}@{}", o["name"].as_str().unwrap_or(""), o["version"])).collect::<Vec<_>>().join(" → "))
+        .unwrap_or_default()
+}
+
+fn sum(p: &Value, field: &str) -> u64 {
+    p["tasks"].as_array().map(|ts| ts.iter().map(|t| t[field].as_u64().unwrap_or(0)).sum()).unwrap_or(0)
+}
+
+fn print_status(p: &Value) {
+    println!("pipeline {}: {}", p["name"].as_str().unwrap_or(""), state_of(p));
+    println!("  {} → {} → {}", p["source"].as_str().unwrap_or(""), operators_of(p), p["sink"].as_str().unwrap_or(""));
+    let mut t = output::table(&["PARTITION", "STATE", "COMMITTED", "END", "LAG", "IN", "OUT", "ERRORS", "LAST ERROR"]);
+    for task in p["tasks"].as_array().into_iter().flatten() {
+        t.add_row(vec![
+            task["partition"].to_string(),
+            task["state"].as_str().unwrap_or("").to_string(),
+            task["committed_offset"].to_string(),
+            task["end_offset"].to_string(),
+            task["lag"].to_string(),
+            task["events_in"].to_string(),
+            task["events_out"].to_string(),
+            task["errors"].to_string(),
+            task["failure"].as_str().or(task["last_error"].as_str()).unwrap_or("").to_string(),
+        ]);
+    }
+    println!("{t}");
+}

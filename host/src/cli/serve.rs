@@ -1,0 +1,37 @@
+//! `eddy serve`.
+
+use crate::api::ApiConfig;
+use crate::server::{ServerConfig, serve};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Where topics, operators, pipelines and state live.
+    #[arg(long, env = "EDDY_DATA_DIR", default_value = "./eddy-data")]
+    data_dir: PathBuf,
+    /// Address of the HTTP API (port 0 picks a free port; the server prints it).
+    #[arg(long, env = "EDDY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Require `Authorization: Bearer <token>` on every change.
+    #[arg(long, env = "EDDY_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Worker threads running tasks (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Largest request body in MiB (operator uploads, produced records).
+    #[arg(long, default_value_t = 64)]
+    max_body_mb: usize,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let config = ServerConfig {
+        data_dir: args.data_dir,
+        workers,
+        api: ApiConfig { token: args.api_token.filter(|t| !t.is_empty()), max_body_bytes: args.max_body_mb << 20 },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config, args.listen))?;
+    Ok(())
+}

@@ -1,0 +1,420 @@
+//! The pipeline controller: creates, starts, stops and deletes pipelines, persists their
+//! records, and turns a failed task into a failed pipeline. It talks to tasks only through
+//! their handles (stop requests in, status out).
+
+use super::pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
+use super::{OnError, PipelineSpec};
+use crate::log::{Log, LogError, TopicConfig, TopicSink, TopicSource};
+use crate::metrics::Metrics;
+use crate::record::now_ms;
+use crate::registry::{Registry, RegistryError};
+use crate::runtime::{Limits, TaskInfo};
+use crate::state::{Cf, Db, OperatorState, StateError, StateScope, load_position};
+use crate::task::{Operator, Task, TaskConfig, TaskHandle, TaskRunner, TaskState, TaskStatus, WasmOperator, WorkerPool};
+use rocksdb::WriteBatch;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const RECORD_PREFIX: &[u8] = b"pipeline/";
+
+/// How long a stop waits for tasks to commit and end.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a control-plane call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("pipeline {0:?} does not exist")]
+    NotFound(String),
+    #[error("pipeline {0:?} already exists; delete it or pick another name")]
+    Exists(String),
+    /// The request cannot work as given (bad spec, missing operator or topic).
+    #[error("{0}")]
+    Invalid(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+struct Entry {
+    record: PipelineRecord,
+    /// The tasks of the current (or last) run.
+    tasks: Vec<Arc<TaskHandle>>,
+}
+
+pub struct Controller {
+    db: Arc<Db>,
+    log: Arc<Log>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    pool: WorkerPool,
+    pipelines: Mutex<BTreeMap<String, Entry>>,
+}
+
+fn record_key(name: &str) -> Vec<u8> {
+    [RECORD_PREFIX, name.as_bytes()].concat()
+}
+
+impl Controller {
+    pub fn new(db: Arc<Db>, log: Arc<Log>, registry: Arc<Registry>, metrics: Arc<Metrics>, workers: usize) -> Self {
+        let pool = WorkerPool::new(workers, Arc::clone(log.signal()));
+        Controller { db, log, registry, metrics, pool, pipelines: Mutex::new(BTreeMap::new()) }
+    }
+
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Loads every stored pipeline and starts those that were running.
+    pub fn boot(&self) -> Result<(), ControlError> {
+        let mut records = Vec::new();
+        for item in self.db.rocks().prefix_iterator_cf(self.db.cf(Cf::Meta), RECORD_PREFIX) {
+            let (k, v) = item.map_err(StateError::from)?;
+            if !k.starts_with(RECORD_PREFIX) {
+                break;
+            }
+            let record: PipelineRecord =
+                serde_json::from_slice(&v).map_err(|e| StateError::Corrupt { what: "pipeline record", detail: e.to_string() })?;
+            records.push(record);
+        }
+        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+        for record in records {
+            let name = record.spec.name.clone();
+            let mut entry = Entry { record, tasks: Vec::new() };
+            if entry.record.state == PipelineState::Running {
+                match self.start_tasks(&entry.record) {
+                    Ok(tasks) => entry.tasks = tasks,
+                    Err(reason) => {
+                        tracing::error!(pipeline = %name, "cannot resume: {reason}");
+                        self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))?;
+                    }
+                }
+            }
+            pipelines.insert(name, entry);
+        }
+        drop(pipelines);
+        self.refresh_gauges();
+        Ok(())
+    }
+
+    /// Creates a pipeline and starts it. Nothing is kept if it cannot start.
+    pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, ControlError> {
+        spec.validate().map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let source = spec.source.as_ref().ok_or_else(|| {
+            ControlError::Invalid("add a source: [source] topic = \"<topic>\" (a server pipeline reads a topic)".into())
+        })?;
+        let sink = spec.sink.as_ref().ok_or_else(|| {
+            ControlError::Invalid("add a sink: [sink] topic = \"<topic>\" (a server pipeline writes a topic)".into())
+        })?;
+        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+        if pipelines.contains_key(&spec.name) {
+            return Err(ControlError::Exists(spec.name.clone()));
+        }
+        let source_topic = self.log.topic(&source.topic).map_err(|_| {
+            ControlError::Invalid(format!(
+                "source topic {:?} does not exist; create it first (eddy topic create {} --partitions N)",
+                source.topic, source.topic
+            ))
+        })?;
+        let mut operators = Vec::new();
+        for op in &spec.operators {
+            let v = self.registry.resolve(&op.name, op.version).map_err(|e| match e {
+                RegistryError::NotFound(_) => ControlError::Invalid(format!(
+                    "operator {:?} is not in the registry; push it first (eddy operator push {} FILE.wasm)",
+                    op.name, op.name
+                )),
+                RegistryError::NoSuchVersion { .. } => ControlError::Invalid(e.to_string()),
+                other => other.into(),
+            })?;
+            operators.push(PinnedOperator { id: op.id().to_string(), name: v.name, version: v.version, digest: v.digest });
+        }
+        if sink.topic == source.topic {
+            return Err(ControlError::Invalid("the sink topic must differ from the source topic".into()));
+        }
+        let partitions = source_topic.partition_count();
+        self.log.ensure_topic(&sink.topic, &TopicConfig { partitions, ..TopicConfig::default() })?;
+        let now = now_ms();
+        let mut record =
+            PipelineRecord { spec, operators, state: PipelineState::Created, reason: None, created_ms: now, updated_ms: now };
+        let tasks = match self.start_tasks(&record) {
+            Ok(tasks) => tasks,
+            Err(reason) => {
+                // Nothing ran; remove what the attempt may have left (store ids, positions).
+                self.db.delete_pipeline_state(&record.spec.name)?;
+                return Err(ControlError::Invalid(format!("pipeline {:?} cannot start: {reason}", record.spec.name)));
+            }
+        };
+        self.set_state(&mut record, PipelineState::Running, None)?;
+        let name = record.spec.name.clone();
+        pipelines.insert(name.clone(), Entry { record, tasks });
+        drop(pipelines);
+        self.refresh_gauges();
+        self.status(&name)
+    }
+
+    /// Builds every task of a pipeline (instantiating and initializing its operators) and
+    /// hands them to the workers; all or none.
+    fn start_tasks(&self, record: &PipelineRecord) -> Result<Vec<Arc<TaskHandle>>, String> {
+        let spec = &record.spec;
+        let source_name = &spec.source.as_ref().ok_or("the pipeline has no source")?.topic;
+        let sink_name = &spec.sink.as_ref().ok_or("the pipeline has no sink")?.topic;
+        let source = self.log.topic(source_name).map_err(|e| e.to_string())?;
+        let sink = self.log.topic(sink_name).map_err(|e| e.to_string())?;
+        let settings = &spec.settings;
+        if settings.on_error == OnError::DeadLetter {
+            let dlq = format!("{}.dlq", spec.name);
+            self.log.ensure_topic(&dlq, &TopicConfig { partitions: sink.partition_count(), ..TopicConfig::default() }).map_err(|e| e.to_string())?;
+        }
+        let partitions = source.partition_count();
+        let limits = Limits::from_settings(settings);
+        let mut runners = Vec::new();
+        for p in 0..partitions {
+            let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+            for (pinned, op_spec) in record.operators.iter().zip(&spec.operators) {
+                let label = format!("operator {}@{}", pinned.id, pinned.version);
+                let version = self.registry.version(&pinned.name, pinned.version).map_err(|e| format!("{label}: {e}"))?;
+                let component = self.registry.component(&version).map_err(|e| format!("{label}: {e}"))?;
+                let scope = StateScope { pipeline: spec.name.clone(), operator: pinned.id.clone(), partition: p };
+                let state = OperatorState::new(Arc::clone(&self.db), scope, (settings.state_cache_mb as usize) << 20)
+                    .map_err(|e| format!("{label}: {e}"))?;
+                let info = TaskInfo {
+                    pipeline: spec.name.clone(),
+                    operator: pinned.id.clone(),
+                    version: pinned.version,
+                    partition: p,
+                    partition_count: partitions,
+                };
+                let op = WasmOperator::start(component, info, op_spec.config_pairs(), state, limits)
+                    .map_err(|(e, _)| format!("{label}: init failed: {}", e.message()))?;
+                ops.push(Box::new(op));
+            }
+            let task = Task::new(&spec.name, p, ops, TaskConfig::from_settings(settings), Arc::clone(&self.db)).map_err(|e| e.to_string())?;
+            let handle = Arc::new(TaskHandle::new(&spec.name, p, task.committed_position().offset));
+            let runner = TaskRunner::new(
+                task,
+                Box::new(TopicSource::new(Arc::clone(&self.log), Arc::clone(&source), p)),
+                Box::new(TopicSink::new(Arc::clone(&self.log), &spec.name, p, Arc::clone(&sink))),
+                settings.batch_size,
+                Arc::clone(&handle),
+                Some(self.metrics.task(&spec.name, p)),
+            );
+            runners.push(runner);
+        }
+        let handles = runners.iter().map(|r| Arc::clone(r.handle())).collect();
+        for r in runners {
+            self.pool.spawn(r);
+        }
+        Ok(handles)
+    }
+
+    fn set_state(&self, record: &mut PipelineRecord, state: PipelineState, reason: Option<String>) -> Result<(), StateError> {
+        record.state = state;
+        record.reason = reason;
+        record.updated_ms = now_ms();
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.db.cf(Cf::Meta), record_key(&record.spec.name), serde_json::to_vec(record).expect("records serialize"));
+        self.db.write(wb)
+    }
+
+    /// Stops a pipeline's tasks at a batch boundary, after they commit.
+    fn stop_tasks(&self, entry: &Entry) {
+        for t in &entry.tasks {
+            t.request_stop();
+        }
+        self.pool.wake();
+        for t in &entry.tasks {
+            if !t.wait(STOP_TIMEOUT) {
+                tracing::warn!(pipeline = %t.pipeline, partition = t.partition, "task did not stop within {STOP_TIMEOUT:?}");
+            }
+        }
+    }
+
+    /// Starts a stopped, created or failed pipeline from its committed positions.
+    pub fn start(&self, name: &str) -> Result<PipelineStatus, ControlError> {
+        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+        let entry = pipelines.get_mut(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        if entry.record.state != PipelineState::Running {
+            let tasks = self.start_tasks(&entry.record).map_err(|reason| ControlError::Invalid(format!("pipeline {name:?} cannot start: {reason}")))?;
+            entry.tasks = tasks;
+            self.set_state(&mut entry.record, PipelineState::Running, None)?;
+        }
+        drop(pipelines);
+        self.refresh_gauges();
+        self.status(name)
+    }
+
+    /// Stops a running pipeline; its tasks commit first, so a start resumes exactly there.
+    pub fn stop(&self, name: &str) -> Result<PipelineStatus, ControlError> {
+        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+        let entry = pipelines.get_mut(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        if entry.record.state == PipelineState::Running {
+            self.stop_tasks(entry);
+            self.set_state(&mut entry.record, PipelineState::Stopped, None)?;
+        }
+        drop(pipelines);
+        self.refresh_gauges();
+        self.status(name)
+    }
+
+    /// Stops (if needed) and deletes a pipeline with all its state. Its topics stay.
+    pub fn delete(&self, name: &str) -> Result<(), ControlError> {
+        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+        let entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        self.stop_tasks(entry);
+        self.db.delete_pipeline_state(name)?;
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(self.db.cf(Cf::Meta), record_key(name));
+        self.db.write(wb)?;
+        let partitions = entry.tasks.len() as u32;
+        pipelines.remove(name);
+        drop(pipelines);
+        self.metrics.remove_pipeline(name, partitions);
+        self.refresh_gauges();
+        Ok(())
+    }
+
+    /// One pipeline's status.
+    pub fn status(&self, name: &str) -> Result<PipelineStatus, ControlError> {
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        let entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        Ok(self.describe(entry))
+    }
+
+    /// Every pipeline's status, by name.
+    pub fn list(&self) -> Vec<PipelineStatus> {
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        pipelines.values().map(|e| self.describe(e)).collect()
+    }
+
+    fn describe(&self, entry: &Entry) -> PipelineStatus {
+        let r = &entry.record;
+        let source = r.spec.source.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
+        let tasks = if entry.tasks.is_empty() { self.stored_tasks(&r.spec.name, &source) } else { entry.tasks.iter().map(|t| t.status()).collect() };
+        PipelineStatus {
+            name: r.spec.name.clone(),
+            state: r.state,
+            reason: r.reason.clone(),
+            source,
+            sink: r.spec.sink.as_ref().map(|t| t.topic.clone()).unwrap_or_default(),
+            operators: r.operators.clone(),
+            tasks,
+            spec: r.spec.clone(),
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
+
+    /// Task statuses of a pipeline that is not running: its committed positions.
+    fn stored_tasks(&self, pipeline: &str, source: &str) -> Vec<TaskStatus> {
+        let Ok(topic) = self.log.topic(source) else { return Vec::new() };
+        (0..topic.partition_count())
+            .map(|p| {
+                let committed = load_position(&self.db, pipeline, p).map(|pos| pos.offset).unwrap_or(0);
+                let end = topic.end_offset(p).max(committed);
+                TaskStatus {
+                    partition: p,
+                    state: TaskState::Stopped,
+                    committed_offset: committed,
+                    end_offset: end,
+                    lag: end - committed,
+                    events_in: 0,
+                    events_out: 0,
+                    errors: 0,
+                    last_error: None,
+                    failure: None,
+                }
+            })
+            .collect()
+    }
+
+    /// Turns a failed task into a failed pipeline (its other tasks stop after committing).
+    /// Call periodically.
+    pub fn supervise(&self) {
+        let mut changed = false;
+        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+        for entry in pipelines.values_mut() {
+            if entry.record.state != PipelineState::Running {
+                continue;
+            }
+            let failure = entry.tasks.iter().find_map(|t| {
+                let s = t.status();
+                (s.state == TaskState::Failed).then(|| format!("partition {}: {}", s.partition, s.failure.unwrap_or_default()))
+            });
+            if let Some(reason) = failure {
+                self.stop_tasks(entry);
+                tracing::error!(pipeline = %entry.record.spec.name, "pipeline failed: {reason}");
+                if let Err(e) = self.set_state(&mut entry.record, PipelineState::Failed, Some(reason)) {
+                    tracing::error!("cannot record a pipeline failure: {e}");
+                }
+                changed = true;
+            }
+        }
+        drop(pipelines);
+        if changed {
+            self.refresh_gauges();
+        }
+    }
+
+    /// Stops every task after it commits, leaving pipelines marked as they are so the next
+    /// boot resumes them (server shutdown).
+    pub fn shutdown(&self) {
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        for entry in pipelines.values() {
+            for t in &entry.tasks {
+                t.request_stop();
+            }
+        }
+        self.pool.wake();
+        for entry in pipelines.values() {
+            for t in &entry.tasks {
+                t.wait(STOP_TIMEOUT);
+            }
+        }
+    }
+
+    /// The pipeline (if any) that runs `name@version`.
+    pub fn operator_in_use(&self, name: &str, version: u32) -> Option<String> {
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        pipelines
+            .values()
+            .find(|e| e.record.operators.iter().any(|o| o.name == name && o.version == version))
+            .map(|e| e.record.spec.name.clone())
+    }
+
+    /// The pipeline (if any) that reads or writes `topic`.
+    pub fn topic_in_use(&self, topic: &str) -> Option<String> {
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        pipelines
+            .values()
+            .find(|e| {
+                let s = &e.record.spec;
+                s.source.as_ref().is_some_and(|t| t.topic == topic) || s.sink.as_ref().is_some_and(|t| t.topic == topic)
+            })
+            .map(|e| e.record.spec.name.clone())
+    }
+
+    /// Updates the gauges computed from pipeline records and state sizes.
+    pub fn refresh_gauges(&self) {
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        for state in ["created", "running", "stopped", "failed"] {
+            self.metrics.pipelines.with_label_values(&[state]).set(0);
+        }
+        for e in pipelines.values() {
+            let state = serde_json::to_value(e.record.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            self.metrics.pipelines.with_label_values(&[&state]).inc();
+            if let Ok(bytes) = self.db.pipeline_state_bytes(&e.record.spec.name) {
+                self.metrics.state_bytes.with_label_values(&[&e.record.spec.name]).set(bytes as i64);
+            }
+        }
+    }
+}

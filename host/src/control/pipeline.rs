@@ -1,0 +1,56 @@
+//! What is stored and reported about a pipeline.
+
+use super::PipelineSpec;
+use crate::task::TaskStatus;
+use serde::{Deserialize, Serialize};
+
+/// The lifecycle of a pipeline: created → running → stopped | failed (and back to running
+/// with start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PipelineState {
+    Created,
+    Running,
+    Stopped,
+    Failed,
+}
+
+/// An operator of a pipeline, pinned to the registry version it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PinnedOperator {
+    /// Position in the chain (the spec's `id`, or `name`).
+    pub id: String,
+    pub name: String,
+    pub version: u32,
+    pub digest: String,
+}
+
+/// The stored record of a pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineRecord {
+    pub spec: PipelineSpec,
+    pub operators: Vec<PinnedOperator>,
+    pub state: PipelineState,
+    /// Why the pipeline failed, when it did.
+    pub reason: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// A pipeline as the API reports it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PipelineStatus {
+    pub name: String,
+    pub state: PipelineState,
+    pub reason: Option<String>,
+    pub source: String,
+    pub sink: String,
+    pub operators: Vec<PinnedOperator>,
+    /// One per source partition, while the pipeline runs (or after it stopped or failed).
+    pub tasks: Vec<TaskStatus>,
+    /// The spec the pipeline was created with.
+    #[schema(value_type = Object)]
+    pub spec: PipelineSpec,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}

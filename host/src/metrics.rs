@@ -1,0 +1,95 @@
+//! Prometheus metrics of a server: per task events, errors, lag and batch latency, per
+//! pipeline state size, pipelines by state.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    events_in: IntCounterVec,
+    events_out: IntCounterVec,
+    errors: IntCounterVec,
+    lag: IntGaugeVec,
+    batch_seconds: HistogramVec,
+    pub state_bytes: IntGaugeVec,
+    pub pipelines: IntGaugeVec,
+}
+
+/// The metric handles of one task.
+#[derive(Clone)]
+pub struct TaskMetrics {
+    pub events_in: IntCounter,
+    pub events_out: IntCounter,
+    pub errors: IntCounter,
+    pub lag: IntGauge,
+    pub batch_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let task = ["pipeline", "partition"];
+        let events_in = IntCounterVec::new(Opts::new("eddy_events_in_total", "Records read by a task"), &task).expect("valid metric");
+        let events_out =
+            IntCounterVec::new(Opts::new("eddy_events_out_total", "Records a task wrote to its sink"), &task).expect("valid metric");
+        let errors = IntCounterVec::new(Opts::new("eddy_errors_total", "Records (or timers) an operator failed on"), &task)
+            .expect("valid metric");
+        let lag = IntGaugeVec::new(Opts::new("eddy_lag_records", "Records in the source partition not yet committed"), &task)
+            .expect("valid metric");
+        let batch_seconds = HistogramVec::new(
+            HistogramOpts::new("eddy_batch_duration_seconds", "Time to process one batch through the operator chain")
+                .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("valid buckets")),
+            &["pipeline"],
+        )
+        .expect("valid metric");
+        let state_bytes = IntGaugeVec::new(Opts::new("eddy_state_bytes", "Approximate size of a pipeline's state"), &["pipeline"])
+            .expect("valid metric");
+        let pipelines = IntGaugeVec::new(Opts::new("eddy_pipelines", "Pipelines by state"), &["state"]).expect("valid metric");
+        for c in [&events_in, &events_out, &errors] {
+            registry.register(Box::new(c.clone())).expect("metric names are unique");
+        }
+        registry.register(Box::new(lag.clone())).expect("metric names are unique");
+        registry.register(Box::new(batch_seconds.clone())).expect("metric names are unique");
+        registry.register(Box::new(state_bytes.clone())).expect("metric names are unique");
+        registry.register(Box::new(pipelines.clone())).expect("metric names are unique");
+        Metrics { registry, events_in, events_out, errors, lag, batch_seconds, state_bytes, pipelines }
+    }
+
+    /// The handles of one task.
+    pub fn task(&self, pipeline: &str, partition: u32) -> TaskMetrics {
+        let p = partition.to_string();
+        let labels = [pipeline, p.as_str()];
+        TaskMetrics {
+            events_in: self.events_in.with_label_values(&labels),
+            events_out: self.events_out.with_label_values(&labels),
+            errors: self.errors.with_label_values(&labels),
+            lag: self.lag.with_label_values(&labels),
+            batch_seconds: self.batch_seconds.with_label_values(&[pipeline]),
+        }
+    }
+
+    /// Forgets a deleted pipeline's series.
+    pub fn remove_pipeline(&self, pipeline: &str, partitions: u32) {
+        for p in 0..partitions {
+            let p = p.to_string();
+            for v in [&self.events_in, &self.events_out, &self.errors] {
+                let _ = v.remove_label_values(&[pipeline, &p]);
+            }
+            let _ = self.lag.remove_label_values(&[pipeline, &p]);
+        }
+        let _ = self.batch_seconds.remove_label_values(&[pipeline]);
+        let _ = self.state_bytes.remove_label_values(&[pipeline]);
+    }
+
+    /// Everything, in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}

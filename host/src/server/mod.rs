@@ -1,0 +1,158 @@
+//! `eddy serve`: one process holding the embedded log, the operator registry, the
+//! pipelines and their state under one data directory, behind the HTTP API.
+
+use crate::api::{self, ApiConfig, AppState};
+use crate::control::{ControlError, Controller};
+use crate::log::{Log, LogError};
+use crate::metrics::Metrics;
+use crate::record::now_ms;
+use crate::registry::{Registry, RegistryError};
+use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
+use crate::state::{Db, DbOptions, StateError};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often failed tasks are turned into failed pipelines.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
+/// How often topic retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(30);
+
+/// Where and how a server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// Worker threads running tasks.
+    pub workers: usize,
+    pub api: ApiConfig,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data directory {path}: {detail}")]
+    DataDir { path: String, detail: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("cannot listen on {addr}: {detail}")]
+    Listen { addr: String, detail: String },
+}
+
+/// Everything a server runs, without the HTTP listener (tests drive it through
+/// [`App::state`] and `api::router`).
+pub struct App {
+    pub controller: Arc<Controller>,
+    pub metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+    background: Option<JoinHandle<()>>,
+}
+
+impl App {
+    /// Opens (or creates) the data directory, resumes the pipelines that were running,
+    /// and starts the background loops.
+    pub fn open(config: &ServerConfig) -> Result<Self, ServerError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| ServerError::DataDir { path: dir.display().to_string(), detail: e.to_string() })?;
+        let db = match Db::open(&dir.join("db"), &DbOptions::default()) {
+            Ok(db) => Arc::new(db),
+            Err(StateError::Open { source, .. }) if source.to_string().contains("lock") => {
+                return Err(ServerError::DataDir {
+                    path: dir.display().to_string(),
+                    detail: "another eddy server is using it; stop that one or pick another --data-dir".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.join("compiled")), ..RuntimeConfig::default() })?;
+        let log = Arc::new(Log::open(Arc::clone(&db))?);
+        let registry = Arc::new(Registry::open(Arc::clone(&db), dir.join("operators"), runtime)?);
+        let metrics = Arc::new(Metrics::new());
+        let controller = Arc::new(Controller::new(db, log, registry, Arc::clone(&metrics), config.workers));
+        controller.boot()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let background = {
+            let (controller, stop) = (Arc::clone(&controller), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("eddy-supervisor".into())
+                .spawn(move || background_loop(&controller, &stop))
+                .map_err(|e| ServerError::DataDir { path: dir.display().to_string(), detail: format!("cannot start a thread: {e}") })?
+        };
+        Ok(App { controller, metrics, stop, background: Some(background) })
+    }
+
+    /// The state the API handlers share.
+    pub fn state(&self, api: ApiConfig) -> AppState {
+        AppState { controller: Arc::clone(&self.controller), metrics: Arc::clone(&self.metrics), config: Arc::new(api) }
+    }
+
+    /// Commits and stops every task; pipelines stay marked running, to resume at the next
+    /// start.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.background.take() {
+            let _ = t.join();
+        }
+        self.controller.shutdown();
+    }
+}
+
+fn background_loop(controller: &Controller, stop: &AtomicBool) {
+    let mut last_retention = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(SUPERVISE_EVERY);
+        controller.supervise();
+        if last_retention.elapsed() >= RETENTION_EVERY {
+            last_retention = Instant::now();
+            match controller.log().apply_retention(now_ms()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("retention deleted {n} records"),
+                Err(e) => tracing::error!("retention failed: {e}"),
+            }
+        }
+    }
+}
+
+/// Runs a server until SIGINT or SIGTERM, then commits every task and exits.
+pub async fn serve(config: ServerConfig, listen: SocketAddr) -> Result<(), ServerError> {
+    let app = tokio::task::block_in_place(|| App::open(&config))?;
+    let router = api::router(app.state(config.api.clone()));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServerError::Listen { addr: listen.to_string(), detail: e.to_string() })?;
+    let bound = listener.local_addr().map_err(|e| ServerError::Listen { addr: listen.to_string(), detail: e.to_string() })?;
+    // Scripts and tests read this line to find the port.
+    println!("eddy listening on http://{bound} (data in {})", config.data_dir.display());
+    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await;
+    tracing::info!("shutting down: committing every task");
+    tokio::task::block_in_place(|| app.shutdown());
+    served.map_err(|e| ServerError::Listen { addr: bound.to_string(), detail: e.to_string() })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

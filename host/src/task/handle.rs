@@ -1,0 +1,104 @@
+//! The narrow handle between the control plane and a running task: commands in (stop),
+//! status out.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Running,
+    Stopped,
+    Failed,
+}
+
+/// What a task reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TaskStatus {
+    pub partition: u32,
+    pub state: TaskState,
+    /// The next source offset after the last commit.
+    pub committed_offset: u64,
+    /// The source partition's end offset when last looked at.
+    pub end_offset: u64,
+    /// Records in the source partition not committed yet.
+    pub lag: u64,
+    pub events_in: u64,
+    pub events_out: u64,
+    /// Records (or timers) an operator failed on.
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// Why the task failed, when it did.
+    pub failure: Option<String>,
+}
+
+/// Shared between a task (on a worker thread) and the controller.
+pub struct TaskHandle {
+    pub pipeline: String,
+    pub partition: u32,
+    stop: AtomicBool,
+    status: Mutex<TaskStatus>,
+    done: (Mutex<bool>, Condvar),
+}
+
+impl TaskHandle {
+    pub fn new(pipeline: &str, partition: u32, committed_offset: u64) -> Self {
+        TaskHandle {
+            pipeline: pipeline.to_string(),
+            partition,
+            stop: AtomicBool::new(false),
+            status: Mutex::new(TaskStatus {
+                partition,
+                state: TaskState::Running,
+                committed_offset,
+                end_offset: committed_offset,
+                lag: 0,
+                events_in: 0,
+                events_out: 0,
+                errors: 0,
+                last_error: None,
+                failure: None,
+            }),
+            done: (Mutex::new(false), Condvar::new()),
+        }
+    }
+
+    /// Asks the task to commit what it has and stop at its next batch boundary.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub fn status(&self) -> TaskStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut TaskStatus)) {
+        f(&mut self.status.lock().expect("status lock"))
+    }
+
+    /// The task has ended (stopped or failed).
+    pub(crate) fn finish(&self) {
+        let (lock, cond) = &self.done;
+        *lock.lock().expect("done lock") = true;
+        cond.notify_all();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        *self.done.0.lock().expect("done lock")
+    }
+
+    /// Waits until the task has ended; `false` on timeout.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let (lock, cond) = &self.done;
+        let guard = lock.lock().expect("done lock");
+        let (guard, _) = cond.wait_timeout_while(guard, timeout, |done| !*done).expect("done lock");
+        *guard
+    }
+}
