@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api;
 mod golden;
 mod run_cli;
 mod runtime;

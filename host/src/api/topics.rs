@@ -1,11 +1,11 @@
 //! `/v1/topics`: create, list, describe and delete embedded topics; produce and consume
 //! records, and follow a topic over server-sent events.
 
-use super::extract::{ApiJson, LimitedBody};
+use super::extract::{ApiJson, ApiQuery, LimitedBody};
 use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::log::{Log, Topic, TopicConfig};
 use crate::record::{self, Record};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -256,7 +256,7 @@ fn read_some(log: &Log, t: &Topic, next: &mut BTreeMap<u32, u64>, limit: usize) 
 /// events (one JSON event per `data:` line) as they are appended.
 #[utoipa::path(get, path = "/v1/topics/{topic}/records", tag = "topics", params(("topic" = String, Path), ConsumeQuery),
     responses((status = 200, body = Consumed), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn consume(State(state): State<AppState>, Path(topic): Path<String>, Query(q): Query<ConsumeQuery>) -> Result<Response, ApiError> {
+async fn consume(State(state): State<AppState>, Path(topic): Path<String>, ApiQuery(q): ApiQuery<ConsumeQuery>) -> Result<Response, ApiError> {
     let log = state.controller.log().clone();
     let t = log.topic(&topic)?;
     let mut next = starting_points(&t, &q)?;

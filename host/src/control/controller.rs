@@ -299,7 +299,16 @@ impl Controller {
     fn describe(&self, entry: &Entry) -> PipelineStatus {
         let r = &entry.record;
         let source = r.spec.source.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
-        let tasks = if entry.tasks.is_empty() { self.stored_tasks(&r.spec.name, &source) } else { entry.tasks.iter().map(|t| t.status()).collect() };
+        let mut tasks = if entry.tasks.is_empty() { self.stored_tasks(&r.spec.name, &source) } else { entry.tasks.iter().map(|t| t.status()).collect() };
+        // Lag against the source as it is now, not as the task last saw it.
+        if let Ok(topic) = self.log.topic(&source) {
+            for t in &mut tasks {
+                if t.partition < topic.partition_count() {
+                    t.end_offset = topic.end_offset(t.partition).max(t.committed_offset);
+                    t.lag = t.end_offset - t.committed_offset;
+                }
+            }
+        }
         PipelineStatus {
             name: r.spec.name.clone(),
             state: r.state,

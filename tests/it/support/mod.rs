@@ -1,6 +1,8 @@
 //! Shared test helpers: building guest components once per test process, paths, and
 //! running the `eddy` binary.
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
