@@ -7,4 +7,5 @@ mod api;
 mod golden;
 mod run_cli;
 mod runtime;
+mod server;
 mod task;

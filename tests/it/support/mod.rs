@@ -1,6 +1,7 @@
 //! Shared test helpers: building guest components once per test process, paths, and
 //! running the `eddy` binary.
 
+pub mod oracle;
 pub mod server;
 
 use std::path::{Path, PathBuf};
