@@ -354,3 +354,38 @@ async fn system_endpoints_and_unknown_routes() {
     let (s, e) = t.json(Method::PATCH, "/v1/topics", Body::empty(), &[]).await;
     assert_error(s, &e, StatusCode::METHOD_NOT_ALLOWED, "PATCH");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repartition_brings_every_key_to_one_task() {
+    let t = TestApp::new();
+    t.push("split-words", "split-words").await;
+    t.push("wordcount", "wordcount").await;
+    t.create_topic("lines", 3).await;
+    let spec = std::fs::read_to_string(crate::support::workspace_root().join("examples/wordcount/pipeline-global.toml")).unwrap();
+    let (s, p) = t.create_pipeline(&spec).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let stages: Vec<u64> = p["tasks"].as_array().unwrap().iter().map(|t| t["stage"].as_u64().unwrap()).collect();
+    assert_eq!(stages, [0, 0, 0, 1, 1, 1]);
+    // Keyless lines spread round-robin over the partitions.
+    let lines: String = (0..30).map(|i| format!("{{\"value\":\"the cat {i} The\"}}\n")).collect();
+    t.produce("lines", &lines).await;
+    t.wait_caught_up("wordcount").await;
+    let mut the: Vec<u64> = t
+        .records("counts")
+        .await
+        .iter()
+        .filter(|r| r["key"] == "the")
+        .map(|r| r["value"].as_str().unwrap().parse().unwrap())
+        .collect();
+    the.sort();
+    assert_eq!(the, (1..=60).collect::<Vec<u64>>(), "one task counted every `the`");
+    // The repartition topic is the pipeline's own.
+    let (s, _) = t.call(Method::GET, "/v1/topics/wordcount.wordcount.repartition", Body::empty(), &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, e) = t.json(Method::DELETE, "/v1/topics/wordcount.wordcount.repartition", Body::empty(), &[]).await;
+    assert_error(s, &e, StatusCode::CONFLICT, "pipeline \"wordcount\"");
+    let (s, _) = t.call(Method::DELETE, "/v1/pipelines/wordcount", Body::empty(), &[]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = t.call(Method::GET, "/v1/topics/wordcount.wordcount.repartition", Body::empty(), &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

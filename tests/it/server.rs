@@ -2,7 +2,7 @@
 //! stream, `kill -9` at random points, and CLI errors.
 
 use crate::support::guest;
-use crate::support::oracle::{actual_counts, expected_counts, read_topic};
+use crate::support::oracle::{actual_counts, expected_counts, expected_global_counts, read_topic};
 use crate::support::server::ServerProcess;
 use crate::support::workspace_root;
 use rand::{Rng, SeedableRng};
@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SPEC: &str = "examples/wordcount/pipeline.toml";
+const GLOBAL_SPEC: &str = "examples/wordcount/pipeline-global.toml";
 
 /// Lines of text, deterministic for a seed: 3-12 words from a small vocabulary.
 fn text(lines: usize, seed: u64) -> String {
@@ -26,13 +27,14 @@ fn text(lines: usize, seed: u64) -> String {
 }
 
 fn set_up(server: &ServerProcess) {
-    let wasm = guest("wordcount");
-    server.ok(&["operator", "push", "wordcount", wasm.to_str().unwrap()]);
+    for (name, guest_name) in [("wordcount", "wordcount"), ("split-words", "split-words")] {
+        server.ok(&["operator", "push", name, guest(guest_name).to_str().unwrap()]);
+    }
     server.ok(&["topic", "create", "lines", "--partitions", "4"]);
 }
 
-fn create_pipeline(server: &ServerProcess) {
-    server.ok(&["pipeline", "create", workspace_root().join(SPEC).to_str().unwrap()]);
+fn create_pipeline(server: &ServerProcess, spec: &str) {
+    server.ok(&["pipeline", "create", workspace_root().join(spec).to_str().unwrap()]);
 }
 
 /// Waits until the pipeline has committed its whole source.
@@ -57,8 +59,9 @@ fn produce(server: &ServerProcess, dir: &Path, name: &str, text: &str) {
     assert!(out.contains(&format!("produced {} record(s)", text.lines().count())), "{out}");
 }
 
-fn check_exact(data_dir: &Path) {
-    let expected = expected_counts(&read_topic(data_dir, "lines"));
+fn check_exact(data_dir: &Path, global: bool) {
+    let source = read_topic(data_dir, "lines");
+    let expected = if global { expected_global_counts(&source) } else { expected_counts(&source) };
     let actual = actual_counts(&read_topic(data_dir, "counts"));
     assert_eq!(actual.len(), expected.len(), "outputs: {} expected, {} found", expected.len(), actual.len());
     assert!(actual == expected, "the output differs from a failure-free run");
@@ -70,7 +73,7 @@ fn cli_end_to_end_survives_a_restart_mid_stream() {
     let data = dir.path().join("data");
     let server = ServerProcess::start(&data, &[]);
     set_up(&server);
-    create_pipeline(&server);
+    create_pipeline(&server, SPEC);
     produce(&server, dir.path(), "first.txt", &text(500, 1));
     wait_caught_up(&server, "wordcount");
 
@@ -89,7 +92,7 @@ fn cli_end_to_end_survives_a_restart_mid_stream() {
     produce(&server, dir.path(), "second.txt", &text(500, 2));
     wait_caught_up(&server, "wordcount");
     server.stop();
-    check_exact(&data);
+    check_exact(&data, false);
 }
 
 #[test]
@@ -103,7 +106,9 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     set_up(&server);
     // A backlog first, so the kills land while the pipeline works through it.
     produce(&server, dir.path(), "input.txt", &text(150_000, seed));
-    create_pipeline(&server);
+    // Two stages (split, repartition by word, count): exactly-once across the internal
+    // topic as well.
+    create_pipeline(&server, GLOBAL_SPEC);
     let mut server = server;
     let mut mid_stream = 0;
     for round in 0..5 {
@@ -122,7 +127,7 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     assert!(mid_stream >= 3, "only {mid_stream} of 5 kills hit a pipeline with work left; the test needs a bigger backlog");
     wait_caught_up(&server, "wordcount");
     server.stop();
-    check_exact(&data);
+    check_exact(&data, true);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use crate::runtime::Fixture;
 use eddy_host::control::OnError;
 use eddy_host::record::Record;
 use eddy_host::runtime::TaskInfo;
-use eddy_host::state::Db;
+use eddy_host::state::{Db, TaskId};
 use eddy_host::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
 use rocksdb::WriteBatch;
 
@@ -50,7 +50,7 @@ fn operator(fx: &Fixture, guest: &str, id: &str) -> Box<dyn Operator> {
 }
 
 fn task(fx: &Fixture, policy: OnError) -> Task {
-    Task::new("p", 0, vec![operator(fx, "fixture-probe", "probe")], config(policy), fx.db.clone()).unwrap()
+    Task::new(TaskId::new("p", 0), vec![operator(fx, "fixture-probe", "probe")], config(policy), fx.db.clone()).unwrap()
 }
 
 /// A source batch of commands at consecutive offsets from `first`, timestamps = offsets.
@@ -206,7 +206,7 @@ fn position_and_state_survive_a_restart() {
 fn chained_operators_feed_each_other_and_failures_name_the_operator() {
     let fx = Fixture::new();
     let ops = vec![operator(&fx, "fixture-probe", "first"), operator(&fx, "fixture-probe", "second")];
-    let mut t = Task::new("p", 0, ops, config(OnError::DeadLetter), fx.db.clone()).unwrap();
+    let mut t = Task::new(TaskId::new("p", 0), ops, config(OnError::DeadLetter), fx.db.clone()).unwrap();
     let mut sink = Collect::default();
     run(&mut t, &source(0, &["forward hello", "forward bad boom", "forward incr c n 1", "forward incr c n 1"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["hello", "1", "2"]);
@@ -216,7 +216,7 @@ fn chained_operators_feed_each_other_and_failures_name_the_operator() {
     assert_eq!(op.1, b"second@1");
 
     let ops = vec![operator(&fx, "fixture-probe", "echo"), operator(&fx, "wordcount", "wordcount")];
-    let mut t = Task::new("q", 0, ops, config(OnError::Fail), fx.db.clone()).unwrap();
+    let mut t = Task::new(TaskId::new("q", 0), ops, config(OnError::Fail), fx.db.clone()).unwrap();
     let mut sink = Collect::default();
     run(&mut t, &source(0, &["alpha beta", "alpha"]), &mut sink).unwrap();
     let pairs: Vec<(String, String)> = sink
@@ -232,7 +232,7 @@ fn uncommitted_batches_are_redone_after_a_crash_with_the_same_result() {
     let fx = Fixture::new();
     let never = TaskConfig { commit_interval: std::time::Duration::from_secs(3600), ..config(OnError::Fail) };
     let mut sink = Collect::default();
-    let mut t = Task::new("p", 0, vec![operator(&fx, "fixture-probe", "probe")], never.clone(), fx.db.clone()).unwrap();
+    let mut t = Task::new(TaskId::new("p", 0), vec![operator(&fx, "fixture-probe", "probe")], never.clone(), fx.db.clone()).unwrap();
     t.process(&source(0, &["incr c n 1", "incr c n 1"]), &mut sink).unwrap();
     assert!(sink.main.is_empty(), "outputs wait for the commit");
     assert_eq!((t.position().offset, t.committed_position().offset), (2, 0));
@@ -241,7 +241,7 @@ fn uncommitted_batches_are_redone_after_a_crash_with_the_same_result() {
     t.process(&source(2, &["incr c n 1", "set s k v"]), &mut sink).unwrap();
     drop(t); // a crash: the last batch was never committed
 
-    let mut t = Task::new("p", 0, vec![operator(&fx, "fixture-probe", "probe")], never, fx.db.clone()).unwrap();
+    let mut t = Task::new(TaskId::new("p", 0), vec![operator(&fx, "fixture-probe", "probe")], never, fx.db.clone()).unwrap();
     assert_eq!(t.position().offset, 2);
     assert_eq!(get(&mut t, "s", "k"), None);
     run(&mut t, &source(2, &["incr c n 1", "set s k v"]), &mut sink).unwrap();
@@ -253,7 +253,7 @@ fn uncommitted_batches_are_redone_after_a_crash_with_the_same_result() {
 fn a_failing_batch_keeps_earlier_uncommitted_batches() {
     let fx = Fixture::new();
     let never = TaskConfig { commit_interval: std::time::Duration::from_secs(3600), ..config(OnError::Skip) };
-    let mut t = Task::new("p", 0, vec![operator(&fx, "fixture-probe", "probe")], never, fx.db.clone()).unwrap();
+    let mut t = Task::new(TaskId::new("p", 0), vec![operator(&fx, "fixture-probe", "probe")], never, fx.db.clone()).unwrap();
     let mut sink = Collect::default();
     t.process(&source(0, &["set s a 1"]), &mut sink).unwrap();
     t.process(&source(1, &["setfail s b 2 trap"]), &mut sink).unwrap();

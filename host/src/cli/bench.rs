@@ -5,7 +5,7 @@
 
 use crate::runtime::bindings::{EventBatch, EventMeta, OutputBatch, OutputMeta, Span};
 use crate::runtime::{CallError, Runtime, RuntimeConfig, TaskInfo};
-use crate::state::{Cf, Db, DbOptions, OperatorState, StateScope};
+use crate::state::{Cf, Db, DbOptions, OperatorState, StateScope, TaskId};
 use crate::task::{NativeOperator, Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
 use anyhow::Context as _;
 use rand::SeedableRng;
@@ -116,7 +116,7 @@ fn push_span(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
 
 fn run_task(ops: Vec<Box<dyn Operator>>, db: Arc<Db>, batches: &[SourceBatch], commit_interval_ms: u64) -> anyhow::Result<(f64, u64)> {
     let config = TaskConfig { commit_interval: std::time::Duration::from_millis(commit_interval_ms), ..TaskConfig::default() };
-    let mut task = Task::new("bench", 0, ops, config, db)?;
+    let mut task = Task::new(TaskId::new("bench", 0), ops, config, db)?;
     let mut sink = CountingSink(0);
     let started = Instant::now();
     for b in batches {

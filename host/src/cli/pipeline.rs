@@ -22,6 +22,13 @@ pub enum PipelineCommand {
     Start { name: String },
     /// Delete a pipeline and its state (its topics stay).
     Delete { name: String },
+    /// Wait until the pipeline has committed everything in its source topics.
+    Wait {
+        name: String,
+        /// Give up after this long (e.g. 30s, 2m).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 pub async fn run(cmd: PipelineCommand, args: &ServerArgs) -> anyhow::Result<()> {
@@ -55,6 +62,22 @@ pub async fn run(cmd: PipelineCommand, args: &ServerArgs) -> anyhow::Result<()> 
         PipelineCommand::Status { name } => client.json(Method::GET, &format!("/v1/pipelines/{}", seg(&name)), None).await?,
         PipelineCommand::Stop { name } => client.json(Method::POST, &format!("/v1/pipelines/{}/stop", seg(&name)), None).await?,
         PipelineCommand::Start { name } => client.json(Method::POST, &format!("/v1/pipelines/{}/start", seg(&name)), None).await?,
+        PipelineCommand::Wait { name, timeout } => {
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                let status: Value = client.json(Method::GET, &format!("/v1/pipelines/{}", seg(&name)), None).await?;
+                if status["state"] != "running" {
+                    anyhow::bail!("pipeline {name} is {}", state_of(&status));
+                }
+                if status["tasks"].as_array().is_some_and(|ts| ts.iter().all(|t| t["lag"] == 0)) {
+                    break status;
+                }
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!("pipeline {name} still has {} record(s) to process after {}", sum(&status, "lag"), humantime::format_duration(timeout));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
         PipelineCommand::Delete { name } => {
             client.send(Method::DELETE, &format!("/v1/pipelines/{}", seg(&name)), None, None).await?;
             if !args.json {
@@ -93,9 +116,19 @@ fn sum(p: &Value, field: &str) -> u64 {
 fn print_status(p: &Value) {
     println!("pipeline {}: {}", p["name"].as_str().unwrap_or(""), state_of(p));
     println!("  {} → {} → {}", p["source"].as_str().unwrap_or(""), operators_of(p), p["sink"].as_str().unwrap_or(""));
-    let mut t = output::table(&["PARTITION", "STATE", "COMMITTED", "END", "LAG", "IN", "OUT", "ERRORS", "LAST ERROR"]);
-    for task in p["tasks"].as_array().into_iter().flatten() {
-        t.add_row(vec![
+    let tasks = p["tasks"].as_array().cloned().unwrap_or_default();
+    let staged = tasks.iter().any(|t| t["stage"].as_u64().unwrap_or(0) > 0);
+    let mut header = vec!["PARTITION", "STATE", "COMMITTED", "END", "LAG", "IN", "OUT", "ERRORS", "LAST ERROR"];
+    if staged {
+        header.insert(0, "STAGE");
+    }
+    let mut t = output::table(&header);
+    for task in &tasks {
+        let mut row = Vec::new();
+        if staged {
+            row.push(task["stage"].to_string());
+        }
+        row.extend([
             task["partition"].to_string(),
             task["state"].as_str().unwrap_or("").to_string(),
             task["committed_offset"].to_string(),
@@ -106,6 +139,7 @@ fn print_status(p: &Value) {
             task["errors"].to_string(),
             task["failure"].as_str().or(task["last_error"].as_str()).unwrap_or("").to_string(),
         ]);
+        t.add_row(row);
     }
     println!("{t}");
 }

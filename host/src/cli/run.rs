@@ -3,7 +3,7 @@
 use crate::control::PipelineSpec;
 use crate::record::{self, Record};
 use crate::runtime::{Limits, Runtime, RuntimeConfig, TaskInfo};
-use crate::state::{Db, DbOptions, OperatorState, StateScope};
+use crate::state::{Db, DbOptions, OperatorState, StateScope, TaskId};
 use crate::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
 use anyhow::{Context as _, bail};
 use rocksdb::WriteBatch;
@@ -68,7 +68,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .map_err(|(e, _)| anyhow::anyhow!("operator {}: init failed: {}", op.id(), e.message()))?;
         ops.push(Box::new(wasm));
     }
-    let mut task = Task::new(&spec.name, 0, ops, TaskConfig::from_settings(settings), db)?;
+    // One task reads the whole file, so a repartition changes nothing here.
+    let mut task = Task::new(TaskId::new(&spec.name, 0), ops, TaskConfig::from_settings(settings), db)?;
     let mut sink = FileSink::create(&args.output)?;
 
     let file = File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;

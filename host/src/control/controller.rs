@@ -9,7 +9,7 @@ use crate::metrics::Metrics;
 use crate::record::now_ms;
 use crate::registry::{Registry, RegistryError};
 use crate::runtime::{Limits, TaskInfo};
-use crate::state::{Cf, Db, OperatorState, StateError, StateScope, load_position};
+use crate::state::{Cf, Db, OperatorState, StateError, StateScope, TaskId, load_position};
 use crate::task::{Operator, Task, TaskConfig, TaskHandle, TaskRunner, TaskState, TaskStatus, WasmOperator, WorkerPool};
 use rocksdb::WriteBatch;
 use std::collections::BTreeMap;
@@ -59,6 +59,47 @@ pub struct Controller {
 
 fn record_key(name: &str) -> Vec<u8> {
     [RECORD_PREFIX, name.as_bytes()].concat()
+}
+
+/// The operators between two repartitions, with the topics they read and write.
+struct Stage {
+    index: u32,
+    source: String,
+    sink: String,
+    /// Indices into the spec's operators.
+    ops: Vec<usize>,
+}
+
+/// The internal topic a pipeline repartitions through before operator `id`.
+pub fn repartition_topic(pipeline: &str, id: &str) -> String {
+    format!("{pipeline}.{id}.repartition")
+}
+
+/// Splits a pipeline at its repartitions.
+fn stages(spec: &PipelineSpec) -> Vec<Stage> {
+    let source = spec.source.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
+    let sink = spec.sink.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
+    let mut stages = Vec::new();
+    let mut current = Stage { index: 0, source, sink: String::new(), ops: Vec::new() };
+    for (i, op) in spec.operators.iter().enumerate() {
+        if op.repartition {
+            let topic = repartition_topic(&spec.name, op.id());
+            current.sink = topic.clone();
+            let index = current.index + 1;
+            stages.push(std::mem::replace(&mut current, Stage { index, source: topic, sink: String::new(), ops: Vec::new() }));
+        }
+        current.ops.push(i);
+    }
+    current.sink = sink;
+    stages.push(current);
+    stages
+}
+
+/// Every topic a pipeline reads or writes, internal ones included.
+fn topics_of(spec: &PipelineSpec) -> Vec<String> {
+    let mut topics: Vec<String> = stages(spec).into_iter().flat_map(|s| [s.source, s.sink]).collect();
+    topics.dedup();
+    topics
 }
 
 impl Controller {
@@ -142,6 +183,10 @@ impl Controller {
             return Err(ControlError::Invalid("the sink topic must differ from the source topic".into()));
         }
         let partitions = source_topic.partition_count();
+        // The sink and any repartition topics get the source's partition count.
+        for stage in stages(&spec).iter().skip(1) {
+            self.log.ensure_topic(&stage.source, &TopicConfig { partitions, ..TopicConfig::default() })?;
+        }
         self.log.ensure_topic(&sink.topic, &TopicConfig { partitions, ..TopicConfig::default() })?;
         let now = now_ms();
         let mut record =
@@ -166,49 +211,54 @@ impl Controller {
     /// hands them to the workers; all or none.
     fn start_tasks(&self, record: &PipelineRecord) -> Result<Vec<Arc<TaskHandle>>, String> {
         let spec = &record.spec;
-        let source_name = &spec.source.as_ref().ok_or("the pipeline has no source")?.topic;
-        let sink_name = &spec.sink.as_ref().ok_or("the pipeline has no sink")?.topic;
-        let source = self.log.topic(source_name).map_err(|e| e.to_string())?;
-        let sink = self.log.topic(sink_name).map_err(|e| e.to_string())?;
         let settings = &spec.settings;
+        let stages = stages(spec);
+        let last_sink = self.log.topic(&stages.last().expect("at least one stage").sink).map_err(|e| e.to_string())?;
         if settings.on_error == OnError::DeadLetter {
             let dlq = format!("{}.dlq", spec.name);
-            self.log.ensure_topic(&dlq, &TopicConfig { partitions: sink.partition_count(), ..TopicConfig::default() }).map_err(|e| e.to_string())?;
+            let config = TopicConfig { partitions: last_sink.partition_count(), ..TopicConfig::default() };
+            self.log.ensure_topic(&dlq, &config).map_err(|e| e.to_string())?;
         }
-        let partitions = source.partition_count();
         let limits = Limits::from_settings(settings);
         let mut runners = Vec::new();
-        for p in 0..partitions {
-            let mut ops: Vec<Box<dyn Operator>> = Vec::new();
-            for (pinned, op_spec) in record.operators.iter().zip(&spec.operators) {
-                let label = format!("operator {}@{}", pinned.id, pinned.version);
-                let version = self.registry.version(&pinned.name, pinned.version).map_err(|e| format!("{label}: {e}"))?;
-                let component = self.registry.component(&version).map_err(|e| format!("{label}: {e}"))?;
-                let scope = StateScope { pipeline: spec.name.clone(), operator: pinned.id.clone(), partition: p };
-                let state = OperatorState::new(Arc::clone(&self.db), scope, (settings.state_cache_mb as usize) << 20)
-                    .map_err(|e| format!("{label}: {e}"))?;
-                let info = TaskInfo {
-                    pipeline: spec.name.clone(),
-                    operator: pinned.id.clone(),
-                    version: pinned.version,
-                    partition: p,
-                    partition_count: partitions,
-                };
-                let op = WasmOperator::start(component, info, op_spec.config_pairs(), state, limits)
-                    .map_err(|(e, _)| format!("{label}: init failed: {}", e.message()))?;
-                ops.push(Box::new(op));
+        for stage in &stages {
+            let source = self.log.topic(&stage.source).map_err(|e| e.to_string())?;
+            let sink = self.log.topic(&stage.sink).map_err(|e| e.to_string())?;
+            let partitions = source.partition_count();
+            for p in 0..partitions {
+                let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+                for &i in &stage.ops {
+                    let (pinned, op_spec) = (&record.operators[i], &spec.operators[i]);
+                    let label = format!("operator {}@{}", pinned.id, pinned.version);
+                    let version = self.registry.version(&pinned.name, pinned.version).map_err(|e| format!("{label}: {e}"))?;
+                    let component = self.registry.component(&version).map_err(|e| format!("{label}: {e}"))?;
+                    let scope = StateScope { pipeline: spec.name.clone(), operator: pinned.id.clone(), partition: p };
+                    let state = OperatorState::new(Arc::clone(&self.db), scope, (settings.state_cache_mb as usize) << 20)
+                        .map_err(|e| format!("{label}: {e}"))?;
+                    let info = TaskInfo {
+                        pipeline: spec.name.clone(),
+                        operator: pinned.id.clone(),
+                        version: pinned.version,
+                        partition: p,
+                        partition_count: partitions,
+                    };
+                    let op = WasmOperator::start(component, info, op_spec.config_pairs(), state, limits)
+                        .map_err(|(e, _)| format!("{label}: init failed: {}", e.message()))?;
+                    ops.push(Box::new(op));
+                }
+                let id = TaskId { pipeline: spec.name.clone(), stage: stage.index, partition: p };
+                let task = Task::new(id.clone(), ops, TaskConfig::from_settings(settings), Arc::clone(&self.db)).map_err(|e| e.to_string())?;
+                let handle = Arc::new(TaskHandle::new(id, task.committed_position().offset));
+                let metrics_name = if stage.index == 0 { spec.name.clone() } else { format!("{}/{}", spec.name, stage.index) };
+                runners.push(TaskRunner::new(
+                    task,
+                    Box::new(TopicSource::new(Arc::clone(&self.log), Arc::clone(&source), p)),
+                    Box::new(TopicSink::new(Arc::clone(&self.log), &spec.name, p, Arc::clone(&sink))),
+                    settings.batch_size,
+                    Arc::clone(&handle),
+                    Some(self.metrics.task(&metrics_name, p)),
+                ));
             }
-            let task = Task::new(&spec.name, p, ops, TaskConfig::from_settings(settings), Arc::clone(&self.db)).map_err(|e| e.to_string())?;
-            let handle = Arc::new(TaskHandle::new(&spec.name, p, task.committed_position().offset));
-            let runner = TaskRunner::new(
-                task,
-                Box::new(TopicSource::new(Arc::clone(&self.log), Arc::clone(&source), p)),
-                Box::new(TopicSink::new(Arc::clone(&self.log), &spec.name, p, Arc::clone(&sink))),
-                settings.batch_size,
-                Arc::clone(&handle),
-                Some(self.metrics.task(&spec.name, p)),
-            );
-            runners.push(runner);
         }
         let handles = runners.iter().map(|r| Arc::clone(r.handle())).collect();
         for r in runners {
@@ -234,7 +284,7 @@ impl Controller {
         self.pool.wake();
         for t in &entry.tasks {
             if !t.wait(STOP_TIMEOUT) {
-                tracing::warn!(pipeline = %t.pipeline, partition = t.partition, "task did not stop within {STOP_TIMEOUT:?}");
+                tracing::warn!(task = %t.id, "task did not stop within {STOP_TIMEOUT:?}");
             }
         }
     }
@@ -275,7 +325,14 @@ impl Controller {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.db.cf(Cf::Meta), record_key(name));
         self.db.write(wb)?;
-        let partitions = entry.tasks.len() as u32;
+        // Repartition topics are the pipeline's own; its source, sink and outputs stay.
+        for stage in stages(&entry.record.spec).iter().skip(1) {
+            match self.log.delete_topic(&stage.source) {
+                Ok(()) | Err(LogError::NoSuchTopic(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let partitions = entry.tasks.iter().map(|t| t.id.partition + 1).max().unwrap_or(0);
         pipelines.remove(name);
         drop(pipelines);
         self.metrics.remove_pipeline(name, partitions);
@@ -299,14 +356,14 @@ impl Controller {
     fn describe(&self, entry: &Entry) -> PipelineStatus {
         let r = &entry.record;
         let source = r.spec.source.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
-        let mut tasks = if entry.tasks.is_empty() { self.stored_tasks(&r.spec.name, &source) } else { entry.tasks.iter().map(|t| t.status()).collect() };
-        // Lag against the source as it is now, not as the task last saw it.
-        if let Ok(topic) = self.log.topic(&source) {
-            for t in &mut tasks {
-                if t.partition < topic.partition_count() {
-                    t.end_offset = topic.end_offset(t.partition).max(t.committed_offset);
-                    t.lag = t.end_offset - t.committed_offset;
-                }
+        let stages = stages(&r.spec);
+        let mut tasks = if entry.tasks.is_empty() { self.stored_tasks(&r.spec.name, &stages) } else { entry.tasks.iter().map(|t| t.status()).collect() };
+        // Lag against each stage's source as it is now, not as the task last saw it.
+        for t in &mut tasks {
+            let Some(topic) = stages.get(t.stage as usize).and_then(|s| self.log.topic(&s.source).ok()) else { continue };
+            if t.partition < topic.partition_count() {
+                t.end_offset = topic.end_offset(t.partition).max(t.committed_offset);
+                t.lag = t.end_offset - t.committed_offset;
             }
         }
         PipelineStatus {
@@ -324,13 +381,16 @@ impl Controller {
     }
 
     /// Task statuses of a pipeline that is not running: its committed positions.
-    fn stored_tasks(&self, pipeline: &str, source: &str) -> Vec<TaskStatus> {
-        let Ok(topic) = self.log.topic(source) else { return Vec::new() };
-        (0..topic.partition_count())
-            .map(|p| {
-                let committed = load_position(&self.db, pipeline, p).map(|pos| pos.offset).unwrap_or(0);
+    fn stored_tasks(&self, pipeline: &str, stages: &[Stage]) -> Vec<TaskStatus> {
+        let mut out = Vec::new();
+        for stage in stages {
+            let Ok(topic) = self.log.topic(&stage.source) else { continue };
+            out.extend((0..topic.partition_count()).map(|p| {
+                let id = TaskId { pipeline: pipeline.to_string(), stage: stage.index, partition: p };
+                let committed = load_position(&self.db, &id).map(|pos| pos.offset).unwrap_or(0);
                 let end = topic.end_offset(p).max(committed);
                 TaskStatus {
+                    stage: stage.index,
                     partition: p,
                     state: TaskState::Stopped,
                     committed_offset: committed,
@@ -342,8 +402,9 @@ impl Controller {
                     last_error: None,
                     failure: None,
                 }
-            })
-            .collect()
+            }));
+        }
+        out
     }
 
     /// Turns a failed task into a failed pipeline (its other tasks stop after committing).
@@ -357,7 +418,7 @@ impl Controller {
             }
             let failure = entry.tasks.iter().find_map(|t| {
                 let s = t.status();
-                (s.state == TaskState::Failed).then(|| format!("partition {}: {}", s.partition, s.failure.unwrap_or_default()))
+                (s.state == TaskState::Failed).then(|| format!("{}: {}", t.id, s.failure.unwrap_or_default()))
             });
             if let Some(reason) = failure {
                 self.stop_tasks(entry);
@@ -405,10 +466,7 @@ impl Controller {
         let pipelines = self.pipelines.lock().expect("pipelines lock");
         pipelines
             .values()
-            .find(|e| {
-                let s = &e.record.spec;
-                s.source.as_ref().is_some_and(|t| t.topic == topic) || s.sink.as_ref().is_some_and(|t| t.topic == topic)
-            })
+            .find(|e| topics_of(&e.record.spec).iter().any(|t| t == topic))
             .map(|e| e.record.spec.name.clone())
     }
 

@@ -63,6 +63,12 @@ pub struct OperatorSpec {
     /// The registry version, for the server: a number or `"latest"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<VersionRef>,
+    /// Redistribute records by key before this operator, so every record of a key reaches
+    /// the same task (as Kafka Streams' `groupBy`). The records go through the internal
+    /// topic `<pipeline>.<id>.repartition`; the operators from here on form the next
+    /// stage, with one task per partition of that topic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repartition: bool,
     /// Handed to the operator's `init`. Values may be strings, numbers or booleans.
     #[serde(default, deserialize_with = "config_values", skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,

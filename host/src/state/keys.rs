@@ -54,8 +54,9 @@ pub fn timer_key(prefix: &[u8], at: i64, key: &[u8]) -> Vec<u8> {
 }
 
 /// The meta key of a task's position.
-pub fn position_key(pipeline: &str, partition: u32) -> Vec<u8> {
+pub fn position_key(pipeline: &str, stage: u32, partition: u32) -> Vec<u8> {
     let mut key = positions_prefix(pipeline);
+    key.extend_from_slice(&stage.to_be_bytes());
     key.extend_from_slice(&partition.to_be_bytes());
     key
 }

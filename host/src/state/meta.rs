@@ -1,6 +1,31 @@
 use super::{Cf, Db, StateError, keys};
 use rocksdb::WriteBatch;
 
+/// Which task: a pipeline's stage (0 unless the pipeline repartitions) and partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskId {
+    pub pipeline: String,
+    pub stage: u32,
+    pub partition: u32,
+}
+
+impl TaskId {
+    /// Stage 0 of `pipeline`.
+    pub fn new(pipeline: &str, partition: u32) -> Self {
+        TaskId { pipeline: pipeline.to_string(), stage: 0, partition }
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.stage == 0 {
+            write!(f, "{}#{}", self.pipeline, self.partition)
+        } else {
+            write!(f, "{}/stage {}#{}", self.pipeline, self.stage, self.partition)
+        }
+    }
+}
+
 /// Where a task stands, committed with every batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskPosition {
@@ -33,14 +58,14 @@ impl TaskPosition {
 }
 
 /// The committed position of a task, or the start when it never committed.
-pub fn load_position(db: &Db, pipeline: &str, partition: u32) -> Result<TaskPosition, StateError> {
-    match db.get(Cf::Meta, &keys::position_key(pipeline, partition))? {
+pub fn load_position(db: &Db, task: &TaskId) -> Result<TaskPosition, StateError> {
+    match db.get(Cf::Meta, &keys::position_key(&task.pipeline, task.stage, task.partition))? {
         None => Ok(TaskPosition::START),
         Some(bytes) => TaskPosition::decode(&bytes),
     }
 }
 
 /// Adds a task's new position to a commit.
-pub fn stage_position(db: &Db, batch: &mut WriteBatch, pipeline: &str, partition: u32, position: TaskPosition) {
-    batch.put_cf(db.cf(Cf::Meta), keys::position_key(pipeline, partition), position.encode());
+pub fn put_position(db: &Db, batch: &mut WriteBatch, task: &TaskId, position: TaskPosition) {
+    batch.put_cf(db.cf(Cf::Meta), keys::position_key(&task.pipeline, task.stage, task.partition), position.encode());
 }

@@ -16,7 +16,7 @@ mod timers;
 
 pub use catalog::{StoreName, TIMERS};
 pub use db::{Cf, Db, DbOptions};
-pub use meta::{TaskPosition, load_position, stage_position};
+pub use meta::{TaskId, TaskPosition, load_position, put_position};
 pub use operator_state::{OperatorState, StateScope, StoreId};
 pub use scan::ScanPage;
 pub use store::{CounterError, STORE_NAME_MAX};

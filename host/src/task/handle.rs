@@ -1,6 +1,7 @@
 //! The narrow handle between the control plane and a running task: commands in (stop),
 //! status out.
 
+use crate::state::TaskId;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -18,6 +19,8 @@ pub enum TaskState {
 /// What a task reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TaskStatus {
+    /// The pipeline stage (0 unless the pipeline repartitions).
+    pub stage: u32,
     pub partition: u32,
     pub state: TaskState,
     /// The next source offset after the last commit.
@@ -37,21 +40,19 @@ pub struct TaskStatus {
 
 /// Shared between a task (on a worker thread) and the controller.
 pub struct TaskHandle {
-    pub pipeline: String,
-    pub partition: u32,
+    pub id: TaskId,
     stop: AtomicBool,
     status: Mutex<TaskStatus>,
     done: (Mutex<bool>, Condvar),
 }
 
 impl TaskHandle {
-    pub fn new(pipeline: &str, partition: u32, committed_offset: u64) -> Self {
+    pub fn new(id: TaskId, committed_offset: u64) -> Self {
         TaskHandle {
-            pipeline: pipeline.to_string(),
-            partition,
             stop: AtomicBool::new(false),
             status: Mutex::new(TaskStatus {
-                partition,
+                stage: id.stage,
+                partition: id.partition,
                 state: TaskState::Running,
                 committed_offset,
                 end_offset: committed_offset,
@@ -63,6 +64,7 @@ impl TaskHandle {
                 failure: None,
             }),
             done: (Mutex::new(false), Condvar::new()),
+            id,
         }
     }
 

@@ -7,7 +7,7 @@ use crate::control::OnError;
 use crate::record::Record;
 use crate::runtime::CallError;
 use crate::runtime::bindings::{EventBatch, OutputBatch};
-use crate::state::{Db, TaskPosition, load_position, stage_position};
+use crate::state::{Db, TaskId, TaskPosition, load_position, put_position};
 use rocksdb::WriteBatch;
 use std::ops::Range;
 use std::sync::Arc;
@@ -99,8 +99,7 @@ struct Failure {
 /// them in one RocksDB write. A crash loses only uncommitted batches, which are then
 /// read again from the committed position: nothing is lost or duplicated.
 pub struct Task {
-    pipeline: String,
-    partition: u32,
+    id: TaskId,
     ops: Vec<Box<dyn Operator>>,
     config: TaskConfig,
     db: Arc<Db>,
@@ -116,11 +115,10 @@ pub struct Task {
 
 impl Task {
     /// A task over `ops`, resuming from the position committed in `db`.
-    pub fn new(pipeline: &str, partition: u32, ops: Vec<Box<dyn Operator>>, config: TaskConfig, db: Arc<Db>) -> Result<Self, TaskError> {
-        let position = load_position(&db, pipeline, partition)?;
+    pub fn new(id: TaskId, ops: Vec<Box<dyn Operator>>, config: TaskConfig, db: Arc<Db>) -> Result<Self, TaskError> {
+        let position = load_position(&db, &id)?;
         Ok(Task {
-            pipeline: pipeline.to_string(),
-            partition,
+            id,
             ops,
             config,
             db,
@@ -130,6 +128,10 @@ impl Task {
             last_commit: Instant::now(),
             stats: TaskStats::default(),
         })
+    }
+
+    pub fn id(&self) -> &TaskId {
+        &self.id
     }
 
     /// Where processing stands: the next offset to read and the watermark.
@@ -226,7 +228,7 @@ impl Task {
         for op in &mut self.ops {
             op.state().stage(&mut wb);
         }
-        stage_position(&self.db, &mut wb, &self.pipeline, self.partition, self.position);
+        put_position(&self.db, &mut wb, &self.id, self.position);
         let outputs = std::mem::take(&mut self.pending);
         let emitted: u64 = outputs.iter().map(|o| o.main.events.len() as u64).sum();
         sink.commit(&self.db, wb, outputs)?;
@@ -261,7 +263,8 @@ impl Task {
                 }
             }
         }
-        Ok(Outputs { main: carried.unwrap_or_else(batch::empty), side, dead: Vec::new() })
+        // A stage without operators (only a repartition) passes records on as they are.
+        Ok(Outputs { main: carried.unwrap_or_else(|| events.clone()), side, dead: Vec::new() })
     }
 
     fn discard(&mut self) {
@@ -300,7 +303,7 @@ impl Task {
     fn record_error(&self, op: usize, offset: u64, error: &CallError) -> TaskError {
         TaskError::Record {
             operator: self.ops[op].label().to_string(),
-            partition: self.partition,
+            partition: self.id.partition,
             offset,
             message: error.to_string(),
         }
@@ -319,7 +322,7 @@ impl Task {
                 self.flush(sink)?;
                 return Err(err);
             }
-            OnError::Skip => tracing::warn!(pipeline = %self.pipeline, "skipped a record: {err}"),
+            OnError::Skip => tracing::warn!(task = %self.id, "skipped a record: {err}"),
             OnError::DeadLetter => {
                 let mut r = batch::record(&source.events, i);
                 r.headers.extend(self.error_headers(f.op, &f.error));
@@ -335,7 +338,7 @@ impl Task {
         vec![
             ("eddy.error".into(), error.to_string().into_bytes()),
             ("eddy.operator".into(), self.ops[op].label().as_bytes().to_vec()),
-            ("eddy.partition".into(), self.partition.to_string().into_bytes()),
+            ("eddy.partition".into(), self.id.partition.to_string().into_bytes()),
         ]
     }
 
@@ -416,7 +419,7 @@ impl Task {
             Err((f, _)) => {
                 let err = TaskError::Timer {
                     operator: self.ops[f.op].label().to_string(),
-                    partition: self.partition,
+                    partition: self.id.partition,
                     at,
                     message: f.error.to_string(),
                 };
@@ -434,7 +437,7 @@ impl Task {
                     headers.push(("eddy.timer".into(), at.to_string().into_bytes()));
                     outputs.dead.push(Record { key: Some(key.clone()), value: Vec::new(), timestamp: at, headers });
                 } else {
-                    tracing::warn!(pipeline = %self.pipeline, "skipped a timer: {err}");
+                    tracing::warn!(task = %self.id, "skipped a timer: {err}");
                 }
                 // The timer is consumed either way.
                 self.ops[j].state().delete_timer(key, at);

@@ -114,7 +114,7 @@ impl TaskRunner {
             }
         });
         if let Some(e) = &error {
-            tracing::error!(pipeline = %self.handle.pipeline, partition = self.handle.partition, "task failed: {e}");
+            tracing::error!(task = %self.handle.id, "task failed: {e}");
         }
         self.handle.finish();
         Step::Finished

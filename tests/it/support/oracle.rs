@@ -48,6 +48,20 @@ pub fn expected_counts(source: &[(u32, u64, Record)]) -> Vec<(String, u64)> {
     out
 }
 
+/// What a word count over the whole source (repartitioned by word) emits, as sorted
+/// `(word, count)` pairs: each word counted 1, 2, ... up to its total.
+pub fn expected_global_counts(source: &[(u32, u64, Record)]) -> Vec<(String, u64)> {
+    let mut totals: HashMap<String, u64> = HashMap::new();
+    for (_, _, r) in source {
+        for w in words(&String::from_utf8_lossy(&r.value)) {
+            *totals.entry(w).or_default() += 1;
+        }
+    }
+    let mut out: Vec<(String, u64)> = totals.into_iter().flat_map(|(w, n)| (1..=n).map(move |i| (w.clone(), i))).collect();
+    out.sort();
+    out
+}
+
 /// The `(key, count)` pairs of a word-count output topic, sorted.
 pub fn actual_counts(sink: &[(u32, u64, Record)]) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = sink

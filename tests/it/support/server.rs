@@ -7,7 +7,7 @@ use axum::http::{Method, Request, StatusCode};
 use eddy_host::api::{self, ApiConfig};
 use eddy_host::server::{App, ServerConfig};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
@@ -16,7 +16,7 @@ use tower::ServiceExt;
 pub struct TestApp {
     pub app: Option<App>,
     pub router: axum::Router,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl TestApp {
@@ -33,14 +33,7 @@ impl TestApp {
         let config = ServerConfig { data_dir: dir.path().to_path_buf(), workers: 2, api: api.clone() };
         let app = App::open(&config).unwrap();
         let router = api::router(app.state(api));
-        TestApp { app: Some(app), router, dir }
-    }
-
-    /// Shuts down (tasks commit) and opens the same data dir again: a clean restart.
-    pub fn restart(mut self) -> Self {
-        self.app.take().unwrap().shutdown();
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        Self::open(dir, ApiConfig::default())
+        TestApp { app: Some(app), router, _dir: dir }
     }
 
     pub async fn call(&self, method: Method, uri: &str, body: impl Into<Body>, headers: &[(&str, &str)]) -> (StatusCode, Vec<u8>) {
@@ -125,7 +118,6 @@ impl Drop for TestApp {
 pub struct ServerProcess {
     pub child: Child,
     pub url: String,
-    pub data_dir: PathBuf,
 }
 
 impl ServerProcess {
@@ -145,7 +137,7 @@ impl ServerProcess {
         // Keep draining stdout so the server never writes into a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
-        ServerProcess { child, url, data_dir: data_dir.to_path_buf() }
+        ServerProcess { child, url }
     }
 
     /// Runs the CLI against this server; returns (success, stdout, stderr).
