@@ -26,8 +26,9 @@ struct Cli {
 enum Command {
     /// Run a pipeline once over a bounded file of JSON events, with no server.
     Run(run::RunArgs),
-    /// Measure word count through the host: Wasm, native, and raw RocksDB.
-    Bench(bench::BenchArgs),
+    /// Measure throughput against native and raw baselines.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Run the server: embedded topics, operator registry, pipelines, HTTP API.
     Serve(serve::ServeArgs),
     /// Upload and manage operators on a server.
@@ -48,7 +49,7 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::Operator(cmd) => client_call(operator::run(cmd, &cli.server)),
         Command::Topic(cmd) => client_call(topic::run(cmd, &cli.server)),

@@ -21,6 +21,12 @@ pub struct CodecError(pub &'static str);
 /// Encodes one record (from its parts, so flat batches need no `Record` in between).
 pub fn encode(key: Option<&[u8]>, value: &[u8], timestamp: i64, headers: &[(&[u8], &[u8])], append_ms: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(31 + key.map_or(0, <[u8]>::len) + value.len());
+    encode_into(&mut out, key, value, timestamp, headers, append_ms);
+    out
+}
+
+/// Appends one encoded record to `out`.
+pub fn encode_into(out: &mut Vec<u8>, key: Option<&[u8]>, value: &[u8], timestamp: i64, headers: &[(&[u8], &[u8])], append_ms: i64) {
     out.push(VERSION);
     out.extend_from_slice(&timestamp.to_be_bytes());
     out.extend_from_slice(&append_ms.to_be_bytes());
@@ -40,7 +46,6 @@ pub fn encode(key: Option<&[u8]>, value: &[u8], timestamp: i64, headers: &[(&[u8
         out.extend_from_slice(&(v.len() as u32).to_be_bytes());
         out.extend_from_slice(v);
     }
-    out
 }
 
 /// Encodes a [`Record`].

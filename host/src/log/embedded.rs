@@ -1,7 +1,9 @@
 //! The embedded log: topics with partitions in RocksDB's `log` column family, keyed by
-//! `(topic id, partition, offset)`. Appends from producers and from task commits go
-//! through one lock that assigns offsets, writes, and then publishes the new ends, so a
-//! reader never sees an offset before everything below it is written.
+//! `(topic id, partition, offset)`. An append (from a producer or a task's commit) takes
+//! offsets under a per-partition lock, writes without any lock (concurrent commits share
+//! RocksDB's group commit), and then publishes the partition's new end only up to the
+//! first range still being written, so a reader never sees an offset before everything
+//! below it is written.
 
 use super::codec::{self, CodecError};
 use super::partitioner::partition_for_key;
@@ -13,7 +15,7 @@ use crate::task::{SourceBatch, batch};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// Most partitions a topic may have.
 pub const PARTITIONS_MAX: u32 = 1024;
@@ -56,23 +58,44 @@ fn offset_of(key: &[u8]) -> Result<u64, CodecError> {
     key.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or(CodecError("log key"))
 }
 
-/// Records to append in one commit: `(topic, partition, encoded record)`, in order.
+/// Records of one partition to append: encoded back to back in one buffer.
+struct Group {
+    topic: Arc<Topic>,
+    data: Vec<u8>,
+    /// End of each record in `data`, and its position among all appended records.
+    records: Vec<(usize, usize)>,
+}
+
+/// Records to append in one commit, grouped by partition, each partition in order.
 #[derive(Default)]
 pub struct Appends {
-    entries: Vec<(Arc<Topic>, u32, Vec<u8>)>,
+    groups: BTreeMap<(u32, u32), Group>,
+    count: usize,
 }
 
 impl Appends {
-    pub fn push(&mut self, topic: &Arc<Topic>, partition: u32, encoded: Vec<u8>) {
-        self.entries.push((Arc::clone(topic), partition, encoded));
+    /// Appends a record to `partition` of `topic`; `encode` writes it into the buffer.
+    pub fn push_with(&mut self, topic: &Arc<Topic>, partition: u32, encode: impl FnOnce(&mut Vec<u8>)) {
+        let group = self
+            .groups
+            .entry((topic.meta.id, partition))
+            .or_insert_with(|| Group { topic: Arc::clone(topic), data: Vec::new(), records: Vec::new() });
+        encode(&mut group.data);
+        group.records.push((group.data.len(), self.count));
+        self.count += 1;
+    }
+
+    /// Appends an encoded record.
+    pub fn push(&mut self, topic: &Arc<Topic>, partition: u32, encoded: &[u8]) {
+        self.push_with(topic, partition, |buf| buf.extend_from_slice(encoded));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.count == 0
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count
     }
 }
 
@@ -80,7 +103,6 @@ impl Appends {
 pub struct Log {
     db: Arc<Db>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    append: Mutex<()>,
     signal: Arc<Signal>,
 }
 
@@ -101,7 +123,7 @@ impl Log {
             }
             topics.insert(topic.meta.name.clone(), Arc::new(topic));
         }
-        Ok(Log { db, topics: RwLock::new(topics), append: Mutex::new(()), signal: Arc::new(Signal::default()) })
+        Ok(Log { db, topics: RwLock::new(topics), signal: Arc::new(Signal::default()) })
     }
 
     pub fn db(&self) -> &Arc<Db> {
@@ -167,7 +189,6 @@ impl Log {
 
     /// Deletes a topic and all its records.
     pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
-        let _appends = self.append.lock().expect("append lock");
         let mut topics = self.topics.write().expect("topics lock");
         let topic = topics.get(name).cloned().ok_or_else(|| LogError::NoSuchTopic(name.to_string()))?;
         let mut wb = WriteBatch::default();
@@ -198,7 +219,7 @@ impl Log {
         let mut appends = Appends::default();
         for (r, explicit) in records {
             let p = self.partition_for(topic, r.key.as_deref(), *explicit)?;
-            appends.push(topic, p, codec::encode_record(r, now));
+            appends.push(topic, p, &codec::encode_record(r, now));
         }
         self.commit(WriteBatch::default(), appends)
     }
@@ -206,29 +227,41 @@ impl Log {
     /// Writes `batch` (a task's state, positions...) together with `appends`, atomically,
     /// then makes the appended records visible. Returns where each record went.
     pub fn commit(&self, mut batch: WriteBatch, appends: Appends) -> Result<Vec<(u32, u64)>, LogError> {
-        let _guard = self.append.lock().expect("append lock");
+        let mut ranges = Vec::with_capacity(appends.groups.len());
+        let mut placed = vec![(0u32, 0u64); appends.count];
         let cf = self.db.cf(Cf::Log);
-        let mut next: BTreeMap<(u32, u32), (Arc<Topic>, u64, u64)> = BTreeMap::new();
-        let mut placed = Vec::with_capacity(appends.len());
-        for (topic, p, value) in appends.entries {
-            let slot = next
-                .entry((topic.meta.id, p))
-                .or_insert_with(|| {
-                    let end = topic.end_offset(p);
-                    (Arc::clone(&topic), end, 0)
-                });
-            batch.put_cf(cf, record_key(topic.meta.id, p, slot.1), &value);
-            placed.push((p, slot.1));
-            slot.1 += 1;
-            slot.2 += value.len() as u64;
+        for ((id, p), group) in &appends.groups {
+            let start = {
+                let mut a = group.topic.partitions[*p as usize].assigner.lock().expect("assigner lock");
+                let start = a.next;
+                a.next += group.records.len() as u64;
+                a.inflight.insert(start, group.records.len() as u64);
+                start
+            };
+            // Sequential keys per partition: RocksDB's memtable inserts them cheaply.
+            let mut from = 0;
+            for (n, (end, i)) in group.records.iter().enumerate() {
+                let offset = start + n as u64;
+                batch.put_cf(cf, record_key(*id, *p, offset), &group.data[from..*end]);
+                placed[*i] = (*p, offset);
+                from = *end;
+            }
+            ranges.push((Arc::clone(&group.topic), *p, start, group.data.len() as u64));
         }
-        self.db.write(batch)?;
-        for ((_, p), (topic, end, bytes)) in &next {
+        let written = self.db.write(batch);
+        // Published either way: a failed write leaves a hole, which readers skip.
+        for (topic, p, start, bytes) in &ranges {
             let part = &topic.partitions[*p as usize];
-            part.end.store(*end, Ordering::Release);
-            part.bytes.fetch_add(*bytes, Ordering::Relaxed);
+            let mut a = part.assigner.lock().expect("assigner lock");
+            a.inflight.remove(start);
+            let published = a.inflight.keys().next().copied().unwrap_or(a.next);
+            part.end.fetch_max(published, Ordering::AcqRel);
+            if written.is_ok() {
+                part.bytes.fetch_add(*bytes, Ordering::Relaxed);
+            }
         }
-        if !next.is_empty() {
+        written?;
+        if !ranges.is_empty() {
             self.signal.notify();
         }
         Ok(placed)
@@ -336,7 +369,9 @@ fn load_offsets(db: &Db, topic: &Topic, p: u32) -> Result<(), LogError> {
     let mut it = db.rocks().raw_iterator_cf_opt(cf, ro);
     it.seek_to_last();
     if let Some(k) = it.key() {
-        part.end.store(offset_of(k)? + 1, Ordering::Release);
+        let end = offset_of(k)? + 1;
+        part.end.store(end, Ordering::Release);
+        part.assigner.lock().expect("assigner lock").next = end;
         it.seek_to_first();
         if let Some(k) = it.key() {
             part.start.store(offset_of(k)?, Ordering::Release);

@@ -47,7 +47,7 @@ impl TopicSink {
     }
 
     fn push_record(&self, appends: &mut Appends, topic: &Arc<Topic>, r: &Record, now: i64) {
-        appends.push(topic, self.partition(topic, r.key.as_deref()), codec::encode_record(r, now));
+        appends.push(topic, self.partition(topic, r.key.as_deref()), &codec::encode_record(r, now));
     }
 }
 
@@ -59,7 +59,7 @@ impl Sink for TopicSink {
             for i in 0..o.main.events.len() {
                 let (key, value, ts, headers) = batch::parts(&o.main, i);
                 let p = self.partition(&self.main, key);
-                appends.push(&self.main, p, codec::encode(key, value, ts, &headers, now));
+                appends.push_with(&self.main, p, |buf| codec::encode_into(buf, key, value, ts, &headers, now));
             }
             for (port, r) in &o.side {
                 let t = self.side_topic(port)?;

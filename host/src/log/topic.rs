@@ -1,4 +1,6 @@
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// What is stored about a topic.
@@ -30,11 +32,22 @@ impl Default for TopicConfig {
     }
 }
 
+/// Offsets handed out to appends, and the appends not written yet.
+#[derive(Debug, Default)]
+pub(crate) struct Assigner {
+    /// The next offset to hand out.
+    pub(crate) next: u64,
+    /// Ranges handed out whose write has not finished: start -> length.
+    pub(crate) inflight: BTreeMap<u64, u64>,
+}
+
 /// Live offsets of one partition.
 #[derive(Debug, Default)]
 pub(crate) struct PartitionState {
-    /// The next offset to assign (the end offset).
+    /// The published end: every offset below it is written (or a hole left by a failed
+    /// write), so readers may read up to here.
     pub(crate) end: AtomicU64,
+    pub(crate) assigner: Mutex<Assigner>,
     /// The first offset still stored (retention moves it).
     pub(crate) start: AtomicU64,
     /// Approximate bytes stored.
@@ -64,7 +77,7 @@ impl Topic {
         self.meta.partitions
     }
 
-    /// The next offset to be written in `partition`.
+    /// The next offset to be read in `partition` (everything below it is written).
     pub fn end_offset(&self, partition: u32) -> u64 {
         self.partitions[partition as usize].end.load(Ordering::Acquire)
     }

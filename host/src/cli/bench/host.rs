@@ -1,22 +1,20 @@
-//! `eddy bench`: word count over generated events, three ways in one run: the Wasm
+//! `eddy bench host`: word count over generated events, three ways in one run: the Wasm
 //! operator through the full task path (RocksDB state, atomic commits), the same logic as
 //! a native Rust operator through the same path, and a raw RocksDB read-modify-write
 //! loop. Prints events/s and the ratios between them.
 
-use crate::runtime::bindings::{EventBatch, EventMeta, OutputBatch, OutputMeta, Span};
-use crate::runtime::{CallError, Runtime, RuntimeConfig, TaskInfo};
+use super::common::{BenchPath, native_wordcount, workload};
+use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
 use crate::state::{Cf, Db, DbOptions, OperatorState, StateScope, TaskId};
-use crate::task::{NativeOperator, Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
+use crate::task::{NativeOperator, Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator};
 use anyhow::Context as _;
-use rand::SeedableRng;
-use rand::distr::Distribution;
 use rocksdb::WriteBatch;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct HostArgs {
     /// The word-count component (examples/wordcount built for wasm32-wasip2).
     #[arg(long)]
     wasm: PathBuf,
@@ -42,12 +40,6 @@ pub struct BenchArgs {
     only: Vec<BenchPath>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum BenchPath {
-    Wasm,
-    Native,
-    Raw,
-}
 
 /// Counts outputs and drops them: the sink is not what is measured.
 struct CountingSink(u64);
@@ -58,60 +50,6 @@ impl Sink for CountingSink {
         self.0 += outputs.iter().map(|o| o.main.events.len() as u64).sum::<u64>();
         Ok(())
     }
-}
-
-/// Batches of one-word events, words drawn from a Zipf distribution (s = 1.0).
-fn workload(events: usize, vocabulary: usize, batch_size: usize) -> anyhow::Result<Vec<SourceBatch>> {
-    let zipf = rand_distr::Zipf::new(vocabulary as f64, 1.0).context("zipf distribution")?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let mut batches = Vec::new();
-    let mut offset = 0u64;
-    while (offset as usize) < events {
-        let n = batch_size.min(events - offset as usize);
-        let mut b = batch::empty();
-        for _ in 0..n {
-            let rank = zipf.sample(&mut rng) as u64;
-            batch::push(&mut b, None, format!("w{rank}").as_bytes(), offset as i64, &[]);
-            offset += 1;
-        }
-        let first = offset - n as u64;
-        batches.push(SourceBatch { events: b, offsets: (first..offset).collect() });
-    }
-    Ok(batches)
-}
-
-/// Word count written natively against the same flat batches and state API.
-fn native_wordcount() -> Box<crate::task::NativeProcess> {
-    Box::new(|input: &EventBatch, state: &mut OperatorState| {
-        let store = state.open_store("counts")?.expect("a valid store name");
-        let mut out = OutputBatch { data: Vec::new(), outputs: Vec::new(), headers: Vec::new() };
-        for e in &input.events {
-            let value = &input.data[e.value.offset as usize..][..e.value.len as usize];
-            let text = std::str::from_utf8(value).map_err(|err| CallError::Rejected {
-                index: 0,
-                error: crate::runtime::bindings::GuestError::BadInput(err.to_string()),
-            })?;
-            for word in text.split_ascii_whitespace().map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation())).filter(|w| !w.is_empty()) {
-                let n = state.increment(store, word.as_bytes().to_vec(), 1)?.map_err(|err| CallError::Rejected {
-                    index: 0,
-                    error: crate::runtime::bindings::GuestError::BadInput(err.to_string()),
-                })?;
-                let key = push_span(&mut out.data, word.as_bytes());
-                let value = push_span(&mut out.data, n.to_string().as_bytes());
-                out.outputs.push(OutputMeta {
-                    event: EventMeta { key, value, timestamp: e.timestamp, headers_start: 0, headers_len: 0 },
-                    port: Span { offset: 0, len: u32::MAX },
-                });
-            }
-        }
-        Ok(out)
-    })
-}
-
-fn push_span(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
-    let offset = data.len() as u32;
-    data.extend_from_slice(bytes);
-    Span { offset, len: bytes.len() as u32 }
 }
 
 fn run_task(ops: Vec<Box<dyn Operator>>, db: Arc<Db>, batches: &[SourceBatch], commit_interval_ms: u64) -> anyhow::Result<(f64, u64)> {
@@ -153,7 +91,7 @@ fn raw_rocksdb(db: &Db, batches: &[SourceBatch]) -> anyhow::Result<f64> {
 
 /// One measured run of one path over the workload, in a fresh database under `dir`.
 /// Returns the seconds taken and the events emitted (checked equal across paths).
-fn measure(path: BenchPath, args: &BenchArgs, runtime: &Runtime, batches: &[SourceBatch], dir: &std::path::Path) -> anyhow::Result<(f64, u64)> {
+fn measure(path: BenchPath, args: &HostArgs, runtime: &Runtime, batches: &[SourceBatch], dir: &std::path::Path) -> anyhow::Result<(f64, u64)> {
     let cache_bytes = 64 << 20;
     let scope = StateScope { pipeline: "bench".into(), operator: "wordcount".into(), partition: 0 };
     let _ = std::fs::remove_dir_all(dir);
@@ -176,7 +114,7 @@ fn measure(path: BenchPath, args: &BenchArgs, runtime: &Runtime, batches: &[Sour
     }
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: HostArgs) -> anyhow::Result<()> {
     let _temp;
     let dir = match &args.dir {
         Some(d) => d.clone(),

@@ -1,0 +1,21 @@
+//! `eddy bench`: throughput benchmarks that print ratios against a baseline measured in
+//! the same run.
+
+mod common;
+mod host;
+mod server;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// One task, in-memory input: Wasm vs native vs raw RocksDB.
+    Host(host::HostArgs),
+    /// The server path: embedded topics, one task per partition, the worker pool.
+    Server(server::ServerArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Host(args) => host::run(args),
+        BenchCommand::Server(args) => server::run(args),
+    }
+}
