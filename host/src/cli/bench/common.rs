@@ -5,6 +5,7 @@ use crate::runtime::bindings::{EventBatch, EventMeta, GuestError, OutputBatch, O
 use crate::state::OperatorState;
 use crate::task::{SourceBatch, batch};
 use anyhow::Context as _;
+use std::path::PathBuf;
 use rand::SeedableRng;
 use rand::distr::Distribution;
 
@@ -19,24 +20,87 @@ pub enum BenchPath {
     Raw,
 }
 
-/// Batches of one-word events, words drawn from a Zipf distribution (s = 1.0).
-pub fn workload(events: usize, vocabulary: usize, batch_size: usize) -> anyhow::Result<Vec<SourceBatch>> {
-    let zipf = rand_distr::Zipf::new(vocabulary as f64, 1.0).context("zipf distribution")?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let mut batches = Vec::new();
-    let mut offset = 0u64;
-    while (offset as usize) < events {
-        let n = batch_size.min(events - offset as usize);
-        let mut b = batch::empty();
-        for _ in 0..n {
-            let rank = zipf.sample(&mut rng) as u64;
-            batch::push(&mut b, None, format!("w{rank}").as_bytes(), offset as i64, &[]);
-            offset += 1;
+
+/// What both benchmarks take.
+#[derive(clap::Args)]
+pub struct WorkloadArgs {
+    /// The word-count component (examples/wordcount built for wasm32-wasip2).
+    #[arg(long)]
+    pub wasm: PathBuf,
+    /// Events to process per measurement (one word each).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+    /// Distinct words, drawn Zipf-like.
+    #[arg(long, default_value_t = 100_000)]
+    pub vocabulary: usize,
+    #[arg(long, default_value_t = 512)]
+    pub batch_size: usize,
+    /// Longest time between commits (the pipeline setting `commit_interval_ms`).
+    #[arg(long, default_value_t = 100)]
+    pub commit_interval_ms: u64,
+    /// Rounds per path; each reports its best (the machine may be shared).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// Where the benchmark databases go (default: a temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl WorkloadArgs {
+    /// The directory to work in; the guard keeps a temporary one alive.
+    pub fn work_dir(&self) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+        match &self.dir {
+            Some(d) => Ok((d.clone(), None)),
+            None => {
+                let t = tempfile::tempdir()?;
+                Ok((t.path().to_path_buf(), Some(t)))
+            }
         }
-        let first = offset - n as u64;
-        batches.push(SourceBatch { events: b, offsets: (first..offset).collect() });
     }
-    Ok(batches)
+
+    /// The words of the workload: `events` draws from a Zipf distribution (s = 1.0).
+    pub fn words(&self) -> anyhow::Result<Vec<String>> {
+        let zipf = rand_distr::Zipf::new(self.vocabulary as f64, 1.0).context("zipf distribution")?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        Ok((0..self.events).map(|_| format!("w{}", zipf.sample(&mut rng) as u64)).collect())
+    }
+}
+
+/// Keeps the best (shortest) time of each path over rounds.
+#[derive(Default)]
+pub struct Best(Vec<(BenchPath, f64)>);
+
+impl Best {
+    pub fn record(&mut self, path: BenchPath, secs: f64) {
+        match self.0.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, b)) => *b = b.min(secs),
+            None => self.0.push((path, secs)),
+        }
+    }
+
+    pub fn secs(&self, path: BenchPath) -> Option<f64> {
+        self.0.iter().find(|(p, _)| *p == path).map(|(_, s)| *s)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(BenchPath, f64)> {
+        self.0.iter()
+    }
+}
+
+/// The workload's words as source batches of `batch_size` one-word events.
+pub fn batches(words: &[String], batch_size: usize) -> Vec<SourceBatch> {
+    words
+        .chunks(batch_size)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let first = (i * batch_size) as u64;
+            let mut b = batch::empty();
+            for (j, w) in chunk.iter().enumerate() {
+                batch::push(&mut b, None, w.as_bytes(), first as i64 + j as i64, &[]);
+            }
+            SourceBatch { events: b, offsets: (first..first + chunk.len() as u64).collect() }
+        })
+        .collect()
 }
 
 /// Word count written natively against the same flat batches and state API.

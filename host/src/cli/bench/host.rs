@@ -3,38 +3,19 @@
 //! a native Rust operator through the same path, and a raw RocksDB read-modify-write
 //! loop. Prints events/s and the ratios between them.
 
-use super::common::{BenchPath, native_wordcount, workload};
+use super::common::{BenchPath, Best, WorkloadArgs, batches, native_wordcount};
 use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
 use crate::state::{Cf, Db, DbOptions, OperatorState, StateScope, TaskId};
 use crate::task::{NativeOperator, Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator};
 use anyhow::Context as _;
 use rocksdb::WriteBatch;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct HostArgs {
-    /// The word-count component (examples/wordcount built for wasm32-wasip2).
-    #[arg(long)]
-    wasm: PathBuf,
-    /// Events to process per measurement (one word each).
-    #[arg(long, default_value_t = 1_000_000)]
-    events: usize,
-    /// Distinct words, drawn Zipf-like.
-    #[arg(long, default_value_t = 100_000)]
-    vocabulary: usize,
-    #[arg(long, default_value_t = 512)]
-    batch_size: usize,
-    /// Where the benchmark databases go (default: a temporary directory).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Longest time between commits (the pipeline setting `commit_interval_ms`).
-    #[arg(long, default_value_t = 100)]
-    commit_interval_ms: u64,
-    /// Rounds per path; each reports its best (the machine may be shared).
-    #[arg(long, default_value_t = 3)]
-    rounds: u32,
+    #[command(flatten)]
+    w: WorkloadArgs,
     /// Measure only these paths (for profiling one of them).
     #[arg(long, value_delimiter = ',', default_value = "wasm,native,raw")]
     only: Vec<BenchPath>,
@@ -98,33 +79,27 @@ fn measure(path: BenchPath, args: &HostArgs, runtime: &Runtime, batches: &[Sourc
     let db = Arc::new(Db::open(dir, &DbOptions::default())?);
     match path {
         BenchPath::Wasm => {
-            let component = runtime.load_file(&args.wasm).with_context(|| args.wasm.display().to_string())?;
+            let component = runtime.load_file(&args.w.wasm).with_context(|| args.w.wasm.display().to_string())?;
             let info = TaskInfo { pipeline: "bench".into(), operator: "wordcount".into(), version: 1, partition: 0, partition_count: 1 };
             let state = OperatorState::new(Arc::clone(&db), scope, cache_bytes)?;
             let wasm = WasmOperator::start(component, info, vec![], state, runtime.default_limits())
                 .map_err(|(e, _)| anyhow::anyhow!("init: {e}"))?;
-            run_task(vec![Box::new(wasm)], db, batches, args.commit_interval_ms)
+            run_task(vec![Box::new(wasm)], db, batches, args.w.commit_interval_ms)
         }
         BenchPath::Native => {
             let state = OperatorState::new(Arc::clone(&db), scope, cache_bytes)?;
             let native = NativeOperator::new("wordcount-native", state, native_wordcount());
-            run_task(vec![Box::new(native)], db, batches, args.commit_interval_ms)
+            run_task(vec![Box::new(native)], db, batches, args.w.commit_interval_ms)
         }
         BenchPath::Raw => Ok((raw_rocksdb(&db, batches)?, 0)),
     }
 }
 
 pub fn run(args: HostArgs) -> anyhow::Result<()> {
-    let _temp;
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            _temp = tempfile::tempdir()?;
-            _temp.path().to_path_buf()
-        }
-    };
-    eprintln!("generating {} events over {} words...", args.events, args.vocabulary);
-    let batches = workload(args.events, args.vocabulary, args.batch_size)?;
+    let w = &args.w;
+    let (dir, _temp) = w.work_dir()?;
+    eprintln!("generating {} events over {} words...", w.events, w.vocabulary);
+    let batches = batches(&w.words()?, w.batch_size);
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let names = [
         (BenchPath::Wasm, "wasm operator, full host path"),
@@ -133,37 +108,33 @@ pub fn run(args: HostArgs) -> anyhow::Result<()> {
     ];
     // Rounds alternate the paths so a slow spell of the machine hits all of them; each
     // path reports its best round.
-    let mut best: Vec<(BenchPath, f64)> = Vec::new();
-    for round in 1..=args.rounds {
+    let mut best = Best::default();
+    for round in 1..=w.rounds {
         for (path, name) in names.iter().filter(|(p, _)| args.only.contains(p)) {
             let (secs, emitted) = measure(*path, &args, &runtime, &batches, &dir.join(format!("{path:?}")))?;
             if *path != BenchPath::Raw {
-                anyhow::ensure!(emitted as usize == args.events, "{name} emitted {emitted} events for {} words", args.events);
+                anyhow::ensure!(emitted as usize == w.events, "{name} emitted {emitted} events for {} words", w.events);
             }
-            eprintln!("round {round}: {name}: {:.0} events/s", args.events as f64 / secs);
-            match best.iter_mut().find(|(p, _)| p == path) {
-                Some((_, b)) => *b = b.min(secs),
-                None => best.push((*path, secs)),
-            }
+            eprintln!("round {round}: {name}: {:.0} events/s", w.events as f64 / secs);
+            best.record(*path, secs);
         }
     }
 
-    let rate = |secs: f64| args.events as f64 / secs;
+    let rate = |secs: f64| w.events as f64 / secs;
     println!(
         "word count, {} events, {} words (Zipf), batch {}, commit every {} ms, best of {} rounds",
-        args.events, args.vocabulary, args.batch_size, args.commit_interval_ms, args.rounds
+        w.events, w.vocabulary, w.batch_size, w.commit_interval_ms, w.rounds
     );
     println!("{:<44} {:>12} {:>10}", "path", "events/s", "ns/event");
-    for (path, secs) in &best {
+    for (path, secs) in best.iter() {
         let name = names.iter().find(|(p, _)| p == path).map_or("", |(_, n)| n);
-        println!("{name:<44} {:>12.0} {:>10.0}", rate(*secs), secs * 1e9 / args.events as f64);
+        println!("{name:<44} {:>12.0} {:>10.0}", rate(*secs), secs * 1e9 / w.events as f64);
     }
-    let secs_of = |p: BenchPath| best.iter().find(|r| r.0 == p).map(|r| r.1);
-    if let (Some(w), Some(n)) = (secs_of(BenchPath::Wasm), secs_of(BenchPath::Native)) {
-        println!("wasm / native: {:.2}", n / w);
+    if let (Some(wasm), Some(native)) = (best.secs(BenchPath::Wasm), best.secs(BenchPath::Native)) {
+        println!("wasm / native: {:.2}", native / wasm);
     }
-    if let (Some(w), Some(r)) = (secs_of(BenchPath::Wasm), secs_of(BenchPath::Raw)) {
-        println!("wasm / raw RocksDB: {:.2}", r / w);
+    if let (Some(wasm), Some(raw)) = (best.secs(BenchPath::Wasm), best.secs(BenchPath::Raw)) {
+        println!("wasm / raw RocksDB: {:.2}", raw / wasm);
     }
     Ok(())
 }

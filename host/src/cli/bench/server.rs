@@ -3,48 +3,30 @@
 //! with state and offsets. The Wasm operator and the same logic compiled natively, in
 //! one run.
 
-use super::common::{BenchPath, native_wordcount};
+use super::common::{BenchPath, Best, WorkloadArgs, native_wordcount};
 use crate::log::{Log, TopicConfig, TopicSink, TopicSource};
 use crate::record::Record;
 use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
 use crate::state::{Db, DbOptions, OperatorState, StateScope, TaskId};
 use crate::task::{NativeOperator, Operator, Task, TaskConfig, TaskHandle, TaskRunner, WasmOperator, WorkerPool};
 use anyhow::Context as _;
-use rand::SeedableRng;
-use rand::distr::Distribution;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
-    /// The word-count component (examples/wordcount built for wasm32-wasip2).
-    #[arg(long)]
-    wasm: PathBuf,
-    /// Events in the backlog (one word each).
-    #[arg(long, default_value_t = 1_000_000)]
-    events: usize,
-    /// Distinct words, drawn Zipf-like.
-    #[arg(long, default_value_t = 100_000)]
-    vocabulary: usize,
+    #[command(flatten)]
+    w: WorkloadArgs,
     /// Partitions of the source topic (one task each).
     #[arg(long, default_value_t = 4)]
     partitions: u32,
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     workers: Option<usize>,
-    #[arg(long, default_value_t = 512)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 100)]
-    commit_interval_ms: u64,
-    /// Rounds per path; each reports its best (the machine may be shared).
-    #[arg(long, default_value_t = 3)]
-    rounds: u32,
+    /// Measure only these paths.
     #[arg(long, value_delimiter = ',', default_value = "wasm,native")]
     only: Vec<BenchPath>,
-    /// Where the benchmark data goes (default: a temporary directory).
-    #[arg(long)]
-    dir: Option<PathBuf>,
 }
 
 /// One run over a fresh data dir: seconds to drain the backlog.
@@ -62,14 +44,14 @@ fn measure(path: BenchPath, args: &ServerArgs, runtime: &Runtime, words: &[Strin
     }
     // The backlog was written before the run: do not bill its flush to the run.
     db.flush()?;
-    let settings = crate::control::Settings { batch_size: args.batch_size, commit_interval_ms: args.commit_interval_ms, ..Default::default() };
+    let settings = crate::control::Settings { batch_size: args.w.batch_size, commit_interval_ms: args.w.commit_interval_ms, ..Default::default() };
     let mut runners = Vec::new();
     for p in 0..args.partitions {
         let scope = StateScope { pipeline: "bench".into(), operator: "wordcount".into(), partition: p };
         let state = OperatorState::new(Arc::clone(&db), scope, 64 << 20)?;
         let op: Box<dyn Operator> = match path {
             BenchPath::Wasm => {
-                let component = runtime.load_file(&args.wasm).with_context(|| args.wasm.display().to_string())?;
+                let component = runtime.load_file(&args.w.wasm).with_context(|| args.w.wasm.display().to_string())?;
                 let info = TaskInfo { pipeline: "bench".into(), operator: "wordcount".into(), version: 1, partition: p, partition_count: args.partitions };
                 Box::new(WasmOperator::start(component, info, vec![], state, runtime.default_limits()).map_err(|(e, _)| anyhow::anyhow!("init: {e}"))?)
             }
@@ -83,14 +65,13 @@ fn measure(path: BenchPath, args: &ServerArgs, runtime: &Runtime, words: &[Strin
             task,
             Box::new(TopicSource::new(Arc::clone(&log), Arc::clone(&source), p)),
             Box::new(TopicSink::new(Arc::clone(&log), "bench", p, Arc::clone(&sink))),
-            args.batch_size,
+            args.w.batch_size,
             handle,
             None,
         ));
     }
     let handles: Vec<Arc<TaskHandle>> = runners.iter().map(|r| Arc::clone(r.handle())).collect();
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let pool = WorkerPool::new(workers, Arc::clone(log.signal()));
+    let pool = WorkerPool::new(workers(args), Arc::clone(log.signal()));
     let started = Instant::now();
     for r in runners {
         pool.spawn(r);
@@ -118,44 +99,37 @@ fn measure(path: BenchPath, args: &ServerArgs, runtime: &Runtime, words: &[Strin
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let _temp;
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            _temp = tempfile::tempdir()?;
-            _temp.path().to_path_buf()
-        }
-    };
-    let zipf = rand_distr::Zipf::new(args.vocabulary as f64, 1.0).context("zipf distribution")?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let words: Vec<String> = (0..args.events).map(|_| format!("w{}", zipf.sample(&mut rng) as u64)).collect();
+    let w = &args.w;
+    let (dir, _temp) = w.work_dir()?;
+    let words = w.words()?;
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    let mut best: Vec<(BenchPath, f64)> = Vec::new();
-    for round in 1..=args.rounds {
+    let mut best = Best::default();
+    for round in 1..=w.rounds {
         for path in [BenchPath::Wasm, BenchPath::Native].into_iter().filter(|p| args.only.contains(p)) {
             let secs = measure(path, &args, &runtime, &words, &dir.join(format!("{path:?}")))?;
-            eprintln!("round {round}: {path:?}: {:.0} events/s", args.events as f64 / secs);
-            match best.iter_mut().find(|(p, _)| *p == path) {
-                Some((_, b)) => *b = b.min(secs),
-                None => best.push((path, secs)),
-            }
+            eprintln!("round {round}: {path:?}: {:.0} events/s", w.events as f64 / secs);
+            best.record(path, secs);
         }
     }
     println!(
         "word count through the server path: {} events over {} words (Zipf), {} partitions, {} workers, best of {} rounds",
-        args.events,
-        args.vocabulary,
+        w.events,
+        w.vocabulary,
         args.partitions,
-        args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        args.rounds
+        workers(&args),
+        w.rounds
     );
     println!("{:<44} {:>12} {:>10}", "path", "events/s", "ns/event");
-    for (path, secs) in &best {
+    for (path, secs) in best.iter() {
         let name = if *path == BenchPath::Wasm { "wasm operator, embedded log → sink topic" } else { "native operator, same path" };
-        println!("{name:<44} {:>12.0} {:>10.0}", args.events as f64 / secs, secs * 1e9 / args.events as f64);
+        println!("{name:<44} {:>12.0} {:>10.0}", w.events as f64 / secs, secs * 1e9 / w.events as f64);
     }
-    if let (Some((_, w)), Some((_, n))) = (best.iter().find(|b| b.0 == BenchPath::Wasm), best.iter().find(|b| b.0 == BenchPath::Native)) {
-        println!("wasm / native: {:.2}", n / w);
+    if let (Some(wasm), Some(native)) = (best.secs(BenchPath::Wasm), best.secs(BenchPath::Native)) {
+        println!("wasm / native: {:.2}", native / wasm);
     }
     Ok(())
+}
+
+fn workers(args: &ServerArgs) -> usize {
+    args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
