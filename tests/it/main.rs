@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod changelog;
 mod golden;
 mod run_cli;
 mod runtime;

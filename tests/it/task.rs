@@ -23,7 +23,7 @@ impl Collect {
 }
 
 impl Sink for Collect {
-    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, _changes: Vec<eddy_host::state::changelog::OperatorChanges>) -> Result<(), TaskError> {
         db.write(batch)?;
         for o in outputs {
             self.main.extend(batch::records(&o.main));

@@ -69,9 +69,13 @@ fn counter(key: &[u8], value: Option<&Vec<u8>>) -> Result<i64, Error> {
 
 impl StoreHandle {
     pub(crate) fn open(name: &str) -> Result<Self, Error> {
-        if name.is_empty() || name.len() > 255 {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with("__")
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
             return Err(Error::Fatal(format!(
-                "store name {name:?} must be 1 to 255 bytes long"
+                "store name {name:?} is invalid: use 1 to 64 characters from A-Z a-z 0-9 . _ - (not starting with __)"
             )));
         }
         Ok(StoreHandle(name.to_string()))

@@ -12,7 +12,7 @@ use utoipa::OpenApi;
         super::topics::create, super::topics::list, super::topics::describe, super::topics::remove,
         super::topics::produce, super::topics::consume,
         super::pipelines::create, super::pipelines::list, super::pipelines::status, super::pipelines::stop,
-        super::pipelines::start, super::pipelines::remove,
+        super::pipelines::start, super::pipelines::remove, super::pipelines::rebuild_state,
         super::system::health, super::system::metrics,
     ),
     components(schemas(super::ErrorBody)),

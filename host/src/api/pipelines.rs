@@ -14,6 +14,7 @@ pub fn routes() -> Router<AppState> {
         .route("/pipelines/{name}", get(status).delete(remove))
         .route("/pipelines/{name}/stop", post(stop))
         .route("/pipelines/{name}/start", post(start))
+        .route("/pipelines/{name}/rebuild-state", post(rebuild_state))
 }
 
 /// Reads a spec as JSON (Content-Type: application/json, or a body starting with `{`)
@@ -75,4 +76,25 @@ async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Resu
     let controller = state.controller.clone();
     blocking(move || Ok(controller.delete(&name)?)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a rebuild did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Rebuilt {
+    /// Changelog records replayed.
+    pub records: u64,
+    /// Store partitions rebuilt.
+    pub stores: u64,
+    pub millis: u64,
+}
+
+/// Rebuilds a stopped pipeline's state from its changelogs (its local stores and timers
+/// are wiped first).
+#[utoipa::path(post, path = "/v1/pipelines/{name}/rebuild-state", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = Rebuilt), (status = 404, body = ErrorBody), (status = 409, description = "The pipeline is running", body = ErrorBody)))]
+async fn rebuild_state(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Rebuilt>, ApiError> {
+    let controller = state.controller.clone();
+    let started = std::time::Instant::now();
+    let r = blocking(move || Ok(controller.rebuild_state(&name)?)).await?;
+    Ok(Json(Rebuilt { records: r.records, stores: r.stores, millis: started.elapsed().as_millis() as u64 }))
 }

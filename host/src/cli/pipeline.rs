@@ -22,6 +22,8 @@ pub enum PipelineCommand {
     Start { name: String },
     /// Delete a pipeline and its state (its topics stay).
     Delete { name: String },
+    /// Rebuild a stopped pipeline's state from its changelogs.
+    RebuildState { name: String },
     /// Wait until the pipeline has committed everything in its source topics.
     Wait {
         name: String,
@@ -77,6 +79,15 @@ pub async fn run(cmd: PipelineCommand, args: &ServerArgs) -> anyhow::Result<()> 
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+        }
+        PipelineCommand::RebuildState { name } => {
+            let r: Value = client.json(Method::POST, &format!("/v1/pipelines/{}/rebuild-state", seg(&name)), None).await?;
+            if args.json {
+                output::json(&r);
+            } else {
+                println!("rebuilt {name}: {} changelog records into {} store partitions in {} ms", r["records"], r["stores"], r["millis"]);
+            }
+            return Ok(());
         }
         PipelineCommand::Delete { name } => {
             client.send(Method::DELETE, &format!("/v1/pipelines/{}", seg(&name)), None, None).await?;

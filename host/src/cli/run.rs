@@ -6,6 +6,7 @@ use crate::runtime::{Limits, Runtime, RuntimeConfig, TaskInfo};
 use crate::state::{Db, DbOptions, OperatorState, StateScope, TaskId};
 use crate::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
 use anyhow::{Context as _, bail};
+use crate::state::changelog::OperatorChanges;
 use rocksdb::WriteBatch;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -208,7 +209,7 @@ fn write_line(w: &mut impl Write, r: &Record) -> Result<(), TaskError> {
 
 impl Sink for FileSink {
     /// Writes the commit, then the outputs (a file cannot join the RocksDB write).
-    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, _changes: Vec<OperatorChanges>) -> Result<(), TaskError> {
         db.write(batch)?;
         for o in outputs {
             for r in batch::records(&o.main) {

@@ -3,6 +3,7 @@
 //! their handles (stop requests in, status out).
 
 use super::pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
+use super::changelogs::{Replayed, catch_up, changelog_topics};
 use super::{OnError, PipelineSpec};
 use crate::log::{Log, LogError, TopicConfig, TopicSink, TopicSource};
 use crate::metrics::Metrics;
@@ -49,6 +50,8 @@ struct Entry {
 }
 
 pub struct Controller {
+    /// Per changelog partition, the end offset at its last compaction.
+    compacted: Mutex<std::collections::HashMap<(u32, u32), u64>>,
     db: Arc<Db>,
     log: Arc<Log>,
     registry: Arc<Registry>,
@@ -95,6 +98,14 @@ fn stages(spec: &PipelineSpec) -> Vec<Stage> {
     stages
 }
 
+/// The topics a pipeline owns: repartition and changelog topics.
+fn internal_topics(log: &Log, spec: &PipelineSpec) -> Vec<String> {
+    let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
+    let mut topics: Vec<String> = stages(spec).into_iter().skip(1).map(|s| s.source).collect();
+    topics.extend(changelog_topics(log, &spec.name, &ids).into_iter().map(|(_, _, t)| t.name().to_string()));
+    topics
+}
+
 /// Every topic a pipeline reads or writes, internal ones included.
 fn topics_of(spec: &PipelineSpec) -> Vec<String> {
     let mut topics: Vec<String> = stages(spec).into_iter().flat_map(|s| [s.source, s.sink]).collect();
@@ -105,7 +116,11 @@ fn topics_of(spec: &PipelineSpec) -> Vec<String> {
 impl Controller {
     pub fn new(db: Arc<Db>, log: Arc<Log>, registry: Arc<Registry>, metrics: Arc<Metrics>, workers: usize) -> Self {
         let pool = WorkerPool::new(workers, Arc::clone(log.signal()));
-        Controller { db, log, registry, metrics, pool, pipelines: Mutex::new(BTreeMap::new()) }
+        Controller { compacted: Mutex::default(), db, log, registry, metrics, pool, pipelines: Mutex::new(BTreeMap::new()) }
+    }
+
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
     }
 
     pub fn log(&self) -> &Arc<Log> {
@@ -212,6 +227,12 @@ impl Controller {
     fn start_tasks(&self, record: &PipelineRecord) -> Result<Vec<Arc<TaskHandle>>, String> {
         let spec = &record.spec;
         let settings = &spec.settings;
+        // State that is behind its changelogs (lost, wiped) is rebuilt before anything runs.
+        let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
+        let replayed = catch_up(&self.db, &self.log, &spec.name, &ids).map_err(|e| format!("rebuilding state from changelogs: {e}"))?;
+        if replayed.records > 0 {
+            tracing::info!(pipeline = %spec.name, "replayed {} changelog records into {} stores", replayed.records, replayed.stores);
+        }
         let stages = stages(spec);
         let last_sink = self.log.topic(&stages.last().expect("at least one stage").sink).map_err(|e| e.to_string())?;
         if settings.on_error == OnError::DeadLetter {
@@ -247,13 +268,14 @@ impl Controller {
                     ops.push(Box::new(op));
                 }
                 let id = TaskId { pipeline: spec.name.clone(), stage: stage.index, partition: p };
-                let task = Task::new(id.clone(), ops, TaskConfig::from_settings(settings), Arc::clone(&self.db)).map_err(|e| e.to_string())?;
+                let config = TaskConfig { changelog: true, ..TaskConfig::from_settings(settings) };
+                let task = Task::new(id.clone(), ops, config, Arc::clone(&self.db)).map_err(|e| e.to_string())?;
                 let handle = Arc::new(TaskHandle::new(id, task.committed_position().offset));
                 let metrics_name = if stage.index == 0 { spec.name.clone() } else { format!("{}/{}", spec.name, stage.index) };
                 runners.push(TaskRunner::new(
                     task,
                     Box::new(TopicSource::new(Arc::clone(&self.log), Arc::clone(&source), p)),
-                    Box::new(TopicSink::new(Arc::clone(&self.log), &spec.name, p, Arc::clone(&sink))),
+                    Box::new(TopicSink::new(Arc::clone(&self.log), &spec.name, p, partitions, Arc::clone(&sink))),
                     settings.batch_size,
                     Arc::clone(&handle),
                     Some(self.metrics.task(&metrics_name, p)),
@@ -325,9 +347,10 @@ impl Controller {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.db.cf(Cf::Meta), record_key(name));
         self.db.write(wb)?;
-        // Repartition topics are the pipeline's own; its source, sink and outputs stay.
-        for stage in stages(&entry.record.spec).iter().skip(1) {
-            match self.log.delete_topic(&stage.source) {
+        // Repartition and changelog topics are the pipeline's own; its source, sink and
+        // outputs stay.
+        for topic in internal_topics(&self.log, &entry.record.spec) {
+            match self.log.delete_topic(&topic) {
                 Ok(()) | Err(LogError::NoSuchTopic(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -338,6 +361,19 @@ impl Controller {
         self.metrics.remove_pipeline(name, partitions);
         self.refresh_gauges();
         Ok(())
+    }
+
+    /// Rebuilds a stopped pipeline's state from its changelogs: its stores and timers are
+    /// wiped and replayed; positions stay.
+    pub fn rebuild_state(&self, name: &str) -> Result<Replayed, ControlError> {
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        let entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        if entry.record.state == PipelineState::Running {
+            return Err(ControlError::Conflict(format!("pipeline {name:?} is running; stop it before rebuilding its state")));
+        }
+        self.db.delete_pipeline_stores(name)?;
+        let ids: Vec<&str> = entry.record.spec.operators.iter().map(|o| o.id()).collect();
+        catch_up(&self.db, &self.log, name, &ids).map_err(|e| ControlError::Conflict(format!("rebuilding {name:?}: {e}")))
     }
 
     /// One pipeline's status.
@@ -466,8 +502,34 @@ impl Controller {
         let pipelines = self.pipelines.lock().expect("pipelines lock");
         pipelines
             .values()
-            .find(|e| topics_of(&e.record.spec).iter().any(|t| t == topic))
+            .find(|e| topics_of(&e.record.spec).iter().chain(&internal_topics(&self.log, &e.record.spec)).any(|t| t == topic))
             .map(|e| e.record.spec.name.clone())
+    }
+
+    /// Compacts changelog partitions that grew by at least `min_growth` records since their
+    /// last compaction, below the offset their local state reflects. Returns how many
+    /// records went.
+    pub fn compact_changelogs(&self, min_growth: u64) -> Result<u64, ControlError> {
+        let specs: Vec<PipelineSpec> = self.pipelines.lock().expect("pipelines lock").values().map(|e| e.record.spec.clone()).collect();
+        let mut removed = 0;
+        for spec in specs {
+            let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
+            for (operator, store, topic) in changelog_topics(&self.log, &spec.name, &ids) {
+                for p in 0..topic.partition_count() {
+                    let end = topic.end_offset(p);
+                    let key = (topic.meta.id, p);
+                    let last = self.compacted.lock().expect("compaction lock").get(&key).copied().unwrap_or(0);
+                    if end < last + min_growth {
+                        continue;
+                    }
+                    let scope = StateScope { pipeline: spec.name.clone(), operator: operator.clone(), partition: p };
+                    let below = crate::state::changelog::load_marker(&self.db, &scope, &store)?.unwrap_or(end);
+                    removed += self.log.compact_partition(&topic, p, below)?;
+                    self.compacted.lock().expect("compaction lock").insert(key, end);
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Updates the gauges computed from pipeline records and state sizes.

@@ -1,10 +1,12 @@
 //! The pipeline control plane: specs, their validation, and the controller that runs
 //! pipelines.
 
+mod changelogs;
 mod controller;
 mod pipeline;
 pub mod spec;
 
+pub use changelogs::{Replayed, ReplayError, catch_up, changelog_topics};
 pub use controller::{ControlError, Controller};
 pub use pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
 pub use spec::{OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};

@@ -19,8 +19,12 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
-/// Longest pipeline or operator name.
-pub const NAME_MAX: usize = 128;
+/// Longest pipeline, operator, store or port name. Topics are derived from them
+/// (`<pipeline>.<operator>.<store>.changelog`), and must stay within Kafka's limit.
+pub const NAME_MAX: usize = 64;
+
+/// Longest topic name (Kafka's limit).
+pub const TOPIC_NAME_MAX: usize = 249;
 
 /// A pipeline: a source, operators chained in order, a sink, and settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,17 +187,15 @@ pub enum SpecError {
     Invalid(String),
 }
 
-/// Whether `name` may name a pipeline, operator or topic: 1 to 128 of `A-Z a-z 0-9 . _ -`.
+/// Whether `name` may name a pipeline, operator, store, port (1 to 64) or topic (1 to
+/// 249) : characters from `A-Z a-z 0-9 . _ -`, as Kafka allows in topic names.
 pub fn check_name(what: &str, name: &str) -> Result<(), SpecError> {
-    let ok = !name.is_empty()
-        && name.len() <= NAME_MAX
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let max = if what == "topic" { TOPIC_NAME_MAX } else { NAME_MAX };
+    let ok = !name.is_empty() && name.len() <= max && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(SpecError::Invalid(format!(
-            "{what} name {name:?} is invalid: use 1 to {NAME_MAX} characters from A-Z a-z 0-9 . _ -"
-        )))
+        Err(SpecError::Invalid(format!("{what} name {name:?} is invalid: use 1 to {max} characters from A-Z a-z 0-9 . _ -")))
     }
 }
 

@@ -7,7 +7,8 @@ use super::embedded::{Appends, Log};
 use super::partitioner::partition_for_key;
 use super::topic::{Topic, TopicConfig};
 use crate::record::{Record, now_ms};
-use crate::state::Db;
+use crate::state::changelog::{OperatorChanges, changelog_topic, marker_key};
+use crate::state::{Db, StateScope};
 use crate::task::{Outputs, Sink, TaskError, batch};
 use rocksdb::WriteBatch;
 use std::collections::HashMap;
@@ -16,16 +17,32 @@ use std::sync::Arc;
 pub struct TopicSink {
     log: Arc<Log>,
     pipeline: String,
+    /// Partitions of the task's source: its changelog topics get as many.
+    state_partitions: u32,
     /// The source partition of the task: keyless outputs go to the same partition number
     /// (modulo), so a replay after a crash puts them where the first run did.
     partition: u32,
     main: Arc<Topic>,
     side: HashMap<String, Arc<Topic>>,
+    changelogs: HashMap<String, Arc<Topic>>,
 }
 
 impl TopicSink {
-    pub fn new(log: Arc<Log>, pipeline: &str, partition: u32, main: Arc<Topic>) -> Self {
-        TopicSink { log, pipeline: pipeline.to_string(), partition, main, side: HashMap::new() }
+    /// The sink of task `partition` (of `state_partitions`) of `pipeline`, writing its
+    /// main output to `main`.
+    pub fn new(log: Arc<Log>, pipeline: &str, partition: u32, state_partitions: u32, main: Arc<Topic>) -> Self {
+        TopicSink { log, pipeline: pipeline.to_string(), state_partitions, partition, main, side: HashMap::new(), changelogs: HashMap::new() }
+    }
+
+    fn changelog(&mut self, operator: &str, store: &str) -> Result<Arc<Topic>, TaskError> {
+        let name = changelog_topic(&self.pipeline, operator, store);
+        if let Some(t) = self.changelogs.get(&name) {
+            return Ok(Arc::clone(t));
+        }
+        let config = TopicConfig { partitions: self.state_partitions, retention_ms: None, retention_bytes: None };
+        let t = self.log.ensure_topic(&name, &config).map_err(|e| TaskError::Sink(format!("topic {name}: {e}")))?;
+        self.changelogs.insert(name, Arc::clone(&t));
+        Ok(t)
     }
 
     fn side_topic(&mut self, port: &str) -> Result<Arc<Topic>, TaskError> {
@@ -52,7 +69,7 @@ impl TopicSink {
 }
 
 impl Sink for TopicSink {
-    fn commit(&mut self, _db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+    fn commit(&mut self, _db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, changes: Vec<OperatorChanges>) -> Result<(), TaskError> {
         let now = now_ms();
         let mut appends = Appends::default();
         for o in &outputs {
@@ -68,6 +85,16 @@ impl Sink for TopicSink {
             for r in &o.dead {
                 let t = self.side_topic("dlq")?;
                 self.push_record(&mut appends, &t, r, now);
+            }
+        }
+        for op in &changes {
+            let scope = StateScope { pipeline: self.pipeline.clone(), operator: op.operator.clone(), partition: self.partition };
+            for store in &op.stores {
+                let topic = self.changelog(&op.operator, &store.store)?;
+                for change in &store.changes {
+                    appends.push(&topic, self.partition, &codec::encode_record(&change.to_record(), now));
+                }
+                appends.mark_end(&topic, self.partition, marker_key(&scope, &store.store));
             }
         }
         self.log.commit(batch, appends).map_err(|e| TaskError::Sink(e.to_string()))?;

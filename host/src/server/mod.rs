@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 /// How often failed tasks are turned into failed pipelines.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
-/// How often topic retention runs.
+/// Changelog partitions are compacted once they grew by this many records.
+const COMPACT_AFTER: u64 = 10_000;
+/// How often topic retention (and changelog compaction) runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
 /// Where and how a server runs.
@@ -118,6 +120,11 @@ fn background_loop(controller: &Controller, stop: &AtomicBool) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!("retention deleted {n} records"),
                 Err(e) => tracing::error!("retention failed: {e}"),
+            }
+            match controller.compact_changelogs(COMPACT_AFTER) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("changelog compaction dropped {n} superseded records"),
+                Err(e) => tracing::error!("changelog compaction failed: {e}"),
             }
         }
     }

@@ -144,16 +144,50 @@ impl Db {
     /// Deletes everything a pipeline keeps in state, timers and positions (not its
     /// definition), in one write.
     pub fn delete_pipeline_state(&self, pipeline: &str) -> Result<(), StateError> {
+        let mut wb = self.delete_stores_batch(pipeline)?;
+        let positions = super::keys::positions_prefix(pipeline);
+        let end = super::keys::prefix_end(&positions).expect("position prefixes are not all 0xff");
+        wb.delete_range_cf(self.cf(Cf::Meta), positions, end);
+        self.write(wb)
+    }
+
+    /// Deletes a pipeline's stores and timers and what they reflect of their changelogs,
+    /// keeping its positions (before a rebuild from the changelogs).
+    pub fn delete_pipeline_stores(&self, pipeline: &str) -> Result<(), StateError> {
+        let wb = self.delete_stores_batch(pipeline)?;
+        self.write(wb)
+    }
+
+    fn delete_stores_batch(&self, pipeline: &str) -> Result<WriteBatch, StateError> {
         let mut wb = WriteBatch::default();
         for (_, id) in self.stores(pipeline, None)? {
             let (from, to) = (id.to_be_bytes(), (id + 1).to_be_bytes());
             wb.delete_range_cf(self.cf(Cf::State), from, to);
             wb.delete_range_cf(self.cf(Cf::Timers), from, to);
         }
-        let positions = super::keys::positions_prefix(pipeline);
-        let end = super::keys::prefix_end(&positions).expect("position prefixes are not all 0xff");
-        wb.delete_range_cf(self.cf(Cf::Meta), positions, end);
-        self.write(wb)
+        let mut markers = b"clog".to_vec();
+        super::keys::push_name(&mut markers, pipeline);
+        let end = super::keys::prefix_end(&markers).expect("marker prefixes are not all 0xff");
+        wb.delete_range_cf(self.cf(Cf::Meta), markers, end);
+        Ok(wb)
+    }
+
+    /// Every state entry and timer of a pipeline, by store: `(operator, store, partition,
+    /// key) -> value` (timers under store `__timers`). For checks and tests.
+    pub fn dump_pipeline(&self, pipeline: &str) -> Result<std::collections::BTreeMap<(String, String, u32, Vec<u8>), Vec<u8>>, StateError> {
+        let mut out = std::collections::BTreeMap::new();
+        for (name, id) in self.stores(pipeline, None)? {
+            let (cf, store) = if name.store == super::TIMERS { (Cf::Timers, super::changelog::TIMERS_STORE.to_string()) } else { (Cf::State, name.store.clone()) };
+            for item in self.db.prefix_iterator_cf(self.cf(cf), id.to_be_bytes()) {
+                let (k, v) = item?;
+                if !k.starts_with(&id.to_be_bytes()) {
+                    break;
+                }
+                let partition = u32::from_be_bytes(k[4..8].try_into().expect("task prefixes are 8 bytes"));
+                out.insert((name.operator.clone(), store.clone(), partition, k[8..].to_vec()), v.to_vec());
+            }
+        }
+        Ok(out)
     }
 
     /// Approximate bytes a pipeline's state takes on disk (flushed data only).

@@ -6,6 +6,7 @@
 //! task's store is one contiguous range (see [`keys`]).
 
 mod catalog;
+pub mod changelog;
 mod db;
 pub mod keys;
 mod meta;
@@ -19,7 +20,7 @@ pub use db::{Cf, Db, DbOptions};
 pub use meta::{TaskId, TaskPosition, load_position, put_position};
 pub use operator_state::{OperatorState, StateScope, StoreId};
 pub use scan::ScanPage;
-pub use store::{CounterError, STORE_NAME_MAX};
+pub use store::{CounterError, STORE_NAME_MAX, check_store_name};
 
 /// A failure of the storage engine itself (not of an operator's use of it).
 #[derive(Debug, thiserror::Error)]

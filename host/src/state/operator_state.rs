@@ -1,8 +1,9 @@
 //! Everything one operator of one task reads and writes: its named stores and timers.
 
 use super::scan::{self, ScanPage};
-use super::store::{CounterError, STORE_NAME_MAX, StoreState};
+use super::store::{CounterError, StoreState, check_store_name};
 use super::timers::TimerState;
+use super::changelog::{OperatorChanges, StoreChanges, TIMERS_STORE};
 use super::{Db, StateError, StoreName, TIMERS, keys};
 use rocksdb::WriteBatch;
 use std::sync::Arc;
@@ -58,8 +59,8 @@ impl OperatorState {
     /// Opens the store `name`, the same id for the same name. `Ok(Err(..))`: the name is
     /// not acceptable.
     pub fn open_store(&mut self, name: &str) -> Result<Result<StoreId, String>, StateError> {
-        if name.is_empty() || name.len() > STORE_NAME_MAX {
-            return Ok(Err(format!("store name {name:?} must be 1 to {STORE_NAME_MAX} bytes long")));
+        if let Err(e) = check_store_name(name) {
+            return Ok(Err(e));
         }
         if let Some(i) = self.stores.iter().position(|s| s.name == name) {
             return Ok(Ok(i as StoreId));
@@ -142,12 +143,37 @@ impl OperatorState {
         self.timers.discard_batch();
     }
 
-    /// Adds everything written since the last commit to `batch`.
-    pub fn stage(&mut self, batch: &mut WriteBatch) {
-        for store in &mut self.stores {
-            store.stage(&self.db, batch);
+    /// Adds everything written since the last commit to `batch`; with `changes`, also
+    /// lists them for the changelogs.
+    pub fn stage(&mut self, batch: &mut WriteBatch, changes: Option<&mut OperatorChanges>) {
+        match changes {
+            None => {
+                for store in &mut self.stores {
+                    store.stage(&self.db, batch, None);
+                }
+                self.timers.stage(&self.db, batch, None);
+            }
+            Some(out) => {
+                out.operator = self.scope.operator.clone();
+                for store in &mut self.stores {
+                    let mut c = StoreChanges { store: store.name.clone(), changes: Vec::new() };
+                    store.stage(&self.db, batch, Some(&mut c.changes));
+                    if !c.changes.is_empty() {
+                        out.stores.push(c);
+                    }
+                }
+                let mut c = StoreChanges { store: TIMERS_STORE.to_string(), changes: Vec::new() };
+                self.timers.stage(&self.db, batch, Some(&mut c.changes));
+                if !c.changes.is_empty() {
+                    out.stores.push(c);
+                }
+            }
         }
-        self.timers.stage(&self.db, batch);
+    }
+
+    /// Names of the stores opened so far.
+    pub fn store_names(&self) -> impl Iterator<Item = &str> {
+        self.stores.iter().map(|s| s.name.as_str())
     }
 
     /// The commit holding [`OperatorState::stage`]'s writes succeeded.
@@ -177,7 +203,7 @@ mod tests {
     fn commit(s: &mut OperatorState) {
         s.end_batch();
         let mut batch = WriteBatch::default();
-        s.stage(&mut batch);
+        s.stage(&mut batch, None);
         s.db().write(batch).unwrap();
         s.committed();
     }

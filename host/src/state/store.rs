@@ -10,12 +10,29 @@
 //! not once per batch; exactly-once holds because the source position moves only with
 //! the same commit.
 
+use super::changelog::Change;
 use super::{Cf, Db, StateError, keys};
 use rocksdb::WriteBatch;
 use rustc_hash::FxHashMap;
 
-/// Longest store name.
-pub const STORE_NAME_MAX: usize = keys::NAME_MAX;
+/// Longest store name (it becomes part of the changelog topic's name).
+pub const STORE_NAME_MAX: usize = 64;
+
+/// Store names are 1 to 64 characters from `A-Z a-z 0-9 . _ -`, not starting with `__`
+/// (reserved), because each store has a changelog topic named after it.
+pub fn check_store_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= STORE_NAME_MAX
+        && !name.starts_with("__")
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "store name {name:?} is invalid: use 1 to {STORE_NAME_MAX} characters from A-Z a-z 0-9 . _ - (not starting with __)"
+        ))
+    }
+}
 
 /// Rough per-entry overhead of the cache's hash map, for its byte budget.
 const ENTRY_OVERHEAD: usize = 64;
@@ -301,7 +318,7 @@ impl StoreState {
 
     /// Adds everything written since the last commit to `batch`, in key order: RocksDB's
     /// memtable inserts sorted keys much faster (it reuses the previous insert position).
-    pub(crate) fn stage(&mut self, db: &Db, batch: &mut WriteBatch) {
+    pub(crate) fn stage(&mut self, db: &Db, batch: &mut WriteBatch, mut changes: Option<&mut Vec<Change>>) {
         // Comparing the first 8 bytes as an integer settles most comparisons without a
         // memcmp call; the order is the same as bytewise.
         self.dirty_keys.sort_unstable_by(|a, b| head(a).cmp(&head(b)).then_with(|| a.cmp(b)));
@@ -312,6 +329,9 @@ impl StoreState {
                 None => keys::prefix_end(&self.prefix).expect("store prefixes end with a partition, never all 0xff"),
             };
             batch.delete_range_cf(cf, self.full_key(start), to);
+            if let Some(c) = changes.as_deref_mut() {
+                c.push(Change::DeleteRange { start: start.clone(), end: end.clone() });
+            }
         }
         for k in &self.dirty_keys {
             // A key may have been dropped by a later range delete: then it is not dirty.
@@ -319,6 +339,12 @@ impl StoreState {
                 match &e.value {
                     Some(v) => batch.put_cf(cf, self.full_key(k), v),
                     None => batch.delete_cf(cf, self.full_key(k)),
+                }
+                if let Some(c) = changes.as_deref_mut() {
+                    c.push(match &e.value {
+                        Some(v) => Change::Put { key: k.clone(), value: v.clone() },
+                        None => Change::Delete { key: k.clone() },
+                    });
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Durable event-time timers of one operator in one task, layered like stores: the
 //! batch's changes, changes of batches since the last commit, and RocksDB.
 
+use super::changelog::Change;
 use super::{Cf, Db, StateError, keys};
 use rocksdb::{ReadOptions, WriteBatch};
 use std::collections::BTreeMap;
@@ -79,10 +80,14 @@ impl TimerState {
         self.overlay.clear();
     }
 
-    pub(crate) fn stage(&self, db: &Db, batch: &mut WriteBatch) {
+    pub(crate) fn stage(&self, db: &Db, batch: &mut WriteBatch, mut changes: Option<&mut Vec<Change>>) {
         let cf = db.cf(Cf::Timers);
         for ((at, key), set) in &self.pending {
             let k = keys::timer_key(&self.prefix, *at, key);
+            if let Some(c) = changes.as_deref_mut() {
+                let key = k[self.prefix.len()..].to_vec();
+                c.push(if *set { Change::Put { key, value: Vec::new() } } else { Change::Delete { key } });
+            }
             if *set {
                 batch.put_cf(cf, k, []);
             } else {

@@ -7,6 +7,7 @@ use crate::control::OnError;
 use crate::record::Record;
 use crate::runtime::CallError;
 use crate::runtime::bindings::{EventBatch, OutputBatch};
+use crate::state::changelog::OperatorChanges;
 use crate::state::{Db, TaskId, TaskPosition, load_position, put_position};
 use rocksdb::WriteBatch;
 use std::ops::Range;
@@ -44,7 +45,9 @@ impl Outputs {
 /// last commit; an embedded-topic sink adds the outputs to the same RocksDB write, so
 /// state, position and outputs land atomically.
 pub trait Sink {
-    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError>;
+    /// `changes` lists the commit's state changes for the changelogs (empty when the task
+    /// keeps none).
+    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, changes: Vec<OperatorChanges>) -> Result<(), TaskError>;
 }
 
 /// How a task runs.
@@ -57,6 +60,8 @@ pub struct TaskConfig {
     pub commit_interval: Duration,
     /// Commit early once this much state awaits a commit.
     pub max_pending_bytes: usize,
+    /// Hand every state change to the sink for the changelogs.
+    pub changelog: bool,
 }
 
 impl TaskConfig {
@@ -67,6 +72,7 @@ impl TaskConfig {
             watermark_delay: s.watermark_delay_ms,
             commit_interval: Duration::from_millis(s.commit_interval_ms),
             max_pending_bytes: 64 << 20,
+            changelog: false,
         }
     }
 }
@@ -225,13 +231,22 @@ impl Task {
             return Ok(());
         }
         let mut wb = WriteBatch::default();
+        let mut changes = Vec::new();
         for op in &mut self.ops {
-            op.state().stage(&mut wb);
+            if self.config.changelog {
+                let mut c = OperatorChanges::default();
+                op.state().stage(&mut wb, Some(&mut c));
+                if !c.stores.is_empty() {
+                    changes.push(c);
+                }
+            } else {
+                op.state().stage(&mut wb, None);
+            }
         }
         put_position(&self.db, &mut wb, &self.id, self.position);
         let outputs = std::mem::take(&mut self.pending);
         let emitted: u64 = outputs.iter().map(|o| o.main.events.len() as u64).sum();
-        sink.commit(&self.db, wb, outputs)?;
+        sink.commit(&self.db, wb, outputs, changes)?;
         for op in &mut self.ops {
             op.state().committed();
         }

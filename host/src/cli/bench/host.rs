@@ -8,6 +8,7 @@ use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
 use crate::state::{Cf, Db, DbOptions, OperatorState, StateScope, TaskId};
 use crate::task::{NativeOperator, Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator};
 use anyhow::Context as _;
+use crate::state::changelog::OperatorChanges;
 use rocksdb::WriteBatch;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,7 +27,7 @@ pub struct HostArgs {
 struct CountingSink(u64);
 
 impl Sink for CountingSink {
-    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>) -> Result<(), TaskError> {
+    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, _changes: Vec<OperatorChanges>) -> Result<(), TaskError> {
         db.write(batch)?;
         self.0 += outputs.iter().map(|o| o.main.events.len() as u64).sum::<u64>();
         Ok(())

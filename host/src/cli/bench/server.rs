@@ -59,12 +59,13 @@ fn measure(path: BenchPath, args: &ServerArgs, runtime: &Runtime, words: &[Strin
             BenchPath::Raw => anyhow::bail!("the server benchmark measures wasm and native only"),
         };
         let id = TaskId::new("bench", p);
-        let task = Task::new(id.clone(), vec![op], TaskConfig::from_settings(&settings), Arc::clone(&db))?;
+        // As the server runs tasks: with changelogs.
+        let task = Task::new(id.clone(), vec![op], TaskConfig { changelog: true, ..TaskConfig::from_settings(&settings) }, Arc::clone(&db))?;
         let handle = Arc::new(TaskHandle::new(id, 0));
         runners.push(TaskRunner::new(
             task,
             Box::new(TopicSource::new(Arc::clone(&log), Arc::clone(&source), p)),
-            Box::new(TopicSink::new(Arc::clone(&log), "bench", p, Arc::clone(&sink))),
+            Box::new(TopicSink::new(Arc::clone(&log), "bench", p, args.partitions, Arc::clone(&sink))),
             args.w.batch_size,
             handle,
             None,
