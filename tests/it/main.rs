@@ -7,6 +7,7 @@ mod api;
 mod changelog;
 mod golden;
 mod run_cli;
+mod savepoint;
 mod runtime;
 mod server;
 mod task;

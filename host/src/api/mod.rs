@@ -9,6 +9,7 @@ mod extract;
 mod openapi;
 mod operators;
 mod pipelines;
+mod savepoints;
 mod system;
 mod topics;
 
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(operators::routes())
         .merge(topics::routes())
         .merge(pipelines::routes())
+        .merge(savepoints::routes())
         .route("/openapi.json", axum::routing::get(openapi::document));
     Router::new()
         .nest("/v1", v1)

@@ -13,10 +13,12 @@ use utoipa::OpenApi;
         super::topics::produce, super::topics::consume,
         super::pipelines::create, super::pipelines::list, super::pipelines::status, super::pipelines::stop,
         super::pipelines::start, super::pipelines::remove, super::pipelines::rebuild_state,
+        super::savepoints::take, super::savepoints::list_for, super::savepoints::list, super::savepoints::describe,
+        super::savepoints::remove, super::savepoints::archive, super::savepoints::upload, super::savepoints::restore,
         super::system::health, super::system::metrics,
     ),
     components(schemas(super::ErrorBody)),
-    tags((name = "operators"), (name = "topics"), (name = "pipelines"), (name = "system"))
+    tags((name = "operators"), (name = "topics"), (name = "pipelines"), (name = "savepoints"), (name = "system"))
 )]
 pub struct ApiDoc;
 

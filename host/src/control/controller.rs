@@ -4,6 +4,7 @@
 
 use super::pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
 use super::changelogs::{Replayed, catch_up, changelog_topics};
+use super::savepoints::Savepoints;
 use super::{OnError, PipelineSpec};
 use crate::log::{Log, LogError, TopicConfig, TopicSink, TopicSource};
 use crate::metrics::Metrics;
@@ -43,21 +44,24 @@ pub enum ControlError {
     Registry(#[from] RegistryError),
 }
 
-struct Entry {
-    record: PipelineRecord,
+pub(super) struct Entry {
+    pub(super) record: PipelineRecord,
     /// The tasks of the current (or last) run.
-    tasks: Vec<Arc<TaskHandle>>,
+    pub(super) tasks: Vec<Arc<TaskHandle>>,
+    /// Set while a savepoint, restore or upgrade works on the pipeline.
+    pub(super) busy: Option<&'static str>,
 }
 
 pub struct Controller {
     /// Per changelog partition, the end offset at its last compaction.
     compacted: Mutex<std::collections::HashMap<(u32, u32), u64>>,
-    db: Arc<Db>,
-    log: Arc<Log>,
-    registry: Arc<Registry>,
+    pub(super) db: Arc<Db>,
+    pub(super) log: Arc<Log>,
+    pub(super) registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    pool: WorkerPool,
-    pipelines: Mutex<BTreeMap<String, Entry>>,
+    pub(super) pool: WorkerPool,
+    pub(super) pipelines: Mutex<BTreeMap<String, Entry>>,
+    pub(super) savepoints: Savepoints,
 }
 
 fn record_key(name: &str) -> Vec<u8> {
@@ -65,12 +69,12 @@ fn record_key(name: &str) -> Vec<u8> {
 }
 
 /// The operators between two repartitions, with the topics they read and write.
-struct Stage {
-    index: u32,
-    source: String,
-    sink: String,
+pub(super) struct Stage {
+    pub(super) index: u32,
+    pub(super) source: String,
+    pub(super) sink: String,
     /// Indices into the spec's operators.
-    ops: Vec<usize>,
+    pub(super) ops: Vec<usize>,
 }
 
 /// The internal topic a pipeline repartitions through before operator `id`.
@@ -79,7 +83,7 @@ pub fn repartition_topic(pipeline: &str, id: &str) -> String {
 }
 
 /// Splits a pipeline at its repartitions.
-fn stages(spec: &PipelineSpec) -> Vec<Stage> {
+pub(super) fn stages(spec: &PipelineSpec) -> Vec<Stage> {
     let source = spec.source.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
     let sink = spec.sink.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
     let mut stages = Vec::new();
@@ -114,9 +118,13 @@ fn topics_of(spec: &PipelineSpec) -> Vec<String> {
 }
 
 impl Controller {
-    pub fn new(db: Arc<Db>, log: Arc<Log>, registry: Arc<Registry>, metrics: Arc<Metrics>, workers: usize) -> Self {
+    pub fn new(db: Arc<Db>, log: Arc<Log>, registry: Arc<Registry>, metrics: Arc<Metrics>, workers: usize, savepoints: Savepoints) -> Self {
         let pool = WorkerPool::new(workers, Arc::clone(log.signal()));
-        Controller { compacted: Mutex::default(), db, log, registry, metrics, pool, pipelines: Mutex::new(BTreeMap::new()) }
+        Controller { compacted: Mutex::default(), db, log, registry, metrics, pool, pipelines: Mutex::new(BTreeMap::new()), savepoints }
+    }
+
+    pub fn savepoints(&self) -> &Savepoints {
+        &self.savepoints
     }
 
     pub fn db(&self) -> &Arc<Db> {
@@ -131,8 +139,10 @@ impl Controller {
         &self.registry
     }
 
-    /// Loads every stored pipeline and starts those that were running.
+    /// Loads every stored pipeline and starts those that were running (after finishing
+    /// any restore a crash interrupted).
     pub fn boot(&self) -> Result<(), ControlError> {
+        self.finish_interrupted_restores()?;
         let mut records = Vec::new();
         for item in self.db.rocks().prefix_iterator_cf(self.db.cf(Cf::Meta), RECORD_PREFIX) {
             let (k, v) = item.map_err(StateError::from)?;
@@ -146,10 +156,13 @@ impl Controller {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         for record in records {
             let name = record.spec.name.clone();
-            let mut entry = Entry { record, tasks: Vec::new() };
+            let mut entry = Entry { record, tasks: Vec::new(), busy: None };
             if entry.record.state == PipelineState::Running {
-                match self.start_tasks(&entry.record) {
-                    Ok(tasks) => entry.tasks = tasks,
+                match self.start_tasks(&mut entry.record) {
+                    Ok(tasks) => {
+                        entry.tasks = tasks;
+                        self.set_state(&mut entry.record, PipelineState::Running, None)?;
+                    }
                     Err(reason) => {
                         tracing::error!(pipeline = %name, "cannot resume: {reason}");
                         self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))?;
@@ -192,7 +205,7 @@ impl Controller {
                 RegistryError::NoSuchVersion { .. } => ControlError::Invalid(e.to_string()),
                 other => other.into(),
             })?;
-            operators.push(PinnedOperator { id: op.id().to_string(), name: v.name, version: v.version, digest: v.digest });
+            operators.push(PinnedOperator { id: op.id().to_string(), name: v.name, version: v.version, digest: v.digest, state_version: 1 });
         }
         if sink.topic == source.topic {
             return Err(ControlError::Invalid("the sink topic must differ from the source topic".into()));
@@ -206,7 +219,13 @@ impl Controller {
         let now = now_ms();
         let mut record =
             PipelineRecord { spec, operators, state: PipelineState::Created, reason: None, created_ms: now, updated_ms: now };
-        let tasks = match self.start_tasks(&record) {
+        if let Some(savepoint) = record.spec.from_savepoint.clone() {
+            if let Err(e) = self.restore_new(&mut record, &savepoint) {
+                self.db.delete_pipeline_state(&record.spec.name)?;
+                return Err(e);
+            }
+        }
+        let tasks = match self.start_tasks(&mut record) {
             Ok(tasks) => tasks,
             Err(reason) => {
                 // Nothing ran; remove what the attempt may have left (store ids, positions).
@@ -216,15 +235,35 @@ impl Controller {
         };
         self.set_state(&mut record, PipelineState::Running, None)?;
         let name = record.spec.name.clone();
-        pipelines.insert(name.clone(), Entry { record, tasks });
+        pipelines.insert(name.clone(), Entry { record, tasks, busy: None });
         drop(pipelines);
         self.refresh_gauges();
         self.status(&name)
     }
 
+    /// Restores a pipeline being created from a savepoint (before anything runs).
+    fn restore_new(&self, record: &mut PipelineRecord, savepoint: &str) -> Result<(), ControlError> {
+        let m = self.savepoints.get(savepoint)?;
+        // The operators' state versions come from their `init`: start each once.
+        for (pinned, op_spec) in record.operators.iter_mut().zip(&record.spec.operators) {
+            let version = self.registry.version(&pinned.name, pinned.version)?;
+            let component = self.registry.component(&version)?;
+            let scope = StateScope { pipeline: record.spec.name.clone(), operator: pinned.id.clone(), partition: 0 };
+            let state = OperatorState::new(Arc::clone(&self.db), scope, 1 << 20)?;
+            let info = TaskInfo { pipeline: record.spec.name.clone(), operator: pinned.id.clone(), version: pinned.version, partition: 0, partition_count: 1 };
+            let op = WasmOperator::start(component, info, op_spec.config_pairs(), state, Limits::from_settings(&record.spec.settings))
+                .map_err(|(e, _)| ControlError::Invalid(format!("operator {}@{}: init failed: {}", pinned.id, pinned.version, e.message())))?;
+            pinned.state_version = op.state_version();
+        }
+        self.check_fit(&m, &record.spec, &record.operators)?;
+        self.savepoints.verify(&m)?;
+        self.apply_restore(&record.spec.name, &m)?;
+        Ok(())
+    }
+
     /// Builds every task of a pipeline (instantiating and initializing its operators) and
     /// hands them to the workers; all or none.
-    fn start_tasks(&self, record: &PipelineRecord) -> Result<Vec<Arc<TaskHandle>>, String> {
+    pub(super) fn start_tasks(&self, record: &mut PipelineRecord) -> Result<Vec<Arc<TaskHandle>>, String> {
         let spec = &record.spec;
         let settings = &spec.settings;
         // State that is behind its changelogs (lost, wiped) is rebuilt before anything runs.
@@ -242,6 +281,7 @@ impl Controller {
         }
         let limits = Limits::from_settings(settings);
         let mut runners = Vec::new();
+        let mut versions = Vec::new();
         for stage in &stages {
             let source = self.log.topic(&stage.source).map_err(|e| e.to_string())?;
             let sink = self.log.topic(&stage.sink).map_err(|e| e.to_string())?;
@@ -265,6 +305,7 @@ impl Controller {
                     };
                     let op = WasmOperator::start(component, info, op_spec.config_pairs(), state, limits)
                         .map_err(|(e, _)| format!("{label}: init failed: {}", e.message()))?;
+                    versions.push((i, op.state_version()));
                     ops.push(Box::new(op));
                 }
                 let id = TaskId { pipeline: spec.name.clone(), stage: stage.index, partition: p };
@@ -286,10 +327,13 @@ impl Controller {
         for r in runners {
             self.pool.spawn(r);
         }
+        for (i, v) in versions {
+            record.operators[i].state_version = v;
+        }
         Ok(handles)
     }
 
-    fn set_state(&self, record: &mut PipelineRecord, state: PipelineState, reason: Option<String>) -> Result<(), StateError> {
+    pub(super) fn set_state(&self, record: &mut PipelineRecord, state: PipelineState, reason: Option<String>) -> Result<(), StateError> {
         record.state = state;
         record.reason = reason;
         record.updated_ms = now_ms();
@@ -299,7 +343,7 @@ impl Controller {
     }
 
     /// Stops a pipeline's tasks at a batch boundary, after they commit.
-    fn stop_tasks(&self, entry: &Entry) {
+    pub(super) fn stop_tasks(&self, entry: &Entry) {
         for t in &entry.tasks {
             t.request_stop();
         }
@@ -316,7 +360,7 @@ impl Controller {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         let entry = pipelines.get_mut(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         if entry.record.state != PipelineState::Running {
-            let tasks = self.start_tasks(&entry.record).map_err(|reason| ControlError::Invalid(format!("pipeline {name:?} cannot start: {reason}")))?;
+            let tasks = self.start_tasks(&mut entry.record).map_err(|reason| ControlError::Invalid(format!("pipeline {name:?} cannot start: {reason}")))?;
             entry.tasks = tasks;
             self.set_state(&mut entry.record, PipelineState::Running, None)?;
         }
@@ -389,7 +433,7 @@ impl Controller {
         pipelines.values().map(|e| self.describe(e)).collect()
     }
 
-    fn describe(&self, entry: &Entry) -> PipelineStatus {
+    pub(super) fn describe(&self, entry: &Entry) -> PipelineStatus {
         let r = &entry.record;
         let source = r.spec.source.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
         let stages = stages(&r.spec);
@@ -437,6 +481,7 @@ impl Controller {
                     errors: 0,
                     last_error: None,
                     failure: None,
+                    probation: None,
                 }
             }));
         }

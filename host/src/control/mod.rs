@@ -3,10 +3,15 @@
 
 mod changelogs;
 mod controller;
+mod pause;
 mod pipeline;
+mod savepoint_ops;
+pub mod savepoints;
 pub mod spec;
 
 pub use changelogs::{Replayed, ReplayError, catch_up, changelog_topics};
 pub use controller::{ControlError, Controller};
+pub use savepoint_ops::Restored;
+pub use savepoints::{Manifest, SavepointError, Savepoints};
 pub use pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
 pub use spec::{OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};

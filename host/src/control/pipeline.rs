@@ -23,6 +23,13 @@ pub struct PinnedOperator {
     pub name: String,
     pub version: u32,
     pub digest: String,
+    /// The format version of its state, as its `init` declared it (once it ran).
+    #[serde(default = "one")]
+    pub state_version: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The stored record of a pipeline.

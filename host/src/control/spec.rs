@@ -40,6 +40,9 @@ pub struct PipelineSpec {
     pub sink: Option<TopicRef>,
     /// The operators, in processing order; each one's main output feeds the next.
     pub operators: Vec<OperatorSpec>,
+    /// Start from this savepoint's state and source offsets (server only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_savepoint: Option<String>,
     #[serde(default)]
     pub settings: Settings,
 }

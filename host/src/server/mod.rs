@@ -2,7 +2,7 @@
 //! pipelines and their state under one data directory, behind the HTTP API.
 
 use crate::api::{self, ApiConfig, AppState};
-use crate::control::{ControlError, Controller};
+use crate::control::{ControlError, Controller, Savepoints};
 use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
 use crate::record::now_ms;
@@ -80,7 +80,9 @@ impl App {
         let log = Arc::new(Log::open(Arc::clone(&db))?);
         let registry = Arc::new(Registry::open(Arc::clone(&db), dir.join("operators"), runtime)?);
         let metrics = Arc::new(Metrics::new());
-        let controller = Arc::new(Controller::new(db, log, registry, Arc::clone(&metrics), config.workers));
+        let savepoints = Savepoints::open(dir.join("savepoints"))
+            .map_err(|e| ServerError::DataDir { path: dir.display().to_string(), detail: e.to_string() })?;
+        let controller = Arc::new(Controller::new(db, log, registry, Arc::clone(&metrics), config.workers, savepoints));
         controller.boot()?;
         let stop = Arc::new(AtomicBool::new(false));
         let background = {

@@ -11,6 +11,7 @@ mod db;
 pub mod keys;
 mod meta;
 mod operator_state;
+pub mod savepoint;
 pub mod scan;
 mod store;
 mod timers;

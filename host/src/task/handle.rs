@@ -1,7 +1,9 @@
 //! The narrow handle between the control plane and a running task: commands in (stop),
 //! status out.
 
+use super::{Probation, Sink, Task};
 use crate::state::TaskId;
+use std::sync::mpsc::Sender;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -12,8 +14,23 @@ use std::time::Duration;
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     Running,
+    /// Committed and waiting (for a savepoint or an upgrade to be taken).
+    Paused,
     Stopped,
     Failed,
+}
+
+/// Work for a task's own thread, run between batches.
+pub type TaskJob = Box<dyn FnOnce(&mut Task, &mut dyn Sink) + Send>;
+
+/// What the control plane can ask of a running task.
+pub enum Command {
+    /// Commit, then process nothing until `Resume`; the sender learns when (and whether
+    /// the commit worked).
+    Pause(Sender<Result<(), String>>),
+    Resume,
+    /// Run a job on the task (swap an operator, end a probation, ...).
+    Run(TaskJob),
 }
 
 /// What a task reports about itself.
@@ -36,6 +53,8 @@ pub struct TaskStatus {
     pub last_error: Option<String>,
     /// Why the task failed, when it did.
     pub failure: Option<String>,
+    /// Set while an upgraded operator is on probation in this task.
+    pub probation: Option<Probation>,
 }
 
 /// Shared between a task (on a worker thread) and the controller.
@@ -43,6 +62,7 @@ pub struct TaskHandle {
     pub id: TaskId,
     stop: AtomicBool,
     status: Mutex<TaskStatus>,
+    commands: Mutex<Vec<Command>>,
     done: (Mutex<bool>, Condvar),
 }
 
@@ -62,10 +82,21 @@ impl TaskHandle {
                 errors: 0,
                 last_error: None,
                 failure: None,
+                probation: None,
             }),
+            commands: Mutex::new(Vec::new()),
             done: (Mutex::new(false), Condvar::new()),
             id,
         }
+    }
+
+    /// Queues a command for the task's next step (wake the workers after sending).
+    pub fn send(&self, command: Command) {
+        self.commands.lock().expect("commands lock").push(command);
+    }
+
+    pub(crate) fn take_commands(&self) -> Vec<Command> {
+        std::mem::take(&mut *self.commands.lock().expect("commands lock"))
     }
 
     /// Asks the task to commit what it has and stop at its next batch boundary.

@@ -38,4 +38,8 @@ impl Operator for NativeOperator {
     fn state(&mut self) -> &mut OperatorState {
         &mut self.state
     }
+
+    fn into_state(self: Box<Self>) -> OperatorState {
+        self.state
+    }
 }

@@ -1,7 +1,7 @@
 //! An operator as a task drives it: a Wasm component instance that is rebuilt after a
 //! trap, or native Rust code (benchmarks, tests) behind the same trait.
 
-use crate::runtime::bindings::{EventBatch, OutputBatch};
+use crate::runtime::bindings::{ByteList, EventBatch, GuestError, KvBatch, OutputBatch};
 use crate::runtime::{CallError, Limits, OperatorComponent, OperatorInstance, TaskInfo};
 use crate::state::OperatorState;
 
@@ -15,6 +15,18 @@ pub trait Operator: Send {
     fn on_timer(&mut self, key: &[u8], at: i64) -> Result<OutputBatch, CallError>;
     /// The operator's state (with the current batch's overlay).
     fn state(&mut self) -> &mut OperatorState;
+    /// Ends the operator, keeping its state (to hand it to another version).
+    fn into_state(self: Box<Self>) -> OperatorState;
+    /// The format version of the state it writes (declared by a Wasm operator's `init`).
+    fn state_version(&self) -> u32 {
+        1
+    }
+    /// Converts a page of a store written in format `from_version`: one item per entry,
+    /// the new value or absent to delete.
+    fn migrate(&mut self, store: &str, from_version: u32, entries: &KvBatch) -> Result<ByteList, CallError> {
+        let _ = (store, from_version, entries);
+        Err(CallError::Failed(GuestError::Fatal(format!("{} cannot migrate state", self.label()))))
+    }
 }
 
 /// A Wasm operator. A trap poisons the instance: the next call gets a fresh one (started
@@ -50,11 +62,6 @@ impl WasmOperator {
                 Err((e, state))
             }
         }
-    }
-
-    /// The state format version the operator declared in `init`.
-    pub fn state_version(&self) -> u32 {
-        self.state_version
     }
 
     /// The component this operator runs.
@@ -113,5 +120,22 @@ impl Operator for WasmOperator {
             Some(inst) => inst.state(),
             None => self.parked.as_mut().expect("without an instance the state is parked"),
         }
+    }
+
+    fn into_state(self: Box<Self>) -> OperatorState {
+        let this = *self;
+        match this.instance {
+            Some(inst) => inst.into_state(),
+            None => this.parked.expect("without an instance the state is parked"),
+        }
+    }
+
+    fn state_version(&self) -> u32 {
+        self.state_version
+    }
+
+    fn migrate(&mut self, store: &str, from_version: u32, entries: &KvBatch) -> Result<ByteList, CallError> {
+        let r = self.instance()?.migrate(store, from_version, entries);
+        self.after(r)
     }
 }

@@ -92,6 +92,16 @@ pub struct TaskStats {
     pub last_error: Option<String>,
 }
 
+/// A task on probation after an upgrade: it processes but holds its commits, so a
+/// rollback can drop everything the new version did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Probation {
+    /// Records processed since the probation began.
+    pub processed: u64,
+    /// Why the new version failed, if it did (the task then stops processing).
+    pub failure: Option<String>,
+}
+
 /// A failed attempt: which operator, and how.
 struct Failure {
     op: usize,
@@ -117,6 +127,7 @@ pub struct Task {
     pending: Vec<Outputs>,
     last_commit: Instant,
     stats: TaskStats,
+    probation: Option<Probation>,
 }
 
 impl Task {
@@ -133,6 +144,7 @@ impl Task {
             pending: Vec::new(),
             last_commit: Instant::now(),
             stats: TaskStats::default(),
+            probation: None,
         })
     }
 
@@ -159,8 +171,72 @@ impl Task {
         &mut self.ops
     }
 
+    /// Starts a probation: commits are held until [`Task::end_probation`]; a trap or an
+    /// error the policy would fail on stops processing and is reported instead.
+    pub fn begin_probation(&mut self) {
+        self.probation = Some(Probation::default());
+    }
+
+    pub fn probation(&self) -> Option<&Probation> {
+        self.probation.as_ref()
+    }
+
+    /// Ends a probation; the held work is committed at the next flush.
+    pub fn end_probation(&mut self) {
+        self.probation = None;
+    }
+
+    /// Whether the task must not process input now (its probation failed).
+    pub fn halted(&self) -> bool {
+        self.probation.as_ref().is_some_and(|p| p.failure.is_some())
+    }
+
+    /// Drops everything not committed: state changes, outputs, position. The task goes
+    /// back to its last commit.
+    pub fn discard_uncommitted(&mut self) {
+        for op in &mut self.ops {
+            op.state().reset();
+        }
+        self.pending.clear();
+        self.position = self.committed;
+    }
+
+    /// Replaces operator `j`: `swap` gets the current one (to take its state) and returns
+    /// the new one, or on failure an operator to put back and the reason.
+    pub fn swap_operator(
+        &mut self,
+        j: usize,
+        swap: impl FnOnce(Box<dyn Operator>) -> Result<Box<dyn Operator>, (Box<dyn Operator>, String)>,
+    ) -> Result<(), String> {
+        let old = self.ops.remove(j);
+        match swap(old) {
+            Ok(new) => {
+                self.ops.insert(j, new);
+                Ok(())
+            }
+            Err((back, reason)) => {
+                self.ops.insert(j, back);
+                Err(reason)
+            }
+        }
+    }
+
+    /// Records a probation failure and tells whether the caller must stop.
+    fn fail_probation(&mut self, reason: String) -> bool {
+        match &mut self.probation {
+            Some(p) => {
+                p.failure.get_or_insert(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Processes a batch from the source, committing as it goes, then fires due timers.
     pub fn process(&mut self, source: &SourceBatch, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        if self.halted() {
+            return Ok(());
+        }
         let n = source.events.events.len();
         let mut todo: Vec<Range<usize>> = vec![0..n];
         while let Some(range) = todo.pop() {
@@ -190,11 +266,22 @@ impl Task {
                 Err(Failure { error: CallError::Host(e), .. }) => return Err(e.into()),
                 Err(f) if range.len() == 1 && f.error.is_fatal() => {
                     let err = self.record_error(f.op, source.offsets[range.start], &f.error);
+                    if self.fail_probation(err.to_string()) {
+                        return Ok(());
+                    }
                     // What succeeded before the failing record is kept.
                     self.flush(sink)?;
                     return Err(err);
                 }
-                Err(f) if range.len() == 1 => self.apply_policy(source, range.start, f, sink)?,
+                Err(f) if range.len() == 1 => {
+                    let trapped = matches!(f.error, CallError::Trap { .. });
+                    if self.probation.is_some() && (trapped || self.config.policy == OnError::Fail) {
+                        let err = self.record_error(f.op, source.offsets[range.start], &f.error);
+                        self.fail_probation(err.to_string());
+                        return Ok(());
+                    }
+                    self.apply_policy(source, range.start, f, sink)?
+                }
                 Err(_) => {
                     // Unknown culprit (a trap, or a later operator): one record at a time, so
                     // the ones before it commit and the error names the right record.
@@ -202,7 +289,11 @@ impl Task {
                 }
             }
         }
-        self.fire_timers()?;
+        if let Err(e) = self.fire_timers() {
+            if !self.fail_probation(e.to_string()) {
+                return Err(e);
+            }
+        }
         self.maybe_commit(sink)
     }
 
@@ -214,7 +305,7 @@ impl Task {
         self.flush(sink)
     }
 
-    /// Commits once the interval has passed or enough state waits.
+    /// Commits once the interval has passed or enough state waits (never on probation).
     pub fn maybe_commit(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
         let pending_bytes: usize = self.ops.iter_mut().map(|op| op.state().dirty_bytes()).sum();
         if self.last_commit.elapsed() >= self.config.commit_interval || pending_bytes >= self.config.max_pending_bytes {
@@ -227,6 +318,10 @@ impl Task {
     /// and the position, in one RocksDB write.
     pub fn flush(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
         self.last_commit = Instant::now();
+        if self.probation.is_some() {
+            // Held until the probation ends; a stop or crash before that drops it.
+            return Ok(());
+        }
         if self.position == self.committed && self.pending.is_empty() && !self.ops.iter_mut().any(|op| op.state().has_pending()) {
             return Ok(());
         }
@@ -312,6 +407,9 @@ impl Task {
     fn complete(&mut self, source: &SourceBatch, range: Range<usize>, outputs: Outputs) {
         let position = self.position_after(source, &range);
         self.stats.events_in += range.len() as u64;
+        if let Some(p) = &mut self.probation {
+            p.processed += range.len() as u64;
+        }
         self.accept(outputs, position);
     }
 
@@ -440,6 +538,9 @@ impl Task {
                 };
                 self.stats.errors += 1;
                 self.stats.last_error = Some(err.to_string());
+                if self.probation.is_some() && matches!(f.error, CallError::Trap { .. }) {
+                    return Err(err);
+                }
                 if f.error.is_fatal() || self.config.policy == OnError::Fail {
                     return Err(match f.error {
                         CallError::Host(e) => e.into(),

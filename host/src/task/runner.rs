@@ -1,6 +1,6 @@
 //! A task as a worker thread runs it: read a batch from the source, process it, report.
 
-use super::handle::{TaskHandle, TaskState};
+use super::handle::{Command, TaskHandle, TaskState};
 use super::{Sink, SourceBatch, Task, TaskError};
 use crate::metrics::TaskMetrics;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ pub struct TaskRunner {
     handle: Arc<TaskHandle>,
     metrics: Option<TaskMetrics>,
     reported: (u64, u64, u64),
+    paused: bool,
 }
 
 impl TaskRunner {
@@ -44,7 +45,7 @@ impl TaskRunner {
         handle: Arc<TaskHandle>,
         metrics: Option<TaskMetrics>,
     ) -> Self {
-        TaskRunner { task, source, sink, batch_size, handle, metrics, reported: (0, 0, 0) }
+        TaskRunner { task, source, sink, batch_size, handle, metrics, reported: (0, 0, 0), paused: false }
     }
 
     pub fn handle(&self) -> &Arc<TaskHandle> {
@@ -54,9 +55,27 @@ impl TaskRunner {
     /// Does one unit of work. Never panics on operator or input errors: they end the
     /// task as failed, with the reason in its status.
     pub fn step(&mut self) -> Step {
+        for command in self.handle.take_commands() {
+            match command {
+                Command::Pause(ack) => {
+                    let flushed = self.task.flush(self.sink.as_mut());
+                    let _ = ack.send(flushed.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                    if let Err(e) = flushed {
+                        return self.end(Some(e));
+                    }
+                    self.paused = true;
+                }
+                Command::Resume => self.paused = false,
+                Command::Run(job) => job(&mut self.task, self.sink.as_mut()),
+            }
+            self.report();
+        }
         if self.handle.stop_requested() {
             let result = self.task.flush(self.sink.as_mut());
             return self.end(result.err());
+        }
+        if self.paused || self.task.halted() {
+            return Step::Idle;
         }
         let from = self.task.position().offset;
         let batch = match self.source.poll(from, self.batch_size) {
@@ -93,7 +112,13 @@ impl TaskRunner {
             m.lag.set((end - committed) as i64);
         }
         self.reported = (stats.events_in, stats.events_out, stats.errors);
+        let paused = self.paused;
+        let probation = self.task.probation().cloned();
         self.handle.update(|s| {
+            if s.state == TaskState::Running || s.state == TaskState::Paused {
+                s.state = if paused { TaskState::Paused } else { TaskState::Running };
+            }
+            s.probation = probation;
             s.committed_offset = committed;
             s.end_offset = end;
             s.lag = end - committed;
