@@ -193,7 +193,7 @@ async fn pipelines_create_run_stop_start_delete() {
     let (s, p) = t.create_pipeline(WORDCOUNT).await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     assert_eq!((p["state"].as_str(), p["tasks"].as_array().unwrap().len()), (Some("running"), 2));
-    assert_eq!(p["operators"][0], json!({"id": "wordcount", "name": "wordcount", "version": 1, "digest": p["operators"][0]["digest"]}));
+    assert_eq!(p["operators"][0], json!({"id": "wordcount", "name": "wordcount", "version": 1, "digest": p["operators"][0]["digest"], "state_version": 1}));
     // The sink topic was created with the source's partitions.
     let (_, sink) = t.json(Method::GET, "/v1/topics/counts", Body::empty(), &[]).await;
     assert_eq!(sink["partitions"], 2);

@@ -73,3 +73,53 @@ fn golden_cases_split_in_two_runs_with_state_equal_one_run() {
         assert_eq!(combined, expected, "{}", case.display());
     }
 }
+
+/// Each case on a server: the first half, a savepoint, a stop and a restore, then the
+/// second half; the output must still be `expected.jsonl`.
+#[tokio::test(flavor = "multi_thread")]
+async fn golden_cases_with_a_savepoint_and_restore_in_the_middle() {
+    use crate::support::server::TestApp;
+    use axum::body::Body;
+    use axum::http::{Method, StatusCode};
+    for case in cases() {
+        let t = TestApp::new();
+        let mut spec = PipelineSpec::from_toml(&std::fs::read_to_string(case.join("pipeline.toml")).unwrap()).unwrap();
+        for op in &spec.operators {
+            t.push(&op.name, &op.name).await;
+        }
+        spec.source = Some(eddy_host::control::spec::TopicRef { topic: "in".into() });
+        spec.sink = Some(eddy_host::control::spec::TopicRef { topic: "out".into() });
+        t.create_topic("in", 1).await;
+        let (s, p) = t.json(Method::POST, "/v1/pipelines", serde_json::to_string(&spec).unwrap(), &[("content-type", "application/json")]).await;
+        assert_eq!(s, StatusCode::CREATED, "{p}");
+        let name = spec.name.clone();
+        let input = std::fs::read_to_string(case.join("input.jsonl")).unwrap();
+        let lines: Vec<&str> = input.lines().collect();
+        let (first, second) = lines.split_at(lines.len() / 2);
+        t.produce("in", &first.join("\n")).await;
+        t.wait_caught_up(&name).await;
+        let (s, m) = t.json(Method::POST, &format!("/v1/pipelines/{name}/savepoints"), Body::empty(), &[]).await;
+        assert_eq!(s, StatusCode::CREATED, "{m}");
+        t.json(Method::POST, &format!("/v1/pipelines/{name}/stop"), Body::empty(), &[]).await;
+        let body = serde_json::json!({ "savepoint": m["id"] }).to_string();
+        let (s, r) = t.json(Method::POST, &format!("/v1/pipelines/{name}/restore"), body, &[("content-type", "application/json")]).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        t.json(Method::POST, &format!("/v1/pipelines/{name}/start"), Body::empty(), &[]).await;
+        t.produce("in", &second.join("\n")).await;
+        t.wait_caught_up(&name).await;
+        let got: Vec<serde_json::Value> = t
+            .records("out")
+            .await
+            .into_iter()
+            .map(|mut r| {
+                let o = r.as_object_mut().unwrap();
+                o.remove("partition");
+                o.remove("offset");
+                r
+            })
+            .collect();
+        let expected: Vec<serde_json::Value> =
+            std::fs::read_to_string(case.join("expected.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(got, expected, "{}", case.display());
+    }
+}

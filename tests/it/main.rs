@@ -11,3 +11,4 @@ mod savepoint;
 mod runtime;
 mod server;
 mod task;
+mod upgrade;

@@ -1,8 +1,8 @@
 //! `/v1/pipelines`: create (TOML or JSON spec), list, status, stop, start, delete.
 
-use super::extract::LimitedBody;
+use super::extract::{ApiJson, ApiQuery, LimitedBody};
 use super::{ApiError, AppState, ErrorBody, blocking};
-use crate::control::{PipelineSpec, PipelineStatus};
+use crate::control::{PipelineSpec, PipelineStatus, UpgradeRecord, VersionRef};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -15,6 +15,7 @@ pub fn routes() -> Router<AppState> {
         .route("/pipelines/{name}/stop", post(stop))
         .route("/pipelines/{name}/start", post(start))
         .route("/pipelines/{name}/rebuild-state", post(rebuild_state))
+        .route("/pipelines/{name}/upgrade", post(upgrade))
 }
 
 /// Reads a spec as JSON (Content-Type: application/json, or a body starting with `{`)
@@ -97,4 +98,41 @@ async fn rebuild_state(State(state): State<AppState>, Path(name): Path<String>) 
     let started = std::time::Instant::now();
     let r = blocking(move || Ok(controller.rebuild_state(&name)?)).await?;
     Ok(Json(Rebuilt { records: r.records, stores: r.stores, millis: started.elapsed().as_millis() as u64 }))
+}
+
+/// An upgrade to make.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeRequest {
+    /// The operator's id in the pipeline.
+    pub operator: String,
+    /// A registry version number, or `"latest"` (the default).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub version: Option<VersionRef>,
+}
+
+/// Whether to wait for the probation's end.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeQuery {
+    /// Answer only once the probation ended (with `succeeded` or `rolled_back`).
+    pub wait: Option<bool>,
+}
+
+/// Hot-upgrades one operator of a running pipeline: savepoint, swap, optional state
+/// migration, resume; the new version then runs on probation and is rolled back by
+/// itself if it fails. The answer comes once the new version runs (`result: probation`),
+/// or with `wait=true` once the probation ended.
+#[utoipa::path(post, path = "/v1/pipelines/{name}/upgrade", tag = "pipelines", params(("name" = String, Path), UpgradeQuery), request_body = UpgradeRequest,
+    responses((status = 200, body = UpgradeRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn upgrade(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<UpgradeQuery>,
+    ApiJson(req): ApiJson<UpgradeRequest>,
+) -> Result<Json<UpgradeRecord>, ApiError> {
+    let controller = state.controller.clone();
+    let wait = q.wait.unwrap_or(false);
+    Ok(Json(blocking(move || Ok(controller.upgrade(&name, &req.operator, req.version, wait)?)).await?))
 }

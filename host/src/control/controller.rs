@@ -77,6 +77,17 @@ pub(super) struct Stage {
     pub(super) ops: Vec<usize>,
 }
 
+/// Refuses to change a pipeline a savepoint, restore or upgrade is working on.
+fn busy(entry: &Entry) -> Result<(), ControlError> {
+    match entry.busy {
+        Some(what) => Err(ControlError::Conflict(format!(
+            "pipeline {:?} is busy with {what}; try again when it is done",
+            entry.record.spec.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The internal topic a pipeline repartitions through before operator `id`.
 pub fn repartition_topic(pipeline: &str, id: &str) -> String {
     format!("{pipeline}.{id}.repartition")
@@ -154,7 +165,14 @@ impl Controller {
             records.push(record);
         }
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
-        for record in records {
+        for mut record in records {
+            // An upgrade still on probation when the server stopped never committed: the
+            // old version resumes from the last commit.
+            for u in record.upgrades.iter_mut().filter(|u| u.result == super::UpgradeResult::Probation) {
+                u.result = super::UpgradeResult::RolledBack;
+                u.reason = Some("the server stopped during the probation; the old version resumed from the last commit".into());
+                u.finished_ms = Some(now_ms());
+            }
             let name = record.spec.name.clone();
             let mut entry = Entry { record, tasks: Vec::new(), busy: None };
             if entry.record.state == PipelineState::Running {
@@ -218,7 +236,7 @@ impl Controller {
         self.log.ensure_topic(&sink.topic, &TopicConfig { partitions, ..TopicConfig::default() })?;
         let now = now_ms();
         let mut record =
-            PipelineRecord { spec, operators, state: PipelineState::Created, reason: None, created_ms: now, updated_ms: now };
+            PipelineRecord { spec, operators, state: PipelineState::Created, reason: None, created_ms: now, updated_ms: now, upgrades: Vec::new() };
         if let Some(savepoint) = record.spec.from_savepoint.clone() {
             if let Err(e) = self.restore_new(&mut record, &savepoint) {
                 self.db.delete_pipeline_state(&record.spec.name)?;
@@ -359,6 +377,7 @@ impl Controller {
     pub fn start(&self, name: &str) -> Result<PipelineStatus, ControlError> {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         let entry = pipelines.get_mut(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        busy(entry)?;
         if entry.record.state != PipelineState::Running {
             let tasks = self.start_tasks(&mut entry.record).map_err(|reason| ControlError::Invalid(format!("pipeline {name:?} cannot start: {reason}")))?;
             entry.tasks = tasks;
@@ -373,6 +392,7 @@ impl Controller {
     pub fn stop(&self, name: &str) -> Result<PipelineStatus, ControlError> {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         let entry = pipelines.get_mut(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        busy(entry)?;
         if entry.record.state == PipelineState::Running {
             self.stop_tasks(entry);
             self.set_state(&mut entry.record, PipelineState::Stopped, None)?;
@@ -386,6 +406,7 @@ impl Controller {
     pub fn delete(&self, name: &str) -> Result<(), ControlError> {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         let entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        busy(entry)?;
         self.stop_tasks(entry);
         self.db.delete_pipeline_state(name)?;
         let mut wb = WriteBatch::default();
@@ -455,6 +476,7 @@ impl Controller {
             operators: r.operators.clone(),
             tasks,
             spec: r.spec.clone(),
+            upgrades: r.upgrades.clone(),
             created_ms: r.created_ms,
             updated_ms: r.updated_ms,
         }

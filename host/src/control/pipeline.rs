@@ -32,6 +32,38 @@ fn one() -> u32 {
     1
 }
 
+/// How an upgrade went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpgradeResult {
+    /// The new version runs; its work is held until the probation ends.
+    Probation,
+    /// The new version passed its probation and runs for good.
+    Succeeded,
+    /// The new version failed; the old one runs again from the savepoint's state.
+    RolledBack,
+}
+
+/// One upgrade of one operator of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UpgradeRecord {
+    /// The operator's id in the pipeline.
+    pub operator: String,
+    pub from_version: u32,
+    pub to_version: u32,
+    /// The savepoint taken before the swap.
+    pub savepoint: String,
+    /// How long the pipeline's tasks were paused for the savepoint and the swap.
+    pub pause_ms: f64,
+    /// Keys converted by the new version's `migrate` (0 when the state format is the same).
+    pub migrated_keys: u64,
+    pub result: UpgradeResult,
+    /// Why the upgrade was rolled back.
+    pub reason: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
 /// The stored record of a pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineRecord {
@@ -42,6 +74,9 @@ pub struct PipelineRecord {
     pub reason: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Upgrades, oldest first.
+    #[serde(default)]
+    pub upgrades: Vec<UpgradeRecord>,
 }
 
 /// A pipeline as the API reports it.
@@ -58,6 +93,8 @@ pub struct PipelineStatus {
     /// The spec the pipeline was created with.
     #[schema(value_type = Object)]
     pub spec: PipelineSpec,
+    /// Upgrades, oldest first.
+    pub upgrades: Vec<UpgradeRecord>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }

@@ -17,6 +17,12 @@ const CHANGELOG_CHUNK: usize = 50_000;
 
 const JOURNAL: &[u8] = b"restore/";
 
+/// A savepoint being written.
+pub(super) struct Export {
+    thread: std::thread::JoinHandle<Result<Vec<crate::state::savepoint::StoreFile>, String>>,
+    manifest: Manifest,
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Restored {
@@ -66,60 +72,83 @@ impl Controller {
     /// Takes a savepoint of a pipeline already claimed; also returns how long its tasks
     /// were paused (ms).
     pub(super) fn savepoint_claimed(&self, name: &str) -> Result<(Manifest, f64), ControlError> {
-        let (record, tasks) = {
-            let pipelines = self.pipelines.lock().expect("pipelines lock");
-            let e: &Entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
-            (e.record.clone(), if e.record.state == PipelineState::Running { e.tasks.clone() } else { Vec::new() })
-        };
-        let stages = stages(&record.spec);
-        let sources: Vec<String> = stages.iter().map(|s| s.source.clone()).collect();
+        let (record, tasks) = self.record_and_tasks(name)?;
         let started = std::time::Instant::now();
-        if !tasks.is_empty() {
-            pause(&self.pool, &self.log, &tasks, &sources).map_err(ControlError::Conflict)?;
+        self.pause_pipeline(&record, &tasks)?;
+        let export = self.start_export(name, &record);
+        let paused_ms = started.elapsed().as_secs_f64() * 1e3;
+        resume(&self.pool, &tasks);
+        Ok((self.finish_export(export?)?, paused_ms))
+    }
+
+    /// A pipeline's record, and its tasks when it runs.
+    pub(super) fn record_and_tasks(&self, name: &str) -> Result<(super::PipelineRecord, Vec<Arc<crate::task::TaskHandle>>), ControlError> {
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        let e: &Entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        Ok((e.record.clone(), if e.record.state == PipelineState::Running { e.tasks.clone() } else { Vec::new() }))
+    }
+
+    /// Pauses every task of a running pipeline at one batch boundary (no-op when none).
+    pub(super) fn pause_pipeline(&self, record: &super::PipelineRecord, tasks: &[Arc<crate::task::TaskHandle>]) -> Result<(), ControlError> {
+        if tasks.is_empty() {
+            return Ok(());
         }
+        let sources: Vec<String> = stages(&record.spec).iter().map(|s| s.source.clone()).collect();
+        pause(&self.pool, &self.log, tasks, &sources).map_err(ControlError::Conflict)
+    }
+
+    /// Takes the snapshot of a savepoint (the pipeline must be paused or stopped) and
+    /// starts writing its files; returns once the snapshot exists.
+    pub(super) fn start_export(&self, name: &str, record: &super::PipelineRecord) -> Result<Export, ControlError> {
         let id = self.savepoints.new_id(name, now_ms());
         let dir = self.savepoints.path(&id);
-        let mut saved_tasks = Vec::new();
-        for stage in &stages {
+        let mut tasks = Vec::new();
+        for stage in stages(&record.spec) {
             let partitions = self.log.topic(&stage.source).map(|t| t.partition_count()).unwrap_or(0);
             for p in 0..partitions {
                 let pos = load_position(&self.db, &TaskId { pipeline: name.to_string(), stage: stage.index, partition: p })?;
-                saved_tasks.push(SavedTask { stage: stage.index, partition: p, offset: pos.offset, watermark: pos.watermark });
+                tasks.push(SavedTask { stage: stage.index, partition: p, offset: pos.offset, watermark: pos.watermark });
             }
         }
-        // The snapshot is taken on the export thread (it borrows the database there);
-        // the tasks resume as soon as it exists.
+        // The snapshot is taken on the export thread (it borrows the database there).
         let (snapped_tx, snapped_rx) = mpsc::channel::<()>();
         let db = Arc::clone(&self.db);
         let (pipeline, export_dir) = (name.to_string(), dir.clone());
-        let export = std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             let snapshot = db.rocks().snapshot();
             let _ = snapped_tx.send(());
             std::fs::create_dir_all(&export_dir).map_err(|e| e.to_string())?;
             export_pipeline(&db, &snapshot, &pipeline, &export_dir).map_err(|e| e.to_string())
         });
         let _ = snapped_rx.recv();
-        let paused_ms = started.elapsed().as_secs_f64() * 1e3;
-        if !tasks.is_empty() {
-            resume(&self.pool, &tasks);
-        }
-        let stores = export.join().map_err(|_| ControlError::Conflict("the savepoint export panicked".into()))?.map_err(|e| {
+        Ok(Export {
+            thread,
+            manifest: Manifest {
+                format_version: FORMAT_VERSION,
+                id,
+                pipeline: name.to_string(),
+                created_ms: now_ms(),
+                spec: record.spec.clone(),
+                operators: record.operators.clone(),
+                tasks,
+                stores: Vec::new(),
+                keys: 0,
+            },
+        })
+    }
+
+    /// Waits for a savepoint's files and writes its manifest.
+    pub(super) fn finish_export(&self, export: Export) -> Result<Manifest, ControlError> {
+        let mut manifest = export.manifest;
+        let dir = self.savepoints.path(&manifest.id);
+        let stores = export.thread.join().map_err(|_| ControlError::Conflict("the savepoint export panicked".into()))?.map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
             ControlError::Conflict(format!("savepoint export failed: {e}"))
         })?;
-        let manifest = Manifest {
-            format_version: FORMAT_VERSION,
-            id,
-            pipeline: name.to_string(),
-            created_ms: now_ms(),
-            spec: record.spec.clone(),
-            operators: record.operators.clone(),
-            tasks: saved_tasks,
-            keys: stores.iter().map(|s| s.keys).sum(),
-            stores,
-        };
+        manifest.keys = stores.iter().map(|s| s.keys).sum();
+        manifest.stores = stores;
         self.savepoints.write_manifest(&manifest)?;
-        Ok((manifest, paused_ms))
+        Ok(manifest)
     }
 
     /// Restores a pipeline that is not running from a savepoint: its state and source

@@ -139,6 +139,12 @@ pub struct Settings {
     pub memory_limit_mb: u64,
     /// Committed state cached in memory per store and task.
     pub state_cache_mb: u64,
+    /// After an upgrade, the new version is on probation until it processed this many
+    /// records (over all tasks) ...
+    pub probation_records: u64,
+    /// ... or this much time passed, whichever comes first. A trap (or an error under
+    /// `on_error = "fail"`) during probation rolls the upgrade back.
+    pub probation_ms: u64,
 }
 
 impl Default for Settings {
@@ -151,6 +157,8 @@ impl Default for Settings {
             call_timeout_ms: 10_000,
             memory_limit_mb: 256,
             state_cache_mb: 32,
+            probation_records: 1000,
+            probation_ms: 5000,
         }
     }
 }

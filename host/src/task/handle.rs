@@ -1,7 +1,7 @@
 //! The narrow handle between the control plane and a running task: commands in (stop),
 //! status out.
 
-use super::{Probation, Sink, Task};
+use super::{Probation, Sink, Task, TaskError};
 use crate::state::TaskId;
 use std::sync::mpsc::Sender;
 use serde::Serialize;
@@ -20,8 +20,8 @@ pub enum TaskState {
     Failed,
 }
 
-/// Work for a task's own thread, run between batches.
-pub type TaskJob = Box<dyn FnOnce(&mut Task, &mut dyn Sink) + Send>;
+/// Work for a task's own thread, run between batches. An error ends the task as failed.
+pub type TaskJob = Box<dyn FnOnce(&mut Task, &mut dyn Sink) -> Result<(), TaskError> + Send>;
 
 /// What the control plane can ask of a running task.
 pub enum Command {

@@ -13,7 +13,7 @@ mod runner;
 
 pub use error::TaskError;
 pub use native::{NativeOperator, NativeProcess};
-pub use operator::{Operator, WasmOperator};
+pub use operator::{Operator, Unavailable, WasmOperator};
 pub use handle::{Command, TaskHandle, TaskJob, TaskState, TaskStatus};
 pub use pool::WorkerPool;
 pub use processor::{Outputs, Probation, Sink, SourceBatch, Task, TaskConfig, TaskStats};

@@ -139,3 +139,43 @@ impl Operator for WasmOperator {
         self.after(r)
     }
 }
+
+/// Stands in for an operator that could not be started: every call fails with the
+/// reason, so the task fails with it; the state is kept.
+pub struct Unavailable {
+    label: String,
+    reason: String,
+    state: OperatorState,
+}
+
+impl Unavailable {
+    pub fn new(label: impl Into<String>, reason: impl Into<String>, state: OperatorState) -> Self {
+        Unavailable { label: label.into(), reason: reason.into(), state }
+    }
+
+    fn error(&self) -> CallError {
+        CallError::Failed(GuestError::Fatal(self.reason.clone()))
+    }
+}
+
+impl Operator for Unavailable {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn process(&mut self, _batch: &EventBatch) -> Result<OutputBatch, CallError> {
+        Err(self.error())
+    }
+
+    fn on_timer(&mut self, _key: &[u8], _at: i64) -> Result<OutputBatch, CallError> {
+        Err(self.error())
+    }
+
+    fn state(&mut self) -> &mut OperatorState {
+        &mut self.state
+    }
+
+    fn into_state(self: Box<Self>) -> OperatorState {
+        self.state
+    }
+}

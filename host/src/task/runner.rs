@@ -66,7 +66,11 @@ impl TaskRunner {
                     self.paused = true;
                 }
                 Command::Resume => self.paused = false,
-                Command::Run(job) => job(&mut self.task, self.sink.as_mut()),
+                Command::Run(job) => {
+                    if let Err(e) = job(&mut self.task, self.sink.as_mut()) {
+                        return self.end(Some(e));
+                    }
+                }
             }
             self.report();
         }

@@ -9,7 +9,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Guest crates the tests use, built for wasm32-wasip2.
-const GUESTS: &[&str] = &["wordcount", "wordcount-v2", "split-words", "fixture-probe", "fixture-other-world", "fixture-forbidden-import"];
+const GUESTS: &[&str] = &["wordcount", "wordcount-v2", "split-words", "fixture-probe", "fixture-other-world", "fixture-forbidden-import",
+    "fixture-wordcount-trap", "fixture-counter-v1", "fixture-counter-v2", "fixture-fail-init",
+];
 
 pub fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ sits in the workspace")
