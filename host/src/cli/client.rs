@@ -51,12 +51,24 @@ impl Client {
         body: Option<(Vec<u8>, &str)>,
         accept: Option<&str>,
     ) -> Result<reqwest::Response, ClientError> {
+        let body = body.map(|(bytes, content_type)| (reqwest::Body::from(bytes), content_type));
+        self.send_body(method, path, body, accept).await
+    }
+
+    /// [`Client::send`] with any body (a stream, say).
+    pub async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(reqwest::Body, &str)>,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        if let Some((bytes, content_type)) = body {
-            req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes);
+        if let Some((body, content_type)) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         }
         if let Some(a) = accept {
             req = req.header(reqwest::header::ACCEPT, a);

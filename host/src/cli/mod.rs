@@ -5,7 +5,9 @@ mod client;
 mod operator;
 mod output;
 mod pipeline;
+mod progress;
 mod run;
+mod savepoint;
 mod serve;
 mod topic;
 
@@ -40,6 +42,9 @@ enum Command {
     /// Create and control pipelines on a server.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// List, download, upload and delete savepoints on a server.
+    #[command(subcommand)]
+    Savepoint(savepoint::SavepointCommand),
 }
 
 /// Parses the command line, runs it, and turns any error into one clear line on stderr
@@ -47,6 +52,15 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Printing commands end quietly when their reader goes away (`| head`), as Unix
+        // tools do; the server keeps ignoring SIGPIPE.
+        #[cfg(unix)]
+        // SAFETY: restoring the default disposition of a signal, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Bench(cmd) => bench::run(cmd),
@@ -54,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Operator(cmd) => client_call(operator::run(cmd, &cli.server)),
         Command::Topic(cmd) => client_call(topic::run(cmd, &cli.server)),
         Command::Pipeline(cmd) => client_call(pipeline::run(cmd, &cli.server)),
+        Command::Savepoint(cmd) => client_call(savepoint::run(cmd, &cli.server)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

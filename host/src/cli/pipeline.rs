@@ -24,6 +24,25 @@ pub enum PipelineCommand {
     Delete { name: String },
     /// Rebuild a stopped pipeline's state from its changelogs.
     RebuildState { name: String },
+    /// Take a savepoint of a pipeline (it keeps running).
+    Savepoint {
+        name: String,
+        /// Also download it as an archive to this file.
+        #[arg(long)]
+        download: Option<std::path::PathBuf>,
+    },
+    /// Restore a stopped pipeline from a savepoint.
+    Restore { name: String, savepoint: String },
+    /// Hot-upgrade one operator of a running pipeline: --operator ID[@VERSION].
+    Upgrade {
+        name: String,
+        /// The operator's id in the pipeline, and the version (default: the latest).
+        #[arg(long, value_name = "ID[@VERSION]")]
+        operator: String,
+        /// Return once the new version runs, without waiting for its probation.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Wait until the pipeline has committed everything in its source topics.
     Wait {
         name: String,
@@ -89,6 +108,33 @@ pub async fn run(cmd: PipelineCommand, args: &ServerArgs) -> anyhow::Result<()> 
             }
             return Ok(());
         }
+        PipelineCommand::Savepoint { name, download } => {
+            let spinner = super::progress::spinner(&format!("taking a savepoint of {name}"), args.json);
+            let m: Value = client.json(Method::POST, &format!("/v1/pipelines/{}/savepoints", seg(&name)), None).await?;
+            spinner.finish_and_clear();
+            if let Some(path) = download {
+                super::savepoint::download(&client, m["id"].as_str().unwrap_or_default(), &path, args.json).await?;
+            }
+            if args.json {
+                output::json(&m);
+            } else {
+                println!("savepoint {} of {name}: {} keys in {} store file(s)", m["id"].as_str().unwrap_or(""), m["keys"], m["stores"].as_array().map_or(0, Vec::len));
+            }
+            return Ok(());
+        }
+        PipelineCommand::Restore { name, savepoint } => {
+            let spinner = super::progress::spinner(&format!("restoring {name} from {savepoint}"), args.json);
+            let body = serde_json::json!({ "savepoint": savepoint }).to_string().into_bytes();
+            let r: Value = client.json(Method::POST, &format!("/v1/pipelines/{}/restore", seg(&name)), Some((body, "application/json"))).await?;
+            spinner.finish_and_clear();
+            if args.json {
+                output::json(&r);
+            } else {
+                println!("restored {name} from {savepoint}: {} keys in {} ms", r["keys"], r["millis"]);
+            }
+            return Ok(());
+        }
+        PipelineCommand::Upgrade { name, operator, no_wait } => return upgrade(&client, args, &name, &operator, no_wait).await,
         PipelineCommand::Delete { name } => {
             client.send(Method::DELETE, &format!("/v1/pipelines/{}", seg(&name)), None, None).await?;
             if !args.json {
@@ -125,6 +171,16 @@ fn sum(p: &Value, field: &str) -> u64 {
 }
 
 fn print_status(p: &Value) {
+    if let Some(last) = p["upgrades"].as_array().and_then(|a| a.last()) {
+        println!(
+            "  last upgrade: {} {} → {}: {}{}",
+            last["operator"].as_str().unwrap_or(""),
+            last["from_version"],
+            last["to_version"],
+            last["result"].as_str().unwrap_or(""),
+            last["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+    }
     println!("pipeline {}: {}", p["name"].as_str().unwrap_or(""), state_of(p));
     println!("  {} → {} → {}", p["source"].as_str().unwrap_or(""), operators_of(p), p["sink"].as_str().unwrap_or(""));
     let tasks = p["tasks"].as_array().cloned().unwrap_or_default();
@@ -153,4 +209,50 @@ fn print_status(p: &Value) {
         t.add_row(row);
     }
     println!("{t}");
+}
+
+async fn upgrade(client: &Client, args: &ServerArgs, name: &str, operator: &str, no_wait: bool) -> anyhow::Result<()> {
+    let (id, version) = match operator.split_once('@') {
+        Some((id, v)) => {
+            let v: u32 = v.parse().map_err(|_| anyhow::anyhow!("--operator {operator}: the version after @ must be a number"))?;
+            (id, serde_json::json!(v))
+        }
+        None => (operator, serde_json::json!("latest")),
+    };
+    let body = serde_json::json!({ "operator": id, "version": version }).to_string().into_bytes();
+    let spinner = super::progress::spinner(&format!("upgrading {id} in {name}: pausing, savepoint, swap"), args.json);
+    let mut u: Value = client.json(Method::POST, &format!("/v1/pipelines/{}/upgrade", seg(name)), Some((body, "application/json"))).await?;
+    spinner.finish_and_clear();
+    if !args.json {
+        println!(
+            "{id}: {} → {}, paused {:.1} ms, savepoint {}, {} key(s) migrated",
+            u["from_version"], u["to_version"], u["pause_ms"].as_f64().unwrap_or(0.0), u["savepoint"].as_str().unwrap_or(""), u["migrated_keys"]
+        );
+    }
+    if u["result"] == "probation" && !no_wait {
+        let spinner = super::progress::spinner("new version on probation", args.json);
+        while u["result"] == "probation" {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let status: Value = client.json(Method::GET, &format!("/v1/pipelines/{}", seg(name)), None).await?;
+            if let Some(last) = status["upgrades"].as_array().and_then(|a| a.last()) {
+                if last["savepoint"] == u["savepoint"] {
+                    u = last.clone();
+                }
+            }
+        }
+        spinner.finish_and_clear();
+    }
+    if args.json {
+        output::json(&u);
+    } else {
+        match u["result"].as_str() {
+            Some("succeeded") => println!("upgrade succeeded: {name} runs {id}@{}", u["to_version"]),
+            Some("probation") => println!("version {} runs on probation (see `eddy pipeline status {name}`)", u["to_version"]),
+            _ => {}
+        }
+    }
+    if u["result"] == "rolled_back" {
+        anyhow::bail!("upgrade rolled back: {}", u["reason"].as_str().unwrap_or("no reason given"));
+    }
+    Ok(())
 }
