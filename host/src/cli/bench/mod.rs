@@ -4,6 +4,7 @@
 mod common;
 mod host;
 mod server;
+mod state;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -11,11 +12,14 @@ pub enum BenchCommand {
     Host(host::HostArgs),
     /// The server path: embedded topics, one task per partition, the worker pool.
     Server(server::ServerArgs),
+    /// Savepoint, restore, changelog rebuild and upgrade pause with many keys of state.
+    State(state::StateArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Host(args) => host::run(args),
         BenchCommand::Server(args) => server::run(args),
+        BenchCommand::State(args) => state::run(args),
     }
 }

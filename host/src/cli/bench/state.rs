@@ -1,0 +1,120 @@
+//! `eddy bench state`: savepoint, restore, changelog rebuild and upgrade pause of a
+//! word-count pipeline holding many keys, through the server's own code paths.
+
+use crate::api::ApiConfig;
+use crate::control::{PipelineSpec, VersionRef};
+use crate::log::TopicConfig;
+use crate::record::Record;
+use crate::server::{App, ServerConfig};
+use anyhow::Context as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct StateArgs {
+    /// examples/wordcount built for wasm32-wasip2.
+    #[arg(long)]
+    wasm: PathBuf,
+    /// examples/wordcount-v2 built for wasm32-wasip2 (the upgrade target).
+    #[arg(long)]
+    wasm_v2: PathBuf,
+    /// Distinct keys in the state.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: usize,
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Upgrades to time (alternating between the two versions).
+    #[arg(long, default_value_t = 5)]
+    upgrades: usize,
+    /// Where the server data goes (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn wait_caught_up(app: &App, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let s = app.controller.status(name)?;
+        if s.tasks.iter().all(|t| t.lag == 0) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the pipeline did not catch up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn run(args: StateArgs) -> anyhow::Result<()> {
+    let _temp;
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            _temp = tempfile::tempdir()?;
+            _temp.path().to_path_buf()
+        }
+    };
+    let config = ServerConfig { data_dir: dir, workers: 2, api: ApiConfig::default() };
+    let app = App::open(&config)?;
+    let c = std::sync::Arc::clone(&app.controller);
+    let registry = c.registry();
+    registry.put("wordcount", &std::fs::read(&args.wasm).with_context(|| args.wasm.display().to_string())?)?;
+    registry.put("wordcount", &std::fs::read(&args.wasm_v2).with_context(|| args.wasm_v2.display().to_string())?)?;
+    let topic = c.log().create_topic("lines", &TopicConfig { partitions: args.partitions, retention_ms: None, retention_bytes: None })?;
+    let spec = PipelineSpec::from_toml(
+        "name = \"wc\"\n[source]\ntopic = \"lines\"\n[sink]\ntopic = \"counts\"\n[[operators]]\nname = \"wordcount\"\nversion = 1\n[settings]\nprobation_records = 1000000000\nprobation_ms = 200\n",
+    )?;
+    c.create(spec)?;
+
+    eprintln!("loading {} keys...", args.keys);
+    let loading = Instant::now();
+    for chunk in (0..args.keys).collect::<Vec<_>>().chunks(20_000) {
+        let records: Vec<(Record, Option<u32>)> = chunk
+            .iter()
+            .map(|i| {
+                let w = format!("key-{i:08}");
+                (Record { key: Some(w.clone().into_bytes()), value: w.into_bytes(), ..Record::default() }, None)
+            })
+            .collect();
+        c.log().produce(&topic, &records)?;
+    }
+    wait_caught_up(&app, "wc")?;
+    eprintln!("loaded in {:.1} s", loading.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let savepoint = c.savepoint("wc")?;
+    let savepoint_secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(savepoint.keys as usize == args.keys, "the savepoint holds {} keys", savepoint.keys);
+
+    let mut pauses = Vec::new();
+    for i in 0..args.upgrades {
+        let version = if i % 2 == 0 { 2 } else { 1 };
+        let u = c.upgrade("wc", "wordcount", Some(VersionRef::Number(version)), true)?;
+        anyhow::ensure!(u.result == crate::control::UpgradeResult::Succeeded, "upgrade {i}: {:?} {:?}", u.result, u.reason);
+        eprintln!("upgrade to version {version}: paused {:.1} ms", u.pause_ms);
+        pauses.push(u.pause_ms);
+    }
+    pauses.sort_by(f64::total_cmp);
+    let median_pause = pauses[pauses.len() / 2];
+
+    c.stop("wc")?;
+    let t = Instant::now();
+    let restored = c.restore("wc", &savepoint.id)?;
+    let restore_secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(restored.keys as usize == args.keys, "restored {} keys", restored.keys);
+
+    let t = Instant::now();
+    let rebuilt = c.rebuild_state("wc")?;
+    let rebuild_secs = t.elapsed().as_secs_f64();
+
+    println!("word-count state of {} keys over {} partitions", args.keys, args.partitions);
+    println!("{:<40} {:>12}", "savepoint (pause, snapshot, files)", format!("{:.2} s", savepoint_secs));
+    println!("{:<40} {:>12}", "restore (check, files, changelogs)", format!("{:.2} s", restore_secs));
+    println!(
+        "{:<40} {:>12}",
+        "changelog rebuild",
+        format!("{:.0} keys/s", rebuilt.records as f64 / rebuild_secs)
+    );
+    println!("{:<40} {:>12}", format!("upgrade pause, median of {}", pauses.len()), format!("{median_pause:.1} ms"));
+    println!("upgrade pauses: {}", pauses.iter().map(|p| format!("{p:.1}")).collect::<Vec<_>>().join(", "));
+    app.shutdown();
+    Ok(())
+}
