@@ -15,7 +15,10 @@ impl Config {
 
     /// The value of `name`, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value of `name` parsed as `T`, `default` when unset, and an error naming the
@@ -26,9 +29,10 @@ impl Config {
     {
         match self.get(name) {
             None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|e| {
-                Error::fatal(format!("config `{name}` = {raw:?} is invalid: {e}"))
-            }),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e| Error::fatal(format!("config `{name}` = {raw:?} is invalid: {e}"))),
         }
     }
 

@@ -1,6 +1,6 @@
 use crate::event::INHERIT_TIMESTAMP;
 use crate::flat::OutputBuilder;
-use crate::{backend, Error, Event, Store};
+use crate::{Error, Event, Store, backend};
 
 /// Log levels for [`Context::log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,11 @@ pub struct Context {
 
 impl Context {
     pub(crate) fn new() -> Self {
-        Context { out: OutputBuilder::default(), stores: Vec::new(), current_timestamp: 0 }
+        Context {
+            out: OutputBuilder::default(),
+            stores: Vec::new(),
+            current_timestamp: 0,
+        }
     }
 
     /// The store called `name` (opened once, then cached).
@@ -62,7 +66,11 @@ impl Context {
     }
 
     fn emit_on(&mut self, port: Option<&str>, event: Event<'_>) {
-        let ts = if event.timestamp == INHERIT_TIMESTAMP { self.current_timestamp } else { event.timestamp };
+        let ts = if event.timestamp == INHERIT_TIMESTAMP {
+            self.current_timestamp
+        } else {
+            event.timestamp
+        };
         self.out.push(port, &event, ts)
     }
 

@@ -4,14 +4,19 @@
 use crate::bindings::eddy::operator::types::{
     BatchError, ByteList, Error as WitError, EventBatch, KvBatch, OperatorInfo, OutputBatch,
 };
-use crate::{flat, Config, Context, Error, Operator};
+use crate::{Config, Context, Error, Operator, flat};
 use std::cell::RefCell;
 
 /// An operator with its context, behind a trait object so the export glue is not generic.
 pub(crate) trait Dispatch {
     fn process(&mut self, batch: EventBatch) -> Result<OutputBatch, BatchError>;
     fn on_timer(&mut self, key: Vec<u8>, at: i64) -> Result<OutputBatch, WitError>;
-    fn migrate(&mut self, store: String, from_version: u32, entries: KvBatch) -> Result<ByteList, String>;
+    fn migrate(
+        &mut self,
+        store: String,
+        from_version: u32,
+        entries: KvBatch,
+    ) -> Result<ByteList, String>;
 }
 
 pub(crate) struct Runner<O> {
@@ -29,10 +34,22 @@ impl From<Error> for WitError {
 }
 
 impl<O: Operator> Runner<O> {
-    pub(crate) fn start(mut op: O, config: Vec<(String, String)>) -> Result<(Self, OperatorInfo), String> {
-        op.init(&Config::new(config)).map_err(|e| e.message().to_string())?;
-        let info = OperatorInfo { state_version: O::STATE_VERSION };
-        Ok((Runner { op, ctx: Context::new() }, info))
+    pub(crate) fn start(
+        mut op: O,
+        config: Vec<(String, String)>,
+    ) -> Result<(Self, OperatorInfo), String> {
+        op.init(&Config::new(config))
+            .map_err(|e| e.message().to_string())?;
+        let info = OperatorInfo {
+            state_version: O::STATE_VERSION,
+        };
+        Ok((
+            Runner {
+                op,
+                ctx: Context::new(),
+            },
+            info,
+        ))
     }
 }
 
@@ -43,7 +60,10 @@ impl<O: Operator> Dispatch for Runner<O> {
             self.ctx.current_timestamp = event.timestamp;
             if let Err(error) = self.op.process(event, &mut self.ctx) {
                 self.ctx.out.clear();
-                return Err(BatchError { index: index as u32, error: error.into() });
+                return Err(BatchError {
+                    index: index as u32,
+                    error: error.into(),
+                });
             }
         }
         Ok(self.ctx.out.take())
@@ -61,13 +81,24 @@ impl<O: Operator> Dispatch for Runner<O> {
         }
     }
 
-    fn migrate(&mut self, store: String, from_version: u32, entries: KvBatch) -> Result<ByteList, String> {
+    fn migrate(
+        &mut self,
+        store: String,
+        from_version: u32,
+        entries: KvBatch,
+    ) -> Result<ByteList, String> {
         let mut values = Vec::with_capacity(entries.entries.len());
         for (key, value) in flat::kv_entries(&entries) {
             let migrated = self
                 .op
                 .migrate(&store, key, value.to_vec(), from_version)
-                .map_err(|e| format!("migrating store {store:?} key {:?}: {}", String::from_utf8_lossy(key), e.message()))?;
+                .map_err(|e| {
+                    format!(
+                        "migrating store {store:?} key {:?}: {}",
+                        String::from_utf8_lossy(key),
+                        e.message()
+                    )
+                })?;
             values.push(migrated);
         }
         Ok(flat::byte_list(values.iter().map(|v| v.as_deref())))
@@ -87,7 +118,9 @@ fn with_runner<R>(f: impl FnOnce(&mut dyn Dispatch) -> R) -> R {
     })
 }
 
-pub fn init<O: Operator + Default + 'static>(config: Vec<(String, String)>) -> Result<OperatorInfo, String> {
+pub fn init<O: Operator + Default + 'static>(
+    config: Vec<(String, String)>,
+) -> Result<OperatorInfo, String> {
     let (runner, info) = Runner::start(O::default(), config)?;
     RUNNER.with(|r| *r.borrow_mut() = Some(Box::new(runner)));
     Ok(info)

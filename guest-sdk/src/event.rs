@@ -80,12 +80,22 @@ impl<'a> IntoBytes<'a> for Cow<'a, str> {
 impl<'a> Event<'a> {
     /// A keyed event. Its timestamp is the handled record's unless set with [`Event::at`].
     pub fn new(key: impl IntoBytes<'a>, value: impl IntoBytes<'a>) -> Self {
-        Event { key: Some(key.into_bytes()), value: value.into_bytes(), timestamp: INHERIT_TIMESTAMP, headers: Vec::new() }
+        Event {
+            key: Some(key.into_bytes()),
+            value: value.into_bytes(),
+            timestamp: INHERIT_TIMESTAMP,
+            headers: Vec::new(),
+        }
     }
 
     /// A keyless event.
     pub fn keyless(value: impl IntoBytes<'a>) -> Self {
-        Event { key: None, value: value.into_bytes(), timestamp: INHERIT_TIMESTAMP, headers: Vec::new() }
+        Event {
+            key: None,
+            value: value.into_bytes(),
+            timestamp: INHERIT_TIMESTAMP,
+            headers: Vec::new(),
+        }
     }
 
     /// Sets the event time (ms since the Unix epoch).
@@ -121,7 +131,10 @@ impl<'a> Event<'a> {
 
     /// The first header called `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_ref())
     }
 
     /// The same event, owning its bytes, to keep beyond the current call.

@@ -10,13 +10,19 @@ use std::borrow::Cow;
 /// `Span::len` of an absent value.
 pub(crate) const ABSENT: u32 = u32::MAX;
 
-const NONE_SPAN: Span = Span { offset: 0, len: ABSENT };
+const NONE_SPAN: Span = Span {
+    offset: 0,
+    len: ABSENT,
+};
 
 /// Appends `bytes` to `data` and returns its span.
 pub(crate) fn push(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
     let offset = data.len() as u32;
     data.extend_from_slice(bytes);
-    Span { offset, len: bytes.len() as u32 }
+    Span {
+        offset,
+        len: bytes.len() as u32,
+    }
 }
 
 fn push_opt(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> Span {
@@ -39,7 +45,12 @@ fn get_str(data: &[u8], span: Span) -> Cow<'_, str> {
 fn decode<'a>(data: &'a [u8], headers: &[HeaderMeta], meta: &EventMeta) -> Event<'a> {
     let headers = headers[meta.headers_start as usize..][..meta.headers_len as usize]
         .iter()
-        .map(|h| (get_str(data, h.name), Cow::Borrowed(get(data, h.value).unwrap_or_default())))
+        .map(|h| {
+            (
+                get_str(data, h.name),
+                Cow::Borrowed(get(data, h.value).unwrap_or_default()),
+            )
+        })
         .collect();
     Event {
         key: get(data, meta.key).map(Cow::Borrowed),
@@ -51,13 +62,22 @@ fn decode<'a>(data: &'a [u8], headers: &[HeaderMeta], meta: &EventMeta) -> Event
 
 /// The events of a batch, decoded one by one, borrowing the batch's buffer.
 pub(crate) fn events(batch: &EventBatch) -> impl Iterator<Item = Event<'_>> + '_ {
-    batch.events.iter().map(move |meta| decode(&batch.data, &batch.headers, meta))
+    batch
+        .events
+        .iter()
+        .map(move |meta| decode(&batch.data, &batch.headers, meta))
 }
 
 /// Builds an `event-batch` (used by the SDK's own tests and the native test harness).
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-pub(crate) fn event_batch<'a, 'e: 'a>(events: impl IntoIterator<Item = &'a Event<'e>>) -> EventBatch {
-    let mut batch = EventBatch { data: Vec::new(), events: Vec::new(), headers: Vec::new() };
+pub(crate) fn event_batch<'a, 'e: 'a>(
+    events: impl IntoIterator<Item = &'a Event<'e>>,
+) -> EventBatch {
+    let mut batch = EventBatch {
+        data: Vec::new(),
+        events: Vec::new(),
+        headers: Vec::new(),
+    };
     for event in events {
         let meta = push_event(&mut batch.data, &mut batch.headers, event, event.timestamp);
         batch.events.push(meta);
@@ -133,7 +153,9 @@ impl OutputBuilder {
 
 /// Decodes one output of an `output-batch`: its port and event.
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-pub(crate) fn outputs(batch: &OutputBatch) -> impl Iterator<Item = (Option<String>, Event<'_>)> + '_ {
+pub(crate) fn outputs(
+    batch: &OutputBatch,
+) -> impl Iterator<Item = (Option<String>, Event<'_>)> + '_ {
     batch.outputs.iter().map(move |out| {
         let port = get(&batch.data, out.port).map(|p| String::from_utf8_lossy(p).into_owned());
         (port, decode(&batch.data, &batch.headers, &out.event))
@@ -142,7 +164,10 @@ pub(crate) fn outputs(batch: &OutputBatch) -> impl Iterator<Item = (Option<Strin
 
 /// A `byte-list` of `items` (absent items allowed).
 pub(crate) fn byte_list<'a>(items: impl IntoIterator<Item = Option<&'a [u8]>>) -> ByteList {
-    let mut list = ByteList { data: Vec::new(), items: Vec::new() };
+    let mut list = ByteList {
+        data: Vec::new(),
+        items: Vec::new(),
+    };
     for item in items {
         let span = push_opt(&mut list.data, item);
         list.items.push(span);
@@ -168,11 +193,16 @@ pub(crate) fn kv_entries(batch: &KvBatch) -> impl Iterator<Item = (&[u8], &[u8])
 /// A `kv-batch` of `entries`.
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) fn kv_batch<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> KvBatch {
-    let mut batch = KvBatch { data: Vec::new(), entries: Vec::new() };
+    let mut batch = KvBatch {
+        data: Vec::new(),
+        entries: Vec::new(),
+    };
     for (k, v) in entries {
         let key = push(&mut batch.data, k);
         let value = push(&mut batch.data, v);
-        batch.entries.push(crate::bindings::eddy::operator::types::KvMeta { key, value });
+        batch
+            .entries
+            .push(crate::bindings::eddy::operator::types::KvMeta { key, value });
     }
     batch
 }
@@ -184,7 +214,10 @@ mod tests {
     #[test]
     fn event_batch_round_trips() {
         let events = vec![
-            Event::new("k1", "v1").at(1).with_header("a", "x").with_header("b", vec![0u8, 1]),
+            Event::new("k1", "v1")
+                .at(1)
+                .with_header("a", "x")
+                .with_header("b", vec![0u8, 1]),
             Event::keyless(vec![0xffu8]).at(2),
             Event::new("", "").at(-3),
         ];
@@ -203,7 +236,13 @@ mod tests {
         let batch = out.take();
         let decoded: Vec<_> = outputs(&batch).collect();
         assert_eq!(decoded[0], (None, Event::new("a", "1").at(5)));
-        assert_eq!(decoded[1], (Some("late".into()), Event::keyless("2").at(6).with_header("h", "v")));
+        assert_eq!(
+            decoded[1],
+            (
+                Some("late".into()),
+                Event::keyless("2").at(6).with_header("h", "v")
+            )
+        );
         assert!(out.take().outputs.is_empty());
         out.push(None, &Event::new("b", "2"), 1);
         out.clear();

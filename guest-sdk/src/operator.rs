@@ -30,7 +30,13 @@ pub trait Operator {
 
     /// Converts one stored value of `store`, written in format `from_version`, to
     /// [`Operator::STATE_VERSION`]. `Ok(None)` deletes the key. The default keeps values.
-    fn migrate(&mut self, store: &str, key: &[u8], value: Vec<u8>, from_version: u32) -> Result<Option<Vec<u8>>, Error> {
+    fn migrate(
+        &mut self,
+        store: &str,
+        key: &[u8],
+        value: Vec<u8>,
+        from_version: u32,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let _ = (store, key, from_version);
         Ok(Some(value))
     }

@@ -1,5 +1,5 @@
 use crate::backend::StoreHandle;
-use crate::{flat, Error};
+use crate::{Error, flat};
 use std::rc::Rc;
 
 /// A durable key-value store of the operator, scoped to its source partition.
@@ -18,7 +18,10 @@ const SCAN_PAGE: u32 = 256;
 
 impl Store {
     pub(crate) fn open(name: &str) -> Result<Self, Error> {
-        Ok(Store { handle: Rc::new(StoreHandle::open(name)?), name: name.into() })
+        Ok(Store {
+            handle: Rc::new(StoreHandle::open(name)?),
+            name: name.into(),
+        })
     }
 
     /// The store's name.
@@ -35,7 +38,9 @@ impl Store {
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Option<Vec<u8>>> {
         let list = flat::byte_list(keys.iter().map(|k| Some(k.as_ref())));
         let values = self.handle.get_many(&list);
-        flat::byte_list_items(&values).map(|v| v.map(<[u8]>::to_vec)).collect()
+        flat::byte_list_items(&values)
+            .map(|v| v.map(<[u8]>::to_vec))
+            .collect()
     }
 
     /// Stores `value` under `key`.
@@ -86,27 +91,45 @@ impl Store {
     }
 
     /// [`Store::increment`] over many keys in one host call.
-    pub fn increment_many<K: AsRef<[u8]>>(&self, keys: &[K], deltas: &[i64]) -> Result<Vec<i64>, Error> {
+    pub fn increment_many<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        deltas: &[i64],
+    ) -> Result<Vec<i64>, Error> {
         let list = flat::byte_list(keys.iter().map(|k| Some(k.as_ref())));
         self.handle.increment_many(&list, deltas)
     }
 
     /// The value under `key`, decoded from JSON.
     #[cfg(feature = "json")]
-    pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: impl AsRef<[u8]>) -> Result<Option<T>, Error> {
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<T>, Error> {
         match self.get(key) {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Fatal(format!("store {}: stored value is not the expected JSON: {e}", self.name))),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Fatal(format!(
+                    "store {}: stored value is not the expected JSON: {e}",
+                    self.name
+                ))
+            }),
         }
     }
 
     /// Stores `value` as JSON under `key`.
     #[cfg(feature = "json")]
-    pub fn set_json<T: serde::Serialize>(&self, key: impl AsRef<[u8]>, value: &T) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|e| Error::Fatal(format!("store {}: cannot encode value as JSON: {e}", self.name)))?;
+    pub fn set_json<T: serde::Serialize>(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: &T,
+    ) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(value).map_err(|e| {
+            Error::Fatal(format!(
+                "store {}: cannot encode value as JSON: {e}",
+                self.name
+            ))
+        })?;
         self.set(key, bytes);
         Ok(())
     }
@@ -140,7 +163,12 @@ impl Iterator for Scan {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.page.is_empty() && !self.done {
-            let page = self.store.handle.scan(&self.start, self.end.as_deref(), SCAN_PAGE, self.next.as_deref());
+            let page = self.store.handle.scan(
+                &self.start,
+                self.end.as_deref(),
+                SCAN_PAGE,
+                self.next.as_deref(),
+            );
             self.page = flat::kv_entries(&page.entries)
                 .map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .collect();

@@ -19,9 +19,9 @@
 //! assert_eq!(out[0].event.timestamp, 5);
 //! ```
 
-use crate::backend::native::{with_host, NativeHost};
+use crate::backend::native::{NativeHost, with_host};
 use crate::dispatch::{Dispatch, Runner};
-use crate::{flat, Error, Event, LogLevel, Operator, TaskInfo};
+use crate::{Error, Event, LogLevel, Operator, TaskInfo, flat};
 use std::collections::BTreeMap;
 
 /// One emitted event and its side-output port (`None`: the main output).
@@ -47,9 +47,15 @@ impl<O: Operator> Harness<O> {
     /// Starts `op` with `config`, as the pipeline spec's `config` table would.
     pub fn with_config(op: O, config: &[(&str, &str)]) -> Result<Self, Error> {
         with_host(|h| *h = NativeHost::default());
-        let config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let config = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let (runner, info) = Runner::start(op, config).map_err(Error::Fatal)?;
-        Ok(Harness { runner, state_version: info.state_version })
+        Ok(Harness {
+            runner,
+            state_version: info.state_version,
+        })
     }
 
     /// The state version the operator declared.
@@ -64,7 +70,8 @@ impl<O: Operator> Harness<O> {
 
     /// Handles one record and returns what it emitted.
     pub fn process(&mut self, event: Event<'_>) -> Result<Vec<Output>, Error> {
-        self.process_batch(std::slice::from_ref(&event)).map_err(|(_, e)| e)
+        self.process_batch(std::slice::from_ref(&event))
+            .map_err(|(_, e)| e)
     }
 
     /// Handles a batch; on failure returns the failing index and the error.
@@ -127,8 +134,13 @@ impl<O: Operator> Harness<O> {
     pub fn migrate(&mut self, name: &str, from_version: u32) -> Result<(), Error> {
         let entries = self.store(name);
         let batch = flat::kv_batch(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
-        let values = self.runner.migrate(name.to_string(), from_version, batch).map_err(Error::Fatal)?;
-        let migrated: Vec<Option<Vec<u8>>> = flat::byte_list_items(&values).map(|v| v.map(<[u8]>::to_vec)).collect();
+        let values = self
+            .runner
+            .migrate(name.to_string(), from_version, batch)
+            .map_err(Error::Fatal)?;
+        let migrated: Vec<Option<Vec<u8>>> = flat::byte_list_items(&values)
+            .map(|v| v.map(<[u8]>::to_vec))
+            .collect();
         with_host(|h| {
             let store = h.stores.entry(name.to_string()).or_default();
             for ((key, _), value) in entries.into_iter().zip(migrated) {
@@ -143,7 +155,12 @@ impl<O: Operator> Harness<O> {
 }
 
 fn decode(batch: &crate::bindings::eddy::operator::types::OutputBatch) -> Vec<Output> {
-    flat::outputs(batch).map(|(port, event)| Output { port, event: event.into_owned() }).collect()
+    flat::outputs(batch)
+        .map(|(port, event)| Output {
+            port,
+            event: event.into_owned(),
+        })
+        .collect()
 }
 
 fn wit_error(e: crate::bindings::eddy::operator::types::Error) -> Error {

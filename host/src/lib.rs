@@ -14,6 +14,7 @@
 //! ```
 
 pub mod api;
+pub mod build;
 pub mod cli;
 pub mod control;
 pub mod log;

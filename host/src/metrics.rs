@@ -1,7 +1,10 @@
 //! Prometheus metrics of a server: per task events, errors, lag and batch latency, per
 //! pipeline state size, pipelines by state.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -34,30 +37,78 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let task = ["pipeline", "partition"];
-        let events_in = IntCounterVec::new(Opts::new("eddy_events_in_total", "Records read by a task"), &task).expect("valid metric");
-        let events_out =
-            IntCounterVec::new(Opts::new("eddy_events_out_total", "Records a task wrote to its sink"), &task).expect("valid metric");
-        let errors = IntCounterVec::new(Opts::new("eddy_errors_total", "Records (or timers) an operator failed on"), &task)
-            .expect("valid metric");
-        let lag = IntGaugeVec::new(Opts::new("eddy_lag_records", "Records in the source partition not yet committed"), &task)
-            .expect("valid metric");
+        let events_in = IntCounterVec::new(
+            Opts::new("eddy_events_in_total", "Records read by a task"),
+            &task,
+        )
+        .expect("valid metric");
+        let events_out = IntCounterVec::new(
+            Opts::new("eddy_events_out_total", "Records a task wrote to its sink"),
+            &task,
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "eddy_errors_total",
+                "Records (or timers) an operator failed on",
+            ),
+            &task,
+        )
+        .expect("valid metric");
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "eddy_lag_records",
+                "Records in the source partition not yet committed",
+            ),
+            &task,
+        )
+        .expect("valid metric");
         let batch_seconds = HistogramVec::new(
-            HistogramOpts::new("eddy_batch_duration_seconds", "Time to process one batch through the operator chain")
-                .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("valid buckets")),
+            HistogramOpts::new(
+                "eddy_batch_duration_seconds",
+                "Time to process one batch through the operator chain",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("valid buckets")),
             &["pipeline"],
         )
         .expect("valid metric");
-        let state_bytes = IntGaugeVec::new(Opts::new("eddy_state_bytes", "Approximate size of a pipeline's state"), &["pipeline"])
-            .expect("valid metric");
-        let pipelines = IntGaugeVec::new(Opts::new("eddy_pipelines", "Pipelines by state"), &["state"]).expect("valid metric");
+        let state_bytes = IntGaugeVec::new(
+            Opts::new("eddy_state_bytes", "Approximate size of a pipeline's state"),
+            &["pipeline"],
+        )
+        .expect("valid metric");
+        let pipelines = IntGaugeVec::new(
+            Opts::new("eddy_pipelines", "Pipelines by state"),
+            &["state"],
+        )
+        .expect("valid metric");
         for c in [&events_in, &events_out, &errors] {
-            registry.register(Box::new(c.clone())).expect("metric names are unique");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric names are unique");
         }
-        registry.register(Box::new(lag.clone())).expect("metric names are unique");
-        registry.register(Box::new(batch_seconds.clone())).expect("metric names are unique");
-        registry.register(Box::new(state_bytes.clone())).expect("metric names are unique");
-        registry.register(Box::new(pipelines.clone())).expect("metric names are unique");
-        Metrics { registry, events_in, events_out, errors, lag, batch_seconds, state_bytes, pipelines }
+        registry
+            .register(Box::new(lag.clone()))
+            .expect("metric names are unique");
+        registry
+            .register(Box::new(batch_seconds.clone()))
+            .expect("metric names are unique");
+        registry
+            .register(Box::new(state_bytes.clone()))
+            .expect("metric names are unique");
+        registry
+            .register(Box::new(pipelines.clone()))
+            .expect("metric names are unique");
+        Metrics {
+            registry,
+            events_in,
+            events_out,
+            errors,
+            lag,
+            batch_seconds,
+            state_bytes,
+            pipelines,
+        }
     }
 
     /// The handles of one task.
@@ -89,7 +140,9 @@ impl Metrics {
     /// Everything, in Prometheus' text format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 }

@@ -19,10 +19,17 @@ fn cases() -> Vec<PathBuf> {
 
 /// `--operator id=<built guest>` for every operator of the case (guest crate = operator name).
 fn operator_args(case: &Path) -> Vec<String> {
-    let spec = PipelineSpec::from_toml(&std::fs::read_to_string(case.join("pipeline.toml")).unwrap()).unwrap();
+    let spec =
+        PipelineSpec::from_toml(&std::fs::read_to_string(case.join("pipeline.toml")).unwrap())
+            .unwrap();
     spec.operators
         .iter()
-        .flat_map(|op| ["--operator".to_string(), format!("{}={}", op.id(), guest(&op.name).display())])
+        .flat_map(|op| {
+            [
+                "--operator".to_string(),
+                format!("{}={}", op.id(), guest(&op.name).display()),
+            ]
+        })
         .collect()
 }
 
@@ -49,7 +56,12 @@ fn golden_cases_run_straight_through() {
         let out = dir.path().join("out.jsonl");
         run(&case, &case.join("input.jsonl"), &out, &[]);
         let expected = std::fs::read_to_string(case.join("expected.jsonl")).unwrap();
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), expected, "{}", case.display());
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            expected,
+            "{}",
+            case.display()
+        );
     }
 }
 
@@ -66,9 +78,15 @@ fn golden_cases_split_in_two_runs_with_state_equal_one_run() {
         let state = dir.path().join("state");
         let state = state.display().to_string();
         let outs = [dir.path().join("out1.jsonl"), dir.path().join("out2.jsonl")];
-        run(&case, &halves[0], &outs[0], &["--state-dir", &state, "--keep-open"]);
+        run(
+            &case,
+            &halves[0],
+            &outs[0],
+            &["--state-dir", &state, "--keep-open"],
+        );
         run(&case, &halves[1], &outs[1], &["--state-dir", &state]);
-        let combined = std::fs::read_to_string(&outs[0]).unwrap() + &std::fs::read_to_string(&outs[1]).unwrap();
+        let combined = std::fs::read_to_string(&outs[0]).unwrap()
+            + &std::fs::read_to_string(&outs[1]).unwrap();
         let expected = std::fs::read_to_string(case.join("expected.jsonl")).unwrap();
         assert_eq!(combined, expected, "{}", case.display());
     }
@@ -83,14 +101,25 @@ async fn golden_cases_with_a_savepoint_and_restore_in_the_middle() {
     use axum::http::{Method, StatusCode};
     for case in cases() {
         let t = TestApp::new();
-        let mut spec = PipelineSpec::from_toml(&std::fs::read_to_string(case.join("pipeline.toml")).unwrap()).unwrap();
+        let mut spec =
+            PipelineSpec::from_toml(&std::fs::read_to_string(case.join("pipeline.toml")).unwrap())
+                .unwrap();
         for op in &spec.operators {
             t.push(&op.name, &op.name).await;
         }
         spec.source = Some(eddy_host::control::spec::TopicRef { topic: "in".into() });
-        spec.sink = Some(eddy_host::control::spec::TopicRef { topic: "out".into() });
+        spec.sink = Some(eddy_host::control::spec::TopicRef {
+            topic: "out".into(),
+        });
         t.create_topic("in", 1).await;
-        let (s, p) = t.json(Method::POST, "/v1/pipelines", serde_json::to_string(&spec).unwrap(), &[("content-type", "application/json")]).await;
+        let (s, p) = t
+            .json(
+                Method::POST,
+                "/v1/pipelines",
+                serde_json::to_string(&spec).unwrap(),
+                &[("content-type", "application/json")],
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{p}");
         let name = spec.name.clone();
         let input = std::fs::read_to_string(case.join("input.jsonl")).unwrap();
@@ -98,13 +127,39 @@ async fn golden_cases_with_a_savepoint_and_restore_in_the_middle() {
         let (first, second) = lines.split_at(lines.len() / 2);
         t.produce("in", &first.join("\n")).await;
         t.wait_caught_up(&name).await;
-        let (s, m) = t.json(Method::POST, &format!("/v1/pipelines/{name}/savepoints"), Body::empty(), &[]).await;
+        let (s, m) = t
+            .json(
+                Method::POST,
+                &format!("/v1/pipelines/{name}/savepoints"),
+                Body::empty(),
+                &[],
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{m}");
-        t.json(Method::POST, &format!("/v1/pipelines/{name}/stop"), Body::empty(), &[]).await;
+        t.json(
+            Method::POST,
+            &format!("/v1/pipelines/{name}/stop"),
+            Body::empty(),
+            &[],
+        )
+        .await;
         let body = serde_json::json!({ "savepoint": m["id"] }).to_string();
-        let (s, r) = t.json(Method::POST, &format!("/v1/pipelines/{name}/restore"), body, &[("content-type", "application/json")]).await;
+        let (s, r) = t
+            .json(
+                Method::POST,
+                &format!("/v1/pipelines/{name}/restore"),
+                body,
+                &[("content-type", "application/json")],
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{r}");
-        t.json(Method::POST, &format!("/v1/pipelines/{name}/start"), Body::empty(), &[]).await;
+        t.json(
+            Method::POST,
+            &format!("/v1/pipelines/{name}/start"),
+            Body::empty(),
+            &[],
+        )
+        .await;
         t.produce("in", &second.join("\n")).await;
         t.wait_caught_up(&name).await;
         let got: Vec<serde_json::Value> = t
@@ -118,8 +173,11 @@ async fn golden_cases_with_a_savepoint_and_restore_in_the_middle() {
                 r
             })
             .collect();
-        let expected: Vec<serde_json::Value> =
-            std::fs::read_to_string(case.join("expected.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let expected: Vec<serde_json::Value> = std::fs::read_to_string(case.join("expected.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(got, expected, "{}", case.display());
     }
 }

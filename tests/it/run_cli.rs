@@ -9,7 +9,8 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-const PROBE_SPEC: &str = "name = \"probe\"\n[[operators]]\nname = \"probe\"\n[settings]\non_error = \"dead-letter\"\n";
+const PROBE_SPEC: &str =
+    "name = \"probe\"\n[[operators]]\nname = \"probe\"\n[settings]\non_error = \"dead-letter\"\n";
 
 fn probe_arg() -> String {
     format!("probe={}", guest("fixture-probe").display())
@@ -25,27 +26,69 @@ fn side_outputs_and_dead_letters_go_beside_the_output() {
         "{\"value\":\"hello\",\"timestamp\":1}\n\n{\"value\":\"emit late x\",\"timestamp\":2}\n{\"value\":\"bad nope\",\"timestamp\":3,\"headers\":{\"h\":\"1\"}}\n",
     );
     let out = dir.path().join("out.jsonl");
-    let (ok, _, stderr) = eddy_output(&["run", &spec, "--input", &input, "--output", out.to_str().unwrap(), "--operator", &probe_arg()]);
+    let (ok, _, stderr) = eddy_output(&[
+        "run",
+        &spec,
+        "--input",
+        &input,
+        "--output",
+        out.to_str().unwrap(),
+        "--operator",
+        &probe_arg(),
+    ]);
     assert!(ok, "{stderr}");
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"value\":\"hello\",\"timestamp\":1}\n");
-    assert_eq!(std::fs::read_to_string(dir.path().join("out.late.jsonl")).unwrap(), "{\"value\":\"x\",\"timestamp\":2}\n");
-    let dlq: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.dlq.jsonl")).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "{\"value\":\"hello\",\"timestamp\":1}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.late.jsonl")).unwrap(),
+        "{\"value\":\"x\",\"timestamp\":2}\n"
+    );
+    let dlq: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.dlq.jsonl")).unwrap())
+            .unwrap();
     assert_eq!(dlq["value"], "bad nope");
     assert_eq!(dlq["headers"]["h"], "1");
     assert_eq!(dlq["headers"]["eddy.offset"], "2");
-    assert!(dlq["headers"]["eddy.error"].as_str().unwrap().contains("nope"));
+    assert!(
+        dlq["headers"]["eddy.error"]
+            .as_str()
+            .unwrap()
+            .contains("nope")
+    );
     assert!(stderr.contains("3 events in"), "{stderr}");
 }
 
 #[test]
 fn failing_records_under_fail_policy_stop_with_the_operator_message() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = write(dir.path(), "p.toml", &PROBE_SPEC.replace("dead-letter", "fail"));
-    let input = write(dir.path(), "in.jsonl", "{\"value\":\"a\"}\n{\"value\":\"trap\"}\n");
+    let spec = write(
+        dir.path(),
+        "p.toml",
+        &PROBE_SPEC.replace("dead-letter", "fail"),
+    );
+    let input = write(
+        dir.path(),
+        "in.jsonl",
+        "{\"value\":\"a\"}\n{\"value\":\"trap\"}\n",
+    );
     let out = dir.path().join("out.jsonl");
-    let (ok, _, stderr) = eddy_output(&["run", &spec, "--input", &input, "--output", out.to_str().unwrap(), "--operator", &probe_arg()]);
+    let (ok, _, stderr) = eddy_output(&[
+        "run",
+        &spec,
+        "--input",
+        &input,
+        "--output",
+        out.to_str().unwrap(),
+        "--operator",
+        &probe_arg(),
+    ]);
     assert!(!ok);
-    assert!(stderr.contains("operator probe@1: process failed on record 1 of partition 0"), "{stderr}");
+    assert!(
+        stderr.contains("operator probe@1: process failed on record 1 of partition 0"),
+        "{stderr}"
+    );
     assert!(stderr.contains("trap requested"), "{stderr}");
 }
 
@@ -58,22 +101,137 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit() {
     let out = d.join("out.jsonl").display().to_string();
     let probe = probe_arg();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["run".into(), d.join("missing.toml").display().to_string(), "--input".into(), good_input.clone(), "--output".into(), out.clone()], "cannot read pipeline spec"),
-        (vec!["run".into(), write(d, "bad.toml", "name = \"x\"\n[[operators]\n"), "--input".into(), good_input.clone(), "--output".into(), out.clone()], "not valid TOML"),
-        (vec!["run".into(), write(d, "unknown.toml", &format!("{PROBE_SPEC}colour = 1\n")), "--input".into(), good_input.clone(), "--output".into(), out.clone()], "unknown field `colour`"),
-        (vec!["run".into(), good_spec.clone(), "--input".into(), d.join("nope.jsonl").display().to_string(), "--output".into(), out.clone(), "--operator".into(), probe.clone()], "cannot open input"),
-        (vec!["run".into(), good_spec.clone(), "--input".into(), write(d, "bad.jsonl", "{\"value\":\"a\"}\n\n{\"value\": oops}\n"), "--output".into(), out.clone(), "--operator".into(), probe.clone()], "bad.jsonl:3: invalid JSON event"),
-        (vec!["run".into(), good_spec.clone(), "--input".into(), good_input.clone(), "--output".into(), out.clone(), "--operator".into(), format!("probe={}", write(d, "x.wasm", "not wasm"))], "not a WebAssembly binary"),
-        (vec!["run".into(), good_spec.clone(), "--input".into(), good_input.clone(), "--output".into(), out.clone(), "--operator".into(), format!("probe={}", guest("fixture-other-world").display())], "does not export `eddy:operator/handler@0.1.0`"),
-        (vec!["run".into(), good_spec.clone(), "--input".into(), good_input.clone(), "--output".into(), out.clone()], "has no `path`"),
-        (vec!["run".into(), write(d, "init.toml", "name = \"p\"\n[[operators]]\nname = \"probe\"\nconfig = { fail_init = \"need a dictionary\" }\n"), "--input".into(), good_input.clone(), "--output".into(), out.clone(), "--operator".into(), probe.clone()], "operator probe: init failed: need a dictionary"),
+        (
+            vec![
+                "run".into(),
+                d.join("missing.toml").display().to_string(),
+                "--input".into(),
+                good_input.clone(),
+                "--output".into(),
+                out.clone(),
+            ],
+            "cannot read pipeline spec",
+        ),
+        (
+            vec![
+                "run".into(),
+                write(d, "bad.toml", "name = \"x\"\n[[operators]\n"),
+                "--input".into(),
+                good_input.clone(),
+                "--output".into(),
+                out.clone(),
+            ],
+            "not valid TOML",
+        ),
+        (
+            vec![
+                "run".into(),
+                write(d, "unknown.toml", &format!("{PROBE_SPEC}colour = 1\n")),
+                "--input".into(),
+                good_input.clone(),
+                "--output".into(),
+                out.clone(),
+            ],
+            "unknown field `colour`",
+        ),
+        (
+            vec![
+                "run".into(),
+                good_spec.clone(),
+                "--input".into(),
+                d.join("nope.jsonl").display().to_string(),
+                "--output".into(),
+                out.clone(),
+                "--operator".into(),
+                probe.clone(),
+            ],
+            "cannot open input",
+        ),
+        (
+            vec![
+                "run".into(),
+                good_spec.clone(),
+                "--input".into(),
+                write(d, "bad.jsonl", "{\"value\":\"a\"}\n\n{\"value\": oops}\n"),
+                "--output".into(),
+                out.clone(),
+                "--operator".into(),
+                probe.clone(),
+            ],
+            "bad.jsonl:3: invalid JSON event",
+        ),
+        (
+            vec![
+                "run".into(),
+                good_spec.clone(),
+                "--input".into(),
+                good_input.clone(),
+                "--output".into(),
+                out.clone(),
+                "--operator".into(),
+                format!("probe={}", write(d, "x.wasm", "not wasm")),
+            ],
+            "not a WebAssembly binary",
+        ),
+        (
+            vec![
+                "run".into(),
+                good_spec.clone(),
+                "--input".into(),
+                good_input.clone(),
+                "--output".into(),
+                out.clone(),
+                "--operator".into(),
+                format!("probe={}", guest("fixture-other-world").display()),
+            ],
+            "does not export `eddy:operator/handler@0.1.0`",
+        ),
+        (
+            vec![
+                "run".into(),
+                good_spec.clone(),
+                "--input".into(),
+                good_input.clone(),
+                "--output".into(),
+                out.clone(),
+            ],
+            "has no `path`",
+        ),
+        (
+            vec![
+                "run".into(),
+                write(
+                    d,
+                    "init.toml",
+                    "name = \"p\"\n[[operators]]\nname = \"probe\"\nconfig = { fail_init = \"need a dictionary\" }\n",
+                ),
+                "--input".into(),
+                good_input.clone(),
+                "--output".into(),
+                out.clone(),
+                "--operator".into(),
+                probe.clone(),
+            ],
+            "operator probe: init failed: need a dictionary",
+        ),
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, _, stderr) = eddy_output(&args);
         assert!(!ok, "{args:?} succeeded");
-        assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in {stderr:?}");
-        assert_eq!(stderr.trim().lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {stderr:?}"
+        );
+        assert_eq!(
+            stderr
+                .trim()
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .count(),
+            1,
+            "{stderr}"
+        );
     }
 }
 
@@ -82,11 +240,24 @@ fn the_example_pipeline_file_runs_as_documented() {
     // examples/wordcount/pipeline.toml points at the workspace's target dir; the test
     // passes the built component instead, the spec itself is what users run.
     let dir = tempfile::tempdir().unwrap();
-    let input = write(dir.path(), "in.jsonl", "{\"value\":\"Hello hello\",\"timestamp\":9}\n");
+    let input = write(
+        dir.path(),
+        "in.jsonl",
+        "{\"value\":\"Hello hello\",\"timestamp\":9}\n",
+    );
     let out = dir.path().join("out.jsonl");
     let spec = workspace_root().join("examples/wordcount/pipeline.toml");
     let wc = format!("wordcount={}", guest("wordcount").display());
-    let (ok, _, stderr) = eddy_output(&["run", spec.to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap(), "--operator", &wc]);
+    let (ok, _, stderr) = eddy_output(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--input",
+        &input,
+        "--output",
+        out.to_str().unwrap(),
+        "--operator",
+        &wc,
+    ]);
     assert!(ok, "{stderr}");
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),

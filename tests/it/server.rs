@@ -14,12 +14,17 @@ const GLOBAL_SPEC: &str = "examples/wordcount/pipeline-global.toml";
 
 /// Lines of text, deterministic for a seed: 3-12 words from a small vocabulary.
 fn text(lines: usize, seed: u64) -> String {
-    const VOCAB: &[&str] = &["the", "cat", "sat", "on", "a", "mat", "The", "Dog!", "ran,", "far", "away.", "stream", "state", "eddy"];
+    const VOCAB: &[&str] = &[
+        "the", "cat", "sat", "on", "a", "mat", "The", "Dog!", "ran,", "far", "away.", "stream",
+        "state", "eddy",
+    ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut out = String::new();
     for _ in 0..lines {
         let n = rng.random_range(3..12);
-        let words: Vec<&str> = (0..n).map(|_| VOCAB[rng.random_range(0..VOCAB.len())]).collect();
+        let words: Vec<&str> = (0..n)
+            .map(|_| VOCAB[rng.random_range(0..VOCAB.len())])
+            .collect();
         out.push_str(&words.join(" "));
         out.push('\n');
     }
@@ -28,13 +33,22 @@ fn text(lines: usize, seed: u64) -> String {
 
 fn set_up(server: &ServerProcess) {
     for (name, guest_name) in [("wordcount", "wordcount"), ("split-words", "split-words")] {
-        server.ok(&["operator", "push", name, guest(guest_name).to_str().unwrap()]);
+        server.ok(&[
+            "operator",
+            "push",
+            name,
+            guest(guest_name).to_str().unwrap(),
+        ]);
     }
     server.ok(&["topic", "create", "lines", "--partitions", "4"]);
 }
 
 fn create_pipeline(server: &ServerProcess, spec: &str) {
-    server.ok(&["pipeline", "create", workspace_root().join(spec).to_str().unwrap()]);
+    server.ok(&[
+        "pipeline",
+        "create",
+        workspace_root().join(spec).to_str().unwrap(),
+    ]);
 }
 
 /// Waits until the pipeline has committed its whole source.
@@ -55,16 +69,38 @@ fn wait_caught_up(server: &ServerProcess, pipeline: &str) {
 fn produce(server: &ServerProcess, dir: &Path, name: &str, text: &str) {
     let file = dir.join(name);
     std::fs::write(&file, text).unwrap();
-    let out = server.ok(&["topic", "produce", "lines", "--file", file.to_str().unwrap()]);
-    assert!(out.contains(&format!("produced {} record(s)", text.lines().count())), "{out}");
+    let out = server.ok(&[
+        "topic",
+        "produce",
+        "lines",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains(&format!("produced {} record(s)", text.lines().count())),
+        "{out}"
+    );
 }
 
 fn check_exact(data_dir: &Path, global: bool) {
     let source = read_topic(data_dir, "lines");
-    let expected = if global { expected_global_counts(&source) } else { expected_counts(&source) };
+    let expected = if global {
+        expected_global_counts(&source)
+    } else {
+        expected_counts(&source)
+    };
     let actual = actual_counts(&read_topic(data_dir, "counts"));
-    assert_eq!(actual.len(), expected.len(), "outputs: {} expected, {} found", expected.len(), actual.len());
-    assert!(actual == expected, "the output differs from a failure-free run");
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "outputs: {} expected, {} found",
+        expected.len(),
+        actual.len()
+    );
+    assert!(
+        actual == expected,
+        "the output differs from a failure-free run"
+    );
 }
 
 #[test]
@@ -79,14 +115,38 @@ fn cli_end_to_end_survives_a_restart_mid_stream() {
 
     // Tables for people, JSON for scripts.
     let table = server.ok(&["pipeline", "list"]);
-    assert!(table.contains("wordcount") && table.contains("running") && table.contains("wordcount@1"), "{table}");
-    let topics: serde_json::Value = serde_json::from_str(&server.ok(&["topic", "list", "--json"])).unwrap();
-    let names: Vec<&str> = topics.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["counts", "lines", "wordcount.wordcount.counts.changelog"]);
-    let consumed = server.ok(&["topic", "consume", "counts", "--partition", "0", "--limit", "3", "--json"]);
+    assert!(
+        table.contains("wordcount") && table.contains("running") && table.contains("wordcount@1"),
+        "{table}"
+    );
+    let topics: serde_json::Value =
+        serde_json::from_str(&server.ok(&["topic", "list", "--json"])).unwrap();
+    let names: Vec<&str> = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["counts", "lines", "wordcount.wordcount.counts.changelog"]
+    );
+    let consumed = server.ok(&[
+        "topic",
+        "consume",
+        "counts",
+        "--partition",
+        "0",
+        "--limit",
+        "3",
+        "--json",
+    ]);
     assert_eq!(consumed.lines().count(), 3);
     let first: serde_json::Value = serde_json::from_str(consumed.lines().next().unwrap()).unwrap();
-    assert_eq!((first["partition"].as_u64(), first["offset"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (first["partition"].as_u64(), first["offset"].as_u64()),
+        (Some(0), Some(0))
+    );
 
     server.stop();
     let server = ServerProcess::start(&data, &[]);
@@ -98,7 +158,10 @@ fn cli_end_to_end_survives_a_restart_mid_stream() {
 
 #[test]
 fn kill_9_at_random_points_loses_and_duplicates_nothing() {
-    let seed: u64 = std::env::var("EDDY_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::rng().random());
+    let seed: u64 = std::env::var("EDDY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
     println!("crash test seed {seed} (rerun with EDDY_CRASH_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -114,8 +177,15 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let mut mid_stream = 0;
     for round in 0..5 {
         std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
-        let status: serde_json::Value = serde_json::from_str(&server.ok(&["pipeline", "status", "wordcount", "--json"])).unwrap();
-        let lag: u64 = status["tasks"].as_array().unwrap().iter().map(|t| t["lag"].as_u64().unwrap()).sum();
+        let status: serde_json::Value =
+            serde_json::from_str(&server.ok(&["pipeline", "status", "wordcount", "--json"]))
+                .unwrap();
+        let lag: u64 = status["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["lag"].as_u64().unwrap())
+            .sum();
         println!("round {round}: kill -9 with {lag} records not yet committed");
         mid_stream += usize::from(lag > 0);
         server.kill();
@@ -125,7 +195,10 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
             produce(&server, dir.path(), "more.txt", &text(2_000, seed + 1));
         }
     }
-    assert!(mid_stream >= 3, "only {mid_stream} of 5 kills hit a pipeline with work left; the test needs a bigger backlog");
+    assert!(
+        mid_stream >= 3,
+        "only {mid_stream} of 5 kills hit a pipeline with work left; the test needs a bigger backlog"
+    );
     wait_caught_up(&server, "wordcount");
     server.stop();
     check_exact(&data, true);
@@ -136,9 +209,15 @@ fn cli_errors_are_one_clear_line_and_a_failing_exit() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("data"), &["--api-token", "t0ken"]);
     let cases: [(&[&str], &str); 4] = [
-        (&["pipeline", "status", "nope"], "error: pipeline not found: pipeline \"nope\" does not exist"),
+        (
+            &["pipeline", "status", "nope"],
+            "error: pipeline not found: pipeline \"nope\" does not exist",
+        ),
         (&["topic", "create", "lines"], "error: missing token"),
-        (&["operator", "push", "x", "/nonexistent.wasm"], "error: cannot read /nonexistent.wasm"),
+        (
+            &["operator", "push", "x", "/nonexistent.wasm"],
+            "error: cannot read /nonexistent.wasm",
+        ),
         (&["topic", "describe", "ghost"], "error: topic not found"),
     ];
     for (args, expected) in cases {
@@ -147,9 +226,26 @@ fn cli_errors_are_one_clear_line_and_a_failing_exit() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
     }
-    let out = crate::support::eddy().env("EDDY_API_TOKEN", "t0ken").env("EDDY_SERVER", &server.url).args(["topic", "create", "lines"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = crate::support::eddy().env("EDDY_SERVER", "http://127.0.0.1:9").args(["topic", "list"]).output().unwrap();
+    let out = crate::support::eddy()
+        .env("EDDY_API_TOKEN", "t0ken")
+        .env("EDDY_SERVER", &server.url)
+        .args(["topic", "create", "lines"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crate::support::eddy()
+        .env("EDDY_SERVER", "http://127.0.0.1:9")
+        .args(["topic", "list"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("cannot reach the Eddy server at http://127.0.0.1:9"), "{stderr}");
+    assert!(
+        !out.status.success()
+            && stderr.contains("cannot reach the Eddy server at http://127.0.0.1:9"),
+        "{stderr}"
+    );
 }

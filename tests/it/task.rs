@@ -6,7 +6,9 @@ use eddy_host::control::OnError;
 use eddy_host::record::Record;
 use eddy_host::runtime::TaskInfo;
 use eddy_host::state::{Db, TaskId};
-use eddy_host::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
+use eddy_host::task::{
+    Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch,
+};
 use rocksdb::WriteBatch;
 
 #[derive(Default)]
@@ -18,12 +20,21 @@ struct Collect {
 
 impl Collect {
     fn values(&self) -> Vec<String> {
-        self.main.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect()
+        self.main
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect()
     }
 }
 
 impl Sink for Collect {
-    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, _changes: Vec<eddy_host::state::changelog::OperatorChanges>) -> Result<(), TaskError> {
+    fn commit(
+        &mut self,
+        db: &Db,
+        batch: WriteBatch,
+        outputs: Vec<Outputs>,
+        _changes: Vec<eddy_host::state::changelog::OperatorChanges>,
+    ) -> Result<(), TaskError> {
         db.write(batch)?;
         for o in outputs {
             self.main.extend(batch::records(&o.main));
@@ -35,7 +46,10 @@ impl Sink for Collect {
 }
 
 fn config(policy: OnError) -> TaskConfig {
-    TaskConfig { policy, ..TaskConfig::default() }
+    TaskConfig {
+        policy,
+        ..TaskConfig::default()
+    }
 }
 
 /// Processes a batch and commits it.
@@ -45,12 +59,34 @@ fn run(t: &mut Task, source: &SourceBatch, sink: &mut Collect) -> Result<(), Tas
 }
 
 fn operator(fx: &Fixture, guest: &str, id: &str) -> Box<dyn Operator> {
-    let info = TaskInfo { pipeline: "p".into(), operator: id.into(), version: 1, partition: 0, partition_count: 1 };
-    Box::new(WasmOperator::start(fx.component(guest), info, vec![], fx.state(id, 0), fx.runtime.default_limits()).map_err(|(e, _)| e).unwrap())
+    let info = TaskInfo {
+        pipeline: "p".into(),
+        operator: id.into(),
+        version: 1,
+        partition: 0,
+        partition_count: 1,
+    };
+    Box::new(
+        WasmOperator::start(
+            fx.component(guest),
+            info,
+            vec![],
+            fx.state(id, 0),
+            fx.runtime.default_limits(),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap(),
+    )
 }
 
 fn task(fx: &Fixture, policy: OnError) -> Task {
-    Task::new(TaskId::new("p", 0), vec![operator(fx, "fixture-probe", "probe")], config(policy), fx.db.clone()).unwrap()
+    Task::new(
+        TaskId::new("p", 0),
+        vec![operator(fx, "fixture-probe", "probe")],
+        config(policy),
+        fx.db.clone(),
+    )
+    .unwrap()
 }
 
 /// A source batch of commands at consecutive offsets from `first`, timestamps = offsets.
@@ -58,15 +94,26 @@ fn source(first: u64, commands: &[&str]) -> SourceBatch {
     let records: Vec<Record> = commands
         .iter()
         .enumerate()
-        .map(|(i, c)| Record { key: None, value: c.as_bytes().to_vec(), timestamp: first as i64 + i as i64, headers: vec![] })
+        .map(|(i, c)| Record {
+            key: None,
+            value: c.as_bytes().to_vec(),
+            timestamp: first as i64 + i as i64,
+            headers: vec![],
+        })
         .collect();
-    SourceBatch { events: batch::from_records(&records), offsets: (first..first + commands.len() as u64).collect() }
+    SourceBatch {
+        events: batch::from_records(&records),
+        offsets: (first..first + commands.len() as u64).collect(),
+    }
 }
 
 fn get(t: &mut Task, store: &str, key: &str) -> Option<String> {
     let state = t.operators_mut()[0].state();
     let id = state.open_store(store).unwrap().unwrap();
-    state.get(id, key.as_bytes()).unwrap().map(|v| String::from_utf8(v).unwrap())
+    state
+        .get(id, key.as_bytes())
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
 }
 
 #[test]
@@ -75,8 +122,16 @@ fn a_failed_batch_leaves_state_position_and_output_unchanged() {
     for mode in ["trap", "bad", "fatal"] {
         let mut t = task(&fx, OnError::Fail);
         let mut sink = Collect::default();
-        let err = run(&mut t, &source(0, &[&format!("setfail s k v {mode}")]), &mut sink).unwrap_err();
-        assert!(matches!(err, TaskError::Record { offset: 0, .. }), "{mode}: {err}");
+        let err = run(
+            &mut t,
+            &source(0, &[&format!("setfail s k v {mode}")]),
+            &mut sink,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, TaskError::Record { offset: 0, .. }),
+            "{mode}: {err}"
+        );
         assert_eq!(get(&mut t, "s", "k"), None, "{mode}");
         assert_eq!(t.position().offset, 0, "{mode}");
         assert!(sink.main.is_empty(), "{mode}");
@@ -94,7 +149,12 @@ fn records_before_a_failure_commit_and_the_policy_handles_the_failing_one() {
         let fx = Fixture::new();
         let mut t = task(&fx, policy);
         let mut sink = Collect::default();
-        run(&mut t, &source(10, &["set s a 1", "bad wrong shape", "set s b 2", "hello"]), &mut sink).unwrap();
+        run(
+            &mut t,
+            &source(10, &["set s a 1", "bad wrong shape", "set s b 2", "hello"]),
+            &mut sink,
+        )
+        .unwrap();
         assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
         assert_eq!(get(&mut t, "s", "b").as_deref(), Some("2"));
         assert_eq!(t.position().offset, 14);
@@ -103,7 +163,12 @@ fn records_before_a_failure_commit_and_the_policy_handles_the_failing_one() {
         assert_eq!(t.stats().errors, 1);
         if let Some(d) = sink.dead.first() {
             assert_eq!(d.value, b"bad wrong shape");
-            let header = |n: &str| d.headers.iter().find(|(k, _)| k == n).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+            let header = |n: &str| {
+                d.headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            };
             assert!(header("eddy.error").unwrap().contains("wrong shape"));
             assert_eq!(header("eddy.operator").as_deref(), Some("probe@1"));
             assert_eq!(header("eddy.offset").as_deref(), Some("11"));
@@ -112,8 +177,16 @@ fn records_before_a_failure_commit_and_the_policy_handles_the_failing_one() {
     // With `fail`, the records before the failure still commit; the task stops there.
     let fx = Fixture::new();
     let mut t = task(&fx, OnError::Fail);
-    let err = run(&mut t, &source(10, &["set s a 1", "bad wrong shape", "set s b 2"]), &mut Collect::default()).unwrap_err();
-    assert_eq!(err.to_string(), "operator probe@1: process failed on record 11 of partition 0: bad input: wrong shape");
+    let err = run(
+        &mut t,
+        &source(10, &["set s a 1", "bad wrong shape", "set s b 2"]),
+        &mut Collect::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "operator probe@1: process failed on record 11 of partition 0: bad input: wrong shape"
+    );
     assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
     assert_eq!(get(&mut t, "s", "b"), None);
     assert_eq!(t.position().offset, 11);
@@ -124,7 +197,12 @@ fn a_trap_costs_only_its_record_and_the_next_batch_gets_a_fresh_instance() {
     let fx = Fixture::new();
     let mut t = task(&fx, OnError::DeadLetter);
     let mut sink = Collect::default();
-    run(&mut t, &source(0, &["one", "set s a 1", "trap", "two"]), &mut sink).unwrap();
+    run(
+        &mut t,
+        &source(0, &["one", "set s a 1", "trap", "two"]),
+        &mut sink,
+    )
+    .unwrap();
     assert_eq!(sink.values(), ["one", "two"]);
     assert_eq!(sink.dead.len(), 1);
     assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
@@ -138,12 +216,20 @@ fn runaway_and_memory_hungry_records_are_isolated() {
     let fx = Fixture::new();
     let mut t = task(&fx, OnError::DeadLetter);
     let mut sink = Collect::default();
-    run(&mut t, &source(0, &["before", "loop", "bomb", "after"]), &mut sink).unwrap();
+    run(
+        &mut t,
+        &source(0, &["before", "loop", "bomb", "after"]),
+        &mut sink,
+    )
+    .unwrap();
     assert_eq!(sink.values(), ["before", "after"]);
     let errors: Vec<String> = sink
         .dead
         .iter()
-        .map(|d| String::from_utf8_lossy(&d.headers.iter().find(|(k, _)| k == "eddy.error").unwrap().1).into_owned())
+        .map(|d| {
+            String::from_utf8_lossy(&d.headers.iter().find(|(k, _)| k == "eddy.error").unwrap().1)
+                .into_owned()
+        })
         .collect();
     assert!(errors[0].contains("deadline"), "{errors:?}");
     assert!(errors[1].contains("memory limit"), "{errors:?}");
@@ -153,7 +239,12 @@ fn runaway_and_memory_hungry_records_are_isolated() {
 fn fatal_errors_fail_whatever_the_policy() {
     let fx = Fixture::new();
     let mut t = task(&fx, OnError::Skip);
-    let err = run(&mut t, &source(0, &["fine", "fatal out of ideas"]), &mut Collect::default()).unwrap_err();
+    let err = run(
+        &mut t,
+        &source(0, &["fine", "fatal out of ideas"]),
+        &mut Collect::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("out of ideas"), "{err}");
     assert_eq!(t.position().offset, 1);
 }
@@ -166,7 +257,10 @@ fn side_outputs_are_kept_apart() {
     run(&mut t, &source(0, &["emit late x", "main"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["main"]);
     assert_eq!(sink.side.len(), 1);
-    assert_eq!((sink.side[0].0.as_str(), sink.side[0].1.value.as_slice()), ("late", &b"x"[..]));
+    assert_eq!(
+        (sink.side[0].0.as_str(), sink.side[0].1.value.as_slice()),
+        ("late", &b"x"[..])
+    );
 }
 
 #[test]
@@ -193,7 +287,12 @@ fn position_and_state_survive_a_restart() {
     let fx = Fixture::new();
     {
         let mut t = task(&fx, OnError::Fail);
-        run(&mut t, &source(0, &["incr c n 1", "incr c n 1"]), &mut Collect::default()).unwrap();
+        run(
+            &mut t,
+            &source(0, &["incr c n 1", "incr c n 1"]),
+            &mut Collect::default(),
+        )
+        .unwrap();
     }
     let mut t = task(&fx, OnError::Fail);
     assert_eq!(t.position().offset, 2);
@@ -205,43 +304,110 @@ fn position_and_state_survive_a_restart() {
 #[test]
 fn chained_operators_feed_each_other_and_failures_name_the_operator() {
     let fx = Fixture::new();
-    let ops = vec![operator(&fx, "fixture-probe", "first"), operator(&fx, "fixture-probe", "second")];
-    let mut t = Task::new(TaskId::new("p", 0), ops, config(OnError::DeadLetter), fx.db.clone()).unwrap();
+    let ops = vec![
+        operator(&fx, "fixture-probe", "first"),
+        operator(&fx, "fixture-probe", "second"),
+    ];
+    let mut t = Task::new(
+        TaskId::new("p", 0),
+        ops,
+        config(OnError::DeadLetter),
+        fx.db.clone(),
+    )
+    .unwrap();
     let mut sink = Collect::default();
-    run(&mut t, &source(0, &["forward hello", "forward bad boom", "forward incr c n 1", "forward incr c n 1"]), &mut sink).unwrap();
+    run(
+        &mut t,
+        &source(
+            0,
+            &[
+                "forward hello",
+                "forward bad boom",
+                "forward incr c n 1",
+                "forward incr c n 1",
+            ],
+        ),
+        &mut sink,
+    )
+    .unwrap();
     assert_eq!(sink.values(), ["hello", "1", "2"]);
     assert_eq!(sink.dead.len(), 1);
-    assert_eq!(sink.dead[0].value, b"forward bad boom", "the dead letter is the source record");
-    let op = sink.dead[0].headers.iter().find(|(k, _)| k == "eddy.operator").unwrap();
+    assert_eq!(
+        sink.dead[0].value, b"forward bad boom",
+        "the dead letter is the source record"
+    );
+    let op = sink.dead[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "eddy.operator")
+        .unwrap();
     assert_eq!(op.1, b"second@1");
 
-    let ops = vec![operator(&fx, "fixture-probe", "echo"), operator(&fx, "wordcount", "wordcount")];
-    let mut t = Task::new(TaskId::new("q", 0), ops, config(OnError::Fail), fx.db.clone()).unwrap();
+    let ops = vec![
+        operator(&fx, "fixture-probe", "echo"),
+        operator(&fx, "wordcount", "wordcount"),
+    ];
+    let mut t = Task::new(
+        TaskId::new("q", 0),
+        ops,
+        config(OnError::Fail),
+        fx.db.clone(),
+    )
+    .unwrap();
     let mut sink = Collect::default();
     run(&mut t, &source(0, &["alpha beta", "alpha"]), &mut sink).unwrap();
     let pairs: Vec<(String, String)> = sink
         .main
         .iter()
-        .map(|r| (String::from_utf8(r.key.clone().unwrap()).unwrap(), String::from_utf8(r.value.clone()).unwrap()))
+        .map(|r| {
+            (
+                String::from_utf8(r.key.clone().unwrap()).unwrap(),
+                String::from_utf8(r.value.clone()).unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(pairs, [("alpha".into(), "1".into()), ("beta".into(), "1".into()), ("alpha".into(), "2".into())]);
+    assert_eq!(
+        pairs,
+        [
+            ("alpha".into(), "1".into()),
+            ("beta".into(), "1".into()),
+            ("alpha".into(), "2".into())
+        ]
+    );
 }
 
 #[test]
 fn uncommitted_batches_are_redone_after_a_crash_with_the_same_result() {
     let fx = Fixture::new();
-    let never = TaskConfig { commit_interval: std::time::Duration::from_secs(3600), ..config(OnError::Fail) };
+    let never = TaskConfig {
+        commit_interval: std::time::Duration::from_secs(3600),
+        ..config(OnError::Fail)
+    };
     let mut sink = Collect::default();
-    let mut t = Task::new(TaskId::new("p", 0), vec![operator(&fx, "fixture-probe", "probe")], never.clone(), fx.db.clone()).unwrap();
-    t.process(&source(0, &["incr c n 1", "incr c n 1"]), &mut sink).unwrap();
+    let mut t = Task::new(
+        TaskId::new("p", 0),
+        vec![operator(&fx, "fixture-probe", "probe")],
+        never.clone(),
+        fx.db.clone(),
+    )
+    .unwrap();
+    t.process(&source(0, &["incr c n 1", "incr c n 1"]), &mut sink)
+        .unwrap();
     assert!(sink.main.is_empty(), "outputs wait for the commit");
     assert_eq!((t.position().offset, t.committed_position().offset), (2, 0));
     t.flush(&mut sink).unwrap();
     assert_eq!(sink.values(), ["1", "2"]);
-    t.process(&source(2, &["incr c n 1", "set s k v"]), &mut sink).unwrap();
+    t.process(&source(2, &["incr c n 1", "set s k v"]), &mut sink)
+        .unwrap();
     drop(t); // a crash: the last batch was never committed
 
-    let mut t = Task::new(TaskId::new("p", 0), vec![operator(&fx, "fixture-probe", "probe")], never, fx.db.clone()).unwrap();
+    let mut t = Task::new(
+        TaskId::new("p", 0),
+        vec![operator(&fx, "fixture-probe", "probe")],
+        never,
+        fx.db.clone(),
+    )
+    .unwrap();
     assert_eq!(t.position().offset, 2);
     assert_eq!(get(&mut t, "s", "k"), None);
     run(&mut t, &source(2, &["incr c n 1", "set s k v"]), &mut sink).unwrap();
@@ -252,11 +418,21 @@ fn uncommitted_batches_are_redone_after_a_crash_with_the_same_result() {
 #[test]
 fn a_failing_batch_keeps_earlier_uncommitted_batches() {
     let fx = Fixture::new();
-    let never = TaskConfig { commit_interval: std::time::Duration::from_secs(3600), ..config(OnError::Skip) };
-    let mut t = Task::new(TaskId::new("p", 0), vec![operator(&fx, "fixture-probe", "probe")], never, fx.db.clone()).unwrap();
+    let never = TaskConfig {
+        commit_interval: std::time::Duration::from_secs(3600),
+        ..config(OnError::Skip)
+    };
+    let mut t = Task::new(
+        TaskId::new("p", 0),
+        vec![operator(&fx, "fixture-probe", "probe")],
+        never,
+        fx.db.clone(),
+    )
+    .unwrap();
     let mut sink = Collect::default();
     t.process(&source(0, &["set s a 1"]), &mut sink).unwrap();
-    t.process(&source(1, &["setfail s b 2 trap"]), &mut sink).unwrap();
+    t.process(&source(1, &["setfail s b 2 trap"]), &mut sink)
+        .unwrap();
     run(&mut t, &source(2, &["get s a", "get s b"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["1", "<none>"]);
     assert_eq!(t.committed_position().offset, 4);

@@ -15,20 +15,40 @@ fn spec(name: &str, operator: &str, extra_settings: &str) -> String {
 
 /// One-word events keyed by the word, so each word's events stay in one task, in order.
 fn events(from: usize, to: usize, words: usize) -> String {
-    (from..to).map(|i| format!("{{\"key\":\"w{0}\",\"value\":\"w{0}\",\"timestamp\":{i}}}", i % words)).collect::<Vec<_>>().join("\n")
+    (from..to)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"w{0}\",\"value\":\"w{0}\",\"timestamp\":{i}}}",
+                i % words
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn upgrade(t: &TestApp, pipeline: &str, operator: &str, version: u32) -> (StatusCode, Value) {
     let body = json!({ "operator": operator, "version": version }).to_string();
-    t.json(Method::POST, &format!("/v1/pipelines/{pipeline}/upgrade?wait=true"), body, &[("content-type", "application/json")]).await
+    t.json(
+        Method::POST,
+        &format!("/v1/pipelines/{pipeline}/upgrade?wait=true"),
+        body,
+        &[("content-type", "application/json")],
+    )
+    .await
 }
 
 /// Each word's output counts, in output order.
-fn counts_by_word(records: &[Value], parse: impl Fn(&str) -> Option<u64>) -> BTreeMap<String, Vec<u64>> {
+fn counts_by_word(
+    records: &[Value],
+    parse: impl Fn(&str) -> Option<u64>,
+) -> BTreeMap<String, Vec<u64>> {
     let mut by: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
     for r in records {
-        let n = parse(r["value"].as_str().unwrap()).unwrap_or_else(|| panic!("unexpected output {r}"));
-        by.entry(r["key"].as_str().unwrap().to_string()).or_default().push((r["offset"].as_u64().unwrap(), n));
+        let n =
+            parse(r["value"].as_str().unwrap()).unwrap_or_else(|| panic!("unexpected output {r}"));
+        by.entry(r["key"].as_str().unwrap().to_string())
+            .or_default()
+            .push((r["offset"].as_u64().unwrap(), n));
     }
     by.into_iter()
         .map(|(w, mut v)| {
@@ -44,7 +64,9 @@ async fn an_upgrade_under_continuous_input_loses_and_repeats_nothing() {
     t.push("wordcount", "wordcount").await;
     t.push("wordcount", "wordcount-v2").await;
     t.create_topic("lines", 2).await;
-    let (s, p) = t.create_pipeline(&spec("wc", "wordcount", "probation_records = 100")).await;
+    let (s, p) = t
+        .create_pipeline(&spec("wc", "wordcount", "probation_records = 100"))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
 
     // A producer writes numbered events the whole time.
@@ -53,8 +75,12 @@ async fn an_upgrade_under_continuous_input_loses_and_repeats_nothing() {
         tokio::spawn(async move {
             for chunk in 0..40 {
                 let body = events(chunk * 50, chunk * 50 + 50, 20);
-                let req = axum::http::Request::post("/v1/topics/lines/records").body(Body::from(body)).unwrap();
-                let resp = tower::ServiceExt::oneshot(router.clone(), req).await.unwrap();
+                let req = axum::http::Request::post("/v1/topics/lines/records")
+                    .body(Body::from(body))
+                    .unwrap();
+                let resp = tower::ServiceExt::oneshot(router.clone(), req)
+                    .await
+                    .unwrap();
                 assert_eq!(resp.status(), StatusCode::OK);
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
@@ -64,11 +90,17 @@ async fn an_upgrade_under_continuous_input_loses_and_repeats_nothing() {
     let (s, u) = upgrade(&t, "wc", "wordcount", 2).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(u["result"], "succeeded", "{u}");
-    assert_eq!((u["from_version"].as_u64(), u["to_version"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (u["from_version"].as_u64(), u["to_version"].as_u64()),
+        (Some(1), Some(2))
+    );
     assert!(u["pause_ms"].as_f64().unwrap() >= 0.0 && u["savepoint"].is_string());
     producer.await.unwrap();
     let status = t.wait_caught_up("wc").await;
-    assert_eq!(status["operators"][0]["version"], 2, "the pipeline now runs version 2");
+    assert_eq!(
+        status["operators"][0]["version"], 2,
+        "the pipeline now runs version 2"
+    );
     assert_eq!(status["upgrades"].as_array().unwrap().len(), 1);
 
     let records = t.records("out").await;
@@ -79,24 +111,47 @@ async fn an_upgrade_under_continuous_input_loses_and_repeats_nothing() {
         let mut by: BTreeMap<String, Vec<(u64, bool)>> = BTreeMap::new();
         for r in &records {
             let v = r["value"].as_str().unwrap();
-            by.entry(r["key"].as_str().unwrap().to_string()).or_default().push((r["offset"].as_u64().unwrap(), v.starts_with('{')));
+            by.entry(r["key"].as_str().unwrap().to_string())
+                .or_default()
+                .push((r["offset"].as_u64().unwrap(), v.starts_with('{')));
         }
-        by.into_iter().map(|(w, mut v)| { v.sort(); (w, v.into_iter().map(|(_, j)| j).collect()) }).collect()
+        by.into_iter()
+            .map(|(w, mut v)| {
+                v.sort();
+                (w, v.into_iter().map(|(_, j)| j).collect())
+            })
+            .collect()
     };
     for (word, f) in &formats {
         let switch = f.iter().position(|j| *j).unwrap_or(f.len());
         assert!(f[switch..].iter().all(|j| *j), "{word}: formats {f:?}");
     }
     let counts = counts_by_word(&records, |v| {
-        if v.starts_with('{') { serde_json::from_str::<Value>(v).ok()?["count"].as_u64() } else { v.parse().ok() }
+        if v.starts_with('{') {
+            serde_json::from_str::<Value>(v).ok()?["count"].as_u64()
+        } else {
+            v.parse().ok()
+        }
     });
     for (word, c) in &counts {
         assert_eq!(*c, (1..=100).collect::<Vec<u64>>(), "{word}");
     }
-    let state = t.app.as_ref().unwrap().controller.db().dump_pipeline("wc").unwrap();
+    let state = t
+        .app
+        .as_ref()
+        .unwrap()
+        .controller
+        .db()
+        .dump_pipeline("wc")
+        .unwrap();
     for ((_, store, _, key), value) in &state {
         if store == "counts" {
-            assert_eq!(i64::from_le_bytes(value.as_slice().try_into().unwrap()), 100, "{}", String::from_utf8_lossy(key));
+            assert_eq!(
+                i64::from_le_bytes(value.as_slice().try_into().unwrap()),
+                100,
+                "{}",
+                String::from_utf8_lossy(key)
+            );
         }
     }
 }
@@ -107,7 +162,12 @@ async fn a_failing_new_version_is_rolled_back_and_the_output_is_unchanged() {
     t.push("wordcount", "wordcount").await;
     t.push("wordcount", "fixture-wordcount-trap").await;
     t.create_topic("lines", 2).await;
-    t.create_pipeline(&spec("wc", "wordcount", "probation_records = 1000\nprobation_ms = 20000")).await;
+    t.create_pipeline(&spec(
+        "wc",
+        "wordcount",
+        "probation_records = 1000\nprobation_ms = 20000",
+    ))
+    .await;
     t.produce("lines", &events(0, 40, 4)).await;
     t.wait_caught_up("wc").await;
 
@@ -120,24 +180,40 @@ async fn a_failing_new_version_is_rolled_back_and_the_output_is_unchanged() {
                 .body(Body::from(body))
                 .unwrap();
             let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
-            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
             serde_json::from_slice::<Value>(&bytes).unwrap()
         })
     };
     // Records arrive while version 2 is on probation; it traps on its 10th.
-    t.wait_for("wc", "probation", |v| v["upgrades"].as_array().is_some_and(|u| !u.is_empty())).await;
+    t.wait_for("wc", "probation", |v| {
+        v["upgrades"].as_array().is_some_and(|u| !u.is_empty())
+    })
+    .await;
     t.produce("lines", &events(40, 100, 4)).await;
     let u = upgrading.await.unwrap();
     assert_eq!(u["result"], "rolled_back", "{u}");
-    assert!(u["reason"].as_str().unwrap().contains("the 10th record"), "{u}");
+    assert!(
+        u["reason"].as_str().unwrap().contains("the 10th record"),
+        "{u}"
+    );
     let status = t.wait_caught_up("wc").await;
     assert_eq!(status["state"], "running");
-    assert_eq!(status["operators"][0]["version"], 1, "the old version runs again");
+    assert_eq!(
+        status["operators"][0]["version"], 1,
+        "the old version runs again"
+    );
     assert_eq!(status["upgrades"][0]["result"], "rolled_back");
 
     // The output equals a run that never tried version 2.
     let records = t.records("out").await;
-    assert!(records.iter().all(|r| !r["value"].as_str().unwrap().contains("BAD")), "nothing of version 2 was committed");
+    assert!(
+        records
+            .iter()
+            .all(|r| !r["value"].as_str().unwrap().contains("BAD")),
+        "nothing of version 2 was committed"
+    );
     let counts = counts_by_word(&records, |v| v.parse().ok());
     assert_eq!(counts.len(), 4);
     for (word, c) in &counts {
@@ -151,7 +227,8 @@ async fn a_new_state_format_is_migrated_during_the_upgrade() {
     t.push("counter", "fixture-counter-v1").await;
     t.push("counter", "fixture-counter-v2").await;
     t.create_topic("lines", 2).await;
-    t.create_pipeline(&spec("c", "counter", "probation_records = 10")).await;
+    t.create_pipeline(&spec("c", "counter", "probation_records = 10"))
+        .await;
     t.produce("lines", &events(0, 100, 10)).await;
     let before = t.wait_caught_up("c").await;
     assert_eq!(before["operators"][0]["state_version"], 1);
@@ -161,15 +238,32 @@ async fn a_new_state_format_is_migrated_during_the_upgrade() {
     t.produce("lines", &events(100, 200, 10)).await;
     let after = t.wait_caught_up("c").await;
     assert_eq!(u["result"], "succeeded", "{u}");
-    assert_eq!((after["operators"][0]["version"].as_u64(), after["operators"][0]["state_version"].as_u64()), (Some(2), Some(2)));
-    let state = t.app.as_ref().unwrap().controller.db().dump_pipeline("c").unwrap();
+    assert_eq!(
+        (
+            after["operators"][0]["version"].as_u64(),
+            after["operators"][0]["state_version"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    let state = t
+        .app
+        .as_ref()
+        .unwrap()
+        .controller
+        .db()
+        .dump_pipeline("c")
+        .unwrap();
     let counts: Vec<i64> = state
         .iter()
         .filter(|((_, store, _, _), _)| store == "counts")
-        .map(|(_, v)| i64::from_le_bytes(v.as_slice().try_into().expect("every count is 8 bytes now")))
+        .map(|(_, v)| {
+            i64::from_le_bytes(v.as_slice().try_into().expect("every count is 8 bytes now"))
+        })
         .collect();
     assert_eq!(counts, vec![20; 10], "every count is right");
-    let outputs = counts_by_word(&t.records("out").await, |v| v.split_once(':').and_then(|(_, n)| n.parse().ok()));
+    let outputs = counts_by_word(&t.records("out").await, |v| {
+        v.split_once(':').and_then(|(_, n)| n.parse().ok())
+    });
     for (word, c) in &outputs {
         assert_eq!(*c, (1..=20).collect::<Vec<u64>>(), "{word}");
     }
@@ -187,21 +281,61 @@ async fn upgrades_that_cannot_start_are_undone_at_once_and_bad_requests_refused(
     let (s, u) = upgrade(&t, "wc", "wordcount", 2).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(u["result"], "rolled_back");
-    assert!(u["reason"].as_str().unwrap().contains("this version cannot start"), "{u}");
+    assert!(
+        u["reason"]
+            .as_str()
+            .unwrap()
+            .contains("this version cannot start"),
+        "{u}"
+    );
     t.produce("lines", &events(10, 20, 2)).await;
     let status = t.wait_caught_up("wc").await;
     assert_eq!(status["operators"][0]["version"], 1);
     let counts = counts_by_word(&t.records("out").await, |v| v.parse().ok());
-    assert!(counts.values().all(|c| *c == (1..=10).collect::<Vec<u64>>()), "{counts:?}");
+    assert!(
+        counts
+            .values()
+            .all(|c| *c == (1..=10).collect::<Vec<u64>>()),
+        "{counts:?}"
+    );
 
     let js = [("content-type", "application/json")];
-    let (s, e) = t.json(Method::POST, "/v1/pipelines/wc/upgrade", r#"{"operator":"nope","version":2}"#, &js).await;
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/pipelines/wc/upgrade",
+            r#"{"operator":"nope","version":2}"#,
+            &js,
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
-    let (s, e) = t.json(Method::POST, "/v1/pipelines/wc/upgrade", r#"{"operator":"wordcount","version":9}"#, &js).await;
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/pipelines/wc/upgrade",
+            r#"{"operator":"wordcount","version":9}"#,
+            &js,
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
-    let (s, e) = t.json(Method::POST, "/v1/pipelines/wc/upgrade", r#"{"operator":"wordcount","version":1}"#, &js).await;
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/pipelines/wc/upgrade",
+            r#"{"operator":"wordcount","version":1}"#,
+            &js,
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
-    t.json(Method::POST, "/v1/pipelines/wc/stop", Body::empty(), &[]).await;
-    let (s, e) = t.json(Method::POST, "/v1/pipelines/wc/upgrade", r#"{"operator":"wordcount","version":2}"#, &js).await;
+    t.json(Method::POST, "/v1/pipelines/wc/stop", Body::empty(), &[])
+        .await;
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/pipelines/wc/upgrade",
+            r#"{"operator":"wordcount","version":2}"#,
+            &js,
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
 }

@@ -23,7 +23,11 @@ impl Operator for SplitWords {
             .map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation()))
             .filter(|w| !w.is_empty());
         for word in words {
-            let word: Cow<str> = if self.lowercase { word.to_ascii_lowercase().into() } else { word.into() };
+            let word: Cow<str> = if self.lowercase {
+                word.to_ascii_lowercase().into()
+            } else {
+                word.into()
+            };
             ctx.emit(Event::new(word.as_bytes(), word.as_bytes()));
         }
         Ok(())
@@ -40,9 +44,27 @@ mod tests {
     #[test]
     fn one_keyed_record_per_word() {
         let mut h = Harness::with_config(SplitWords::default(), &[("lowercase", "true")]).unwrap();
-        let out = h.process(Event::keyless("The cat, the hat.").at(3)).unwrap();
-        let got: Vec<(&str, &str, i64)> =
-            out.iter().map(|o| (o.event.key_str().unwrap().unwrap(), o.event.value_str().unwrap(), o.event.timestamp)).collect();
-        assert_eq!(got, vec![("the", "the", 3), ("cat", "cat", 3), ("the", "the", 3), ("hat", "hat", 3)]);
+        let out = h
+            .process(Event::keyless("The cat, the hat.").at(3))
+            .unwrap();
+        let got: Vec<(&str, &str, i64)> = out
+            .iter()
+            .map(|o| {
+                (
+                    o.event.key_str().unwrap().unwrap(),
+                    o.event.value_str().unwrap(),
+                    o.event.timestamp,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("the", "the", 3),
+                ("cat", "cat", 3),
+                ("the", "the", 3),
+                ("hat", "hat", 3)
+            ]
+        );
     }
 }

@@ -25,9 +25,16 @@ impl Operator for WordCountV2 {
     fn process(&mut self, event: Event, ctx: &mut Context) -> Result<(), Error> {
         let counts = ctx.store("counts")?;
         for word in words(event.value_str()?) {
-            let word: Cow<str> = if self.lowercase { word.to_ascii_lowercase().into() } else { word.into() };
+            let word: Cow<str> = if self.lowercase {
+                word.to_ascii_lowercase().into()
+            } else {
+                word.into()
+            };
             let n = counts.increment(word.as_bytes(), 1)?;
-            let value = format!(r#"{{"word":{},"count":{n}}}"#, serde_json::to_string(&word)?);
+            let value = format!(
+                r#"{{"word":{},"count":{n}}}"#,
+                serde_json::to_string(&word)?
+            );
             ctx.emit(Event::new(word, value));
         }
         Ok(())

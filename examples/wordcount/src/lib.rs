@@ -28,7 +28,11 @@ impl Operator for WordCount {
     fn process(&mut self, event: Event, ctx: &mut Context) -> Result<(), Error> {
         let counts = ctx.store("counts")?;
         for word in words(event.value_str()?) {
-            let word: Cow<str> = if self.lowercase { word.to_ascii_lowercase().into() } else { word.into() };
+            let word: Cow<str> = if self.lowercase {
+                word.to_ascii_lowercase().into()
+            } else {
+                word.into()
+            };
             let n = counts.increment(word.as_bytes(), 1)?;
             ctx.emit(Event::new(word, n.to_string()));
         }
@@ -46,13 +50,22 @@ mod tests {
     #[test]
     fn counts_words_across_records() {
         let mut h = Harness::with_config(WordCount::default(), &[("lowercase", "true")]).unwrap();
-        h.process(Event::keyless("The cat, the hat.").at(10)).unwrap();
+        h.process(Event::keyless("The cat, the hat.").at(10))
+            .unwrap();
         let out = h.process(Event::keyless("THE end").at(11)).unwrap();
         let pairs: Vec<(String, String)> = out
             .iter()
-            .map(|o| (o.event.key_str().unwrap().unwrap().to_string(), o.event.value_str().unwrap().to_string()))
+            .map(|o| {
+                (
+                    o.event.key_str().unwrap().unwrap().to_string(),
+                    o.event.value_str().unwrap().to_string(),
+                )
+            })
             .collect();
-        assert_eq!(pairs, vec![("the".into(), "3".into()), ("end".into(), "1".into())]);
+        assert_eq!(
+            pairs,
+            vec![("the".into(), "3".into()), ("end".into(), "1".into())]
+        );
         assert_eq!(out[0].event.timestamp, 11);
         assert_eq!(h.store("counts")[&b"cat"[..].to_vec()], 1i64.to_le_bytes());
         assert_eq!(out[1].event, Event::new("end", "1").at(11));
@@ -64,11 +77,16 @@ mod tests {
         let out = h.process(Event::keyless("A a")).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].event.value, &b"1"[..]);
-        assert!(matches!(h.process(Event::keyless(vec![0xff])), Err(Error::BadInput(_))));
+        assert!(matches!(
+            h.process(Event::keyless(vec![0xff])),
+            Err(Error::BadInput(_))
+        ));
     }
 
     #[test]
     fn bad_config_is_an_init_error() {
-        assert!(Harness::with_config(WordCount::default(), &[("lowercase", "yes please")]).is_err());
+        assert!(
+            Harness::with_config(WordCount::default(), &[("lowercase", "yes please")]).is_err()
+        );
     }
 }

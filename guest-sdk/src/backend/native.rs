@@ -72,7 +72,9 @@ impl StoreHandle {
         let ok = !name.is_empty()
             && name.len() <= 64
             && !name.starts_with("__")
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !ok {
             return Err(Error::Fatal(format!(
                 "store name {name:?} is invalid: use 1 to 64 characters from A-Z a-z 0-9 . _ - (not starting with __)"
@@ -103,7 +105,10 @@ impl StoreHandle {
     pub(crate) fn delete_range(&self, start: &[u8], end: Option<&[u8]>) {
         with_store(&self.0, |s| {
             let doomed: Vec<Vec<u8>> = s
-                .range::<[u8], _>((Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded)))
+                .range::<[u8], _>((
+                    Bound::Included(start),
+                    end.map_or(Bound::Unbounded, Bound::Excluded),
+                ))
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in doomed {
@@ -143,8 +148,14 @@ impl StoreHandle {
             Ok(next)
         })
     }
-    pub(crate) fn increment_many(&self, keys: &ByteList, deltas: &[i64]) -> Result<Vec<i64>, Error> {
-        let keys: Vec<&[u8]> = flat::byte_list_items(keys).map(Option::unwrap_or_default).collect();
+    pub(crate) fn increment_many(
+        &self,
+        keys: &ByteList,
+        deltas: &[i64],
+    ) -> Result<Vec<i64>, Error> {
+        let keys: Vec<&[u8]> = flat::byte_list_items(keys)
+            .map(Option::unwrap_or_default)
+            .collect();
         if keys.len() != deltas.len() {
             return Err(Error::Fatal(format!(
                 "increment-many got {} keys and {} deltas",
@@ -152,7 +163,10 @@ impl StoreHandle {
                 deltas.len()
             )));
         }
-        keys.iter().zip(deltas).map(|(k, d)| self.increment(k, *d)).collect()
+        keys.iter()
+            .zip(deltas)
+            .map(|(k, d)| self.increment(k, *d))
+            .collect()
     }
 }
 

@@ -17,7 +17,9 @@ pub(crate) fn state_error(e: state::StateError) -> Error {
 
 impl StoreHandle {
     pub(crate) fn open(name: &str) -> Result<Self, Error> {
-        state::Store::open(name).map(StoreHandle).map_err(state_error)
+        state::Store::open(name)
+            .map(StoreHandle)
+            .map_err(state_error)
     }
     pub(crate) fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.0.get(key)

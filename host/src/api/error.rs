@@ -29,7 +29,11 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>, detail: impl Into<String>) -> Self {
-        ApiError { status, error: error.into(), detail: detail.into() }
+        ApiError {
+            status,
+            error: error.into(),
+            detail: detail.into(),
+        }
     }
 
     pub fn bad_request(error: &str, detail: impl Into<String>) -> Self {
@@ -47,13 +51,24 @@ impl ApiError {
     /// A server-side failure: logged here, answered with a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {cause}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", "the server failed; see its log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            "the server failed; see its log",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.error, detail: self.detail })).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.error,
+                detail: self.detail,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -74,8 +89,12 @@ impl From<ControlError> for ApiError {
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {
-            RegistryError::NotFound(_) | RegistryError::NoSuchVersion { .. } => ApiError::not_found("operator not found", e.to_string()),
-            RegistryError::InvalidName(_) => ApiError::bad_request("invalid operator name", e.to_string()),
+            RegistryError::NotFound(_) | RegistryError::NoSuchVersion { .. } => {
+                ApiError::not_found("operator not found", e.to_string())
+            }
+            RegistryError::InvalidName(_) => {
+                ApiError::bad_request("invalid operator name", e.to_string())
+            }
             RegistryError::Invalid(_) => ApiError::bad_request("invalid component", e.to_string()),
             RegistryError::InUse { .. } => ApiError::conflict("operator in use", e.to_string()),
             RegistryError::Io(_) | RegistryError::State(_) => ApiError::internal(e),
@@ -88,7 +107,9 @@ impl From<LogError> for ApiError {
         match e {
             LogError::NoSuchTopic(_) => ApiError::not_found("topic not found", e.to_string()),
             LogError::TopicExists(_) => ApiError::conflict("topic exists", e.to_string()),
-            LogError::NoSuchPartition { .. } => ApiError::bad_request("no such partition", e.to_string()),
+            LogError::NoSuchPartition { .. } => {
+                ApiError::bad_request("no such partition", e.to_string())
+            }
             LogError::Invalid(_) => ApiError::bad_request("invalid topic", e.to_string()),
             LogError::State(_) | LogError::Codec(_) => ApiError::internal(e),
         }

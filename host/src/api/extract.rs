@@ -23,8 +23,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "unsupported media type",
                 "send the body as JSON with Content-Type: application/json",
             )),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::bad_request("invalid JSON body", e.body_text())),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::bad_request("invalid JSON body", e.body_text())),
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::bad_request("invalid JSON body", e.body_text()))
+            }
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::bad_request("invalid JSON body", e.body_text()))
+            }
             Err(e) => Err(ApiError::bad_request("unreadable body", e.body_text())),
         }
     }
@@ -50,15 +54,23 @@ impl FromRequest<AppState> for LimitedBody {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body too large",
-                format!("the body exceeds the server's limit of {limit} bytes (eddy serve --max-body-mb)"),
+                format!(
+                    "the body exceeds the server's limit of {limit} bytes (eddy serve --max-body-mb)"
+                ),
             )
         };
-        let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(too_large());
         }
         match axum::body::to_bytes(req.into_body(), limit).await {
-            Ok(bytes) => Ok(LimitedBody { bytes, content_type }),
+            Ok(bytes) => Ok(LimitedBody {
+                bytes,
+                content_type,
+            }),
             Err(e) => {
                 let inner = e.into_inner();
                 let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
@@ -80,7 +92,10 @@ pub struct ApiQuery<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))

@@ -35,7 +35,10 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { token: None, max_body_bytes: 64 << 20 }
+        ApiConfig {
+            token: None,
+            max_body_bytes: 64 << 20,
+        }
     }
 }
 
@@ -67,25 +70,45 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found("no such endpoint", format!("{} {} is not part of the API; see /v1/openapi.json", req.method(), req.uri().path()))
+    ApiError::not_found(
+        "no such endpoint",
+        format!(
+            "{} {} is not part of the API; see /v1/openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
+    )
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed",
-        format!("{} is not supported on {}; see /v1/openapi.json", req.method(), req.uri().path()),
+        format!(
+            "{} is not supported on {}; see /v1/openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
     )
 }
 
 /// Guards every mutating call with the bearer token, when one is set.
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.config.token else { return next.run(req).await };
-    let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE | Method::PATCH);
+    let Some(token) = &state.config.token else {
+        return next.run(req).await;
+    };
+    let mutating = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    );
     if !mutating {
         return next.run(req).await;
     }
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => next.run(req).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "wrong token", "the bearer token does not match the server's --api-token")
@@ -104,6 +127,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Runs blocking work (RocksDB, compilation, waiting for tasks) off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
 }

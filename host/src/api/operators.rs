@@ -13,8 +13,14 @@ use serde::Serialize;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/operators", get(list))
-        .route("/operators/{name}", put(upload).get(describe).delete(delete_all))
-        .route("/operators/{name}/versions/{version}", get(version).delete(delete_version))
+        .route(
+            "/operators/{name}",
+            put(upload).get(describe).delete(delete_all),
+        )
+        .route(
+            "/operators/{name}/versions/{version}",
+            get(version).delete(delete_version),
+        )
         .route("/operators/{name}/versions", get(describe))
         .route("/operators/{name}/latest", get(latest))
 }
@@ -28,7 +34,11 @@ pub struct OperatorSummary {
 }
 
 fn summary(name: String, versions: Vec<OperatorVersion>) -> OperatorSummary {
-    OperatorSummary { name, latest: versions.last().map_or(0, |v| v.version), versions }
+    OperatorSummary {
+        name,
+        latest: versions.last().map_or(0, |v| v.version),
+        versions,
+    }
 }
 
 /// Uploads a component as the next version of `name`.
@@ -40,23 +50,36 @@ fn summary(name: String, versions: Vec<OperatorVersion>) -> OperatorSummary {
         (status = 200, description = "These bytes were already stored under this name", body = OperatorVersion),
         (status = 400, description = "Not a valid operator component", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
-async fn upload(State(state): State<AppState>, Path(name): Path<String>, body: LimitedBody) -> Result<Response, ApiError> {
+async fn upload(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: LimitedBody,
+) -> Result<Response, ApiError> {
     match body.content_type.as_deref() {
         Some("application/wasm" | "application/octet-stream") | None => {}
         Some(other) => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported media type",
-                format!("upload the component's bytes with Content-Type: application/wasm (got {other})"),
+                format!(
+                    "upload the component's bytes with Content-Type: application/wasm (got {other})"
+                ),
             ));
         }
     }
     if body.bytes.is_empty() {
-        return Err(ApiError::bad_request("empty body", "send the .wasm file as the request body"));
+        return Err(ApiError::bad_request(
+            "empty body",
+            "send the .wasm file as the request body",
+        ));
     }
     let registry = state.controller.registry().clone();
     let (v, created) = blocking(move || Ok(registry.put(&name, &body.bytes)?)).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(v)).into_response())
 }
 
@@ -73,7 +96,10 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<OperatorSummary>
 #[utoipa::path(get, path = "/v1/operators/{name}", tag = "operators",
     params(("name" = String, Path)),
     responses((status = 200, body = OperatorSummary), (status = 404, body = ErrorBody)))]
-async fn describe(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<OperatorSummary>, ApiError> {
+async fn describe(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<OperatorSummary>, ApiError> {
     let registry = state.controller.registry().clone();
     let n = name.clone();
     let versions = blocking(move || Ok(registry.versions(&n)?)).await?;
@@ -84,9 +110,14 @@ async fn describe(State(state): State<AppState>, Path(name): Path<String>) -> Re
 #[utoipa::path(get, path = "/v1/operators/{name}/latest", tag = "operators",
     params(("name" = String, Path)),
     responses((status = 200, body = OperatorVersion), (status = 404, body = ErrorBody)))]
-async fn latest(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<OperatorVersion>, ApiError> {
+async fn latest(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<OperatorVersion>, ApiError> {
     let registry = state.controller.registry().clone();
-    Ok(Json(blocking(move || Ok(registry.resolve(&name, None)?)).await?))
+    Ok(Json(
+        blocking(move || Ok(registry.resolve(&name, None)?)).await?,
+    ))
 }
 
 /// One version: its metadata, or with `Accept: application/wasm` its binary.
@@ -95,11 +126,21 @@ async fn latest(State(state): State<AppState>, Path(name): Path<String>) -> Resu
     responses(
         (status = 200, description = "Metadata (JSON) or the binary (application/wasm)", body = OperatorVersion),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let version: u32 = version
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid version", format!("{version:?} is not a version number")))?;
-    let wants_binary = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/wasm"));
+async fn version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let version: u32 = version.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid version",
+            format!("{version:?} is not a version number"),
+        )
+    })?;
+    let wants_binary = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/wasm"));
     let registry = state.controller.registry().clone();
     blocking(move || {
         let v = registry.version(&name, version)?;
@@ -117,9 +158,17 @@ async fn version(State(state): State<AppState>, Path((name, version)): Path<(Str
 #[utoipa::path(delete, path = "/v1/operators/{name}", tag = "operators",
     params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_all(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_all(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let controller = state.controller.clone();
-    blocking(move || Ok(controller.registry().delete(&name, None, |n, v| controller.operator_in_use(n, v))?)).await?;
+    blocking(move || {
+        Ok(controller
+            .registry()
+            .delete(&name, None, |n, v| controller.operator_in_use(n, v))?)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -127,11 +176,22 @@ async fn delete_all(State(state): State<AppState>, Path(name): Path<String>) -> 
 #[utoipa::path(delete, path = "/v1/operators/{name}/versions/{version}", tag = "operators",
     params(("name" = String, Path), ("version" = u32, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
-    let version: u32 = version
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid version", format!("{version:?} is not a version number")))?;
+async fn delete_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let version: u32 = version.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid version",
+            format!("{version:?} is not a version number"),
+        )
+    })?;
     let controller = state.controller.clone();
-    blocking(move || Ok(controller.registry().delete(&name, Some(version), |n, v| controller.operator_in_use(n, v))?)).await?;
+    blocking(move || {
+        Ok(controller.registry().delete(&name, Some(version), |n, v| {
+            controller.operator_in_use(n, v)
+        })?)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,9 +21,14 @@ pub fn routes() -> Router<AppState> {
 /// Reads a spec as JSON (Content-Type: application/json, or a body starting with `{`)
 /// or TOML (anything else).
 fn parse_spec(body: &[u8], content_type: Option<&str>) -> Result<PipelineSpec, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request("invalid pipeline spec", format!("not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request("invalid pipeline spec", format!("not UTF-8: {e}")))?;
     let json = content_type == Some("application/json") || text.trim_start().starts_with('{');
-    Ok(if json { PipelineSpec::from_json(text)? } else { PipelineSpec::from_toml(text)? })
+    Ok(if json {
+        PipelineSpec::from_json(text)?
+    } else {
+        PipelineSpec::from_toml(text)?
+    })
 }
 
 /// Creates a pipeline from its spec and starts it: one task per source partition.
@@ -34,7 +39,10 @@ fn parse_spec(body: &[u8], content_type: Option<&str>) -> Result<PipelineSpec, A
         (status = 201, body = PipelineStatus),
         (status = 400, description = "Invalid spec, missing operator or topic, operator init failed", body = ErrorBody),
         (status = 409, body = ErrorBody)))]
-async fn create(State(state): State<AppState>, body: LimitedBody) -> Result<(StatusCode, Json<PipelineStatus>), ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    body: LimitedBody,
+) -> Result<(StatusCode, Json<PipelineStatus>), ApiError> {
     let spec = parse_spec(&body.bytes, body.content_type.as_deref())?;
     let controller = state.controller.clone();
     let status = blocking(move || Ok(controller.create(spec)?)).await?;
@@ -50,14 +58,20 @@ async fn list(State(state): State<AppState>) -> Json<Vec<PipelineStatus>> {
 /// A pipeline's state and its tasks' offsets, lag and counters.
 #[utoipa::path(get, path = "/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 200, body = PipelineStatus), (status = 404, body = ErrorBody)))]
-async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PipelineStatus>, ApiError> {
+async fn status(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PipelineStatus>, ApiError> {
     Ok(Json(state.controller.status(&name)?))
 }
 
 /// Stops a pipeline after its tasks commit.
 #[utoipa::path(post, path = "/v1/pipelines/{name}/stop", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 200, body = PipelineStatus), (status = 404, body = ErrorBody)))]
-async fn stop(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PipelineStatus>, ApiError> {
+async fn stop(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PipelineStatus>, ApiError> {
     let controller = state.controller.clone();
     Ok(Json(blocking(move || Ok(controller.stop(&name)?)).await?))
 }
@@ -65,7 +79,10 @@ async fn stop(State(state): State<AppState>, Path(name): Path<String>) -> Result
 /// Starts a stopped (or failed) pipeline where it last committed.
 #[utoipa::path(post, path = "/v1/pipelines/{name}/start", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 200, body = PipelineStatus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn start(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PipelineStatus>, ApiError> {
+async fn start(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PipelineStatus>, ApiError> {
     let controller = state.controller.clone();
     Ok(Json(blocking(move || Ok(controller.start(&name)?)).await?))
 }
@@ -73,7 +90,10 @@ async fn start(State(state): State<AppState>, Path(name): Path<String>) -> Resul
 /// Stops and deletes a pipeline with all its state (its topics stay).
 #[utoipa::path(delete, path = "/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let controller = state.controller.clone();
     blocking(move || Ok(controller.delete(&name)?)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -93,11 +113,18 @@ pub struct Rebuilt {
 /// are wiped first).
 #[utoipa::path(post, path = "/v1/pipelines/{name}/rebuild-state", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 200, body = Rebuilt), (status = 404, body = ErrorBody), (status = 409, description = "The pipeline is running", body = ErrorBody)))]
-async fn rebuild_state(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Rebuilt>, ApiError> {
+async fn rebuild_state(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Rebuilt>, ApiError> {
     let controller = state.controller.clone();
     let started = std::time::Instant::now();
     let r = blocking(move || Ok(controller.rebuild_state(&name)?)).await?;
-    Ok(Json(Rebuilt { records: r.records, stores: r.stores, millis: started.elapsed().as_millis() as u64 }))
+    Ok(Json(Rebuilt {
+        records: r.records,
+        stores: r.stores,
+        millis: started.elapsed().as_millis() as u64,
+    }))
 }
 
 /// An upgrade to make.
@@ -134,5 +161,7 @@ async fn upgrade(
 ) -> Result<Json<UpgradeRecord>, ApiError> {
     let controller = state.controller.clone();
     let wait = q.wait.unwrap_or(false);
-    Ok(Json(blocking(move || Ok(controller.upgrade(&name, &req.operator, req.version, wait)?)).await?))
+    Ok(Json(
+        blocking(move || Ok(controller.upgrade(&name, &req.operator, req.version, wait)?)).await?,
+    ))
 }

@@ -23,10 +23,16 @@ pub fn routes() -> Router<AppState> {
 impl From<SavepointError> for ApiError {
     fn from(e: SavepointError) -> Self {
         match e {
-            SavepointError::NotFound(_) => ApiError::not_found("savepoint not found", e.to_string()),
+            SavepointError::NotFound(_) => {
+                ApiError::not_found("savepoint not found", e.to_string())
+            }
             SavepointError::Exists(_) => ApiError::conflict("savepoint exists", e.to_string()),
-            SavepointError::Corrupt(_) => ApiError::bad_request("unusable savepoint", e.to_string()),
-            SavepointError::Incompatible { .. } => ApiError::bad_request("incompatible savepoint", e.to_string()),
+            SavepointError::Corrupt(_) => {
+                ApiError::bad_request("unusable savepoint", e.to_string())
+            }
+            SavepointError::Incompatible { .. } => {
+                ApiError::bad_request("incompatible savepoint", e.to_string())
+            }
             SavepointError::Io(_) => ApiError::internal(e),
         }
     }
@@ -36,17 +42,28 @@ impl From<SavepointError> for ApiError {
 /// taken and keeps running while the files are written.
 #[utoipa::path(post, path = "/v1/pipelines/{name}/savepoints", tag = "savepoints", params(("name" = String, Path)),
     responses((status = 201, body = Manifest), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn take(State(state): State<AppState>, Path(name): Path<String>) -> Result<(StatusCode, Json<Manifest>), ApiError> {
+async fn take(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Manifest>), ApiError> {
     let controller = state.controller.clone();
-    Ok((StatusCode::CREATED, Json(blocking(move || Ok(controller.savepoint(&name)?)).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(blocking(move || Ok(controller.savepoint(&name)?)).await?),
+    ))
 }
 
 /// The savepoints of one pipeline, oldest first.
 #[utoipa::path(get, path = "/v1/pipelines/{name}/savepoints", tag = "savepoints", params(("name" = String, Path)),
     responses((status = 200, body = Vec<Manifest>)))]
-async fn list_for(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Vec<Manifest>>, ApiError> {
+async fn list_for(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<Manifest>>, ApiError> {
     let all = state.controller.savepoints().list()?;
-    Ok(Json(all.into_iter().filter(|m| m.pipeline == name).collect()))
+    Ok(Json(
+        all.into_iter().filter(|m| m.pipeline == name).collect(),
+    ))
 }
 
 /// Every savepoint, oldest first.
@@ -58,14 +75,20 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Manifest>>, ApiE
 /// A savepoint's manifest.
 #[utoipa::path(get, path = "/v1/savepoints/{id}", tag = "savepoints", params(("id" = String, Path)),
     responses((status = 200, body = Manifest), (status = 404, body = ErrorBody)))]
-async fn describe(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Manifest>, ApiError> {
+async fn describe(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Manifest>, ApiError> {
     Ok(Json(state.controller.savepoints().get(&id)?))
 }
 
 /// Deletes a savepoint.
 #[utoipa::path(delete, path = "/v1/savepoints/{id}", tag = "savepoints", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let controller = state.controller.clone();
     blocking(move || Ok(controller.savepoints().delete(&id)?)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -74,11 +97,21 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result
 /// The savepoint as one `.tar.gz` archive, to upload to another server.
 #[utoipa::path(get, path = "/v1/savepoints/{id}/archive", tag = "savepoints", params(("id" = String, Path)),
     responses((status = 200, content_type = "application/gzip", description = "The archive"), (status = 404, body = ErrorBody)))]
-async fn archive(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn archive(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let controller = state.controller.clone();
     let name = format!("attachment; filename=\"{id}.tar.gz\"");
     let bytes = blocking(move || Ok(controller.savepoints().archive(&id)?)).await?;
-    Ok(([(header::CONTENT_TYPE, "application/gzip".to_string()), (header::CONTENT_DISPOSITION, name)], bytes).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Uploads a savepoint archive (from `GET /v1/savepoints/{id}/archive`). It is checked
@@ -86,7 +119,10 @@ async fn archive(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 #[utoipa::path(post, path = "/v1/savepoints", tag = "savepoints",
     request_body(content = Vec<u8>, content_type = "application/gzip"),
     responses((status = 201, body = Manifest), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
-async fn upload(State(state): State<AppState>, body: LimitedBody) -> Result<(StatusCode, Json<Manifest>), ApiError> {
+async fn upload(
+    State(state): State<AppState>,
+    body: LimitedBody,
+) -> Result<(StatusCode, Json<Manifest>), ApiError> {
     let controller = state.controller.clone();
     let m = blocking(move || Ok(controller.savepoints().import(&body.bytes)?)).await?;
     Ok((StatusCode::CREATED, Json(m)))
@@ -103,7 +139,13 @@ pub struct RestoreRequest {
 /// incompatible savepoint is refused before anything changes.
 #[utoipa::path(post, path = "/v1/pipelines/{name}/restore", tag = "savepoints", params(("name" = String, Path)), request_body = RestoreRequest,
     responses((status = 200, body = Restored), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn restore(State(state): State<AppState>, Path(name): Path<String>, ApiJson(req): ApiJson<RestoreRequest>) -> Result<Json<Restored>, ApiError> {
+async fn restore(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<RestoreRequest>,
+) -> Result<Json<Restored>, ApiError> {
     let controller = state.controller.clone();
-    Ok(Json(blocking(move || Ok(controller.restore(&name, &req.savepoint)?)).await?))
+    Ok(Json(
+        blocking(move || Ok(controller.restore(&name, &req.savepoint)?)).await?,
+    ))
 }

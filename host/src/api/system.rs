@@ -8,7 +8,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(health)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
 }
 
 /// Liveness.
@@ -23,5 +25,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let controller = state.controller.clone();
     // State sizes are computed at scrape time.
     let _ = tokio::task::spawn_blocking(move || controller.refresh_gauges()).await;
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

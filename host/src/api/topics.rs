@@ -75,7 +75,12 @@ fn info(t: &Topic) -> TopicInfo {
         retention_bytes: t.meta.retention_bytes,
         created_ms: t.meta.created_ms,
         partition_offsets: (0..t.partition_count())
-            .map(|p| PartitionInfo { partition: p, start_offset: t.start_offset(p), end_offset: t.end_offset(p), bytes: t.bytes(p) })
+            .map(|p| PartitionInfo {
+                partition: p,
+                start_offset: t.start_offset(p),
+                end_offset: t.end_offset(p),
+                bytes: t.bytes(p),
+            })
             .collect(),
     }
 }
@@ -83,7 +88,10 @@ fn info(t: &Topic) -> TopicInfo {
 /// Creates a topic.
 #[utoipa::path(post, path = "/v1/topics", tag = "topics", request_body = CreateTopic,
     responses((status = 201, body = TopicInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateTopic>) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateTopic>,
+) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
     let config = TopicConfig {
         partitions: req.partitions.unwrap_or(1),
         retention_ms: match req.retention_ms {
@@ -101,13 +109,24 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateTopic
 /// Every topic.
 #[utoipa::path(get, path = "/v1/topics", tag = "topics", responses((status = 200, body = Vec<TopicInfo>)))]
 async fn list(State(state): State<AppState>) -> Json<Vec<TopicInfo>> {
-    Json(state.controller.log().topics().iter().map(|t| info(t)).collect())
+    Json(
+        state
+            .controller
+            .log()
+            .topics()
+            .iter()
+            .map(|t| info(t))
+            .collect(),
+    )
 }
 
 /// One topic with its partition offsets.
 #[utoipa::path(get, path = "/v1/topics/{topic}", tag = "topics", params(("topic" = String, Path)),
     responses((status = 200, body = TopicInfo), (status = 404, body = ErrorBody)))]
-async fn describe(State(state): State<AppState>, Path(topic): Path<String>) -> Result<Json<TopicInfo>, ApiError> {
+async fn describe(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> Result<Json<TopicInfo>, ApiError> {
     let t = state.controller.log().topic(&topic)?;
     Ok(Json(info(&t)))
 }
@@ -115,9 +134,15 @@ async fn describe(State(state): State<AppState>, Path(topic): Path<String>) -> R
 /// Deletes a topic and its records (refused while a pipeline reads or writes it).
 #[utoipa::path(delete, path = "/v1/topics/{topic}", tag = "topics", params(("topic" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn remove(State(state): State<AppState>, Path(topic): Path<String>) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> Result<StatusCode, ApiError> {
     if let Some(p) = state.controller.topic_in_use(&topic) {
-        return Err(ApiError::conflict("topic in use", format!("pipeline {p:?} uses topic {topic:?}; delete the pipeline first")));
+        return Err(ApiError::conflict(
+            "topic in use",
+            format!("pipeline {p:?} uses topic {topic:?}; delete the pipeline first"),
+        ));
     }
     let log = state.controller.log().clone();
     blocking(move || Ok(log.delete_topic(&topic)?)).await?;
@@ -139,8 +164,13 @@ pub struct Produced {
 }
 
 /// Parses a produce body: a JSON array (Content-Type: application/json) or JSON lines.
-fn parse_events(body: &[u8], content_type: Option<&str>) -> Result<Vec<(Record, Option<u32>)>, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request("invalid body", format!("the body is not UTF-8: {e}")))?;
+fn parse_events(
+    body: &[u8],
+    content_type: Option<&str>,
+) -> Result<Vec<(Record, Option<u32>)>, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request("invalid body", format!("the body is not UTF-8: {e}"))
+    })?;
     let now = record::now_ms();
     if content_type == Some("application/json") || text.trim_start().starts_with('[') {
         return Ok(record::parse_array(text, now)?);
@@ -150,7 +180,11 @@ fn parse_events(body: &[u8], content_type: Option<&str>) -> Result<Vec<(Record, 
         if line.trim().is_empty() {
             continue;
         }
-        out.push(record::parse_line(line, now).map_err(|e| ApiError::bad_request("invalid event", format!("line {}: {e}", i + 1)))?);
+        out.push(
+            record::parse_line(line, now).map_err(|e| {
+                ApiError::bad_request("invalid event", format!("line {}: {e}", i + 1))
+            })?,
+        );
     }
     Ok(out)
 }
@@ -162,7 +196,11 @@ fn parse_events(body: &[u8], content_type: Option<&str>) -> Result<Vec<(Record, 
     request_body(content = String, content_type = "application/x-ndjson",
         description = r#"One event per line: {"key": "k", "value": "v", "timestamp": 1700000000000, "headers": {"h": "v"}, "partition": 0}"#),
     responses((status = 200, body = Produced), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
-async fn produce(State(state): State<AppState>, Path(topic): Path<String>, body: LimitedBody) -> Result<Json<Produced>, ApiError> {
+async fn produce(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    body: LimitedBody,
+) -> Result<Json<Produced>, ApiError> {
     let events = parse_events(&body.bytes, body.content_type.as_deref())?;
     let log = state.controller.log().clone();
     let placed = blocking(move || {
@@ -170,7 +208,13 @@ async fn produce(State(state): State<AppState>, Path(topic): Path<String>, body:
         Ok(log.produce(&t, &events)?)
     })
     .await?;
-    Ok(Json(Produced { count: placed.len(), offsets: placed.into_iter().map(|(partition, offset)| Placement { partition, offset }).collect() }))
+    Ok(Json(Produced {
+        count: placed.len(),
+        offsets: placed
+            .into_iter()
+            .map(|(partition, offset)| Placement { partition, offset })
+            .collect(),
+    }))
 }
 
 /// Where and how much to consume.
@@ -214,7 +258,11 @@ fn starting_points(t: &Topic, q: &ConsumeQuery) -> Result<BTreeMap<u32, u64>, Ap
         Some(p) if p >= t.partition_count() => {
             return Err(ApiError::bad_request(
                 "no such partition",
-                format!("topic {:?} has {} partition(s); partition {p} does not exist", t.name(), t.partition_count()),
+                format!(
+                    "topic {:?} has {} partition(s); partition {p} does not exist",
+                    t.name(),
+                    t.partition_count()
+                ),
             ));
         }
         Some(p) => vec![p],
@@ -223,7 +271,12 @@ fn starting_points(t: &Topic, q: &ConsumeQuery) -> Result<BTreeMap<u32, u64>, Ap
     let from_end = match q.from.as_deref() {
         None | Some("start") => false,
         Some("end") => true,
-        Some(other) => return Err(ApiError::bad_request("invalid `from`", format!("from={other:?}: use `start` or `end`"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid `from`",
+                format!("from={other:?}: use `start` or `end`"),
+            ));
+        }
     };
     Ok(partitions
         .into_iter()
@@ -238,7 +291,12 @@ fn starting_points(t: &Topic, q: &ConsumeQuery) -> Result<BTreeMap<u32, u64>, Ap
         .collect())
 }
 
-fn read_some(log: &Log, t: &Topic, next: &mut BTreeMap<u32, u64>, limit: usize) -> Result<Vec<serde_json::Value>, ApiError> {
+fn read_some(
+    log: &Log,
+    t: &Topic,
+    next: &mut BTreeMap<u32, u64>,
+    limit: usize,
+) -> Result<Vec<serde_json::Value>, ApiError> {
     let mut records = Vec::new();
     for (p, at) in next.iter_mut() {
         if records.len() >= limit {
@@ -256,7 +314,11 @@ fn read_some(log: &Log, t: &Topic, next: &mut BTreeMap<u32, u64>, limit: usize) 
 /// events (one JSON event per `data:` line) as they are appended.
 #[utoipa::path(get, path = "/v1/topics/{topic}/records", tag = "topics", params(("topic" = String, Path), ConsumeQuery),
     responses((status = 200, body = Consumed), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn consume(State(state): State<AppState>, Path(topic): Path<String>, ApiQuery(q): ApiQuery<ConsumeQuery>) -> Result<Response, ApiError> {
+async fn consume(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    ApiQuery(q): ApiQuery<ConsumeQuery>,
+) -> Result<Response, ApiError> {
     let log = state.controller.log().clone();
     let t = log.topic(&topic)?;
     let mut next = starting_points(&t, &q)?;
@@ -265,10 +327,18 @@ async fn consume(State(state): State<AppState>, Path(topic): Path<String>, ApiQu
     }
     let limit = q.limit.unwrap_or(100).clamp(1, CONSUME_LIMIT_MAX);
     let records = read_some(&log, &t, &mut next, limit)?;
-    Ok(Json(Consumed { records, next_offsets: next }).into_response())
+    Ok(Json(Consumed {
+        records,
+        next_offsets: next,
+    })
+    .into_response())
 }
 
-fn follow(log: Arc<Log>, t: Arc<Topic>, mut next: BTreeMap<u32, u64>) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+fn follow(
+    log: Arc<Log>,
+    t: Arc<Topic>,
+    mut next: BTreeMap<u32, u64>,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
     let mut changes = log.signal().subscribe();
     let stream = async_stream::stream! {
         loop {

@@ -7,7 +7,12 @@ use serde::de::DeserializeOwned;
 #[derive(clap::Args, Clone)]
 pub struct ServerArgs {
     /// The Eddy server.
-    #[arg(long, global = true, env = "EDDY_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "EDDY_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub server: String,
     /// Bearer token for servers started with --api-token.
     #[arg(long, global = true, env = "EDDY_API_TOKEN", hide_env_values = true)]
@@ -20,10 +25,16 @@ pub struct ServerArgs {
 /// A failed call, as one line for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the Eddy server at {server}: {detail} (start one with `eddy serve`, or point --server / EDDY_SERVER at it)")]
+    #[error(
+        "cannot reach the Eddy server at {server}: {detail} (start one with `eddy serve`, or point --server / EDDY_SERVER at it)"
+    )]
     Unreachable { server: String, detail: String },
     #[error("{error}: {detail}")]
-    Api { status: StatusCode, error: String, detail: String },
+    Api {
+        status: StatusCode,
+        error: String,
+        detail: String,
+    },
     #[error("unexpected answer from {server}: {detail}")]
     Protocol { server: String, detail: String },
 }
@@ -36,11 +47,18 @@ pub struct Client {
 
 impl Client {
     pub fn new(args: &ServerArgs) -> Self {
-        Client { base: args.server.trim_end_matches('/').to_string(), token: args.api_token.clone(), http: reqwest::Client::new() }
+        Client {
+            base: args.server.trim_end_matches('/').to_string(),
+            token: args.api_token.clone(),
+            http: reqwest::Client::new(),
+        }
     }
 
     fn protocol(&self, detail: impl std::fmt::Display) -> ClientError {
-        ClientError::Protocol { server: self.base.clone(), detail: detail.to_string() }
+        ClientError::Protocol {
+            server: self.base.clone(),
+            detail: detail.to_string(),
+        }
     }
 
     /// Sends a request; a non-2xx answer becomes [`ClientError::Api`].
@@ -68,12 +86,17 @@ impl Client {
             req = req.bearer_auth(t);
         }
         if let Some((body, content_type)) = body {
-            req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(body);
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body);
         }
         if let Some(a) = accept {
             req = req.header(reqwest::header::ACCEPT, a);
         }
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable { server: self.base.clone(), detail: root_cause(&e) })?;
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            server: self.base.clone(),
+            detail: root_cause(&e),
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -85,13 +108,24 @@ impl Client {
                 error: v["error"].as_str().unwrap_or_default().to_string(),
                 detail: v["detail"].as_str().unwrap_or_default().to_string(),
             }),
-            _ => Err(ClientError::Api { status, error: status.to_string(), detail: text }),
+            _ => Err(ClientError::Api {
+                status,
+                error: status.to_string(),
+                detail: text,
+            }),
         }
     }
 
     /// Sends a request and decodes the JSON answer.
-    pub async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<(Vec<u8>, &str)>) -> Result<T, ClientError> {
-        let resp = self.send(method, path, body, Some("application/json")).await?;
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Vec<u8>, &str)>,
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .send(method, path, body, Some("application/json"))
+            .await?;
         resp.json().await.map_err(|e| self.protocol(e))
     }
 }
@@ -107,6 +141,12 @@ fn root_cause(e: &reqwest::Error) -> String {
 /// Percent-encodes one path segment.
 pub fn seg(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }

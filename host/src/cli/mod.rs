@@ -1,6 +1,7 @@
 //! The `eddy` command line.
 
 mod bench;
+mod build;
 mod client;
 mod operator;
 mod output;
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run a pipeline once over a bounded file of JSON events, with no server.
     Run(run::RunArgs),
+    /// Build an operator project (Rust, Python, JavaScript or C) into a component.
+    Build(build::BuildArgs),
     /// Measure throughput against native and raw baselines.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Build(args) => build::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::Operator(cmd) => client_call(operator::run(cmd, &cli.server)),
@@ -81,11 +85,18 @@ pub fn main() -> ExitCode {
 
 /// Runs one client command on a small runtime.
 fn client_call(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

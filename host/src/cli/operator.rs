@@ -35,12 +35,25 @@ pub async fn run(cmd: OperatorCommand, args: &ServerArgs) -> anyhow::Result<()> 
     let client = Client::new(args);
     match cmd {
         OperatorCommand::Push { name, file } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let v: Value = client.json(Method::PUT, &format!("/v1/operators/{}", seg(&name)), Some((bytes, "application/wasm"))).await?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let v: Value = client
+                .json(
+                    Method::PUT,
+                    &format!("/v1/operators/{}", seg(&name)),
+                    Some((bytes, "application/wasm")),
+                )
+                .await?;
             if args.json {
                 output::json(&v);
             } else {
-                println!("{}@{} ({} bytes, sha256 {})", v["name"].as_str().unwrap_or(""), v["version"], v["size"], v["digest"].as_str().unwrap_or(""));
+                println!(
+                    "{}@{} ({} bytes, sha256 {})",
+                    v["name"].as_str().unwrap_or(""),
+                    v["version"],
+                    v["size"],
+                    v["digest"].as_str().unwrap_or("")
+                );
             }
         }
         OperatorCommand::List => {
@@ -50,7 +63,11 @@ pub async fn run(cmd: OperatorCommand, args: &ServerArgs) -> anyhow::Result<()> 
             }
             let mut t = output::table(&["NAME", "LATEST", "VERSIONS", "SIZE", "UPLOADED"]);
             for o in &all {
-                let latest = o["versions"].as_array().and_then(|v| v.last()).cloned().unwrap_or_default();
+                let latest = o["versions"]
+                    .as_array()
+                    .and_then(|v| v.last())
+                    .cloned()
+                    .unwrap_or_default();
                 t.add_row(vec![
                     o["name"].as_str().unwrap_or("").to_string(),
                     o["latest"].to_string(),
@@ -61,17 +78,43 @@ pub async fn run(cmd: OperatorCommand, args: &ServerArgs) -> anyhow::Result<()> 
             }
             println!("{t}");
         }
-        OperatorCommand::Show { name, version: Some(v), output: Some(path) } => {
-            let resp = client.send(Method::GET, &format!("/v1/operators/{}/versions/{v}", seg(&name)), None, Some("application/wasm")).await?;
+        OperatorCommand::Show {
+            name,
+            version: Some(v),
+            output: Some(path),
+        } => {
+            let resp = client
+                .send(
+                    Method::GET,
+                    &format!("/v1/operators/{}/versions/{v}", seg(&name)),
+                    None,
+                    Some("application/wasm"),
+                )
+                .await?;
             let bytes = resp.bytes().await.context("reading the binary")?;
-            std::fs::write(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("wrote {name}@{v} to {} ({} bytes)", path.display(), bytes.len());
+            std::fs::write(&path, &bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!(
+                "wrote {name}@{v} to {} ({} bytes)",
+                path.display(),
+                bytes.len()
+            );
         }
         OperatorCommand::Show { name, version, .. } => {
             let versions: Vec<Value> = match version {
-                Some(v) => vec![client.json(Method::GET, &format!("/v1/operators/{}/versions/{v}", seg(&name)), None).await?],
+                Some(v) => vec![
+                    client
+                        .json(
+                            Method::GET,
+                            &format!("/v1/operators/{}/versions/{v}", seg(&name)),
+                            None,
+                        )
+                        .await?,
+                ],
                 None => {
-                    let o: Value = client.json(Method::GET, &format!("/v1/operators/{}", seg(&name)), None).await?;
+                    let o: Value = client
+                        .json(Method::GET, &format!("/v1/operators/{}", seg(&name)), None)
+                        .await?;
                     o["versions"].as_array().cloned().unwrap_or_default()
                 }
             };
@@ -80,11 +123,19 @@ pub async fn run(cmd: OperatorCommand, args: &ServerArgs) -> anyhow::Result<()> 
             }
             let mut t = output::table(&["VERSION", "SIZE", "DIGEST", "UPLOADED", "IMPORTS"]);
             for v in &versions {
-                let imports: Vec<&str> = v["imports"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let imports: Vec<&str> = v["imports"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
                 t.add_row(vec![
                     v["version"].to_string(),
                     v["size"].to_string(),
-                    v["digest"].as_str().unwrap_or("").chars().take(16).collect::<String>(),
+                    v["digest"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(16)
+                        .collect::<String>(),
                     output::time(v["created_ms"].as_i64().unwrap_or(0)),
                     imports.join("\n"),
                 ]);
@@ -98,7 +149,10 @@ pub async fn run(cmd: OperatorCommand, args: &ServerArgs) -> anyhow::Result<()> 
             };
             client.send(Method::DELETE, &path, None, None).await?;
             if !args.json {
-                println!("deleted {name}{}", version.map(|v| format!("@{v}")).unwrap_or_default());
+                println!(
+                    "deleted {name}{}",
+                    version.map(|v| format!("@{v}")).unwrap_or_default()
+                );
             }
         }
     }

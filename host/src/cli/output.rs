@@ -7,13 +7,18 @@ use serde::Serialize;
 /// A table with `header`.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
     t
 }
 
 /// Prints `value` as pretty JSON.
 pub fn json(value: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("values serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("values serialize")
+    );
 }
 
 /// A millisecond timestamp as RFC 3339 (UTC, seconds).

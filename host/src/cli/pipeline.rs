@@ -56,16 +56,31 @@ pub async fn run(cmd: PipelineCommand, args: &ServerArgs) -> anyhow::Result<()> 
     let client = Client::new(args);
     let status = match cmd {
         PipelineCommand::Create { file } => {
-            let text = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let content_type = if file.extension().is_some_and(|e| e == "json") { "application/json" } else { "application/toml" };
-            client.json::<Value>(Method::POST, "/v1/pipelines", Some((text, content_type))).await?
+            let text =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let content_type = if file.extension().is_some_and(|e| e == "json") {
+                "application/json"
+            } else {
+                "application/toml"
+            };
+            client
+                .json::<Value>(Method::POST, "/v1/pipelines", Some((text, content_type)))
+                .await?
         }
         PipelineCommand::List => {
             let all: Vec<Value> = client.json(Method::GET, "/v1/pipelines", None).await?;
             if args.json {
                 return Ok(output::json(&all));
             }
-            let mut t = output::table(&["NAME", "STATE", "SOURCE", "SINK", "OPERATORS", "LAG", "EVENTS IN"]);
+            let mut t = output::table(&[
+                "NAME",
+                "STATE",
+                "SOURCE",
+                "SINK",
+                "OPERATORS",
+                "LAG",
+                "EVENTS IN",
+            ]);
             for p in &all {
                 t.add_row(vec![
                     p["name"].as_str().unwrap_or("").to_string(),
@@ -80,63 +95,142 @@ pub async fn run(cmd: PipelineCommand, args: &ServerArgs) -> anyhow::Result<()> 
             println!("{t}");
             return Ok(());
         }
-        PipelineCommand::Status { name } => client.json(Method::GET, &format!("/v1/pipelines/{}", seg(&name)), None).await?,
-        PipelineCommand::Stop { name } => client.json(Method::POST, &format!("/v1/pipelines/{}/stop", seg(&name)), None).await?,
-        PipelineCommand::Start { name } => client.json(Method::POST, &format!("/v1/pipelines/{}/start", seg(&name)), None).await?,
+        PipelineCommand::Status { name } => {
+            client
+                .json(Method::GET, &format!("/v1/pipelines/{}", seg(&name)), None)
+                .await?
+        }
+        PipelineCommand::Stop { name } => {
+            client
+                .json(
+                    Method::POST,
+                    &format!("/v1/pipelines/{}/stop", seg(&name)),
+                    None,
+                )
+                .await?
+        }
+        PipelineCommand::Start { name } => {
+            client
+                .json(
+                    Method::POST,
+                    &format!("/v1/pipelines/{}/start", seg(&name)),
+                    None,
+                )
+                .await?
+        }
         PipelineCommand::Wait { name, timeout } => {
             let deadline = std::time::Instant::now() + timeout;
             loop {
-                let status: Value = client.json(Method::GET, &format!("/v1/pipelines/{}", seg(&name)), None).await?;
+                let status: Value = client
+                    .json(Method::GET, &format!("/v1/pipelines/{}", seg(&name)), None)
+                    .await?;
                 if status["state"] != "running" {
                     anyhow::bail!("pipeline {name} is {}", state_of(&status));
                 }
-                if status["tasks"].as_array().is_some_and(|ts| ts.iter().all(|t| t["lag"] == 0)) {
+                if status["tasks"]
+                    .as_array()
+                    .is_some_and(|ts| ts.iter().all(|t| t["lag"] == 0))
+                {
                     break status;
                 }
                 if std::time::Instant::now() > deadline {
-                    anyhow::bail!("pipeline {name} still has {} record(s) to process after {}", sum(&status, "lag"), humantime::format_duration(timeout));
+                    anyhow::bail!(
+                        "pipeline {name} still has {} record(s) to process after {}",
+                        sum(&status, "lag"),
+                        humantime::format_duration(timeout)
+                    );
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
         PipelineCommand::RebuildState { name } => {
-            let r: Value = client.json(Method::POST, &format!("/v1/pipelines/{}/rebuild-state", seg(&name)), None).await?;
+            let r: Value = client
+                .json(
+                    Method::POST,
+                    &format!("/v1/pipelines/{}/rebuild-state", seg(&name)),
+                    None,
+                )
+                .await?;
             if args.json {
                 output::json(&r);
             } else {
-                println!("rebuilt {name}: {} changelog records into {} store partitions in {} ms", r["records"], r["stores"], r["millis"]);
+                println!(
+                    "rebuilt {name}: {} changelog records into {} store partitions in {} ms",
+                    r["records"], r["stores"], r["millis"]
+                );
             }
             return Ok(());
         }
         PipelineCommand::Savepoint { name, download } => {
-            let spinner = super::progress::spinner(&format!("taking a savepoint of {name}"), args.json);
-            let m: Value = client.json(Method::POST, &format!("/v1/pipelines/{}/savepoints", seg(&name)), None).await?;
+            let spinner =
+                super::progress::spinner(&format!("taking a savepoint of {name}"), args.json);
+            let m: Value = client
+                .json(
+                    Method::POST,
+                    &format!("/v1/pipelines/{}/savepoints", seg(&name)),
+                    None,
+                )
+                .await?;
             spinner.finish_and_clear();
             if let Some(path) = download {
-                super::savepoint::download(&client, m["id"].as_str().unwrap_or_default(), &path, args.json).await?;
+                super::savepoint::download(
+                    &client,
+                    m["id"].as_str().unwrap_or_default(),
+                    &path,
+                    args.json,
+                )
+                .await?;
             }
             if args.json {
                 output::json(&m);
             } else {
-                println!("savepoint {} of {name}: {} keys in {} store file(s)", m["id"].as_str().unwrap_or(""), m["keys"], m["stores"].as_array().map_or(0, Vec::len));
+                println!(
+                    "savepoint {} of {name}: {} keys in {} store file(s)",
+                    m["id"].as_str().unwrap_or(""),
+                    m["keys"],
+                    m["stores"].as_array().map_or(0, Vec::len)
+                );
             }
             return Ok(());
         }
         PipelineCommand::Restore { name, savepoint } => {
-            let spinner = super::progress::spinner(&format!("restoring {name} from {savepoint}"), args.json);
-            let body = serde_json::json!({ "savepoint": savepoint }).to_string().into_bytes();
-            let r: Value = client.json(Method::POST, &format!("/v1/pipelines/{}/restore", seg(&name)), Some((body, "application/json"))).await?;
+            let spinner =
+                super::progress::spinner(&format!("restoring {name} from {savepoint}"), args.json);
+            let body = serde_json::json!({ "savepoint": savepoint })
+                .to_string()
+                .into_bytes();
+            let r: Value = client
+                .json(
+                    Method::POST,
+                    &format!("/v1/pipelines/{}/restore", seg(&name)),
+                    Some((body, "application/json")),
+                )
+                .await?;
             spinner.finish_and_clear();
             if args.json {
                 output::json(&r);
             } else {
-                println!("restored {name} from {savepoint}: {} keys in {} ms", r["keys"], r["millis"]);
+                println!(
+                    "restored {name} from {savepoint}: {} keys in {} ms",
+                    r["keys"], r["millis"]
+                );
             }
             return Ok(());
         }
-        PipelineCommand::Upgrade { name, operator, no_wait } => return upgrade(&client, args, &name, &operator, no_wait).await,
+        PipelineCommand::Upgrade {
+            name,
+            operator,
+            no_wait,
+        } => return upgrade(&client, args, &name, &operator, no_wait).await,
         PipelineCommand::Delete { name } => {
-            client.send(Method::DELETE, &format!("/v1/pipelines/{}", seg(&name)), None, None).await?;
+            client
+                .send(
+                    Method::DELETE,
+                    &format!("/v1/pipelines/{}", seg(&name)),
+                    None,
+                    None,
+                )
+                .await?;
             if !args.json {
                 println!("deleted pipeline {name}");
             }
@@ -162,12 +256,20 @@ fn state_of(p: &Value) -> String {
 fn operators_of(p: &Value) -> String {
     p["operators"]
         .as_array()
-        .map(|ops| ops.iter().map(|o| format!("{}@{}", o["name"].as_str().unwrap_or(""), o["version"])).collect::<Vec<_>>().join(" → "))
+        .map(|ops| {
+            ops.iter()
+                .map(|o| format!("{}@{}", o["name"].as_str().unwrap_or(""), o["version"]))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        })
         .unwrap_or_default()
 }
 
 fn sum(p: &Value, field: &str) -> u64 {
-    p["tasks"].as_array().map(|ts| ts.iter().map(|t| t[field].as_u64().unwrap_or(0)).sum()).unwrap_or(0)
+    p["tasks"]
+        .as_array()
+        .map(|ts| ts.iter().map(|t| t[field].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0)
 }
 
 fn print_status(p: &Value) {
@@ -178,14 +280,36 @@ fn print_status(p: &Value) {
             last["from_version"],
             last["to_version"],
             last["result"].as_str().unwrap_or(""),
-            last["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
+            last["reason"]
+                .as_str()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         );
     }
-    println!("pipeline {}: {}", p["name"].as_str().unwrap_or(""), state_of(p));
-    println!("  {} → {} → {}", p["source"].as_str().unwrap_or(""), operators_of(p), p["sink"].as_str().unwrap_or(""));
+    println!(
+        "pipeline {}: {}",
+        p["name"].as_str().unwrap_or(""),
+        state_of(p)
+    );
+    println!(
+        "  {} → {} → {}",
+        p["source"].as_str().unwrap_or(""),
+        operators_of(p),
+        p["sink"].as_str().unwrap_or("")
+    );
     let tasks = p["tasks"].as_array().cloned().unwrap_or_default();
     let staged = tasks.iter().any(|t| t["stage"].as_u64().unwrap_or(0) > 0);
-    let mut header = vec!["PARTITION", "STATE", "COMMITTED", "END", "LAG", "IN", "OUT", "ERRORS", "LAST ERROR"];
+    let mut header = vec![
+        "PARTITION",
+        "STATE",
+        "COMMITTED",
+        "END",
+        "LAG",
+        "IN",
+        "OUT",
+        "ERRORS",
+        "LAST ERROR",
+    ];
     if staged {
         header.insert(0, "STAGE");
     }
@@ -204,36 +328,65 @@ fn print_status(p: &Value) {
             task["events_in"].to_string(),
             task["events_out"].to_string(),
             task["errors"].to_string(),
-            task["failure"].as_str().or(task["last_error"].as_str()).unwrap_or("").to_string(),
+            task["failure"]
+                .as_str()
+                .or(task["last_error"].as_str())
+                .unwrap_or("")
+                .to_string(),
         ]);
         t.add_row(row);
     }
     println!("{t}");
 }
 
-async fn upgrade(client: &Client, args: &ServerArgs, name: &str, operator: &str, no_wait: bool) -> anyhow::Result<()> {
+async fn upgrade(
+    client: &Client,
+    args: &ServerArgs,
+    name: &str,
+    operator: &str,
+    no_wait: bool,
+) -> anyhow::Result<()> {
     let (id, version) = match operator.split_once('@') {
         Some((id, v)) => {
-            let v: u32 = v.parse().map_err(|_| anyhow::anyhow!("--operator {operator}: the version after @ must be a number"))?;
+            let v: u32 = v.parse().map_err(|_| {
+                anyhow::anyhow!("--operator {operator}: the version after @ must be a number")
+            })?;
             (id, serde_json::json!(v))
         }
         None => (operator, serde_json::json!("latest")),
     };
-    let body = serde_json::json!({ "operator": id, "version": version }).to_string().into_bytes();
-    let spinner = super::progress::spinner(&format!("upgrading {id} in {name}: pausing, savepoint, swap"), args.json);
-    let mut u: Value = client.json(Method::POST, &format!("/v1/pipelines/{}/upgrade", seg(name)), Some((body, "application/json"))).await?;
+    let body = serde_json::json!({ "operator": id, "version": version })
+        .to_string()
+        .into_bytes();
+    let spinner = super::progress::spinner(
+        &format!("upgrading {id} in {name}: pausing, savepoint, swap"),
+        args.json,
+    );
+    let mut u: Value = client
+        .json(
+            Method::POST,
+            &format!("/v1/pipelines/{}/upgrade", seg(name)),
+            Some((body, "application/json")),
+        )
+        .await?;
     spinner.finish_and_clear();
     if !args.json {
         println!(
             "{id}: {} → {}, paused {:.1} ms, savepoint {}, {} key(s) migrated",
-            u["from_version"], u["to_version"], u["pause_ms"].as_f64().unwrap_or(0.0), u["savepoint"].as_str().unwrap_or(""), u["migrated_keys"]
+            u["from_version"],
+            u["to_version"],
+            u["pause_ms"].as_f64().unwrap_or(0.0),
+            u["savepoint"].as_str().unwrap_or(""),
+            u["migrated_keys"]
         );
     }
     if u["result"] == "probation" && !no_wait {
         let spinner = super::progress::spinner("new version on probation", args.json);
         while u["result"] == "probation" {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let status: Value = client.json(Method::GET, &format!("/v1/pipelines/{}", seg(name)), None).await?;
+            let status: Value = client
+                .json(Method::GET, &format!("/v1/pipelines/{}", seg(name)), None)
+                .await?;
             if let Some(last) = status["upgrades"].as_array().and_then(|a| a.last()) {
                 if last["savepoint"] == u["savepoint"] {
                     u = last.clone();
@@ -246,13 +399,21 @@ async fn upgrade(client: &Client, args: &ServerArgs, name: &str, operator: &str,
         output::json(&u);
     } else {
         match u["result"].as_str() {
-            Some("succeeded") => println!("upgrade succeeded: {name} runs {id}@{}", u["to_version"]),
-            Some("probation") => println!("version {} runs on probation (see `eddy pipeline status {name}`)", u["to_version"]),
+            Some("succeeded") => {
+                println!("upgrade succeeded: {name} runs {id}@{}", u["to_version"])
+            }
+            Some("probation") => println!(
+                "version {} runs on probation (see `eddy pipeline status {name}`)",
+                u["to_version"]
+            ),
             _ => {}
         }
     }
     if u["result"] == "rolled_back" {
-        anyhow::bail!("upgrade rolled back: {}", u["reason"].as_str().unwrap_or("no reason given"));
+        anyhow::bail!(
+            "upgrade rolled back: {}",
+            u["reason"].as_str().unwrap_or("no reason given")
+        );
     }
     Ok(())
 }

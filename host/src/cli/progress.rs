@@ -10,7 +10,9 @@ pub fn spinner(message: &str, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new_spinner();
-    pb.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+    );
     pb.set_message(message.to_string());
     pb.enable_steady_tick(Duration::from_millis(100));
     pb
@@ -25,7 +27,10 @@ pub fn bytes(message: &str, total: Option<u64>, quiet: bool) -> ProgressBar {
         Some(n) => ProgressBar::new(n),
         None => ProgressBar::new_spinner(),
     };
-    pb.set_style(ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})").expect("valid template"));
+    pb.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})")
+            .expect("valid template"),
+    );
     pb.set_message(message.to_string());
     pb
 }

@@ -3,10 +3,12 @@
 use crate::control::PipelineSpec;
 use crate::record::{self, Record};
 use crate::runtime::{Limits, Runtime, RuntimeConfig, TaskInfo};
-use crate::state::{Db, DbOptions, OperatorState, StateScope, TaskId};
-use crate::task::{Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch};
-use anyhow::{Context as _, bail};
 use crate::state::changelog::OperatorChanges;
+use crate::state::{Db, DbOptions, OperatorState, StateScope, TaskId};
+use crate::task::{
+    Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch,
+};
+use anyhow::{Context as _, bail};
 use rocksdb::WriteBatch;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -41,7 +43,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let text = std::fs::read_to_string(&args.pipeline)
         .with_context(|| format!("cannot read pipeline spec {}", args.pipeline.display()))?;
-    let spec = PipelineSpec::from_toml(&text).with_context(|| args.pipeline.display().to_string())?;
+    let spec =
+        PipelineSpec::from_toml(&text).with_context(|| args.pipeline.display().to_string())?;
     let paths = operator_paths(&spec, &args)?;
     let lines = validate_input(&args.input)?;
 
@@ -55,25 +58,54 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let db = Arc::new(Db::open(&state_dir.join("db"), &DbOptions::default())?);
     let settings = &spec.settings;
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(compile_cache_dir(args.state_dir.as_deref())), ..RuntimeConfig::default() })?;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(compile_cache_dir(args.state_dir.as_deref())),
+        ..RuntimeConfig::default()
+    })?;
 
     let mut ops: Vec<Box<dyn Operator>> = Vec::new();
     for (op, path) in spec.operators.iter().zip(&paths) {
         let component = runtime
             .load_file(path)
             .with_context(|| format!("operator {} ({})", op.id(), path.display()))?;
-        let info = TaskInfo { pipeline: spec.name.clone(), operator: op.id().to_string(), version: 1, partition: 0, partition_count: 1 };
-        let scope = StateScope { pipeline: spec.name.clone(), operator: op.id().to_string(), partition: 0 };
-        let state = OperatorState::new(Arc::clone(&db), scope, (settings.state_cache_mb as usize) << 20)?;
-        let wasm = WasmOperator::start(component, info, op.config_pairs(), state, Limits::from_settings(settings))
-            .map_err(|(e, _)| anyhow::anyhow!("operator {}: init failed: {}", op.id(), e.message()))?;
+        let info = TaskInfo {
+            pipeline: spec.name.clone(),
+            operator: op.id().to_string(),
+            version: 1,
+            partition: 0,
+            partition_count: 1,
+        };
+        let scope = StateScope {
+            pipeline: spec.name.clone(),
+            operator: op.id().to_string(),
+            partition: 0,
+        };
+        let state = OperatorState::new(
+            Arc::clone(&db),
+            scope,
+            (settings.state_cache_mb as usize) << 20,
+        )?;
+        let wasm = WasmOperator::start(
+            component,
+            info,
+            op.config_pairs(),
+            state,
+            Limits::from_settings(settings),
+        )
+        .map_err(|(e, _)| anyhow::anyhow!("operator {}: init failed: {}", op.id(), e.message()))?;
         ops.push(Box::new(wasm));
     }
     // One task reads the whole file, so a repartition changes nothing here.
-    let mut task = Task::new(TaskId::new(&spec.name, 0), ops, TaskConfig::from_settings(settings), db)?;
+    let mut task = Task::new(
+        TaskId::new(&spec.name, 0),
+        ops,
+        TaskConfig::from_settings(settings),
+        db,
+    )?;
     let mut sink = FileSink::create(&args.output)?;
 
-    let file = File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
+    let file =
+        File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
     let mut events = batch::empty();
     let mut offsets = Vec::new();
     let mut offset = 0u64;
@@ -87,7 +119,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         offsets.push(offset);
         offset += 1;
         if offsets.len() == settings.batch_size {
-            let source = SourceBatch { events: std::mem::replace(&mut events, batch::empty()), offsets: std::mem::take(&mut offsets) };
+            let source = SourceBatch {
+                events: std::mem::replace(&mut events, batch::empty()),
+                offsets: std::mem::take(&mut offsets),
+            };
             task.process(&source, &mut sink)?;
         }
     }
@@ -179,16 +214,25 @@ struct FileSink {
 
 impl FileSink {
     fn create(output: &Path) -> anyhow::Result<Self> {
-        let main = File::create(output).with_context(|| format!("cannot create output {}", output.display()))?;
-        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let main = File::create(output)
+            .with_context(|| format!("cannot create output {}", output.display()))?;
+        let name = output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let stem = output.with_file_name(name.strip_suffix(".jsonl").unwrap_or(&name));
-        Ok(FileSink { stem, main: BufWriter::new(main), side: BTreeMap::new() })
+        Ok(FileSink {
+            stem,
+            main: BufWriter::new(main),
+            side: BTreeMap::new(),
+        })
     }
 
     fn side_file(&mut self, port: &str) -> Result<&mut BufWriter<File>, TaskError> {
         if !self.side.contains_key(port) {
             let path = PathBuf::from(format!("{}.{port}.jsonl", self.stem.display()));
-            let f = File::create(&path).map_err(|e| TaskError::Sink(format!("cannot create {}: {e}", path.display())))?;
+            let f = File::create(&path)
+                .map_err(|e| TaskError::Sink(format!("cannot create {}: {e}", path.display())))?;
             self.side.insert(port.to_string(), BufWriter::new(f));
         }
         Ok(self.side.get_mut(port).expect("just inserted"))
@@ -209,7 +253,13 @@ fn write_line(w: &mut impl Write, r: &Record) -> Result<(), TaskError> {
 
 impl Sink for FileSink {
     /// Writes the commit, then the outputs (a file cannot join the RocksDB write).
-    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, _changes: Vec<OperatorChanges>) -> Result<(), TaskError> {
+    fn commit(
+        &mut self,
+        db: &Db,
+        batch: WriteBatch,
+        outputs: Vec<Outputs>,
+        _changes: Vec<OperatorChanges>,
+    ) -> Result<(), TaskError> {
         db.write(batch)?;
         for o in outputs {
             for r in batch::records(&o.main) {

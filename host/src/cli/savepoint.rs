@@ -62,14 +62,25 @@ pub async fn run(cmd: SavepointCommand, args: &ServerArgs) -> anyhow::Result<()>
             println!("{t}");
         }
         SavepointCommand::Show { id } => {
-            let m: Value = client.json(Method::GET, &format!("/v1/savepoints/{}", seg(&id)), None).await?;
+            let m: Value = client
+                .json(Method::GET, &format!("/v1/savepoints/{}", seg(&id)), None)
+                .await?;
             if args.json {
                 return Ok(output::json(&m));
             }
-            println!("savepoint {id} of {} taken {}", m["pipeline"].as_str().unwrap_or(""), output::time(m["created_ms"].as_i64().unwrap_or(0)));
+            println!(
+                "savepoint {id} of {} taken {}",
+                m["pipeline"].as_str().unwrap_or(""),
+                output::time(m["created_ms"].as_i64().unwrap_or(0))
+            );
             let mut tasks = output::table(&["STAGE", "PARTITION", "OFFSET", "WATERMARK"]);
             for t in m["tasks"].as_array().into_iter().flatten() {
-                tasks.add_row(vec![t["stage"].to_string(), t["partition"].to_string(), t["offset"].to_string(), t["watermark"].to_string()]);
+                tasks.add_row(vec![
+                    t["stage"].to_string(),
+                    t["partition"].to_string(),
+                    t["offset"].to_string(),
+                    t["watermark"].to_string(),
+                ]);
             }
             println!("{tasks}");
             let mut stores = output::table(&["OPERATOR", "STORE", "PARTITION", "KEYS", "BYTES"]);
@@ -85,7 +96,14 @@ pub async fn run(cmd: SavepointCommand, args: &ServerArgs) -> anyhow::Result<()>
             println!("{stores}");
         }
         SavepointCommand::Delete { id } => {
-            client.send(Method::DELETE, &format!("/v1/savepoints/{}", seg(&id)), None, None).await?;
+            client
+                .send(
+                    Method::DELETE,
+                    &format!("/v1/savepoints/{}", seg(&id)),
+                    None,
+                    None,
+                )
+                .await?;
             if !args.json {
                 println!("deleted savepoint {id}");
             }
@@ -98,23 +116,38 @@ pub async fn run(cmd: SavepointCommand, args: &ServerArgs) -> anyhow::Result<()>
             }
         }
         SavepointCommand::Upload { file } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let pb = progress::bytes("uploading", Some(bytes.len() as u64), args.json);
             let counter = pb.clone();
-            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(256 << 10).map(|c| Ok(c.to_vec())).collect();
-            let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks).inspect(move |c| {
-                if let Ok(c) = c {
-                    counter.inc(c.len() as u64);
-                }
-            }));
-            let resp = client.send_body(Method::POST, "/v1/savepoints", Some((body, "application/gzip")), Some("application/json")).await?;
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                bytes.chunks(256 << 10).map(|c| Ok(c.to_vec())).collect();
+            let body =
+                reqwest::Body::wrap_stream(futures::stream::iter(chunks).inspect(move |c| {
+                    if let Ok(c) = c {
+                        counter.inc(c.len() as u64);
+                    }
+                }));
+            let resp = client
+                .send_body(
+                    Method::POST,
+                    "/v1/savepoints",
+                    Some((body, "application/gzip")),
+                    Some("application/json"),
+                )
+                .await?;
             pb.set_message("checking");
             let m: Value = resp.json().await.context("reading the server's answer")?;
             pb.finish_and_clear();
             if args.json {
                 output::json(&m);
             } else {
-                println!("uploaded savepoint {} of {} ({} keys)", m["id"].as_str().unwrap_or(""), m["pipeline"].as_str().unwrap_or(""), m["keys"]);
+                println!(
+                    "uploaded savepoint {} of {} ({} keys)",
+                    m["id"].as_str().unwrap_or(""),
+                    m["pipeline"].as_str().unwrap_or(""),
+                    m["keys"]
+                );
             }
         }
     }
@@ -123,13 +156,22 @@ pub async fn run(cmd: SavepointCommand, args: &ServerArgs) -> anyhow::Result<()>
 
 /// Streams a savepoint archive to `path`, with a progress bar.
 pub async fn download(client: &Client, id: &str, path: &Path, quiet: bool) -> anyhow::Result<()> {
-    let resp = client.send(Method::GET, &format!("/v1/savepoints/{}/archive", seg(id)), None, Some("application/gzip")).await?;
+    let resp = client
+        .send(
+            Method::GET,
+            &format!("/v1/savepoints/{}/archive", seg(id)),
+            None,
+            Some("application/gzip"),
+        )
+        .await?;
     let pb = progress::bytes("downloading", resp.content_length(), quiet);
-    let mut file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.context("the download broke off")?;
-        file.write_all(&chunk).with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(&chunk)
+            .with_context(|| format!("writing {}", path.display()))?;
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();

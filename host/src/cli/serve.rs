@@ -25,13 +25,20 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let config = ServerConfig {
         data_dir: args.data_dir,
         workers,
-        api: ApiConfig { token: args.api_token.filter(|t| !t.is_empty()), max_body_bytes: args.max_body_mb << 20 },
+        api: ApiConfig {
+            token: args.api_token.filter(|t| !t.is_empty()),
+            max_body_bytes: args.max_body_mb << 20,
+        },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(config, args.listen))?;
     Ok(())
 }

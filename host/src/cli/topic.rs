@@ -67,13 +67,28 @@ pub enum TopicCommand {
 pub async fn run(cmd: TopicCommand, args: &ServerArgs) -> anyhow::Result<()> {
     let client = Client::new(args);
     match cmd {
-        TopicCommand::Create { name, partitions, retention_ms, retention_bytes } => {
+        TopicCommand::Create {
+            name,
+            partitions,
+            retention_ms,
+            retention_bytes,
+        } => {
             let body = json!({ "name": name, "partitions": partitions, "retention_ms": retention_ms, "retention_bytes": retention_bytes });
-            let t: Value = client.json(Method::POST, "/v1/topics", Some((body.to_string().into_bytes(), "application/json"))).await?;
+            let t: Value = client
+                .json(
+                    Method::POST,
+                    "/v1/topics",
+                    Some((body.to_string().into_bytes(), "application/json")),
+                )
+                .await?;
             if args.json {
                 output::json(&t);
             } else {
-                println!("created topic {} with {} partition(s)", t["name"].as_str().unwrap_or(""), t["partitions"]);
+                println!(
+                    "created topic {} with {} partition(s)",
+                    t["name"].as_str().unwrap_or(""),
+                    t["partitions"]
+                );
             }
         }
         TopicCommand::List => {
@@ -85,36 +100,82 @@ pub async fn run(cmd: TopicCommand, args: &ServerArgs) -> anyhow::Result<()> {
             for topic in &topics {
                 let records: u64 = topic["partition_offsets"]
                     .as_array()
-                    .map(|ps| ps.iter().map(|p| p["end_offset"].as_u64().unwrap_or(0) - p["start_offset"].as_u64().unwrap_or(0)).sum())
+                    .map(|ps| {
+                        ps.iter()
+                            .map(|p| {
+                                p["end_offset"].as_u64().unwrap_or(0)
+                                    - p["start_offset"].as_u64().unwrap_or(0)
+                            })
+                            .sum()
+                    })
                     .unwrap_or(0);
                 let retention = match topic["retention_ms"].as_u64() {
-                    Some(ms) => humantime::format_duration(std::time::Duration::from_millis(ms)).to_string(),
+                    Some(ms) => {
+                        humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+                    }
                     None => "forever".into(),
                 };
-                t.add_row(vec![topic["name"].as_str().unwrap_or("").to_string(), topic["partitions"].to_string(), records.to_string(), retention]);
+                t.add_row(vec![
+                    topic["name"].as_str().unwrap_or("").to_string(),
+                    topic["partitions"].to_string(),
+                    records.to_string(),
+                    retention,
+                ]);
             }
             println!("{t}");
         }
         TopicCommand::Describe { name } => {
-            let topic: Value = client.json(Method::GET, &format!("/v1/topics/{}", seg(&name)), None).await?;
+            let topic: Value = client
+                .json(Method::GET, &format!("/v1/topics/{}", seg(&name)), None)
+                .await?;
             if args.json {
                 return Ok(output::json(&topic));
             }
             let mut t = output::table(&["PARTITION", "START", "END", "RECORDS"]);
             for p in topic["partition_offsets"].as_array().into_iter().flatten() {
-                let (s, e) = (p["start_offset"].as_u64().unwrap_or(0), p["end_offset"].as_u64().unwrap_or(0));
-                t.add_row(vec![p["partition"].to_string(), s.to_string(), e.to_string(), (e - s).to_string()]);
+                let (s, e) = (
+                    p["start_offset"].as_u64().unwrap_or(0),
+                    p["end_offset"].as_u64().unwrap_or(0),
+                );
+                t.add_row(vec![
+                    p["partition"].to_string(),
+                    s.to_string(),
+                    e.to_string(),
+                    (e - s).to_string(),
+                ]);
             }
-            println!("{name} (created {})\n{t}", output::time(topic["created_ms"].as_i64().unwrap_or(0)));
+            println!(
+                "{name} (created {})\n{t}",
+                output::time(topic["created_ms"].as_i64().unwrap_or(0))
+            );
         }
         TopicCommand::Delete { name } => {
-            client.send(Method::DELETE, &format!("/v1/topics/{}", seg(&name)), None, None).await?;
+            client
+                .send(
+                    Method::DELETE,
+                    &format!("/v1/topics/{}", seg(&name)),
+                    None,
+                    None,
+                )
+                .await?;
             if !args.json {
                 println!("deleted topic {name}");
             }
         }
-        TopicCommand::Produce { name, file, format, key } => produce(&client, args, &name, file, &format, key).await?,
-        TopicCommand::Consume { name, partition, offset, from, limit, follow } => {
+        TopicCommand::Produce {
+            name,
+            file,
+            format,
+            key,
+        } => produce(&client, args, &name, file, &format, key).await?,
+        TopicCommand::Consume {
+            name,
+            partition,
+            offset,
+            from,
+            limit,
+            follow,
+        } => {
             let mut query = vec![format!("limit={limit}")];
             query.extend(partition.map(|p| format!("partition={p}")));
             query.extend(offset.map(|o| format!("offset={o}")));
@@ -124,15 +185,22 @@ pub async fn run(cmd: TopicCommand, args: &ServerArgs) -> anyhow::Result<()> {
             }
             let path = format!("/v1/topics/{}/records?{}", seg(&name), query.join("&"));
             if follow {
-                let resp = client.send(Method::GET, &path, None, Some("text/event-stream")).await?;
+                let resp = client
+                    .send(Method::GET, &path, None, Some("text/event-stream"))
+                    .await?;
                 let mut stream = resp.bytes_stream();
                 let mut buf = String::new();
                 while let Some(chunk) = stream.next().await {
-                    buf.push_str(&String::from_utf8_lossy(&chunk.context("the server closed the stream")?));
+                    buf.push_str(&String::from_utf8_lossy(
+                        &chunk.context("the server closed the stream")?,
+                    ));
                     while let Some(nl) = buf.find('\n') {
                         let line: String = buf.drain(..=nl).collect();
                         if let Some(data) = line.trim_end().strip_prefix("data:") {
-                            print_record(&serde_json::from_str(data.trim()).unwrap_or(Value::Null), args.json);
+                            print_record(
+                                &serde_json::from_str(data.trim()).unwrap_or(Value::Null),
+                                args.json,
+                            );
                         }
                     }
                 }
@@ -152,14 +220,36 @@ fn print_record(r: &Value, json: bool) {
     if json {
         let _ = writeln!(stdout, "{r}");
     } else {
-        let text = |f: &str| r[f].as_str().map(String::from).or_else(|| r[format!("{f}_b64")].as_str().map(|b| format!("(base64) {b}")));
-        let _ = writeln!(stdout, "{}:{}\t{}\t{}", r["partition"], r["offset"], text("key").unwrap_or_else(|| "-".into()), text("value").unwrap_or_default());
+        let text = |f: &str| {
+            r[f].as_str().map(String::from).or_else(|| {
+                r[format!("{f}_b64")]
+                    .as_str()
+                    .map(|b| format!("(base64) {b}"))
+            })
+        };
+        let _ = writeln!(
+            stdout,
+            "{}:{}\t{}\t{}",
+            r["partition"],
+            r["offset"],
+            text("key").unwrap_or_else(|| "-".into()),
+            text("value").unwrap_or_default()
+        );
     }
 }
 
-async fn produce(client: &Client, args: &ServerArgs, name: &str, file: Option<PathBuf>, format: &str, key: Option<String>) -> anyhow::Result<()> {
+async fn produce(
+    client: &Client,
+    args: &ServerArgs,
+    name: &str,
+    file: Option<PathBuf>,
+    format: &str,
+    key: Option<String>,
+) -> anyhow::Result<()> {
     let reader: Box<dyn BufRead> = match &file {
-        Some(f) => Box::new(std::io::BufReader::new(std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?)),
+        Some(f) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?,
+        )),
         None => Box::new(std::io::stdin().lock()),
     };
     let mut json_lines: Option<bool> = match format {
@@ -205,6 +295,12 @@ async fn produce(client: &Client, args: &ServerArgs, name: &str, file: Option<Pa
 }
 
 async fn send_chunk(client: &Client, path: &str, chunk: String) -> anyhow::Result<usize> {
-    let v: Value = client.json(Method::POST, path, Some((chunk.into_bytes(), "application/x-ndjson"))).await?;
+    let v: Value = client
+        .json(
+            Method::POST,
+            path,
+            Some((chunk.into_bytes(), "application/x-ndjson")),
+        )
+        .await?;
     Ok(v["count"].as_u64().unwrap_or(0) as usize)
 }

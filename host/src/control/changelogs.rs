@@ -29,19 +29,35 @@ pub enum ReplayError {
 }
 
 /// The changelog topics of a pipeline's operators: `(operator, store, topic)`.
-pub fn changelog_topics(log: &Log, pipeline: &str, operators: &[&str]) -> Vec<(String, String, Arc<Topic>)> {
+pub fn changelog_topics(
+    log: &Log,
+    pipeline: &str,
+    operators: &[&str],
+) -> Vec<(String, String, Arc<Topic>)> {
     log.topics()
         .into_iter()
-        .filter_map(|t| changelog_store(pipeline, operators, t.name()).map(|(op, store)| (op.to_string(), store, t)))
+        .filter_map(|t| {
+            changelog_store(pipeline, operators, t.name())
+                .map(|(op, store)| (op.to_string(), store, t))
+        })
         .collect()
 }
 
 /// Replays into local state whatever its changelogs hold beyond what the state reflects.
-pub fn catch_up(db: &Db, log: &Log, pipeline: &str, operators: &[&str]) -> Result<Replayed, ReplayError> {
+pub fn catch_up(
+    db: &Db,
+    log: &Log,
+    pipeline: &str,
+    operators: &[&str],
+) -> Result<Replayed, ReplayError> {
     let mut done = Replayed::default();
     for (operator, store, topic) in changelog_topics(log, pipeline, operators) {
         for p in 0..topic.partition_count() {
-            let scope = StateScope { pipeline: pipeline.to_string(), operator: operator.clone(), partition: p };
+            let scope = StateScope {
+                pipeline: pipeline.to_string(),
+                operator: operator.clone(),
+                partition: p,
+            };
             let reflected = load_marker(db, &scope, &store)?.unwrap_or(0);
             let end = topic.end_offset(p);
             if reflected >= end {
@@ -55,8 +71,20 @@ pub fn catch_up(db: &Db, log: &Log, pipeline: &str, operators: &[&str]) -> Resul
 }
 
 /// Applies changelog records `[from, to)` of `topic` to the store of `scope`.
-fn replay(db: &Db, log: &Log, topic: &Topic, scope: &StateScope, store: &str, from: u64, to: u64) -> Result<u64, ReplayError> {
-    let (cf, catalog_name) = if store == TIMERS_STORE { (Cf::Timers, TIMERS) } else { (Cf::State, store) };
+fn replay(
+    db: &Db,
+    log: &Log,
+    topic: &Topic,
+    scope: &StateScope,
+    store: &str,
+    from: u64,
+    to: u64,
+) -> Result<u64, ReplayError> {
+    let (cf, catalog_name) = if store == TIMERS_STORE {
+        (Cf::Timers, TIMERS)
+    } else {
+        (Cf::State, store)
+    };
     let id = db.store_id(&scope.store_name(catalog_name))?;
     let prefix = keys::task_prefix(id, scope.partition);
     let full = |k: &[u8]| [prefix.as_slice(), k].concat();
@@ -64,7 +92,9 @@ fn replay(db: &Db, log: &Log, topic: &Topic, scope: &StateScope, store: &str, fr
     let mut at = from;
     while at < to {
         let records = log.read(topic, scope.partition, at, REPLAY_CHUNK)?;
-        let Some((last, _, _)) = records.last() else { break };
+        let Some((last, _, _)) = records.last() else {
+            break;
+        };
         let next = last + 1;
         let mut wb = WriteBatch::default();
         for (offset, r, _) in &records {
@@ -85,7 +115,11 @@ fn replay(db: &Db, log: &Log, topic: &Topic, scope: &StateScope, store: &str, fr
             applied += 1;
         }
         let reached = next.min(to);
-        wb.put_cf(db.cf(Cf::Meta), marker_key(scope, store), reached.to_be_bytes());
+        wb.put_cf(
+            db.cf(Cf::Meta),
+            marker_key(scope, store),
+            reached.to_be_bytes(),
+        );
         db.write(wb)?;
         at = reached;
     }

@@ -2,8 +2,8 @@
 //! records, and turns a failed task into a failed pipeline. It talks to tasks only through
 //! their handles (stop requests in, status out).
 
-use super::pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
 use super::changelogs::{Replayed, catch_up, changelog_topics};
+use super::pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
 use super::savepoints::Savepoints;
 use super::{OnError, PipelineSpec};
 use crate::log::{Log, LogError, TopicConfig, TopicSink, TopicSource};
@@ -12,7 +12,10 @@ use crate::record::now_ms;
 use crate::registry::{Registry, RegistryError};
 use crate::runtime::{Limits, TaskInfo};
 use crate::state::{Cf, Db, OperatorState, StateError, StateScope, TaskId, load_position};
-use crate::task::{Operator, Task, TaskConfig, TaskHandle, TaskRunner, TaskState, TaskStatus, WasmOperator, WorkerPool};
+use crate::task::{
+    Operator, Task, TaskConfig, TaskHandle, TaskRunner, TaskState, TaskStatus, WasmOperator,
+    WorkerPool,
+};
 use rocksdb::WriteBatch;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -95,16 +98,37 @@ pub fn repartition_topic(pipeline: &str, id: &str) -> String {
 
 /// Splits a pipeline at its repartitions.
 pub(super) fn stages(spec: &PipelineSpec) -> Vec<Stage> {
-    let source = spec.source.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
-    let sink = spec.sink.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
+    let source = spec
+        .source
+        .as_ref()
+        .map(|t| t.topic.clone())
+        .unwrap_or_default();
+    let sink = spec
+        .sink
+        .as_ref()
+        .map(|t| t.topic.clone())
+        .unwrap_or_default();
     let mut stages = Vec::new();
-    let mut current = Stage { index: 0, source, sink: String::new(), ops: Vec::new() };
+    let mut current = Stage {
+        index: 0,
+        source,
+        sink: String::new(),
+        ops: Vec::new(),
+    };
     for (i, op) in spec.operators.iter().enumerate() {
         if op.repartition {
             let topic = repartition_topic(&spec.name, op.id());
             current.sink = topic.clone();
             let index = current.index + 1;
-            stages.push(std::mem::replace(&mut current, Stage { index, source: topic, sink: String::new(), ops: Vec::new() }));
+            stages.push(std::mem::replace(
+                &mut current,
+                Stage {
+                    index,
+                    source: topic,
+                    sink: String::new(),
+                    ops: Vec::new(),
+                },
+            ));
         }
         current.ops.push(i);
     }
@@ -117,21 +141,44 @@ pub(super) fn stages(spec: &PipelineSpec) -> Vec<Stage> {
 fn internal_topics(log: &Log, spec: &PipelineSpec) -> Vec<String> {
     let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
     let mut topics: Vec<String> = stages(spec).into_iter().skip(1).map(|s| s.source).collect();
-    topics.extend(changelog_topics(log, &spec.name, &ids).into_iter().map(|(_, _, t)| t.name().to_string()));
+    topics.extend(
+        changelog_topics(log, &spec.name, &ids)
+            .into_iter()
+            .map(|(_, _, t)| t.name().to_string()),
+    );
     topics
 }
 
 /// Every topic a pipeline reads or writes, internal ones included.
 fn topics_of(spec: &PipelineSpec) -> Vec<String> {
-    let mut topics: Vec<String> = stages(spec).into_iter().flat_map(|s| [s.source, s.sink]).collect();
+    let mut topics: Vec<String> = stages(spec)
+        .into_iter()
+        .flat_map(|s| [s.source, s.sink])
+        .collect();
     topics.dedup();
     topics
 }
 
 impl Controller {
-    pub fn new(db: Arc<Db>, log: Arc<Log>, registry: Arc<Registry>, metrics: Arc<Metrics>, workers: usize, savepoints: Savepoints) -> Self {
+    pub fn new(
+        db: Arc<Db>,
+        log: Arc<Log>,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        workers: usize,
+        savepoints: Savepoints,
+    ) -> Self {
         let pool = WorkerPool::new(workers, Arc::clone(log.signal()));
-        Controller { compacted: Mutex::default(), db, log, registry, metrics, pool, pipelines: Mutex::new(BTreeMap::new()), savepoints }
+        Controller {
+            compacted: Mutex::default(),
+            db,
+            log,
+            registry,
+            metrics,
+            pool,
+            pipelines: Mutex::new(BTreeMap::new()),
+            savepoints,
+        }
     }
 
     pub fn savepoints(&self) -> &Savepoints {
@@ -155,26 +202,41 @@ impl Controller {
     pub fn boot(&self) -> Result<(), ControlError> {
         self.finish_interrupted_restores()?;
         let mut records = Vec::new();
-        for item in self.db.rocks().prefix_iterator_cf(self.db.cf(Cf::Meta), RECORD_PREFIX) {
+        for item in self
+            .db
+            .rocks()
+            .prefix_iterator_cf(self.db.cf(Cf::Meta), RECORD_PREFIX)
+        {
             let (k, v) = item.map_err(StateError::from)?;
             if !k.starts_with(RECORD_PREFIX) {
                 break;
             }
             let record: PipelineRecord =
-                serde_json::from_slice(&v).map_err(|e| StateError::Corrupt { what: "pipeline record", detail: e.to_string() })?;
+                serde_json::from_slice(&v).map_err(|e| StateError::Corrupt {
+                    what: "pipeline record",
+                    detail: e.to_string(),
+                })?;
             records.push(record);
         }
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         for mut record in records {
             // An upgrade still on probation when the server stopped never committed: the
             // old version resumes from the last commit.
-            for u in record.upgrades.iter_mut().filter(|u| u.result == super::UpgradeResult::Probation) {
+            for u in record
+                .upgrades
+                .iter_mut()
+                .filter(|u| u.result == super::UpgradeResult::Probation)
+            {
                 u.result = super::UpgradeResult::RolledBack;
                 u.reason = Some("the server stopped during the probation; the old version resumed from the last commit".into());
                 u.finished_ms = Some(now_ms());
             }
             let name = record.spec.name.clone();
-            let mut entry = Entry { record, tasks: Vec::new(), busy: None };
+            let mut entry = Entry {
+                record,
+                tasks: Vec::new(),
+                busy: None,
+            };
             if entry.record.state == PipelineState::Running {
                 match self.start_tasks(&mut entry.record) {
                     Ok(tasks) => {
@@ -196,12 +258,18 @@ impl Controller {
 
     /// Creates a pipeline and starts it. Nothing is kept if it cannot start.
     pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, ControlError> {
-        spec.validate().map_err(|e| ControlError::Invalid(e.to_string()))?;
+        spec.validate()
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
         let source = spec.source.as_ref().ok_or_else(|| {
-            ControlError::Invalid("add a source: [source] topic = \"<topic>\" (a server pipeline reads a topic)".into())
+            ControlError::Invalid(
+                "add a source: [source] topic = \"<topic>\" (a server pipeline reads a topic)"
+                    .into(),
+            )
         })?;
         let sink = spec.sink.as_ref().ok_or_else(|| {
-            ControlError::Invalid("add a sink: [sink] topic = \"<topic>\" (a server pipeline writes a topic)".into())
+            ControlError::Invalid(
+                "add a sink: [sink] topic = \"<topic>\" (a server pipeline writes a topic)".into(),
+            )
         })?;
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         if pipelines.contains_key(&spec.name) {
@@ -223,20 +291,47 @@ impl Controller {
                 RegistryError::NoSuchVersion { .. } => ControlError::Invalid(e.to_string()),
                 other => other.into(),
             })?;
-            operators.push(PinnedOperator { id: op.id().to_string(), name: v.name, version: v.version, digest: v.digest, state_version: 1 });
+            operators.push(PinnedOperator {
+                id: op.id().to_string(),
+                name: v.name,
+                version: v.version,
+                digest: v.digest,
+                state_version: 1,
+            });
         }
         if sink.topic == source.topic {
-            return Err(ControlError::Invalid("the sink topic must differ from the source topic".into()));
+            return Err(ControlError::Invalid(
+                "the sink topic must differ from the source topic".into(),
+            ));
         }
         let partitions = source_topic.partition_count();
         // The sink and any repartition topics get the source's partition count.
         for stage in stages(&spec).iter().skip(1) {
-            self.log.ensure_topic(&stage.source, &TopicConfig { partitions, ..TopicConfig::default() })?;
+            self.log.ensure_topic(
+                &stage.source,
+                &TopicConfig {
+                    partitions,
+                    ..TopicConfig::default()
+                },
+            )?;
         }
-        self.log.ensure_topic(&sink.topic, &TopicConfig { partitions, ..TopicConfig::default() })?;
+        self.log.ensure_topic(
+            &sink.topic,
+            &TopicConfig {
+                partitions,
+                ..TopicConfig::default()
+            },
+        )?;
         let now = now_ms();
-        let mut record =
-            PipelineRecord { spec, operators, state: PipelineState::Created, reason: None, created_ms: now, updated_ms: now, upgrades: Vec::new() };
+        let mut record = PipelineRecord {
+            spec,
+            operators,
+            state: PipelineState::Created,
+            reason: None,
+            created_ms: now,
+            updated_ms: now,
+            upgrades: Vec::new(),
+        };
         if let Some(savepoint) = record.spec.from_savepoint.clone() {
             if let Err(e) = self.restore_new(&mut record, &savepoint) {
                 self.db.delete_pipeline_state(&record.spec.name)?;
@@ -248,29 +343,66 @@ impl Controller {
             Err(reason) => {
                 // Nothing ran; remove what the attempt may have left (store ids, positions).
                 self.db.delete_pipeline_state(&record.spec.name)?;
-                return Err(ControlError::Invalid(format!("pipeline {:?} cannot start: {reason}", record.spec.name)));
+                return Err(ControlError::Invalid(format!(
+                    "pipeline {:?} cannot start: {reason}",
+                    record.spec.name
+                )));
             }
         };
         self.set_state(&mut record, PipelineState::Running, None)?;
         let name = record.spec.name.clone();
-        pipelines.insert(name.clone(), Entry { record, tasks, busy: None });
+        pipelines.insert(
+            name.clone(),
+            Entry {
+                record,
+                tasks,
+                busy: None,
+            },
+        );
         drop(pipelines);
         self.refresh_gauges();
         self.status(&name)
     }
 
     /// Restores a pipeline being created from a savepoint (before anything runs).
-    fn restore_new(&self, record: &mut PipelineRecord, savepoint: &str) -> Result<(), ControlError> {
+    fn restore_new(
+        &self,
+        record: &mut PipelineRecord,
+        savepoint: &str,
+    ) -> Result<(), ControlError> {
         let m = self.savepoints.get(savepoint)?;
         // The operators' state versions come from their `init`: start each once.
         for (pinned, op_spec) in record.operators.iter_mut().zip(&record.spec.operators) {
             let version = self.registry.version(&pinned.name, pinned.version)?;
             let component = self.registry.component(&version)?;
-            let scope = StateScope { pipeline: record.spec.name.clone(), operator: pinned.id.clone(), partition: 0 };
+            let scope = StateScope {
+                pipeline: record.spec.name.clone(),
+                operator: pinned.id.clone(),
+                partition: 0,
+            };
             let state = OperatorState::new(Arc::clone(&self.db), scope, 1 << 20)?;
-            let info = TaskInfo { pipeline: record.spec.name.clone(), operator: pinned.id.clone(), version: pinned.version, partition: 0, partition_count: 1 };
-            let op = WasmOperator::start(component, info, op_spec.config_pairs(), state, Limits::from_settings(&record.spec.settings))
-                .map_err(|(e, _)| ControlError::Invalid(format!("operator {}@{}: init failed: {}", pinned.id, pinned.version, e.message())))?;
+            let info = TaskInfo {
+                pipeline: record.spec.name.clone(),
+                operator: pinned.id.clone(),
+                version: pinned.version,
+                partition: 0,
+                partition_count: 1,
+            };
+            let op = WasmOperator::start(
+                component,
+                info,
+                op_spec.config_pairs(),
+                state,
+                Limits::from_settings(&record.spec.settings),
+            )
+            .map_err(|(e, _)| {
+                ControlError::Invalid(format!(
+                    "operator {}@{}: init failed: {}",
+                    pinned.id,
+                    pinned.version,
+                    e.message()
+                ))
+            })?;
             pinned.state_version = op.state_version();
         }
         self.check_fit(&m, &record.spec, &record.operators)?;
@@ -281,21 +413,33 @@ impl Controller {
 
     /// Builds every task of a pipeline (instantiating and initializing its operators) and
     /// hands them to the workers; all or none.
-    pub(super) fn start_tasks(&self, record: &mut PipelineRecord) -> Result<Vec<Arc<TaskHandle>>, String> {
+    pub(super) fn start_tasks(
+        &self,
+        record: &mut PipelineRecord,
+    ) -> Result<Vec<Arc<TaskHandle>>, String> {
         let spec = &record.spec;
         let settings = &spec.settings;
         // State that is behind its changelogs (lost, wiped) is rebuilt before anything runs.
         let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
-        let replayed = catch_up(&self.db, &self.log, &spec.name, &ids).map_err(|e| format!("rebuilding state from changelogs: {e}"))?;
+        let replayed = catch_up(&self.db, &self.log, &spec.name, &ids)
+            .map_err(|e| format!("rebuilding state from changelogs: {e}"))?;
         if replayed.records > 0 {
             tracing::info!(pipeline = %spec.name, "replayed {} changelog records into {} stores", replayed.records, replayed.stores);
         }
         let stages = stages(spec);
-        let last_sink = self.log.topic(&stages.last().expect("at least one stage").sink).map_err(|e| e.to_string())?;
+        let last_sink = self
+            .log
+            .topic(&stages.last().expect("at least one stage").sink)
+            .map_err(|e| e.to_string())?;
         if settings.on_error == OnError::DeadLetter {
             let dlq = format!("{}.dlq", spec.name);
-            let config = TopicConfig { partitions: last_sink.partition_count(), ..TopicConfig::default() };
-            self.log.ensure_topic(&dlq, &config).map_err(|e| e.to_string())?;
+            let config = TopicConfig {
+                partitions: last_sink.partition_count(),
+                ..TopicConfig::default()
+            };
+            self.log
+                .ensure_topic(&dlq, &config)
+                .map_err(|e| e.to_string())?;
         }
         let limits = Limits::from_settings(settings);
         let mut runners = Vec::new();
@@ -309,11 +453,25 @@ impl Controller {
                 for &i in &stage.ops {
                     let (pinned, op_spec) = (&record.operators[i], &spec.operators[i]);
                     let label = format!("operator {}@{}", pinned.id, pinned.version);
-                    let version = self.registry.version(&pinned.name, pinned.version).map_err(|e| format!("{label}: {e}"))?;
-                    let component = self.registry.component(&version).map_err(|e| format!("{label}: {e}"))?;
-                    let scope = StateScope { pipeline: spec.name.clone(), operator: pinned.id.clone(), partition: p };
-                    let state = OperatorState::new(Arc::clone(&self.db), scope, (settings.state_cache_mb as usize) << 20)
+                    let version = self
+                        .registry
+                        .version(&pinned.name, pinned.version)
                         .map_err(|e| format!("{label}: {e}"))?;
+                    let component = self
+                        .registry
+                        .component(&version)
+                        .map_err(|e| format!("{label}: {e}"))?;
+                    let scope = StateScope {
+                        pipeline: spec.name.clone(),
+                        operator: pinned.id.clone(),
+                        partition: p,
+                    };
+                    let state = OperatorState::new(
+                        Arc::clone(&self.db),
+                        scope,
+                        (settings.state_cache_mb as usize) << 20,
+                    )
+                    .map_err(|e| format!("{label}: {e}"))?;
                     let info = TaskInfo {
                         pipeline: spec.name.clone(),
                         operator: pinned.id.clone(),
@@ -321,20 +479,43 @@ impl Controller {
                         partition: p,
                         partition_count: partitions,
                     };
-                    let op = WasmOperator::start(component, info, op_spec.config_pairs(), state, limits)
-                        .map_err(|(e, _)| format!("{label}: init failed: {}", e.message()))?;
+                    let op =
+                        WasmOperator::start(component, info, op_spec.config_pairs(), state, limits)
+                            .map_err(|(e, _)| format!("{label}: init failed: {}", e.message()))?;
                     versions.push((i, op.state_version()));
                     ops.push(Box::new(op));
                 }
-                let id = TaskId { pipeline: spec.name.clone(), stage: stage.index, partition: p };
-                let config = TaskConfig { changelog: true, ..TaskConfig::from_settings(settings) };
-                let task = Task::new(id.clone(), ops, config, Arc::clone(&self.db)).map_err(|e| e.to_string())?;
+                let id = TaskId {
+                    pipeline: spec.name.clone(),
+                    stage: stage.index,
+                    partition: p,
+                };
+                let config = TaskConfig {
+                    changelog: true,
+                    ..TaskConfig::from_settings(settings)
+                };
+                let task = Task::new(id.clone(), ops, config, Arc::clone(&self.db))
+                    .map_err(|e| e.to_string())?;
                 let handle = Arc::new(TaskHandle::new(id, task.committed_position().offset));
-                let metrics_name = if stage.index == 0 { spec.name.clone() } else { format!("{}/{}", spec.name, stage.index) };
+                let metrics_name = if stage.index == 0 {
+                    spec.name.clone()
+                } else {
+                    format!("{}/{}", spec.name, stage.index)
+                };
                 runners.push(TaskRunner::new(
                     task,
-                    Box::new(TopicSource::new(Arc::clone(&self.log), Arc::clone(&source), p)),
-                    Box::new(TopicSink::new(Arc::clone(&self.log), &spec.name, p, partitions, Arc::clone(&sink))),
+                    Box::new(TopicSource::new(
+                        Arc::clone(&self.log),
+                        Arc::clone(&source),
+                        p,
+                    )),
+                    Box::new(TopicSink::new(
+                        Arc::clone(&self.log),
+                        &spec.name,
+                        p,
+                        partitions,
+                        Arc::clone(&sink),
+                    )),
                     settings.batch_size,
                     Arc::clone(&handle),
                     Some(self.metrics.task(&metrics_name, p)),
@@ -351,12 +532,21 @@ impl Controller {
         Ok(handles)
     }
 
-    pub(super) fn set_state(&self, record: &mut PipelineRecord, state: PipelineState, reason: Option<String>) -> Result<(), StateError> {
+    pub(super) fn set_state(
+        &self,
+        record: &mut PipelineRecord,
+        state: PipelineState,
+        reason: Option<String>,
+    ) -> Result<(), StateError> {
         record.state = state;
         record.reason = reason;
         record.updated_ms = now_ms();
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.db.cf(Cf::Meta), record_key(&record.spec.name), serde_json::to_vec(record).expect("records serialize"));
+        wb.put_cf(
+            self.db.cf(Cf::Meta),
+            record_key(&record.spec.name),
+            serde_json::to_vec(record).expect("records serialize"),
+        );
         self.db.write(wb)
     }
 
@@ -376,10 +566,14 @@ impl Controller {
     /// Starts a stopped, created or failed pipeline from its committed positions.
     pub fn start(&self, name: &str) -> Result<PipelineStatus, ControlError> {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
-        let entry = pipelines.get_mut(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        let entry = pipelines
+            .get_mut(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         busy(entry)?;
         if entry.record.state != PipelineState::Running {
-            let tasks = self.start_tasks(&mut entry.record).map_err(|reason| ControlError::Invalid(format!("pipeline {name:?} cannot start: {reason}")))?;
+            let tasks = self.start_tasks(&mut entry.record).map_err(|reason| {
+                ControlError::Invalid(format!("pipeline {name:?} cannot start: {reason}"))
+            })?;
             entry.tasks = tasks;
             self.set_state(&mut entry.record, PipelineState::Running, None)?;
         }
@@ -391,7 +585,9 @@ impl Controller {
     /// Stops a running pipeline; its tasks commit first, so a start resumes exactly there.
     pub fn stop(&self, name: &str) -> Result<PipelineStatus, ControlError> {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
-        let entry = pipelines.get_mut(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        let entry = pipelines
+            .get_mut(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         busy(entry)?;
         if entry.record.state == PipelineState::Running {
             self.stop_tasks(entry);
@@ -405,7 +601,9 @@ impl Controller {
     /// Stops (if needed) and deletes a pipeline with all its state. Its topics stay.
     pub fn delete(&self, name: &str) -> Result<(), ControlError> {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
-        let entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        let entry = pipelines
+            .get(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         busy(entry)?;
         self.stop_tasks(entry);
         self.db.delete_pipeline_state(name)?;
@@ -420,7 +618,12 @@ impl Controller {
                 Err(e) => return Err(e.into()),
             }
         }
-        let partitions = entry.tasks.iter().map(|t| t.id.partition + 1).max().unwrap_or(0);
+        let partitions = entry
+            .tasks
+            .iter()
+            .map(|t| t.id.partition + 1)
+            .max()
+            .unwrap_or(0);
         pipelines.remove(name);
         drop(pipelines);
         self.metrics.remove_pipeline(name, partitions);
@@ -432,19 +635,26 @@ impl Controller {
     /// wiped and replayed; positions stay.
     pub fn rebuild_state(&self, name: &str) -> Result<Replayed, ControlError> {
         let pipelines = self.pipelines.lock().expect("pipelines lock");
-        let entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        let entry = pipelines
+            .get(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         if entry.record.state == PipelineState::Running {
-            return Err(ControlError::Conflict(format!("pipeline {name:?} is running; stop it before rebuilding its state")));
+            return Err(ControlError::Conflict(format!(
+                "pipeline {name:?} is running; stop it before rebuilding its state"
+            )));
         }
         self.db.delete_pipeline_stores(name)?;
         let ids: Vec<&str> = entry.record.spec.operators.iter().map(|o| o.id()).collect();
-        catch_up(&self.db, &self.log, name, &ids).map_err(|e| ControlError::Conflict(format!("rebuilding {name:?}: {e}")))
+        catch_up(&self.db, &self.log, name, &ids)
+            .map_err(|e| ControlError::Conflict(format!("rebuilding {name:?}: {e}")))
     }
 
     /// One pipeline's status.
     pub fn status(&self, name: &str) -> Result<PipelineStatus, ControlError> {
         let pipelines = self.pipelines.lock().expect("pipelines lock");
-        let entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        let entry = pipelines
+            .get(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         Ok(self.describe(entry))
     }
 
@@ -456,12 +666,26 @@ impl Controller {
 
     pub(super) fn describe(&self, entry: &Entry) -> PipelineStatus {
         let r = &entry.record;
-        let source = r.spec.source.as_ref().map(|t| t.topic.clone()).unwrap_or_default();
+        let source = r
+            .spec
+            .source
+            .as_ref()
+            .map(|t| t.topic.clone())
+            .unwrap_or_default();
         let stages = stages(&r.spec);
-        let mut tasks = if entry.tasks.is_empty() { self.stored_tasks(&r.spec.name, &stages) } else { entry.tasks.iter().map(|t| t.status()).collect() };
+        let mut tasks = if entry.tasks.is_empty() {
+            self.stored_tasks(&r.spec.name, &stages)
+        } else {
+            entry.tasks.iter().map(|t| t.status()).collect()
+        };
         // Lag against each stage's source as it is now, not as the task last saw it.
         for t in &mut tasks {
-            let Some(topic) = stages.get(t.stage as usize).and_then(|s| self.log.topic(&s.source).ok()) else { continue };
+            let Some(topic) = stages
+                .get(t.stage as usize)
+                .and_then(|s| self.log.topic(&s.source).ok())
+            else {
+                continue;
+            };
             if t.partition < topic.partition_count() {
                 t.end_offset = topic.end_offset(t.partition).max(t.committed_offset);
                 t.lag = t.end_offset - t.committed_offset;
@@ -472,7 +696,12 @@ impl Controller {
             state: r.state,
             reason: r.reason.clone(),
             source,
-            sink: r.spec.sink.as_ref().map(|t| t.topic.clone()).unwrap_or_default(),
+            sink: r
+                .spec
+                .sink
+                .as_ref()
+                .map(|t| t.topic.clone())
+                .unwrap_or_default(),
             operators: r.operators.clone(),
             tasks,
             spec: r.spec.clone(),
@@ -486,10 +715,18 @@ impl Controller {
     fn stored_tasks(&self, pipeline: &str, stages: &[Stage]) -> Vec<TaskStatus> {
         let mut out = Vec::new();
         for stage in stages {
-            let Ok(topic) = self.log.topic(&stage.source) else { continue };
+            let Ok(topic) = self.log.topic(&stage.source) else {
+                continue;
+            };
             out.extend((0..topic.partition_count()).map(|p| {
-                let id = TaskId { pipeline: pipeline.to_string(), stage: stage.index, partition: p };
-                let committed = load_position(&self.db, &id).map(|pos| pos.offset).unwrap_or(0);
+                let id = TaskId {
+                    pipeline: pipeline.to_string(),
+                    stage: stage.index,
+                    partition: p,
+                };
+                let committed = load_position(&self.db, &id)
+                    .map(|pos| pos.offset)
+                    .unwrap_or(0);
                 let end = topic.end_offset(p).max(committed);
                 TaskStatus {
                     stage: stage.index,
@@ -521,12 +758,15 @@ impl Controller {
             }
             let failure = entry.tasks.iter().find_map(|t| {
                 let s = t.status();
-                (s.state == TaskState::Failed).then(|| format!("{}: {}", t.id, s.failure.unwrap_or_default()))
+                (s.state == TaskState::Failed)
+                    .then(|| format!("{}: {}", t.id, s.failure.unwrap_or_default()))
             });
             if let Some(reason) = failure {
                 self.stop_tasks(entry);
                 tracing::error!(pipeline = %entry.record.spec.name, "pipeline failed: {reason}");
-                if let Err(e) = self.set_state(&mut entry.record, PipelineState::Failed, Some(reason)) {
+                if let Err(e) =
+                    self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))
+                {
                     tracing::error!("cannot record a pipeline failure: {e}");
                 }
                 changed = true;
@@ -560,7 +800,12 @@ impl Controller {
         let pipelines = self.pipelines.lock().expect("pipelines lock");
         pipelines
             .values()
-            .find(|e| e.record.operators.iter().any(|o| o.name == name && o.version == version))
+            .find(|e| {
+                e.record
+                    .operators
+                    .iter()
+                    .any(|o| o.name == name && o.version == version)
+            })
             .map(|e| e.record.spec.name.clone())
     }
 
@@ -569,7 +814,12 @@ impl Controller {
         let pipelines = self.pipelines.lock().expect("pipelines lock");
         pipelines
             .values()
-            .find(|e| topics_of(&e.record.spec).iter().chain(&internal_topics(&self.log, &e.record.spec)).any(|t| t == topic))
+            .find(|e| {
+                topics_of(&e.record.spec)
+                    .iter()
+                    .chain(&internal_topics(&self.log, &e.record.spec))
+                    .any(|t| t == topic)
+            })
             .map(|e| e.record.spec.name.clone())
     }
 
@@ -577,7 +827,13 @@ impl Controller {
     /// last compaction, below the offset their local state reflects. Returns how many
     /// records went.
     pub fn compact_changelogs(&self, min_growth: u64) -> Result<u64, ControlError> {
-        let specs: Vec<PipelineSpec> = self.pipelines.lock().expect("pipelines lock").values().map(|e| e.record.spec.clone()).collect();
+        let specs: Vec<PipelineSpec> = self
+            .pipelines
+            .lock()
+            .expect("pipelines lock")
+            .values()
+            .map(|e| e.record.spec.clone())
+            .collect();
         let mut removed = 0;
         for spec in specs {
             let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
@@ -585,14 +841,28 @@ impl Controller {
                 for p in 0..topic.partition_count() {
                     let end = topic.end_offset(p);
                     let key = (topic.meta.id, p);
-                    let last = self.compacted.lock().expect("compaction lock").get(&key).copied().unwrap_or(0);
+                    let last = self
+                        .compacted
+                        .lock()
+                        .expect("compaction lock")
+                        .get(&key)
+                        .copied()
+                        .unwrap_or(0);
                     if end < last + min_growth {
                         continue;
                     }
-                    let scope = StateScope { pipeline: spec.name.clone(), operator: operator.clone(), partition: p };
-                    let below = crate::state::changelog::load_marker(&self.db, &scope, &store)?.unwrap_or(end);
+                    let scope = StateScope {
+                        pipeline: spec.name.clone(),
+                        operator: operator.clone(),
+                        partition: p,
+                    };
+                    let below = crate::state::changelog::load_marker(&self.db, &scope, &store)?
+                        .unwrap_or(end);
                     removed += self.log.compact_partition(&topic, p, below)?;
-                    self.compacted.lock().expect("compaction lock").insert(key, end);
+                    self.compacted
+                        .lock()
+                        .expect("compaction lock")
+                        .insert(key, end);
                 }
             }
         }
@@ -606,10 +876,16 @@ impl Controller {
             self.metrics.pipelines.with_label_values(&[state]).set(0);
         }
         for e in pipelines.values() {
-            let state = serde_json::to_value(e.record.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let state = serde_json::to_value(e.record.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
             self.metrics.pipelines.with_label_values(&[&state]).inc();
             if let Ok(bytes) = self.db.pipeline_state_bytes(&e.record.spec.name) {
-                self.metrics.state_bytes.with_label_values(&[&e.record.spec.name]).set(bytes as i64);
+                self.metrics
+                    .state_bytes
+                    .with_label_values(&[&e.record.spec.name])
+                    .set(bytes as i64);
             }
         }
     }

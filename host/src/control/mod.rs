@@ -6,13 +6,15 @@ mod controller;
 mod pause;
 mod pipeline;
 mod savepoint_ops;
-mod upgrade;
 pub mod savepoints;
 pub mod spec;
+mod upgrade;
 
-pub use changelogs::{Replayed, ReplayError, catch_up, changelog_topics};
+pub use changelogs::{ReplayError, Replayed, catch_up, changelog_topics};
 pub use controller::{ControlError, Controller};
+pub use pipeline::{
+    PinnedOperator, PipelineRecord, PipelineState, PipelineStatus, UpgradeRecord, UpgradeResult,
+};
 pub use savepoint_ops::Restored;
 pub use savepoints::{Manifest, SavepointError, Savepoints};
-pub use pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus, UpgradeRecord, UpgradeResult};
 pub use spec::{OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};

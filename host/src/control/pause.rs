@@ -13,11 +13,19 @@ const PAUSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Pauses `tasks` stage by stage; `sources[s]` is stage `s`'s source topic. On failure the
 /// tasks already paused are resumed.
-pub(super) fn pause(pool: &WorkerPool, log: &Log, tasks: &[Arc<TaskHandle>], sources: &[String]) -> Result<(), String> {
+pub(super) fn pause(
+    pool: &WorkerPool,
+    log: &Log,
+    tasks: &[Arc<TaskHandle>],
+    sources: &[String],
+) -> Result<(), String> {
     let mut paused: Vec<&Arc<TaskHandle>> = Vec::new();
     let result = (|| {
         for (stage, source) in sources.iter().enumerate() {
-            let stage_tasks: Vec<&Arc<TaskHandle>> = tasks.iter().filter(|t| t.id.stage == stage as u32).collect();
+            let stage_tasks: Vec<&Arc<TaskHandle>> = tasks
+                .iter()
+                .filter(|t| t.id.stage == stage as u32)
+                .collect();
             if stage > 0 {
                 drain(log, &stage_tasks, source)?;
             }
@@ -32,7 +40,12 @@ pub(super) fn pause(pool: &WorkerPool, log: &Log, tasks: &[Arc<TaskHandle>], sou
                 match rx.recv_timeout(PAUSE_TIMEOUT) {
                     Ok(Ok(())) => paused.push(t),
                     Ok(Err(e)) => return Err(format!("task {} could not commit: {e}", t.id)),
-                    Err(_) => return Err(format!("task {} did not pause within {PAUSE_TIMEOUT:?}", t.id)),
+                    Err(_) => {
+                        return Err(format!(
+                            "task {} did not pause within {PAUSE_TIMEOUT:?}",
+                            t.id
+                        ));
+                    }
                 }
             }
         }
@@ -56,7 +69,11 @@ fn drain(log: &Log, tasks: &[&Arc<TaskHandle>], source: &str) -> Result<(), Stri
         for t in tasks {
             let s = t.status();
             if s.state == TaskState::Failed {
-                return Err(format!("task {} failed: {}", t.id, s.failure.unwrap_or_default()));
+                return Err(format!(
+                    "task {} failed: {}",
+                    t.id,
+                    s.failure.unwrap_or_default()
+                ));
             }
             if s.committed_offset < topic.end_offset(t.id.partition) {
                 done = false;
@@ -66,7 +83,9 @@ fn drain(log: &Log, tasks: &[&Arc<TaskHandle>], source: &str) -> Result<(), Stri
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("stage reading {source} did not catch up within {PAUSE_TIMEOUT:?}"));
+            return Err(format!(
+                "stage reading {source} did not catch up within {PAUSE_TIMEOUT:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -8,7 +8,9 @@ use crate::log::{Appends, LogError, TopicConfig};
 use crate::record::now_ms;
 use crate::state::changelog::{Change, TIMERS_STORE, changelog_topic, marker_key};
 use crate::state::savepoint::{SstBuilder, export_pipeline, for_each_entry, ingest};
-use crate::state::{Cf, StateScope, StoreName, TIMERS, TaskId, TaskPosition, keys, load_position, put_position};
+use crate::state::{
+    Cf, StateScope, StoreName, TIMERS, TaskId, TaskPosition, keys, load_position, put_position,
+};
 use rocksdb::{Options, WriteBatch};
 use std::sync::{Arc, mpsc};
 
@@ -36,8 +38,13 @@ impl From<SavepointError> for ControlError {
         match e {
             SavepointError::NotFound(_) => ControlError::NotFound(e.to_string()),
             SavepointError::Exists(_) => ControlError::Conflict(e.to_string()),
-            SavepointError::Corrupt(_) | SavepointError::Incompatible { .. } => ControlError::Invalid(e.to_string()),
-            SavepointError::Io(_) => ControlError::State(crate::state::StateError::Corrupt { what: "savepoint storage", detail: e.to_string() }),
+            SavepointError::Corrupt(_) | SavepointError::Incompatible { .. } => {
+                ControlError::Invalid(e.to_string())
+            }
+            SavepointError::Io(_) => ControlError::State(crate::state::StateError::Corrupt {
+                what: "savepoint storage",
+                detail: e.to_string(),
+            }),
         }
     }
 }
@@ -46,9 +53,13 @@ impl Controller {
     /// Marks a pipeline busy with `what`, or says what it is busy with.
     pub(super) fn claim(&self, name: &str, what: &'static str) -> Result<(), ControlError> {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
-        let entry = pipelines.get_mut(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        let entry = pipelines
+            .get_mut(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         if let Some(other) = entry.busy {
-            return Err(ControlError::Conflict(format!("pipeline {name:?} is busy with {other}; try again when it is done")));
+            return Err(ControlError::Conflict(format!(
+                "pipeline {name:?} is busy with {other}; try again when it is done"
+            )));
         }
         entry.busy = Some(what);
         Ok(())
@@ -82,32 +93,71 @@ impl Controller {
     }
 
     /// A pipeline's record, and its tasks when it runs.
-    pub(super) fn record_and_tasks(&self, name: &str) -> Result<(super::PipelineRecord, Vec<Arc<crate::task::TaskHandle>>), ControlError> {
+    pub(super) fn record_and_tasks(
+        &self,
+        name: &str,
+    ) -> Result<(super::PipelineRecord, Vec<Arc<crate::task::TaskHandle>>), ControlError> {
         let pipelines = self.pipelines.lock().expect("pipelines lock");
-        let e: &Entry = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
-        Ok((e.record.clone(), if e.record.state == PipelineState::Running { e.tasks.clone() } else { Vec::new() }))
+        let e: &Entry = pipelines
+            .get(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        Ok((
+            e.record.clone(),
+            if e.record.state == PipelineState::Running {
+                e.tasks.clone()
+            } else {
+                Vec::new()
+            },
+        ))
     }
 
     /// Pauses every task of a running pipeline at one batch boundary (no-op when none).
-    pub(super) fn pause_pipeline(&self, record: &super::PipelineRecord, tasks: &[Arc<crate::task::TaskHandle>]) -> Result<(), ControlError> {
+    pub(super) fn pause_pipeline(
+        &self,
+        record: &super::PipelineRecord,
+        tasks: &[Arc<crate::task::TaskHandle>],
+    ) -> Result<(), ControlError> {
         if tasks.is_empty() {
             return Ok(());
         }
-        let sources: Vec<String> = stages(&record.spec).iter().map(|s| s.source.clone()).collect();
+        let sources: Vec<String> = stages(&record.spec)
+            .iter()
+            .map(|s| s.source.clone())
+            .collect();
         pause(&self.pool, &self.log, tasks, &sources).map_err(ControlError::Conflict)
     }
 
     /// Takes the snapshot of a savepoint (the pipeline must be paused or stopped) and
     /// starts writing its files; returns once the snapshot exists.
-    pub(super) fn start_export(&self, name: &str, record: &super::PipelineRecord) -> Result<Export, ControlError> {
+    pub(super) fn start_export(
+        &self,
+        name: &str,
+        record: &super::PipelineRecord,
+    ) -> Result<Export, ControlError> {
         let id = self.savepoints.new_id(name, now_ms());
         let dir = self.savepoints.path(&id);
         let mut tasks = Vec::new();
         for stage in stages(&record.spec) {
-            let partitions = self.log.topic(&stage.source).map(|t| t.partition_count()).unwrap_or(0);
+            let partitions = self
+                .log
+                .topic(&stage.source)
+                .map(|t| t.partition_count())
+                .unwrap_or(0);
             for p in 0..partitions {
-                let pos = load_position(&self.db, &TaskId { pipeline: name.to_string(), stage: stage.index, partition: p })?;
-                tasks.push(SavedTask { stage: stage.index, partition: p, offset: pos.offset, watermark: pos.watermark });
+                let pos = load_position(
+                    &self.db,
+                    &TaskId {
+                        pipeline: name.to_string(),
+                        stage: stage.index,
+                        partition: p,
+                    },
+                )?;
+                tasks.push(SavedTask {
+                    stage: stage.index,
+                    partition: p,
+                    offset: pos.offset,
+                    watermark: pos.watermark,
+                });
             }
         }
         // The snapshot is taken on the export thread (it borrows the database there).
@@ -141,10 +191,14 @@ impl Controller {
     pub(super) fn finish_export(&self, export: Export) -> Result<Manifest, ControlError> {
         let mut manifest = export.manifest;
         let dir = self.savepoints.path(&manifest.id);
-        let stores = export.thread.join().map_err(|_| ControlError::Conflict("the savepoint export panicked".into()))?.map_err(|e| {
-            let _ = std::fs::remove_dir_all(&dir);
-            ControlError::Conflict(format!("savepoint export failed: {e}"))
-        })?;
+        let stores = export
+            .thread
+            .join()
+            .map_err(|_| ControlError::Conflict("the savepoint export panicked".into()))?
+            .map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
+                ControlError::Conflict(format!("savepoint export failed: {e}"))
+            })?;
         manifest.keys = stores.iter().map(|s| s.keys).sum();
         manifest.stores = stores;
         self.savepoints.write_manifest(&manifest)?;
@@ -165,9 +219,13 @@ impl Controller {
         let started = std::time::Instant::now();
         let record = {
             let pipelines = self.pipelines.lock().expect("pipelines lock");
-            let e = pipelines.get(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+            let e = pipelines
+                .get(name)
+                .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
             if e.record.state == PipelineState::Running {
-                return Err(ControlError::Conflict(format!("pipeline {name:?} is running; stop it before restoring a savepoint")));
+                return Err(ControlError::Conflict(format!(
+                    "pipeline {name:?} is running; stop it before restoring a savepoint"
+                )));
             }
             e.record.clone()
         };
@@ -185,17 +243,33 @@ impl Controller {
         if let Some(e) = self.pipelines.lock().expect("pipelines lock").get_mut(name) {
             e.tasks.clear();
         }
-        Ok(Restored { savepoint: m.id, keys, millis: started.elapsed().as_millis() as u64 })
+        Ok(Restored {
+            savepoint: m.id,
+            keys,
+            millis: started.elapsed().as_millis() as u64,
+        })
     }
 
     /// Refuses a savepoint whose shape does not match the pipeline: other operators, other
     /// state formats, other partition counts.
-    pub(super) fn check_fit(&self, m: &Manifest, spec: &super::PipelineSpec, operators: &[super::PinnedOperator]) -> Result<(), ControlError> {
-        let incompatible = |reason: String| SavepointError::Incompatible { id: m.id.clone(), pipeline: spec.name.clone(), reason };
+    pub(super) fn check_fit(
+        &self,
+        m: &Manifest,
+        spec: &super::PipelineSpec,
+        operators: &[super::PinnedOperator],
+    ) -> Result<(), ControlError> {
+        let incompatible = |reason: String| SavepointError::Incompatible {
+            id: m.id.clone(),
+            pipeline: spec.name.clone(),
+            reason,
+        };
         let saved: Vec<&str> = m.operators.iter().map(|o| o.id.as_str()).collect();
         let ours: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
         if saved != ours {
-            return Err(incompatible(format!("it holds operators {saved:?}, the pipeline has {ours:?}")).into());
+            return Err(incompatible(format!(
+                "it holds operators {saved:?}, the pipeline has {ours:?}"
+            ))
+            .into());
         }
         for (s, o) in m.operators.iter().zip(operators) {
             if s.state_version != o.state_version {
@@ -207,7 +281,11 @@ impl Controller {
             }
         }
         for stage in stages(spec) {
-            let partitions = self.log.topic(&stage.source).map(|t| t.partition_count()).unwrap_or(0);
+            let partitions = self
+                .log
+                .topic(&stage.source)
+                .map(|t| t.partition_count())
+                .unwrap_or(0);
             let saved = m.tasks.iter().filter(|t| t.stage == stage.index).count() as u32;
             if saved != partitions {
                 return Err(incompatible(format!(
@@ -217,8 +295,16 @@ impl Controller {
                 .into());
             }
         }
-        if let Some(f) = m.stores.iter().find(|f| !ours.contains(&f.operator.as_str())) {
-            return Err(incompatible(format!("it holds state of unknown operator {:?}", f.operator)).into());
+        if let Some(f) = m
+            .stores
+            .iter()
+            .find(|f| !ours.contains(&f.operator.as_str()))
+        {
+            return Err(incompatible(format!(
+                "it holds state of unknown operator {:?}",
+                f.operator
+            ))
+            .into());
         }
         Ok(())
     }
@@ -236,36 +322,72 @@ impl Controller {
             }
         }
         let dir = self.savepoints.path(&m.id);
-        let scratch = tempfile::Builder::new().prefix(".restore-").tempdir_in(self.savepoints.path("")).map_err(|e| SavepointError::Io(e.to_string()))?;
+        let scratch = tempfile::Builder::new()
+            .prefix(".restore-")
+            .tempdir_in(self.savepoints.path(""))
+            .map_err(|e| SavepointError::Io(e.to_string()))?;
         let opts = Options::default();
         let mut keys = 0;
         for (i, f) in m.stores.iter().enumerate() {
-            let (cf, catalog) = if f.store == TIMERS_STORE { (Cf::Timers, TIMERS) } else { (Cf::State, f.store.as_str()) };
-            let id = self.db.store_id(&StoreName { pipeline: name.to_string(), operator: f.operator.clone(), store: catalog.to_string() })?;
+            let (cf, catalog) = if f.store == TIMERS_STORE {
+                (Cf::Timers, TIMERS)
+            } else {
+                (Cf::State, f.store.as_str())
+            };
+            let id = self.db.store_id(&StoreName {
+                pipeline: name.to_string(),
+                operator: f.operator.clone(),
+                store: catalog.to_string(),
+            })?;
             let prefix = keys::task_prefix(id, f.partition);
-            let stage_partitions = m.tasks.iter().filter(|t| t.stage == stage_of(spec, &f.operator)).count() as u32;
+            let stage_partitions = m
+                .tasks
+                .iter()
+                .filter(|t| t.stage == stage_of(spec, &f.operator))
+                .count() as u32;
             let topic = self.log.ensure_topic(
                 &changelog_topic(name, &f.operator, &f.store),
-                &TopicConfig { partitions: stage_partitions.max(f.partition + 1), retention_ms: None, retention_bytes: None },
+                &TopicConfig {
+                    partitions: stage_partitions.max(f.partition + 1),
+                    retention_ms: None,
+                    retention_bytes: None,
+                },
             )?;
             let sst = scratch.path().join(format!("{i}.sst"));
             let mut builder = SstBuilder::create(&opts, &sst)?;
             let mut appends = Appends::default();
-            let scope = StateScope { pipeline: name.to_string(), operator: f.operator.clone(), partition: f.partition };
+            let scope = StateScope {
+                pipeline: name.to_string(),
+                operator: f.operator.clone(),
+                partition: f.partition,
+            };
             // The restored state becomes the changelog's content, so a later rebuild from
             // the changelog gives it back.
             let flush = |appends: &mut Appends| -> Result<(), crate::state::StateError> {
                 let mut a = std::mem::take(appends);
                 a.mark_end(&topic, f.partition, marker_key(&scope, &f.store));
-                self.log.commit(WriteBatch::default(), a).map(|_| ()).map_err(|e| match e {
-                    LogError::State(s) => s,
-                    other => crate::state::StateError::Corrupt { what: "changelog", detail: other.to_string() },
-                })
+                self.log
+                    .commit(WriteBatch::default(), a)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        LogError::State(s) => s,
+                        other => crate::state::StateError::Corrupt {
+                            what: "changelog",
+                            detail: other.to_string(),
+                        },
+                    })
             };
             for_each_entry(&dir.join(&f.file), &scratch.path().join("read"), |k, v| {
                 builder.put(&[prefix.as_slice(), k].concat(), v)?;
-                let change = Change::Put { key: k.to_vec(), value: v.to_vec() };
-                appends.push(&topic, f.partition, &crate::log::codec::encode_record(&change.to_record(), 0));
+                let change = Change::Put {
+                    key: k.to_vec(),
+                    value: v.to_vec(),
+                };
+                appends.push(
+                    &topic,
+                    f.partition,
+                    &crate::log::codec::encode_record(&change.to_record(), 0),
+                );
                 keys += 1;
                 if appends.len() >= CHANGELOG_CHUNK {
                     flush(&mut appends)?;
@@ -281,8 +403,20 @@ impl Controller {
         }
         let mut wb = WriteBatch::default();
         for t in &m.tasks {
-            let id = TaskId { pipeline: name.to_string(), stage: t.stage, partition: t.partition };
-            put_position(&self.db, &mut wb, &id, TaskPosition { offset: t.offset, watermark: t.watermark });
+            let id = TaskId {
+                pipeline: name.to_string(),
+                stage: t.stage,
+                partition: t.partition,
+            };
+            put_position(
+                &self.db,
+                &mut wb,
+                &id,
+                TaskPosition {
+                    offset: t.offset,
+                    watermark: t.watermark,
+                },
+            );
         }
         self.db.write(wb)?;
         Ok(keys)
@@ -291,12 +425,19 @@ impl Controller {
     /// Finishes restores a crash interrupted (called at boot, before pipelines start).
     pub(super) fn finish_interrupted_restores(&self) -> Result<(), ControlError> {
         let mut journals = Vec::new();
-        for item in self.db.rocks().prefix_iterator_cf(self.db.cf(Cf::Meta), JOURNAL) {
+        for item in self
+            .db
+            .rocks()
+            .prefix_iterator_cf(self.db.cf(Cf::Meta), JOURNAL)
+        {
             let (k, v) = item.map_err(crate::state::StateError::from)?;
             if !k.starts_with(JOURNAL) {
                 break;
             }
-            journals.push((String::from_utf8_lossy(&k[JOURNAL.len()..]).into_owned(), String::from_utf8_lossy(&v).into_owned()));
+            journals.push((
+                String::from_utf8_lossy(&k[JOURNAL.len()..]).into_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+            ));
         }
         for (pipeline, savepoint) in journals {
             tracing::warn!(%pipeline, %savepoint, "finishing a restore a crash interrupted");
@@ -316,5 +457,8 @@ fn journal_key(pipeline: &str) -> Vec<u8> {
 
 /// The stage an operator runs in.
 fn stage_of(spec: &super::PipelineSpec, operator: &str) -> u32 {
-    stages(spec).iter().find(|s| s.ops.iter().any(|i| spec.operators[*i].id() == operator)).map_or(0, |s| s.index)
+    stages(spec)
+        .iter()
+        .find(|s| s.ops.iter().any(|i| spec.operators[*i].id() == operator))
+        .map_or(0, |s| s.index)
 }

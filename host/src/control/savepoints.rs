@@ -51,7 +51,11 @@ pub enum SavepointError {
     Corrupt(String),
     /// The savepoint is fine but does not fit the pipeline.
     #[error("savepoint {id} does not fit pipeline {pipeline:?}: {reason}")]
-    Incompatible { id: String, pipeline: String, reason: String },
+    Incompatible {
+        id: String,
+        pipeline: String,
+        reason: String,
+    },
     #[error("savepoint storage: {0}")]
     Io(String),
 }
@@ -67,8 +71,17 @@ fn io(e: impl std::fmt::Display) -> SavepointError {
 
 /// Savepoint ids are file and URL safe: letters, digits, `.`, `_`, `-`.
 fn check_id(id: &str) -> Result<(), SavepointError> {
-    let ok = !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) && !id.starts_with('.');
-    if ok { Ok(()) } else { Err(SavepointError::NotFound(id.to_string())) }
+    let ok = !id.is_empty()
+        && id.len() <= 200
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(SavepointError::NotFound(id.to_string()))
+    }
 }
 
 impl Savepoints {
@@ -94,12 +107,18 @@ impl Savepoints {
 
     pub fn write_manifest(&self, m: &Manifest) -> Result<(), SavepointError> {
         let path = self.path(&m.id).join("manifest.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(m).expect("manifests serialize")).map_err(io)
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(m).expect("manifests serialize"),
+        )
+        .map_err(io)
     }
 
     fn read_manifest(dir: &Path) -> Result<Manifest, SavepointError> {
-        let text = std::fs::read(dir.join("manifest.json")).map_err(|_| SavepointError::Corrupt("manifest.json is missing".into()))?;
-        let m: Manifest = serde_json::from_slice(&text).map_err(|e| SavepointError::Corrupt(format!("manifest.json is invalid: {e}")))?;
+        let text = std::fs::read(dir.join("manifest.json"))
+            .map_err(|_| SavepointError::Corrupt("manifest.json is missing".into()))?;
+        let m: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| SavepointError::Corrupt(format!("manifest.json is invalid: {e}")))?;
         if m.format_version != FORMAT_VERSION {
             return Err(SavepointError::Corrupt(format!(
                 "format version {} is not supported (this server reads version {FORMAT_VERSION})",
@@ -122,7 +141,9 @@ impl Savepoints {
     /// Checks that every file is present and intact.
     pub fn verify(&self, m: &Manifest) -> Result<(), SavepointError> {
         let dir = self.path(&m.id);
-        m.stores.iter().try_for_each(|f| verify(&dir, f).map_err(SavepointError::Corrupt))
+        m.stores
+            .iter()
+            .try_for_each(|f| verify(&dir, f).map_err(SavepointError::Corrupt))
     }
 
     /// Every savepoint, oldest first.
@@ -157,22 +178,40 @@ impl Savepoints {
     /// Stores an uploaded archive as a savepoint after checking it completely; nothing is
     /// kept when anything is wrong.
     pub fn import(&self, archive: &[u8]) -> Result<Manifest, SavepointError> {
-        let staging = tempfile::Builder::new().prefix(".upload-").tempdir_in(&self.dir).map_err(io)?;
+        let staging = tempfile::Builder::new()
+            .prefix(".upload-")
+            .tempdir_in(&self.dir)
+            .map_err(io)?;
         let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
-        for entry in tar.entries().map_err(|e| SavepointError::Corrupt(format!("not a savepoint archive (.tar.gz): {e}")))? {
+        for entry in tar.entries().map_err(|e| {
+            SavepointError::Corrupt(format!("not a savepoint archive (.tar.gz): {e}"))
+        })? {
             let mut entry = entry.map_err(|e| SavepointError::Corrupt(format!("archive: {e}")))?;
             // `unpack_in` refuses paths that would leave the folder.
-            if !entry.unpack_in(staging.path()).map_err(|e| SavepointError::Corrupt(format!("archive: {e}")))? {
-                return Err(SavepointError::Corrupt("archive entries must stay inside the savepoint folder".into()));
+            if !entry
+                .unpack_in(staging.path())
+                .map_err(|e| SavepointError::Corrupt(format!("archive: {e}")))?
+            {
+                return Err(SavepointError::Corrupt(
+                    "archive entries must stay inside the savepoint folder".into(),
+                ));
             }
         }
-        let mut roots = std::fs::read_dir(staging.path()).map_err(io)?.filter_map(Result::ok).map(|e| e.path());
+        let mut roots = std::fs::read_dir(staging.path())
+            .map_err(io)?
+            .filter_map(Result::ok)
+            .map(|e| e.path());
         let (Some(root), None) = (roots.next(), roots.next()) else {
-            return Err(SavepointError::Corrupt("an archive holds exactly one savepoint folder".into()));
+            return Err(SavepointError::Corrupt(
+                "an archive holds exactly one savepoint folder".into(),
+            ));
         };
         let m = Self::read_manifest(&root)?;
-        check_id(&m.id).map_err(|_| SavepointError::Corrupt(format!("invalid savepoint id {:?}", m.id)))?;
-        m.stores.iter().try_for_each(|f| verify(&root, f).map_err(SavepointError::Corrupt))?;
+        check_id(&m.id)
+            .map_err(|_| SavepointError::Corrupt(format!("invalid savepoint id {:?}", m.id)))?;
+        m.stores
+            .iter()
+            .try_for_each(|f| verify(&root, f).map_err(SavepointError::Corrupt))?;
         let target = self.path(&m.id);
         if target.exists() {
             return Err(SavepointError::Exists(m.id));

@@ -77,7 +77,11 @@ pub struct OperatorSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repartition: bool,
     /// Handed to the operator's `init`. Values may be strings, numbers or booleans.
-    #[serde(default, deserialize_with = "config_values", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "config_values",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub config: BTreeMap<String, String>,
 }
 
@@ -89,7 +93,10 @@ impl OperatorSpec {
 
     /// The config as the `init` call takes it.
     pub fn config_pairs(&self) -> Vec<(String, String)> {
-        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -201,26 +208,38 @@ pub enum SpecError {
 /// Whether `name` may name a pipeline, operator, store, port (1 to 64) or topic (1 to
 /// 249) : characters from `A-Z a-z 0-9 . _ -`, as Kafka allows in topic names.
 pub fn check_name(what: &str, name: &str) -> Result<(), SpecError> {
-    let max = if what == "topic" { TOPIC_NAME_MAX } else { NAME_MAX };
-    let ok = !name.is_empty() && name.len() <= max && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let max = if what == "topic" {
+        TOPIC_NAME_MAX
+    } else {
+        NAME_MAX
+    };
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(SpecError::Invalid(format!("{what} name {name:?} is invalid: use 1 to {max} characters from A-Z a-z 0-9 . _ -")))
+        Err(SpecError::Invalid(format!(
+            "{what} name {name:?} is invalid: use 1 to {max} characters from A-Z a-z 0-9 . _ -"
+        )))
     }
 }
 
 impl PipelineSpec {
     /// Reads a TOML spec and checks it.
     pub fn from_toml(text: &str) -> Result<Self, SpecError> {
-        let spec: PipelineSpec = toml::from_str(text).map_err(|e| SpecError::Toml(e.to_string()))?;
+        let spec: PipelineSpec =
+            toml::from_str(text).map_err(|e| SpecError::Toml(e.to_string()))?;
         spec.validate()?;
         Ok(spec)
     }
 
     /// Reads a JSON spec and checks it.
     pub fn from_json(text: &str) -> Result<Self, SpecError> {
-        let spec: PipelineSpec = serde_json::from_str(text).map_err(|e| SpecError::Json(e.to_string()))?;
+        let spec: PipelineSpec =
+            serde_json::from_str(text).map_err(|e| SpecError::Json(e.to_string()))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -229,7 +248,9 @@ impl PipelineSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         check_name("pipeline", &self.name)?;
         if self.operators.is_empty() {
-            return Err(SpecError::Invalid("add at least one [[operators]] entry".into()));
+            return Err(SpecError::Invalid(
+                "add at least one [[operators]] entry".into(),
+            ));
         }
         let mut ids = std::collections::BTreeSet::new();
         for op in &self.operators {
@@ -247,16 +268,26 @@ impl PipelineSpec {
         }
         let s = &self.settings;
         if !(1..=100_000).contains(&s.batch_size) {
-            return Err(SpecError::Invalid(format!("settings.batch_size = {} must be 1 to 100000", s.batch_size)));
+            return Err(SpecError::Invalid(format!(
+                "settings.batch_size = {} must be 1 to 100000",
+                s.batch_size
+            )));
         }
         if s.call_timeout_ms == 0 {
-            return Err(SpecError::Invalid("settings.call_timeout_ms must be above 0".into()));
+            return Err(SpecError::Invalid(
+                "settings.call_timeout_ms must be above 0".into(),
+            ));
         }
         if !(1..=4096).contains(&s.memory_limit_mb) {
-            return Err(SpecError::Invalid(format!("settings.memory_limit_mb = {} must be 1 to 4096", s.memory_limit_mb)));
+            return Err(SpecError::Invalid(format!(
+                "settings.memory_limit_mb = {} must be 1 to 4096",
+                s.memory_limit_mb
+            )));
         }
         if s.watermark_delay_ms < 0 {
-            return Err(SpecError::Invalid("settings.watermark_delay_ms must not be negative".into()));
+            return Err(SpecError::Invalid(
+                "settings.watermark_delay_ms must not be negative".into(),
+            ));
         }
         Ok(())
     }
@@ -291,21 +322,41 @@ mod tests {
     fn versions_are_numbers_or_latest() {
         let spec = PipelineSpec::from_json(r#"{"name":"p","operators":[{"name":"a","version":3},{"name":"b","version":"latest"}]}"#).unwrap();
         assert_eq!(spec.operators[0].version, Some(VersionRef::Number(3)));
-        assert_eq!(spec.operators[1].version, Some(VersionRef::Latest(LatestTag::Latest)));
-        assert!(PipelineSpec::from_json(r#"{"name":"p","operators":[{"name":"a","version":"newest"}]}"#).is_err());
+        assert_eq!(
+            spec.operators[1].version,
+            Some(VersionRef::Latest(LatestTag::Latest))
+        );
+        assert!(
+            PipelineSpec::from_json(
+                r#"{"name":"p","operators":[{"name":"a","version":"newest"}]}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn rejects_what_cannot_run_with_a_reason() {
-        let unknown = PipelineSpec::from_toml("name = \"p\"\ncolour = 1\n[[operators]]\nname = \"a\"").unwrap_err();
-        assert!(unknown.to_string().contains("unknown field `colour`"), "{unknown}");
+        let unknown =
+            PipelineSpec::from_toml("name = \"p\"\ncolour = 1\n[[operators]]\nname = \"a\"")
+                .unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown field `colour`"),
+            "{unknown}"
+        );
         let none = PipelineSpec::from_toml("name = \"p\"\noperators = []").unwrap_err();
         assert!(none.to_string().contains("at least one"), "{none}");
-        let twice = PipelineSpec::from_toml("name = \"p\"\n[[operators]]\nname = \"a\"\n[[operators]]\nname = \"a\"").unwrap_err();
+        let twice = PipelineSpec::from_toml(
+            "name = \"p\"\n[[operators]]\nname = \"a\"\n[[operators]]\nname = \"a\"",
+        )
+        .unwrap_err();
         assert!(twice.to_string().contains("distinct `id`"), "{twice}");
-        let bad_name = PipelineSpec::from_toml("name = \"p q\"\n[[operators]]\nname = \"a\"").unwrap_err();
+        let bad_name =
+            PipelineSpec::from_toml("name = \"p q\"\n[[operators]]\nname = \"a\"").unwrap_err();
         assert!(bad_name.to_string().contains("invalid"), "{bad_name}");
-        let policy = PipelineSpec::from_toml("name = \"p\"\n[[operators]]\nname = \"a\"\n[settings]\non_error = \"retry\"").unwrap_err();
+        let policy = PipelineSpec::from_toml(
+            "name = \"p\"\n[[operators]]\nname = \"a\"\n[settings]\non_error = \"retry\"",
+        )
+        .unwrap_err();
         assert!(policy.to_string().contains("retry"), "{policy}");
     }
 }

@@ -20,8 +20,8 @@ use crate::runtime::bindings::{KvBatch, KvMeta, Span};
 use crate::runtime::{Limits, OperatorComponent, TaskInfo};
 use crate::state::{Db, StateScope, TIMERS};
 use crate::task::{Command, Operator, Task, TaskError, TaskHandle, Unavailable, WasmOperator};
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Entries handed to `migrate` per call.
@@ -51,7 +51,12 @@ struct SwapPlan {
 }
 
 impl SwapPlan {
-    fn start(&self, v: &Version, partition: u32, state: crate::state::OperatorState) -> Result<Box<dyn Operator>, (String, crate::state::OperatorState)> {
+    fn start(
+        &self,
+        v: &Version,
+        partition: u32,
+        state: crate::state::OperatorState,
+    ) -> Result<Box<dyn Operator>, (String, crate::state::OperatorState)> {
         let info = TaskInfo {
             pipeline: self.pipeline.clone(),
             operator: v.pinned.id.clone(),
@@ -59,9 +64,25 @@ impl SwapPlan {
             partition,
             partition_count: self.partitions,
         };
-        WasmOperator::start(v.component.clone(), info, self.config.clone(), state, self.limits)
-            .map(|op| Box::new(op) as Box<dyn Operator>)
-            .map_err(|(e, state)| (format!("operator {}@{}: init failed: {}", v.pinned.id, v.pinned.version, e.message()), state))
+        WasmOperator::start(
+            v.component.clone(),
+            info,
+            self.config.clone(),
+            state,
+            self.limits,
+        )
+        .map(|op| Box::new(op) as Box<dyn Operator>)
+        .map_err(|(e, state)| {
+            (
+                format!(
+                    "operator {}@{}: init failed: {}",
+                    v.pinned.id,
+                    v.pinned.version,
+                    e.message()
+                ),
+                state,
+            )
+        })
     }
 
     /// Replaces the running version `from` with `to` in a task; on failure puts `from`
@@ -78,9 +99,15 @@ impl SwapPlan {
                     Ok(new)
                 }
                 Err((reason, state)) => {
-                    let back = self.start(from, partition, state).unwrap_or_else(|(again, state)| {
-                        Box::new(Unavailable::new(format!("{}@{}", from.pinned.id, from.pinned.version), again, state))
-                    });
+                    let back =
+                        self.start(from, partition, state)
+                            .unwrap_or_else(|(again, state)| {
+                                Box::new(Unavailable::new(
+                                    format!("{}@{}", from.pinned.id, from.pinned.version),
+                                    again,
+                                    state,
+                                ))
+                            });
                     Err((back, reason))
                 }
             }
@@ -91,11 +118,21 @@ impl SwapPlan {
 
 /// Runs `migrate` of the operator at `local` over every store it has in the task's
 /// partition; returns how many keys it converted.
-fn migrate(task: &mut Task, local: usize, db: &Db, pipeline: &str, from_version: u32) -> Result<u64, String> {
+fn migrate(
+    task: &mut Task,
+    local: usize,
+    db: &Db,
+    pipeline: &str,
+    from_version: u32,
+) -> Result<u64, String> {
     let partition = task.id().partition;
     let op = &mut task.operators_mut()[local];
     let operator = op.state().scope().operator.clone();
-    let scope = StateScope { pipeline: pipeline.to_string(), operator: operator.clone(), partition };
+    let scope = StateScope {
+        pipeline: pipeline.to_string(),
+        operator: operator.clone(),
+        partition,
+    };
     let names: Vec<String> = db
         .stores(pipeline, Some(&operator))
         .map_err(|e| e.to_string())?
@@ -108,19 +145,31 @@ fn migrate(task: &mut Task, local: usize, db: &Db, pipeline: &str, from_version:
         let id = op.state().open_store(&name).map_err(|e| e.to_string())??;
         let mut continuation: Option<Vec<u8>> = None;
         loop {
-            let page = op.state().scan(id, b"", None, MIGRATE_PAGE, continuation.as_deref()).map_err(|e| e.to_string())?;
+            let page = op
+                .state()
+                .scan(id, b"", None, MIGRATE_PAGE, continuation.as_deref())
+                .map_err(|e| e.to_string())?;
             if page.entries.is_empty() {
                 break;
             }
-            let mut batch = KvBatch { data: Vec::new(), entries: Vec::with_capacity(page.entries.len()) };
+            let mut batch = KvBatch {
+                data: Vec::new(),
+                entries: Vec::with_capacity(page.entries.len()),
+            };
             for (k, v) in &page.entries {
                 let key = span(&mut batch.data, k);
                 let value = span(&mut batch.data, v);
                 batch.entries.push(KvMeta { key, value });
             }
-            let out = op.migrate(&name, from_version, &batch).map_err(|e| format!("migrating store {name:?} of {scope:?}: {}", e.message()))?;
+            let out = op
+                .migrate(&name, from_version, &batch)
+                .map_err(|e| format!("migrating store {name:?} of {scope:?}: {}", e.message()))?;
             if out.items.len() != page.entries.len() {
-                return Err(format!("migrate returned {} values for {} entries of store {name:?}", out.items.len(), page.entries.len()));
+                return Err(format!(
+                    "migrate returned {} values for {} entries of store {name:?}",
+                    out.items.len(),
+                    page.entries.len()
+                ));
             }
             for ((k, _), item) in page.entries.iter().zip(&out.items) {
                 if item.len == u32::MAX {
@@ -147,7 +196,10 @@ fn migrate(task: &mut Task, local: usize, db: &Db, pipeline: &str, from_version:
 fn span(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
     let offset = data.len() as u32;
     data.extend_from_slice(bytes);
-    Span { offset, len: bytes.len() as u32 }
+    Span {
+        offset,
+        len: bytes.len() as u32,
+    }
 }
 
 /// Runs `job` on every task (with a reply each) and collects the replies.
@@ -169,7 +221,10 @@ fn run_on<T: Send + 'static>(
     controller.pool.wake();
     replies
         .into_iter()
-        .map(|rx| rx.recv_timeout(SWAP_TIMEOUT).unwrap_or_else(|_| Err("the task did not answer".into())))
+        .map(|rx| {
+            rx.recv_timeout(SWAP_TIMEOUT)
+                .unwrap_or_else(|_| Err("the task did not answer".into()))
+        })
         .collect()
 }
 
@@ -177,15 +232,27 @@ impl Controller {
     /// Upgrades operator `operator` (its id in the pipeline) of a running pipeline to
     /// `version` (the latest when `None`). Returns once the new version runs on probation
     /// (or the swap failed and was undone); with `wait`, once the probation ended.
-    pub fn upgrade(self: &Arc<Self>, name: &str, operator: &str, version: Option<VersionRef>, wait: bool) -> Result<UpgradeRecord, ControlError> {
+    pub fn upgrade(
+        self: &Arc<Self>,
+        name: &str,
+        operator: &str,
+        version: Option<VersionRef>,
+        wait: bool,
+    ) -> Result<UpgradeRecord, ControlError> {
         self.claim(name, "an upgrade")?;
         match self.begin_upgrade(name, operator, version) {
-            Ok((record, plan, stage_tasks, settings)) if record.result == UpgradeResult::Probation => {
+            Ok((record, plan, stage_tasks, settings))
+                if record.result == UpgradeResult::Probation =>
+            {
                 let this = Arc::clone(self);
                 let pipeline = name.to_string();
-                let watcher = std::thread::spawn(move || this.watch_probation(&pipeline, plan, stage_tasks, settings));
+                let watcher = std::thread::spawn(move || {
+                    this.watch_probation(&pipeline, plan, stage_tasks, settings)
+                });
                 if wait {
-                    return watcher.join().map_err(|_| ControlError::Conflict("the probation watcher panicked".into()));
+                    return watcher.join().map_err(|_| {
+                        ControlError::Conflict("the probation watcher panicked".into())
+                    });
                 }
                 Ok(record)
             }
@@ -206,28 +273,63 @@ impl Controller {
         name: &str,
         operator: &str,
         version: Option<VersionRef>,
-    ) -> Result<(UpgradeRecord, SwapPlan, Vec<Arc<TaskHandle>>, super::Settings), ControlError> {
+    ) -> Result<
+        (
+            UpgradeRecord,
+            SwapPlan,
+            Vec<Arc<TaskHandle>>,
+            super::Settings,
+        ),
+        ControlError,
+    > {
         let (record, tasks) = self.record_and_tasks(name)?;
         if record.state != PipelineState::Running {
-            return Err(ControlError::Conflict(format!("pipeline {name:?} is not running; start it, then upgrade")));
+            return Err(ControlError::Conflict(format!(
+                "pipeline {name:?} is not running; start it, then upgrade"
+            )));
         }
-        let i = record.spec.operators.iter().position(|o| o.id() == operator).ok_or_else(|| {
-            let ids: Vec<&str> = record.spec.operators.iter().map(|o| o.id()).collect();
-            ControlError::Invalid(format!("pipeline {name:?} has no operator {operator:?} (it has {ids:?})"))
-        })?;
+        let i = record
+            .spec
+            .operators
+            .iter()
+            .position(|o| o.id() == operator)
+            .ok_or_else(|| {
+                let ids: Vec<&str> = record.spec.operators.iter().map(|o| o.id()).collect();
+                ControlError::Invalid(format!(
+                    "pipeline {name:?} has no operator {operator:?} (it has {ids:?})"
+                ))
+            })?;
         let old_pinned = record.operators[i].clone();
         let target = self.registry.resolve(&old_pinned.name, version)?;
         if target.version == old_pinned.version {
-            return Err(ControlError::Conflict(format!("operator {operator} already runs {}@{}", target.name, target.version)));
+            return Err(ControlError::Conflict(format!(
+                "operator {operator} already runs {}@{}",
+                target.name, target.version
+            )));
         }
         // Validate and compile before anything stops.
         let new_component = self.registry.component(&target)?;
-        let old_component = self.registry.component(&self.registry.version(&old_pinned.name, old_pinned.version)?)?;
+        let old_component = self.registry.component(
+            &self
+                .registry
+                .version(&old_pinned.name, old_pinned.version)?,
+        )?;
         let stages = stages(&record.spec);
-        let stage = stages.iter().find(|s| s.ops.contains(&i)).expect("every operator is in a stage");
-        let local = stage.ops.iter().position(|x| *x == i).expect("the operator is in its stage");
+        let stage = stages
+            .iter()
+            .find(|s| s.ops.contains(&i))
+            .expect("every operator is in a stage");
+        let local = stage
+            .ops
+            .iter()
+            .position(|x| *x == i)
+            .expect("the operator is in its stage");
         let partitions = self.log.topic(&stage.source).map(|t| t.partition_count())?;
-        let stage_tasks: Vec<Arc<TaskHandle>> = tasks.iter().filter(|t| t.id.stage == stage.index).cloned().collect();
+        let stage_tasks: Vec<Arc<TaskHandle>> = tasks
+            .iter()
+            .filter(|t| t.id.stage == stage.index)
+            .cloned()
+            .collect();
         let new_pinned = PinnedOperator {
             id: old_pinned.id.clone(),
             name: target.name.clone(),
@@ -237,8 +339,14 @@ impl Controller {
         };
         let plan = SwapPlan {
             local,
-            old: Version { component: old_component, pinned: old_pinned.clone() },
-            new: Version { component: new_component, pinned: new_pinned },
+            old: Version {
+                component: old_component,
+                pinned: old_pinned.clone(),
+            },
+            new: Version {
+                component: new_component,
+                pinned: new_pinned,
+            },
             config: record.spec.operators[i].config_pairs(),
             limits: Limits::from_settings(&record.spec.settings),
             pipeline: name.to_string(),
@@ -260,7 +368,13 @@ impl Controller {
         let replies = run_on(self, &stage_tasks, move |task| {
             let (from, to) = swap_plan.swap(task, &swap_plan.old, &swap_plan.new)?;
             let migrated = if from != to {
-                match migrate(task, swap_plan.local, &swap_plan.db, &swap_plan.pipeline, from) {
+                match migrate(
+                    task,
+                    swap_plan.local,
+                    &swap_plan.db,
+                    &swap_plan.pipeline,
+                    from,
+                ) {
                     Ok(n) => n,
                     Err(reason) => {
                         task.discard_uncommitted();
@@ -278,8 +392,12 @@ impl Controller {
         if failure.is_some() {
             // Undo the swap where it happened; nothing was processed in between.
             let undo = plan.clone();
-            let swapped: Vec<Arc<TaskHandle>> =
-                stage_tasks.iter().zip(&replies).filter(|(_, r)| r.is_ok()).map(|(t, _)| Arc::clone(t)).collect();
+            let swapped: Vec<Arc<TaskHandle>> = stage_tasks
+                .iter()
+                .zip(&replies)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(t, _)| Arc::clone(t))
+                .collect();
             for r in run_on(self, &swapped, move |task| {
                 task.end_probation();
                 task.discard_uncommitted();
@@ -293,8 +411,15 @@ impl Controller {
         let pause_ms = started.elapsed().as_secs_f64() * 1e3;
         resume(&self.pool, &tasks);
         let manifest = self.finish_export(export)?;
-        let migrated_keys = replies.iter().filter_map(|r| r.as_ref().ok()).map(|(_, n)| n).sum();
-        let new_state_version = replies.iter().find_map(|r| r.as_ref().ok()).map(|(v, _)| *v);
+        let migrated_keys = replies
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|(_, n)| n)
+            .sum();
+        let new_state_version = replies
+            .iter()
+            .find_map(|r| r.as_ref().ok())
+            .map(|(v, _)| *v);
         let mut plan = plan;
         if let Some(v) = new_state_version {
             plan.new.pinned.state_version = v;
@@ -306,7 +431,11 @@ impl Controller {
             savepoint: manifest.id,
             pause_ms,
             migrated_keys,
-            result: if failure.is_some() { UpgradeResult::RolledBack } else { UpgradeResult::Probation },
+            result: if failure.is_some() {
+                UpgradeResult::RolledBack
+            } else {
+                UpgradeResult::Probation
+            },
             reason: failure.clone(),
             started_ms,
             finished_ms: failure.as_ref().map(|_| now_ms()),
@@ -317,12 +446,24 @@ impl Controller {
 
     /// Adds or updates (the last) upgrade in the pipeline's record; with `pin`, the
     /// operator now runs that version for good.
-    fn record_upgrade(&self, name: &str, upgrade: &UpgradeRecord, pin: Option<&PinnedOperator>) -> Result<(), ControlError> {
+    fn record_upgrade(
+        &self,
+        name: &str,
+        upgrade: &UpgradeRecord,
+        pin: Option<&PinnedOperator>,
+    ) -> Result<(), ControlError> {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
-        let entry = pipelines.get_mut(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        let entry = pipelines
+            .get_mut(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         let history = &mut entry.record.upgrades;
         match history.last_mut() {
-            Some(last) if last.result == UpgradeResult::Probation && last.savepoint == upgrade.savepoint => *last = upgrade.clone(),
+            Some(last)
+                if last.result == UpgradeResult::Probation
+                    && last.savepoint == upgrade.savepoint =>
+            {
+                *last = upgrade.clone()
+            }
             _ => history.push(upgrade.clone()),
         }
         if let Some(pin) = pin {
@@ -337,18 +478,37 @@ impl Controller {
     }
 
     /// Waits out a probation, then commits the new version or rolls back.
-    fn watch_probation(&self, name: &str, plan: SwapPlan, tasks: Vec<Arc<TaskHandle>>, settings: super::Settings) -> UpgradeRecord {
+    fn watch_probation(
+        &self,
+        name: &str,
+        plan: SwapPlan,
+        tasks: Vec<Arc<TaskHandle>>,
+        settings: super::Settings,
+    ) -> UpgradeRecord {
         let started = Instant::now();
         let window = Duration::from_millis(settings.probation_ms);
         let verdict = loop {
             let statuses: Vec<_> = tasks.iter().map(|t| t.status()).collect();
-            if let Some(s) = statuses.iter().find(|s| s.state == crate::task::TaskState::Failed) {
-                break Err(format!("a task failed: {}", s.failure.clone().unwrap_or_default()));
+            if let Some(s) = statuses
+                .iter()
+                .find(|s| s.state == crate::task::TaskState::Failed)
+            {
+                break Err(format!(
+                    "a task failed: {}",
+                    s.failure.clone().unwrap_or_default()
+                ));
             }
-            if let Some(f) = statuses.iter().find_map(|s| s.probation.as_ref().and_then(|p| p.failure.clone())) {
+            if let Some(f) = statuses
+                .iter()
+                .find_map(|s| s.probation.as_ref().and_then(|p| p.failure.clone()))
+            {
                 break Err(f);
             }
-            let processed: u64 = statuses.iter().filter_map(|s| s.probation.as_ref()).map(|p| p.processed).sum();
+            let processed: u64 = statuses
+                .iter()
+                .filter_map(|s| s.probation.as_ref())
+                .map(|p| p.processed)
+                .sum();
             if processed >= settings.probation_records || started.elapsed() >= window {
                 break Ok(());
             }
@@ -356,7 +516,10 @@ impl Controller {
         };
         let mut upgrade = {
             let pipelines = self.pipelines.lock().expect("pipelines lock");
-            pipelines.get(name).and_then(|e| e.record.upgrades.last().cloned()).expect("the upgrade was recorded")
+            pipelines
+                .get(name)
+                .and_then(|e| e.record.upgrades.last().cloned())
+                .expect("the upgrade was recorded")
         };
         upgrade.finished_ms = Some(now_ms());
         let pin = match verdict {
@@ -375,7 +538,8 @@ impl Controller {
             Err(reason) => {
                 tracing::warn!(pipeline = %name, "upgrade rolled back: {reason}");
                 let undo = plan.clone();
-                let live: Vec<Arc<TaskHandle>> = tasks.iter().filter(|t| !t.is_finished()).cloned().collect();
+                let live: Vec<Arc<TaskHandle>> =
+                    tasks.iter().filter(|t| !t.is_finished()).cloned().collect();
                 for r in run_on(self, &live, move |task| {
                     task.end_probation();
                     task.discard_uncommitted();

@@ -19,14 +19,27 @@ const NO_KEY: u32 = u32::MAX;
 pub struct CodecError(pub &'static str);
 
 /// Encodes one record (from its parts, so flat batches need no `Record` in between).
-pub fn encode(key: Option<&[u8]>, value: &[u8], timestamp: i64, headers: &[(&[u8], &[u8])], append_ms: i64) -> Vec<u8> {
+pub fn encode(
+    key: Option<&[u8]>,
+    value: &[u8],
+    timestamp: i64,
+    headers: &[(&[u8], &[u8])],
+    append_ms: i64,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(31 + key.map_or(0, <[u8]>::len) + value.len());
     encode_into(&mut out, key, value, timestamp, headers, append_ms);
     out
 }
 
 /// Appends one encoded record to `out`.
-pub fn encode_into(out: &mut Vec<u8>, key: Option<&[u8]>, value: &[u8], timestamp: i64, headers: &[(&[u8], &[u8])], append_ms: i64) {
+pub fn encode_into(
+    out: &mut Vec<u8>,
+    key: Option<&[u8]>,
+    value: &[u8],
+    timestamp: i64,
+    headers: &[(&[u8], &[u8])],
+    append_ms: i64,
+) {
     out.push(VERSION);
     out.extend_from_slice(&timestamp.to_be_bytes());
     out.extend_from_slice(&append_ms.to_be_bytes());
@@ -50,7 +63,11 @@ pub fn encode_into(out: &mut Vec<u8>, key: Option<&[u8]>, value: &[u8], timestam
 
 /// Encodes a [`Record`].
 pub fn encode_record(r: &Record, append_ms: i64) -> Vec<u8> {
-    let headers: Vec<(&[u8], &[u8])> = r.headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())).collect();
+    let headers: Vec<(&[u8], &[u8])> = r
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_bytes(), v.as_slice()))
+        .collect();
     encode(r.key.as_deref(), &r.value, r.timestamp, &headers, append_ms)
 }
 
@@ -63,13 +80,19 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
     fn u16(&mut self) -> Result<u16, CodecError> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32, CodecError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn i64(&mut self) -> Result<i64, CodecError> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 }
 
@@ -103,7 +126,13 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded<'_>, CodecError> {
         let n = r.u32()? as usize;
         headers.push((name, r.take(n)?));
     }
-    Ok(Decoded { timestamp, append_ms, key, value, headers })
+    Ok(Decoded {
+        timestamp,
+        append_ms,
+        key,
+        value,
+        headers,
+    })
 }
 
 impl Decoded<'_> {
@@ -112,7 +141,11 @@ impl Decoded<'_> {
             key: self.key.map(<[u8]>::to_vec),
             value: self.value.to_vec(),
             timestamp: self.timestamp,
-            headers: self.headers.iter().map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec())).collect(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec()))
+                .collect(),
         }
     }
 
@@ -132,18 +165,33 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let r = Record { key: Some(b"k".to_vec()), value: b"v".to_vec(), timestamp: -5, headers: vec![("h".into(), vec![0, 1])] };
+        let r = Record {
+            key: Some(b"k".to_vec()),
+            value: b"v".to_vec(),
+            timestamp: -5,
+            headers: vec![("h".into(), vec![0, 1])],
+        };
         let bytes = encode_record(&r, 99);
         let d = decode(&bytes).unwrap();
         assert_eq!(d.append_ms, 99);
         assert_eq!(d.to_record(), r);
         let keyless = Record { key: None, ..r };
-        assert_eq!(decode(&encode_record(&keyless, 0)).unwrap().to_record(), keyless);
+        assert_eq!(
+            decode(&encode_record(&keyless, 0)).unwrap().to_record(),
+            keyless
+        );
     }
 
     #[test]
     fn truncated_values_are_errors_not_panics() {
-        let bytes = encode_record(&Record { key: Some(b"key".to_vec()), value: b"value".to_vec(), ..Record::default() }, 0);
+        let bytes = encode_record(
+            &Record {
+                key: Some(b"key".to_vec()),
+                value: b"value".to_vec(),
+                ..Record::default()
+            },
+            0,
+        );
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }

@@ -31,7 +31,11 @@ pub enum LogError {
     #[error("topic {0:?} already exists")]
     TopicExists(String),
     #[error("topic {topic:?} has {partitions} partition(s); partition {partition} does not exist")]
-    NoSuchPartition { topic: String, partition: u32, partitions: u32 },
+    NoSuchPartition {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -55,7 +59,10 @@ fn record_key(topic: u32, partition: u32, offset: u64) -> [u8; 16] {
 }
 
 fn offset_of(key: &[u8]) -> Result<u64, CodecError> {
-    key.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or(CodecError("log key"))
+    key.get(8..16)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or(CodecError("log key"))
 }
 
 /// Records of one partition to append: encoded back to back in one buffer.
@@ -77,11 +84,20 @@ pub struct Appends {
 
 impl Appends {
     /// Appends a record to `partition` of `topic`; `encode` writes it into the buffer.
-    pub fn push_with(&mut self, topic: &Arc<Topic>, partition: u32, encode: impl FnOnce(&mut Vec<u8>)) {
+    pub fn push_with(
+        &mut self,
+        topic: &Arc<Topic>,
+        partition: u32,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) {
         let group = self
             .groups
             .entry((topic.meta.id, partition))
-            .or_insert_with(|| Group { topic: Arc::clone(topic), data: Vec::new(), records: Vec::new() });
+            .or_insert_with(|| Group {
+                topic: Arc::clone(topic),
+                data: Vec::new(),
+                records: Vec::new(),
+            });
         encode(&mut group.data);
         group.records.push((group.data.len(), self.count));
         self.count += 1;
@@ -123,15 +139,21 @@ impl Log {
             if !k.starts_with(TOPIC_META) {
                 break;
             }
-            let meta: TopicMeta = serde_json::from_slice(&v)
-                .map_err(|e| StateError::Corrupt { what: "topic metadata", detail: e.to_string() })?;
+            let meta: TopicMeta = serde_json::from_slice(&v).map_err(|e| StateError::Corrupt {
+                what: "topic metadata",
+                detail: e.to_string(),
+            })?;
             let topic = Topic::new(meta);
             for p in 0..topic.meta.partitions {
                 load_offsets(&db, &topic, p)?;
             }
             topics.insert(topic.meta.name.clone(), Arc::new(topic));
         }
-        Ok(Log { db, topics: RwLock::new(topics), signal: Arc::new(Signal::default()) })
+        Ok(Log {
+            db,
+            topics: RwLock::new(topics),
+            signal: Arc::new(Signal::default()),
+        })
     }
 
     pub fn db(&self) -> &Arc<Db> {
@@ -145,19 +167,25 @@ impl Log {
 
     /// Creates a topic.
     pub fn create_topic(&self, name: &str, config: &TopicConfig) -> Result<Arc<Topic>, LogError> {
-        crate::control::spec::check_name("topic", name).map_err(|e| LogError::Invalid(e.to_string()))?;
+        crate::control::spec::check_name("topic", name)
+            .map_err(|e| LogError::Invalid(e.to_string()))?;
         if config.partitions == 0 || config.partitions > PARTITIONS_MAX {
-            return Err(LogError::Invalid(format!("partitions = {} must be 1 to {PARTITIONS_MAX}", config.partitions)));
+            return Err(LogError::Invalid(format!(
+                "partitions = {} must be 1 to {PARTITIONS_MAX}",
+                config.partitions
+            )));
         }
         let mut topics = self.topics.write().expect("topics lock");
         if topics.contains_key(name) {
             return Err(LogError::TopicExists(name.to_string()));
         }
         let id = match self.db.get(Cf::Meta, NEXT_TOPIC_ID)? {
-            Some(v) => u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StateError::Corrupt {
-                what: "topic id counter",
-                detail: format!("{} bytes", v.len()),
-            })?),
+            Some(v) => {
+                u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StateError::Corrupt {
+                    what: "topic id counter",
+                    detail: format!("{} bytes", v.len()),
+                })?)
+            }
             None => 1,
         };
         let meta = TopicMeta {
@@ -170,7 +198,11 @@ impl Log {
         };
         let mut wb = WriteBatch::default();
         let meta_cf = self.db.cf(Cf::Meta);
-        wb.put_cf(meta_cf, meta_key(name), serde_json::to_vec(&meta).expect("topic metadata serializes"));
+        wb.put_cf(
+            meta_cf,
+            meta_key(name),
+            serde_json::to_vec(&meta).expect("topic metadata serializes"),
+        );
         wb.put_cf(meta_cf, NEXT_TOPIC_ID, (id + 1).to_be_bytes());
         self.db.write(wb)?;
         let topic = Arc::new(Topic::new(meta));
@@ -187,21 +219,38 @@ impl Log {
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, LogError> {
-        self.topics.read().expect("topics lock").get(name).cloned().ok_or_else(|| LogError::NoSuchTopic(name.to_string()))
+        self.topics
+            .read()
+            .expect("topics lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::NoSuchTopic(name.to_string()))
     }
 
     /// Every topic, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.topics.read().expect("topics lock").values().cloned().collect()
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Deletes a topic and all its records.
     pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
         let mut topics = self.topics.write().expect("topics lock");
-        let topic = topics.get(name).cloned().ok_or_else(|| LogError::NoSuchTopic(name.to_string()))?;
+        let topic = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::NoSuchTopic(name.to_string()))?;
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.db.cf(Cf::Meta), meta_key(name));
-        wb.delete_range_cf(self.db.cf(Cf::Log), topic.meta.id.to_be_bytes(), (topic.meta.id + 1).to_be_bytes());
+        wb.delete_range_cf(
+            self.db.cf(Cf::Log),
+            topic.meta.id.to_be_bytes(),
+            (topic.meta.id + 1).to_be_bytes(),
+        );
         self.db.write(wb)?;
         topics.remove(name);
         Ok(())
@@ -209,12 +258,19 @@ impl Log {
 
     /// The partition of a produced record: explicit, by key (Kafka's partitioner), or
     /// round-robin for keyless records.
-    pub fn partition_for(&self, topic: &Topic, key: Option<&[u8]>, explicit: Option<u32>) -> Result<u32, LogError> {
+    pub fn partition_for(
+        &self,
+        topic: &Topic,
+        key: Option<&[u8]>,
+        explicit: Option<u32>,
+    ) -> Result<u32, LogError> {
         let n = topic.partition_count();
         match (explicit, key) {
-            (Some(p), _) if p >= n => {
-                Err(LogError::NoSuchPartition { topic: topic.meta.name.clone(), partition: p, partitions: n })
-            }
+            (Some(p), _) if p >= n => Err(LogError::NoSuchPartition {
+                topic: topic.meta.name.clone(),
+                partition: p,
+                partitions: n,
+            }),
             (Some(p), _) => Ok(p),
             (None, Some(k)) => Ok(partition_for_key(k, n)),
             (None, None) => Ok(topic.next_keyless.fetch_add(1, Ordering::Relaxed) % n),
@@ -222,7 +278,11 @@ impl Log {
     }
 
     /// Appends records from a producer; returns `(partition, offset)` of each.
-    pub fn produce(&self, topic: &Arc<Topic>, records: &[(Record, Option<u32>)]) -> Result<Vec<(u32, u64)>, LogError> {
+    pub fn produce(
+        &self,
+        topic: &Arc<Topic>,
+        records: &[(Record, Option<u32>)],
+    ) -> Result<Vec<(u32, u64)>, LogError> {
         let now = now_ms();
         let mut appends = Appends::default();
         for (r, explicit) in records {
@@ -234,13 +294,20 @@ impl Log {
 
     /// Writes `batch` (a task's state, positions...) together with `appends`, atomically,
     /// then makes the appended records visible. Returns where each record went.
-    pub fn commit(&self, mut batch: WriteBatch, appends: Appends) -> Result<Vec<(u32, u64)>, LogError> {
+    pub fn commit(
+        &self,
+        mut batch: WriteBatch,
+        appends: Appends,
+    ) -> Result<Vec<(u32, u64)>, LogError> {
         let mut ranges = Vec::with_capacity(appends.groups.len());
         let mut placed = vec![(0u32, 0u64); appends.count];
         let cf = self.db.cf(Cf::Log);
         for ((id, p), group) in &appends.groups {
             let start = {
-                let mut a = group.topic.partitions[*p as usize].assigner.lock().expect("assigner lock");
+                let mut a = group.topic.partitions[*p as usize]
+                    .assigner
+                    .lock()
+                    .expect("assigner lock");
                 let start = a.next;
                 a.next += group.records.len() as u64;
                 a.inflight.insert(start, group.records.len() as u64);
@@ -279,9 +346,18 @@ impl Log {
         Ok(placed)
     }
 
-    fn iterate<'a>(&'a self, topic: &Topic, partition: u32, from: u64) -> Result<rocksdb::DBRawIteratorWithThreadMode<'a, rocksdb::DB>, LogError> {
+    fn iterate<'a>(
+        &'a self,
+        topic: &Topic,
+        partition: u32,
+        from: u64,
+    ) -> Result<rocksdb::DBRawIteratorWithThreadMode<'a, rocksdb::DB>, LogError> {
         if partition >= topic.partition_count() {
-            return Err(LogError::NoSuchPartition { topic: topic.meta.name.clone(), partition, partitions: topic.partition_count() });
+            return Err(LogError::NoSuchPartition {
+                topic: topic.meta.name.clone(),
+                partition,
+                partitions: topic.partition_count(),
+            });
         }
         let end = topic.end_offset(partition);
         let mut ro = ReadOptions::default();
@@ -293,11 +369,19 @@ impl Log {
 
     /// Up to `max` records of a partition from offset `from` (gaps left by retention are
     /// skipped), with their offsets.
-    pub fn read(&self, topic: &Topic, partition: u32, from: u64, max: usize) -> Result<Vec<(u64, Record, i64)>, LogError> {
+    pub fn read(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Record, i64)>, LogError> {
         let mut it = self.iterate(topic, partition, from)?;
         let mut out = Vec::new();
         while out.len() < max {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
             let d = codec::decode(v)?;
             out.push((offset_of(k)?, d.to_record(), d.append_ms));
             it.next();
@@ -307,12 +391,20 @@ impl Log {
     }
 
     /// Up to `max` records of a partition from offset `from`, as a task's flat batch.
-    pub fn read_batch(&self, topic: &Topic, partition: u32, from: u64, max: usize) -> Result<SourceBatch, LogError> {
+    pub fn read_batch(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<SourceBatch, LogError> {
         let mut it = self.iterate(topic, partition, from)?;
         let mut events = batch::empty();
         let mut offsets = Vec::new();
         while offsets.len() < max {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
             codec::decode(v)?.push_to(&mut events);
             offsets.push(offset_of(k)?);
             it.next();
@@ -341,7 +433,10 @@ impl Log {
         let mut bytes = part.bytes.load(Ordering::Relaxed);
         let mut count = 0u64;
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let too_old = topic.meta.retention_ms.is_some_and(|ms| codec::decode(v).is_ok_and(|d| d.append_ms < now - ms as i64));
+            let too_old = topic
+                .meta
+                .retention_ms
+                .is_some_and(|ms| codec::decode(v).is_ok_and(|d| d.append_ms < now - ms as i64));
             let too_big = topic.meta.retention_bytes.is_some_and(|max| bytes > max);
             if !(too_old || too_big) {
                 break;
@@ -355,10 +450,17 @@ impl Log {
         it.status()?;
         if cutoff > start {
             let mut wb = WriteBatch::default();
-            wb.delete_range_cf(self.db.cf(Cf::Log), record_key(topic.meta.id, p, start), record_key(topic.meta.id, p, cutoff));
+            wb.delete_range_cf(
+                self.db.cf(Cf::Log),
+                record_key(topic.meta.id, p, start),
+                record_key(topic.meta.id, p, cutoff),
+            );
             self.db.write(wb)?;
             part.start.store(cutoff, Ordering::Release);
-            part.bytes.fetch_sub(freed.min(part.bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+            part.bytes.fetch_sub(
+                freed.min(part.bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
         }
         Ok(count)
     }
@@ -393,7 +495,11 @@ fn load_offsets(db: &Db, topic: &Topic, p: u32) -> Result<(), LogError> {
             ro.set_iterate_upper_bound(upper);
             let bytes: u64 = db
                 .rocks()
-                .iterator_cf_opt(cf, ro, IteratorMode::From(&lower, rocksdb::Direction::Forward))
+                .iterator_cf_opt(
+                    cf,
+                    ro,
+                    IteratorMode::From(&lower, rocksdb::Direction::Forward),
+                )
                 .map(|item| item.map(|(_, v)| v.len() as u64))
                 .sum::<Result<u64, _>>()?;
             part.bytes.store(bytes, Ordering::Relaxed);
@@ -415,14 +521,40 @@ mod tests {
     }
 
     fn rec(key: Option<&str>, value: &str) -> (Record, Option<u32>) {
-        (Record { key: key.map(|k| k.as_bytes().to_vec()), value: value.as_bytes().to_vec(), timestamp: 1, headers: vec![] }, None)
+        (
+            Record {
+                key: key.map(|k| k.as_bytes().to_vec()),
+                value: value.as_bytes().to_vec(),
+                timestamp: 1,
+                headers: vec![],
+            },
+            None,
+        )
     }
 
     #[test]
     fn produce_read_and_reopen() {
         let (dir, log) = log();
-        let t = log.create_topic("lines", &TopicConfig { partitions: 3, ..TopicConfig::default() }).unwrap();
-        let placed = log.produce(&t, &[rec(Some("a"), "1"), rec(Some("a"), "2"), rec(None, "x"), rec(None, "y")]).unwrap();
+        let t = log
+            .create_topic(
+                "lines",
+                &TopicConfig {
+                    partitions: 3,
+                    ..TopicConfig::default()
+                },
+            )
+            .unwrap();
+        let placed = log
+            .produce(
+                &t,
+                &[
+                    rec(Some("a"), "1"),
+                    rec(Some("a"), "2"),
+                    rec(None, "x"),
+                    rec(None, "y"),
+                ],
+            )
+            .unwrap();
         // Same key, same partition, consecutive offsets.
         assert_eq!(placed[0].0, placed[1].0);
         assert_eq!(placed[1].1, placed[0].1 + 1);
@@ -430,8 +562,14 @@ mod tests {
         assert_ne!(placed[2].0, placed[3].0);
         let p = placed[0].0;
         let got = log.read(&t, p, 0, 10).unwrap();
-        assert!(got.iter().any(|(o, r, _)| *o == placed[1].1 && r.value == b"2"));
-        assert!(matches!(log.read(&t, 7, 0, 1), Err(LogError::NoSuchPartition { .. })));
+        assert!(
+            got.iter()
+                .any(|(o, r, _)| *o == placed[1].1 && r.value == b"2")
+        );
+        assert!(matches!(
+            log.read(&t, 7, 0, 1),
+            Err(LogError::NoSuchPartition { .. })
+        ));
         let ends: Vec<u64> = (0..3).map(|p| t.end_offset(p)).collect();
         drop(t);
         let db = Arc::clone(log.db());
@@ -445,19 +583,48 @@ mod tests {
     #[test]
     fn explicit_partitions_are_checked() {
         let (_dir, log) = log();
-        let t = log.create_topic("t", &TopicConfig { partitions: 2, ..TopicConfig::default() }).unwrap();
+        let t = log
+            .create_topic(
+                "t",
+                &TopicConfig {
+                    partitions: 2,
+                    ..TopicConfig::default()
+                },
+            )
+            .unwrap();
         let err = log.produce(&t, &[(rec(None, "v").0, Some(5))]).unwrap_err();
-        assert_eq!(err.to_string(), "topic \"t\" has 2 partition(s); partition 5 does not exist");
-        assert_eq!(log.produce(&t, &[(rec(None, "v").0, Some(1))]).unwrap(), vec![(1, 0)]);
+        assert_eq!(
+            err.to_string(),
+            "topic \"t\" has 2 partition(s); partition 5 does not exist"
+        );
+        assert_eq!(
+            log.produce(&t, &[(rec(None, "v").0, Some(1))]).unwrap(),
+            vec![(1, 0)]
+        );
     }
 
     #[test]
     fn topics_are_created_checked_and_deleted() {
         let (_dir, log) = log();
         log.create_topic("a", &TopicConfig::default()).unwrap();
-        assert!(matches!(log.create_topic("a", &TopicConfig::default()), Err(LogError::TopicExists(_))));
-        assert!(matches!(log.create_topic("bad name", &TopicConfig::default()), Err(LogError::Invalid(_))));
-        assert!(matches!(log.create_topic("z", &TopicConfig { partitions: 0, ..TopicConfig::default() }), Err(LogError::Invalid(_))));
+        assert!(matches!(
+            log.create_topic("a", &TopicConfig::default()),
+            Err(LogError::TopicExists(_))
+        ));
+        assert!(matches!(
+            log.create_topic("bad name", &TopicConfig::default()),
+            Err(LogError::Invalid(_))
+        ));
+        assert!(matches!(
+            log.create_topic(
+                "z",
+                &TopicConfig {
+                    partitions: 0,
+                    ..TopicConfig::default()
+                }
+            ),
+            Err(LogError::Invalid(_))
+        ));
         let t = log.topic("a").unwrap();
         log.produce(&t, &[rec(None, "v")]).unwrap();
         log.delete_topic("a").unwrap();
@@ -471,7 +638,16 @@ mod tests {
     #[test]
     fn retention_drops_old_and_excess_records() {
         let (_dir, log) = log();
-        let t = log.create_topic("r", &TopicConfig { partitions: 1, retention_ms: Some(1000), retention_bytes: None }).unwrap();
+        let t = log
+            .create_topic(
+                "r",
+                &TopicConfig {
+                    partitions: 1,
+                    retention_ms: Some(1000),
+                    retention_bytes: None,
+                },
+            )
+            .unwrap();
         log.produce(&t, &[rec(None, "a"), rec(None, "b")]).unwrap();
         assert_eq!(log.apply_retention(now_ms()).unwrap(), 0);
         assert_eq!(log.apply_retention(now_ms() + 5000).unwrap(), 2);
@@ -480,7 +656,16 @@ mod tests {
         // New records keep counting up.
         assert_eq!(log.produce(&t, &[rec(None, "c")]).unwrap(), vec![(0, 2)]);
 
-        let s = log.create_topic("s", &TopicConfig { partitions: 1, retention_ms: None, retention_bytes: Some(100) }).unwrap();
+        let s = log
+            .create_topic(
+                "s",
+                &TopicConfig {
+                    partitions: 1,
+                    retention_ms: None,
+                    retention_bytes: Some(100),
+                },
+            )
+            .unwrap();
         let many: Vec<_> = (0..20).map(|i| rec(None, &format!("value-{i}"))).collect();
         log.produce(&s, &many).unwrap();
         assert!(log.apply_retention(now_ms()).unwrap() > 0);
@@ -494,7 +679,8 @@ mod tests {
     fn read_batch_gives_flat_events_with_offsets() {
         let (_dir, log) = log();
         let t = log.create_topic("b", &TopicConfig::default()).unwrap();
-        log.produce(&t, &[rec(Some("k"), "1"), rec(None, "2"), rec(None, "3")]).unwrap();
+        log.produce(&t, &[rec(Some("k"), "1"), rec(None, "2"), rec(None, "3")])
+            .unwrap();
         let b = log.read_batch(&t, 0, 1, 10).unwrap();
         assert_eq!(b.offsets, vec![1, 2]);
         assert_eq!(batch::record(&b.events, 0).value, b"2");
@@ -514,17 +700,28 @@ impl Log {
     /// `below`, drops every put or delete superseded by a later record of the same key
     /// (or by a later range delete covering it), and deletes that end up the oldest record
     /// of their key. Range deletes stay. Returns how many records went.
-    pub fn compact_partition(&self, topic: &Topic, partition: u32, below: u64) -> Result<u64, LogError> {
+    pub fn compact_partition(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        below: u64,
+    ) -> Result<u64, LogError> {
         let start = topic.start_offset(partition);
         let below = below.min(topic.end_offset(partition));
         let mut records: Vec<(u64, Kind, bool)> = Vec::new();
         let mut at = start;
         while at < below {
             let chunk = self.read(topic, partition, at, 10_000)?;
-            let Some((last, _, _)) = chunk.last() else { break };
+            let Some((last, _, _)) = chunk.last() else {
+                break;
+            };
             at = last + 1;
             for (offset, r, _) in chunk.into_iter().filter(|(o, _, _)| *o < below) {
-                let op = r.headers.iter().find(|(n, _)| n == "op").map(|(_, v)| v.clone());
+                let op = r
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n == "op")
+                    .map(|(_, v)| v.clone());
                 let key = r.key.unwrap_or_default();
                 let (kind, delete) = match op.as_deref() {
                     Some(b"delete-range") => {
@@ -541,17 +738,20 @@ impl Log {
         let mut seen: rustc_hash::FxHashSet<Vec<u8>> = Default::default();
         let mut ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut doomed = Vec::new();
-        let oldest_of_key: rustc_hash::FxHashMap<&[u8], u64> = records.iter().fold(Default::default(), |mut m, (o, k, _)| {
-            if let Kind::Key(key) = k {
-                m.entry(key.as_slice()).or_insert(*o);
-            }
-            m
-        });
+        let oldest_of_key: rustc_hash::FxHashMap<&[u8], u64> =
+            records.iter().fold(Default::default(), |mut m, (o, k, _)| {
+                if let Kind::Key(key) = k {
+                    m.entry(key.as_slice()).or_insert(*o);
+                }
+                m
+            });
         for (offset, kind, delete) in records.iter().rev() {
             match kind {
                 Kind::Range(s, e) => ranges.push((s.clone(), e.clone())),
                 Kind::Key(key) => {
-                    let covered = ranges.iter().any(|(s, e)| key >= s && e.as_ref().is_none_or(|e| key < e));
+                    let covered = ranges
+                        .iter()
+                        .any(|(s, e)| key >= s && e.as_ref().is_none_or(|e| key < e));
                     let superseded = !seen.insert(key.clone()) || covered;
                     // Nothing older left to cancel.
                     let lone_delete = *delete && oldest_of_key.get(key.as_slice()) == Some(offset);
@@ -583,30 +783,75 @@ mod compaction_tests {
     #[test]
     fn compaction_keeps_the_latest_change_per_key() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(Arc::new(Db::open(dir.path(), &DbOptions::default()).unwrap())).unwrap();
-        let t = log.create_topic("c", &TopicConfig { partitions: 1, retention_ms: None, retention_bytes: None }).unwrap();
-        let put = |k: &str, v: &str| Change::Put { key: k.into(), value: v.into() };
+        let log = Log::open(Arc::new(
+            Db::open(dir.path(), &DbOptions::default()).unwrap(),
+        ))
+        .unwrap();
+        let t = log
+            .create_topic(
+                "c",
+                &TopicConfig {
+                    partitions: 1,
+                    retention_ms: None,
+                    retention_bytes: None,
+                },
+            )
+            .unwrap();
+        let put = |k: &str, v: &str| Change::Put {
+            key: k.into(),
+            value: v.into(),
+        };
         let changes = vec![
             put("a", "1"),
             put("b", "1"),
             put("a", "2"),
             Change::Delete { key: b"b".to_vec() },
             put("c", "1"),
-            Change::DeleteRange { start: b"c".to_vec(), end: Some(b"d".to_vec()) },
+            Change::DeleteRange {
+                start: b"c".to_vec(),
+                end: Some(b"d".to_vec()),
+            },
             put("d", "1"),
             put("e", "1"),
         ];
-        let records: Vec<(Record, Option<u32>)> = changes.iter().map(|c| (c.to_record(), None)).collect();
+        let records: Vec<(Record, Option<u32>)> =
+            changes.iter().map(|c| (c.to_record(), None)).collect();
         log.produce(&t, &records).unwrap();
         // Everything below offset 7 may go; `e` (offset 7) is kept as is.
         let removed = log.compact_partition(&t, 0, 7).unwrap();
-        let left: Vec<Change> = log.read(&t, 0, 0, 100).unwrap().iter().map(|(_, r, _)| Change::from_record(r).unwrap()).collect();
-        assert_eq!(left, vec![put("a", "2"), Change::Delete { key: b"b".to_vec() }, Change::DeleteRange { start: b"c".to_vec(), end: Some(b"d".to_vec()) }, put("d", "1"), put("e", "1")]);
+        let left: Vec<Change> = log
+            .read(&t, 0, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|(_, r, _)| Change::from_record(r).unwrap())
+            .collect();
+        assert_eq!(
+            left,
+            vec![
+                put("a", "2"),
+                Change::Delete { key: b"b".to_vec() },
+                Change::DeleteRange {
+                    start: b"c".to_vec(),
+                    end: Some(b"d".to_vec())
+                },
+                put("d", "1"),
+                put("e", "1")
+            ]
+        );
         assert_eq!(removed, 3);
         // Again: the delete of `b` is now the oldest record of `b`, so it goes too.
         assert_eq!(log.compact_partition(&t, 0, 100).unwrap(), 1);
-        let left: Vec<Change> = log.read(&t, 0, 0, 100).unwrap().iter().map(|(_, r, _)| Change::from_record(r).unwrap()).collect();
-        assert_eq!(replay(&left), replay(&changes), "replaying what is left gives the same state");
+        let left: Vec<Change> = log
+            .read(&t, 0, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|(_, r, _)| Change::from_record(r).unwrap())
+            .collect();
+        assert_eq!(
+            replay(&left),
+            replay(&changes),
+            "replaying what is left gives the same state"
+        );
     }
 
     fn replay(changes: &[Change]) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
@@ -619,7 +864,9 @@ mod compaction_tests {
                 Change::Delete { key } => {
                     state.remove(key);
                 }
-                Change::DeleteRange { start, end } => state.retain(|k, _| !(k >= start && end.as_ref().is_none_or(|e| k < e))),
+                Change::DeleteRange { start, end } => {
+                    state.retain(|k, _| !(k >= start && end.as_ref().is_none_or(|e| k < e)))
+                }
             }
         }
         state

@@ -20,11 +20,18 @@ mod tests {
             ("foobar", -790332482),
             ("a-little-bit-long-string", -985981536),
             ("a-little-bit-longer-string", -1486304829),
-            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
             ("abc", 479470107),
         ];
         for (input, expected) in cases {
-            assert_eq!(murmur2::murmur2(input.as_bytes(), murmur2::KAFKA_SEED) as i32, expected, "{input}");
+            assert_eq!(
+                murmur2::murmur2(input.as_bytes(), murmur2::KAFKA_SEED) as i32,
+                expected,
+                "{input}"
+            );
         }
     }
 

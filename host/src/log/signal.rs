@@ -12,7 +12,11 @@ pub struct Signal {
 
 impl Default for Signal {
     fn default() -> Self {
-        Signal { generation: Mutex::new(0), cond: Condvar::new(), watch: tokio::sync::watch::Sender::new(0) }
+        Signal {
+            generation: Mutex::new(0),
+            cond: Condvar::new(),
+            watch: tokio::sync::watch::Sender::new(0),
+        }
     }
 }
 

@@ -30,8 +30,22 @@ pub struct TopicSink {
 impl TopicSink {
     /// The sink of task `partition` (of `state_partitions`) of `pipeline`, writing its
     /// main output to `main`.
-    pub fn new(log: Arc<Log>, pipeline: &str, partition: u32, state_partitions: u32, main: Arc<Topic>) -> Self {
-        TopicSink { log, pipeline: pipeline.to_string(), state_partitions, partition, main, side: HashMap::new(), changelogs: HashMap::new() }
+    pub fn new(
+        log: Arc<Log>,
+        pipeline: &str,
+        partition: u32,
+        state_partitions: u32,
+        main: Arc<Topic>,
+    ) -> Self {
+        TopicSink {
+            log,
+            pipeline: pipeline.to_string(),
+            state_partitions,
+            partition,
+            main,
+            side: HashMap::new(),
+            changelogs: HashMap::new(),
+        }
     }
 
     fn changelog(&mut self, operator: &str, store: &str) -> Result<Arc<Topic>, TaskError> {
@@ -39,8 +53,15 @@ impl TopicSink {
         if let Some(t) = self.changelogs.get(&name) {
             return Ok(Arc::clone(t));
         }
-        let config = TopicConfig { partitions: self.state_partitions, retention_ms: None, retention_bytes: None };
-        let t = self.log.ensure_topic(&name, &config).map_err(|e| TaskError::Sink(format!("topic {name}: {e}")))?;
+        let config = TopicConfig {
+            partitions: self.state_partitions,
+            retention_ms: None,
+            retention_bytes: None,
+        };
+        let t = self
+            .log
+            .ensure_topic(&name, &config)
+            .map_err(|e| TaskError::Sink(format!("topic {name}: {e}")))?;
         self.changelogs.insert(name, Arc::clone(&t));
         Ok(t)
     }
@@ -50,8 +71,14 @@ impl TopicSink {
             return Ok(Arc::clone(t));
         }
         let name = format!("{}.{port}", self.pipeline);
-        let config = TopicConfig { partitions: self.main.partition_count(), ..TopicConfig::default() };
-        let t = self.log.ensure_topic(&name, &config).map_err(|e| TaskError::Sink(format!("topic {name}: {e}")))?;
+        let config = TopicConfig {
+            partitions: self.main.partition_count(),
+            ..TopicConfig::default()
+        };
+        let t = self
+            .log
+            .ensure_topic(&name, &config)
+            .map_err(|e| TaskError::Sink(format!("topic {name}: {e}")))?;
         self.side.insert(port.to_string(), Arc::clone(&t));
         Ok(t)
     }
@@ -64,19 +91,31 @@ impl TopicSink {
     }
 
     fn push_record(&self, appends: &mut Appends, topic: &Arc<Topic>, r: &Record, now: i64) {
-        appends.push(topic, self.partition(topic, r.key.as_deref()), &codec::encode_record(r, now));
+        appends.push(
+            topic,
+            self.partition(topic, r.key.as_deref()),
+            &codec::encode_record(r, now),
+        );
     }
 }
 
 impl Sink for TopicSink {
-    fn commit(&mut self, _db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, changes: Vec<OperatorChanges>) -> Result<(), TaskError> {
+    fn commit(
+        &mut self,
+        _db: &Db,
+        batch: WriteBatch,
+        outputs: Vec<Outputs>,
+        changes: Vec<OperatorChanges>,
+    ) -> Result<(), TaskError> {
         let now = now_ms();
         let mut appends = Appends::default();
         for o in &outputs {
             for i in 0..o.main.events.len() {
                 let (key, value, ts, headers) = batch::parts(&o.main, i);
                 let p = self.partition(&self.main, key);
-                appends.push_with(&self.main, p, |buf| codec::encode_into(buf, key, value, ts, &headers, now));
+                appends.push_with(&self.main, p, |buf| {
+                    codec::encode_into(buf, key, value, ts, &headers, now)
+                });
             }
             for (port, r) in &o.side {
                 let t = self.side_topic(port)?;
@@ -88,16 +127,26 @@ impl Sink for TopicSink {
             }
         }
         for op in &changes {
-            let scope = StateScope { pipeline: self.pipeline.clone(), operator: op.operator.clone(), partition: self.partition };
+            let scope = StateScope {
+                pipeline: self.pipeline.clone(),
+                operator: op.operator.clone(),
+                partition: self.partition,
+            };
             for store in &op.stores {
                 let topic = self.changelog(&op.operator, &store.store)?;
                 for change in &store.changes {
-                    appends.push(&topic, self.partition, &codec::encode_record(&change.to_record(), now));
+                    appends.push(
+                        &topic,
+                        self.partition,
+                        &codec::encode_record(&change.to_record(), now),
+                    );
                 }
                 appends.mark_end(&topic, self.partition, marker_key(&scope, &store.store));
             }
         }
-        self.log.commit(batch, appends).map_err(|e| TaskError::Sink(e.to_string()))?;
+        self.log
+            .commit(batch, appends)
+            .map_err(|e| TaskError::Sink(e.to_string()))?;
         Ok(())
     }
 }

@@ -12,7 +12,11 @@ pub struct TopicSource {
 
 impl TopicSource {
     pub fn new(log: Arc<Log>, topic: Arc<Topic>, partition: u32) -> Self {
-        TopicSource { log, topic, partition }
+        TopicSource {
+            log,
+            topic,
+            partition,
+        }
     }
 }
 
@@ -20,7 +24,13 @@ impl TaskSource for TopicSource {
     fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, TaskError> {
         self.log
             .read_batch(&self.topic, self.partition, from, max)
-            .map_err(|e| TaskError::Source(format!("topic {} partition {}: {e}", self.topic.name(), self.partition)))
+            .map_err(|e| {
+                TaskError::Source(format!(
+                    "topic {} partition {}: {e}",
+                    self.topic.name(),
+                    self.partition
+                ))
+            })
     }
 
     fn end_offset(&self) -> u64 {

@@ -28,7 +28,11 @@ pub struct TopicConfig {
 impl Default for TopicConfig {
     fn default() -> Self {
         // Kafka's default retention: seven days.
-        TopicConfig { partitions: 1, retention_ms: Some(7 * 24 * 3600 * 1000), retention_bytes: None }
+        TopicConfig {
+            partitions: 1,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+        }
     }
 }
 
@@ -65,8 +69,14 @@ pub struct Topic {
 
 impl Topic {
     pub(crate) fn new(meta: TopicMeta) -> Self {
-        let partitions = (0..meta.partitions).map(|_| PartitionState::default()).collect();
-        Topic { meta, partitions, next_keyless: AtomicU32::new(0) }
+        let partitions = (0..meta.partitions)
+            .map(|_| PartitionState::default())
+            .collect();
+        Topic {
+            meta,
+            partitions,
+            next_keyless: AtomicU32::new(0),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -79,16 +89,22 @@ impl Topic {
 
     /// The next offset to be read in `partition` (everything below it is written).
     pub fn end_offset(&self, partition: u32) -> u64 {
-        self.partitions[partition as usize].end.load(Ordering::Acquire)
+        self.partitions[partition as usize]
+            .end
+            .load(Ordering::Acquire)
     }
 
     /// The first offset still stored in `partition`.
     pub fn start_offset(&self, partition: u32) -> u64 {
-        self.partitions[partition as usize].start.load(Ordering::Acquire)
+        self.partitions[partition as usize]
+            .start
+            .load(Ordering::Acquire)
     }
 
     /// Approximate bytes stored in `partition`.
     pub fn bytes(&self, partition: u32) -> u64 {
-        self.partitions[partition as usize].bytes.load(Ordering::Relaxed)
+        self.partitions[partition as usize]
+            .bytes
+            .load(Ordering::Relaxed)
     }
 }

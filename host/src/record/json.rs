@@ -58,31 +58,58 @@ pub fn parse_line(line: &str, default_timestamp: i64) -> Result<(Record, Option<
 
 fn parse_event(e: EventIn, default_timestamp: i64) -> Result<(Record, Option<u32>), JsonError> {
     let key = match (e.key, e.key_b64) {
-        (Some(_), Some(_)) => return Err(JsonError::Invalid("give either `key` or `key_b64`, not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(JsonError::Invalid(
+                "give either `key` or `key_b64`, not both".into(),
+            ));
+        }
         (Some(k), None) => Some(k.into_bytes()),
         (None, Some(k)) => Some(b64("key_b64", &k)?),
         (None, None) => None,
     };
     let value = match (e.value, e.value_b64) {
-        (Some(_), Some(_)) => return Err(JsonError::Invalid("give either `value` or `value_b64`, not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(JsonError::Invalid(
+                "give either `value` or `value_b64`, not both".into(),
+            ));
+        }
         (Some(serde_json::Value::String(s)), None) => s.into_bytes(),
         (Some(other), None) => other.to_string().into_bytes(),
         (None, Some(v)) => b64("value_b64", &v)?,
-        (None, None) => return Err(JsonError::Invalid("missing `value` (or `value_b64`)".into())),
+        (None, None) => {
+            return Err(JsonError::Invalid(
+                "missing `value` (or `value_b64`)".into(),
+            ));
+        }
     };
-    let mut headers: Vec<(String, Vec<u8>)> = e.headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+    let mut headers: Vec<(String, Vec<u8>)> = e
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
     for (k, v) in e.headers_b64 {
         let bytes = b64(&format!("headers_b64.{k}"), &v)?;
         headers.push((k, bytes));
     }
-    let record = Record { key, value, timestamp: e.timestamp.unwrap_or(default_timestamp), headers };
+    let record = Record {
+        key,
+        value,
+        timestamp: e.timestamp.unwrap_or(default_timestamp),
+        headers,
+    };
     Ok((record, e.partition))
 }
 
 /// Reads a JSON array of events (the alternative to JSON lines for produce calls).
-pub fn parse_array(text: &str, default_timestamp: i64) -> Result<Vec<(Record, Option<u32>)>, JsonError> {
+pub fn parse_array(
+    text: &str,
+    default_timestamp: i64,
+) -> Result<Vec<(Record, Option<u32>)>, JsonError> {
     let events: Vec<EventIn> = serde_json::from_str(text)?;
-    events.into_iter().map(|e| parse_event(e, default_timestamp)).collect()
+    events
+        .into_iter()
+        .map(|e| parse_event(e, default_timestamp))
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -131,7 +158,15 @@ fn event_out(r: &Record) -> EventOut<'_> {
             }
         }
     }
-    EventOut { key, key_b64, value, value_b64, timestamp: r.timestamp, headers, headers_b64 }
+    EventOut {
+        key,
+        key_b64,
+        value,
+        value_b64,
+        timestamp: r.timestamp,
+        headers,
+        headers_b64,
+    }
 }
 
 /// A record as one line of JSON (no trailing newline).
@@ -145,8 +180,20 @@ mod tests {
 
     #[test]
     fn reads_the_documented_format() {
-        let (r, p) = parse_line(r#"{"key":"k","value":"v","timestamp":5,"headers":{"h":"x"}}"#, 0).unwrap();
-        assert_eq!(r, Record { key: Some(b"k".to_vec()), value: b"v".to_vec(), timestamp: 5, headers: vec![("h".into(), b"x".to_vec())] });
+        let (r, p) = parse_line(
+            r#"{"key":"k","value":"v","timestamp":5,"headers":{"h":"x"}}"#,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Record {
+                key: Some(b"k".to_vec()),
+                value: b"v".to_vec(),
+                timestamp: 5,
+                headers: vec![("h".into(), b"x".to_vec())]
+            }
+        );
         assert_eq!(p, None);
         let (r, _) = parse_line(r#"{"value":"v"}"#, 42).unwrap();
         assert_eq!((r.key, r.timestamp), (None, 42));
@@ -154,9 +201,16 @@ mod tests {
 
     #[test]
     fn binary_round_trips_through_b64() {
-        let r = Record { key: Some(vec![0xff, 0]), value: vec![0xfe], timestamp: -1, headers: vec![("h".into(), vec![0x80])] };
+        let r = Record {
+            key: Some(vec![0xff, 0]),
+            value: vec![0xfe],
+            timestamp: -1,
+            headers: vec![("h".into(), vec![0x80])],
+        };
         let line = to_json_line(&r);
-        assert!(line.contains("key_b64") && line.contains("value_b64") && line.contains("headers_b64"));
+        assert!(
+            line.contains("key_b64") && line.contains("value_b64") && line.contains("headers_b64")
+        );
         assert_eq!(parse_line(&line, 0).unwrap().0, r);
     }
 
@@ -168,19 +222,36 @@ mod tests {
 
     #[test]
     fn bad_events_say_what_is_wrong() {
-        let unknown = parse_line(r#"{"value":"v","colour":"red"}"#, 0).unwrap_err().to_string();
+        let unknown = parse_line(r#"{"value":"v","colour":"red"}"#, 0)
+            .unwrap_err()
+            .to_string();
         assert!(unknown.contains("unknown field `colour`"), "{unknown}");
         let missing = parse_line(r#"{"key":"k"}"#, 0).unwrap_err().to_string();
         assert!(missing.contains("missing `value`"), "{missing}");
-        let both = parse_line(r#"{"value":"v","value_b64":"AA=="}"#, 0).unwrap_err().to_string();
+        let both = parse_line(r#"{"value":"v","value_b64":"AA=="}"#, 0)
+            .unwrap_err()
+            .to_string();
         assert!(both.contains("either"), "{both}");
-        assert!(parse_line(r#"{"value_b64":"!!"}"#, 0).unwrap_err().to_string().contains("base64"));
+        assert!(
+            parse_line(r#"{"value_b64":"!!"}"#, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("base64")
+        );
         assert!(parse_line("{nope", 0).is_err());
     }
 
     #[test]
     fn plain_output_is_compact_and_ordered() {
-        let r = Record { key: Some(b"the".to_vec()), value: b"3".to_vec(), timestamp: 7, headers: vec![] };
-        assert_eq!(to_json_line(&r), r#"{"key":"the","value":"3","timestamp":7}"#);
+        let r = Record {
+            key: Some(b"the".to_vec()),
+            value: b"3".to_vec(),
+            timestamp: 7,
+            headers: vec![],
+        };
+        assert_eq!(
+            to_json_line(&r),
+            r#"{"key":"the","value":"3","timestamp":7}"#
+        );
     }
 }

@@ -39,8 +39,14 @@ pub enum RegistryError {
     InvalidName(String),
     #[error(transparent)]
     Invalid(#[from] ComponentError),
-    #[error("operator {name}@{version} is used by pipeline {pipeline:?}; delete or upgrade the pipeline first")]
-    InUse { name: String, version: u32, pipeline: String },
+    #[error(
+        "operator {name}@{version} is used by pipeline {pipeline:?}; delete or upgrade the pipeline first"
+    )]
+    InUse {
+        name: String,
+        version: u32,
+        pipeline: String,
+    },
     #[error("cannot store operator binary: {0}")]
     Io(String),
     #[error(transparent)]
@@ -80,8 +86,15 @@ impl Registry {
     /// A registry keeping binaries under `dir/blobs`.
     pub fn open(db: Arc<Db>, dir: PathBuf, runtime: Runtime) -> Result<Self, RegistryError> {
         let blobs = dir.join("blobs");
-        std::fs::create_dir_all(&blobs).map_err(|e| RegistryError::Io(format!("{}: {e}", blobs.display())))?;
-        Ok(Registry { db, blobs, runtime, components: Mutex::new(HashMap::new()), uploads: Mutex::new(()) })
+        std::fs::create_dir_all(&blobs)
+            .map_err(|e| RegistryError::Io(format!("{}: {e}", blobs.display())))?;
+        Ok(Registry {
+            db,
+            blobs,
+            runtime,
+            components: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(()),
+        })
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -120,9 +133,16 @@ impl Registry {
             created_ms: now_ms(),
         };
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.db.cf(Cf::Meta), version_key(name, version.version), serde_json::to_vec(&version).expect("serializes"));
+        wb.put_cf(
+            self.db.cf(Cf::Meta),
+            version_key(name, version.version),
+            serde_json::to_vec(&version).expect("serializes"),
+        );
         self.db.write(wb)?;
-        self.components.lock().expect("components lock").insert(digest, component);
+        self.components
+            .lock()
+            .expect("components lock")
+            .insert(digest, component);
         Ok((version, true))
     }
 
@@ -146,12 +166,19 @@ impl Registry {
 
     fn scan(&self, prefix: &[u8]) -> Result<Vec<OperatorVersion>, RegistryError> {
         let mut out = Vec::new();
-        for item in self.db.rocks().prefix_iterator_cf(self.db.cf(Cf::Meta), prefix) {
+        for item in self
+            .db
+            .rocks()
+            .prefix_iterator_cf(self.db.cf(Cf::Meta), prefix)
+        {
             let (k, v) = item?;
             if !k.starts_with(prefix) {
                 break;
             }
-            out.push(serde_json::from_slice(&v).map_err(|e| StateError::Corrupt { what: "operator metadata", detail: e.to_string() })?);
+            out.push(serde_json::from_slice(&v).map_err(|e| StateError::Corrupt {
+                what: "operator metadata",
+                detail: e.to_string(),
+            })?);
         }
         Ok(out)
     }
@@ -159,17 +186,30 @@ impl Registry {
     /// One version of `name`.
     pub fn version(&self, name: &str, version: u32) -> Result<OperatorVersion, RegistryError> {
         match self.db.get(Cf::Meta, &version_key(name, version))? {
-            Some(v) => Ok(serde_json::from_slice(&v).map_err(|e| StateError::Corrupt { what: "operator metadata", detail: e.to_string() })?),
-            None if self.versions(name).is_ok() => Err(RegistryError::NoSuchVersion { name: name.to_string(), version }),
+            Some(v) => Ok(serde_json::from_slice(&v).map_err(|e| StateError::Corrupt {
+                what: "operator metadata",
+                detail: e.to_string(),
+            })?),
+            None if self.versions(name).is_ok() => Err(RegistryError::NoSuchVersion {
+                name: name.to_string(),
+                version,
+            }),
             None => Err(RegistryError::NotFound(name.to_string())),
         }
     }
 
     /// The version a spec means: a number, or the latest (also when none is given).
-    pub fn resolve(&self, name: &str, version: Option<VersionRef>) -> Result<OperatorVersion, RegistryError> {
+    pub fn resolve(
+        &self,
+        name: &str,
+        version: Option<VersionRef>,
+    ) -> Result<OperatorVersion, RegistryError> {
         match version {
             Some(VersionRef::Number(n)) => self.version(name, n),
-            _ => Ok(self.versions(name)?.pop().expect("versions() is never empty")),
+            _ => Ok(self
+                .versions(name)?
+                .pop()
+                .expect("versions() is never empty")),
         }
     }
 
@@ -179,16 +219,25 @@ impl Registry {
 
     /// The binary of a version.
     pub fn blob(&self, v: &OperatorVersion) -> Result<Vec<u8>, RegistryError> {
-        std::fs::read(self.blob_path(&v.digest)).map_err(|e| RegistryError::Io(format!("operator {}@{}: {e}", v.name, v.version)))
+        std::fs::read(self.blob_path(&v.digest))
+            .map_err(|e| RegistryError::Io(format!("operator {}@{}: {e}", v.name, v.version)))
     }
 
     /// The compiled component of a version (loaded once, then shared).
     pub fn component(&self, v: &OperatorVersion) -> Result<OperatorComponent, RegistryError> {
-        if let Some(c) = self.components.lock().expect("components lock").get(&v.digest) {
+        if let Some(c) = self
+            .components
+            .lock()
+            .expect("components lock")
+            .get(&v.digest)
+        {
             return Ok(c.clone());
         }
         let c = self.runtime.load(&self.blob(v)?)?;
-        self.components.lock().expect("components lock").insert(v.digest.clone(), c.clone());
+        self.components
+            .lock()
+            .expect("components lock")
+            .insert(v.digest.clone(), c.clone());
         Ok(c)
     }
 
@@ -207,7 +256,11 @@ impl Registry {
         };
         for v in &doomed {
             if let Some(pipeline) = in_use(name, v.version) {
-                return Err(RegistryError::InUse { name: name.to_string(), version: v.version, pipeline });
+                return Err(RegistryError::InUse {
+                    name: name.to_string(),
+                    version: v.version,
+                    pipeline,
+                });
             }
         }
         let mut wb = WriteBatch::default();
@@ -215,11 +268,19 @@ impl Registry {
             wb.delete_cf(self.db.cf(Cf::Meta), version_key(name, v.version));
         }
         self.db.write(wb)?;
-        let still_used: Vec<String> = self.list()?.into_values().flatten().map(|v| v.digest).collect();
+        let still_used: Vec<String> = self
+            .list()?
+            .into_values()
+            .flatten()
+            .map(|v| v.digest)
+            .collect();
         for v in &doomed {
             if !still_used.contains(&v.digest) {
                 let _ = std::fs::remove_file(self.blob_path(&v.digest));
-                self.components.lock().expect("components lock").remove(&v.digest);
+                self.components
+                    .lock()
+                    .expect("components lock")
+                    .remove(&v.digest);
             }
         }
         Ok(doomed)

@@ -21,7 +21,10 @@ pub fn digest_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-pub(crate) fn load(parts: &Arc<EngineParts>, bytes: &[u8]) -> Result<OperatorComponent, ComponentError> {
+pub(crate) fn load(
+    parts: &Arc<EngineParts>,
+    bytes: &[u8],
+) -> Result<OperatorComponent, ComponentError> {
     validate::check_binary(bytes)?;
     let digest = digest_of(bytes);
     let cache_dir = parts.config.cache_dir.as_deref();
@@ -43,7 +46,8 @@ pub(crate) fn load(parts: &Arc<EngineParts>, bytes: &[u8]) -> Result<OperatorCom
         .linker
         .instantiate_pre(&component)
         .map_err(|e| ComponentError::Incompatible(format!("{e:#}")))?;
-    let pre = bindings::OperatorPre::new(instance_pre).map_err(|e| ComponentError::Incompatible(format!("{e:#}")))?;
+    let pre = bindings::OperatorPre::new(instance_pre)
+        .map_err(|e| ComponentError::Incompatible(format!("{e:#}")))?;
     Ok(OperatorComponent {
         parts: Arc::clone(parts),
         pre,

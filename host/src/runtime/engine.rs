@@ -29,7 +29,8 @@ impl EngineParts {
 
         let mut linker = Linker::new(&engine);
         // Locked-down WASI for std-heavy guests: the context grants nothing (see host.rs).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         bindings::Operator::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
@@ -45,9 +46,13 @@ impl EngineParts {
                 }
             })
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
-        Ok(EngineParts { engine, linker, config, stop })
+        Ok(EngineParts {
+            engine,
+            linker,
+            config,
+            stop,
+        })
     }
-
 }
 
 /// Epoch ticks a call may run before it is interrupted.
@@ -55,8 +60,7 @@ pub(crate) fn deadline_ticks(deadline: std::time::Duration) -> u64 {
     (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
 }
 
-impl EngineParts {
-}
+impl EngineParts {}
 
 impl Drop for EngineParts {
     fn drop(&mut self) {

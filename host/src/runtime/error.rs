@@ -12,8 +12,13 @@ pub enum RuntimeError {
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("not a WebAssembly binary (it does not start with \\0asm); upload the .wasm file your build wrote")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "not a WebAssembly binary (it does not start with \\0asm); upload the .wasm file your build wrote"
+    )]
     NotWasm,
     #[error(
         "this is a core WebAssembly module, not a component; build for wasm32-wasip2 \
@@ -79,7 +84,11 @@ impl CallError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            CallError::Rejected { error: GuestError::Fatal(_), .. } | CallError::Failed(GuestError::Fatal(_)) | CallError::Host(_)
+            CallError::Rejected {
+                error: GuestError::Fatal(_),
+                ..
+            } | CallError::Failed(GuestError::Fatal(_))
+                | CallError::Host(_)
         )
     }
 }

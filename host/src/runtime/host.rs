@@ -25,7 +25,10 @@ pub struct TaskInfo {
 impl TaskInfo {
     /// `pipeline/operator@version#partition`, for logs and errors.
     pub fn tag(&self) -> String {
-        format!("{}/{}@{}#{}", self.pipeline, self.operator, self.version, self.partition)
+        format!(
+            "{}/{}@{}#{}",
+            self.pipeline, self.operator, self.version, self.partition
+        )
     }
 }
 
@@ -78,7 +81,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -91,16 +97,29 @@ fn span_bytes<'a>(data: &'a [u8], span: &Span) -> wasmtime::Result<Option<&'a [u
     let start = span.offset as usize;
     data.get(start..start + span.len as usize)
         .map(Some)
-        .ok_or_else(|| wasmtime::format_err!("span {}+{} outside a {}-byte buffer", span.offset, span.len, data.len()))
+        .ok_or_else(|| {
+            wasmtime::format_err!(
+                "span {}+{} outside a {}-byte buffer",
+                span.offset,
+                span.len,
+                data.len()
+            )
+        })
 }
 
 fn push_span(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> Span {
     match bytes {
-        None => Span { offset: 0, len: ABSENT },
+        None => Span {
+            offset: 0,
+            len: ABSENT,
+        },
         Some(b) => {
             let offset = data.len() as u32;
             data.extend_from_slice(b);
-            Span { offset, len: b.len() as u32 }
+            Span {
+                offset,
+                len: b.len() as u32,
+            }
         }
     }
 }
@@ -117,21 +136,35 @@ impl types::Host for HostState {}
 impl state::Host for HostState {}
 
 impl state::HostStore for HostState {
-    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreHandle>, state::StateError>> {
+    fn open(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<StoreHandle>, state::StateError>> {
         match self.state.open_store(&name)? {
             Ok(id) => Ok(Ok(self.table.push(StoreHandle(id))?)),
             Err(msg) => Ok(Err(state::StateError::InvalidArgument(msg))),
         }
     }
 
-    fn get(&mut self, store: Resource<StoreHandle>, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+    fn get(
+        &mut self,
+        store: Resource<StoreHandle>,
+        key: Vec<u8>,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
         let id = self.store_id(&store)?;
         Ok(self.state.get(id, &key)?)
     }
 
-    fn get_many(&mut self, store: Resource<StoreHandle>, keys: ByteList) -> wasmtime::Result<ByteList> {
+    fn get_many(
+        &mut self,
+        store: Resource<StoreHandle>,
+        keys: ByteList,
+    ) -> wasmtime::Result<ByteList> {
         let id = self.store_id(&store)?;
-        let mut out = ByteList { data: Vec::new(), items: Vec::with_capacity(keys.items.len()) };
+        let mut out = ByteList {
+            data: Vec::new(),
+            items: Vec::with_capacity(keys.items.len()),
+        };
         for key in byte_list_keys(&keys)? {
             let value = self.state.get(id, key)?;
             let span = push_span(&mut out.data, value.as_deref());
@@ -140,7 +173,12 @@ impl state::HostStore for HostState {
         Ok(out)
     }
 
-    fn set(&mut self, store: Resource<StoreHandle>, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+    fn set(
+        &mut self,
+        store: Resource<StoreHandle>,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
         let id = self.store_id(&store)?;
         self.state.set(id, key, value);
         Ok(())
@@ -149,8 +187,12 @@ impl state::HostStore for HostState {
     fn set_many(&mut self, store: Resource<StoreHandle>, entries: KvBatch) -> wasmtime::Result<()> {
         let id = self.store_id(&store)?;
         for e in &entries.entries {
-            let key = span_bytes(&entries.data, &e.key)?.unwrap_or_default().to_vec();
-            let value = span_bytes(&entries.data, &e.value)?.unwrap_or_default().to_vec();
+            let key = span_bytes(&entries.data, &e.key)?
+                .unwrap_or_default()
+                .to_vec();
+            let value = span_bytes(&entries.data, &e.value)?
+                .unwrap_or_default()
+                .to_vec();
             self.state.set(id, key, value);
         }
         Ok(())
@@ -162,7 +204,12 @@ impl state::HostStore for HostState {
         Ok(())
     }
 
-    fn delete_range(&mut self, store: Resource<StoreHandle>, start: Vec<u8>, end: Option<Vec<u8>>) -> wasmtime::Result<()> {
+    fn delete_range(
+        &mut self,
+        store: Resource<StoreHandle>,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    ) -> wasmtime::Result<()> {
         let id = self.store_id(&store)?;
         self.state.delete_range(id, start, end);
         Ok(())
@@ -177,19 +224,39 @@ impl state::HostStore for HostState {
         continuation: Option<Vec<u8>>,
     ) -> wasmtime::Result<state::ScanPage> {
         let id = self.store_id(&store)?;
-        let page = self.state.scan(id, &start, end.as_deref(), limit as usize, continuation.as_deref())?;
-        let mut entries = KvBatch { data: Vec::new(), entries: Vec::with_capacity(page.entries.len()) };
+        let page = self.state.scan(
+            id,
+            &start,
+            end.as_deref(),
+            limit as usize,
+            continuation.as_deref(),
+        )?;
+        let mut entries = KvBatch {
+            data: Vec::new(),
+            entries: Vec::with_capacity(page.entries.len()),
+        };
         for (k, v) in &page.entries {
             let key = push_span(&mut entries.data, Some(k));
             let value = push_span(&mut entries.data, Some(v));
             entries.entries.push(types::KvMeta { key, value });
         }
-        Ok(state::ScanPage { entries, continuation: page.continuation })
+        Ok(state::ScanPage {
+            entries,
+            continuation: page.continuation,
+        })
     }
 
-    fn increment(&mut self, store: Resource<StoreHandle>, key: Vec<u8>, delta: i64) -> wasmtime::Result<Result<i64, state::StateError>> {
+    fn increment(
+        &mut self,
+        store: Resource<StoreHandle>,
+        key: Vec<u8>,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, state::StateError>> {
         let id = self.store_id(&store)?;
-        Ok(self.state.increment(id, key, delta)?.map_err(|e| state::StateError::NotACounter(e.to_string())))
+        Ok(self
+            .state
+            .increment(id, key, delta)?
+            .map_err(|e| state::StateError::NotACounter(e.to_string())))
     }
 
     fn increment_many(

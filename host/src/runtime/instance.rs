@@ -31,7 +31,12 @@ impl OperatorInstance {
         store.set_epoch_deadline(deadline_ticks);
         let deadline_secs = limits.call_deadline.as_secs_f64();
         match pre.instantiate(&mut store) {
-            Ok(bindings) => Ok(OperatorInstance { store, bindings, deadline_ticks, deadline_secs }),
+            Ok(bindings) => Ok(OperatorInstance {
+                store,
+                bindings,
+                deadline_ticks,
+                deadline_secs,
+            }),
             Err(e) => {
                 let err = classify(e, &store.data().stderr.recent(), deadline_secs);
                 Err((err, store.into_data().into_state()))
@@ -58,18 +63,30 @@ impl OperatorInstance {
     /// Hands a batch to the operator.
     pub fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError> {
         self.call(|b, s| b.eddy_operator_handler().call_process(s, batch))?
-            .map_err(|e| CallError::Rejected { index: e.index, error: e.error })
+            .map_err(|e| CallError::Rejected {
+                index: e.index,
+                error: e.error,
+            })
     }
 
     /// Fires one timer.
     pub fn on_timer(&mut self, key: &[u8], at: i64) -> Result<OutputBatch, CallError> {
-        self.call(|b, s| b.eddy_operator_handler().call_on_timer(s, key, at))?.map_err(CallError::Failed)
+        self.call(|b, s| b.eddy_operator_handler().call_on_timer(s, key, at))?
+            .map_err(CallError::Failed)
     }
 
     /// Migrates a page of a store's entries; a refusal is `CallError::Failed(Fatal(..))`.
-    pub fn migrate(&mut self, store: &str, from_version: u32, entries: &KvBatch) -> Result<ByteList, CallError> {
-        self.call(|b, s| b.eddy_operator_handler().call_migrate(s, store, from_version, entries))?
-            .map_err(|msg| CallError::Failed(GuestError::Fatal(msg)))
+    pub fn migrate(
+        &mut self,
+        store: &str,
+        from_version: u32,
+        entries: &KvBatch,
+    ) -> Result<ByteList, CallError> {
+        self.call(|b, s| {
+            b.eddy_operator_handler()
+                .call_migrate(s, store, from_version, entries)
+        })?
+        .map_err(|msg| CallError::Failed(GuestError::Fatal(msg)))
     }
 
     /// The state the instance reads and writes.
@@ -91,12 +108,17 @@ fn classify(err: wasmtime::Error, last_stderr: &str, deadline_secs: f64) -> Call
         Err(e) => e,
     };
     if let Some(m) = err.downcast_ref::<MemoryLimitExceeded>() {
-        return CallError::Trap { kind: TrapKind::MemoryLimit, message: m.to_string() };
+        return CallError::Trap {
+            kind: TrapKind::MemoryLimit,
+            message: m.to_string(),
+        };
     }
     if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
         return CallError::Trap {
             kind: TrapKind::Deadline,
-            message: format!("call ran past its deadline of {deadline_secs}s (an endless loop, or too much work per batch)"),
+            message: format!(
+                "call ran past its deadline of {deadline_secs}s (an endless loop, or too much work per batch)"
+            ),
         };
     }
     let mut message = match err.downcast_ref::<wasmtime::Trap>() {
@@ -106,5 +128,8 @@ fn classify(err: wasmtime::Error, last_stderr: &str, deadline_secs: f64) -> Call
     if !last_stderr.is_empty() {
         message.push_str(&format!(" (guest stderr: {last_stderr})"));
     }
-    CallError::Trap { kind: TrapKind::Other, message }
+    CallError::Trap {
+        kind: TrapKind::Other,
+        message,
+    }
 }

@@ -5,7 +5,9 @@ use wasmtime::ResourceLimiter;
 
 /// An instance tried to grow its memory past the limit.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("memory limit exceeded: the instance asked for {desired} bytes, the limit is {limit} bytes")]
+#[error(
+    "memory limit exceeded: the instance asked for {desired} bytes, the limit is {limit} bytes"
+)]
 pub struct MemoryLimitExceeded {
     pub desired: usize,
     pub limit: usize,
@@ -19,14 +21,28 @@ pub(crate) struct InstanceLimits {
 }
 
 impl ResourceLimiter for InstanceLimits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
-            return Err(MemoryLimitExceeded { desired, limit: self.memory_limit }.into());
+            return Err(MemoryLimitExceeded {
+                desired,
+                limit: self.memory_limit,
+            }
+            .into());
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= TABLE_ELEMENTS_MAX)
     }
 }

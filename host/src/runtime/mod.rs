@@ -65,7 +65,10 @@ pub struct Limits {
 impl Limits {
     /// The limits a pipeline's settings ask for.
     pub fn from_settings(s: &crate::control::Settings) -> Self {
-        Limits { memory: (s.memory_limit_mb as usize) << 20, call_deadline: Duration::from_millis(s.call_timeout_ms) }
+        Limits {
+            memory: (s.memory_limit_mb as usize) << 20,
+            call_deadline: Duration::from_millis(s.call_timeout_ms),
+        }
     }
 }
 
@@ -78,7 +81,9 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine, the linker with every granted import, and the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        Ok(Runtime { inner: Arc::new(engine::EngineParts::new(config)?) })
+        Ok(Runtime {
+            inner: Arc::new(engine::EngineParts::new(config)?),
+        })
     }
 
     /// Validates and compiles a component (or loads its compiled form from the cache).
@@ -102,7 +107,10 @@ impl Runtime {
 
     /// The limits instances get unless told otherwise.
     pub fn default_limits(&self) -> Limits {
-        Limits { memory: self.inner.config.memory_limit, call_deadline: self.inner.config.call_deadline }
+        Limits {
+            memory: self.inner.config.memory_limit,
+            call_deadline: self.inner.config.call_deadline,
+        }
     }
 }
 

@@ -25,14 +25,22 @@ pub(crate) struct LogBudget {
 
 impl LogBudget {
     pub(crate) fn new() -> Self {
-        LogBudget { window: Instant::now(), used: 0, dropped: 0 }
+        LogBudget {
+            window: Instant::now(),
+            used: 0,
+            dropped: 0,
+        }
     }
 
     /// Whether one more line may be logged now; reports drops when a new window opens.
     pub(crate) fn admit(&mut self, tag: &str) -> bool {
         if self.window.elapsed().as_secs() >= 1 {
             if self.dropped > 0 {
-                tracing::warn!(operator = tag, dropped = self.dropped, "guest log lines dropped (over {LOG_LINES_PER_SECOND}/s)");
+                tracing::warn!(
+                    operator = tag,
+                    dropped = self.dropped,
+                    "guest log lines dropped (over {LOG_LINES_PER_SECOND}/s)"
+                );
             }
             self.window = Instant::now();
             self.used = 0;
@@ -99,7 +107,9 @@ impl GuestOutput {
         s.partial.extend_from_slice(bytes);
         while let Some(nl) = s.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = s.partial.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line[..line.len() - 1]).trim_end().to_string();
+            let line = String::from_utf8_lossy(&line[..line.len() - 1])
+                .trim_end()
+                .to_string();
             let tag = s.tag.clone();
             if s.budget.admit(&tag) {
                 tracing::info!(operator = %tag, stream = s.stream, "{line}");
@@ -158,7 +168,11 @@ impl OutputStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         GuestOutput::write(&self, buf);
         Poll::Ready(Ok(buf.len()))
     }

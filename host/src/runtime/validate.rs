@@ -13,12 +13,18 @@ fn is_granted(import: &str) -> bool {
     let (path, version) = import.split_once('@').unwrap_or((import, ""));
     match path.split_once('/') {
         Some(("eddy:operator", iface)) => {
-            matches!(iface, "types" | "state" | "timers" | "log" | "context") && version.starts_with("0.1.")
+            matches!(iface, "types" | "state" | "timers" | "log" | "context")
+                && version.starts_with("0.1.")
         }
         Some((pkg, _)) => {
             matches!(
                 pkg,
-                "wasi:cli" | "wasi:clocks" | "wasi:random" | "wasi:io" | "wasi:filesystem" | "wasi:sockets"
+                "wasi:cli"
+                    | "wasi:clocks"
+                    | "wasi:random"
+                    | "wasi:io"
+                    | "wasi:filesystem"
+                    | "wasi:sockets"
             ) && version.starts_with("0.2.")
         }
         None => false,
@@ -34,22 +40,39 @@ pub(crate) fn check_binary(bytes: &[u8]) -> Result<(), ComponentError> {
         return Err(ComponentError::CoreModule);
     }
     if !wasmparser::Parser::is_component(bytes) {
-        return Err(ComponentError::Invalid("unknown WebAssembly binary version".into()));
+        return Err(ComponentError::Invalid(
+            "unknown WebAssembly binary version".into(),
+        ));
     }
     Ok(())
 }
 
 /// The component's imports and exports by name, checked against what Eddy grants.
-pub(crate) fn check_world(engine: &Engine, component: &Component) -> Result<(Vec<String>, Vec<String>), ComponentError> {
+pub(crate) fn check_world(
+    engine: &Engine,
+    component: &Component,
+) -> Result<(Vec<String>, Vec<String>), ComponentError> {
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
     if !exports.iter().any(|e| e == HANDLER_EXPORT) {
-        let exports = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
+        let exports = if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        };
         return Err(ComponentError::WrongWorld { exports });
     }
     if let Some(bad) = imports.iter().find(|i| !is_granted(i)) {
-        return Err(ComponentError::ForbiddenImport { import: bad.clone() });
+        return Err(ComponentError::ForbiddenImport {
+            import: bad.clone(),
+        });
     }
     Ok((imports, exports))
 }
@@ -72,8 +95,14 @@ mod tests {
 
     #[test]
     fn rejects_non_components_up_front() {
-        assert!(matches!(check_binary(b"hello"), Err(ComponentError::NotWasm)));
-        assert!(matches!(check_binary(b"\0asm\x01\0\0\0"), Err(ComponentError::CoreModule)));
+        assert!(matches!(
+            check_binary(b"hello"),
+            Err(ComponentError::NotWasm)
+        ));
+        assert!(matches!(
+            check_binary(b"\0asm\x01\0\0\0"),
+            Err(ComponentError::CoreModule)
+        ));
         assert!(matches!(check_binary(b"\0asm\x0d\0\x01\0"), Ok(())));
     }
 }

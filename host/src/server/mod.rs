@@ -65,24 +65,46 @@ impl App {
     /// and starts the background loops.
     pub fn open(config: &ServerConfig) -> Result<Self, ServerError> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| ServerError::DataDir { path: dir.display().to_string(), detail: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| ServerError::DataDir {
+            path: dir.display().to_string(),
+            detail: e.to_string(),
+        })?;
         let db = match Db::open(&dir.join("db"), &DbOptions::default()) {
             Ok(db) => Arc::new(db),
             Err(StateError::Open { source, .. }) if source.to_string().contains("lock") => {
                 return Err(ServerError::DataDir {
                     path: dir.display().to_string(),
-                    detail: "another eddy server is using it; stop that one or pick another --data-dir".into(),
+                    detail:
+                        "another eddy server is using it; stop that one or pick another --data-dir"
+                            .into(),
                 });
             }
             Err(e) => return Err(e.into()),
         };
-        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.join("compiled")), ..RuntimeConfig::default() })?;
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.join("compiled")),
+            ..RuntimeConfig::default()
+        })?;
         let log = Arc::new(Log::open(Arc::clone(&db))?);
-        let registry = Arc::new(Registry::open(Arc::clone(&db), dir.join("operators"), runtime)?);
+        let registry = Arc::new(Registry::open(
+            Arc::clone(&db),
+            dir.join("operators"),
+            runtime,
+        )?);
         let metrics = Arc::new(Metrics::new());
-        let savepoints = Savepoints::open(dir.join("savepoints"))
-            .map_err(|e| ServerError::DataDir { path: dir.display().to_string(), detail: e.to_string() })?;
-        let controller = Arc::new(Controller::new(db, log, registry, Arc::clone(&metrics), config.workers, savepoints));
+        let savepoints =
+            Savepoints::open(dir.join("savepoints")).map_err(|e| ServerError::DataDir {
+                path: dir.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        let controller = Arc::new(Controller::new(
+            db,
+            log,
+            registry,
+            Arc::clone(&metrics),
+            config.workers,
+            savepoints,
+        ));
         controller.boot()?;
         let stop = Arc::new(AtomicBool::new(false));
         let background = {
@@ -90,14 +112,26 @@ impl App {
             std::thread::Builder::new()
                 .name("eddy-supervisor".into())
                 .spawn(move || background_loop(&controller, &stop))
-                .map_err(|e| ServerError::DataDir { path: dir.display().to_string(), detail: format!("cannot start a thread: {e}") })?
+                .map_err(|e| ServerError::DataDir {
+                    path: dir.display().to_string(),
+                    detail: format!("cannot start a thread: {e}"),
+                })?
         };
-        Ok(App { controller, metrics, stop, background: Some(background) })
+        Ok(App {
+            controller,
+            metrics,
+            stop,
+            background: Some(background),
+        })
     }
 
     /// The state the API handlers share.
     pub fn state(&self, api: ApiConfig) -> AppState {
-        AppState { controller: Arc::clone(&self.controller), metrics: Arc::clone(&self.metrics), config: Arc::new(api) }
+        AppState {
+            controller: Arc::clone(&self.controller),
+            metrics: Arc::clone(&self.metrics),
+            config: Arc::new(api),
+        }
     }
 
     /// Commits and stops every task; pipelines stay marked running, to resume at the next
@@ -136,16 +170,31 @@ fn background_loop(controller: &Controller, stop: &AtomicBool) {
 pub async fn serve(config: ServerConfig, listen: SocketAddr) -> Result<(), ServerError> {
     let app = tokio::task::block_in_place(|| App::open(&config))?;
     let router = api::router(app.state(config.api.clone()));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| ServerError::Listen { addr: listen.to_string(), detail: e.to_string() })?;
-    let bound = listener.local_addr().map_err(|e| ServerError::Listen { addr: listen.to_string(), detail: e.to_string() })?;
+    let listener =
+        tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| ServerError::Listen {
+                addr: listen.to_string(),
+                detail: e.to_string(),
+            })?;
+    let bound = listener.local_addr().map_err(|e| ServerError::Listen {
+        addr: listen.to_string(),
+        detail: e.to_string(),
+    })?;
     // Scripts and tests read this line to find the port.
-    println!("eddy listening on http://{bound} (data in {})", config.data_dir.display());
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await;
+    println!(
+        "eddy listening on http://{bound} (data in {})",
+        config.data_dir.display()
+    );
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
     tracing::info!("shutting down: committing every task");
     tokio::task::block_in_place(|| app.shutdown());
-    served.map_err(|e| ServerError::Listen { addr: bound.to_string(), detail: e.to_string() })
+    served.map_err(|e| ServerError::Listen {
+        addr: bound.to_string(),
+        detail: e.to_string(),
+    })
 }
 
 async fn shutdown_signal() {
@@ -154,7 +203,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -37,7 +37,11 @@ fn decode_name(bytes: &[u8]) -> Option<StoreName> {
         rest = tail;
         String::from_utf8(name.to_vec()).ok()
     };
-    Some(StoreName { pipeline: next()?, operator: next()?, store: next()? })
+    Some(StoreName {
+        pipeline: next()?,
+        operator: next()?,
+        store: next()?,
+    })
 }
 
 /// The id registry, cached in memory; ids are allocated under a lock.
@@ -73,7 +77,12 @@ impl Catalog {
     }
 
     /// Every store the catalog knows whose names match the filter, with their ids.
-    pub(crate) fn list(&self, db: &Db, pipeline: &str, operator: Option<&str>) -> Result<Vec<(StoreName, u32)>, StateError> {
+    pub(crate) fn list(
+        &self,
+        db: &Db,
+        pipeline: &str,
+        operator: Option<&str>,
+    ) -> Result<Vec<(StoreName, u32)>, StateError> {
         let mut prefix = b"catalog/".to_vec();
         keys::push_name(&mut prefix, pipeline);
         if let Some(op) = operator {
@@ -96,8 +105,10 @@ impl Catalog {
 }
 
 fn decode_id(v: &[u8]) -> Result<u32, StateError> {
-    v.try_into().map(u32::from_be_bytes).map_err(|_| StateError::Corrupt {
-        what: "catalog id",
-        detail: format!("{} bytes", v.len()),
-    })
+    v.try_into()
+        .map(u32::from_be_bytes)
+        .map_err(|_| StateError::Corrupt {
+            what: "catalog id",
+            detail: format!("{} bytes", v.len()),
+        })
 }

@@ -17,9 +17,17 @@ pub const TIMERS_STORE: &str = "__timers";
 /// One change to a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
-    DeleteRange { start: Vec<u8>, end: Option<Vec<u8>> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    DeleteRange {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    },
 }
 
 /// The changes of one store in one commit, in order.
@@ -45,8 +53,15 @@ pub fn changelog_topic(pipeline: &str, operator: &str, store: &str) -> String {
 
 /// The store whose changelog `topic` is, among the operators `ids` of `pipeline`
 /// (the longest matching id wins, as ids may contain dots).
-pub fn changelog_store<'a>(pipeline: &str, ids: &[&'a str], topic: &str) -> Option<(&'a str, String)> {
-    let rest = topic.strip_prefix(pipeline)?.strip_prefix('.')?.strip_suffix(".changelog")?;
+pub fn changelog_store<'a>(
+    pipeline: &str,
+    ids: &[&'a str],
+    topic: &str,
+) -> Option<(&'a str, String)> {
+    let rest = topic
+        .strip_prefix(pipeline)?
+        .strip_prefix('.')?
+        .strip_suffix(".changelog")?;
     ids.iter()
         .filter_map(|id| {
             let store = rest.strip_prefix(id)?.strip_prefix('.')?;
@@ -63,7 +78,11 @@ impl Change {
     pub fn to_record(&self) -> Record {
         let (key, value, headers) = match self {
             Change::Put { key, value } => (key.clone(), value.clone(), Vec::new()),
-            Change::Delete { key } => (key.clone(), Vec::new(), vec![(OP.to_string(), b"delete".to_vec())]),
+            Change::Delete { key } => (
+                key.clone(),
+                Vec::new(),
+                vec![(OP.to_string(), b"delete".to_vec())],
+            ),
             Change::DeleteRange { start, end } => {
                 let mut headers = vec![(OP.to_string(), b"delete-range".to_vec())];
                 if end.is_none() {
@@ -72,22 +91,43 @@ impl Change {
                 (start.clone(), end.clone().unwrap_or_default(), headers)
             }
         };
-        Record { key: Some(key), value, timestamp: 0, headers }
+        Record {
+            key: Some(key),
+            value,
+            timestamp: 0,
+            headers,
+        }
     }
 
     /// Reads a changelog record.
     pub fn from_record(r: &Record) -> Result<Change, StateError> {
-        let bad = |detail: &str| StateError::Corrupt { what: "changelog record", detail: detail.to_string() };
+        let bad = |detail: &str| StateError::Corrupt {
+            what: "changelog record",
+            detail: detail.to_string(),
+        };
         let key = r.key.clone().ok_or_else(|| bad("no key"))?;
-        let op = r.headers.iter().find(|(n, _)| n == OP).map(|(_, v)| v.as_slice());
+        let op = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == OP)
+            .map(|(_, v)| v.as_slice());
         match op {
-            None => Ok(Change::Put { key, value: r.value.clone() }),
+            None => Ok(Change::Put {
+                key,
+                value: r.value.clone(),
+            }),
             Some(b"delete") => Ok(Change::Delete { key }),
             Some(b"delete-range") => {
                 let open = r.headers.iter().any(|(n, _)| n == OPEN_END);
-                Ok(Change::DeleteRange { start: key, end: (!open).then(|| r.value.clone()) })
+                Ok(Change::DeleteRange {
+                    start: key,
+                    end: (!open).then(|| r.value.clone()),
+                })
             }
-            Some(other) => Err(bad(&format!("unknown op {:?}", String::from_utf8_lossy(other)))),
+            Some(other) => Err(bad(&format!(
+                "unknown op {:?}",
+                String::from_utf8_lossy(other)
+            ))),
         }
     }
 }
@@ -106,10 +146,14 @@ pub fn marker_key(scope: &StateScope, store: &str) -> Vec<u8> {
 pub fn load_marker(db: &Db, scope: &StateScope, store: &str) -> Result<Option<u64>, StateError> {
     match db.get(Cf::Meta, &marker_key(scope, store))? {
         None => Ok(None),
-        Some(v) => v.as_slice().try_into().map(|b| Some(u64::from_be_bytes(b))).map_err(|_| StateError::Corrupt {
-            what: "changelog marker",
-            detail: format!("{} bytes", v.len()),
-        }),
+        Some(v) => v
+            .as_slice()
+            .try_into()
+            .map(|b| Some(u64::from_be_bytes(b)))
+            .map_err(|_| StateError::Corrupt {
+                what: "changelog marker",
+                detail: format!("{} bytes", v.len()),
+            }),
     }
 }
 
@@ -120,11 +164,23 @@ mod tests {
     #[test]
     fn changes_round_trip_through_records() {
         for c in [
-            Change::Put { key: b"k".to_vec(), value: b"v".to_vec() },
-            Change::Put { key: b"k".to_vec(), value: Vec::new() },
+            Change::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            },
+            Change::Put {
+                key: b"k".to_vec(),
+                value: Vec::new(),
+            },
             Change::Delete { key: b"k".to_vec() },
-            Change::DeleteRange { start: b"a".to_vec(), end: Some(b"b".to_vec()) },
-            Change::DeleteRange { start: b"a".to_vec(), end: None },
+            Change::DeleteRange {
+                start: b"a".to_vec(),
+                end: Some(b"b".to_vec()),
+            },
+            Change::DeleteRange {
+                start: b"a".to_vec(),
+                end: None,
+            },
         ] {
             assert_eq!(Change::from_record(&c.to_record()).unwrap(), c);
         }
@@ -134,10 +190,16 @@ mod tests {
     fn topic_names_map_back_to_stores() {
         let t = changelog_topic("wc", "wordcount", "counts");
         assert_eq!(t, "wc.wordcount.counts.changelog");
-        assert_eq!(changelog_store("wc", &["wordcount"], &t), Some(("wordcount", "counts".into())));
+        assert_eq!(
+            changelog_store("wc", &["wordcount"], &t),
+            Some(("wordcount", "counts".into()))
+        );
         assert_eq!(changelog_store("wc", &["wordcount"], "wc.counts"), None);
         assert_eq!(changelog_store("w", &["wordcount"], &t), None);
         let dotted = changelog_topic("p", "a.b", "x");
-        assert_eq!(changelog_store("p", &["a", "a.b"], &dotted), Some(("a.b", "x".into())));
+        assert_eq!(
+            changelog_store("p", &["a", "a.b"], &dotted),
+            Some(("a.b", "x".into()))
+        );
     }
 }

@@ -44,7 +44,10 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { block_cache_bytes: 256 << 20, sync: false }
+        DbOptions {
+            block_cache_bytes: 256 << 20,
+            sync: false,
+        }
     }
 }
 
@@ -100,7 +103,12 @@ impl Db {
         })?;
         let mut write_options = WriteOptions::default();
         write_options.set_sync(options.sync);
-        Ok(Db { db, path: path.to_path_buf(), write_options, catalog: Catalog::default() })
+        Ok(Db {
+            db,
+            path: path.to_path_buf(),
+            write_options,
+            catalog: Catalog::default(),
+        })
     }
 
     /// Where the database lives.
@@ -110,7 +118,9 @@ impl Db {
 
     /// The handle of a column family (all exist from `open` on).
     pub fn cf(&self, cf: Cf) -> &ColumnFamily {
-        self.db.cf_handle(cf.name()).expect("column families are created at open")
+        self.db
+            .cf_handle(cf.name())
+            .expect("column families are created at open")
     }
 
     /// The underlying RocksDB handle.
@@ -137,7 +147,11 @@ impl Db {
     }
 
     /// The stores of a pipeline (of one operator, if given) that ever got an id.
-    pub fn stores(&self, pipeline: &str, operator: Option<&str>) -> Result<Vec<(StoreName, u32)>, StateError> {
+    pub fn stores(
+        &self,
+        pipeline: &str,
+        operator: Option<&str>,
+    ) -> Result<Vec<(StoreName, u32)>, StateError> {
         self.catalog.list(self, pipeline, operator)
     }
 
@@ -174,17 +188,34 @@ impl Db {
 
     /// Every state entry and timer of a pipeline, by store: `(operator, store, partition,
     /// key) -> value` (timers under store `__timers`). For checks and tests.
-    pub fn dump_pipeline(&self, pipeline: &str) -> Result<std::collections::BTreeMap<(String, String, u32, Vec<u8>), Vec<u8>>, StateError> {
+    pub fn dump_pipeline(
+        &self,
+        pipeline: &str,
+    ) -> Result<std::collections::BTreeMap<(String, String, u32, Vec<u8>), Vec<u8>>, StateError>
+    {
         let mut out = std::collections::BTreeMap::new();
         for (name, id) in self.stores(pipeline, None)? {
-            let (cf, store) = if name.store == super::TIMERS { (Cf::Timers, super::changelog::TIMERS_STORE.to_string()) } else { (Cf::State, name.store.clone()) };
+            let (cf, store) = if name.store == super::TIMERS {
+                (Cf::Timers, super::changelog::TIMERS_STORE.to_string())
+            } else {
+                (Cf::State, name.store.clone())
+            };
             for item in self.db.prefix_iterator_cf(self.cf(cf), id.to_be_bytes()) {
                 let (k, v) = item?;
                 if !k.starts_with(&id.to_be_bytes()) {
                     break;
                 }
-                let partition = u32::from_be_bytes(k[4..8].try_into().expect("task prefixes are 8 bytes"));
-                out.insert((name.operator.clone(), store.clone(), partition, k[8..].to_vec()), v.to_vec());
+                let partition =
+                    u32::from_be_bytes(k[4..8].try_into().expect("task prefixes are 8 bytes"));
+                out.insert(
+                    (
+                        name.operator.clone(),
+                        store.clone(),
+                        partition,
+                        k[8..].to_vec(),
+                    ),
+                    v.to_vec(),
+                );
             }
         }
         Ok(out)
@@ -193,9 +224,19 @@ impl Db {
     /// Approximate bytes a pipeline's state takes on disk (flushed data only).
     pub fn pipeline_state_bytes(&self, pipeline: &str) -> Result<u64, StateError> {
         let ids = self.stores(pipeline, None)?;
-        let bounds: Vec<([u8; 4], [u8; 4])> = ids.iter().map(|(_, id)| (id.to_be_bytes(), (id + 1).to_be_bytes())).collect();
-        let ranges: Vec<rocksdb::Range<'_>> = bounds.iter().map(|(a, b)| rocksdb::Range::new(a, b)).collect();
-        Ok(self.db.get_approximate_sizes_cf(self.cf(Cf::State), &ranges).iter().sum())
+        let bounds: Vec<([u8; 4], [u8; 4])> = ids
+            .iter()
+            .map(|(_, id)| (id.to_be_bytes(), (id + 1).to_be_bytes()))
+            .collect();
+        let ranges: Vec<rocksdb::Range<'_>> = bounds
+            .iter()
+            .map(|(a, b)| rocksdb::Range::new(a, b))
+            .collect();
+        Ok(self
+            .db
+            .get_approximate_sizes_cf(self.cf(Cf::State), &ranges)
+            .iter()
+            .sum())
     }
 
     /// Writes a batch atomically: the one way commits reach disk.

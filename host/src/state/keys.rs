@@ -16,7 +16,10 @@ pub const NAME_MAX: usize = 255;
 /// Appends one length-prefixed name. Callers validate lengths up front; a longer name
 /// here is a bug.
 pub fn push_name(key: &mut Vec<u8>, name: &str) {
-    assert!(name.len() <= NAME_MAX, "name longer than {NAME_MAX} bytes reached the key layout");
+    assert!(
+        name.len() <= NAME_MAX,
+        "name longer than {NAME_MAX} bytes reached the key layout"
+    );
     key.push(name.len() as u8);
     key.extend_from_slice(name.as_bytes());
 }

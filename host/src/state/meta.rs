@@ -12,7 +12,11 @@ pub struct TaskId {
 impl TaskId {
     /// Stage 0 of `pipeline`.
     pub fn new(pipeline: &str, partition: u32) -> Self {
-        TaskId { pipeline: pipeline.to_string(), stage: 0, partition }
+        TaskId {
+            pipeline: pipeline.to_string(),
+            stage: 0,
+            partition,
+        }
     }
 }
 
@@ -21,7 +25,11 @@ impl std::fmt::Display for TaskId {
         if self.stage == 0 {
             write!(f, "{}#{}", self.pipeline, self.partition)
         } else {
-            write!(f, "{}/stage {}#{}", self.pipeline, self.stage, self.partition)
+            write!(
+                f,
+                "{}/stage {}#{}",
+                self.pipeline, self.stage, self.partition
+            )
         }
     }
 }
@@ -36,7 +44,10 @@ pub struct TaskPosition {
 }
 
 impl TaskPosition {
-    pub const START: TaskPosition = TaskPosition { offset: 0, watermark: i64::MIN };
+    pub const START: TaskPosition = TaskPosition {
+        offset: 0,
+        watermark: i64::MIN,
+    };
 
     fn encode(&self) -> [u8; 16] {
         let mut b = [0u8; 16];
@@ -59,7 +70,10 @@ impl TaskPosition {
 
 /// The committed position of a task, or the start when it never committed.
 pub fn load_position(db: &Db, task: &TaskId) -> Result<TaskPosition, StateError> {
-    match db.get(Cf::Meta, &keys::position_key(&task.pipeline, task.stage, task.partition))? {
+    match db.get(
+        Cf::Meta,
+        &keys::position_key(&task.pipeline, task.stage, task.partition),
+    )? {
         None => Ok(TaskPosition::START),
         Some(bytes) => TaskPosition::decode(&bytes),
     }
@@ -67,5 +81,9 @@ pub fn load_position(db: &Db, task: &TaskId) -> Result<TaskPosition, StateError>
 
 /// Adds a task's new position to a commit.
 pub fn put_position(db: &Db, batch: &mut WriteBatch, task: &TaskId, position: TaskPosition) {
-    batch.put_cf(db.cf(Cf::Meta), keys::position_key(&task.pipeline, task.stage, task.partition), position.encode());
+    batch.put_cf(
+        db.cf(Cf::Meta),
+        keys::position_key(&task.pipeline, task.stage, task.partition),
+        position.encode(),
+    );
 }

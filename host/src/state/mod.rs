@@ -27,7 +27,10 @@ pub use store::{CounterError, STORE_NAME_MAX, check_store_name};
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state database at {path}: {source}")]
-    Open { path: String, source: rocksdb::Error },
+    Open {
+        path: String,
+        source: rocksdb::Error,
+    },
     #[error("state database: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("state database: corrupt {what}: {detail}")]

@@ -1,9 +1,9 @@
 //! Everything one operator of one task reads and writes: its named stores and timers.
 
+use super::changelog::{OperatorChanges, StoreChanges, TIMERS_STORE};
 use super::scan::{self, ScanPage};
 use super::store::{CounterError, StoreState, check_store_name};
 use super::timers::TimerState;
-use super::changelog::{OperatorChanges, StoreChanges, TIMERS_STORE};
 use super::{Db, StateError, StoreName, TIMERS, keys};
 use rocksdb::WriteBatch;
 use std::sync::Arc;
@@ -19,7 +19,11 @@ pub struct StateScope {
 impl StateScope {
     /// The catalog name of one of this scope's stores.
     pub fn store_name(&self, store: &str) -> StoreName {
-        StoreName { pipeline: self.pipeline.clone(), operator: self.operator.clone(), store: store.to_string() }
+        StoreName {
+            pipeline: self.pipeline.clone(),
+            operator: self.operator.clone(),
+            store: store.to_string(),
+        }
     }
 }
 
@@ -39,13 +43,19 @@ pub struct OperatorState {
     pub watermark: i64,
 }
 
-
 impl OperatorState {
     /// State of `scope`; each store caches up to `cache_limit` bytes of committed values.
     pub fn new(db: Arc<Db>, scope: StateScope, cache_limit: usize) -> Result<Self, StateError> {
         let timers_id = db.store_id(&scope.store_name(TIMERS))?;
         let timers = TimerState::new(keys::task_prefix(timers_id, scope.partition));
-        Ok(OperatorState { db, scope, stores: Vec::new(), timers, cache_limit, watermark: i64::MIN })
+        Ok(OperatorState {
+            db,
+            scope,
+            stores: Vec::new(),
+            timers,
+            cache_limit,
+            watermark: i64::MIN,
+        })
     }
 
     pub fn scope(&self) -> &StateScope {
@@ -67,7 +77,8 @@ impl OperatorState {
         }
         let id = self.db.store_id(&self.scope.store_name(name))?;
         let prefix = keys::task_prefix(id, self.scope.partition);
-        self.stores.push(StoreState::new(name.to_string(), prefix, self.cache_limit));
+        self.stores
+            .push(StoreState::new(name.to_string(), prefix, self.cache_limit));
         Ok(Ok((self.stores.len() - 1) as StoreId))
     }
 
@@ -92,7 +103,12 @@ impl OperatorState {
         self.store(id).delete_range(start, end)
     }
 
-    pub fn increment(&mut self, id: StoreId, key: Vec<u8>, delta: i64) -> Result<Result<i64, CounterError>, StateError> {
+    pub fn increment(
+        &mut self,
+        id: StoreId,
+        key: Vec<u8>,
+        delta: i64,
+    ) -> Result<Result<i64, CounterError>, StateError> {
         let db = Arc::clone(&self.db);
         self.store(id).increment(&db, key, delta)
     }
@@ -105,7 +121,14 @@ impl OperatorState {
         limit: usize,
         continuation: Option<&[u8]>,
     ) -> Result<ScanPage, StateError> {
-        scan::scan(&self.db, &self.stores[id as usize], start, end, limit, continuation)
+        scan::scan(
+            &self.db,
+            &self.stores[id as usize],
+            start,
+            end,
+            limit,
+            continuation,
+        )
     }
 
     pub fn set_timer(&mut self, key: Vec<u8>, at: i64) {
@@ -117,7 +140,11 @@ impl OperatorState {
     }
 
     /// Up to `limit` timers due at `watermark`, earliest first.
-    pub fn due_timers(&self, watermark: i64, limit: usize) -> Result<Vec<(i64, Vec<u8>)>, StateError> {
+    pub fn due_timers(
+        &self,
+        watermark: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StateError> {
         self.timers.due(&self.db, watermark, limit)
     }
 
@@ -156,13 +183,19 @@ impl OperatorState {
             Some(out) => {
                 out.operator = self.scope.operator.clone();
                 for store in &mut self.stores {
-                    let mut c = StoreChanges { store: store.name.clone(), changes: Vec::new() };
+                    let mut c = StoreChanges {
+                        store: store.name.clone(),
+                        changes: Vec::new(),
+                    };
                     store.stage(&self.db, batch, Some(&mut c.changes));
                     if !c.changes.is_empty() {
                         out.stores.push(c);
                     }
                 }
-                let mut c = StoreChanges { store: TIMERS_STORE.to_string(), changes: Vec::new() };
+                let mut c = StoreChanges {
+                    store: TIMERS_STORE.to_string(),
+                    changes: Vec::new(),
+                };
                 self.timers.stage(&self.db, batch, Some(&mut c.changes));
                 if !c.changes.is_empty() {
                     out.stores.push(c);
@@ -197,7 +230,16 @@ mod tests {
 
     fn state(dir: &tempfile::TempDir, cache_limit: usize) -> OperatorState {
         let db = Arc::new(Db::open(dir.path(), &DbOptions::default()).unwrap());
-        OperatorState::new(db, StateScope { pipeline: "p".into(), operator: "op".into(), partition: 0 }, cache_limit).unwrap()
+        OperatorState::new(
+            db,
+            StateScope {
+                pipeline: "p".into(),
+                operator: "op".into(),
+                partition: 0,
+            },
+            cache_limit,
+        )
+        .unwrap()
     }
 
     fn commit(s: &mut OperatorState) {
@@ -258,8 +300,16 @@ mod tests {
         s.set(id, b"c".to_vec(), b"C".to_vec());
         let first = s.scan(id, b"a", Some(b"e"), 2, None).unwrap();
         assert_eq!(keys_of(&first), vec![&b"a"[..], b"bb"]);
-        let second = s.scan(id, b"a", Some(b"e"), 2, first.continuation.as_deref()).unwrap();
-        assert_eq!(second.entries, vec![(b"c".to_vec(), b"C".to_vec()), (b"d".to_vec(), b"d".to_vec())]);
+        let second = s
+            .scan(id, b"a", Some(b"e"), 2, first.continuation.as_deref())
+            .unwrap();
+        assert_eq!(
+            second.entries,
+            vec![
+                (b"c".to_vec(), b"C".to_vec()),
+                (b"d".to_vec(), b"d".to_vec())
+            ]
+        );
         assert_eq!(second.continuation, None);
         let all = s.scan(id, b"", None, 100, None).unwrap();
         assert_eq!(keys_of(&all), vec![&b"a"[..], b"bb", b"c", b"d", b"e"]);
@@ -279,17 +329,32 @@ mod tests {
         s.set(id, b"c".to_vec(), b"again".to_vec());
         assert_eq!(s.get(id, b"b").unwrap(), None);
         assert_eq!(s.get(id, b"bz").unwrap(), None);
-        let keys: Vec<Vec<u8>> = s.scan(id, b"", None, 100, None).unwrap().entries.into_iter().map(|e| e.0).collect();
+        let keys: Vec<Vec<u8>> = s
+            .scan(id, b"", None, 100, None)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]);
         commit(&mut s);
         let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20).unwrap();
         let id2 = fresh.open_store("s").unwrap().unwrap();
-        let keys: Vec<Vec<u8>> = fresh.scan(id2, b"", None, 100, None).unwrap().entries.into_iter().map(|e| e.0).collect();
+        let keys: Vec<Vec<u8>> = fresh
+            .scan(id2, b"", None, 100, None)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]);
         assert_eq!(fresh.get(id2, b"c").unwrap(), Some(b"again".to_vec()));
         s.delete_range(id, b"".to_vec(), None);
         commit(&mut s);
-        assert_eq!(s.scan(id, b"", None, 100, None).unwrap(), ScanPage::default());
+        assert_eq!(
+            s.scan(id, b"", None, 100, None).unwrap(),
+            ScanPage::default()
+        );
         assert_eq!(s.get(id, b"a").unwrap(), None);
     }
 
@@ -304,13 +369,20 @@ mod tests {
         commit(&mut s);
         let mut other = OperatorState::new(
             Arc::clone(s.db()),
-            StateScope { pipeline: "p".into(), operator: "op".into(), partition: 1 },
+            StateScope {
+                pipeline: "p".into(),
+                operator: "op".into(),
+                partition: 1,
+            },
             1 << 20,
         )
         .unwrap();
         let a1 = other.open_store("a").unwrap().unwrap();
         assert_eq!(other.get(a1, b"k").unwrap(), None);
-        assert_eq!(s.scan(a, b"", None, 10, None).unwrap().entries, vec![(b"k".to_vec(), b"1".to_vec())]);
+        assert_eq!(
+            s.scan(a, b"", None, 10, None).unwrap().entries,
+            vec![(b"k".to_vec(), b"1".to_vec())]
+        );
     }
 
     #[test]
@@ -320,7 +392,10 @@ mod tests {
         let id = s.open_store("c").unwrap().unwrap();
         for round in 1..=3 {
             for i in 0..200 {
-                assert_eq!(s.increment(id, format!("k{i}").into_bytes(), 1).unwrap(), Ok(round));
+                assert_eq!(
+                    s.increment(id, format!("k{i}").into_bytes(), 1).unwrap(),
+                    Ok(round)
+                );
             }
             commit(&mut s);
         }
@@ -345,7 +420,14 @@ mod tests {
         s.discard_batch();
         assert_eq!(s.get(id, b"a").unwrap(), None);
         assert_eq!(s.get(id, b"c").unwrap(), Some(b"0".to_vec()));
-        let keys = |s: &OperatorState| -> Vec<Vec<u8>> { s.scan(id, b"", None, 10, None).unwrap().entries.into_iter().map(|e| e.0).collect() };
+        let keys = |s: &OperatorState| -> Vec<Vec<u8>> {
+            s.scan(id, b"", None, 10, None)
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|e| e.0)
+                .collect()
+        };
         assert_eq!(keys(&s), vec![b"bb".to_vec(), b"c".to_vec()]);
         // Nothing reached RocksDB yet.
         let mut other = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20).unwrap();
@@ -391,7 +473,14 @@ mod tests {
         commit(&mut s);
         let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 64).unwrap();
         let fid = fresh.open_store("c").unwrap().unwrap();
-        assert_eq!(fresh.scan(fid, b"", None, 1000, None).unwrap().entries.len(), 100);
+        assert_eq!(
+            fresh
+                .scan(fid, b"", None, 1000, None)
+                .unwrap()
+                .entries
+                .len(),
+            100
+        );
     }
 
     #[test]
@@ -404,15 +493,27 @@ mod tests {
         commit(&mut s);
         s.delete_timer(b"y".to_vec(), 10);
         s.set_timer(b"w".to_vec(), 15);
-        assert_eq!(s.due_timers(15, 10).unwrap(), vec![(-5, b"z".to_vec()), (15, b"w".to_vec())]);
-        assert_eq!(s.due_timers(i64::MAX, 1).unwrap(), vec![(-5, b"z".to_vec())]);
+        assert_eq!(
+            s.due_timers(15, 10).unwrap(),
+            vec![(-5, b"z".to_vec()), (15, b"w".to_vec())]
+        );
+        assert_eq!(
+            s.due_timers(i64::MAX, 1).unwrap(),
+            vec![(-5, b"z".to_vec())]
+        );
         s.discard_batch();
         s.set_timer(b"v".to_vec(), 1);
         s.end_batch();
-        assert_eq!(s.due_timers(1, 10).unwrap(), vec![(-5, b"z".to_vec()), (1, b"v".to_vec())]);
+        assert_eq!(
+            s.due_timers(1, 10).unwrap(),
+            vec![(-5, b"z".to_vec()), (1, b"v".to_vec())]
+        );
         s.delete_timer(b"v".to_vec(), 1);
         s.discard_batch();
         // The failed batch's delete is gone; the earlier batch's timer stays.
-        assert_eq!(s.due_timers(10, 10).unwrap(), vec![(-5, b"z".to_vec()), (1, b"v".to_vec()), (10, b"y".to_vec())]);
+        assert_eq!(
+            s.due_timers(10, 10).unwrap(),
+            vec![(-5, b"z".to_vec()), (1, b"v".to_vec()), (10, b"y".to_vec())]
+        );
     }
 }

@@ -4,7 +4,9 @@
 
 use super::changelog::TIMERS_STORE;
 use super::{Cf, Db, StateError, TIMERS};
-use rocksdb::{DB, IngestExternalFileOptions, Options, ReadOptions, SnapshotWithThreadMode, SstFileWriter};
+use rocksdb::{
+    DB, IngestExternalFileOptions, Options, ReadOptions, SnapshotWithThreadMode, SstFileWriter,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -30,14 +32,26 @@ fn sha256_file(path: &Path) -> Result<(String, u64), StateError> {
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> StateError {
-    StateError::Corrupt { what: "savepoint file", detail: format!("{}: {e}", path.display()) }
+    StateError::Corrupt {
+        what: "savepoint file",
+        detail: format!("{}: {e}", path.display()),
+    }
 }
 
 /// Writes every store of `pipeline`, as `snapshot` sees it, into SST files under `dir`.
-pub fn export_pipeline(db: &Db, snapshot: &SnapshotWithThreadMode<'_, DB>, pipeline: &str, dir: &Path) -> Result<Vec<StoreFile>, StateError> {
+pub fn export_pipeline(
+    db: &Db,
+    snapshot: &SnapshotWithThreadMode<'_, DB>,
+    pipeline: &str,
+    dir: &Path,
+) -> Result<Vec<StoreFile>, StateError> {
     let mut files = Vec::new();
     for (name, id) in db.stores(pipeline, None)? {
-        let (cf, store) = if name.store == TIMERS { (Cf::Timers, TIMERS_STORE.to_string()) } else { (Cf::State, name.store.clone()) };
+        let (cf, store) = if name.store == TIMERS {
+            (Cf::Timers, TIMERS_STORE.to_string())
+        } else {
+            (Cf::State, name.store.clone())
+        };
         let mut ro = ReadOptions::default();
         ro.set_snapshot(snapshot);
         ro.set_iterate_upper_bound((id + 1).to_be_bytes().to_vec());
@@ -45,21 +59,36 @@ pub fn export_pipeline(db: &Db, snapshot: &SnapshotWithThreadMode<'_, DB>, pipel
         it.seek(id.to_be_bytes());
         let opts = Options::default();
         let mut current: Option<(u32, SstFileWriter<'_>, u64, String)> = None;
-        let finish = |current: Option<(u32, SstFileWriter<'_>, u64, String)>, files: &mut Vec<StoreFile>| -> Result<(), StateError> {
+        let finish = |current: Option<(u32, SstFileWriter<'_>, u64, String)>,
+                      files: &mut Vec<StoreFile>|
+         -> Result<(), StateError> {
             if let Some((partition, mut w, keys, file)) = current {
                 w.finish()?;
                 let (sha256, bytes) = sha256_file(&dir.join(&file))?;
-                files.push(StoreFile { operator: name.operator.clone(), store: store.clone(), partition, file, keys, bytes, sha256 });
+                files.push(StoreFile {
+                    operator: name.operator.clone(),
+                    store: store.clone(),
+                    partition,
+                    file,
+                    keys,
+                    bytes,
+                    sha256,
+                });
             }
             Ok(())
         };
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let partition = u32::from_be_bytes(k[4..8].try_into().expect("state keys start with an 8-byte prefix"));
+            let partition = u32::from_be_bytes(
+                k[4..8]
+                    .try_into()
+                    .expect("state keys start with an 8-byte prefix"),
+            );
             if current.as_ref().is_none_or(|c| c.0 != partition) {
                 finish(current.take(), &mut files)?;
                 let file = format!("state/{}/{}/{partition}.sst", name.operator, store);
                 let path = dir.join(&file);
-                std::fs::create_dir_all(path.parent().expect("files are in folders")).map_err(|e| io(&path, e))?;
+                std::fs::create_dir_all(path.parent().expect("files are in folders"))
+                    .map_err(|e| io(&path, e))?;
                 let w = SstFileWriter::create(&opts);
                 w.open(&path)?;
                 current = Some((partition, w, 0, file));
@@ -91,7 +120,11 @@ pub fn verify(dir: &Path, f: &StoreFile) -> Result<(), String> {
 /// Calls `each` with every `(user key, value)` of a savepoint SST file, in key order.
 /// (The rocksdb crate has no SST reader: the file is ingested, as a copy, into a
 /// scratch database under `scratch` and read back from there.)
-pub fn for_each_entry(file: &Path, scratch: &Path, mut each: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>) -> Result<(), StateError> {
+pub fn for_each_entry(
+    file: &Path,
+    scratch: &Path,
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+) -> Result<(), StateError> {
     let _ = std::fs::remove_dir_all(scratch);
     let mut opts = Options::default();
     opts.create_if_missing(true);
@@ -147,5 +180,7 @@ pub fn ingest(db: &Db, cf: Cf, files: &[std::path::PathBuf]) -> Result<(), State
     }
     let mut opts = IngestExternalFileOptions::default();
     opts.set_move_files(true);
-    Ok(db.rocks().ingest_external_file_cf_opts(db.cf(cf), &opts, files.to_vec())?)
+    Ok(db
+        .rocks()
+        .ingest_external_file_cf_opts(db.cf(cf), &opts, files.to_vec())?)
 }

@@ -74,4 +74,3 @@ pub(crate) fn scan(
     }
     Ok(page)
 }
-

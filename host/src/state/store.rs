@@ -24,7 +24,9 @@ pub fn check_store_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= STORE_NAME_MAX
         && !name.starts_with("__")
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -48,10 +50,12 @@ pub struct CounterError {
 pub(crate) fn decode_counter(key: &[u8], value: Option<&[u8]>) -> Result<i64, CounterError> {
     match value {
         None => Ok(0),
-        Some(v) => <[u8; 8]>::try_from(v).map(i64::from_le_bytes).map_err(|_| CounterError {
-            key: String::from_utf8_lossy(key).into_owned(),
-            len: v.len(),
-        }),
+        Some(v) => <[u8; 8]>::try_from(v)
+            .map(i64::from_le_bytes)
+            .map_err(|_| CounterError {
+                key: String::from_utf8_lossy(key).into_owned(),
+                len: v.len(),
+            }),
     }
 }
 
@@ -149,9 +153,20 @@ impl StoreState {
     /// delete covers it) and returns it.
     fn load(&mut self, db: &Db, key: &[u8]) -> Result<&mut Entry, StateError> {
         if !self.cache.contains_key(key) {
-            let value = if self.hidden_in_db(key) { None } else { db.get(Cf::State, &self.full_key(key))? };
+            let value = if self.hidden_in_db(key) {
+                None
+            } else {
+                db.get(Cf::State, &self.full_key(key))?
+            };
             self.cache_bytes += size_of(key, &value);
-            self.cache.insert(key.to_vec(), Entry { value, dirty: false, batch: None });
+            self.cache.insert(
+                key.to_vec(),
+                Entry {
+                    value,
+                    dirty: false,
+                    batch: None,
+                },
+            );
         }
         Ok(self.cache.get_mut(key).expect("just loaded"))
     }
@@ -167,7 +182,10 @@ impl StoreState {
 
     /// Records the batch's write of `key` (an entry exists).
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let e = self.cache.get_mut(&key).expect("written keys are loaded or inserted first");
+        let e = self
+            .cache
+            .get_mut(&key)
+            .expect("written keys are loaded or inserted first");
         if e.batch.replace(value).is_none() {
             self.batch_keys.push(key);
         }
@@ -177,7 +195,14 @@ impl StoreState {
         if !self.cache.contains_key(key) {
             // A blind write needs no read: the entry's base value only matters if the
             // batch fails, and then the entry is dropped (see `discard_batch`).
-            self.cache.insert(key.to_vec(), Entry { value: None, dirty: false, batch: None });
+            self.cache.insert(
+                key.to_vec(),
+                Entry {
+                    value: None,
+                    dirty: false,
+                    batch: None,
+                },
+            );
             self.cache_bytes += size_of(key, &None);
             self.unread.push(key.to_vec());
         }
@@ -207,7 +232,12 @@ impl StoreState {
         self.batch_ranges.push((start, end));
     }
 
-    pub(crate) fn increment(&mut self, db: &Db, key: Vec<u8>, delta: i64) -> Result<Result<i64, CounterError>, StateError> {
+    pub(crate) fn increment(
+        &mut self,
+        db: &Db,
+        key: Vec<u8>,
+        delta: i64,
+    ) -> Result<Result<i64, CounterError>, StateError> {
         let ranges_hide = !self.batch_ranges.is_empty() && in_any(&self.batch_ranges, &key);
         let e = match self.cache.get_mut(&key) {
             Some(e) => e,
@@ -240,8 +270,13 @@ impl StoreState {
 
     /// Entries not yet in RocksDB within `[from, end)`, sorted: the batch's writes over
     /// the dirty ones. `None` values are deletes.
-    pub(crate) fn pending_range(&self, from: &[u8], end: Option<&[u8]>) -> Vec<(&[u8], Option<&[u8]>)> {
-        let mut merged: std::collections::BTreeMap<&[u8], Option<&[u8]>> = std::collections::BTreeMap::new();
+    pub(crate) fn pending_range(
+        &self,
+        from: &[u8],
+        end: Option<&[u8]>,
+    ) -> Vec<(&[u8], Option<&[u8]>)> {
+        let mut merged: std::collections::BTreeMap<&[u8], Option<&[u8]>> =
+            std::collections::BTreeMap::new();
         for k in self.dirty_keys.iter().chain(&self.batch_keys) {
             if !in_range(k, from, end) {
                 continue;
@@ -318,19 +353,29 @@ impl StoreState {
 
     /// Adds everything written since the last commit to `batch`, in key order: RocksDB's
     /// memtable inserts sorted keys much faster (it reuses the previous insert position).
-    pub(crate) fn stage(&mut self, db: &Db, batch: &mut WriteBatch, mut changes: Option<&mut Vec<Change>>) {
+    pub(crate) fn stage(
+        &mut self,
+        db: &Db,
+        batch: &mut WriteBatch,
+        mut changes: Option<&mut Vec<Change>>,
+    ) {
         // Comparing the first 8 bytes as an integer settles most comparisons without a
         // memcmp call; the order is the same as bytewise.
-        self.dirty_keys.sort_unstable_by(|a, b| head(a).cmp(&head(b)).then_with(|| a.cmp(b)));
+        self.dirty_keys
+            .sort_unstable_by(|a, b| head(a).cmp(&head(b)).then_with(|| a.cmp(b)));
         let cf = db.cf(Cf::State);
         for (start, end) in &self.pending_ranges {
             let to = match end {
                 Some(e) => self.full_key(e),
-                None => keys::prefix_end(&self.prefix).expect("store prefixes end with a partition, never all 0xff"),
+                None => keys::prefix_end(&self.prefix)
+                    .expect("store prefixes end with a partition, never all 0xff"),
             };
             batch.delete_range_cf(cf, self.full_key(start), to);
             if let Some(c) = changes.as_deref_mut() {
-                c.push(Change::DeleteRange { start: start.clone(), end: end.clone() });
+                c.push(Change::DeleteRange {
+                    start: start.clone(),
+                    end: end.clone(),
+                });
             }
         }
         for k in &self.dirty_keys {
@@ -342,7 +387,10 @@ impl StoreState {
                 }
                 if let Some(c) = changes.as_deref_mut() {
                     c.push(match &e.value {
-                        Some(v) => Change::Put { key: k.clone(), value: v.clone() },
+                        Some(v) => Change::Put {
+                            key: k.clone(),
+                            value: v.clone(),
+                        },
                         None => Change::Delete { key: k.clone() },
                     });
                 }

@@ -17,7 +17,11 @@ pub(crate) struct TimerState {
 
 impl TimerState {
     pub(crate) fn new(prefix: Vec<u8>) -> Self {
-        TimerState { prefix, pending: BTreeMap::new(), overlay: BTreeMap::new() }
+        TimerState {
+            prefix,
+            pending: BTreeMap::new(),
+            overlay: BTreeMap::new(),
+        }
     }
 
     pub(crate) fn set(&mut self, key: Vec<u8>, at: i64) {
@@ -29,7 +33,12 @@ impl TimerState {
     }
 
     /// Up to `limit` timers with `at <= watermark`, earliest first, as the batch sees them.
-    pub(crate) fn due(&self, db: &Db, watermark: i64, limit: usize) -> Result<Vec<(i64, Vec<u8>)>, StateError> {
+    pub(crate) fn due(
+        &self,
+        db: &Db,
+        watermark: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StateError> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(match watermark.checked_add(1) {
             Some(next) => [self.prefix.as_slice(), &keys::ordered_i64(next)].concat(),
@@ -43,10 +52,13 @@ impl TimerState {
         let read_max = limit + self.pending.len() + self.overlay.len();
         while let Some(k) = it.key() {
             let rest = &k[self.prefix.len()..];
-            let at: [u8; 8] = rest.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| StateError::Corrupt {
-                what: "timer key",
-                detail: format!("{} bytes after the prefix", rest.len()),
-            })?;
+            let at: [u8; 8] = rest
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| StateError::Corrupt {
+                    what: "timer key",
+                    detail: format!("{} bytes after the prefix", rest.len()),
+                })?;
             due.insert((keys::from_ordered_i64(at), rest[8..].to_vec()), ());
             if due.len() > read_max {
                 break;
@@ -80,13 +92,25 @@ impl TimerState {
         self.overlay.clear();
     }
 
-    pub(crate) fn stage(&self, db: &Db, batch: &mut WriteBatch, mut changes: Option<&mut Vec<Change>>) {
+    pub(crate) fn stage(
+        &self,
+        db: &Db,
+        batch: &mut WriteBatch,
+        mut changes: Option<&mut Vec<Change>>,
+    ) {
         let cf = db.cf(Cf::Timers);
         for ((at, key), set) in &self.pending {
             let k = keys::timer_key(&self.prefix, *at, key);
             if let Some(c) = changes.as_deref_mut() {
                 let key = k[self.prefix.len()..].to_vec();
-                c.push(if *set { Change::Put { key, value: Vec::new() } } else { Change::Delete { key } });
+                c.push(if *set {
+                    Change::Put {
+                        key,
+                        value: Vec::new(),
+                    }
+                } else {
+                    Change::Delete { key }
+                });
             }
             if *set {
                 batch.put_cf(cf, k, []);

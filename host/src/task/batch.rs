@@ -9,20 +9,36 @@ const ABSENT: u32 = u32::MAX;
 
 /// An empty batch.
 pub fn empty() -> EventBatch {
-    EventBatch { data: Vec::new(), events: Vec::new(), headers: Vec::new() }
+    EventBatch {
+        data: Vec::new(),
+        events: Vec::new(),
+        headers: Vec::new(),
+    }
 }
 
 fn push_bytes(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
     let offset = data.len() as u32;
     data.extend_from_slice(bytes);
-    Span { offset, len: bytes.len() as u32 }
+    Span {
+        offset,
+        len: bytes.len() as u32,
+    }
 }
 
 /// Appends one event to a batch.
-pub fn push(batch: &mut EventBatch, key: Option<&[u8]>, value: &[u8], timestamp: i64, headers: &[(String, Vec<u8>)]) {
+pub fn push(
+    batch: &mut EventBatch,
+    key: Option<&[u8]>,
+    value: &[u8],
+    timestamp: i64,
+    headers: &[(String, Vec<u8>)],
+) {
     let key = match key {
         Some(k) => push_bytes(&mut batch.data, k),
-        None => Span { offset: 0, len: ABSENT },
+        None => Span {
+            offset: 0,
+            len: ABSENT,
+        },
     };
     let value = push_bytes(&mut batch.data, value);
     let headers_start = batch.headers.len() as u32;
@@ -31,7 +47,13 @@ pub fn push(batch: &mut EventBatch, key: Option<&[u8]>, value: &[u8], timestamp:
         let value = push_bytes(&mut batch.data, v);
         batch.headers.push(HeaderMeta { name, value });
     }
-    batch.events.push(EventMeta { key, value, timestamp, headers_start, headers_len: headers.len() as u32 });
+    batch.events.push(EventMeta {
+        key,
+        value,
+        timestamp,
+        headers_start,
+        headers_len: headers.len() as u32,
+    });
 }
 
 /// Appends a record to a batch.
@@ -65,7 +87,8 @@ fn decode(data: &[u8], headers: &[HeaderMeta], meta: &EventMeta) -> Record {
         headers: hs
             .iter()
             .map(|h| {
-                let name = String::from_utf8_lossy(bytes(data, h.name).unwrap_or_default()).into_owned();
+                let name =
+                    String::from_utf8_lossy(bytes(data, h.name).unwrap_or_default()).into_owned();
                 (name, bytes(data, h.value).unwrap_or_default().to_vec())
             })
             .collect(),
@@ -84,9 +107,19 @@ pub fn parts(batch: &EventBatch, i: usize) -> (Option<&[u8]>, &[u8], i64, Vec<(&
     let data = &batch.data;
     let headers = batch.headers[meta.headers_start as usize..][..meta.headers_len as usize]
         .iter()
-        .map(|h| (bytes(data, h.name).unwrap_or_default(), bytes(data, h.value).unwrap_or_default()))
+        .map(|h| {
+            (
+                bytes(data, h.name).unwrap_or_default(),
+                bytes(data, h.value).unwrap_or_default(),
+            )
+        })
         .collect();
-    (bytes(data, meta.key), bytes(data, meta.value).unwrap_or_default(), meta.timestamp, headers)
+    (
+        bytes(data, meta.key),
+        bytes(data, meta.value).unwrap_or_default(),
+        meta.timestamp,
+        headers,
+    )
 }
 
 /// Every event of a batch as records.
@@ -126,14 +159,22 @@ pub fn check_output(out: &OutputBatch) -> Result<(), String> {
     for (i, o) in out.outputs.iter().enumerate() {
         let e = &o.event;
         if !span_ok(&e.key, true) || !span_ok(&e.value, false) || !span_ok(&o.port, true) {
-            return Err(format!("output {i} has a span outside the batch data"));
+            return Err(format!(
+                "output {i} has a span outside the batch data of {} bytes (key {:?}, value {:?}, port {:?})",
+                out.data.len(),
+                e.key,
+                e.value,
+                o.port
+            ));
         }
         if e.headers_start as u64 + e.headers_len as u64 > out.headers.len() as u64 {
             return Err(format!("output {i} names headers beyond the header list"));
         }
         if let Some(port) = bytes(&out.data, o.port) {
-            let port = std::str::from_utf8(port).map_err(|_| format!("output {i} has a port name that is not UTF-8"))?;
-            crate::control::spec::check_name("port", port).map_err(|e| format!("output {i}: {e}"))?;
+            let port = std::str::from_utf8(port)
+                .map_err(|_| format!("output {i} has a port name that is not UTF-8"))?;
+            crate::control::spec::check_name("port", port)
+                .map_err(|e| format!("output {i}: {e}"))?;
         }
     }
     Ok(())
@@ -144,7 +185,14 @@ pub fn check_output(out: &OutputBatch) -> Result<(), String> {
 pub fn split_output(out: OutputBatch) -> (EventBatch, Vec<(String, Record)>) {
     if out.outputs.iter().all(|o| o.port.len == ABSENT) {
         let events = out.outputs.into_iter().map(|o| o.event).collect();
-        return (EventBatch { data: out.data, events, headers: out.headers }, Vec::new());
+        return (
+            EventBatch {
+                data: out.data,
+                events,
+                headers: out.headers,
+            },
+            Vec::new(),
+        );
     }
     let mut main = empty();
     let mut side = Vec::new();
@@ -171,15 +219,27 @@ mod tests {
     use crate::runtime::bindings::OutputMeta;
 
     fn rec(k: Option<&str>, v: &str, ts: i64) -> Record {
-        Record { key: k.map(|k| k.as_bytes().to_vec()), value: v.as_bytes().to_vec(), timestamp: ts, headers: vec![("h".into(), v.as_bytes().to_vec())] }
+        Record {
+            key: k.map(|k| k.as_bytes().to_vec()),
+            value: v.as_bytes().to_vec(),
+            timestamp: ts,
+            headers: vec![("h".into(), v.as_bytes().to_vec())],
+        }
     }
 
     #[test]
     fn records_round_trip_and_slice() {
-        let rs = vec![rec(Some("a"), "1", 1), rec(None, "2", 2), rec(Some(""), "", 3)];
+        let rs = vec![
+            rec(Some("a"), "1", 1),
+            rec(None, "2", 2),
+            rec(Some(""), "", 3),
+        ];
         let b = from_records(&rs);
         assert_eq!(records(&b).collect::<Vec<_>>(), rs);
-        assert_eq!(records(&slice(&b, 1..3)).collect::<Vec<_>>(), rs[1..].to_vec());
+        assert_eq!(
+            records(&slice(&b, 1..3)).collect::<Vec<_>>(),
+            rs[1..].to_vec()
+        );
         assert_eq!(max_timestamp(&b), Some(3));
     }
 
@@ -192,21 +252,35 @@ mod tests {
             .map(|(i, event)| {
                 let port = match port_of(i) {
                     Some(p) => push_bytes(&mut data, p.as_bytes()),
-                    None => Span { offset: 0, len: ABSENT },
+                    None => Span {
+                        offset: 0,
+                        len: ABSENT,
+                    },
                 };
                 OutputMeta { event, port }
             })
             .collect();
-        OutputBatch { data, outputs, headers: b.headers }
+        OutputBatch {
+            data,
+            outputs,
+            headers: b.headers,
+        }
     }
 
     #[test]
     fn splits_main_and_side_outputs() {
-        let rs = vec![rec(Some("a"), "1", 1), rec(None, "2", 2), rec(Some("c"), "3", 3)];
+        let rs = vec![
+            rec(Some("a"), "1", 1),
+            rec(None, "2", 2),
+            rec(Some("c"), "3", 3),
+        ];
         let out = as_output(from_records(&rs), |i| (i == 1).then_some("late"));
         check_output(&out).unwrap();
         let (main, side) = split_output(out);
-        assert_eq!(records(&main).collect::<Vec<_>>(), vec![rs[0].clone(), rs[2].clone()]);
+        assert_eq!(
+            records(&main).collect::<Vec<_>>(),
+            vec![rs[0].clone(), rs[2].clone()]
+        );
         assert_eq!(side, vec![("late".to_string(), rs[1].clone())]);
     }
 
@@ -218,7 +292,9 @@ mod tests {
         let mut out = as_output(from_records(&[rec(Some("a"), "1", 1)]), |_| None);
         out.outputs[0].event.headers_len = 5;
         assert!(check_output(&out).is_err());
-        let mut out = as_output(from_records(&[rec(Some("a"), "1", 1)]), |_| Some("bad port!"));
+        let mut out = as_output(from_records(&[rec(Some("a"), "1", 1)]), |_| {
+            Some("bad port!")
+        });
         out.outputs[0].event.key.offset = u32::MAX - 1;
         assert!(check_output(&out).is_err());
     }

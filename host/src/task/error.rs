@@ -4,14 +4,30 @@ use crate::state::StateError;
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     /// A record failed and the policy is `fail`, or the operator reported a fatal error.
-    #[error("operator {operator}: process failed on record {offset} of partition {partition}: {message}")]
-    Record { operator: String, partition: u32, offset: u64, message: String },
+    #[error(
+        "operator {operator}: process failed on record {offset} of partition {partition}: {message}"
+    )]
+    Record {
+        operator: String,
+        partition: u32,
+        offset: u64,
+        message: String,
+    },
     /// A timer failed and the policy is `fail`, or the operator reported a fatal error.
     #[error("operator {operator}: timer at {at} failed on partition {partition}: {message}")]
-    Timer { operator: String, partition: u32, at: i64, message: String },
+    Timer {
+        operator: String,
+        partition: u32,
+        at: i64,
+        message: String,
+    },
     /// The operator could not start or failed outside any one record.
     #[error("operator {operator} on partition {partition}: {message}")]
-    Operator { operator: String, partition: u32, message: String },
+    Operator {
+        operator: String,
+        partition: u32,
+        message: String,
+    },
     #[error(transparent)]
     State(#[from] StateError),
     #[error("sink: {0}")]

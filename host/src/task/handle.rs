@@ -3,9 +3,9 @@
 
 use super::{Probation, Sink, Task, TaskError};
 use crate::state::TaskId;
-use std::sync::mpsc::Sender;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -131,7 +131,9 @@ impl TaskHandle {
     pub fn wait(&self, timeout: Duration) -> bool {
         let (lock, cond) = &self.done;
         let guard = lock.lock().expect("done lock");
-        let (guard, _) = cond.wait_timeout_while(guard, timeout, |done| !*done).expect("done lock");
+        let (guard, _) = cond
+            .wait_timeout_while(guard, timeout, |done| !*done)
+            .expect("done lock");
         *guard
     }
 }

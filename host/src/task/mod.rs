@@ -12,9 +12,9 @@ mod processor;
 mod runner;
 
 pub use error::TaskError;
+pub use handle::{Command, TaskHandle, TaskJob, TaskState, TaskStatus};
 pub use native::{NativeOperator, NativeProcess};
 pub use operator::{Operator, Unavailable, WasmOperator};
-pub use handle::{Command, TaskHandle, TaskJob, TaskState, TaskStatus};
 pub use pool::WorkerPool;
 pub use processor::{Outputs, Probation, Sink, SourceBatch, Task, TaskConfig, TaskStats};
 pub use runner::{Step, TaskRunner, TaskSource};

@@ -7,7 +7,8 @@ use crate::runtime::bindings::{EventBatch, OutputBatch};
 use crate::state::OperatorState;
 
 /// The logic of a native operator: a batch and the operator's state in, outputs out.
-pub type NativeProcess = dyn FnMut(&EventBatch, &mut OperatorState) -> Result<OutputBatch, CallError> + Send;
+pub type NativeProcess =
+    dyn FnMut(&EventBatch, &mut OperatorState) -> Result<OutputBatch, CallError> + Send;
 
 /// A native operator: a closure over flat batches with direct access to its state.
 pub struct NativeOperator {
@@ -17,8 +18,16 @@ pub struct NativeOperator {
 }
 
 impl NativeOperator {
-    pub fn new(label: impl Into<String>, state: OperatorState, process: Box<NativeProcess>) -> Self {
-        NativeOperator { label: label.into(), state, process }
+    pub fn new(
+        label: impl Into<String>,
+        state: OperatorState,
+        process: Box<NativeProcess>,
+    ) -> Self {
+        NativeOperator {
+            label: label.into(),
+            state,
+            process,
+        }
     }
 }
 
@@ -32,7 +41,11 @@ impl Operator for NativeOperator {
     }
 
     fn on_timer(&mut self, _key: &[u8], _at: i64) -> Result<OutputBatch, CallError> {
-        Ok(OutputBatch { data: Vec::new(), outputs: Vec::new(), headers: Vec::new() })
+        Ok(OutputBatch {
+            data: Vec::new(),
+            outputs: Vec::new(),
+            headers: Vec::new(),
+        })
     }
 
     fn state(&mut self) -> &mut OperatorState {

@@ -23,9 +23,17 @@ pub trait Operator: Send {
     }
     /// Converts a page of a store written in format `from_version`: one item per entry,
     /// the new value or absent to delete.
-    fn migrate(&mut self, store: &str, from_version: u32, entries: &KvBatch) -> Result<ByteList, CallError> {
+    fn migrate(
+        &mut self,
+        store: &str,
+        from_version: u32,
+        entries: &KvBatch,
+    ) -> Result<ByteList, CallError> {
         let _ = (store, from_version, entries);
-        Err(CallError::Failed(GuestError::Fatal(format!("{} cannot migrate state", self.label()))))
+        Err(CallError::Failed(GuestError::Fatal(format!(
+            "{} cannot migrate state",
+            self.label()
+        ))))
     }
 }
 
@@ -54,11 +62,23 @@ impl WasmOperator {
         limits: Limits,
     ) -> Result<Self, (CallError, OperatorState)> {
         let label = format!("{}@{}", info.operator, info.version);
-        let mut op = WasmOperator { label, component, info, config, limits, instance: None, parked: Some(state), state_version: 0 };
+        let mut op = WasmOperator {
+            label,
+            component,
+            info,
+            config,
+            limits,
+            instance: None,
+            parked: Some(state),
+            state_version: 0,
+        };
         match op.instance() {
             Ok(_) => Ok(op),
             Err(e) => {
-                let state = op.parked.take().expect("a failed start leaves the state parked");
+                let state = op
+                    .parked
+                    .take()
+                    .expect("a failed start leaves the state parked");
                 Err((e, state))
             }
         }
@@ -71,8 +91,14 @@ impl WasmOperator {
 
     fn instance(&mut self) -> Result<&mut OperatorInstance, CallError> {
         if self.instance.is_none() {
-            let state = self.parked.take().expect("without an instance the state is parked");
-            let mut inst = match self.component.instantiate(self.info.clone(), state, self.limits) {
+            let state = self
+                .parked
+                .take()
+                .expect("without an instance the state is parked");
+            let mut inst = match self
+                .component
+                .instantiate(self.info.clone(), state, self.limits)
+            {
                 Ok(i) => i,
                 Err((e, state)) => {
                     self.parked = Some(state);
@@ -118,7 +144,10 @@ impl Operator for WasmOperator {
     fn state(&mut self) -> &mut OperatorState {
         match &mut self.instance {
             Some(inst) => inst.state(),
-            None => self.parked.as_mut().expect("without an instance the state is parked"),
+            None => self
+                .parked
+                .as_mut()
+                .expect("without an instance the state is parked"),
         }
     }
 
@@ -126,7 +155,9 @@ impl Operator for WasmOperator {
         let this = *self;
         match this.instance {
             Some(inst) => inst.into_state(),
-            None => this.parked.expect("without an instance the state is parked"),
+            None => this
+                .parked
+                .expect("without an instance the state is parked"),
         }
     }
 
@@ -134,7 +165,12 @@ impl Operator for WasmOperator {
         self.state_version
     }
 
-    fn migrate(&mut self, store: &str, from_version: u32, entries: &KvBatch) -> Result<ByteList, CallError> {
+    fn migrate(
+        &mut self,
+        store: &str,
+        from_version: u32,
+        entries: &KvBatch,
+    ) -> Result<ByteList, CallError> {
         let r = self.instance()?.migrate(store, from_version, entries);
         self.after(r)
     }
@@ -150,7 +186,11 @@ pub struct Unavailable {
 
 impl Unavailable {
     pub fn new(label: impl Into<String>, reason: impl Into<String>, state: OperatorState) -> Self {
-        Unavailable { label: label.into(), reason: reason.into(), state }
+        Unavailable {
+            label: label.into(),
+            reason: reason.into(),
+            state,
+        }
     }
 
     fn error(&self) -> CallError {

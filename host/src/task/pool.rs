@@ -28,25 +28,41 @@ impl WorkerPool {
     /// Starts `threads` workers, woken by `signal`.
     pub fn new(threads: usize, signal: Arc<Signal>) -> Self {
         let shutdown = Arc::new(AtomicBool::new(false));
-        let workers: Vec<Arc<Worker>> =
-            (0..threads.max(1)).map(|_| Arc::new(Worker { inbox: Mutex::new(Vec::new()), load: AtomicUsize::new(0) })).collect();
+        let workers: Vec<Arc<Worker>> = (0..threads.max(1))
+            .map(|_| {
+                Arc::new(Worker {
+                    inbox: Mutex::new(Vec::new()),
+                    load: AtomicUsize::new(0),
+                })
+            })
+            .collect();
         let handles = workers
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let (w, signal, shutdown) = (Arc::clone(w), Arc::clone(&signal), Arc::clone(&shutdown));
+                let (w, signal, shutdown) =
+                    (Arc::clone(w), Arc::clone(&signal), Arc::clone(&shutdown));
                 std::thread::Builder::new()
                     .name(format!("eddy-worker-{i}"))
                     .spawn(move || run(&w, &signal, &shutdown))
                     .expect("spawn a worker thread")
             })
             .collect();
-        WorkerPool { workers, signal, shutdown, threads: Mutex::new(handles) }
+        WorkerPool {
+            workers,
+            signal,
+            shutdown,
+            threads: Mutex::new(handles),
+        }
     }
 
     /// Hands a task to the least loaded worker.
     pub fn spawn(&self, runner: TaskRunner) {
-        let w = self.workers.iter().min_by_key(|w| w.load.load(Ordering::Relaxed)).expect("at least one worker");
+        let w = self
+            .workers
+            .iter()
+            .min_by_key(|w| w.load.load(Ordering::Relaxed))
+            .expect("at least one worker");
         w.load.fetch_add(1, Ordering::Relaxed);
         w.inbox.lock().expect("inbox lock").push(runner);
         self.signal.notify();

@@ -36,7 +36,11 @@ pub struct Outputs {
 
 impl Outputs {
     fn empty() -> Self {
-        Outputs { main: batch::empty(), side: Vec::new(), dead: Vec::new() }
+        Outputs {
+            main: batch::empty(),
+            side: Vec::new(),
+            dead: Vec::new(),
+        }
     }
 }
 
@@ -47,7 +51,13 @@ impl Outputs {
 pub trait Sink {
     /// `changes` lists the commit's state changes for the changelogs (empty when the task
     /// keeps none).
-    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, changes: Vec<OperatorChanges>) -> Result<(), TaskError>;
+    fn commit(
+        &mut self,
+        db: &Db,
+        batch: WriteBatch,
+        outputs: Vec<Outputs>,
+        changes: Vec<OperatorChanges>,
+    ) -> Result<(), TaskError>;
 }
 
 /// How a task runs.
@@ -132,7 +142,12 @@ pub struct Task {
 
 impl Task {
     /// A task over `ops`, resuming from the position committed in `db`.
-    pub fn new(id: TaskId, ops: Vec<Box<dyn Operator>>, config: TaskConfig, db: Arc<Db>) -> Result<Self, TaskError> {
+    pub fn new(
+        id: TaskId,
+        ops: Vec<Box<dyn Operator>>,
+        config: TaskConfig,
+        db: Arc<Db>,
+    ) -> Result<Self, TaskError> {
         let position = load_position(&db, &id)?;
         Ok(Task {
             id,
@@ -253,9 +268,10 @@ impl Task {
             };
             match self.attempt(events) {
                 Ok(outputs) => self.complete(source, range, outputs),
-                Err(Failure { op: 0, error: CallError::Rejected { index, .. } })
-                    if range.len() > 1 && (index as usize) < range.len() =>
-                {
+                Err(Failure {
+                    op: 0,
+                    error: CallError::Rejected { index, .. },
+                }) if range.len() > 1 && (index as usize) < range.len() => {
                     // The operator named the failing record (fatal or not): commit those
                     // before it as one batch, then the failing one alone, then the rest.
                     let k = range.start + index as usize;
@@ -263,7 +279,10 @@ impl Task {
                     todo.push(k..k + 1);
                     todo.push(range.start..k);
                 }
-                Err(Failure { error: CallError::Host(e), .. }) => return Err(e.into()),
+                Err(Failure {
+                    error: CallError::Host(e),
+                    ..
+                }) => return Err(e.into()),
                 Err(f) if range.len() == 1 && f.error.is_fatal() => {
                     let err = self.record_error(f.op, source.offsets[range.start], &f.error);
                     if self.fail_probation(err.to_string()) {
@@ -275,7 +294,8 @@ impl Task {
                 }
                 Err(f) if range.len() == 1 => {
                     let trapped = matches!(f.error, CallError::Trap { .. });
-                    if self.probation.is_some() && (trapped || self.config.policy == OnError::Fail) {
+                    if self.probation.is_some() && (trapped || self.config.policy == OnError::Fail)
+                    {
                         let err = self.record_error(f.op, source.offsets[range.start], &f.error);
                         self.fail_probation(err.to_string());
                         return Ok(());
@@ -308,7 +328,9 @@ impl Task {
     /// Commits once the interval has passed or enough state waits (never on probation).
     pub fn maybe_commit(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
         let pending_bytes: usize = self.ops.iter_mut().map(|op| op.state().dirty_bytes()).sum();
-        if self.last_commit.elapsed() >= self.config.commit_interval || pending_bytes >= self.config.max_pending_bytes {
+        if self.last_commit.elapsed() >= self.config.commit_interval
+            || pending_bytes >= self.config.max_pending_bytes
+        {
             self.flush(sink)?;
         }
         Ok(())
@@ -322,7 +344,10 @@ impl Task {
             // Held until the probation ends; a stop or crash before that drops it.
             return Ok(());
         }
-        if self.position == self.committed && self.pending.is_empty() && !self.ops.iter_mut().any(|op| op.state().has_pending()) {
+        if self.position == self.committed
+            && self.pending.is_empty()
+            && !self.ops.iter_mut().any(|op| op.state().has_pending())
+        {
             return Ok(());
         }
         let mut wb = WriteBatch::default();
@@ -374,7 +399,11 @@ impl Task {
             }
         }
         // A stage without operators (only a repartition) passes records on as they are.
-        Ok(Outputs { main: carried.unwrap_or_else(|| events.clone()), side, dead: Vec::new() })
+        Ok(Outputs {
+            main: carried.unwrap_or_else(|| events.clone()),
+            side,
+            dead: Vec::new(),
+        })
     }
 
     fn discard(&mut self) {
@@ -396,12 +425,21 @@ impl Task {
 
     /// The position after `range` of `source` was handled.
     fn position_after(&self, source: &SourceBatch, range: &Range<usize>) -> TaskPosition {
-        let max_ts = source.events.events[range.clone()].iter().map(|e| e.timestamp).max();
+        let max_ts = source.events.events[range.clone()]
+            .iter()
+            .map(|e| e.timestamp)
+            .max();
         let watermark = match max_ts {
-            Some(ts) => self.position.watermark.max(ts.saturating_sub(self.config.watermark_delay)),
+            Some(ts) => self
+                .position
+                .watermark
+                .max(ts.saturating_sub(self.config.watermark_delay)),
             None => self.position.watermark,
         };
-        TaskPosition { offset: source.offsets[range.end - 1] + 1, watermark }
+        TaskPosition {
+            offset: source.offsets[range.end - 1] + 1,
+            watermark,
+        }
     }
 
     fn complete(&mut self, source: &SourceBatch, range: Range<usize>, outputs: Outputs) {
@@ -423,7 +461,13 @@ impl Task {
     }
 
     /// Record `i` failed on its own: fail, skip it, or dead-letter it.
-    fn apply_policy(&mut self, source: &SourceBatch, i: usize, f: Failure, sink: &mut dyn Sink) -> Result<(), TaskError> {
+    fn apply_policy(
+        &mut self,
+        source: &SourceBatch,
+        i: usize,
+        f: Failure,
+        sink: &mut dyn Sink,
+    ) -> Result<(), TaskError> {
         let offset = source.offsets[i];
         let err = self.record_error(f.op, offset, &f.error);
         self.stats.errors += 1;
@@ -439,7 +483,8 @@ impl Task {
             OnError::DeadLetter => {
                 let mut r = batch::record(&source.events, i);
                 r.headers.extend(self.error_headers(f.op, &f.error));
-                r.headers.push(("eddy.offset".into(), offset.to_string().into_bytes()));
+                r.headers
+                    .push(("eddy.offset".into(), offset.to_string().into_bytes()));
                 outputs.dead.push(r);
             }
         }
@@ -450,8 +495,14 @@ impl Task {
     fn error_headers(&self, op: usize, error: &CallError) -> Vec<(String, Vec<u8>)> {
         vec![
             ("eddy.error".into(), error.to_string().into_bytes()),
-            ("eddy.operator".into(), self.ops[op].label().as_bytes().to_vec()),
-            ("eddy.partition".into(), self.id.partition.to_string().into_bytes()),
+            (
+                "eddy.operator".into(),
+                self.ops[op].label().as_bytes().to_vec(),
+            ),
+            (
+                "eddy.partition".into(),
+                self.id.partition.to_string().into_bytes(),
+            ),
         ]
     }
 
@@ -468,7 +519,10 @@ impl Task {
 
     /// Fires due timers (or only `only`) and runs their outputs down the chain.
     /// `Ok(None)`: nothing was due.
-    fn attempt_timers(&mut self, only: Option<(usize, i64, Vec<u8>)>) -> Result<Option<Outputs>, (Failure, i64)> {
+    fn attempt_timers(
+        &mut self,
+        only: Option<(usize, i64, Vec<u8>)>,
+    ) -> Result<Option<Outputs>, (Failure, i64)> {
         let watermark = self.position.watermark;
         let mut fired_any = false;
         let mut side = Vec::new();
@@ -488,11 +542,20 @@ impl Task {
             let due = match &only {
                 Some((op, at, key)) if *op == j => vec![(*at, key.clone())],
                 Some(_) => Vec::new(),
-                None => match self.ops[j].state().due_timers(watermark, TIMERS_PER_ATTEMPT) {
+                None => match self.ops[j]
+                    .state()
+                    .due_timers(watermark, TIMERS_PER_ATTEMPT)
+                {
                     Ok(d) => d,
                     Err(e) => {
                         self.discard();
-                        return Err((Failure { op: j, error: CallError::Host(e) }, i64::MIN));
+                        return Err((
+                            Failure {
+                                op: j,
+                                error: CallError::Host(e),
+                            },
+                            i64::MIN,
+                        ));
                     }
                 },
             };
@@ -509,7 +572,11 @@ impl Task {
             }
             carried = main;
         }
-        Ok(fired_any.then_some(Outputs { main: carried, side, dead: Vec::new() }))
+        Ok(fired_any.then_some(Outputs {
+            main: carried,
+            side,
+            dead: Vec::new(),
+        }))
     }
 
     /// A timer attempt failed: fire the earliest due timer alone and apply the policy
@@ -518,12 +585,19 @@ impl Task {
         let watermark = self.position.watermark;
         let mut first = None;
         for j in 0..self.ops.len() {
-            if let Some((at, key)) = self.ops[j].state().due_timers(watermark, 1)?.into_iter().next() {
+            if let Some((at, key)) = self.ops[j]
+                .state()
+                .due_timers(watermark, 1)?
+                .into_iter()
+                .next()
+            {
                 first = Some((j, at, key));
                 break;
             }
         }
-        let Some((j, at, key)) = first else { return Ok(()) };
+        let Some((j, at, key)) = first else {
+            return Ok(());
+        };
         match self.attempt_timers(Some((j, at, key.clone()))) {
             Ok(outputs) => {
                 self.accept(outputs.unwrap_or_else(Outputs::empty), self.position);
@@ -551,7 +625,12 @@ impl Task {
                 if self.config.policy == OnError::DeadLetter {
                     let mut headers = self.error_headers(f.op, &f.error);
                     headers.push(("eddy.timer".into(), at.to_string().into_bytes()));
-                    outputs.dead.push(Record { key: Some(key.clone()), value: Vec::new(), timestamp: at, headers });
+                    outputs.dead.push(Record {
+                        key: Some(key.clone()),
+                        value: Vec::new(),
+                        timestamp: at,
+                        headers,
+                    });
                 } else {
                     tracing::warn!(task = %self.id, "skipped a timer: {err}");
                 }

@@ -45,7 +45,16 @@ impl TaskRunner {
         handle: Arc<TaskHandle>,
         metrics: Option<TaskMetrics>,
     ) -> Self {
-        TaskRunner { task, source, sink, batch_size, handle, metrics, reported: (0, 0, 0), paused: false }
+        TaskRunner {
+            task,
+            source,
+            sink,
+            batch_size,
+            handle,
+            metrics,
+            reported: (0, 0, 0),
+            paused: false,
+        }
     }
 
     pub fn handle(&self) -> &Arc<TaskHandle> {
@@ -87,10 +96,15 @@ impl TaskRunner {
             Err(e) => return self.end(Some(e)),
         };
         let result = if batch.offsets.is_empty() {
-            self.task.maybe_commit(self.sink.as_mut()).map(|_| Step::Idle)
+            self.task
+                .maybe_commit(self.sink.as_mut())
+                .map(|_| Step::Idle)
         } else {
             let started = Instant::now();
-            let r = self.task.process(&batch, self.sink.as_mut()).map(|_| Step::Worked);
+            let r = self
+                .task
+                .process(&batch, self.sink.as_mut())
+                .map(|_| Step::Worked);
             if let Some(m) = &self.metrics {
                 m.batch_seconds.observe(started.elapsed().as_secs_f64());
             }
@@ -120,7 +134,11 @@ impl TaskRunner {
         let probation = self.task.probation().cloned();
         self.handle.update(|s| {
             if s.state == TaskState::Running || s.state == TaskState::Paused {
-                s.state = if paused { TaskState::Paused } else { TaskState::Running };
+                s.state = if paused {
+                    TaskState::Paused
+                } else {
+                    TaskState::Running
+                };
             }
             s.probation = probation;
             s.committed_offset = committed;

@@ -9,19 +9,33 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Guest crates the tests use, built for wasm32-wasip2.
-const GUESTS: &[&str] = &["wordcount", "wordcount-v2", "split-words", "fixture-probe", "fixture-other-world", "fixture-forbidden-import",
-    "fixture-wordcount-trap", "fixture-counter-v1", "fixture-counter-v2", "fixture-fail-init",
+const GUESTS: &[&str] = &[
+    "wordcount",
+    "wordcount-v2",
+    "split-words",
+    "fixture-probe",
+    "fixture-other-world",
+    "fixture-forbidden-import",
+    "fixture-wordcount-trap",
+    "fixture-counter-v1",
+    "fixture-counter-v2",
+    "fixture-fail-init",
 ];
 
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ sits in the workspace")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ sits in the workspace")
 }
 
 /// The cargo target directory this test binary was built into.
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // <target>/<profile>/deps/it-<hash>
-    exe.ancestors().nth(3).expect("test binary lives in <target>/<profile>/deps").to_path_buf()
+    exe.ancestors()
+        .nth(3)
+        .expect("test binary lives in <target>/<profile>/deps")
+        .to_path_buf()
 }
 
 /// Builds every guest once per test process (cargo makes concurrent builds wait on its
@@ -32,17 +46,34 @@ pub fn guests_dir() -> &'static Path {
         let target = target_dir().join("guests");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.current_dir(workspace_root())
-            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
             .arg(&target);
         for g in GUESTS {
             cmd.args(["-p", g]);
         }
         // Flags meant for the host build must not leak into the guest build.
-        for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+            "CARGO_TARGET_DIR",
+        ] {
             cmd.env_remove(var);
         }
-        let status = cmd.status().expect("run cargo to build the guest components");
-        assert!(status.success(), "building guest components failed (is the wasm32-wasip2 target installed?)");
+        let status = cmd
+            .status()
+            .expect("run cargo to build the guest components");
+        assert!(
+            status.success(),
+            "building guest components failed (is the wasm32-wasip2 target installed?)"
+        );
         target.join("wasm32-wasip2").join("release")
     })
 }
@@ -62,5 +93,9 @@ pub fn eddy() -> Command {
 /// Runs `eddy` with `args`, returning (success, stdout, stderr).
 pub fn eddy_output(args: &[&str]) -> (bool, String, String) {
     let out = eddy().args(args).output().expect("run eddy");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

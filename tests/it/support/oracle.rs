@@ -57,7 +57,10 @@ pub fn expected_global_counts(source: &[(u32, u64, Record)]) -> Vec<(String, u64
             *totals.entry(w).or_default() += 1;
         }
     }
-    let mut out: Vec<(String, u64)> = totals.into_iter().flat_map(|(w, n)| (1..=n).map(move |i| (w.clone(), i))).collect();
+    let mut out: Vec<(String, u64)> = totals
+        .into_iter()
+        .flat_map(|(w, n)| (1..=n).map(move |i| (w.clone(), i)))
+        .collect();
     out.sort();
     out
 }
@@ -68,7 +71,12 @@ pub fn actual_counts(sink: &[(u32, u64, Record)]) -> Vec<(String, u64)> {
         .iter()
         .map(|(_, _, r)| {
             let key = String::from_utf8(r.key.clone().expect("counts are keyed")).unwrap();
-            (key, String::from_utf8_lossy(&r.value).parse().expect("counts are numbers"))
+            (
+                key,
+                String::from_utf8_lossy(&r.value)
+                    .parse()
+                    .expect("counts are numbers"),
+            )
         })
         .collect();
     out.sort();

@@ -30,69 +30,150 @@ impl TestApp {
     }
 
     pub fn open(dir: tempfile::TempDir, api: ApiConfig) -> Self {
-        let config = ServerConfig { data_dir: dir.path().to_path_buf(), workers: 2, api: api.clone() };
+        let config = ServerConfig {
+            data_dir: dir.path().to_path_buf(),
+            workers: 2,
+            api: api.clone(),
+        };
         let app = App::open(&config).unwrap();
         let router = api::router(app.state(api));
-        TestApp { app: Some(app), router, _dir: dir }
+        TestApp {
+            app: Some(app),
+            router,
+            _dir: dir,
+        }
     }
 
-    pub async fn call(&self, method: Method, uri: &str, body: impl Into<Body>, headers: &[(&str, &str)]) -> (StatusCode, Vec<u8>) {
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: impl Into<Body>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Vec<u8>) {
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = self.router.clone().oneshot(req.body(body.into()).unwrap()).await.unwrap();
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
         (status, bytes.to_vec())
     }
 
     /// A call whose answer is JSON.
-    pub async fn json(&self, method: Method, uri: &str, body: impl Into<Body>, headers: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
+    pub async fn json(
+        &self,
+        method: Method,
+        uri: &str,
+        body: impl Into<Body>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, serde_json::Value) {
         let (status, bytes) = self.call(method, uri, body, headers).await;
-        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("{uri}: not JSON ({status}): {}", String::from_utf8_lossy(&bytes)));
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{uri}: not JSON ({status}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
         (status, v)
     }
 
     pub async fn push(&self, name: &str, guest_name: &str) -> serde_json::Value {
         let bytes = std::fs::read(guest(guest_name)).unwrap();
-        let (status, v) = self.json(Method::PUT, &format!("/v1/operators/{name}"), bytes, &[("content-type", "application/wasm")]).await;
+        let (status, v) = self
+            .json(
+                Method::PUT,
+                &format!("/v1/operators/{name}"),
+                bytes,
+                &[("content-type", "application/wasm")],
+            )
+            .await;
         assert!(status.is_success(), "{v}");
         v
     }
 
     pub async fn create_topic(&self, name: &str, partitions: u32) {
         let body = serde_json::json!({ "name": name, "partitions": partitions }).to_string();
-        let (status, v) = self.json(Method::POST, "/v1/topics", body, &[("content-type", "application/json")]).await;
+        let (status, v) = self
+            .json(
+                Method::POST,
+                "/v1/topics",
+                body,
+                &[("content-type", "application/json")],
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
     }
 
     pub async fn produce(&self, topic: &str, lines: &str) -> serde_json::Value {
-        let (status, v) = self.json(Method::POST, &format!("/v1/topics/{topic}/records"), lines.to_string(), &[]).await;
+        let (status, v) = self
+            .json(
+                Method::POST,
+                &format!("/v1/topics/{topic}/records"),
+                lines.to_string(),
+                &[],
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         v
     }
 
     pub async fn create_pipeline(&self, toml: &str) -> (StatusCode, serde_json::Value) {
-        self.json(Method::POST, "/v1/pipelines", toml.to_string(), &[("content-type", "application/toml")]).await
+        self.json(
+            Method::POST,
+            "/v1/pipelines",
+            toml.to_string(),
+            &[("content-type", "application/toml")],
+        )
+        .await
     }
 
     /// Every record of a topic, all partitions: `(partition, offset, record json)`.
     pub async fn records(&self, topic: &str) -> Vec<serde_json::Value> {
-        let (status, v) = self.json(Method::GET, &format!("/v1/topics/{topic}/records?limit=10000"), Body::empty(), &[]).await;
+        let (status, v) = self
+            .json(
+                Method::GET,
+                &format!("/v1/topics/{topic}/records?limit=10000"),
+                Body::empty(),
+                &[],
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         v["records"].as_array().unwrap().clone()
     }
 
     /// Waits until `cond` holds for the pipeline's status.
-    pub async fn wait_for(&self, pipeline: &str, what: &str, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub async fn wait_for(
+        &self,
+        pipeline: &str,
+        what: &str,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (_, v) = self.json(Method::GET, &format!("/v1/pipelines/{pipeline}"), Body::empty(), &[]).await;
+            let (_, v) = self
+                .json(
+                    Method::GET,
+                    &format!("/v1/pipelines/{pipeline}"),
+                    Body::empty(),
+                    &[],
+                )
+                .await;
             if cond(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -100,7 +181,10 @@ impl TestApp {
     /// Waits until the pipeline has committed everything in its source.
     pub async fn wait_caught_up(&self, pipeline: &str) -> serde_json::Value {
         self.wait_for(pipeline, "lag 0", |v| {
-            v["tasks"].as_array().is_some_and(|ts| ts.iter().all(|t| t["lag"] == 0 && t["committed_offset"] == t["end_offset"]))
+            v["tasks"].as_array().is_some_and(|ts| {
+                ts.iter()
+                    .all(|t| t["lag"] == 0 && t["committed_offset"] == t["end_offset"])
+            })
         })
         .await
     }
@@ -136,14 +220,26 @@ impl ServerProcess {
         stdout.read_line(&mut line).unwrap();
         // Keep draining stdout so the server never writes into a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
         ServerProcess { child, url }
     }
 
     /// Runs the CLI against this server; returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = eddy().env("EDDY_SERVER", &self.url).args(args).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = eddy()
+            .env("EDDY_SERVER", &self.url)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Like [`ServerProcess::cli`], but the call must succeed.
@@ -161,7 +257,9 @@ impl ServerProcess {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) {
-        let _ = std::process::Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "eddy serve exited with {status}");
     }

@@ -5,9 +5,9 @@ use crate::runtime::bindings::{EventBatch, EventMeta, GuestError, OutputBatch, O
 use crate::state::OperatorState;
 use crate::task::{SourceBatch, batch};
 use anyhow::Context as _;
-use std::path::PathBuf;
 use rand::SeedableRng;
 use rand::distr::Distribution;
+use std::path::PathBuf;
 
 /// What a benchmark measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -19,7 +19,6 @@ pub enum BenchPath {
     /// RocksDB alone (host benchmark only).
     Raw,
 }
-
 
 /// What both benchmarks take.
 #[derive(clap::Args)]
@@ -60,9 +59,12 @@ impl WorkloadArgs {
 
     /// The words of the workload: `events` draws from a Zipf distribution (s = 1.0).
     pub fn words(&self) -> anyhow::Result<Vec<String>> {
-        let zipf = rand_distr::Zipf::new(self.vocabulary as f64, 1.0).context("zipf distribution")?;
+        let zipf =
+            rand_distr::Zipf::new(self.vocabulary as f64, 1.0).context("zipf distribution")?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-        Ok((0..self.events).map(|_| format!("w{}", zipf.sample(&mut rng) as u64)).collect())
+        Ok((0..self.events)
+            .map(|_| format!("w{}", zipf.sample(&mut rng) as u64))
+            .collect())
     }
 }
 
@@ -98,7 +100,10 @@ pub fn batches(words: &[String], batch_size: usize) -> Vec<SourceBatch> {
             for (j, w) in chunk.iter().enumerate() {
                 batch::push(&mut b, None, w.as_bytes(), first as i64 + j as i64, &[]);
             }
-            SourceBatch { events: b, offsets: (first..first + chunk.len() as u64).collect() }
+            SourceBatch {
+                events: b,
+                offsets: (first..first + chunk.len() as u64).collect(),
+            }
         })
         .collect()
 }
@@ -107,20 +112,42 @@ pub fn batches(words: &[String], batch_size: usize) -> Vec<SourceBatch> {
 pub fn native_wordcount() -> Box<crate::task::NativeProcess> {
     Box::new(|input: &EventBatch, state: &mut OperatorState| {
         let store = state.open_store("counts")?.expect("a valid store name");
-        let mut out = OutputBatch { data: Vec::new(), outputs: Vec::new(), headers: Vec::new() };
+        let mut out = OutputBatch {
+            data: Vec::new(),
+            outputs: Vec::new(),
+            headers: Vec::new(),
+        };
         for e in &input.events {
             let value = &input.data[e.value.offset as usize..][..e.value.len as usize];
-            let text = std::str::from_utf8(value)
-                .map_err(|err| CallError::Rejected { index: 0, error: GuestError::BadInput(err.to_string()) })?;
-            for word in text.split_ascii_whitespace().map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation())).filter(|w| !w.is_empty()) {
+            let text = std::str::from_utf8(value).map_err(|err| CallError::Rejected {
+                index: 0,
+                error: GuestError::BadInput(err.to_string()),
+            })?;
+            for word in text
+                .split_ascii_whitespace()
+                .map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation()))
+                .filter(|w| !w.is_empty())
+            {
                 let n = state
                     .increment(store, word.as_bytes().to_vec(), 1)?
-                    .map_err(|err| CallError::Rejected { index: 0, error: GuestError::BadInput(err.to_string()) })?;
+                    .map_err(|err| CallError::Rejected {
+                        index: 0,
+                        error: GuestError::BadInput(err.to_string()),
+                    })?;
                 let key = push_span(&mut out.data, word.as_bytes());
                 let value = push_span(&mut out.data, n.to_string().as_bytes());
                 out.outputs.push(OutputMeta {
-                    event: EventMeta { key, value, timestamp: e.timestamp, headers_start: 0, headers_len: 0 },
-                    port: Span { offset: 0, len: u32::MAX },
+                    event: EventMeta {
+                        key,
+                        value,
+                        timestamp: e.timestamp,
+                        headers_start: 0,
+                        headers_len: 0,
+                    },
+                    port: Span {
+                        offset: 0,
+                        len: u32::MAX,
+                    },
                 });
             }
         }
@@ -131,6 +158,8 @@ pub fn native_wordcount() -> Box<crate::task::NativeProcess> {
 fn push_span(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
     let offset = data.len() as u32;
     data.extend_from_slice(bytes);
-    Span { offset, len: bytes.len() as u32 }
+    Span {
+        offset,
+        len: bytes.len() as u32,
+    }
 }
-

@@ -5,10 +5,12 @@
 
 use super::common::{BenchPath, Best, WorkloadArgs, batches, native_wordcount};
 use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
-use crate::state::{Cf, Db, DbOptions, OperatorState, StateScope, TaskId};
-use crate::task::{NativeOperator, Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator};
-use anyhow::Context as _;
 use crate::state::changelog::OperatorChanges;
+use crate::state::{Cf, Db, DbOptions, OperatorState, StateScope, TaskId};
+use crate::task::{
+    NativeOperator, Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator,
+};
+use anyhow::Context as _;
 use rocksdb::WriteBatch;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,20 +24,36 @@ pub struct HostArgs {
     only: Vec<BenchPath>,
 }
 
-
 /// Counts outputs and drops them: the sink is not what is measured.
 struct CountingSink(u64);
 
 impl Sink for CountingSink {
-    fn commit(&mut self, db: &Db, batch: WriteBatch, outputs: Vec<Outputs>, _changes: Vec<OperatorChanges>) -> Result<(), TaskError> {
+    fn commit(
+        &mut self,
+        db: &Db,
+        batch: WriteBatch,
+        outputs: Vec<Outputs>,
+        _changes: Vec<OperatorChanges>,
+    ) -> Result<(), TaskError> {
         db.write(batch)?;
-        self.0 += outputs.iter().map(|o| o.main.events.len() as u64).sum::<u64>();
+        self.0 += outputs
+            .iter()
+            .map(|o| o.main.events.len() as u64)
+            .sum::<u64>();
         Ok(())
     }
 }
 
-fn run_task(ops: Vec<Box<dyn Operator>>, db: Arc<Db>, batches: &[SourceBatch], commit_interval_ms: u64) -> anyhow::Result<(f64, u64)> {
-    let config = TaskConfig { commit_interval: std::time::Duration::from_millis(commit_interval_ms), ..TaskConfig::default() };
+fn run_task(
+    ops: Vec<Box<dyn Operator>>,
+    db: Arc<Db>,
+    batches: &[SourceBatch],
+    commit_interval_ms: u64,
+) -> anyhow::Result<(f64, u64)> {
+    let config = TaskConfig {
+        commit_interval: std::time::Duration::from_millis(commit_interval_ms),
+        ..TaskConfig::default()
+    };
     let mut task = Task::new(TaskId::new("bench", 0), ops, config, db)?;
     let mut sink = CountingSink(0);
     let started = Instant::now();
@@ -73,24 +91,48 @@ fn raw_rocksdb(db: &Db, batches: &[SourceBatch]) -> anyhow::Result<f64> {
 
 /// One measured run of one path over the workload, in a fresh database under `dir`.
 /// Returns the seconds taken and the events emitted (checked equal across paths).
-fn measure(path: BenchPath, args: &HostArgs, runtime: &Runtime, batches: &[SourceBatch], dir: &std::path::Path) -> anyhow::Result<(f64, u64)> {
+fn measure(
+    path: BenchPath,
+    args: &HostArgs,
+    runtime: &Runtime,
+    batches: &[SourceBatch],
+    dir: &std::path::Path,
+) -> anyhow::Result<(f64, u64)> {
     let cache_bytes = 64 << 20;
-    let scope = StateScope { pipeline: "bench".into(), operator: "wordcount".into(), partition: 0 };
+    let scope = StateScope {
+        pipeline: "bench".into(),
+        operator: "wordcount".into(),
+        partition: 0,
+    };
     let _ = std::fs::remove_dir_all(dir);
     let db = Arc::new(Db::open(dir, &DbOptions::default())?);
     match path {
         BenchPath::Wasm => {
-            let component = runtime.load_file(&args.w.wasm).with_context(|| args.w.wasm.display().to_string())?;
-            let info = TaskInfo { pipeline: "bench".into(), operator: "wordcount".into(), version: 1, partition: 0, partition_count: 1 };
+            let component = runtime
+                .load_file(&args.w.wasm)
+                .with_context(|| args.w.wasm.display().to_string())?;
+            let info = TaskInfo {
+                pipeline: "bench".into(),
+                operator: "wordcount".into(),
+                version: 1,
+                partition: 0,
+                partition_count: 1,
+            };
             let state = OperatorState::new(Arc::clone(&db), scope, cache_bytes)?;
-            let wasm = WasmOperator::start(component, info, vec![], state, runtime.default_limits())
-                .map_err(|(e, _)| anyhow::anyhow!("init: {e}"))?;
+            let wasm =
+                WasmOperator::start(component, info, vec![], state, runtime.default_limits())
+                    .map_err(|(e, _)| anyhow::anyhow!("init: {e}"))?;
             run_task(vec![Box::new(wasm)], db, batches, args.w.commit_interval_ms)
         }
         BenchPath::Native => {
             let state = OperatorState::new(Arc::clone(&db), scope, cache_bytes)?;
             let native = NativeOperator::new("wordcount-native", state, native_wordcount());
-            run_task(vec![Box::new(native)], db, batches, args.w.commit_interval_ms)
+            run_task(
+                vec![Box::new(native)],
+                db,
+                batches,
+                args.w.commit_interval_ms,
+            )
         }
         BenchPath::Raw => Ok((raw_rocksdb(&db, batches)?, 0)),
     }
@@ -99,7 +141,10 @@ fn measure(path: BenchPath, args: &HostArgs, runtime: &Runtime, batches: &[Sourc
 pub fn run(args: HostArgs) -> anyhow::Result<()> {
     let w = &args.w;
     let (dir, _temp) = w.work_dir()?;
-    eprintln!("generating {} events over {} words...", w.events, w.vocabulary);
+    eprintln!(
+        "generating {} events over {} words...",
+        w.events, w.vocabulary
+    );
     let batches = batches(&w.words()?, w.batch_size);
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let names = [
@@ -112,11 +157,24 @@ pub fn run(args: HostArgs) -> anyhow::Result<()> {
     let mut best = Best::default();
     for round in 1..=w.rounds {
         for (path, name) in names.iter().filter(|(p, _)| args.only.contains(p)) {
-            let (secs, emitted) = measure(*path, &args, &runtime, &batches, &dir.join(format!("{path:?}")))?;
+            let (secs, emitted) = measure(
+                *path,
+                &args,
+                &runtime,
+                &batches,
+                &dir.join(format!("{path:?}")),
+            )?;
             if *path != BenchPath::Raw {
-                anyhow::ensure!(emitted as usize == w.events, "{name} emitted {emitted} events for {} words", w.events);
+                anyhow::ensure!(
+                    emitted as usize == w.events,
+                    "{name} emitted {emitted} events for {} words",
+                    w.events
+                );
             }
-            eprintln!("round {round}: {name}: {:.0} events/s", w.events as f64 / secs);
+            eprintln!(
+                "round {round}: {name}: {:.0} events/s",
+                w.events as f64 / secs
+            );
             best.record(*path, secs);
         }
     }
@@ -129,7 +187,11 @@ pub fn run(args: HostArgs) -> anyhow::Result<()> {
     println!("{:<44} {:>12} {:>10}", "path", "events/s", "ns/event");
     for (path, secs) in best.iter() {
         let name = names.iter().find(|(p, _)| p == path).map_or("", |(_, n)| n);
-        println!("{name:<44} {:>12.0} {:>10.0}", rate(*secs), secs * 1e9 / w.events as f64);
+        println!(
+            "{name:<44} {:>12.0} {:>10.0}",
+            rate(*secs),
+            secs * 1e9 / w.events as f64
+        );
     }
     if let (Some(wasm), Some(native)) = (best.secs(BenchPath::Wasm), best.secs(BenchPath::Native)) {
         println!("wasm / native: {:.2}", native / wasm);

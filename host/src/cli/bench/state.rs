@@ -52,13 +52,30 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
             _temp.path().to_path_buf()
         }
     };
-    let config = ServerConfig { data_dir: dir, workers: 2, api: ApiConfig::default() };
+    let config = ServerConfig {
+        data_dir: dir,
+        workers: 2,
+        api: ApiConfig::default(),
+    };
     let app = App::open(&config)?;
     let c = std::sync::Arc::clone(&app.controller);
     let registry = c.registry();
-    registry.put("wordcount", &std::fs::read(&args.wasm).with_context(|| args.wasm.display().to_string())?)?;
-    registry.put("wordcount", &std::fs::read(&args.wasm_v2).with_context(|| args.wasm_v2.display().to_string())?)?;
-    let topic = c.log().create_topic("lines", &TopicConfig { partitions: args.partitions, retention_ms: None, retention_bytes: None })?;
+    registry.put(
+        "wordcount",
+        &std::fs::read(&args.wasm).with_context(|| args.wasm.display().to_string())?,
+    )?;
+    registry.put(
+        "wordcount",
+        &std::fs::read(&args.wasm_v2).with_context(|| args.wasm_v2.display().to_string())?,
+    )?;
+    let topic = c.log().create_topic(
+        "lines",
+        &TopicConfig {
+            partitions: args.partitions,
+            retention_ms: None,
+            retention_bytes: None,
+        },
+    )?;
     let spec = PipelineSpec::from_toml(
         "name = \"wc\"\n[source]\ntopic = \"lines\"\n[sink]\ntopic = \"counts\"\n[[operators]]\nname = \"wordcount\"\nversion = 1\n[settings]\nprobation_records = 1000000000\nprobation_ms = 200\n",
     )?;
@@ -71,7 +88,14 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
             .iter()
             .map(|i| {
                 let w = format!("key-{i:08}");
-                (Record { key: Some(w.clone().into_bytes()), value: w.into_bytes(), ..Record::default() }, None)
+                (
+                    Record {
+                        key: Some(w.clone().into_bytes()),
+                        value: w.into_bytes(),
+                        ..Record::default()
+                    },
+                    None,
+                )
             })
             .collect();
         c.log().produce(&topic, &records)?;
@@ -82,13 +106,22 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let savepoint = c.savepoint("wc")?;
     let savepoint_secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(savepoint.keys as usize == args.keys, "the savepoint holds {} keys", savepoint.keys);
+    anyhow::ensure!(
+        savepoint.keys as usize == args.keys,
+        "the savepoint holds {} keys",
+        savepoint.keys
+    );
 
     let mut pauses = Vec::new();
     for i in 0..args.upgrades {
         let version = if i % 2 == 0 { 2 } else { 1 };
         let u = c.upgrade("wc", "wordcount", Some(VersionRef::Number(version)), true)?;
-        anyhow::ensure!(u.result == crate::control::UpgradeResult::Succeeded, "upgrade {i}: {:?} {:?}", u.result, u.reason);
+        anyhow::ensure!(
+            u.result == crate::control::UpgradeResult::Succeeded,
+            "upgrade {i}: {:?} {:?}",
+            u.result,
+            u.reason
+        );
         eprintln!("upgrade to version {version}: paused {:.1} ms", u.pause_ms);
         pauses.push(u.pause_ms);
     }
@@ -99,22 +132,48 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let restored = c.restore("wc", &savepoint.id)?;
     let restore_secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(restored.keys as usize == args.keys, "restored {} keys", restored.keys);
+    anyhow::ensure!(
+        restored.keys as usize == args.keys,
+        "restored {} keys",
+        restored.keys
+    );
 
     let t = Instant::now();
     let rebuilt = c.rebuild_state("wc")?;
     let rebuild_secs = t.elapsed().as_secs_f64();
 
-    println!("word-count state of {} keys over {} partitions", args.keys, args.partitions);
-    println!("{:<40} {:>12}", "savepoint (pause, snapshot, files)", format!("{:.2} s", savepoint_secs));
-    println!("{:<40} {:>12}", "restore (check, files, changelogs)", format!("{:.2} s", restore_secs));
+    println!(
+        "word-count state of {} keys over {} partitions",
+        args.keys, args.partitions
+    );
+    println!(
+        "{:<40} {:>12}",
+        "savepoint (pause, snapshot, files)",
+        format!("{:.2} s", savepoint_secs)
+    );
+    println!(
+        "{:<40} {:>12}",
+        "restore (check, files, changelogs)",
+        format!("{:.2} s", restore_secs)
+    );
     println!(
         "{:<40} {:>12}",
         "changelog rebuild",
         format!("{:.0} keys/s", rebuilt.records as f64 / rebuild_secs)
     );
-    println!("{:<40} {:>12}", format!("upgrade pause, median of {}", pauses.len()), format!("{median_pause:.1} ms"));
-    println!("upgrade pauses: {}", pauses.iter().map(|p| format!("{p:.1}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "{:<40} {:>12}",
+        format!("upgrade pause, median of {}", pauses.len()),
+        format!("{median_pause:.1} ms")
+    );
+    println!(
+        "upgrade pauses: {}",
+        pauses
+            .iter()
+            .map(|p| format!("{p:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     app.shutdown();
     Ok(())
 }

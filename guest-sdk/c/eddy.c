@@ -1,0 +1,496 @@
+/*
+ * The per-record API of eddy.h over the bindings wit-bindgen generates for the world
+ * (operator.h): it walks the flat batches, builds the output batch and maps errors.
+ *
+ * Ownership follows wit-bindgen's C ABI: an export owns its arguments (freed here) and
+ * hands over malloc'd results (freed by the generated post-return); an import borrows
+ * its arguments and hands over its results (freed here).
+ */
+#include "eddy.h"
+#include "operator.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define ABSENT_LEN UINT32_MAX
+#define SCAN_PAGE 256
+
+typedef eddy_operator_types_span_t span_t;
+
+static void *xrealloc(void *ptr, size_t size) {
+    void *p = realloc(ptr, size ? size : 1);
+    if (p == NULL) abort(); /* out of memory: the host sees a trap and replaces the instance */
+    return p;
+}
+
+/* ---- errors --------------------------------------------------------------------------- */
+
+static char *error_message;
+
+static eddy_status set_error(eddy_status status, const char *format, va_list args) {
+    va_list copy;
+    va_copy(copy, args);
+    int n = vsnprintf(NULL, 0, format, copy);
+    va_end(copy);
+    free(error_message);
+    error_message = xrealloc(NULL, n > 0 ? (size_t)n + 1 : 1);
+    vsnprintf(error_message, n > 0 ? (size_t)n + 1 : 1, format, args);
+    return status;
+}
+
+eddy_status eddy_bad_input(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    eddy_status s = set_error(EDDY_BAD_INPUT, format, args);
+    va_end(args);
+    return s;
+}
+
+eddy_status eddy_fatal(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    eddy_status s = set_error(EDDY_FATAL, format, args);
+    va_end(args);
+    return s;
+}
+
+/* The pending message as a wit string (ownership passes to the caller). */
+static operator_string_t take_error(const char *fallback) {
+    operator_string_t out;
+    if (error_message == NULL) {
+        operator_string_dup(&out, fallback);
+    } else {
+        out.ptr = (uint8_t *)error_message;
+        out.len = strlen(error_message);
+        error_message = NULL;
+    }
+    return out;
+}
+
+static eddy_operator_types_error_t wire_error(eddy_status status) {
+    eddy_operator_types_error_t e;
+    e.tag = status == EDDY_BAD_INPUT ? EDDY_OPERATOR_TYPES_ERROR_BAD_INPUT : EDDY_OPERATOR_TYPES_ERROR_FATAL;
+    if (status == EDDY_BAD_INPUT) {
+        e.val.bad_input = take_error("bad input (the operator gave no message)");
+    } else {
+        e.val.fatal = take_error("fatal error (the operator gave no message)");
+    }
+    return e;
+}
+
+/* ---- events --------------------------------------------------------------------------- */
+
+static eddy_bytes in_span(const operator_list_u8_t *data, span_t s) {
+    if (s.len == ABSENT_LEN || (uint64_t)s.offset + s.len > data->len) return EDDY_ABSENT;
+    return eddy_bytes_of(data->ptr + s.offset, s.len);
+}
+
+eddy_bytes eddy_event_header(const eddy_event *event, const char *name) {
+    eddy_bytes wanted = eddy_str(name);
+    for (size_t i = 0; i < event->header_count; i++) {
+        if (eddy_bytes_equal(event->headers[i].name, wanted)) return event->headers[i].value;
+    }
+    return EDDY_ABSENT;
+}
+
+/* ---- the output batch being built ----------------------------------------------------- */
+
+struct eddy_ctx {
+    uint8_t *data;
+    size_t data_len, data_cap;
+    eddy_operator_types_output_meta_t *outputs;
+    size_t outputs_len, outputs_cap;
+    eddy_operator_types_header_meta_t *headers;
+    size_t headers_len, headers_cap;
+    int64_t current_timestamp;
+};
+
+static eddy_ctx context;
+
+static span_t push_bytes(eddy_ctx *ctx, eddy_bytes b) {
+    if (b.ptr == NULL) return (span_t){0, ABSENT_LEN};
+    if (ctx->data_len + b.len > ctx->data_cap) {
+        size_t cap = ctx->data_cap ? ctx->data_cap * 2 : 4096;
+        while (cap < ctx->data_len + b.len) cap *= 2;
+        ctx->data = xrealloc(ctx->data, cap);
+        ctx->data_cap = cap;
+    }
+    span_t s = {(uint32_t)ctx->data_len, (uint32_t)b.len};
+    if (b.len) memcpy(ctx->data + ctx->data_len, b.ptr, b.len);
+    ctx->data_len += b.len;
+    return s;
+}
+
+#define GROW(ptr, len, cap)                                     \
+    do {                                                        \
+        if ((len) == (cap)) {                                   \
+            (cap) = (cap) ? (cap) * 2 : 64;                     \
+            (ptr) = xrealloc((ptr), (cap) * sizeof *(ptr));     \
+        }                                                       \
+    } while (0)
+
+void eddy_emit_event(eddy_ctx *ctx, const char *port, const eddy_event *event) {
+    eddy_operator_types_output_meta_t out;
+    out.event.key = push_bytes(ctx, event->key);
+    out.event.value = push_bytes(ctx, event->value.ptr ? event->value : eddy_bytes_of("", 0));
+    out.event.timestamp = event->timestamp == EDDY_INHERIT_TIMESTAMP ? ctx->current_timestamp : event->timestamp;
+    out.event.headers_start = (uint32_t)ctx->headers_len;
+    out.event.headers_len = (uint32_t)event->header_count;
+    for (size_t i = 0; i < event->header_count; i++) {
+        GROW(ctx->headers, ctx->headers_len, ctx->headers_cap);
+        eddy_operator_types_header_meta_t h;
+        h.name = push_bytes(ctx, event->headers[i].name);
+        h.value = push_bytes(ctx, event->headers[i].value.ptr ? event->headers[i].value : eddy_bytes_of("", 0));
+        ctx->headers[ctx->headers_len++] = h;
+    }
+    out.port = push_bytes(ctx, port ? eddy_str(port) : EDDY_ABSENT);
+    GROW(ctx->outputs, ctx->outputs_len, ctx->outputs_cap);
+    ctx->outputs[ctx->outputs_len++] = out;
+}
+
+void eddy_emit(eddy_ctx *ctx, eddy_bytes key, eddy_bytes value) {
+    eddy_event e = {key, value, EDDY_INHERIT_TIMESTAMP, NULL, 0};
+    eddy_emit_event(ctx, NULL, &e);
+}
+
+static void reset_outputs(eddy_ctx *ctx) {
+    ctx->data_len = ctx->outputs_len = ctx->headers_len = 0;
+}
+
+/* Hands the built batch over (the generated post-return frees its buffers). */
+static eddy_operator_types_output_batch_t take_outputs(eddy_ctx *ctx) {
+    eddy_operator_types_output_batch_t b;
+    b.data.ptr = ctx->data_len ? ctx->data : NULL;
+    b.data.len = ctx->data_len;
+    b.outputs.ptr = ctx->outputs_len ? ctx->outputs : NULL;
+    b.outputs.len = ctx->outputs_len;
+    b.headers.ptr = ctx->headers_len ? ctx->headers : NULL;
+    b.headers.len = ctx->headers_len;
+    if (ctx->data_len) ctx->data = NULL, ctx->data_cap = 0;
+    else free(ctx->data), ctx->data = NULL, ctx->data_cap = 0;
+    if (ctx->outputs_len) ctx->outputs = NULL, ctx->outputs_cap = 0;
+    if (ctx->headers_len) ctx->headers = NULL, ctx->headers_cap = 0;
+    reset_outputs(ctx);
+    return b;
+}
+
+/* ---- stores --------------------------------------------------------------------------- */
+
+struct eddy_store {
+    char *name;
+    eddy_operator_state_own_store_t handle;
+    struct eddy_store *next;
+};
+
+static struct eddy_store *stores;
+
+static operator_list_u8_t as_list(eddy_bytes b) {
+    return (operator_list_u8_t){(uint8_t *)(b.ptr ? b.ptr : (const uint8_t *)""), b.len};
+}
+
+static eddy_operator_state_borrow_store_t borrow(eddy_store *s) {
+    return eddy_operator_state_borrow_store(s->handle);
+}
+
+static const char *state_error_text(eddy_operator_state_state_error_t *e, char *buf, size_t cap) {
+    operator_string_t *m = e->tag == EDDY_OPERATOR_STATE_STATE_ERROR_NOT_A_COUNTER ? &e->val.not_a_counter
+                                                                                   : &e->val.invalid_argument;
+    snprintf(buf, cap, "%.*s", (int)m->len, (const char *)m->ptr);
+    eddy_operator_state_state_error_free(e);
+    return buf;
+}
+
+eddy_store *eddy_store_open(eddy_ctx *ctx, const char *name) {
+    (void)ctx;
+    for (struct eddy_store *s = stores; s; s = s->next) {
+        if (strcmp(s->name, name) == 0) return s;
+    }
+    operator_string_t wit_name = {(uint8_t *)name, strlen(name)};
+    eddy_operator_state_own_store_t handle;
+    eddy_operator_state_state_error_t err;
+    if (!eddy_operator_state_static_store_open(&wit_name, &handle, &err)) {
+        char text[512];
+        eddy_fatal("cannot open store %s: %s", name, state_error_text(&err, text, sizeof text));
+        return NULL;
+    }
+    struct eddy_store *s = xrealloc(NULL, sizeof *s);
+    s->name = strdup(name);
+    s->handle = handle;
+    s->next = stores;
+    stores = s;
+    return s;
+}
+
+static operator_list_u8_t last_value;
+
+eddy_bytes eddy_get(eddy_store *store, eddy_bytes key) {
+    operator_list_u8_free(&last_value);
+    operator_list_u8_t k = as_list(key);
+    if (!eddy_operator_state_method_store_get(borrow(store), &k, &last_value)) {
+        last_value = (operator_list_u8_t){NULL, 0};
+        return EDDY_ABSENT;
+    }
+    return eddy_bytes_of(last_value.ptr, last_value.len);
+}
+
+void eddy_set(eddy_store *store, eddy_bytes key, eddy_bytes value) {
+    operator_list_u8_t k = as_list(key), v = as_list(value);
+    eddy_operator_state_method_store_set(borrow(store), &k, &v);
+}
+
+void eddy_delete(eddy_store *store, eddy_bytes key) {
+    operator_list_u8_t k = as_list(key);
+    eddy_operator_state_method_store_delete(borrow(store), &k);
+}
+
+void eddy_delete_range(eddy_store *store, eddy_bytes start, eddy_bytes end) {
+    operator_list_u8_t s = as_list(start), e = as_list(end);
+    eddy_operator_state_method_store_delete_range(borrow(store), &s, end.ptr ? &e : NULL);
+}
+
+eddy_status eddy_increment(eddy_store *store, eddy_bytes key, int64_t delta, int64_t *out) {
+    operator_list_u8_t k = as_list(key);
+    eddy_operator_state_state_error_t err;
+    if (eddy_operator_state_method_store_increment(borrow(store), &k, delta, out, &err)) return EDDY_OK;
+    bool not_a_counter = err.tag == EDDY_OPERATOR_STATE_STATE_ERROR_NOT_A_COUNTER;
+    char text[512];
+    state_error_text(&err, text, sizeof text);
+    return not_a_counter ? eddy_bad_input("store %s: %s", store->name, text)
+                         : eddy_fatal("store %s: %s", store->name, text);
+}
+
+void eddy_scan(eddy_store *store, eddy_bytes start, eddy_bytes end, eddy_scan_visitor visit, void *user) {
+    operator_list_u8_t s = as_list(start), e = as_list(end);
+    operator_option_list_u8_t cont = {false, {NULL, 0}};
+    for (;;) {
+        eddy_operator_state_scan_page_t page;
+        eddy_operator_state_method_store_scan(borrow(store), &s, end.ptr ? &e : NULL, SCAN_PAGE,
+                                              cont.is_some ? &cont.val : NULL, &page);
+        operator_option_list_u8_free(&cont);
+        bool go_on = true;
+        for (size_t i = 0; go_on && i < page.entries.entries.len; i++) {
+            eddy_operator_types_kv_meta_t m = page.entries.entries.ptr[i];
+            go_on = visit(in_span(&page.entries.data, m.key), in_span(&page.entries.data, m.value), user);
+        }
+        eddy_operator_types_kv_batch_free(&page.entries);
+        cont = page.continuation;
+        if (!go_on || !cont.is_some) {
+            operator_option_list_u8_free(&cont);
+            return;
+        }
+    }
+}
+
+/* ---- timers, log ---------------------------------------------------------------------- */
+
+int64_t eddy_watermark(eddy_ctx *ctx) {
+    (void)ctx;
+    return eddy_operator_timers_watermark();
+}
+
+void eddy_set_timer(eddy_ctx *ctx, eddy_bytes key, int64_t at) {
+    (void)ctx;
+    operator_list_u8_t k = as_list(key);
+    eddy_operator_timers_set_event_timer(&k, at);
+}
+
+void eddy_delete_timer(eddy_ctx *ctx, eddy_bytes key, int64_t at) {
+    (void)ctx;
+    operator_list_u8_t k = as_list(key);
+    eddy_operator_timers_delete_event_timer(&k, at);
+}
+
+void eddy_log(eddy_level level, const char *format, ...) {
+    char stack[512];
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(stack, sizeof stack, format, args);
+    va_end(args);
+    char *text = stack;
+    if (n >= (int)sizeof stack) {
+        text = xrealloc(NULL, (size_t)n + 1);
+        va_start(args, format);
+        vsnprintf(text, (size_t)n + 1, format, args);
+        va_end(args);
+    }
+    operator_string_t message = {(uint8_t *)text, n > 0 ? (size_t)n : 0};
+    eddy_operator_log_log((eddy_operator_log_level_t)level, &message);
+    if (text != stack) free(text);
+}
+
+/* ---- config --------------------------------------------------------------------------- */
+
+struct eddy_config {
+    size_t len;
+    char **names;
+    char **values;
+};
+
+static eddy_config config;
+
+static char *dup_string(const operator_string_t *s) {
+    char *out = xrealloc(NULL, s->len + 1);
+    memcpy(out, s->ptr, s->len);
+    out[s->len] = '\0';
+    return out;
+}
+
+const char *eddy_config_get(const eddy_config *c, const char *name) {
+    for (size_t i = 0; i < c->len; i++) {
+        if (strcmp(c->names[i], name) == 0) return c->values[i];
+    }
+    return NULL;
+}
+
+eddy_status eddy_config_bool(const eddy_config *c, const char *name, bool fallback, bool *out) {
+    const char *v = eddy_config_get(c, name);
+    if (v == NULL) {
+        *out = fallback;
+        return EDDY_OK;
+    }
+    while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r') v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\n' || v[n - 1] == '\r')) n--;
+    if (n == 4 && memcmp(v, "true", 4) == 0) {
+        *out = true;
+    } else if (n == 5 && memcmp(v, "false", 5) == 0) {
+        *out = false;
+    } else {
+        return eddy_fatal("config `%s` = \"%.*s\" is invalid: use true or false", name, (int)n, v);
+    }
+    return EDDY_OK;
+}
+
+/* ---- defaults for the optional callbacks ---------------------------------------------- */
+
+__attribute__((weak)) eddy_status eddy_init(const eddy_config *c) {
+    (void)c;
+    return EDDY_OK;
+}
+
+__attribute__((weak)) eddy_status eddy_on_timer(eddy_bytes key, int64_t at, eddy_ctx *ctx) {
+    (void)key, (void)at, (void)ctx;
+    return EDDY_OK;
+}
+
+__attribute__((weak)) eddy_status eddy_migrate(const char *store, uint32_t from_version, eddy_bytes key,
+                                               eddy_bytes value, eddy_bytes *out) {
+    (void)store, (void)from_version, (void)key;
+    *out = value;
+    return EDDY_OK;
+}
+
+__attribute__((weak)) uint32_t eddy_state_version(void) {
+    return 1;
+}
+
+/* ---- the exported handler ------------------------------------------------------------- */
+
+bool exports_eddy_operator_handler_init(operator_list_tuple2_string_string_t *cfg,
+                                        exports_eddy_operator_handler_operator_info_t *ret, operator_string_t *err) {
+    config.len = cfg->len;
+    config.names = xrealloc(NULL, cfg->len * sizeof(char *));
+    config.values = xrealloc(NULL, cfg->len * sizeof(char *));
+    for (size_t i = 0; i < cfg->len; i++) {
+        config.names[i] = dup_string(&cfg->ptr[i].f0);
+        config.values[i] = dup_string(&cfg->ptr[i].f1);
+    }
+    operator_list_tuple2_string_string_free(cfg);
+    if (eddy_init(&config) != EDDY_OK) {
+        *err = take_error("init failed (the operator gave no message)");
+        return false;
+    }
+    ret->state_version = eddy_state_version();
+    return true;
+}
+
+bool exports_eddy_operator_handler_process(exports_eddy_operator_handler_event_batch_t *batch,
+                                           exports_eddy_operator_handler_output_batch_t *ret,
+                                           exports_eddy_operator_handler_batch_error_t *err) {
+    eddy_ctx *ctx = &context;
+    reset_outputs(ctx);
+    eddy_header *headers = NULL;
+    size_t headers_cap = 0;
+    for (size_t i = 0; i < batch->events.len; i++) {
+        eddy_operator_types_event_meta_t m = batch->events.ptr[i];
+        if (m.headers_len > headers_cap) {
+            headers_cap = m.headers_len;
+            headers = xrealloc(headers, headers_cap * sizeof *headers);
+        }
+        for (uint32_t h = 0; h < m.headers_len && m.headers_start + h < batch->headers.len; h++) {
+            eddy_operator_types_header_meta_t hm = batch->headers.ptr[m.headers_start + h];
+            headers[h].name = in_span(&batch->data, hm.name);
+            headers[h].value = in_span(&batch->data, hm.value);
+        }
+        eddy_bytes value = in_span(&batch->data, m.value);
+        eddy_event e = {in_span(&batch->data, m.key), value.ptr ? value : eddy_bytes_of("", 0), m.timestamp,
+                        headers, m.headers_len};
+        ctx->current_timestamp = m.timestamp;
+        eddy_status s = eddy_process(&e, ctx);
+        if (s != EDDY_OK) {
+            reset_outputs(ctx);
+            free(headers);
+            exports_eddy_operator_handler_event_batch_free(batch);
+            err->index = (uint32_t)i;
+            err->error = wire_error(s);
+            return false;
+        }
+    }
+    free(headers);
+    exports_eddy_operator_handler_event_batch_free(batch);
+    *ret = take_outputs(ctx);
+    return true;
+}
+
+bool exports_eddy_operator_handler_on_timer(operator_list_u8_t *key, int64_t at,
+                                            exports_eddy_operator_handler_output_batch_t *ret,
+                                            exports_eddy_operator_handler_error_t *err) {
+    eddy_ctx *ctx = &context;
+    reset_outputs(ctx);
+    ctx->current_timestamp = at;
+    eddy_status s = eddy_on_timer(eddy_bytes_of(key->ptr, key->len), at, ctx);
+    operator_list_u8_free(key);
+    if (s != EDDY_OK) {
+        reset_outputs(ctx);
+        *err = wire_error(s);
+        return false;
+    }
+    *ret = take_outputs(ctx);
+    return true;
+}
+
+bool exports_eddy_operator_handler_migrate(operator_string_t *store, uint32_t from_version,
+                                           exports_eddy_operator_handler_kv_batch_t *entries,
+                                           exports_eddy_operator_handler_byte_list_t *ret, operator_string_t *err) {
+    char *name = dup_string(store);
+    operator_string_free(store);
+    eddy_ctx scratch = {0};
+    span_t *items = xrealloc(NULL, entries->entries.len * sizeof *items);
+    for (size_t i = 0; i < entries->entries.len; i++) {
+        eddy_operator_types_kv_meta_t m = entries->entries.ptr[i];
+        eddy_bytes key = in_span(&entries->data, m.key);
+        eddy_bytes value = in_span(&entries->data, m.value);
+        eddy_bytes out = value;
+        if (eddy_migrate(name, from_version, key, value, &out) != EDDY_OK) {
+            operator_string_t why = take_error("no message");
+            char *text = xrealloc(NULL, why.len + strlen(name) + 32);
+            int n = sprintf(text, "migrating store %s: %.*s", name, (int)why.len, (const char *)why.ptr);
+            operator_string_free(&why);
+            *err = (operator_string_t){(uint8_t *)text, (size_t)n};
+            free(items);
+            free(scratch.data);
+            free(name);
+            exports_eddy_operator_handler_kv_batch_free(entries);
+            return false;
+        }
+        items[i] = push_bytes(&scratch, out);
+    }
+    ret->items.ptr = entries->entries.len ? items : (free(items), NULL);
+    ret->items.len = entries->entries.len;
+    ret->data.ptr = scratch.data;
+    ret->data.len = scratch.data_len;
+    free(name);
+    exports_eddy_operator_handler_kv_batch_free(entries);
+    return true;
+}

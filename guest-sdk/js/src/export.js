@@ -1,0 +1,125 @@
+// The exported `handler`: one operator instance per component instance.
+
+import { Event, Context } from "./api.js";
+import { EddyError, BadInput } from "./errors.js";
+import { Builder, get, headerName, kvEntries, byteList } from "./flat.js";
+
+/** Builds an `output-batch`. */
+class Outputs {
+  constructor() {
+    this.data = new Builder();
+    this.clear();
+  }
+
+  clear() {
+    this.data.clear();
+    this.outputs = [];
+    this.headers = [];
+  }
+
+  push(port, event, currentTimestamp) {
+    const d = this.data;
+    const key = d.push(event.key);
+    const value = d.push(event.value);
+    const headersStart = this.headers.length;
+    for (const [name, v] of event.headers) this.headers.push({ name: d.push(name), value: d.push(v) });
+    const timestamp = event.timestamp === null || event.timestamp === undefined ? currentTimestamp : event.timestamp;
+    const meta = { key, value, timestamp, headersStart, headersLen: event.headers.length };
+    this.outputs.push({ event: meta, port: d.push(port) });
+  }
+
+  take() {
+    const batch = { data: this.data.take(), outputs: this.outputs, headers: this.headers };
+    this.clear();
+    return batch;
+  }
+}
+
+function events(batch) {
+  const data = batch.data;
+  const headers = batch.headers;
+  return batch.events.map((m) => {
+    const e = Object.create(Event.prototype);
+    e.key = get(data, m.key);
+    e.value = get(data, m.value) || new Uint8Array(0);
+    e.timestamp = m.timestamp;
+    e.headers = [];
+    for (let i = m.headersStart; i < m.headersStart + m.headersLen; i++) {
+      const h = headers[i];
+      e.headers.push([headerName(data, h.name), get(data, h.value) || new Uint8Array(0)]);
+    }
+    return e;
+  });
+}
+
+function wireError(e) {
+  if (e instanceof BadInput) return { tag: "bad-input", val: e.message };
+  return { tag: "fatal", val: e.message };
+}
+
+/** Turns an operator class into the `handler` export: `export const handler = exportOperator(MyOperator)`. */
+export function exportOperator(OperatorClass) {
+  let op = null;
+  let ctx = null;
+  const outputs = new Outputs();
+
+  return {
+    init(config) {
+      const settings = {};
+      for (const [k, v] of config) settings[k] = v;
+      const candidate = new OperatorClass();
+      try {
+        candidate.init(settings);
+      } catch (e) {
+        // A bad config, say: the host refuses to start the operator, with the reason.
+        throw e instanceof EddyError ? e.message : String(e && e.stack ? e.stack : e);
+      }
+      op = candidate;
+      ctx = new Context(outputs);
+      return { stateVersion: OperatorClass.stateVersion ?? 1 };
+    },
+
+    process(batch) {
+      outputs.clear();
+      const list = events(batch);
+      for (let index = 0; index < list.length; index++) {
+        const event = list[index];
+        ctx.currentTimestamp = event.timestamp;
+        try {
+          op.process(event, ctx);
+        } catch (e) {
+          if (!(e instanceof EddyError)) throw e; // a bug in the operator: the instance traps
+          outputs.clear();
+          throw { index, error: wireError(e) };
+        }
+      }
+      return outputs.take();
+    },
+
+    onTimer(key, at) {
+      outputs.clear();
+      ctx.currentTimestamp = at;
+      try {
+        op.onTimer(key, at, ctx);
+      } catch (e) {
+        if (!(e instanceof EddyError)) throw e;
+        outputs.clear();
+        throw wireError(e);
+      }
+      return outputs.take();
+    },
+
+    migrate(store, fromVersion, entries) {
+      const values = [];
+      for (const [key, value] of kvEntries(entries)) {
+        try {
+          const v = op.migrate(store, key, value, fromVersion);
+          values.push(v === null || v === undefined ? null : v);
+        } catch (e) {
+          throw "migrating store " + store + ": " + (e && e.message ? e.message : String(e));
+        }
+      }
+      return byteList(values);
+    },
+  };
+}

@@ -1,0 +1,68 @@
+"""The exported ``handler``: one operator instance per component instance."""
+
+from componentize_py_types import Err
+
+from wit_world.imports import types as t
+
+from . import _flat
+from ._api import BadInput, Context, Error, Fatal
+
+
+def _wit_error(e: Error):
+    if isinstance(e, BadInput):
+        return t.Error_BadInput(e.message)
+    return t.Error_Fatal(e.message)
+
+
+def export(operator_class):
+    """The ``Handler`` class componentize-py exports: ``Handler = eddy.export(MyOperator)``."""
+
+    state = {}
+
+    class Handler:
+        def init(self, config):
+            op = operator_class()
+            try:
+                op.init(dict(config))
+            except Error as e:
+                raise Err(e.message)
+            except Exception as e:  # a bad config, say: refuse to start, with the reason
+                raise Err(f"{type(e).__name__}: {e}")
+            outputs = _flat.Outputs()
+            state["op"], state["outputs"], state["ctx"] = op, outputs, Context(outputs)
+            return t.OperatorInfo(state_version=operator_class.STATE_VERSION)
+
+        def process(self, batch):
+            op, outputs, ctx = state["op"], state["outputs"], state["ctx"]
+            outputs.clear()
+            for index, event in enumerate(_flat.events(batch)):
+                ctx.current_timestamp = event.timestamp
+                try:
+                    op.process(event, ctx)
+                except Error as e:
+                    outputs.clear()
+                    raise Err(t.BatchError(index=index, error=_wit_error(e)))
+            return outputs.take()
+
+        def on_timer(self, key, at):
+            op, outputs, ctx = state["op"], state["outputs"], state["ctx"]
+            outputs.clear()
+            ctx.current_timestamp = at
+            try:
+                op.on_timer(key, at, ctx)
+            except Error as e:
+                outputs.clear()
+                raise Err(_wit_error(e))
+            return outputs.take()
+
+        def migrate(self, store, from_version, entries):
+            op = state["op"]
+            values = []
+            for key, value in _flat.kv_entries(entries):
+                try:
+                    values.append(op.migrate(store, key, value, from_version))
+                except Error as e:
+                    raise Err(f"migrating store {store!r} key {key!r}: {e.message}")
+            return _flat.byte_list(values)
+
+    return Handler

@@ -1,0 +1,144 @@
+//! `eddy build`: turns an operator project, whatever its language, into a component.
+//!
+//! The language is detected from the project's files; each builder runs that language's
+//! toolchain with the WIT world and the Eddy SDK that this binary embeds, so a project
+//! needs nothing from the Eddy source tree.
+
+mod c;
+mod js;
+mod python;
+mod rust;
+pub mod sdk;
+mod toolchain;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use toolchain::BuildError;
+
+/// Languages `eddy build` and `eddy new` know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    Rust,
+    Python,
+    Js,
+    C,
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Language::Rust => "rust",
+            Language::Python => "python",
+            Language::Js => "js",
+            Language::C => "c",
+        })
+    }
+}
+
+/// What a build produced.
+#[derive(Debug)]
+pub struct Built {
+    pub language: Language,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Builds the project in `dir` (its language detected unless given) and writes
+/// `<dir>/<name>.wasm`.
+pub fn build(dir: &Path, language: Option<Language>) -> Result<Built, BuildError> {
+    if !dir.is_dir() {
+        return Err(BuildError::NotAProject {
+            dir: dir.to_path_buf(),
+            reason: "it is not a directory".into(),
+        });
+    }
+    let language = match language {
+        Some(l) => l,
+        None => detect(dir)?,
+    };
+    let path = match language {
+        Language::Rust => rust::build(dir)?,
+        Language::Python => python::build(dir)?,
+        Language::Js => js::build(dir)?,
+        Language::C => c::build(dir)?,
+    };
+    let size = std::fs::metadata(&path)
+        .map_err(|e| BuildError::io(&path, e))?
+        .len();
+    Ok(Built {
+        language,
+        path,
+        size,
+    })
+}
+
+/// The language of the project in `dir`, from the files it holds.
+pub fn detect(dir: &Path) -> Result<Language, BuildError> {
+    let found: Vec<Language> = [
+        (Language::Rust, dir.join("Cargo.toml").is_file()),
+        (Language::Python, dir.join(python::ENTRY).is_file()),
+        (Language::Js, js::entry(dir).is_some()),
+        (Language::C, !c::sources(dir)?.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(l, present)| present.then_some(l))
+    .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(BuildError::NotAProject {
+            dir: dir.to_path_buf(),
+            reason: format!(
+                "it holds no Cargo.toml (Rust), {} (Python), package.json or {} (JavaScript), \
+                 or .c files (C); `eddy new <rust|python|js|c> NAME` creates a project",
+                python::ENTRY,
+                js::DEFAULT_ENTRY
+            ),
+        }),
+        many => Err(BuildError::NotAProject {
+            dir: dir.to_path_buf(),
+            reason: format!(
+                "it looks like a project in several languages ({}); pick one with --lang",
+                many.iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// The component's file name: the project's name made safe for a file name.
+fn output_path(dir: &Path, name: &str) -> PathBuf {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let clean = if clean.trim_matches('-').is_empty() {
+        "operator".to_string()
+    } else {
+        clean
+    };
+    dir.join(format!("{clean}.wasm"))
+}
+
+/// The project's name when it declares none: its directory's name.
+fn dir_name(dir: &Path) -> String {
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    abs.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "operator".into())
+}
+
+/// Where generated files (WIT, SDK copies, bindings) go inside a project.
+fn work_dir(dir: &Path) -> Result<PathBuf, BuildError> {
+    let work = dir.join(".eddy");
+    std::fs::create_dir_all(&work).map_err(|e| BuildError::io(&work, e))?;
+    Ok(work)
+}

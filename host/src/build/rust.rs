@@ -1,0 +1,104 @@
+//! Rust: `cargo build --target wasm32-wasip2 --release` (the toolchain emits a component).
+
+use super::toolchain::{BuildError, Tool};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const TARGET: &str = "wasm32-wasip2";
+
+const CARGO: Tool = Tool {
+    name: "cargo",
+    env: "CARGO",
+    what: "Rust operators",
+    install: "curl https://sh.rustup.rs -sSf | sh, then rustup target add wasm32-wasip2",
+};
+
+pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
+    let cargo = CARGO.find()?;
+    check_target()?;
+    let manifest = dir.join("Cargo.toml");
+    let mut child = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| BuildError::ToolFailed {
+            tool: "cargo".into(),
+            status: format!("could not start: {e}"),
+        })?;
+    let manifest = std::fs::canonicalize(&manifest).map_err(|e| BuildError::io(&manifest, e))?;
+    let mut component = None;
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line.map_err(|e| BuildError::io(dir, e))?;
+        if let Some(path) = cdylib_of(&line, &manifest) {
+            component = Some(path);
+        }
+    }
+    let status = child.wait().map_err(|e| BuildError::io(dir, e))?;
+    if !status.success() {
+        return Err(BuildError::ToolFailed {
+            tool: "cargo".into(),
+            status: status.to_string(),
+        });
+    }
+    let built = component.ok_or_else(|| {
+        BuildError::Project(format!(
+            "{} builds no .wasm: an operator crate needs `[lib] crate-type = [\"cdylib\"]`",
+            manifest.display()
+        ))
+    })?;
+    let out = super::output_path(
+        dir,
+        built
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("operator"),
+    );
+    std::fs::copy(&built, &out).map_err(|e| BuildError::io(&out, e))?;
+    Ok(out)
+}
+
+/// The `.wasm` of a `compiler-artifact` message about the package at `manifest`.
+fn cdylib_of(line: &str, manifest: &Path) -> Option<PathBuf> {
+    let msg: serde_json::Value = serde_json::from_str(line).ok()?;
+    if msg["reason"] != "compiler-artifact" || Path::new(msg["manifest_path"].as_str()?) != manifest
+    {
+        return None;
+    }
+    msg["filenames"]
+        .as_array()?
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| f.ends_with(".wasm"))
+        .map(PathBuf::from)
+}
+
+/// With rustup, a clear message when the wasm target is missing (cargo's own is cryptic).
+fn check_target() -> Result<(), BuildError> {
+    let Ok(out) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
+        return Ok(());
+    };
+    if out.status.success()
+        && !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == TARGET)
+    {
+        return Err(BuildError::ToolMissing {
+            tool: format!("the Rust target {TARGET}"),
+            what: "Rust operators",
+            install: format!("rustup target add {TARGET}"),
+        });
+    }
+    Ok(())
+}
