@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod record;
 pub mod registry;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod state;
 pub mod task;

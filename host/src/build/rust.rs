@@ -18,6 +18,11 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
     let cargo = CARGO.find()?;
     check_target()?;
     let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).map_err(|e| BuildError::io(&manifest, e))?;
+    if text.contains(super::sdk::RUST_VENDOR_DIR) {
+        // A project from `eddy new`: refresh the SDK it vendors to this binary's version.
+        super::sdk::write_rust(dir)?;
+    }
     let mut child = Command::new(&cargo)
         .args([
             "build",
@@ -55,13 +60,12 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
             manifest.display()
         ))
     })?;
-    let out = super::output_path(
-        dir,
-        built
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("operator"),
-    );
+    // Named after the package (`my-op.wasm`), not the library file (`my_op.wasm`).
+    let package = toml::from_str::<toml::Table>(&text)
+        .ok()
+        .and_then(|t| t.get("package")?.get("name")?.as_str().map(String::from));
+    let name = package.or_else(|| built.file_stem().and_then(|s| s.to_str()).map(String::from));
+    let out = super::output_path(dir, name.as_deref().unwrap_or("operator"));
     std::fs::copy(&built, &out).map_err(|e| BuildError::io(&out, e))?;
     Ok(out)
 }

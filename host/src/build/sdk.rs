@@ -23,6 +23,41 @@ pub const PYTHON: Files = embed!("guest-sdk/python":
 pub const JS: Files = embed!("guest-sdk/js":
     "package.json", "src/index.js", "src/api.js", "src/errors.js", "src/export.js", "src/flat.js", "src/utf8.js");
 
+/// The Rust crate `eddy-guest` (its manifest is [`RUST_MANIFEST`]: the real one names
+/// workspace settings).
+pub const RUST: Files = embed!("guest-sdk":
+    "src/lib.rs", "src/bindings.rs", "src/backend/mod.rs", "src/backend/native.rs", "src/backend/wasm.rs",
+    "src/testing.rs", "src/flat.rs", "src/event.rs", "src/context.rs", "src/dispatch.rs", "src/error.rs",
+    "src/store.rs", "src/operator.rs", "src/config.rs");
+
+pub const RUST_MANIFEST: &str = r#"# Vendored by `eddy new` / `eddy build`: do not edit, it is overwritten.
+[package]
+name = "eddy-guest"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc"] }
+serde = { version = "1", features = ["derive"], optional = true }
+serde_json = { version = "1", optional = true }
+
+[features]
+default = ["json"]
+json = ["dep:serde", "dep:serde_json"]
+"#;
+
+/// Where a Rust project keeps the vendored SDK (its Cargo.toml names this path).
+pub const RUST_VENDOR_DIR: &str = ".eddy/rust/eddy-guest";
+
+/// Writes the vendored Rust SDK (and the WIT it reads from `../wit`) into `project`.
+pub fn write_rust(project: &Path) -> Result<(), BuildError> {
+    let crate_dir = project.join(RUST_VENDOR_DIR);
+    write(RUST, &crate_dir)?;
+    write_if_changed(&crate_dir.join("Cargo.toml"), RUST_MANIFEST.as_bytes())?;
+    write(WIT, &crate_dir.join("../wit"))
+}
+
 /// The C helper.
 pub const C: Files = embed!("guest-sdk/c": "eddy.h", "eddy.c");
 

@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod client;
+mod new;
 mod operator;
 mod output;
 mod pipeline;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run a pipeline once over a bounded file of JSON events, with no server.
     Run(run::RunArgs),
+    /// Create an operator project (Rust, Python, JavaScript or C) with a pipeline and test input.
+    New(new::NewArgs),
     /// Build an operator project (Rust, Python, JavaScript or C) into a component.
     Build(build::BuildArgs),
     /// Measure throughput against native and raw baselines.
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::New(args) => new::run(args),
         Command::Build(args) => build::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Serve(args) => serve::run(args),

@@ -65,6 +65,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut ops: Vec<Box<dyn Operator>> = Vec::new();
     for (op, path) in spec.operators.iter().zip(&paths) {
+        if !path.exists() {
+            bail!(
+                "operator {}: {} does not exist; build the operator first (`eddy build DIR` writes DIR/<name>.wasm)",
+                op.id(),
+                path.display()
+            );
+        }
         let component = runtime
             .load_file(path)
             .with_context(|| format!("operator {} ({})", op.id(), path.display()))?;

@@ -11,10 +11,11 @@ pub enum RuntimeError {
 /// Why a component was refused. Every message says what is wrong and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
-    #[error("cannot read {path}: {source}")]
+    // The io error is in the message, not the source chain, so `{:#}` says it once.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "not a WebAssembly binary (it does not start with \\0asm); upload the .wasm file your build wrote"

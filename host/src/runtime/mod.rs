@@ -95,7 +95,7 @@ impl Runtime {
     pub fn load_file(&self, path: &std::path::Path) -> Result<OperatorComponent, ComponentError> {
         let bytes = std::fs::read(path).map_err(|e| ComponentError::Read {
             path: path.display().to_string(),
-            source: e,
+            error: e,
         })?;
         self.load(&bytes)
     }
