@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod changelog;
 mod golden;
+mod languages;
 mod run_cli;
 mod runtime;
 mod savepoint;

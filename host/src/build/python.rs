@@ -23,6 +23,9 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
     let out = super::output_path(dir, &super::dir_name(dir));
     COMPONENTIZE_PY.run(
         Command::new(tool)
+            // componentize-py is Rust: a backtrace would bury the Python error message.
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
             .arg("-d")
             .arg(work.join("wit"))
             .args(["-w", "operator", "componentize", "app", "-p"])

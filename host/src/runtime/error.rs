@@ -13,10 +13,7 @@ pub enum RuntimeError {
 pub enum ComponentError {
     // The io error is in the message, not the source chain, so `{:#}` says it once.
     #[error("cannot read {path}: {error}")]
-    Read {
-        path: String,
-        error: std::io::Error,
-    },
+    Read { path: String, error: std::io::Error },
     #[error(
         "not a WebAssembly binary (it does not start with \\0asm); upload the .wasm file your build wrote"
     )]

@@ -17,7 +17,8 @@ const COMMON: Template = template!(
     "input.jsonl" => "common/input.jsonl",
     ".gitignore" => "common/gitignore",
 );
-const RUST: Template = template!("Cargo.toml" => "rust/Cargo.toml", "src/lib.rs" => "rust/src/lib.rs");
+const RUST: Template =
+    template!("Cargo.toml" => "rust/Cargo.toml", "src/lib.rs" => "rust/src/lib.rs");
 const PYTHON: Template = template!("app.py" => "python/app.py");
 const JS: Template = template!("app.js" => "js/app.js", "package.json" => "js/package.json");
 const C: Template = template!("operator.c" => "c/operator.c");
@@ -25,15 +26,24 @@ const C: Template = template!("operator.c" => "c/operator.c");
 /// Creates the project `dir` (which must not exist or be empty); its last path
 /// component is the operator's name.
 pub fn create(language: Language, dir: &Path) -> Result<PathBuf, BuildError> {
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| BuildError::Project(format!("{} does not end in a project name", dir.display())))?;
-    crate::control::spec::check_name("operator", name).map_err(|e| {
-        BuildError::Project(format!("`{name}` cannot name an operator: {e} (use letters, digits, - and _)"))
+    let name = dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        BuildError::Project(format!("{} does not end in a project name", dir.display()))
     })?;
-    if dir.exists() && std::fs::read_dir(dir).map_err(|e| BuildError::io(dir, e))?.next().is_some() {
-        return Err(BuildError::Project(format!("{} already exists and is not empty", dir.display())));
+    crate::control::spec::check_name("operator", name).map_err(|e| {
+        BuildError::Project(format!(
+            "`{name}` cannot name an operator: {e} (use letters, digits, - and _)"
+        ))
+    })?;
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| BuildError::io(dir, e))?
+            .next()
+            .is_some()
+    {
+        return Err(BuildError::Project(format!(
+            "{} already exists and is not empty",
+            dir.display()
+        )));
     }
     let files = match language {
         Language::Rust => RUST,
@@ -43,7 +53,9 @@ pub fn create(language: Language, dir: &Path) -> Result<PathBuf, BuildError> {
     };
     let crate_name = name.replace('-', "_");
     for (dest, text) in COMMON.iter().chain(files) {
-        let text = text.replace("{{name}}", name).replace("{{crate}}", &crate_name);
+        let text = text
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &crate_name);
         let path = dir.join(dest);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| BuildError::io(parent, e))?;

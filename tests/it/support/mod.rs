@@ -99,3 +99,17 @@ pub fn eddy_output(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `eddy` with `args` in directory `dir`, returning (success, stdout, stderr).
+pub fn eddy_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = eddy()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run eddy");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
