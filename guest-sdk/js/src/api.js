@@ -20,10 +20,32 @@ const LEVELS = new Set(["trace", "debug", "info", "warn", "error"]);
  */
 export class Event {
   constructor(key, value, timestamp = null, headers = []) {
-    this.key = key === null || key === undefined ? null : bytesOf(key);
-    this.value = bytesOf(value);
+    // Strings stay strings until they are read as bytes or emitted: the output batch
+    // takes them without an intermediate Uint8Array.
+    this._key = key === null || key === undefined ? null : checked(key);
+    this._value = checked(value);
     this.timestamp = timestamp;
     this.headers = headers.map(([name, v]) => [name, bytesOf(v)]);
+  }
+
+  /** The key as a Uint8Array, or null. */
+  get key() {
+    if (typeof this._key === "string") this._key = bytesOf(this._key);
+    return this._key;
+  }
+
+  set key(k) {
+    this._key = k === null || k === undefined ? null : checked(k);
+  }
+
+  /** The value as a Uint8Array. */
+  get value() {
+    if (typeof this._value === "string") this._value = bytesOf(this._value);
+    return this._value;
+  }
+
+  set value(v) {
+    this._value = checked(v);
   }
 
   static keyless(value) {
@@ -41,12 +63,13 @@ export class Event {
   }
 
   keyString() {
-    if (this.key === null) return null;
-    return utf8("key", this.key);
+    if (this._key === null || typeof this._key === "string") return this._key;
+    return utf8("key", this._key);
   }
 
   valueString() {
-    return utf8("value", this.value);
+    if (typeof this._value === "string") return this._value;
+    return utf8("value", this._value);
   }
 
   valueJson() {
@@ -62,6 +85,11 @@ export class Event {
     for (const [n, v] of this.headers) if (n === name) return v;
     return null;
   }
+}
+
+/** A string or bytes, as given; anything else is refused at once. */
+function checked(v) {
+  return typeof v === "string" ? v : bytesOf(v);
 }
 
 function utf8(what, bytes) {

@@ -19,8 +19,8 @@ class Outputs {
 
   push(port, event, currentTimestamp) {
     const d = this.data;
-    const key = d.push(event.key);
-    const value = d.push(event.value);
+    const key = d.push(event._key);
+    const value = d.push(event._value);
     const headersStart = this.headers.length;
     for (const [name, v] of event.headers) this.headers.push({ name: d.push(name), value: d.push(v) });
     const timestamp = event.timestamp === null || event.timestamp === undefined ? currentTimestamp : event.timestamp;
@@ -40,8 +40,8 @@ function events(batch) {
   const headers = batch.headers;
   return batch.events.map((m) => {
     const e = Object.create(Event.prototype);
-    e.key = get(data, m.key);
-    e.value = get(data, m.value) || new Uint8Array(0);
+    e._key = get(data, m.key);
+    e._value = get(data, m.value) || new Uint8Array(0);
     e.timestamp = m.timestamp;
     e.headers = [];
     for (let i = m.headersStart; i < m.headersStart + m.headersLen; i++) {

@@ -33,10 +33,8 @@ export class Builder {
     this.len = 0;
   }
 
-  push(value) {
-    if (value === null || value === undefined) return NONE;
-    const bytes = bytesOf(value);
-    const need = this.len + bytes.length;
+  reserve(extra) {
+    const need = this.len + extra;
     if (need > this.buf.length) {
       let size = this.buf.length * 2;
       while (size < need) size *= 2;
@@ -44,9 +42,31 @@ export class Builder {
       grown.set(this.buf.subarray(0, this.len));
       this.buf = grown;
     }
+  }
+
+  push(value) {
+    if (value === null || value === undefined) return NONE;
     const offset = this.len;
+    if (typeof value === "string") {
+      // ASCII straight into the buffer; anything else through the encoder.
+      const n = value.length;
+      this.reserve(n);
+      const buf = this.buf;
+      for (let i = 0; i < n; i++) {
+        const c = value.charCodeAt(i);
+        if (c > 0x7f) {
+          this.len = offset;
+          return this.push(encode(value));
+        }
+        buf[offset + i] = c;
+      }
+      this.len = offset + n;
+      return { offset, len: n };
+    }
+    const bytes = bytesOf(value);
+    this.reserve(bytes.length);
     this.buf.set(bytes, offset);
-    this.len = need;
+    this.len = offset + bytes.length;
     return { offset, len: bytes.length };
   }
 

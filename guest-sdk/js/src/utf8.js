@@ -39,6 +39,16 @@ export function encode(text) {
  * TypeError; without, it becomes U+FFFD.
  */
 export function decode(bytes, start = 0, end = bytes.length, fatal = true) {
+  if (end - start <= 1024) {
+    let ascii = true;
+    for (let i = start; i < end; i++) {
+      if (bytes[i] > 0x7f) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, bytes.subarray(start, end));
+  }
   let s = "";
   let chunk = [];
   const flush = () => {

@@ -59,13 +59,17 @@ impl WorkloadArgs {
 
     /// The words of the workload: `events` draws from a Zipf distribution (s = 1.0).
     pub fn words(&self) -> anyhow::Result<Vec<String>> {
-        let zipf =
-            rand_distr::Zipf::new(self.vocabulary as f64, 1.0).context("zipf distribution")?;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-        Ok((0..self.events)
-            .map(|_| format!("w{}", zipf.sample(&mut rng) as u64))
-            .collect())
+        zipf_words(self.events, self.vocabulary)
     }
+}
+
+/// `events` words drawn from `vocabulary` with a Zipf distribution (s = 1.0), seeded.
+pub fn zipf_words(events: usize, vocabulary: usize) -> anyhow::Result<Vec<String>> {
+    let zipf = rand_distr::Zipf::new(vocabulary as f64, 1.0).context("zipf distribution")?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    Ok((0..events)
+        .map(|_| format!("w{}", zipf.sample(&mut rng) as u64))
+        .collect())
 }
 
 /// Keeps the best (shortest) time of each path over rounds.

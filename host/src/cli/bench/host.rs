@@ -44,7 +44,7 @@ impl Sink for CountingSink {
     }
 }
 
-fn run_task(
+pub(super) fn run_task(
     ops: Vec<Box<dyn Operator>>,
     db: Arc<Db>,
     batches: &[SourceBatch],

@@ -3,6 +3,7 @@
 
 mod common;
 mod host;
+mod languages;
 mod server;
 mod state;
 
@@ -12,6 +13,8 @@ pub enum BenchCommand {
     Host(host::HostArgs),
     /// The server path: embedded topics, one task per partition, the worker pool.
     Server(server::ServerArgs),
+    /// The same word count in several languages: events/s, size, start-up cost.
+    Languages(languages::LanguagesArgs),
     /// Savepoint, restore, changelog rebuild and upgrade pause with many keys of state.
     State(state::StateArgs),
 }
@@ -21,5 +24,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Host(args) => host::run(args),
         BenchCommand::Server(args) => server::run(args),
         BenchCommand::State(args) => state::run(args),
+        BenchCommand::Languages(args) => languages::run(args),
     }
 }
