@@ -493,3 +493,36 @@ fn the_python_and_javascript_showcase_examples_give_their_expected_output() {
         }
     }
 }
+
+#[test]
+fn a_missing_toolchain_is_named_with_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, var, hint) in [
+        (
+            "app.py",
+            "EDDY_COMPONENTIZE_PY",
+            "pip install componentize-py",
+        ),
+        (
+            "app.js",
+            "EDDY_COMPONENTIZE_QJS",
+            "npm install -g componentize-qjs",
+        ),
+        ("op.c", "EDDY_CLANG", "apt-get install clang"),
+    ] {
+        let project = dir.path().join(file.replace('.', "-"));
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(project.join(file), "").unwrap();
+        let out = crate::support::eddy()
+            .env(var, "/nonexistent/tool")
+            .args(["build", project.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file}");
+        assert!(
+            stderr.contains("is not installed") && stderr.contains(hint),
+            "{file}: {stderr}"
+        );
+    }
+}
