@@ -17,6 +17,7 @@ pub mod api;
 pub mod build;
 pub mod cli;
 pub mod control;
+pub mod kafka;
 pub mod log;
 pub mod metrics;
 pub mod record;

@@ -107,10 +107,8 @@ async fn golden_cases_with_a_savepoint_and_restore_in_the_middle() {
         for op in &spec.operators {
             t.push(&op.name, &op.name).await;
         }
-        spec.source = Some(eddy_host::control::spec::TopicRef { topic: "in".into() });
-        spec.sink = Some(eddy_host::control::spec::TopicRef {
-            topic: "out".into(),
-        });
+        spec.source = Some(eddy_host::control::spec::TopicRef::embedded("in"));
+        spec.sink = Some(eddy_host::control::spec::TopicRef::embedded("out"));
         t.create_topic("in", 1).await;
         let (s, p) = t
             .json(

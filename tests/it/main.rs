@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod changelog;
 mod golden;
+mod kafka;
 mod languages;
 mod run_cli;
 mod runtime;

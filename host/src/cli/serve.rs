@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Largest request body in MiB (operator uploads, produced records).
     #[arg(long, default_value_t = 64)]
     max_body_mb: usize,
+    /// Kafka bootstrap servers for pipelines whose topics live in Kafka (HOST:PORT,...).
+    #[arg(long, env = "EDDY_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -35,6 +38,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             token: args.api_token.filter(|t| !t.is_empty()),
             max_body_bytes: args.max_body_mb << 20,
         },
+        kafka_brokers: args.kafka_brokers.filter(|b| !b.trim().is_empty()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

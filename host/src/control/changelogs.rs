@@ -70,6 +70,43 @@ pub fn catch_up(
     Ok(done)
 }
 
+/// Writes changelog changes into one store partition's keys.
+pub struct ChangeApplier {
+    cf: Cf,
+    prefix: Vec<u8>,
+}
+
+impl ChangeApplier {
+    /// The applier of `store` (or the timers, `TIMERS_STORE`) of `scope`.
+    pub fn new(db: &Db, scope: &StateScope, store: &str) -> Result<Self, StateError> {
+        let (cf, catalog_name) = if store == TIMERS_STORE {
+            (Cf::Timers, TIMERS)
+        } else {
+            (Cf::State, store)
+        };
+        let id = db.store_id(&scope.store_name(catalog_name))?;
+        Ok(ChangeApplier {
+            cf,
+            prefix: keys::task_prefix(id, scope.partition),
+        })
+    }
+
+    pub fn apply(&self, db: &Db, wb: &mut WriteBatch, change: Change) {
+        let full = |k: &[u8]| [self.prefix.as_slice(), k].concat();
+        match change {
+            Change::Put { key, value } => wb.put_cf(db.cf(self.cf), full(&key), value),
+            Change::Delete { key } => wb.delete_cf(db.cf(self.cf), full(&key)),
+            Change::DeleteRange { start, end } => {
+                let end = match end {
+                    Some(e) => full(&e),
+                    None => keys::prefix_end(&self.prefix).expect("task prefixes are not all 0xff"),
+                };
+                wb.delete_range_cf(db.cf(self.cf), full(&start), end);
+            }
+        }
+    }
+}
+
 /// Applies changelog records `[from, to)` of `topic` to the store of `scope`.
 fn replay(
     db: &Db,
@@ -80,14 +117,7 @@ fn replay(
     from: u64,
     to: u64,
 ) -> Result<u64, ReplayError> {
-    let (cf, catalog_name) = if store == TIMERS_STORE {
-        (Cf::Timers, TIMERS)
-    } else {
-        (Cf::State, store)
-    };
-    let id = db.store_id(&scope.store_name(catalog_name))?;
-    let prefix = keys::task_prefix(id, scope.partition);
-    let full = |k: &[u8]| [prefix.as_slice(), k].concat();
+    let applier = ChangeApplier::new(db, scope, store)?;
     let mut applied = 0u64;
     let mut at = from;
     while at < to {
@@ -101,17 +131,7 @@ fn replay(
             if *offset >= to {
                 break;
             }
-            match Change::from_record(r)? {
-                Change::Put { key, value } => wb.put_cf(db.cf(cf), full(&key), value),
-                Change::Delete { key } => wb.delete_cf(db.cf(cf), full(&key)),
-                Change::DeleteRange { start, end } => {
-                    let end = match end {
-                        Some(e) => full(&e),
-                        None => keys::prefix_end(&prefix).expect("task prefixes are not all 0xff"),
-                    };
-                    wb.delete_range_cf(db.cf(cf), full(&start), end);
-                }
-            }
+            applier.apply(db, &mut wb, Change::from_record(r)?);
             applied += 1;
         }
         let reached = next.min(to);

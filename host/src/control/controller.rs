@@ -5,7 +5,9 @@
 use super::changelogs::{Replayed, catch_up, changelog_topics};
 use super::pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
 use super::savepoints::Savepoints;
+use super::spec::TopicRef;
 use super::{OnError, PipelineSpec};
+use crate::kafka;
 use crate::log::{Log, LogError, TopicConfig, TopicSink, TopicSource};
 use crate::metrics::Metrics;
 use crate::record::now_ms;
@@ -13,8 +15,8 @@ use crate::registry::{Registry, RegistryError};
 use crate::runtime::{Limits, TaskInfo};
 use crate::state::{Cf, Db, OperatorState, StateError, StateScope, TaskId, load_position};
 use crate::task::{
-    Operator, Task, TaskConfig, TaskHandle, TaskRunner, TaskState, TaskStatus, WasmOperator,
-    WorkerPool,
+    Operator, Sink, Task, TaskConfig, TaskHandle, TaskRunner, TaskSource, TaskState, TaskStatus,
+    WasmOperator, WorkerPool,
 };
 use rocksdb::WriteBatch;
 use std::collections::BTreeMap;
@@ -65,6 +67,8 @@ pub struct Controller {
     pub(super) pool: WorkerPool,
     pub(super) pipelines: Mutex<BTreeMap<String, Entry>>,
     pub(super) savepoints: Savepoints,
+    /// The server's default Kafka bootstrap servers.
+    pub(super) kafka_brokers: Option<String>,
 }
 
 fn record_key(name: &str) -> Vec<u8> {
@@ -178,6 +182,27 @@ impl Controller {
             pool,
             pipelines: Mutex::new(BTreeMap::new()),
             savepoints,
+            kafka_brokers: None,
+        }
+    }
+
+    /// Pipelines whose topic references name no brokers use these.
+    pub fn with_kafka_brokers(mut self, brokers: Option<String>) -> Self {
+        self.kafka_brokers = brokers;
+        self
+    }
+
+    /// The Kafka connection of a topic reference, when it lives in Kafka.
+    pub(super) fn kafka(
+        &self,
+        topic: &TopicRef,
+    ) -> Result<Option<kafka::Connection>, kafka::KafkaError> {
+        match &topic.kafka {
+            None => Ok(None),
+            Some(endpoint) => {
+                kafka::Connection::resolve(endpoint, &topic.topic, self.kafka_brokers.as_deref())
+                    .map(Some)
+            }
         }
     }
 
@@ -275,12 +300,26 @@ impl Controller {
         if pipelines.contains_key(&spec.name) {
             return Err(ControlError::Exists(spec.name.clone()));
         }
-        let source_topic = self.log.topic(&source.topic).map_err(|_| {
-            ControlError::Invalid(format!(
-                "source topic {:?} does not exist; create it first (eddy topic create {} --partitions N)",
-                source.topic, source.topic
-            ))
-        })?;
+        let source_kafka = self
+            .kafka(source)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let sink_kafka = self
+            .kafka(sink)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let partitions = match &source_kafka {
+            Some(conn) => kafka::partition_count(conn, &source.topic)
+                .map_err(|e| ControlError::Invalid(format!("source: {e}")))?,
+            None => self
+                .log
+                .topic(&source.topic)
+                .map_err(|_| {
+                    ControlError::Invalid(format!(
+                        "source topic {:?} does not exist; create it first (eddy topic create {} --partitions N)",
+                        source.topic, source.topic
+                    ))
+                })?
+                .partition_count(),
+        };
         let mut operators = Vec::new();
         for op in &spec.operators {
             let v = self.registry.resolve(&op.name, op.version).map_err(|e| match e {
@@ -299,12 +338,11 @@ impl Controller {
                 state_version: 1,
             });
         }
-        if sink.topic == source.topic {
+        if sink.topic == source.topic && source_kafka == sink_kafka {
             return Err(ControlError::Invalid(
                 "the sink topic must differ from the source topic".into(),
             ));
         }
-        let partitions = source_topic.partition_count();
         // The sink and any repartition topics get the source's partition count.
         for stage in stages(&spec).iter().skip(1) {
             self.log.ensure_topic(
@@ -315,13 +353,19 @@ impl Controller {
                 },
             )?;
         }
-        self.log.ensure_topic(
-            &sink.topic,
-            &TopicConfig {
-                partitions,
-                ..TopicConfig::default()
-            },
-        )?;
+        match &sink_kafka {
+            Some(conn) => kafka::ensure_topic(conn, &sink.topic, partitions, false)
+                .map_err(|e| ControlError::Invalid(format!("sink: {e}")))?,
+            None => {
+                self.log.ensure_topic(
+                    &sink.topic,
+                    &TopicConfig {
+                        partitions,
+                        ..TopicConfig::default()
+                    },
+                )?;
+            }
+        }
         let now = now_ms();
         let mut record = PipelineRecord {
             spec,
@@ -427,11 +471,18 @@ impl Controller {
             tracing::info!(pipeline = %spec.name, "replayed {} changelog records into {} stores", replayed.records, replayed.stores);
         }
         let stages = stages(spec);
-        let last_sink = self
-            .log
-            .topic(&stages.last().expect("at least one stage").sink)
-            .map_err(|e| e.to_string())?;
-        if settings.on_error == OnError::DeadLetter {
+        let source_ref = spec
+            .source
+            .clone()
+            .unwrap_or_else(|| TopicRef::embedded(""));
+        let sink_ref = spec.sink.clone().unwrap_or_else(|| TopicRef::embedded(""));
+        let source_kafka = self.kafka(&source_ref).map_err(|e| e.to_string())?;
+        let sink_kafka = self.kafka(&sink_ref).map_err(|e| e.to_string())?;
+        if settings.on_error == OnError::DeadLetter && sink_kafka.is_none() {
+            let last_sink = self
+                .log
+                .topic(&stages.last().expect("at least one stage").sink)
+                .map_err(|e| e.to_string())?;
             let dlq = format!("{}.dlq", spec.name);
             let config = TopicConfig {
                 partitions: last_sink.partition_count(),
@@ -445,10 +496,42 @@ impl Controller {
         let mut runners = Vec::new();
         let mut versions = Vec::new();
         for stage in &stages {
-            let source = self.log.topic(&stage.source).map_err(|e| e.to_string())?;
-            let sink = self.log.topic(&stage.sink).map_err(|e| e.to_string())?;
-            let partitions = source.partition_count();
+            let first = stage.index == 0;
+            let last = stage.index + 1 == stages.len() as u32;
+            let stage_source_kafka = source_kafka.as_ref().filter(|_| first);
+            let stage_sink_kafka = sink_kafka.as_ref().filter(|_| last);
+            let source = match stage_source_kafka {
+                Some(_) => None,
+                None => Some(self.log.topic(&stage.source).map_err(|e| e.to_string())?),
+            };
+            let sink = match stage_sink_kafka {
+                Some(_) => None,
+                None => Some(self.log.topic(&stage.sink).map_err(|e| e.to_string())?),
+            };
+            let partitions = match (&source, stage_source_kafka) {
+                (Some(t), _) => t.partition_count(),
+                (None, Some(conn)) => kafka::partition_count(conn, &stage.source)
+                    .map_err(|e| format!("source: {e}"))?,
+                (None, None) => unreachable!("a stage's source is embedded or in Kafka"),
+            };
             for p in 0..partitions {
+                let id = TaskId {
+                    pipeline: spec.name.clone(),
+                    stage: stage.index,
+                    partition: p,
+                };
+                let group = kafka::group_id(&spec.name);
+                if let Some(conn) = stage_sink_kafka {
+                    // Local state may be behind the changelogs and offsets in Kafka (a crash
+                    // after a transaction committed, an empty data dir): catch up first.
+                    let op_ids: Vec<&str> =
+                        stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
+                    let report = kafka::restore_task(&self.db, conn, &id, &op_ids)
+                        .map_err(|e| format!("restoring task {p} from Kafka: {e}"))?;
+                    if report.records > 0 || report.advanced_to.is_some() {
+                        tracing::info!(pipeline = %spec.name, partition = p, ?report, "restored from Kafka");
+                    }
+                }
                 let mut ops: Vec<Box<dyn Operator>> = Vec::new();
                 for &i in &stage.ops {
                     let (pinned, op_spec) = (&record.operators[i], &spec.operators[i]);
@@ -485,11 +568,6 @@ impl Controller {
                     versions.push((i, op.state_version()));
                     ops.push(Box::new(op));
                 }
-                let id = TaskId {
-                    pipeline: spec.name.clone(),
-                    stage: stage.index,
-                    partition: p,
-                };
                 let config = TaskConfig {
                     changelog: true,
                     ..TaskConfig::from_settings(settings)
@@ -502,20 +580,50 @@ impl Controller {
                 } else {
                     format!("{}/{}", spec.name, stage.index)
                 };
-                runners.push(TaskRunner::new(
-                    task,
-                    Box::new(TopicSource::new(
-                        Arc::clone(&self.log),
-                        Arc::clone(&source),
-                        p,
-                    )),
-                    Box::new(TopicSink::new(
+                let mut consumer = None;
+                let task_source: Box<dyn TaskSource> = match (&source, stage_source_kafka) {
+                    (Some(t), _) => {
+                        Box::new(TopicSource::new(Arc::clone(&self.log), Arc::clone(t), p))
+                    }
+                    (None, Some(conn)) => {
+                        let s = kafka::KafkaSource::new(conn, &group, &stage.source, p)
+                            .map_err(|e| e.to_string())?;
+                        consumer = Some(s.consumer());
+                        Box::new(s)
+                    }
+                    (None, None) => unreachable!("a stage's source is embedded or in Kafka"),
+                };
+                let task_sink: Box<dyn Sink + Send> = match (&sink, stage_sink_kafka) {
+                    (Some(t), _) => Box::new(TopicSink::new(
                         Arc::clone(&self.log),
                         &spec.name,
                         p,
                         partitions,
-                        Arc::clone(&sink),
+                        Arc::clone(t),
                     )),
+                    (None, Some(conn)) => Box::new(
+                        kafka::KafkaSink::new(
+                            conn,
+                            &spec.name,
+                            &kafka::transactional_id(&spec.name, stage.index, p),
+                            stage.index,
+                            p,
+                            partitions,
+                            &stage.sink,
+                            settings.exactly_once,
+                            consumer.map(|consumer| kafka::SourceOffsets {
+                                consumer,
+                                topic: stage.source.clone(),
+                            }),
+                        )
+                        .map_err(|e| e.to_string())?,
+                    ),
+                    (None, None) => unreachable!("a stage's sink is embedded or in Kafka"),
+                };
+                runners.push(TaskRunner::new(
+                    task,
+                    task_source,
+                    task_sink,
                     settings.batch_size,
                     Arc::clone(&handle),
                     Some(self.metrics.task(&metrics_name, p)),

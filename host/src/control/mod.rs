@@ -10,7 +10,7 @@ pub mod savepoints;
 pub mod spec;
 mod upgrade;
 
-pub use changelogs::{ReplayError, Replayed, catch_up, changelog_topics};
+pub use changelogs::{ChangeApplier, ReplayError, Replayed, catch_up, changelog_topics};
 pub use controller::{ControlError, Controller};
 pub use pipeline::{
     PinnedOperator, PipelineRecord, PipelineState, PipelineStatus, UpgradeRecord, UpgradeResult,

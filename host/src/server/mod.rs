@@ -30,6 +30,8 @@ pub struct ServerConfig {
     /// Worker threads running tasks.
     pub workers: usize,
     pub api: ApiConfig,
+    /// Default bootstrap servers for pipelines with Kafka topics.
+    pub kafka_brokers: Option<String>,
 }
 
 /// Why a server could not start.
@@ -97,14 +99,17 @@ impl App {
                 path: dir.display().to_string(),
                 detail: e.to_string(),
             })?;
-        let controller = Arc::new(Controller::new(
-            db,
-            log,
-            registry,
-            Arc::clone(&metrics),
-            config.workers,
-            savepoints,
-        ));
+        let controller = Arc::new(
+            Controller::new(
+                db,
+                log,
+                registry,
+                Arc::clone(&metrics),
+                config.workers,
+                savepoints,
+            )
+            .with_kafka_brokers(config.kafka_brokers.clone()),
+        );
         controller.boot()?;
         let stop = Arc::new(AtomicBool::new(false));
         let background = {

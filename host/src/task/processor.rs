@@ -49,6 +49,10 @@ impl Outputs {
 /// last commit; an embedded-topic sink adds the outputs to the same RocksDB write, so
 /// state, position and outputs land atomically.
 pub trait Sink {
+    /// The position the next commit makes durable (a Kafka sink commits it as the
+    /// source offset in its transaction).
+    fn position(&mut self, _position: TaskPosition) {}
+
     /// `changes` lists the commit's state changes for the changelogs (empty when the task
     /// keeps none).
     fn commit(
@@ -366,6 +370,7 @@ impl Task {
         put_position(&self.db, &mut wb, &self.id, self.position);
         let outputs = std::mem::take(&mut self.pending);
         let emitted: u64 = outputs.iter().map(|o| o.main.events.len() as u64).sum();
+        sink.position(self.position);
         sink.commit(&self.db, wb, outputs, changes)?;
         for op in &mut self.ops {
             op.state().committed();

@@ -1,6 +1,7 @@
 //! Shared test helpers: building guest components once per test process, paths, and
 //! running the `eddy` binary.
 
+pub mod kafka;
 pub mod oracle;
 pub mod server;
 

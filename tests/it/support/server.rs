@@ -30,10 +30,28 @@ impl TestApp {
     }
 
     pub fn open(dir: tempfile::TempDir, api: ApiConfig) -> Self {
+        Self::open_with(dir, api, None)
+    }
+
+    /// A server whose pipelines may use Kafka topics on `brokers`.
+    pub fn with_kafka(brokers: &str) -> Self {
+        Self::open_with(
+            tempfile::tempdir().unwrap(),
+            ApiConfig::default(),
+            Some(brokers.to_string()),
+        )
+    }
+
+    pub fn open_with(
+        dir: tempfile::TempDir,
+        api: ApiConfig,
+        kafka_brokers: Option<String>,
+    ) -> Self {
         let config = ServerConfig {
             data_dir: dir.path().to_path_buf(),
             workers: 2,
             api: api.clone(),
+            kafka_brokers,
         };
         let app = App::open(&config).unwrap();
         let router = api::router(app.state(api));

@@ -56,6 +56,7 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         data_dir: dir,
         workers: 2,
         api: ApiConfig::default(),
+        kafka_brokers: None,
     };
     let app = App::open(&config)?;
     let c = std::sync::Arc::clone(&app.controller);

@@ -1,0 +1,64 @@
+//! Topic metadata and creation.
+
+use super::{Connection, KafkaError, REQUEST_TIMEOUT};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+/// The partition count of `topic`, or why it cannot be known.
+pub fn partition_count(conn: &Connection, topic: &str) -> Result<u32, KafkaError> {
+    let consumer: BaseConsumer = conn.config(&[]).create().map_err(|e| conn.error(e))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(|e| conn.error(format!("cannot read metadata of topic {topic:?}: {e}")))?;
+    let t = metadata.topics().iter().find(|t| t.name() == topic);
+    match t {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            Ok(t.partitions().len() as u32)
+        }
+        _ => Err(KafkaError::MissingTopic {
+            topic: topic.to_string(),
+            brokers: conn.brokers.clone(),
+        }),
+    }
+}
+
+/// Creates `topic` with `partitions` unless it exists; `compacted` for changelogs.
+pub fn ensure_topic(
+    conn: &Connection,
+    topic: &str,
+    partitions: u32,
+    compacted: bool,
+) -> Result<(), KafkaError> {
+    if partition_count(conn, topic).is_ok() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        conn.config(&[]).create().map_err(|e| conn.error(e))?;
+    let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
+    if compacted {
+        new = new.set("cleanup.policy", "compact");
+    }
+    let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let results = futures::executor::block_on(admin.create_topics([&new], &options))
+        .map_err(|e| conn.error(format!("cannot create topic {topic:?}: {e}")))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(conn.error(format!("cannot create topic {topic:?}: {code}")));
+            }
+        }
+    }
+    // Metadata lags creation a little; wait until the topic is visible.
+    for _ in 0..50 {
+        if partition_count(conn, topic).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(conn.error(format!(
+        "topic {topic:?} was created but does not show in metadata"
+    )))
+}

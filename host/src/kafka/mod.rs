@@ -1,0 +1,110 @@
+//! Kafka topics in pipelines: sources that read a partition, sinks that commit outputs,
+//! changelog records and source offsets in one Kafka transaction, and restoring local
+//! state from changelog topics in Kafka.
+
+mod admin;
+mod restore;
+mod sink;
+mod source;
+
+pub use admin::{ensure_topic, partition_count};
+pub use restore::{RestoreReport, restore_task};
+pub use sink::{KafkaSink, SourceOffsets};
+pub use source::KafkaSource;
+
+use crate::control::spec::KafkaEndpoint;
+use rdkafka::ClientConfig;
+use std::time::Duration;
+
+/// How long a metadata or admin request may take before the pipeline reports the
+/// broker unreachable.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error(
+        "no Kafka brokers for topic {topic:?}: start the server with --kafka-brokers HOST:PORT \
+         (or EDDY_KAFKA_BROKERS), or give `brokers` in the pipeline's kafka table"
+    )]
+    NoBrokers { topic: String },
+    #[error("Kafka topic {topic:?} does not exist on {brokers}; create it first")]
+    MissingTopic { topic: String, brokers: String },
+    #[error("Kafka ({brokers}): {message}")]
+    Client { brokers: String, message: String },
+}
+
+/// Where a pipeline's Kafka clients connect: the brokers and extra properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub brokers: String,
+    pub properties: Vec<(String, String)>,
+}
+
+impl Connection {
+    /// The connection for a topic reference: its own brokers, else the server's.
+    pub fn resolve(
+        endpoint: &KafkaEndpoint,
+        topic: &str,
+        server_brokers: Option<&str>,
+    ) -> Result<Self, KafkaError> {
+        let brokers = endpoint
+            .brokers
+            .clone()
+            .or_else(|| server_brokers.map(str::to_string))
+            .filter(|b| !b.trim().is_empty())
+            .ok_or_else(|| KafkaError::NoBrokers {
+                topic: topic.to_string(),
+            })?;
+        Ok(Connection {
+            brokers,
+            properties: endpoint.properties.clone().into_iter().collect(),
+        })
+    }
+
+    /// A client configuration with the user's properties applied last, so security
+    /// settings (and any tuning) pass through as given.
+    pub fn config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        c.set("log_level", "3");
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub(crate) fn error(&self, message: impl std::fmt::Display) -> KafkaError {
+        KafkaError::Client {
+            brokers: self.brokers.clone(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The compacted topic where each Kafka-sink task records, inside its transactions, the
+/// source position its committed outputs reach: the broker-independent truth a restart
+/// resumes from (partition = task partition, key = [`position_key`]).
+pub fn positions_topic(pipeline: &str) -> String {
+    format!("{pipeline}.positions")
+}
+
+/// The header on changelog records naming the position their transaction records.
+pub const POSITION_HEADER: &str = "eddy.position";
+
+pub fn position_key(stage: u32, partition: u32) -> String {
+    format!("{stage}/{partition}")
+}
+
+/// The consumer group of a pipeline (its committed offsets live there).
+pub fn group_id(pipeline: &str) -> String {
+    format!("eddy.{pipeline}")
+}
+
+/// The transactional id of a task: stable across restarts, so a new producer fences
+/// the one a crashed process left behind.
+pub fn transactional_id(pipeline: &str, stage: u32, partition: u32) -> String {
+    format!("eddy.{pipeline}.{stage}.{partition}")
+}

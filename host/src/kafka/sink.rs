@@ -1,0 +1,399 @@
+//! A task's sink in Kafka. With exactly-once, each commit is one Kafka transaction:
+//! the outputs, the changelog records of the state changes, and (with a Kafka source)
+//! the source offset; the RocksDB write (state, position, changelog markers) follows
+//! only once the transaction committed, so local state never holds uncommitted data.
+//! A crash between the two leaves local state behind Kafka; the next start replays the
+//! changelog tail (see `restore`), which the transaction made durable.
+
+use super::{Connection, KafkaError, REQUEST_TIMEOUT, admin};
+use crate::log::partitioner::partition_for_key;
+use crate::record::Record;
+use crate::state::changelog::{Change, OperatorChanges, changelog_topic, marker_key};
+use crate::state::{Cf, Db, StateScope, TaskPosition};
+use crate::task::{Outputs, Sink, TaskError, batch};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rocksdb::WriteBatch;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Records delivery results: the first error, and the highest offset per partition.
+#[derive(Default)]
+pub struct Deliveries {
+    state: Mutex<DeliveryState>,
+}
+
+#[derive(Default)]
+struct DeliveryState {
+    error: Option<String>,
+    last: HashMap<(String, i32), i64>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        let mut s = self.state.lock().expect("delivery lock");
+        match result {
+            Ok(m) => {
+                let e = s
+                    .last
+                    .entry((m.topic().to_string(), m.partition()))
+                    .or_insert(-1);
+                *e = (*e).max(m.offset());
+            }
+            Err((e, _)) => {
+                s.error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// Where a task's source offsets go in its transactions.
+pub struct SourceOffsets {
+    pub consumer: Arc<BaseConsumer>,
+    pub topic: String,
+}
+
+pub struct KafkaSink {
+    conn: Connection,
+    producer: BaseProducer<Deliveries>,
+    transactional: bool,
+    pipeline: String,
+    partition: u32,
+    state_partitions: u32,
+    main: String,
+    main_partitions: u32,
+    source: Option<SourceOffsets>,
+    /// Where each commit records the task's position (see `positions_topic`).
+    positions: String,
+    position_key: String,
+    /// Topics known to exist, with their partition counts.
+    topics: HashMap<String, u32>,
+    position: TaskPosition,
+}
+
+fn sink_error(e: impl std::fmt::Display) -> TaskError {
+    TaskError::Sink(e.to_string())
+}
+
+impl KafkaSink {
+    /// The sink of task `partition` (of `state_partitions`) writing `main`. With
+    /// `exactly_once`, a transactional producer with a per-task id (fencing any zombie
+    /// of the same task).
+    pub fn new(
+        conn: &Connection,
+        pipeline: &str,
+        transactional_id: &str,
+        stage: u32,
+        partition: u32,
+        state_partitions: u32,
+        main: &str,
+        exactly_once: bool,
+        source: Option<SourceOffsets>,
+    ) -> Result<Self, KafkaError> {
+        let mut defaults = vec![
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "60000"),
+            ("partitioner", "murmur2_random"),
+        ];
+        if exactly_once {
+            defaults.push(("transactional.id", transactional_id));
+            defaults.push(("transaction.timeout.ms", "60000"));
+        }
+        let producer: BaseProducer<Deliveries> = conn
+            .config(&defaults)
+            .create_with_context(Deliveries::default())
+            .map_err(|e| conn.error(e))?;
+        if exactly_once {
+            producer.init_transactions(REQUEST_TIMEOUT).map_err(|e| {
+                conn.error(format!(
+                    "cannot start the transactional producer {transactional_id}: {e}"
+                ))
+            })?;
+        }
+        let main_partitions = admin::partition_count(conn, main)?;
+        let positions = super::positions_topic(pipeline);
+        admin::ensure_topic(conn, &positions, state_partitions, true)?;
+        Ok(KafkaSink {
+            positions,
+            position_key: super::position_key(stage, partition),
+            conn: conn.clone(),
+            producer,
+            transactional: exactly_once,
+            pipeline: pipeline.to_string(),
+            partition,
+            state_partitions,
+            main: main.to_string(),
+            main_partitions,
+            source,
+            topics: HashMap::from([(main.to_string(), main_partitions)]),
+            position: TaskPosition::START,
+        })
+    }
+
+    /// Partitions of a derived topic, created when missing (changelogs compacted, with
+    /// one partition per task; side outputs like the sink).
+    fn topic(&mut self, name: &str, changelog: bool) -> Result<u32, TaskError> {
+        if let Some(n) = self.topics.get(name) {
+            return Ok(*n);
+        }
+        let partitions = if changelog {
+            self.state_partitions
+        } else {
+            self.main_partitions
+        };
+        admin::ensure_topic(&self.conn, name, partitions, changelog).map_err(sink_error)?;
+        let n = admin::partition_count(&self.conn, name).map_err(sink_error)?;
+        self.topics.insert(name.to_string(), n);
+        Ok(n)
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        partition: u32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), TaskError> {
+        let mut h = OwnedHeaders::new_with_capacity(headers.len());
+        for (name, v) in headers {
+            h = h.insert(Header {
+                key: name,
+                value: Some(*v),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic)
+            .partition(partition as i32)
+            .timestamp(timestamp)
+            .headers(h);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    self.producer.poll(std::time::Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => {
+                    return Err(sink_error(
+                        self.conn.error(format!("producing to {topic}: {e}")),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn partition_of(&self, key: Option<&[u8]>, partitions: u32) -> u32 {
+        match key {
+            Some(k) => partition_for_key(k, partitions),
+            None => self.partition % partitions,
+        }
+    }
+
+    fn send_record(&mut self, topic: &str, r: &Record) -> Result<(), TaskError> {
+        let n = self.topic(topic, false)?;
+        let headers: Vec<(&str, &[u8])> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        self.send(
+            topic,
+            self.partition_of(r.key.as_deref(), n),
+            r.key.as_deref(),
+            Some(&r.value),
+            r.timestamp,
+            &headers,
+        )
+    }
+
+    /// Produces everything of one commit; returns the changelog topics written.
+    fn produce(
+        &mut self,
+        outputs: &[Outputs],
+        changes: &[OperatorChanges],
+    ) -> Result<Vec<(String, String, String)>, TaskError> {
+        for o in outputs {
+            for i in 0..o.main.events.len() {
+                let (key, value, ts, headers) = batch::parts(&o.main, i);
+                let headers: Vec<(&str, &[u8])> = headers
+                    .iter()
+                    .map(|(k, v)| (std::str::from_utf8(k).unwrap_or("?"), *v))
+                    .collect();
+                let p = self.partition_of(key, self.main_partitions);
+                self.send(&self.main.clone(), p, key, Some(value), ts, &headers)?;
+            }
+            for (port, r) in &o.side {
+                self.send_record(&format!("{}.{port}", self.pipeline), r)?;
+            }
+            for r in &o.dead {
+                self.send_record(&format!("{}.dlq", self.pipeline), r)?;
+            }
+        }
+        // Each change names the position of its transaction, so a restore can tell the
+        // changes of a transaction that never recorded its position (aborted) apart.
+        let position = self.position.offset.to_string();
+        let mut written = Vec::new();
+        for op in changes {
+            for store in &op.stores {
+                let topic = changelog_topic(&self.pipeline, &op.operator, &store.store);
+                self.topic(&topic, true)?;
+                for change in &store.changes {
+                    let r = change.to_record();
+                    // A deletion is a tombstone (null value), so compaction drops the key.
+                    let value = if matches!(change, Change::Delete { .. }) {
+                        None
+                    } else {
+                        Some(r.value.as_slice())
+                    };
+                    let mut headers: Vec<(&str, &[u8])> = r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_slice()))
+                        .collect();
+                    headers.push((super::POSITION_HEADER, position.as_bytes()));
+                    self.send(
+                        &topic,
+                        self.partition,
+                        r.key.as_deref(),
+                        value,
+                        r.timestamp,
+                        &headers,
+                    )?;
+                }
+                written.push((op.operator.clone(), store.store.clone(), topic));
+            }
+        }
+        Ok(written)
+    }
+
+    fn take_deliveries(&self) -> DeliveryState {
+        std::mem::take(&mut *self.producer.context().state.lock().expect("delivery lock"))
+    }
+
+    fn offsets(
+        &self,
+    ) -> Result<Option<(TopicPartitionList, rdkafka::consumer::ConsumerGroupMetadata)>, TaskError>
+    {
+        let Some(src) = &self.source else {
+            return Ok(None);
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &src.topic,
+            self.partition as i32,
+            Offset::Offset(self.position.offset as i64),
+        )
+        .map_err(sink_error)?;
+        let meta = src
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| sink_error("the source consumer has no group metadata"))?;
+        Ok(Some((tpl, meta)))
+    }
+}
+
+impl Sink for KafkaSink {
+    fn position(&mut self, position: TaskPosition) {
+        self.position = position;
+    }
+
+    fn commit(
+        &mut self,
+        db: &Db,
+        mut wb: WriteBatch,
+        outputs: Vec<Outputs>,
+        changes: Vec<OperatorChanges>,
+    ) -> Result<(), TaskError> {
+        self.take_deliveries();
+        if self.transactional {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| sink_error(self.conn.error(e)))?;
+        }
+        let result = self.produce(&outputs, &changes).and_then(|written| {
+            // The position goes last, once everything else is on the broker: a restart
+            // that sees it also sees all it accounts for, even on a broker that shows
+            // aborted transactions to read_committed consumers (Tansu does).
+            self.producer
+                .flush(REQUEST_TIMEOUT)
+                .map_err(|e| sink_error(self.conn.error(e)))?;
+            let value = format!("{},{}", self.position.offset, self.position.watermark);
+            let (topic, key) = (self.positions.clone(), self.position_key.clone());
+            self.send(
+                &topic,
+                self.partition,
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                0,
+                &[],
+            )?;
+            if self.transactional {
+                if let Some((tpl, meta)) = self.offsets()? {
+                    self.producer
+                        .send_offsets_to_transaction(&tpl, &meta, REQUEST_TIMEOUT)
+                        .map_err(|e| sink_error(self.conn.error(e)))?;
+                }
+                self.producer
+                    .commit_transaction(REQUEST_TIMEOUT)
+                    .map_err(|e| sink_error(self.conn.error(e)))?;
+            } else {
+                self.producer
+                    .flush(REQUEST_TIMEOUT)
+                    .map_err(|e| sink_error(self.conn.error(e)))?;
+                if let (Some(src), Some((tpl, _))) = (&self.source, self.offsets()?) {
+                    src.consumer
+                        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+                        .map_err(|e| sink_error(self.conn.error(e)))?;
+                }
+            }
+            Ok(written)
+        });
+        let written = match result {
+            Ok(w) => w,
+            Err(e) => {
+                if self.transactional {
+                    let _ = self.producer.abort_transaction(REQUEST_TIMEOUT);
+                }
+                return Err(e);
+            }
+        };
+        let delivered = self.take_deliveries();
+        if let Some(e) = delivered.error {
+            return Err(sink_error(
+                self.conn.error(format!("a record was not delivered: {e}")),
+            ));
+        }
+        // The changelog offsets the state now reflects, for a later restore's start.
+        for (operator, store, topic) in written {
+            if let Some(last) = delivered.last.get(&(topic, self.partition as i32)) {
+                let scope = StateScope {
+                    pipeline: self.pipeline.clone(),
+                    operator,
+                    partition: self.partition,
+                };
+                wb.put_cf(
+                    db.cf(Cf::Meta),
+                    marker_key(&scope, &store),
+                    ((*last + 1) as u64).to_be_bytes(),
+                );
+            }
+        }
+        db.write(wb).map_err(sink_error)?;
+        Ok(())
+    }
+}

