@@ -38,7 +38,7 @@ pub fn restore_task(
     operators: &[&str],
 ) -> Result<RestoreReport, KafkaError> {
     let mut report = RestoreReport::default();
-    let consumer: BaseConsumer = conn
+    let consumer: BaseConsumer<EndIsExpected> = conn
         .config(&[
             ("group.id", "eddy.restore"),
             ("enable.auto.commit", "false"),
@@ -46,7 +46,7 @@ pub fn restore_task(
             ("enable.partition.eof", "true"),
             ("auto.offset.reset", "earliest"),
         ])
-        .create()
+        .create_with_context(EndIsExpected)
         .map_err(|e| conn.error(e))?;
     let metadata = consumer
         .fetch_metadata(None, REQUEST_TIMEOUT)
@@ -106,10 +106,24 @@ pub fn restore_task(
     Ok(report)
 }
 
+/// A restore reads partitions to their end: librdkafka reports each end as an error,
+/// which is no news here.
+pub struct EndIsExpected;
+
+impl rdkafka::ClientContext for EndIsExpected {
+    fn error(&self, error: RdError, reason: &str) {
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndIsExpected {}
+
 /// The position the task's last committed transaction recorded, if any.
 fn recorded_position(
     conn: &Connection,
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<EndIsExpected>,
     task: &TaskId,
 ) -> Result<Option<(u64, i64)>, KafkaError> {
     let topic = super::positions_topic(&task.pipeline);
@@ -134,7 +148,7 @@ fn recorded_position(
 /// Calls `visit` on every committed record of a partition from `from` to its end.
 fn read_to_end(
     conn: &Connection,
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<EndIsExpected>,
     topic: &str,
     partition: u32,
     from: u64,
@@ -171,7 +185,7 @@ fn read_to_end(
 fn replay(
     db: &Db,
     conn: &Connection,
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<EndIsExpected>,
     topic: &str,
     scope: &StateScope,
     store: &str,
