@@ -3,6 +3,7 @@
 
 mod common;
 mod host;
+mod kafka;
 mod languages;
 mod server;
 mod state;
@@ -13,6 +14,8 @@ pub enum BenchCommand {
     Host(host::HostArgs),
     /// The server path: embedded topics, one task per partition, the worker pool.
     Server(server::ServerArgs),
+    /// Kafka -> Wasm word count -> Kafka with exactly-once, against a plain consumer/producer pipe.
+    Kafka(kafka::KafkaArgs),
     /// The same word count in several languages: events/s, size, start-up cost.
     Languages(languages::LanguagesArgs),
     /// Savepoint, restore, changelog rebuild and upgrade pause with many keys of state.
@@ -25,5 +28,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Server(args) => server::run(args),
         BenchCommand::State(args) => state::run(args),
         BenchCommand::Languages(args) => languages::run(args),
+        BenchCommand::Kafka(args) => kafka::run(args),
     }
 }

@@ -1,0 +1,234 @@
+//! `eddy bench kafka`: Kafka → Wasm word count → Kafka with exactly-once, against the
+//! broker's own limit in the same run: a plain rdkafka consumer piping the same records
+//! into a plain producer (no processing, no transactions).
+
+use crate::api::ApiConfig;
+use crate::control::PipelineSpec;
+use crate::kafka::{Connection, ensure_topic};
+use crate::server::{App, ServerConfig};
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct KafkaArgs {
+    /// Bootstrap servers of the broker to measure against.
+    #[arg(long, env = "EDDY_KAFKA_BROKERS")]
+    brokers: String,
+    /// examples/wordcount built for wasm32-wasip2.
+    #[arg(long)]
+    wasm: PathBuf,
+    /// Events (one word each).
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Distinct words, drawn Zipf-like.
+    #[arg(long, default_value_t = 10_000)]
+    vocabulary: usize,
+    /// The pipeline's `commit_interval_ms` (one transaction per task per interval).
+    #[arg(long, default_value_t = 100)]
+    commit_interval_ms: u64,
+    /// Also measure the pipeline with `exactly_once = false`.
+    #[arg(long)]
+    at_least_once: bool,
+}
+
+fn conn(brokers: &str) -> Connection {
+    Connection {
+        brokers: brokers.to_string(),
+        properties: Vec::new(),
+    }
+}
+
+/// Produces the workload with a plain producer; returns seconds.
+fn load(c: &Connection, topic: &str, words: &[String], partitions: u32) -> anyhow::Result<f64> {
+    let producer: BaseProducer = c
+        .config(&[("linger.ms", "5"), ("enable.idempotence", "true")])
+        .create()?;
+    let started = Instant::now();
+    for (i, w) in words.iter().enumerate() {
+        let mut record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
+            .payload(w.as_str())
+            .partition((i as u32 % partitions) as i32);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = r;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// The broker's limit: consume every record of `from` and produce it to `to`.
+fn pipe(
+    c: &Connection,
+    from: &str,
+    to: &str,
+    partitions: u32,
+    events: usize,
+) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = c
+        .config(&[
+            ("group.id", "eddy-bench-pipe"),
+            ("enable.auto.commit", "false"),
+        ])
+        .create()?;
+    let producer: BaseProducer = c
+        .config(&[("linger.ms", "5"), ("enable.idempotence", "true")])
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(from, p as i32, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < events {
+        let Some(m) = consumer.poll(Duration::from_secs(10)) else {
+            anyhow::bail!("the pipe stalled after {seen} records");
+        };
+        let m = m?;
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to)
+            .payload(m.payload().unwrap_or_default())
+            .partition(m.partition());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = r;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        seen += 1;
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Runs the word count pipeline over the loaded topic until every task committed it.
+fn pipeline(args: &KafkaArgs, source: &str, sink: &str, exactly_once: bool) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let config = ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        api: ApiConfig::default(),
+        kafka_brokers: Some(args.brokers.clone()),
+    };
+    let app = App::open(&config)?;
+    let c = &app.controller;
+    c.registry().put(
+        "wordcount",
+        &std::fs::read(&args.wasm).with_context(|| args.wasm.display().to_string())?,
+    )?;
+    let name = if exactly_once { "wc-eos" } else { "wc-alo" };
+    let commit = args.commit_interval_ms;
+    let spec = PipelineSpec::from_toml(&format!(
+        "name = \"{name}\"\n[source]\nkafka = {{ topic = \"{source}\" }}\n[sink]\nkafka = {{ topic = \"{sink}\" }}\n[[operators]]\nname = \"wordcount\"\nversion = 1\n[settings]\nexactly_once = {exactly_once}\ncommit_interval_ms = {commit}\n"
+    ))?;
+    let started = Instant::now();
+    c.create(spec)?;
+    let per_partition = args.events as u64 / args.partitions as u64;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let s = c.status(name)?;
+        if s.tasks.iter().all(|t| t.committed_offset >= per_partition) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the pipeline did not finish: {:?}",
+            s.tasks
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    app.shutdown();
+    Ok(secs)
+}
+
+pub fn run(args: KafkaArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.events % args.partitions as usize == 0,
+        "--events must be a multiple of --partitions"
+    );
+    let c = conn(&args.brokers);
+    let run = format!("{}", std::process::id());
+    let (input, piped, out_eos, out_alo) = (
+        format!("bench-in-{run}"),
+        format!("bench-pipe-{run}"),
+        format!("bench-out-{run}"),
+        format!("bench-alo-{run}"),
+    );
+    for t in [&input, &piped, &out_eos, &out_alo] {
+        ensure_topic(&c, t, args.partitions, false)?;
+    }
+    let words = super::common::zipf_words(args.events, args.vocabulary)?;
+    let produce = load(&c, &input, &words, args.partitions)?;
+    eprintln!(
+        "loaded {} events: {:.0} events/s produced",
+        args.events,
+        args.events as f64 / produce
+    );
+    let pipe_secs = pipe(&c, &input, &piped, args.partitions, args.events)?;
+    eprintln!(
+        "plain consume + produce: {:.0} events/s",
+        args.events as f64 / pipe_secs
+    );
+    let eos = pipeline(&args, &input, &out_eos, true)?;
+    eprintln!(
+        "pipeline, exactly-once: {:.0} events/s",
+        args.events as f64 / eos
+    );
+    let alo = if args.at_least_once {
+        Some(pipeline(&args, &input, &out_alo, false)?)
+    } else {
+        None
+    };
+
+    let rate = |s: f64| args.events as f64 / s;
+    println!(
+        "Kafka word count, {} events over {} partitions, {} words (Zipf)",
+        args.events, args.partitions, args.vocabulary
+    );
+    println!("{:<52} {:>12} {:>10}", "path", "events/s", "vs pipe");
+    println!(
+        "{:<52} {:>12.0} {:>10}",
+        "plain producer (load only)",
+        rate(produce),
+        ""
+    );
+    println!(
+        "{:<52} {:>12.0} {:>10.2}",
+        "plain consumer piping into a producer (baseline)",
+        rate(pipe_secs),
+        1.0
+    );
+    println!(
+        "{:<52} {:>12.0} {:>10.2}",
+        "Eddy: Kafka -> Wasm word count -> Kafka, exactly-once",
+        rate(eos),
+        pipe_secs / eos
+    );
+    if let Some(a) = alo {
+        println!(
+            "{:<52} {:>12.0} {:>10.2}",
+            "Eddy: same, at-least-once",
+            rate(a),
+            pipe_secs / a
+        );
+    }
+    Ok(())
+}
