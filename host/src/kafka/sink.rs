@@ -281,6 +281,22 @@ impl KafkaSink {
         Ok(written)
     }
 
+    /// Waits until every produced record is acknowledged. (librdkafka's flush sleeps in
+    /// 100 ms steps between checks; polling in 1 ms steps answers much sooner.)
+    fn drain(&self) -> Result<(), TaskError> {
+        let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+        while self.producer.in_flight_count() > 0 {
+            if std::time::Instant::now() > deadline {
+                return Err(sink_error(
+                    self.conn
+                        .error("records not acknowledged within the request timeout"),
+                ));
+            }
+            self.producer.poll(std::time::Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     fn take_deliveries(&self) -> DeliveryState {
         std::mem::take(&mut *self.producer.context().state.lock().expect("delivery lock"))
     }
@@ -329,9 +345,7 @@ impl Sink for KafkaSink {
             // The position goes last, once everything else is on the broker: a restart
             // that sees it also sees all it accounts for, even on a broker that shows
             // aborted transactions to read_committed consumers (Tansu does).
-            self.producer
-                .flush(REQUEST_TIMEOUT)
-                .map_err(|e| sink_error(self.conn.error(e)))?;
+            self.drain()?;
             let value = format!("{},{}", self.position.offset, self.position.watermark);
             let (topic, key) = (self.positions.clone(), self.position_key.clone());
             self.send(
@@ -342,6 +356,8 @@ impl Sink for KafkaSink {
                 0,
                 &[],
             )?;
+            // Acknowledged before the transaction calls, whose own flush waits in 100 ms steps.
+            self.drain()?;
             if self.transactional {
                 if let Some((tpl, meta)) = self.offsets()? {
                     self.producer
@@ -351,15 +367,10 @@ impl Sink for KafkaSink {
                 self.producer
                     .commit_transaction(REQUEST_TIMEOUT)
                     .map_err(|e| sink_error(self.conn.error(e)))?;
-            } else {
-                self.producer
-                    .flush(REQUEST_TIMEOUT)
+            } else if let (Some(src), Some((tpl, _))) = (&self.source, self.offsets()?) {
+                src.consumer
+                    .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
                     .map_err(|e| sink_error(self.conn.error(e)))?;
-                if let (Some(src), Some((tpl, _))) = (&self.source, self.offsets()?) {
-                    src.consumer
-                        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-                        .map_err(|e| sink_error(self.conn.error(e)))?;
-                }
             }
             Ok(written)
         });

@@ -372,6 +372,9 @@ impl Task {
         let emitted: u64 = outputs.iter().map(|o| o.main.events.len() as u64).sum();
         sink.position(self.position);
         sink.commit(&self.db, wb, outputs, changes)?;
+        // The interval runs from the end of a commit: a sink whose commit takes long (a
+        // Kafka transaction) still gets `commit_interval` of processing between commits.
+        self.last_commit = Instant::now();
         for op in &mut self.ops {
             op.state().committed();
         }
