@@ -239,3 +239,44 @@ fn hides_aborted_transactions(broker: &Broker) -> bool {
     let out = broker.read_committed("probe", 1, Duration::from_secs(10));
     !out.iter().any(|r| r.3 == b"aborted")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_with_an_empty_data_dir_restores_state_from_kafka_and_continues() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 2);
+    let values = lines(600, 7);
+    let (first, second) = values.split_at(300);
+    broker.produce("lines", 2, first, 1_700_000_000_000);
+    let expected_first = expected_counts(&as_source(first, 2));
+    let brokers = broker.brokers.clone();
+    {
+        let a = TestApp::with_kafka(&brokers);
+        a.push("wordcount", "wordcount").await;
+        let (s, v) = a.create_pipeline(SPEC).await;
+        assert_eq!(s, axum::http::StatusCode::CREATED, "{v}");
+        let n = expected_first.len();
+        let b = Broker::attach(&brokers);
+        let out = tokio::task::spawn_blocking(move || {
+            b.read_committed("counts", n, Duration::from_secs(60))
+        })
+        .await
+        .unwrap();
+        assert_eq!(counts(&out), expected_first);
+    } // server A is gone, with its data dir
+
+    // Server B starts from nothing but the broker: state and position come from Kafka.
+    let b_app = TestApp::with_kafka(&brokers);
+    b_app.push("wordcount", "wordcount").await;
+    let (s, v) = b_app.create_pipeline(SPEC).await;
+    assert_eq!(s, axum::http::StatusCode::CREATED, "{v}");
+    // The second half goes to the partitions in the same rotation, after the first.
+    let expected = expected_counts(&as_source(&values, 2));
+    let second = second.to_vec();
+    let out = tokio::task::spawn_blocking(move || {
+        broker.produce("lines", 2, &second, 1_700_000_100_000);
+        broker.read_committed("counts", expected.len(), Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(counts(&out), expected_counts(&as_source(&values, 2)));
+}

@@ -30,7 +30,8 @@ fn tansu() -> PathBuf {
 }
 
 pub struct Broker {
-    child: Child,
+    /// The broker process, when this handle started it (stopped on drop).
+    child: Option<Child>,
     pub brokers: String,
 }
 
@@ -58,7 +59,7 @@ impl Broker {
             .spawn()
             .expect("start the tansu broker");
         let broker = Broker {
-            child,
+            child: Some(child),
             brokers: format!("127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -72,6 +73,14 @@ impl Broker {
             }
             assert!(Instant::now() < deadline, "the broker did not come up");
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A client handle on a broker another handle runs.
+    pub fn attach(brokers: &str) -> Self {
+        Broker {
+            child: None,
+            brokers: brokers.to_string(),
         }
     }
 
@@ -175,7 +184,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
