@@ -354,8 +354,10 @@ impl Controller {
             )?;
         }
         match &sink_kafka {
-            Some(conn) => kafka::ensure_topic(conn, &sink.topic, partitions, false)
-                .map_err(|e| ControlError::Invalid(format!("sink: {e}")))?,
+            Some(conn) => {
+                kafka::ensure_topic(conn, &sink.topic, partitions, false)
+                    .map_err(|e| ControlError::Invalid(format!("sink: {e}")))?;
+            }
             None => {
                 self.log.ensure_topic(
                     &sink.topic,
@@ -514,6 +516,11 @@ impl Controller {
                     .map_err(|e| format!("source: {e}"))?,
                 (None, None) => unreachable!("a stage's source is embedded or in Kafka"),
             };
+            let sink_partitions = match stage_sink_kafka {
+                Some(conn) => kafka::prepare(conn, &spec.name, &stage.sink, partitions)
+                    .map_err(|e| format!("sink: {e}"))?,
+                None => 0,
+            };
             for p in 0..partitions {
                 let id = TaskId {
                     pipeline: spec.name.clone(),
@@ -604,12 +611,14 @@ impl Controller {
                     (None, Some(conn)) => Box::new(
                         kafka::KafkaSink::new(
                             conn,
-                            &spec.name,
-                            &kafka::transactional_id(&spec.name, stage.index, p),
-                            stage.index,
-                            p,
-                            partitions,
-                            &stage.sink,
+                            &kafka::SinkTask {
+                                pipeline: &spec.name,
+                                stage: stage.index,
+                                partition: p,
+                                state_partitions: partitions,
+                                main: &stage.sink,
+                                main_partitions: sink_partitions,
+                            },
                             settings.exactly_once,
                             consumer.map(|consumer| kafka::SourceOffsets {
                                 consumer,

@@ -6,33 +6,45 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
-/// The partition count of `topic`, or why it cannot be known.
-pub fn partition_count(conn: &Connection, topic: &str) -> Result<u32, KafkaError> {
-    let consumer: BaseConsumer = conn.config(&[]).create().map_err(|e| conn.error(e))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(|e| conn.error(format!("cannot read metadata of topic {topic:?}: {e}")))?;
-    let t = metadata.topics().iter().find(|t| t.name() == topic);
-    match t {
-        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-            Ok(t.partitions().len() as u32)
-        }
-        _ => Err(KafkaError::MissingTopic {
-            topic: topic.to_string(),
-            brokers: conn.brokers.clone(),
-        }),
-    }
+fn metadata_client(conn: &Connection) -> Result<BaseConsumer, KafkaError> {
+    conn.config(&[]).create().map_err(|e| conn.error(e))
 }
 
-/// Creates `topic` with `partitions` unless it exists; `compacted` for changelogs.
+/// The partition count of `topic` as `client` sees it: `None` when it does not exist.
+fn partitions_of(
+    client: &BaseConsumer,
+    conn: &Connection,
+    topic: &str,
+) -> Result<Option<u32>, KafkaError> {
+    let metadata = client
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(|e| conn.error(format!("cannot read metadata of topic {topic:?}: {e}")))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len() as u32))
+}
+
+/// The partition count of `topic`, or why it cannot be known.
+pub fn partition_count(conn: &Connection, topic: &str) -> Result<u32, KafkaError> {
+    partitions_of(&metadata_client(conn)?, conn, topic)?.ok_or_else(|| KafkaError::MissingTopic {
+        topic: topic.to_string(),
+        brokers: conn.brokers.clone(),
+    })
+}
+
+/// Creates `topic` with `partitions` unless it exists (`compacted` for changelogs);
+/// returns its partition count.
 pub fn ensure_topic(
     conn: &Connection,
     topic: &str,
     partitions: u32,
     compacted: bool,
-) -> Result<(), KafkaError> {
-    if partition_count(conn, topic).is_ok() {
-        return Ok(());
+) -> Result<u32, KafkaError> {
+    let client = metadata_client(conn)?;
+    if let Some(n) = partitions_of(&client, conn, topic)? {
+        return Ok(n);
     }
     let admin: AdminClient<DefaultClientContext> =
         conn.config(&[]).create().map_err(|e| conn.error(e))?;
@@ -53,8 +65,8 @@ pub fn ensure_topic(
     }
     // Metadata lags creation a little; wait until the topic is visible.
     for _ in 0..50 {
-        if partition_count(conn, topic).is_ok() {
-            return Ok(());
+        if let Some(n) = partitions_of(&client, conn, topic)? {
+            return Ok(n);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -9,7 +9,7 @@ mod source;
 
 pub use admin::{ensure_topic, partition_count};
 pub use restore::{RestoreReport, restore_task};
-pub use sink::{KafkaSink, SourceOffsets};
+pub use sink::{KafkaSink, SinkTask, SourceOffsets, prepare};
 pub use source::KafkaSource;
 
 use crate::control::spec::KafkaEndpoint;

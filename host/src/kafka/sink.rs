@@ -60,6 +60,34 @@ pub struct SourceOffsets {
     pub topic: String,
 }
 
+/// Which task a sink serves, and where its main output goes.
+pub struct SinkTask<'a> {
+    pub pipeline: &'a str,
+    pub stage: u32,
+    pub partition: u32,
+    /// Partitions of the task's source: its changelog topics get as many.
+    pub state_partitions: u32,
+    pub main: &'a str,
+    pub main_partitions: u32,
+}
+
+/// What every task of a stage with a Kafka sink needs, done once: the positions topic
+/// exists; returns the sink topic's partition count.
+pub fn prepare(
+    conn: &Connection,
+    pipeline: &str,
+    sink: &str,
+    state_partitions: u32,
+) -> Result<u32, KafkaError> {
+    admin::ensure_topic(
+        conn,
+        &super::positions_topic(pipeline),
+        state_partitions,
+        true,
+    )?;
+    admin::partition_count(conn, sink)
+}
+
 pub struct KafkaSink {
     conn: Connection,
     producer: BaseProducer<Deliveries>,
@@ -83,17 +111,12 @@ fn sink_error(e: impl std::fmt::Display) -> TaskError {
 }
 
 impl KafkaSink {
-    /// The sink of task `partition` (of `state_partitions`) writing `main`. With
-    /// `exactly_once`, a transactional producer with a per-task id (fencing any zombie
-    /// of the same task).
+    /// The sink of one task. With `exactly_once`, a transactional producer with the
+    /// task's own id (fencing any zombie of the same task). Call [`prepare`] once per
+    /// pipeline stage first.
     pub fn new(
         conn: &Connection,
-        pipeline: &str,
-        transactional_id: &str,
-        stage: u32,
-        partition: u32,
-        state_partitions: u32,
-        main: &str,
+        task: &SinkTask<'_>,
         exactly_once: bool,
         source: Option<SourceOffsets>,
     ) -> Result<Self, KafkaError> {
@@ -103,8 +126,9 @@ impl KafkaSink {
             ("message.timeout.ms", "60000"),
             ("partitioner", "murmur2_random"),
         ];
+        let transactional_id = super::transactional_id(task.pipeline, task.stage, task.partition);
         if exactly_once {
-            defaults.push(("transactional.id", transactional_id));
+            defaults.push(("transactional.id", &transactional_id));
             defaults.push(("transaction.timeout.ms", "60000"));
         }
         let producer: BaseProducer<Deliveries> = conn
@@ -118,22 +142,19 @@ impl KafkaSink {
                 ))
             })?;
         }
-        let main_partitions = admin::partition_count(conn, main)?;
-        let positions = super::positions_topic(pipeline);
-        admin::ensure_topic(conn, &positions, state_partitions, true)?;
         Ok(KafkaSink {
-            positions,
-            position_key: super::position_key(stage, partition),
+            positions: super::positions_topic(task.pipeline),
+            position_key: super::position_key(task.stage, task.partition),
             conn: conn.clone(),
             producer,
             transactional: exactly_once,
-            pipeline: pipeline.to_string(),
-            partition,
-            state_partitions,
-            main: main.to_string(),
-            main_partitions,
+            pipeline: task.pipeline.to_string(),
+            partition: task.partition,
+            state_partitions: task.state_partitions,
+            main: task.main.to_string(),
+            main_partitions: task.main_partitions,
             source,
-            topics: HashMap::from([(main.to_string(), main_partitions)]),
+            topics: HashMap::from([(task.main.to_string(), task.main_partitions)]),
             position: TaskPosition::START,
         })
     }
@@ -149,8 +170,7 @@ impl KafkaSink {
         } else {
             self.main_partitions
         };
-        admin::ensure_topic(&self.conn, name, partitions, changelog).map_err(sink_error)?;
-        let n = admin::partition_count(&self.conn, name).map_err(sink_error)?;
+        let n = admin::ensure_topic(&self.conn, name, partitions, changelog).map_err(sink_error)?;
         self.topics.insert(name.to_string(), n);
         Ok(n)
     }

@@ -186,7 +186,7 @@ fn pipeline(args: &KafkaArgs, source: &str, sink: &str, exactly_once: bool) -> a
 
 pub fn run(args: KafkaArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.events % args.partitions as usize == 0,
+        args.events.is_multiple_of(args.partitions as usize),
         "--events must be a multiple of --partitions"
     );
     let c = conn(&args.brokers);
