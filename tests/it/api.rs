@@ -69,35 +69,17 @@ async fn operators_upload_version_download_and_delete() {
     let v2 = t.push("wordcount", "wordcount-v2").await;
     assert_eq!(v2["version"], 2);
 
-    let (s, list) = t
-        .json(Method::GET, "/v1/operators", Body::empty(), &[])
-        .await;
+    let (s, list) = t.get("/v1/operators").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         (list[0]["name"].as_str(), list[0]["latest"].as_u64()),
         (Some("wordcount"), Some(2))
     );
-    let (_, one) = t
-        .json(Method::GET, "/v1/operators/wordcount", Body::empty(), &[])
-        .await;
+    let (_, one) = t.get("/v1/operators/wordcount").await;
     assert_eq!(one["versions"].as_array().unwrap().len(), 2);
-    let (_, latest) = t
-        .json(
-            Method::GET,
-            "/v1/operators/wordcount/latest",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (_, latest) = t.get("/v1/operators/wordcount/latest").await;
     assert_eq!(latest["version"], 2);
-    let (_, meta) = t
-        .json(
-            Method::GET,
-            "/v1/operators/wordcount/versions/1",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (_, meta) = t.get("/v1/operators/wordcount/versions/1").await;
     assert_eq!(meta["digest"], v1["digest"]);
     let (s, bytes) = t
         .call(
@@ -109,27 +91,11 @@ async fn operators_upload_version_download_and_delete() {
         .await;
     assert_eq!((s, bytes == wasm), (StatusCode::OK, true));
 
-    let (s, e) = t
-        .json(Method::GET, "/v1/operators/nope", Body::empty(), &[])
-        .await;
+    let (s, e) = t.get("/v1/operators/nope").await;
     assert_error(s, &e, StatusCode::NOT_FOUND, "does not exist");
-    let (s, e) = t
-        .json(
-            Method::GET,
-            "/v1/operators/wordcount/versions/9",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (s, e) = t.get("/v1/operators/wordcount/versions/9").await;
     assert_error(s, &e, StatusCode::NOT_FOUND, "no version 9");
-    let (s, e) = t
-        .json(
-            Method::GET,
-            "/v1/operators/wordcount/versions/x",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (s, e) = t.get("/v1/operators/wordcount/versions/x").await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "not a version number");
 
     let (s, _) = t
@@ -237,9 +203,7 @@ async fn bad_uploads_are_refused_with_a_reason() {
         "application/wasm",
     );
     // Nothing was stored.
-    let (_, list) = t
-        .json(Method::GET, "/v1/operators", Body::empty(), &[])
-        .await;
+    let (_, list) = t.get("/v1/operators").await;
     assert_eq!(list, json!([]));
 }
 
@@ -266,9 +230,7 @@ async fn topics_create_produce_consume_describe_delete() {
         )
         .await;
     assert_error(s, &e, StatusCode::CONFLICT, "already exists");
-    let (s, e) = t
-        .json(Method::POST, "/v1/topics", r#"{"name":"a b"}"#, &js)
-        .await;
+    let (s, e) = t.post_json("/v1/topics", r#"{"name":"a b"}"#).await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "invalid");
     let (s, e) = t
         .json(
@@ -288,7 +250,7 @@ async fn topics_create_produce_consume_describe_delete() {
         )
         .await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "unknown field `colour`");
-    let (s, e) = t.json(Method::POST, "/v1/topics", r#"{"name":"#, &js).await;
+    let (s, e) = t.post_json("/v1/topics", r#"{"name":"#).await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "");
     let (s, e) = t
         .json(Method::POST, "/v1/topics", r#"{"name":"z"}"#, &[])
@@ -354,14 +316,7 @@ async fn topics_create_produce_consume_describe_delete() {
         .await;
     assert_error(s, &e, StatusCode::NOT_FOUND, "does not exist");
 
-    let (s, got) = t
-        .json(
-            Method::GET,
-            "/v1/topics/lines/records?partition=1",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (s, got) = t.get("/v1/topics/lines/records?partition=1").await;
     assert_eq!(s, StatusCode::OK);
     let values: Vec<Value> = got["records"]
         .as_array()
@@ -373,56 +328,21 @@ async fn topics_create_produce_consume_describe_delete() {
     assert_eq!(got["records"][1]["value_b64"], "/wA=");
     assert_eq!(got["next_offsets"]["1"], 2);
     let (_, some) = t
-        .json(
-            Method::GET,
-            "/v1/topics/lines/records?partition=1&offset=1&limit=1",
-            Body::empty(),
-            &[],
-        )
+        .get("/v1/topics/lines/records?partition=1&offset=1&limit=1")
         .await;
     assert_eq!(some["records"].as_array().unwrap().len(), 1);
     assert_eq!(some["records"][0]["offset"], 1);
     assert_eq!(t.records("lines").await.len(), 5);
-    let (s, e) = t
-        .json(
-            Method::GET,
-            "/v1/topics/lines/records?partition=7",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (s, e) = t.get("/v1/topics/lines/records?partition=7").await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "partition 7 does not exist");
-    let (s, e) = t
-        .json(
-            Method::GET,
-            "/v1/topics/lines/records?from=middle",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (s, e) = t.get("/v1/topics/lines/records?from=middle").await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "use `start` or `end`");
-    let (s, e) = t
-        .json(
-            Method::GET,
-            "/v1/topics/lines/records?limit=oops",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (s, e) = t.get("/v1/topics/lines/records?limit=oops").await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "limit");
-    let (s, e) = t
-        .json(
-            Method::GET,
-            "/v1/topics/lines/records?color=red",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (s, e) = t.get("/v1/topics/lines/records?color=red").await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "unknown field `color`");
 
-    let (_, d) = t
-        .json(Method::GET, "/v1/topics/lines", Body::empty(), &[])
-        .await;
+    let (_, d) = t.get("/v1/topics/lines").await;
     let ends: Vec<u64> = d["partition_offsets"]
         .as_array()
         .unwrap()
@@ -430,7 +350,7 @@ async fn topics_create_produce_consume_describe_delete() {
         .map(|p| p["end_offset"].as_u64().unwrap())
         .collect();
     assert_eq!(ends.iter().sum::<u64>(), 5);
-    let (_, all) = t.json(Method::GET, "/v1/topics", Body::empty(), &[]).await;
+    let (_, all) = t.get("/v1/topics").await;
     assert_eq!(all.as_array().unwrap().len(), 1);
     let (s, _) = t
         .call(Method::DELETE, "/v1/topics/lines", Body::empty(), &[])
@@ -491,9 +411,7 @@ async fn pipelines_create_run_stop_start_delete() {
         json!({"id": "wordcount", "name": "wordcount", "version": 1, "digest": p["operators"][0]["digest"], "state_version": 1})
     );
     // The sink topic was created with the source's partitions.
-    let (_, sink) = t
-        .json(Method::GET, "/v1/topics/counts", Body::empty(), &[])
-        .await;
+    let (_, sink) = t.get("/v1/topics/counts").await;
     assert_eq!(sink["partitions"], 2);
 
     t.produce(
@@ -535,9 +453,7 @@ async fn pipelines_create_run_stop_start_delete() {
         .json(Method::POST, "/v1/pipelines/wc/stop", Body::empty(), &[])
         .await;
     assert_eq!(s, StatusCode::OK);
-    let (_, p) = t
-        .json(Method::GET, "/v1/pipelines/wc", Body::empty(), &[])
-        .await;
+    let (_, p) = t.get("/v1/pipelines/wc").await;
     assert_eq!(p["state"], "stopped");
     t.produce("lines", "{\"key\":\"a\",\"value\":\"the\"}\n")
         .await;
@@ -555,18 +471,9 @@ async fn pipelines_create_run_stop_start_delete() {
 
     // JSON specs work too; names are unique.
     let json_spec = json!({"name": "wc", "source": {"topic": "lines"}, "sink": {"topic": "c2"}, "operators": [{"name": "wordcount", "version": 1}]});
-    let (s, e) = t
-        .json(
-            Method::POST,
-            "/v1/pipelines",
-            json_spec.to_string(),
-            &[("content-type", "application/json")],
-        )
-        .await;
+    let (s, e) = t.post_json("/v1/pipelines", json_spec.to_string()).await;
     assert_error(s, &e, StatusCode::CONFLICT, "already exists");
-    let (_, list) = t
-        .json(Method::GET, "/v1/pipelines", Body::empty(), &[])
-        .await;
+    let (_, list) = t.get("/v1/pipelines").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     // In use: the operator and the topics cannot go.
@@ -588,9 +495,7 @@ async fn pipelines_create_run_stop_start_delete() {
         .call(Method::DELETE, "/v1/pipelines/wc", Body::empty(), &[])
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, e) = t
-        .json(Method::GET, "/v1/pipelines/wc", Body::empty(), &[])
-        .await;
+    let (s, e) = t.get("/v1/pipelines/wc").await;
     assert_error(s, &e, StatusCode::NOT_FOUND, "does not exist");
     let (s, _) = t
         .call(
@@ -653,9 +558,7 @@ async fn bad_pipelines_are_refused_and_leave_nothing() {
         let (s, e) = t.create_pipeline(spec).await;
         assert_error(s, &e, StatusCode::BAD_REQUEST, expected);
     }
-    let (_, list) = t
-        .json(Method::GET, "/v1/pipelines", Body::empty(), &[])
-        .await;
+    let (_, list) = t.get("/v1/pipelines").await;
     assert_eq!(list, json!([]));
     let (s, e) = t
         .json(Method::POST, "/v1/pipelines/nope/stop", Body::empty(), &[])
@@ -776,7 +679,7 @@ async fn a_token_guards_every_change() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = t.json(Method::GET, "/v1/topics", Body::empty(), &[]).await;
+    let (s, _) = t.get("/v1/topics").await;
     assert_eq!(s, StatusCode::OK, "reads need no token");
     let (s, e) = t
         .json(Method::DELETE, "/v1/topics/t", Body::empty(), &[])
@@ -787,11 +690,9 @@ async fn a_token_guards_every_change() {
 #[tokio::test(flavor = "multi_thread")]
 async fn system_endpoints_and_unknown_routes() {
     let t = TestApp::new();
-    let (s, h) = t.json(Method::GET, "/healthz", Body::empty(), &[]).await;
+    let (s, h) = t.get("/healthz").await;
     assert_eq!((s, h["status"].as_str()), (StatusCode::OK, Some("ok")));
-    let (s, doc) = t
-        .json(Method::GET, "/v1/openapi.json", Body::empty(), &[])
-        .await;
+    let (s, doc) = t.get("/v1/openapi.json").await;
     assert_eq!(s, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
@@ -802,7 +703,7 @@ async fn system_endpoints_and_unknown_routes() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
-    let (s, e) = t.json(Method::GET, "/v1/nothing", Body::empty(), &[]).await;
+    let (s, e) = t.get("/v1/nothing").await;
     assert_error(s, &e, StatusCode::NOT_FOUND, "not part of the API");
     let (s, e) = t
         .json(Method::PATCH, "/v1/topics", Body::empty(), &[])

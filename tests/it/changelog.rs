@@ -82,14 +82,7 @@ async fn state_rebuilt_from_changelogs_equals_the_state_it_replaced() {
     assert!(!before.keys().any(|(_, store, _, _)| store == "other"));
 
     // The changelog topics exist, one partition per task.
-    let (_, topic) = t
-        .json(
-            Method::GET,
-            "/v1/topics/p.probe.s.changelog",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (_, topic) = t.get("/v1/topics/p.probe.s.changelog").await;
     assert_eq!(topic["partitions"], 2);
 
     let (s, r) = t

@@ -111,12 +111,7 @@ async fn golden_cases_with_a_savepoint_and_restore_in_the_middle() {
         spec.sink = Some(eddy_host::control::spec::TopicRef::embedded("out"));
         t.create_topic("in", 1).await;
         let (s, p) = t
-            .json(
-                Method::POST,
-                "/v1/pipelines",
-                serde_json::to_string(&spec).unwrap(),
-                &[("content-type", "application/json")],
-            )
+            .post_json("/v1/pipelines", serde_json::to_string(&spec).unwrap())
             .await;
         assert_eq!(s, StatusCode::CREATED, "{p}");
         let name = spec.name.clone();
@@ -143,12 +138,7 @@ async fn golden_cases_with_a_savepoint_and_restore_in_the_middle() {
         .await;
         let body = serde_json::json!({ "savepoint": m["id"] }).to_string();
         let (s, r) = t
-            .json(
-                Method::POST,
-                &format!("/v1/pipelines/{name}/restore"),
-                body,
-                &[("content-type", "application/json")],
-            )
+            .post_json(&format!("/v1/pipelines/{name}/restore"), body)
             .await;
         assert_eq!(s, StatusCode::OK, "{r}");
         t.json(

@@ -4,28 +4,11 @@
 
 use crate::support::guest;
 use crate::support::kafka::Broker;
-use crate::support::oracle::expected_counts;
+use crate::support::oracle::{actual_counts, expected_counts, lines};
 use crate::support::server::{ServerProcess, TestApp};
 use eddy_host::record::Record;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
-
-/// Lines of text, deterministic for a seed.
-fn lines(n: usize, seed: u64) -> Vec<String> {
-    const VOCAB: &[&str] = &[
-        "the", "cat", "sat", "on", "a", "mat", "The", "Dog!", "ran,", "far", "eddy", "kafka",
-    ];
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let k = rng.random_range(2..8);
-            (0..k)
-                .map(|_| VOCAB[rng.random_range(0..VOCAB.len())])
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
-}
 
 /// The source as the oracle wants it: value i went to partition i % partitions.
 fn as_source(values: &[String], partitions: usize) -> Vec<(u32, u64, Record)> {
@@ -34,30 +17,28 @@ fn as_source(values: &[String], partitions: usize) -> Vec<(u32, u64, Record)> {
         .enumerate()
         .map(|(i, v)| {
             let r = Record {
-                key: None,
                 value: v.as_bytes().to_vec(),
-                timestamp: 0,
-                headers: Vec::new(),
+                ..Record::default()
             };
             ((i % partitions) as u32, (i / partitions) as u64, r)
         })
         .collect()
 }
 
+/// The `(word, count)` pairs of records read from the output topic, sorted.
 fn counts(records: &[(i32, i64, Option<Vec<u8>>, Vec<u8>)]) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = records
+    let sink: Vec<(u32, u64, Record)> = records
         .iter()
-        .map(|(_, _, k, v)| {
-            (
-                String::from_utf8(k.clone().expect("counts are keyed")).unwrap(),
-                String::from_utf8_lossy(v)
-                    .parse()
-                    .expect("counts are numbers"),
-            )
+        .map(|(p, o, k, v)| {
+            let r = Record {
+                key: k.clone(),
+                value: v.clone(),
+                ..Record::default()
+            };
+            (*p as u32, *o as u64, r)
         })
         .collect();
-    out.sort();
-    out
+    actual_counts(&sink)
 }
 
 const SPEC: &str = r#"

@@ -5,7 +5,7 @@
 
 use crate::support::server::TestApp;
 use crate::support::{eddy_output, guest, workspace_root};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -172,19 +172,6 @@ async fn topic_contents(t: &TestApp, topic: &str) -> Vec<(u64, u64, Value, Value
     all
 }
 
-async fn push_file(t: &TestApp, name: &str, path: &Path) -> Value {
-    let (status, v) = t
-        .json(
-            Method::PUT,
-            &format!("/v1/operators/{name}"),
-            std::fs::read(path).unwrap(),
-            &[("content-type", "application/wasm")],
-        )
-        .await;
-    assert!(status.is_success(), "{v}");
-    v
-}
-
 fn server_spec(name: &str, operator: &str, sink: &str) -> String {
     format!(
         "name = \"{name}\"\n[source]\ntopic = \"lines\"\n[sink]\ntopic = \"{sink}\"\n[[operators]]\nname = \"{operator}\"\nversion = 1\nconfig = {{ lowercase = \"true\" }}\n[settings]\nprobation_records = 5\n"
@@ -210,7 +197,7 @@ async fn word_count_in_every_language_gives_the_rust_output_byte_for_byte_throug
             .unwrap()
             .trim_start_matches("wordcount-")
             .to_string();
-        let pushed = push_file(&t, &format!("wc-{lang}"), c).await;
+        let pushed = t.push_file(&format!("wc-{lang}"), c).await;
         assert_eq!(pushed["version"], 1, "{pushed}");
         let (s, v) = t
             .create_pipeline(&server_spec(
@@ -237,17 +224,6 @@ async fn word_count_in_every_language_gives_the_rust_output_byte_for_byte_throug
     }
 }
 
-async fn upgrade(t: &TestApp, pipeline: &str, operator: &str, version: u32) -> (StatusCode, Value) {
-    let body = json!({ "operator": operator, "version": version }).to_string();
-    t.json(
-        Method::POST,
-        &format!("/v1/pipelines/{pipeline}/upgrade?wait=true"),
-        body,
-        &[("content-type", "application/json")],
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn state_written_by_python_survives_a_hot_upgrade_to_javascript() {
     let [python, js] = tokio::task::spawn_blocking(|| {
@@ -259,8 +235,8 @@ async fn state_written_by_python_survives_a_hot_upgrade_to_javascript() {
     .unwrap();
     let t = TestApp::new();
     t.create_topic("lines", 1).await;
-    push_file(&t, "wc", &python).await;
-    assert_eq!(push_file(&t, "wc", &js).await["version"], 2);
+    t.push_file("wc", &python).await;
+    assert_eq!(t.push_file("wc", &js).await["version"], 2);
     let (s, v) = t.create_pipeline(&server_spec("wc", "wc", "out")).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
 
@@ -281,7 +257,7 @@ async fn state_written_by_python_survives_a_hot_upgrade_to_javascript() {
     };
     t.produce("lines", &events(0..30)).await;
     t.wait_caught_up("wc").await;
-    let (s, u) = upgrade(&t, "wc", "wc", 2).await;
+    let (s, u) = t.upgrade("wc", "wc", 2).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     t.produce("lines", &events(30..60)).await;
     let status = t.wait_caught_up("wc").await;

@@ -86,9 +86,7 @@ async fn a_savepoint_moves_a_pipeline_to_another_server_exactly() {
     assert_eq!(m["pipeline"], "wc");
     assert_eq!(m["tasks"].as_array().unwrap().len(), 2);
     assert!(m["keys"].as_u64().unwrap() > 0);
-    let (_, p) = a
-        .json(Method::GET, "/v1/pipelines/wc", Body::empty(), &[])
-        .await;
+    let (_, p) = a.get("/v1/pipelines/wc").await;
     assert_eq!(
         p["state"], "running",
         "a savepoint does not stop the pipeline"
@@ -158,18 +156,14 @@ async fn a_savepoint_moves_a_pipeline_to_another_server_exactly() {
     b.json(Method::POST, "/v1/pipelines/wc/stop", Body::empty(), &[])
         .await;
     let (s, r) = b
-        .json(
-            Method::POST,
+        .post_json(
             "/v1/pipelines/wc/restore",
             format!("{{\"savepoint\":\"{id}\"}}"),
-            &[("content-type", "application/json")],
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["keys"], m["keys"]);
-    let (_, p) = b
-        .json(Method::GET, "/v1/pipelines/wc", Body::empty(), &[])
-        .await;
+    let (_, p) = b.get("/v1/pipelines/wc").await;
     let offsets: Vec<u64> = p["tasks"]
         .as_array()
         .unwrap()
@@ -241,7 +235,6 @@ async fn damaged_or_mismatched_savepoints_are_refused_and_change_nothing() {
     let db = t.app.as_ref().unwrap().controller.db().clone();
     let before = db.dump_pipeline("wc").unwrap();
     let restore = |sp: String| format!("{{\"savepoint\":\"{sp}\"}}");
-    let js = [("content-type", "application/json")];
 
     // A flipped byte: the archive does not even unpack (gzip checksum), or a file's
     // checksum fails.
@@ -268,23 +261,13 @@ async fn damaged_or_mismatched_savepoints_are_refused_and_change_nothing() {
     damaged[10] ^= 1;
     std::fs::write(&file, damaged).unwrap();
     let (s, e) = t
-        .json(
-            Method::POST,
-            "/v1/pipelines/wc/restore",
-            restore(id.clone()),
-            &js,
-        )
+        .post_json("/v1/pipelines/wc/restore", restore(id.clone()))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     assert!(e["detail"].as_str().unwrap().contains("checksum"), "{e}");
     std::fs::remove_file(&file).unwrap();
     let (s, e) = t
-        .json(
-            Method::POST,
-            "/v1/pipelines/wc/restore",
-            restore(id.clone()),
-            &js,
-        )
+        .post_json("/v1/pipelines/wc/restore", restore(id.clone()))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     assert!(e["detail"].as_str().unwrap().contains("missing"), "{e}");
@@ -296,12 +279,7 @@ async fn damaged_or_mismatched_savepoints_are_refused_and_change_nothing() {
     t.json(Method::POST, "/v1/pipelines/other/stop", Body::empty(), &[])
         .await;
     let (s, e) = t
-        .json(
-            Method::POST,
-            "/v1/pipelines/other/restore",
-            restore(id.clone()),
-            &js,
-        )
+        .post_json("/v1/pipelines/other/restore", restore(id.clone()))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     assert!(
@@ -309,20 +287,13 @@ async fn damaged_or_mismatched_savepoints_are_refused_and_change_nothing() {
         "{e}"
     );
     let (s, e) = t
-        .json(
-            Method::POST,
-            "/v1/pipelines/wc/restore",
-            restore("nope".into()),
-            &js,
-        )
+        .post_json("/v1/pipelines/wc/restore", restore("nope".into()))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
 
     // None of it changed anything.
     assert!(db.dump_pipeline("wc").unwrap() == before);
-    let (_, p) = t
-        .json(Method::GET, "/v1/pipelines/wc", Body::empty(), &[])
-        .await;
+    let (_, p) = t.get("/v1/pipelines/wc").await;
     let offsets: Vec<u64> = p["tasks"]
         .as_array()
         .unwrap()
@@ -335,22 +306,10 @@ async fn damaged_or_mismatched_savepoints_are_refused_and_change_nothing() {
     t.json(Method::POST, "/v1/pipelines/wc/start", Body::empty(), &[])
         .await;
     let (s, e) = t
-        .json(
-            Method::POST,
-            "/v1/pipelines/wc/restore",
-            restore(id.clone()),
-            &js,
-        )
+        .post_json("/v1/pipelines/wc/restore", restore(id.clone()))
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
-    let (_, list) = t
-        .json(
-            Method::GET,
-            "/v1/pipelines/wc/savepoints",
-            Body::empty(),
-            &[],
-        )
-        .await;
+    let (_, list) = t.get("/v1/pipelines/wc/savepoints").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     let (s, _) = t
         .call(

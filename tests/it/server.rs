@@ -2,7 +2,9 @@
 //! stream, `kill -9` at random points, and CLI errors.
 
 use crate::support::guest;
-use crate::support::oracle::{actual_counts, expected_counts, expected_global_counts, read_topic};
+use crate::support::oracle::{
+    actual_counts, expected_counts, expected_global_counts, lines, read_topic,
+};
 use crate::support::server::ServerProcess;
 use crate::support::workspace_root;
 use rand::{Rng, SeedableRng};
@@ -12,23 +14,9 @@ use std::time::{Duration, Instant};
 const SPEC: &str = "examples/wordcount/pipeline.toml";
 const GLOBAL_SPEC: &str = "examples/wordcount/pipeline-global.toml";
 
-/// Lines of text, deterministic for a seed: 3-12 words from a small vocabulary.
-fn text(lines: usize, seed: u64) -> String {
-    const VOCAB: &[&str] = &[
-        "the", "cat", "sat", "on", "a", "mat", "The", "Dog!", "ran,", "far", "away.", "stream",
-        "state", "eddy",
-    ];
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut out = String::new();
-    for _ in 0..lines {
-        let n = rng.random_range(3..12);
-        let words: Vec<&str> = (0..n)
-            .map(|_| VOCAB[rng.random_range(0..VOCAB.len())])
-            .collect();
-        out.push_str(&words.join(" "));
-        out.push('\n');
-    }
-    out
+/// Lines of text, deterministic for a seed, each ending in a newline.
+fn text(count: usize, seed: u64) -> String {
+    lines(count, seed).into_iter().map(|l| l + "\n").collect()
 }
 
 fn set_up(server: &ServerProcess) {

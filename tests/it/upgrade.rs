@@ -26,17 +26,6 @@ fn events(from: usize, to: usize, words: usize) -> String {
         .join("\n")
 }
 
-async fn upgrade(t: &TestApp, pipeline: &str, operator: &str, version: u32) -> (StatusCode, Value) {
-    let body = json!({ "operator": operator, "version": version }).to_string();
-    t.json(
-        Method::POST,
-        &format!("/v1/pipelines/{pipeline}/upgrade?wait=true"),
-        body,
-        &[("content-type", "application/json")],
-    )
-    .await
-}
-
 /// Each word's output counts, in output order.
 fn counts_by_word(
     records: &[Value],
@@ -87,7 +76,7 @@ async fn an_upgrade_under_continuous_input_loses_and_repeats_nothing() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let (s, u) = upgrade(&t, "wc", "wordcount", 2).await;
+    let (s, u) = t.upgrade("wc", "wordcount", 2).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(u["result"], "succeeded", "{u}");
     assert_eq!(
@@ -232,7 +221,7 @@ async fn a_new_state_format_is_migrated_during_the_upgrade() {
     t.produce("lines", &events(0, 100, 10)).await;
     let before = t.wait_caught_up("c").await;
     assert_eq!(before["operators"][0]["state_version"], 1);
-    let (s, u) = upgrade(&t, "c", "counter", 2).await;
+    let (s, u) = t.upgrade("c", "counter", 2).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(u["migrated_keys"], 10, "{u}");
     t.produce("lines", &events(100, 200, 10)).await;
@@ -278,7 +267,7 @@ async fn upgrades_that_cannot_start_are_undone_at_once_and_bad_requests_refused(
     t.create_pipeline(&spec("wc", "wordcount", "")).await;
     t.produce("lines", &events(0, 10, 2)).await;
     t.wait_caught_up("wc").await;
-    let (s, u) = upgrade(&t, "wc", "wordcount", 2).await;
+    let (s, u) = t.upgrade("wc", "wordcount", 2).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(u["result"], "rolled_back");
     assert!(

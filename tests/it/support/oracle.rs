@@ -7,6 +7,26 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Lines of text, deterministic for a seed: 3-12 words from a small vocabulary with
+/// mixed case and punctuation.
+pub fn lines(count: usize, seed: u64) -> Vec<String> {
+    use rand::{Rng, SeedableRng};
+    const VOCAB: &[&str] = &[
+        "the", "cat", "sat", "on", "a", "mat", "The", "Dog!", "ran,", "far", "away.", "stream",
+        "state", "eddy",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|_| {
+            let n = rng.random_range(3..12);
+            let words: Vec<&str> = (0..n)
+                .map(|_| VOCAB[rng.random_range(0..VOCAB.len())])
+                .collect();
+            words.join(" ")
+        })
+        .collect()
+}
+
 /// The words of a line as examples/wordcount defines them, lowercased.
 pub fn words(text: &str) -> Vec<String> {
     text.split_ascii_whitespace()

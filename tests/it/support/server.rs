@@ -104,8 +104,45 @@ impl TestApp {
         (status, v)
     }
 
+    /// `GET uri`, answered in JSON.
+    pub async fn get(&self, uri: &str) -> (StatusCode, serde_json::Value) {
+        self.json(Method::GET, uri, Body::empty(), &[]).await
+    }
+
+    /// `POST uri` with a JSON body.
+    pub async fn post_json(
+        &self,
+        uri: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, serde_json::Value) {
+        self.json(
+            Method::POST,
+            uri,
+            body,
+            &[("content-type", "application/json")],
+        )
+        .await
+    }
+
+    /// Upgrades `operator` of `pipeline` to `version` and waits for the outcome.
+    pub async fn upgrade(
+        &self,
+        pipeline: &str,
+        operator: &str,
+        version: u32,
+    ) -> (StatusCode, serde_json::Value) {
+        let body = serde_json::json!({ "operator": operator, "version": version }).to_string();
+        self.post_json(&format!("/v1/pipelines/{pipeline}/upgrade?wait=true"), body)
+            .await
+    }
+
     pub async fn push(&self, name: &str, guest_name: &str) -> serde_json::Value {
-        let bytes = std::fs::read(guest(guest_name)).unwrap();
+        self.push_file(name, &guest(guest_name)).await
+    }
+
+    /// Uploads the component at `path` as operator `name`.
+    pub async fn push_file(&self, name: &str, path: &std::path::Path) -> serde_json::Value {
+        let bytes = std::fs::read(path).unwrap();
         let (status, v) = self
             .json(
                 Method::PUT,
