@@ -6,3 +6,5 @@ EDDY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export EDDY_ROOT
 # Guest components are built into their own directory (see tests/it/support).
 export EDDY_GUESTS="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release"
+# Guest toolchains that pip installs with --user land here (see scripts/setup).
+case ":$PATH:" in *":$HOME/.local/bin:"*) ;; *) export PATH="$PATH:$HOME/.local/bin" ;; esac
