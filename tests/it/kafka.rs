@@ -261,3 +261,75 @@ async fn a_server_with_an_empty_data_dir_restores_state_from_kafka_and_continues
     .unwrap();
     assert_eq!(counts(&out), expected_counts(&as_source(&values, 2)));
 }
+
+/// `(word, count)` of a record from either word-count version: `3` or
+/// `{"word":"the","count":3}`.
+fn either_format(value: &[u8]) -> (u64, bool) {
+    let v = String::from_utf8_lossy(value);
+    match serde_json::from_str::<serde_json::Value>(&v) {
+        Ok(serde_json::Value::Object(o)) => (o["count"].as_u64().expect("a count"), true),
+        _ => (v.parse().expect("counts are numbers"), false),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hot_upgrade_of_a_kafka_pipeline_loses_and_repeats_nothing() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 2);
+    let values = lines(1200, 11);
+    let t = TestApp::with_kafka(&broker.brokers);
+    t.push("wordcount", "wordcount").await;
+    t.push("wordcount", "wordcount-v2").await;
+    let spec = SPEC.replace("version = \"latest\"", "version = 1").replace(
+        "commit_interval_ms = 50",
+        "commit_interval_ms = 20\nprobation_records = 50",
+    );
+    let (s, v) = t.create_pipeline(&spec).await;
+    assert_eq!(s, axum::http::StatusCode::CREATED, "{v}");
+
+    // A producer writes the lines in chunks the whole time; chunks of an even size keep
+    // the round-robin rotation the oracle assumes.
+    let brokers = broker.brokers.clone();
+    let chunks: Vec<Vec<String>> = values.chunks(40).map(<[String]>::to_vec).collect();
+    let producer = tokio::task::spawn_blocking(move || {
+        let b = Broker::attach(&brokers);
+        for (i, chunk) in chunks.iter().enumerate() {
+            b.produce("lines", 2, chunk, 1_700_000_000_000 + 1000 * i as i64);
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, u) = t.upgrade("wc", "wordcount", 2).await;
+    assert_eq!(s, axum::http::StatusCode::OK, "{u}");
+    assert_eq!(u["result"], "succeeded", "{u}");
+    producer.await.unwrap();
+
+    let expected = expected_counts(&as_source(&values, 2));
+    let n = expected.len();
+    let out = tokio::task::spawn_blocking(move || {
+        broker.read_committed("counts", n, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    // Per partition and word, the counts run 1, 2, 3 ... in version 1's format, then in
+    // version 2's after the switch: nothing lost, nothing repeated.
+    let mut got = Vec::new();
+    let mut formats: std::collections::BTreeMap<(i32, String), Vec<bool>> = Default::default();
+    for (p, _, k, v) in &out {
+        let word = String::from_utf8(k.clone().expect("counts are keyed")).unwrap();
+        let (count, json) = either_format(v);
+        got.push((word.clone(), count));
+        formats.entry((*p, word)).or_default().push(json);
+    }
+    got.sort();
+    assert_eq!(got.len(), expected.len(), "one output per word");
+    assert_eq!(got, expected);
+    assert!(
+        formats.values().any(|f| f.contains(&true)),
+        "version 2 produced outputs"
+    );
+    for (key, f) in &formats {
+        let switch = f.iter().position(|j| *j).unwrap_or(f.len());
+        assert!(f[switch..].iter().all(|j| *j), "{key:?}: formats {f:?}");
+    }
+}

@@ -206,6 +206,26 @@ impl Controller {
         }
     }
 
+    /// How many partitions (= tasks) a stage has: its source topic's, in Kafka or here.
+    pub(super) fn stage_partitions(
+        &self,
+        spec: &PipelineSpec,
+        stage: &Stage,
+    ) -> Result<u32, ControlError> {
+        if stage.index == 0 {
+            if let Some(source) = &spec.source {
+                if let Some(conn) = self
+                    .kafka(source)
+                    .map_err(|e| ControlError::Invalid(e.to_string()))?
+                {
+                    return kafka::partition_count(&conn, &stage.source)
+                        .map_err(|e| ControlError::Conflict(format!("source: {e}")));
+                }
+            }
+        }
+        Ok(self.log.topic(&stage.source)?.partition_count())
+    }
+
     pub fn savepoints(&self) -> &Savepoints {
         &self.savepoints
     }
@@ -791,12 +811,16 @@ impl Controller {
             .unwrap_or_default();
         let stages = stages(&r.spec);
         let mut tasks = if entry.tasks.is_empty() {
-            self.stored_tasks(&r.spec.name, &stages)
+            self.stored_tasks(&r.spec, &stages)
         } else {
             entry.tasks.iter().map(|t| t.status()).collect()
         };
         // Lag against each stage's source as it is now, not as the task last saw it.
+        let kafka_source = r.spec.source.as_ref().is_some_and(|s| s.kafka.is_some());
         for t in &mut tasks {
+            if t.stage == 0 && kafka_source {
+                continue; // the task reports its Kafka partition's end itself
+            }
             let Some(topic) = stages
                 .get(t.stage as usize)
                 .and_then(|s| self.log.topic(&s.source).ok())
@@ -829,22 +853,28 @@ impl Controller {
     }
 
     /// Task statuses of a pipeline that is not running: its committed positions.
-    fn stored_tasks(&self, pipeline: &str, stages: &[Stage]) -> Vec<TaskStatus> {
+    fn stored_tasks(&self, spec: &PipelineSpec, stages: &[Stage]) -> Vec<TaskStatus> {
         let mut out = Vec::new();
         for stage in stages {
-            let Ok(topic) = self.log.topic(&stage.source) else {
+            let Ok(partitions) = self.stage_partitions(spec, stage) else {
                 continue;
             };
-            out.extend((0..topic.partition_count()).map(|p| {
+            let topic = self.log.topic(&stage.source).ok();
+            out.extend((0..partitions).map(|p| {
                 let id = TaskId {
-                    pipeline: pipeline.to_string(),
+                    pipeline: spec.name.clone(),
                     stage: stage.index,
                     partition: p,
                 };
                 let committed = load_position(&self.db, &id)
                     .map(|pos| pos.offset)
                     .unwrap_or(0);
-                let end = topic.end_offset(p).max(committed);
+                // A Kafka source's end is not asked for here (the lag of a stopped
+                // pipeline shows once it runs).
+                let end = topic
+                    .as_ref()
+                    .map_or(committed, |t| t.end_offset(p))
+                    .max(committed);
                 TaskStatus {
                     stage: stage.index,
                     partition: p,

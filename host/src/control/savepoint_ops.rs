@@ -138,11 +138,7 @@ impl Controller {
         let dir = self.savepoints.path(&id);
         let mut tasks = Vec::new();
         for stage in stages(&record.spec) {
-            let partitions = self
-                .log
-                .topic(&stage.source)
-                .map(|t| t.partition_count())
-                .unwrap_or(0);
+            let partitions = self.stage_partitions(&record.spec, &stage)?;
             for p in 0..partitions {
                 let pos = load_position(
                     &self.db,
@@ -281,11 +277,7 @@ impl Controller {
             }
         }
         for stage in stages(spec) {
-            let partitions = self
-                .log
-                .topic(&stage.source)
-                .map(|t| t.partition_count())
-                .unwrap_or(0);
+            let partitions = self.stage_partitions(spec, &stage).unwrap_or(0);
             let saved = m.tasks.iter().filter(|t| t.stage == stage.index).count() as u32;
             if saved != partitions {
                 return Err(incompatible(format!(

@@ -324,7 +324,7 @@ impl Controller {
             .iter()
             .position(|x| *x == i)
             .expect("the operator is in its stage");
-        let partitions = self.log.topic(&stage.source).map(|t| t.partition_count())?;
+        let partitions = self.stage_partitions(&record.spec, stage)?;
         let stage_tasks: Vec<Arc<TaskHandle>> = tasks
             .iter()
             .filter(|t| t.id.stage == stage.index)
