@@ -16,6 +16,7 @@
 pub mod api;
 pub mod build;
 pub mod cli;
+pub mod cluster;
 pub mod control;
 pub mod kafka;
 pub mod log;

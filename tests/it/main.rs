@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod changelog;
+mod cluster;
 mod golden;
 mod kafka;
 mod languages;

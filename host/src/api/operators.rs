@@ -73,8 +73,8 @@ async fn upload(
             "send the .wasm file as the request body",
         ));
     }
-    let registry = state.controller.registry().clone();
-    let (v, created) = blocking(move || Ok(registry.put(&name, &body.bytes)?)).await?;
+    let controller = state.controller.clone();
+    let (v, created) = blocking(move || Ok(controller.push_operator(&name, &body.bytes)?)).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -163,12 +163,7 @@ async fn delete_all(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let controller = state.controller.clone();
-    blocking(move || {
-        Ok(controller
-            .registry()
-            .delete(&name, None, |n, v| controller.operator_in_use(n, v))?)
-    })
-    .await?;
+    blocking(move || Ok(controller.delete_operator(&name, None)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -187,11 +182,6 @@ async fn delete_version(
         )
     })?;
     let controller = state.controller.clone();
-    blocking(move || {
-        Ok(controller.registry().delete(&name, Some(version), |n, v| {
-            controller.operator_in_use(n, v)
-        })?)
-    })
-    .await?;
+    blocking(move || Ok(controller.delete_operator(&name, Some(version))?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -310,6 +310,10 @@ fn print_status(p: &Value) {
         "ERRORS",
         "LAST ERROR",
     ];
+    let clustered = tasks.iter().any(|t| t["server"].is_string());
+    if clustered {
+        header.insert(2, "SERVER");
+    }
     if staged {
         header.insert(0, "STAGE");
     }
@@ -319,9 +323,13 @@ fn print_status(p: &Value) {
         if staged {
             row.push(task["stage"].to_string());
         }
+        let server = clustered.then(|| task["server"].as_str().unwrap_or("?").to_string());
         row.extend([
             task["partition"].to_string(),
             task["state"].as_str().unwrap_or("").to_string(),
+        ]);
+        row.extend(server);
+        row.extend([
             task["committed_offset"].to_string(),
             task["end_offset"].to_string(),
             task["lag"].to_string(),

@@ -25,6 +25,13 @@ pub struct ServeArgs {
     /// Kafka bootstrap servers for pipelines whose topics live in Kafka (HOST:PORT,...).
     #[arg(long, env = "EDDY_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
+    /// Share Kafka pipelines and operators with every server started with the same
+    /// cluster name and brokers; they split each pipeline's partitions.
+    #[arg(long, env = "EDDY_CLUSTER", requires = "kafka_brokers")]
+    cluster: Option<String>,
+    /// This server's name in the cluster (default: generated once, kept in the data dir).
+    #[arg(long, env = "EDDY_SERVER_NAME")]
+    server_name: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -39,6 +46,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: args.max_body_mb << 20,
         },
         kafka_brokers: args.kafka_brokers.filter(|b| !b.trim().is_empty()),
+        cluster: args.cluster.filter(|c| !c.trim().is_empty()),
+        server_name: args.server_name,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -55,6 +55,9 @@ pub(super) struct Entry {
     pub(super) tasks: Vec<Arc<TaskHandle>>,
     /// Set while a savepoint, restore or upgrade works on the pipeline.
     pub(super) busy: Option<&'static str>,
+    /// A pipeline shared across a cluster: this server's membership in its assignment
+    /// group (`tasks` then holds the partitions the group gave this server).
+    pub(super) member: Option<super::cluster_ops::Member>,
 }
 
 pub struct Controller {
@@ -69,6 +72,8 @@ pub struct Controller {
     pub(super) savepoints: Savepoints,
     /// The server's default Kafka bootstrap servers.
     pub(super) kafka_brokers: Option<String>,
+    /// Set once the server joined a cluster.
+    pub(super) cluster: std::sync::OnceLock<super::cluster_ops::ClusterLink>,
 }
 
 fn record_key(name: &str) -> Vec<u8> {
@@ -183,6 +188,7 @@ impl Controller {
             pipelines: Mutex::new(BTreeMap::new()),
             savepoints,
             kafka_brokers: None,
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -281,11 +287,11 @@ impl Controller {
                 record,
                 tasks: Vec::new(),
                 busy: None,
+                member: None,
             };
             if entry.record.state == PipelineState::Running {
-                match self.start_tasks(&mut entry.record) {
-                    Ok(tasks) => {
-                        entry.tasks = tasks;
+                match self.run_entry(&mut entry) {
+                    Ok(()) => {
                         self.set_state(&mut entry.record, PipelineState::Running, None)?;
                     }
                     Err(reason) => {
@@ -316,6 +322,13 @@ impl Controller {
                 "add a sink: [sink] topic = \"<topic>\" (a server pipeline writes a topic)".into(),
             )
         })?;
+        // In a cluster, see every server's uploads and pipelines first.
+        self.sync_cluster()?;
+        if self.distributed(&spec) && stages(&spec).len() > 1 {
+            return Err(ControlError::Invalid(
+                "a pipeline shared across a cluster cannot repartition yet (repartition topics live in one server's embedded log); drop `repartition = true` or run it on a server without --cluster".into(),
+            ));
+        }
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         if pipelines.contains_key(&spec.name) {
             return Err(ControlError::Exists(spec.name.clone()));
@@ -404,9 +417,16 @@ impl Controller {
                 return Err(e);
             }
         }
-        let tasks = match self.start_tasks(&mut record) {
-            Ok(tasks) => tasks,
+        let mut entry = Entry {
+            record,
+            tasks: Vec::new(),
+            busy: None,
+            member: None,
+        };
+        match self.run_entry(&mut entry) {
+            Ok(()) => {}
             Err(reason) => {
+                let record = &entry.record;
                 // Nothing ran; remove what the attempt may have left (store ids, positions).
                 self.db.delete_pipeline_state(&record.spec.name)?;
                 return Err(ControlError::Invalid(format!(
@@ -415,16 +435,10 @@ impl Controller {
                 )));
             }
         };
-        self.set_state(&mut record, PipelineState::Running, None)?;
-        let name = record.spec.name.clone();
-        pipelines.insert(
-            name.clone(),
-            Entry {
-                record,
-                tasks,
-                busy: None,
-            },
-        );
+        self.set_state(&mut entry.record, PipelineState::Running, None)?;
+        self.share(&entry.record);
+        let name = entry.record.spec.name.clone();
+        pipelines.insert(name.clone(), entry);
         drop(pipelines);
         self.refresh_gauges();
         self.status(&name)
@@ -482,6 +496,15 @@ impl Controller {
     pub(super) fn start_tasks(
         &self,
         record: &mut PipelineRecord,
+    ) -> Result<Vec<Arc<TaskHandle>>, String> {
+        self.start_tasks_on(record, None)
+    }
+
+    /// Like [`Controller::start_tasks`], for the given partitions only (`None`: all).
+    pub(super) fn start_tasks_on(
+        &self,
+        record: &mut PipelineRecord,
+        only: Option<&[u32]>,
     ) -> Result<Vec<Arc<TaskHandle>>, String> {
         let spec = &record.spec;
         let settings = &spec.settings;
@@ -541,16 +564,61 @@ impl Controller {
                     .map_err(|e| format!("sink: {e}"))?,
                 None => 0,
             };
-            for p in 0..partitions {
+            for p in (0..partitions).filter(|p| only.is_none_or(|o| o.contains(p))) {
                 let id = TaskId {
                     pipeline: spec.name.clone(),
                     stage: stage.index,
                     partition: p,
                 };
                 let group = kafka::group_id(&spec.name);
+                let mut consumer = None;
+                let task_source: Box<dyn TaskSource> = match (&source, stage_source_kafka) {
+                    (Some(t), _) => {
+                        Box::new(TopicSource::new(Arc::clone(&self.log), Arc::clone(t), p))
+                    }
+                    (None, Some(conn)) => {
+                        let s = kafka::KafkaSource::new(conn, &group, &stage.source, p)
+                            .map_err(|e| e.to_string())?;
+                        consumer = Some(s.consumer());
+                        Box::new(s)
+                    }
+                    (None, None) => unreachable!("a stage's source is embedded or in Kafka"),
+                };
+                // A Kafka sink's producer fences the task's previous owner (a crashed
+                // process, another server) before anything is read back from Kafka.
+                let task_sink: Box<dyn Sink + Send> = match (&sink, stage_sink_kafka) {
+                    (Some(t), _) => Box::new(TopicSink::new(
+                        Arc::clone(&self.log),
+                        &spec.name,
+                        p,
+                        partitions,
+                        Arc::clone(t),
+                    )),
+                    (None, Some(conn)) => Box::new(
+                        kafka::KafkaSink::new(
+                            conn,
+                            &kafka::SinkTask {
+                                pipeline: &spec.name,
+                                stage: stage.index,
+                                partition: p,
+                                state_partitions: partitions,
+                                main: &stage.sink,
+                                main_partitions: sink_partitions,
+                            },
+                            settings.exactly_once,
+                            consumer.map(|consumer| kafka::SourceOffsets {
+                                consumer,
+                                topic: stage.source.clone(),
+                            }),
+                        )
+                        .map_err(|e| e.to_string())?,
+                    ),
+                    (None, None) => unreachable!("a stage's sink is embedded or in Kafka"),
+                };
                 if let Some(conn) = stage_sink_kafka {
                     // Local state may be behind the changelogs and offsets in Kafka (a crash
-                    // after a transaction committed, an empty data dir): catch up first.
+                    // after a transaction committed, an empty data dir, a partition another
+                    // server ran): catch up first.
                     let op_ids: Vec<&str> =
                         stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
                     let report = kafka::restore_task(&self.db, conn, &id, &op_ids)
@@ -606,48 +674,6 @@ impl Controller {
                     spec.name.clone()
                 } else {
                     format!("{}/{}", spec.name, stage.index)
-                };
-                let mut consumer = None;
-                let task_source: Box<dyn TaskSource> = match (&source, stage_source_kafka) {
-                    (Some(t), _) => {
-                        Box::new(TopicSource::new(Arc::clone(&self.log), Arc::clone(t), p))
-                    }
-                    (None, Some(conn)) => {
-                        let s = kafka::KafkaSource::new(conn, &group, &stage.source, p)
-                            .map_err(|e| e.to_string())?;
-                        consumer = Some(s.consumer());
-                        Box::new(s)
-                    }
-                    (None, None) => unreachable!("a stage's source is embedded or in Kafka"),
-                };
-                let task_sink: Box<dyn Sink + Send> = match (&sink, stage_sink_kafka) {
-                    (Some(t), _) => Box::new(TopicSink::new(
-                        Arc::clone(&self.log),
-                        &spec.name,
-                        p,
-                        partitions,
-                        Arc::clone(t),
-                    )),
-                    (None, Some(conn)) => Box::new(
-                        kafka::KafkaSink::new(
-                            conn,
-                            &kafka::SinkTask {
-                                pipeline: &spec.name,
-                                stage: stage.index,
-                                partition: p,
-                                state_partitions: partitions,
-                                main: &stage.sink,
-                                main_partitions: sink_partitions,
-                            },
-                            settings.exactly_once,
-                            consumer.map(|consumer| kafka::SourceOffsets {
-                                consumer,
-                                topic: stage.source.clone(),
-                            }),
-                        )
-                        .map_err(|e| e.to_string())?,
-                    ),
-                    (None, None) => unreachable!("a stage's sink is embedded or in Kafka"),
                 };
                 runners.push(TaskRunner::new(
                     task,
@@ -708,11 +734,11 @@ impl Controller {
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         busy(entry)?;
         if entry.record.state != PipelineState::Running {
-            let tasks = self.start_tasks(&mut entry.record).map_err(|reason| {
+            self.run_entry(entry).map_err(|reason| {
                 ControlError::Invalid(format!("pipeline {name:?} cannot start: {reason}"))
             })?;
-            entry.tasks = tasks;
             self.set_state(&mut entry.record, PipelineState::Running, None)?;
+            self.share(&entry.record);
         }
         drop(pipelines);
         self.refresh_gauges();
@@ -727,8 +753,9 @@ impl Controller {
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         busy(entry)?;
         if entry.record.state == PipelineState::Running {
-            self.stop_tasks(entry);
+            self.halt_entry(entry);
             self.set_state(&mut entry.record, PipelineState::Stopped, None)?;
+            self.share(&entry.record);
         }
         drop(pipelines);
         self.refresh_gauges();
@@ -737,12 +764,22 @@ impl Controller {
 
     /// Stops (if needed) and deletes a pipeline with all its state. Its topics stay.
     pub fn delete(&self, name: &str) -> Result<(), ControlError> {
+        let shared = self.delete_here(name)?;
+        if shared {
+            self.share_deleted(name);
+        }
+        Ok(())
+    }
+
+    /// Deletes a pipeline on this server; `true` when it was shared with a cluster.
+    pub(super) fn delete_here(&self, name: &str) -> Result<bool, ControlError> {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         let entry = pipelines
-            .get(name)
+            .get_mut(name)
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         busy(entry)?;
-        self.stop_tasks(entry);
+        let shared = self.distributed(&entry.record.spec);
+        self.halt_entry(entry);
         self.db.delete_pipeline_state(name)?;
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.db.cf(Cf::Meta), record_key(name));
@@ -765,7 +802,7 @@ impl Controller {
         drop(pipelines);
         self.metrics.remove_pipeline(name, partitions);
         self.refresh_gauges();
-        Ok(())
+        Ok(shared)
     }
 
     /// Rebuilds a stopped pipeline's state from its changelogs: its stores and timers are
@@ -810,7 +847,9 @@ impl Controller {
             .map(|t| t.topic.clone())
             .unwrap_or_default();
         let stages = stages(&r.spec);
-        let mut tasks = if entry.tasks.is_empty() {
+        let mut tasks = if entry.member.is_some() {
+            self.cluster_tasks(entry)
+        } else if entry.tasks.is_empty() {
             self.stored_tasks(&r.spec, &stages)
         } else {
             entry.tasks.iter().map(|t| t.status()).collect()
@@ -888,6 +927,7 @@ impl Controller {
                     last_error: None,
                     failure: None,
                     probation: None,
+                    server: None,
                 }
             }));
         }
@@ -909,7 +949,7 @@ impl Controller {
                     .then(|| format!("{}: {}", t.id, s.failure.unwrap_or_default()))
             });
             if let Some(reason) = failure {
-                self.stop_tasks(entry);
+                self.halt_entry(entry);
                 tracing::error!(pipeline = %entry.record.spec.name, "pipeline failed: {reason}");
                 if let Err(e) =
                     self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))
@@ -928,8 +968,12 @@ impl Controller {
     /// Stops every task after it commits, leaving pipelines marked as they are so the next
     /// boot resumes them (server shutdown).
     pub fn shutdown(&self) {
-        let pipelines = self.pipelines.lock().expect("pipelines lock");
-        for entry in pipelines.values() {
+        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+        for entry in pipelines.values_mut() {
+            // Leaving the groups first, so no assignment starts tasks behind our back.
+            if let Some(m) = entry.member.take() {
+                m.leave();
+            }
             for t in &entry.tasks {
                 t.request_stop();
             }

@@ -2,6 +2,7 @@
 //! pipelines.
 
 mod changelogs;
+mod cluster_ops;
 mod controller;
 mod pause;
 mod pipeline;

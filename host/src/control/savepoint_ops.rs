@@ -61,6 +61,11 @@ impl Controller {
                 "pipeline {name:?} is busy with {other}; try again when it is done"
             )));
         }
+        if self.distributed(&entry.record.spec) {
+            return Err(ControlError::Conflict(format!(
+                "pipeline {name:?} is shared across the cluster: {what} of a shared pipeline is not supported yet (each server holds only its partitions' state); run it on a server without --cluster for savepoints and upgrades"
+            )));
+        }
         entry.busy = Some(what);
         Ok(())
     }

@@ -108,13 +108,56 @@ impl Registry {
         check_name("operator", name).map_err(|e| RegistryError::InvalidName(e.to_string()))?;
         let _upload = self.uploads.lock().expect("upload lock");
         let digest = crate::runtime::digest_of(bytes);
-        let existing = self.versions(name).or_else(|e| match e {
-            RegistryError::NotFound(_) => Ok(Vec::new()),
-            other => Err(other),
-        })?;
+        let existing = self.versions_or_none(name)?;
         if let Some(v) = existing.iter().find(|v| v.digest == digest) {
             return Ok((v.clone(), false));
         }
+        let next = existing.last().map_or(1, |v| v.version + 1);
+        Ok((self.store(name, next, digest, bytes)?, true))
+    }
+
+    /// Stores `bytes` as exactly `name@version`, as another server of the cluster numbered
+    /// it. Already there with the same digest: nothing to do (`false`).
+    pub fn adopt(
+        &self,
+        name: &str,
+        version: u32,
+        bytes: &[u8],
+    ) -> Result<(OperatorVersion, bool), RegistryError> {
+        check_name("operator", name).map_err(|e| RegistryError::InvalidName(e.to_string()))?;
+        let _upload = self.uploads.lock().expect("upload lock");
+        let digest = crate::runtime::digest_of(bytes);
+        if let Some(v) = self
+            .versions_or_none(name)?
+            .into_iter()
+            .find(|v| v.version == version)
+        {
+            if v.digest != digest {
+                return Err(RegistryError::Io(format!(
+                    "{name}@{version} here has digest {} but the cluster's has {digest}; two servers took the same version number at once, push it again",
+                    v.digest
+                )));
+            }
+            return Ok((v, false));
+        }
+        Ok((self.store(name, version, digest, bytes)?, true))
+    }
+
+    fn versions_or_none(&self, name: &str) -> Result<Vec<OperatorVersion>, RegistryError> {
+        self.versions(name).or_else(|e| match e {
+            RegistryError::NotFound(_) => Ok(Vec::new()),
+            other => Err(other),
+        })
+    }
+
+    /// Validates, keeps the blob and records `name@version` (the upload lock is held).
+    fn store(
+        &self,
+        name: &str,
+        version: u32,
+        digest: String,
+        bytes: &[u8],
+    ) -> Result<OperatorVersion, RegistryError> {
         let component = self.runtime.load(bytes)?;
         let blob = self.blob_path(&digest);
         if !blob.exists() {
@@ -125,7 +168,7 @@ impl Registry {
         }
         let version = OperatorVersion {
             name: name.to_string(),
-            version: existing.last().map_or(1, |v| v.version + 1),
+            version,
             digest: digest.clone(),
             size: bytes.len() as u64,
             imports: component.imports().to_vec(),
@@ -143,7 +186,7 @@ impl Registry {
             .lock()
             .expect("components lock")
             .insert(digest, component);
-        Ok((version, true))
+        Ok(version)
     }
 
     /// Every operator name with its versions.

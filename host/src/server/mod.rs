@@ -32,6 +32,10 @@ pub struct ServerConfig {
     pub api: ApiConfig,
     /// Default bootstrap servers for pipelines with Kafka topics.
     pub kafka_brokers: Option<String>,
+    /// The cluster this server shares Kafka pipelines and operators with.
+    pub cluster: Option<String>,
+    /// This server's name in the cluster (default: made up once, kept in the data dir).
+    pub server_name: Option<String>,
 }
 
 /// Why a server could not start.
@@ -49,6 +53,8 @@ pub enum ServerError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("cannot listen on {addr}: {detail}")]
     Listen { addr: String, detail: String },
 }
@@ -110,7 +116,30 @@ impl App {
             )
             .with_kafka_brokers(config.kafka_brokers.clone()),
         );
+        if let Some(cluster) = &config.cluster {
+            let brokers = config.kafka_brokers.clone().ok_or_else(|| {
+                ServerError::Cluster(
+                    "--cluster needs --kafka-brokers HOST:PORT (the cluster shares its catalog through Kafka)".into(),
+                )
+            })?;
+            let name =
+                crate::cluster::server_name(config.server_name.as_deref(), dir).map_err(|e| {
+                    ServerError::DataDir {
+                        path: dir.display().to_string(),
+                        detail: e.to_string(),
+                    }
+                })?;
+            let conn = crate::kafka::Connection {
+                brokers,
+                properties: Vec::new(),
+            };
+            let catalog = crate::cluster::Catalog::open(&conn, cluster, &name)
+                .map_err(|e| ServerError::Cluster(e.to_string()))?;
+            tracing::info!(%cluster, server = %name, "joined the cluster");
+            controller.join_cluster(cluster, catalog);
+        }
         controller.boot()?;
+        controller.follow_cluster()?;
         let stop = Arc::new(AtomicBool::new(false));
         let background = {
             let (controller, stop) = (Arc::clone(&controller), Arc::clone(&stop));
@@ -147,6 +176,7 @@ impl App {
             let _ = t.join();
         }
         self.controller.shutdown();
+        self.controller.leave_cluster();
     }
 }
 

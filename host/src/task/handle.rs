@@ -18,6 +18,9 @@ pub enum TaskState {
     Paused,
     Stopped,
     Failed,
+    /// Runs on another server of the cluster (`server` names it); ask that one for its
+    /// figures.
+    Remote,
 }
 
 /// Work for a task's own thread, run between batches. An error ends the task as failed.
@@ -55,6 +58,9 @@ pub struct TaskStatus {
     pub failure: Option<String>,
     /// Set while an upgraded operator is on probation in this task.
     pub probation: Option<Probation>,
+    /// In a cluster: the server that runs the task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// Shared between a task (on a worker thread) and the controller.
@@ -83,6 +89,7 @@ impl TaskHandle {
                 last_error: None,
                 failure: None,
                 probation: None,
+                server: None,
             }),
             commands: Mutex::new(Vec::new()),
             done: (Mutex::new(false), Condvar::new()),

@@ -52,6 +52,8 @@ impl TestApp {
             workers: 2,
             api: api.clone(),
             kafka_brokers,
+            cluster: None,
+            server_name: None,
         };
         let app = App::open(&config).unwrap();
         let router = api::router(app.state(api));

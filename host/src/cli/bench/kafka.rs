@@ -144,6 +144,8 @@ fn pipeline(args: &KafkaArgs, source: &str, sink: &str, exactly_once: bool) -> a
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         api: ApiConfig::default(),
         kafka_brokers: Some(args.brokers.clone()),
+        cluster: None,
+        server_name: None,
     };
     let app = App::open(&config)?;
     let c = &app.controller;

@@ -57,6 +57,8 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         workers: 2,
         api: ApiConfig::default(),
         kafka_brokers: None,
+        cluster: None,
+        server_name: None,
     };
     let app = App::open(&config)?;
     let c = std::sync::Arc::clone(&app.controller);

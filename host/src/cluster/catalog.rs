@@ -1,0 +1,376 @@
+//! The cluster catalog: a compacted topic every server writes its changes to and follows
+//! from the beginning, so an upload or a pipeline created on any server reaches all.
+//!
+//! Records (key → value; header `eddy.server` names the writer):
+//! - `chunk/<digest>/<index>` → up to [`CHUNK`] bytes of an operator binary
+//! - `operator/<name>/<version>` → the version's metadata and chunk count (after its
+//!   chunks); a tombstone when deleted
+//! - `pipeline/<name>` → the pipeline record; a tombstone when deleted
+//! - `tasks/<pipeline>/<server>` → the partitions that server runs now
+//! - `sync/<server>` → a marker the server waits to read back (see [`Catalog::sync`])
+
+use crate::control::PipelineRecord;
+use crate::kafka::{Connection, KafkaError, REQUEST_TIMEOUT, ensure_topic};
+use crate::record::now_ms;
+use crate::registry::OperatorVersion;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Operator binaries travel in pieces below Kafka's default 1 MB message limit.
+const CHUNK: usize = 512 << 10;
+const SERVER_HEADER: &str = "eddy.server";
+
+/// A change another server made, for this one to apply.
+pub enum CatalogEvent {
+    Operator {
+        version: OperatorVersion,
+        bytes: Vec<u8>,
+    },
+    OperatorDeleted {
+        name: String,
+        version: u32,
+    },
+    Pipeline {
+        name: String,
+        /// `None` when the pipeline was deleted.
+        record: Option<Box<PipelineRecord>>,
+    },
+}
+
+/// What applies catalog changes to this server (the controller).
+pub trait CatalogApplier: Send + Sync {
+    fn apply(&self, event: CatalogEvent);
+}
+
+#[derive(Serialize, Deserialize)]
+struct VersionEntry {
+    version: OperatorVersion,
+    chunks: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TasksEntry {
+    partitions: Vec<u32>,
+    at_ms: i64,
+}
+
+pub struct Catalog {
+    conn: Connection,
+    topic: String,
+    server: String,
+    producer: FutureProducer,
+    stop: Arc<AtomicBool>,
+    follower: Mutex<Option<JoinHandle<()>>>,
+    /// The last sync marker of this server the follower reached.
+    synced: Arc<AtomicU64>,
+    /// Per pipeline, per server: the partitions it last said it runs, and when.
+    owners: Arc<Mutex<BTreeMap<String, BTreeMap<String, TasksEntry>>>>,
+}
+
+impl Catalog {
+    /// Connects to the cluster's catalog topic, creating it when missing.
+    pub fn open(conn: &Connection, cluster: &str, server: &str) -> Result<Self, KafkaError> {
+        let topic = super::catalog_topic(cluster);
+        ensure_topic(conn, &topic, 1, true)?;
+        let producer: FutureProducer = conn
+            .config(&[
+                ("enable.idempotence", "true"),
+                ("linger.ms", "0"),
+                ("message.max.bytes", "2000000"),
+            ])
+            .create()
+            .map_err(|e| conn.error(e))?;
+        Ok(Catalog {
+            conn: conn.clone(),
+            topic,
+            server: server.to_string(),
+            producer,
+            stop: Arc::new(AtomicBool::new(false)),
+            follower: Mutex::new(None),
+            synced: Arc::default(),
+            owners: Arc::default(),
+        })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Starts following the catalog from its beginning on a thread of its own; every
+    /// change another server wrote goes to `applier`.
+    pub fn follow(&self, applier: Arc<dyn CatalogApplier>) -> Result<(), KafkaError> {
+        let consumer: BaseConsumer = self
+            .conn
+            .config(&[
+                ("group.id", &format!("{}.follower", self.topic)),
+                ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "false"),
+                ("fetch.message.max.bytes", "2000000"),
+                ("fetch.wait.max.ms", "50"),
+            ])
+            .create()
+            .map_err(|e| self.conn.error(e))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, 0, Offset::Beginning)
+            .map_err(|e| self.conn.error(e))?;
+        consumer.assign(&tpl).map_err(|e| self.conn.error(e))?;
+        let mut follower = Follower {
+            server: self.server.clone(),
+            synced: Arc::clone(&self.synced),
+            owners: Arc::clone(&self.owners),
+            chunks: HashMap::new(),
+            applier,
+        };
+        let stop = Arc::clone(&self.stop);
+        let thread = std::thread::Builder::new()
+            .name("eddy-catalog".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    match consumer.poll(Duration::from_millis(100)) {
+                        Some(Ok(m)) => follower.take(&m),
+                        Some(Err(e)) => tracing::warn!("cluster catalog: {e}"),
+                        None => {}
+                    }
+                }
+            })
+            .map_err(|e| self.conn.error(format!("cannot start a thread: {e}")))?;
+        *self.follower.lock().expect("follower lock") = Some(thread);
+        Ok(())
+    }
+
+    /// Waits until this server applied everything in the catalog now: a call after it
+    /// sees what any server wrote before. It writes a marker and waits for the follower
+    /// to reach it (one partition, one order), which needs nothing of the broker's
+    /// watermarks (Tansu reports a high watermark inside a multi-record batch).
+    pub fn sync(&self) -> Result<(), KafkaError> {
+        let nonce = rand::random::<u64>() | 1;
+        self.send(vec![(
+            format!("sync/{}", self.server),
+            Some(nonce.to_be_bytes().to_vec()),
+        )])?;
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        while self.synced.load(Ordering::Acquire) != nonce {
+            if Instant::now() > deadline {
+                return Err(self.conn.error(format!(
+                    "this server has not caught up with the cluster catalog within {REQUEST_TIMEOUT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    /// Shares an operator version (its binary in chunks, then its metadata).
+    pub fn publish_operator(&self, v: &OperatorVersion, bytes: &[u8]) -> Result<(), KafkaError> {
+        let mut records = Vec::new();
+        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+            records.push((format!("chunk/{}/{i}", v.digest), Some(chunk.to_vec())));
+        }
+        let entry = VersionEntry {
+            version: v.clone(),
+            chunks: bytes.len().div_ceil(CHUNK) as u32,
+        };
+        records.push((
+            format!("operator/{}/{}", v.name, v.version),
+            Some(serde_json::to_vec(&entry).expect("serializes")),
+        ));
+        self.send(records)
+    }
+
+    pub fn publish_operator_deleted(&self, name: &str, version: u32) -> Result<(), KafkaError> {
+        self.send(vec![(format!("operator/{name}/{version}"), None)])
+    }
+
+    /// Shares a pipeline's record (`None`: deleted).
+    pub fn publish_pipeline(
+        &self,
+        name: &str,
+        record: Option<&PipelineRecord>,
+    ) -> Result<(), KafkaError> {
+        let value = record.map(|r| serde_json::to_vec(r).expect("serializes"));
+        self.send(vec![(format!("pipeline/{name}"), value)])
+    }
+
+    /// Tells the cluster which partitions of `pipeline` this server runs now.
+    pub fn publish_tasks(&self, pipeline: &str, partitions: &[u32]) -> Result<(), KafkaError> {
+        let entry = TasksEntry {
+            partitions: partitions.to_vec(),
+            at_ms: now_ms(),
+        };
+        self.send(vec![(
+            format!("tasks/{pipeline}/{}", self.server),
+            Some(serde_json::to_vec(&entry).expect("serializes")),
+        )])
+    }
+
+    /// Which server runs each partition of `pipeline`, by the newest claims.
+    pub fn owners(&self, pipeline: &str) -> BTreeMap<u32, String> {
+        let owners = self.owners.lock().expect("owners lock");
+        let mut newest: BTreeMap<u32, (i64, String)> = BTreeMap::new();
+        for (server, entry) in owners.get(pipeline).into_iter().flatten() {
+            for &p in &entry.partitions {
+                if newest.get(&p).is_none_or(|(at, _)| *at <= entry.at_ms) {
+                    newest.insert(p, (entry.at_ms, server.clone()));
+                }
+            }
+        }
+        newest.into_iter().map(|(p, (_, s))| (p, s)).collect()
+    }
+
+    /// Writes records in order and waits until the broker has every one.
+    fn send(&self, records: Vec<(String, Option<Vec<u8>>)>) -> Result<(), KafkaError> {
+        let mut pending = Vec::new();
+        for (key, value) in &records {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: SERVER_HEADER,
+                value: Some(self.server.as_bytes()),
+            });
+            let mut record = FutureRecord::<String, Vec<u8>>::to(&self.topic)
+                .key(key)
+                .partition(0)
+                .headers(headers);
+            if let Some(v) = value {
+                record = record.payload(v);
+            }
+            let delivery = self.producer.send_result(record).map_err(|(e, _)| {
+                self.conn
+                    .error(format!("cannot write the cluster catalog: {e}"))
+            })?;
+            pending.push(delivery);
+        }
+        for delivery in pending {
+            match futures::executor::block_on(delivery) {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(self
+                        .conn
+                        .error(format!("cannot write the cluster catalog: {e}")));
+                }
+                Err(_) => return Err(self.conn.error("the catalog producer went away")),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.follower.lock().expect("follower lock").take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The follower thread's state.
+struct Follower {
+    server: String,
+    synced: Arc<AtomicU64>,
+    owners: Arc<Mutex<BTreeMap<String, BTreeMap<String, TasksEntry>>>>,
+    /// Operator chunks waiting for their version record, by digest.
+    chunks: HashMap<String, BTreeMap<u32, Vec<u8>>>,
+    applier: Arc<dyn CatalogApplier>,
+}
+
+impl Follower {
+    fn take(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        let origin = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == SERVER_HEADER))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let mine = origin == self.server;
+        if let Err(e) = self.apply(&key, m.payload(), mine) {
+            tracing::error!(%key, "cannot apply a cluster catalog record: {e}");
+        }
+    }
+
+    fn apply(&mut self, key: &str, value: Option<&[u8]>, mine: bool) -> Result<(), String> {
+        let mut parts = key.splitn(3, '/');
+        let (kind, a, b) = (parts.next(), parts.next(), parts.next());
+        let event = match (kind, a, b, value) {
+            (Some("sync"), _, _, Some(nonce)) if mine => {
+                let nonce: [u8; 8] = nonce.try_into().map_err(|_| "bad sync marker")?;
+                self.synced
+                    .store(u64::from_be_bytes(nonce), Ordering::Release);
+                return Ok(());
+            }
+            (Some("chunk"), Some(digest), Some(index), Some(bytes)) => {
+                if !mine {
+                    let index: u32 = index.parse().map_err(|_| "bad chunk index")?;
+                    self.chunks
+                        .entry(digest.to_string())
+                        .or_default()
+                        .insert(index, bytes.to_vec());
+                }
+                return Ok(());
+            }
+            (Some("operator"), Some(_), Some(_), Some(bytes)) => {
+                let entry: VersionEntry =
+                    serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                let chunks = self
+                    .chunks
+                    .remove(&entry.version.digest)
+                    .unwrap_or_default();
+                if mine {
+                    return Ok(());
+                }
+                if chunks.len() as u32 != entry.chunks {
+                    return Err(format!(
+                        "operator {}@{}: {} of {} chunks in the catalog",
+                        entry.version.name,
+                        entry.version.version,
+                        chunks.len(),
+                        entry.chunks
+                    ));
+                }
+                CatalogEvent::Operator {
+                    version: entry.version,
+                    bytes: chunks.into_values().flatten().collect(),
+                }
+            }
+            (Some("operator"), Some(name), Some(version), None) if !mine => {
+                CatalogEvent::OperatorDeleted {
+                    name: name.to_string(),
+                    version: version.parse().map_err(|_| "bad version")?,
+                }
+            }
+            (Some("pipeline"), Some(name), None, value) if !mine => {
+                let record = value
+                    .map(|v| serde_json::from_slice::<PipelineRecord>(v).map(Box::new))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                CatalogEvent::Pipeline {
+                    name: name.to_string(),
+                    record,
+                }
+            }
+            (Some("tasks"), Some(pipeline), Some(server), value) => {
+                let mut owners = self.owners.lock().expect("owners lock");
+                let servers = owners.entry(pipeline.to_string()).or_default();
+                match value {
+                    Some(v) => {
+                        let entry: TasksEntry =
+                            serde_json::from_slice(v).map_err(|e| e.to_string())?;
+                        servers.insert(server.to_string(), entry);
+                    }
+                    None => {
+                        servers.remove(server);
+                    }
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        self.applier.apply(event);
+        Ok(())
+    }
+}

@@ -1,0 +1,448 @@
+//! The controller in a cluster (`eddy serve --cluster NAME`): pipelines whose source and
+//! sink are Kafka topics are shared, and each server runs the partitions the pipeline's
+//! assignment group gives it; operators and pipeline records travel through the cluster
+//! catalog.
+
+use super::PipelineSpec;
+use super::controller::{ControlError, Controller, Entry};
+use super::pipeline::{PipelineRecord, PipelineState};
+use crate::cluster::{
+    AssignmentHandler, Catalog, CatalogApplier, CatalogEvent, Membership, assignment_group,
+};
+use crate::kafka;
+use crate::registry::{OperatorVersion, RegistryError};
+use crate::task::{TaskState, TaskStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// How long a revocation waits for a task to commit and stop.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) struct ClusterLink {
+    pub(super) catalog: Arc<Catalog>,
+    cluster: String,
+    me: Weak<Controller>,
+}
+
+/// This server's part in a shared pipeline.
+pub(crate) struct Member {
+    membership: Membership,
+    /// Cleared when the pipeline stops here: assignments arriving late are ignored.
+    active: Arc<AtomicBool>,
+    /// The source's partition count when the membership began.
+    partitions: u32,
+}
+
+impl Member {
+    pub(super) fn leave(&self) {
+        self.active.store(false, Ordering::Release);
+        self.membership.leave();
+    }
+}
+
+/// Turns a group's assignments into started and stopped tasks.
+struct PipelineMember {
+    controller: Weak<Controller>,
+    pipeline: String,
+    active: Arc<AtomicBool>,
+}
+
+impl AssignmentHandler for PipelineMember {
+    fn assigned(&self, partitions: Vec<u32>) {
+        if let Some(c) = self.controller.upgrade() {
+            c.on_assigned(&self.pipeline, &self.active, &partitions);
+        }
+    }
+
+    fn revoked(&self, partitions: Vec<u32>) {
+        if let Some(c) = self.controller.upgrade() {
+            c.on_revoked(&self.pipeline, &partitions);
+        }
+    }
+}
+
+/// Applies what other servers wrote to the catalog.
+struct Applier(Weak<Controller>);
+
+impl CatalogApplier for Applier {
+    fn apply(&self, event: CatalogEvent) {
+        if let Some(c) = self.0.upgrade() {
+            c.apply_catalog(event);
+        }
+    }
+}
+
+impl Controller {
+    /// Makes this server part of `cluster` (call before [`Controller::boot`]); the
+    /// catalog is followed from [`Controller::follow_cluster`] on.
+    pub fn join_cluster(self: &Arc<Self>, cluster: &str, catalog: Catalog) {
+        let _ = self.cluster.set(ClusterLink {
+            catalog: Arc::new(catalog),
+            cluster: cluster.to_string(),
+            me: Arc::downgrade(self),
+        });
+    }
+
+    /// Starts applying the cluster catalog (after boot: local pipelines are loaded).
+    pub fn follow_cluster(self: &Arc<Self>) -> Result<(), ControlError> {
+        let Some(link) = self.cluster.get() else {
+            return Ok(());
+        };
+        link.catalog
+            .follow(Arc::new(Applier(Arc::downgrade(self))))
+            .map_err(|e| ControlError::Conflict(e.to_string()))
+    }
+
+    /// Stops following the catalog (server shutdown).
+    pub fn leave_cluster(&self) {
+        if let Some(link) = self.cluster.get() {
+            link.catalog.shutdown();
+        }
+    }
+
+    /// This server's name in its cluster, if it is in one.
+    pub fn server_name(&self) -> Option<&str> {
+        self.cluster.get().map(|l| l.catalog.server())
+    }
+
+    /// Whether a pipeline is shared across the cluster: this server is in one and the
+    /// pipeline's source and sink are Kafka topics.
+    pub(super) fn distributed(&self, spec: &PipelineSpec) -> bool {
+        self.cluster.get().is_some()
+            && spec.source.as_ref().is_some_and(|t| t.kafka.is_some())
+            && spec.sink.as_ref().is_some_and(|t| t.kafka.is_some())
+    }
+
+    /// Waits until this server has seen every catalog change made so far.
+    pub(super) fn sync_cluster(&self) -> Result<(), ControlError> {
+        match self.cluster.get() {
+            Some(link) => link
+                .catalog
+                .sync()
+                .map_err(|e| ControlError::Conflict(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a pipeline here: all its tasks, or for a shared pipeline, the partitions its
+    /// assignment group gives this server.
+    pub(super) fn run_entry(&self, entry: &mut Entry) -> Result<(), String> {
+        let Some(link) = self
+            .cluster
+            .get()
+            .filter(|_| self.distributed(&entry.record.spec))
+        else {
+            entry.tasks = self.start_tasks(&mut entry.record)?;
+            return Ok(());
+        };
+        let spec = &entry.record.spec;
+        let source = spec
+            .source
+            .as_ref()
+            .expect("a shared pipeline has a source");
+        let conn = self
+            .kafka(source)
+            .map_err(|e| e.to_string())?
+            .expect("a shared pipeline reads Kafka");
+        let partitions =
+            kafka::partition_count(&conn, &source.topic).map_err(|e| format!("source: {e}"))?;
+        for op in &entry.record.operators {
+            self.registry
+                .version(&op.name, op.version)
+                .map_err(|e| format!("operator {}: {e}", op.id))?;
+        }
+        let active = Arc::new(AtomicBool::new(true));
+        let handler = Arc::new(PipelineMember {
+            controller: link.me.clone(),
+            pipeline: spec.name.clone(),
+            active: Arc::clone(&active),
+        });
+        let membership = Membership::join(
+            &conn,
+            &assignment_group(&link.cluster, &spec.name),
+            &source.topic,
+            handler,
+        )
+        .map_err(|e| e.to_string())?;
+        entry.tasks.clear();
+        entry.member = Some(Member {
+            membership,
+            active,
+            partitions,
+        });
+        Ok(())
+    }
+
+    /// Stops a pipeline's tasks here (leaving its assignment group first).
+    pub(super) fn halt_entry(&self, entry: &mut Entry) {
+        if let Some(m) = entry.member.take() {
+            m.leave();
+            self.stop_tasks(entry);
+            entry.tasks.clear();
+            self.announce_tasks(&entry.record.spec.name, &[]);
+        } else {
+            self.stop_tasks(entry);
+        }
+    }
+
+    /// The group gave this server `partitions` of `pipeline`: start their tasks (each
+    /// restores its state from its changelogs and its position from Kafka).
+    fn on_assigned(&self, pipeline: &str, active: &AtomicBool, partitions: &[u32]) {
+        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+        let Some(entry) = pipelines.get_mut(pipeline) else {
+            return;
+        };
+        if !active.load(Ordering::Acquire) || entry.record.state != PipelineState::Running {
+            return;
+        }
+        entry
+            .tasks
+            .retain(|t| !partitions.contains(&t.id.partition) || !t.is_finished());
+        tracing::info!(%pipeline, ?partitions, "partitions assigned to this server");
+        match self.start_tasks_on(&mut entry.record, Some(partitions)) {
+            Ok(tasks) => {
+                entry.tasks.extend(tasks);
+                let mine: Vec<u32> = entry.tasks.iter().map(|t| t.id.partition).collect();
+                self.announce_tasks(pipeline, &mine);
+            }
+            Err(reason) => {
+                tracing::error!(%pipeline, "cannot start assigned partitions: {reason}");
+                self.halt_entry(entry);
+                if let Err(e) =
+                    self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))
+                {
+                    tracing::error!("cannot record a pipeline failure: {e}");
+                }
+            }
+        }
+    }
+
+    /// The group takes `partitions` of `pipeline` away: their tasks commit and stop
+    /// before the next owner gets them.
+    fn on_revoked(&self, pipeline: &str, partitions: &[u32]) {
+        let (gone, mine) = {
+            let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+            let Some(entry) = pipelines.get_mut(pipeline) else {
+                return;
+            };
+            let (gone, keep): (Vec<_>, Vec<_>) = entry
+                .tasks
+                .drain(..)
+                .partition(|t| partitions.contains(&t.id.partition));
+            entry.tasks = keep;
+            let mine: Vec<u32> = entry.tasks.iter().map(|t| t.id.partition).collect();
+            (gone, mine)
+        };
+        tracing::info!(%pipeline, ?partitions, "partitions revoked from this server");
+        for t in &gone {
+            t.request_stop();
+        }
+        self.pool.wake();
+        for t in &gone {
+            if !t.wait(REVOKE_TIMEOUT) {
+                tracing::warn!(task = %t.id, "task did not stop within {REVOKE_TIMEOUT:?}");
+            }
+        }
+        self.announce_tasks(pipeline, &mine);
+    }
+
+    fn announce_tasks(&self, pipeline: &str, partitions: &[u32]) {
+        if let Some(link) = self.cluster.get() {
+            if let Err(e) = link.catalog.publish_tasks(pipeline, partitions) {
+                tracing::warn!(%pipeline, "cannot tell the cluster which tasks run here: {e}");
+            }
+        }
+    }
+
+    /// Tells the cluster about a shared pipeline's new record.
+    pub(super) fn share(&self, record: &PipelineRecord) {
+        if let Some(link) = self
+            .cluster
+            .get()
+            .filter(|_| self.distributed(&record.spec))
+        {
+            if let Err(e) = link
+                .catalog
+                .publish_pipeline(&record.spec.name, Some(record))
+            {
+                tracing::error!(pipeline = %record.spec.name, "cannot share the pipeline with the cluster: {e}");
+            }
+        }
+    }
+
+    pub(super) fn share_deleted(&self, name: &str) {
+        if let Some(link) = self.cluster.get() {
+            if let Err(e) = link.catalog.publish_pipeline(name, None) {
+                tracing::error!(pipeline = %name, "cannot share the deletion with the cluster: {e}");
+            }
+        }
+    }
+
+    /// Stores an uploaded operator and, in a cluster, shares it with every server.
+    pub fn push_operator(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(OperatorVersion, bool), ControlError> {
+        let (v, created) = self.registry.put(name, bytes)?;
+        if let Some(link) = self.cluster.get() {
+            // Shared even when this server had it: another may not.
+            link.catalog.publish_operator(&v, bytes).map_err(|e| {
+                ControlError::Conflict(format!(
+                    "operator stored here but not shared with the cluster: {e}"
+                ))
+            })?;
+        }
+        Ok((v, created))
+    }
+
+    /// Deletes one version or all versions of an operator (refused while in use), on
+    /// every server of a cluster.
+    pub fn delete_operator(&self, name: &str, version: Option<u32>) -> Result<(), ControlError> {
+        let doomed = self
+            .registry
+            .delete(name, version, |n, v| self.operator_in_use(n, v))?;
+        if let Some(link) = self.cluster.get() {
+            for v in doomed {
+                link.catalog
+                    .publish_operator_deleted(&v.name, v.version)
+                    .map_err(|e| ControlError::Conflict(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tasks of a shared pipeline: this server's, and the others' as the catalog
+    /// last heard.
+    pub(super) fn cluster_tasks(&self, entry: &Entry) -> Vec<TaskStatus> {
+        let (Some(link), Some(member)) = (self.cluster.get(), &entry.member) else {
+            return Vec::new();
+        };
+        let me = link.catalog.server().to_string();
+        let owners = link.catalog.owners(&entry.record.spec.name);
+        let mut tasks: Vec<TaskStatus> = entry
+            .tasks
+            .iter()
+            .map(|t| TaskStatus {
+                server: Some(me.clone()),
+                ..t.status()
+            })
+            .collect();
+        for p in 0..member.partitions {
+            if tasks.iter().any(|t| t.partition == p) {
+                continue;
+            }
+            let owner = owners.get(&p).filter(|s| **s != me).cloned();
+            tasks.push(TaskStatus {
+                stage: 0,
+                partition: p,
+                state: TaskState::Remote,
+                committed_offset: 0,
+                end_offset: 0,
+                lag: 0,
+                events_in: 0,
+                events_out: 0,
+                errors: 0,
+                last_error: None,
+                failure: None,
+                probation: None,
+                server: owner,
+            });
+        }
+        tasks.sort_by_key(|t| t.partition);
+        tasks
+    }
+
+    /// Applies a change another server made.
+    fn apply_catalog(&self, event: CatalogEvent) {
+        match event {
+            CatalogEvent::Operator { version, bytes } => {
+                match self.registry.adopt(&version.name, version.version, &bytes) {
+                    Ok((_, true)) => {
+                        tracing::info!(operator = %version.name, version = version.version, "operator from the cluster");
+                    }
+                    Ok((_, false)) => {}
+                    Err(e) => {
+                        tracing::error!(operator = %version.name, "cannot take the cluster's operator: {e}")
+                    }
+                }
+            }
+            CatalogEvent::OperatorDeleted { name, version } => {
+                match self
+                    .registry
+                    .delete(&name, Some(version), |n, v| self.operator_in_use(n, v))
+                {
+                    Ok(_)
+                    | Err(RegistryError::NotFound(_) | RegistryError::NoSuchVersion { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(operator = %name, "keeping a version the cluster deleted: {e}")
+                    }
+                }
+            }
+            CatalogEvent::Pipeline { name, record: None } => match self.delete_here(&name) {
+                Ok(_) | Err(ControlError::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::error!(pipeline = %name, "cannot delete as the cluster did: {e}")
+                }
+            },
+            CatalogEvent::Pipeline {
+                name,
+                record: Some(record),
+            } => {
+                if let Err(e) = self.adopt_pipeline(*record) {
+                    tracing::error!(pipeline = %name, "cannot take the cluster's pipeline: {e}");
+                }
+            }
+        }
+    }
+
+    /// Takes a shared pipeline's record: a new pipeline joins its group here, a started
+    /// or stopped one starts or stops here too.
+    fn adopt_pipeline(&self, mut record: PipelineRecord) -> Result<(), ControlError> {
+        let name = record.spec.name.clone();
+        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+        let wanted = record.state;
+        let entry = match pipelines.entry(name.clone()) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                // New here: start as stopped, then follow the wanted state below.
+                record.state = PipelineState::Stopped;
+                record.reason = None;
+                tracing::info!(pipeline = %name, "pipeline from the cluster");
+                v.insert(Entry {
+                    record,
+                    tasks: Vec::new(),
+                    busy: None,
+                    member: None,
+                })
+            }
+            std::collections::btree_map::Entry::Occupied(o) => {
+                let entry = o.into_mut();
+                entry.record.operators = record.operators;
+                entry.record.upgrades = record.upgrades;
+                entry
+            }
+        };
+        let running = entry.record.state == PipelineState::Running;
+        match wanted {
+            PipelineState::Running if !running => match self.run_entry(entry) {
+                Ok(()) => self.set_state(&mut entry.record, PipelineState::Running, None)?,
+                Err(reason) => {
+                    self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))?
+                }
+            },
+            PipelineState::Stopped if running => {
+                self.halt_entry(entry);
+                self.set_state(&mut entry.record, PipelineState::Stopped, None)?;
+            }
+            _ => {
+                let state = entry.record.state;
+                let reason = entry.record.reason.clone();
+                self.set_state(&mut entry.record, state, reason)?;
+            }
+        }
+        drop(pipelines);
+        self.refresh_gauges();
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! Several servers as one cluster (`--cluster`): uploads and pipelines reach every
+//! server through the catalog topic, the servers split a pipeline's partitions through
+//! its assignment group, and a killed server's partitions move to the survivor, which
+//! restores their state from Kafka and continues exactly.
+
+use crate::kafka::{as_source, assert_output, counts, hides_aborted_transactions};
+use crate::support::guest;
+use crate::support::kafka::Broker;
+use crate::support::oracle::{expected_counts, lines};
+use crate::support::server::ServerProcess;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SPEC: &str = r#"
+name = "wc"
+[source]
+kafka = { topic = "lines" }
+[sink]
+kafka = { topic = "counts" }
+[[operators]]
+name = "wordcount"
+version = "latest"
+config = { lowercase = "true" }
+[settings]
+commit_interval_ms = 20
+batch_size = 64
+"#;
+
+fn member(data: &Path, broker: &Broker, name: &str) -> ServerProcess {
+    ServerProcess::start(
+        data,
+        &[
+            "--kafka-brokers",
+            &broker.brokers,
+            "--cluster",
+            "c1",
+            "--server-name",
+            name,
+            "--workers",
+            "2",
+        ],
+    )
+}
+
+/// The servers running the pipeline's tasks, as `server` reports them.
+fn servers_of(status: &Value) -> BTreeSet<String> {
+    status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["server"].as_str().map(String::from))
+        .collect()
+}
+
+/// Polls `server`'s status of `wc` until `done` holds.
+fn wait_status(server: &ServerProcess, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (ok, out, _) = server.cli(&["pipeline", "status", "wc", "--json"]);
+        if ok {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            if done(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "waiting for {what}: {v}");
+        } else {
+            assert!(Instant::now() < deadline, "waiting for {what}: {out}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_operator_uploaded_on_one_server_runs_in_a_pipeline_created_on_another() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let a = member(&dir.path().join("a"), &broker, "a");
+    let b = member(&dir.path().join("b"), &broker, "b");
+    a.ok(&[
+        "operator",
+        "push",
+        "wordcount",
+        guest("wordcount").to_str().unwrap(),
+    ]);
+    let spec = dir.path().join("wc.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    // B has never seen the upload itself: it reaches B through the catalog.
+    b.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    assert!(b.ok(&["operator", "list"]).contains("wordcount"));
+
+    // A runs it too: the group splits the 4 partitions between the two servers, and
+    // either server's status says which runs which.
+    let both = wait_status(&a, "both servers to run tasks", |v| {
+        servers_of(v) == BTreeSet::from(["a".to_string(), "b".to_string()])
+            && v["tasks"].as_array().unwrap().len() == 4
+    });
+    println!("{both}");
+    let table = a.ok(&["pipeline", "status", "wc"]);
+    assert!(table.contains("SERVER"), "{table}");
+
+    let values = lines(800, 3);
+    broker.produce("lines", 4, &values, 1_700_000_000_000);
+    let expected = expected_counts(&as_source(&values, 4));
+    let out = broker.read_committed("counts", expected.len(), Duration::from_secs(60));
+    assert_eq!(counts(&out), expected);
+
+    // A deletion on A reaches B.
+    a.ok(&["pipeline", "delete", "wc"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.cli(&["pipeline", "status", "wc"]).0 {
+        assert!(Instant::now() < deadline, "B still has the pipeline");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn when_one_of_two_servers_is_killed_the_other_takes_its_partitions_and_finishes_exactly() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let strict = hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let a = member(&dir.path().join("a"), &broker, "a");
+    let b = member(&dir.path().join("b"), &broker, "b");
+    a.ok(&[
+        "operator",
+        "push",
+        "wordcount",
+        guest("wordcount").to_str().unwrap(),
+    ]);
+    let spec = dir.path().join("wc.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    a.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    wait_status(&b, "both servers to run tasks", |v| {
+        servers_of(v).len() == 2
+    });
+
+    let values = lines(4000, 5);
+    let (first, second) = values.split_at(2000);
+    broker.produce("lines", 4, first, 1_700_000_000_000);
+    // Let both servers get well into their partitions, then kill A mid-stream.
+    wait_status(&b, "B to process", |v| {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["server"] == "b" && t["committed_offset"].as_u64() > Some(50))
+    });
+    a.kill();
+    broker.produce("lines", 4, second, 1_700_000_100_000);
+
+    // B takes all four partitions (after A's session times out) and commits everything.
+    let done = wait_status(&b, "B to run and finish every partition", |v| {
+        let tasks = v["tasks"].as_array().unwrap();
+        tasks.len() == 4
+            && tasks
+                .iter()
+                .all(|t| t["server"] == "b" && t["committed_offset"] == 1000)
+    });
+    println!("{done}");
+    let expected = expected_counts(&as_source(&values, 4));
+    let isolation = if strict {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    };
+    let out = broker.read("counts", isolation, expected.len(), Duration::from_secs(60));
+    assert_output(strict, counts(&out), &expected, "cluster kill");
+}
