@@ -44,6 +44,10 @@ fn member(data: &Path, broker: &Broker, name: &str) -> ServerProcess {
     )
 }
 
+fn status_of(server: &ServerProcess) -> Value {
+    serde_json::from_str(&server.ok(&["pipeline", "status", "wc", "--json"])).unwrap()
+}
+
 /// The servers running the pipeline's tasks, as `server` reports them.
 fn servers_of(status: &Value) -> BTreeSet<String> {
     status["tasks"]
@@ -103,6 +107,37 @@ fn an_operator_uploaded_on_one_server_runs_in_a_pipeline_created_on_another() {
 
     let values = lines(800, 3);
     broker.produce("lines", 4, &values, 1_700_000_000_000);
+    // Each server reports the partitions it runs: together they commit all 200 lines of
+    // every partition.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (sa, sb) = (status_of(&a), status_of(&b));
+        let local = |v: &Value, me: &str| -> Vec<(u64, u64)> {
+            v["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["server"] == me && t["state"] == "running")
+                .map(|t| {
+                    (
+                        t["partition"].as_u64().unwrap(),
+                        t["committed_offset"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let mut all = local(&sa, "a");
+        all.extend(local(&sb, "b"));
+        all.sort();
+        if all == [(0, 200), (1, 200), (2, 200), (3, 200)] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline did not finish: {all:?}\nA: {sa}\nB: {sb}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let expected = expected_counts(&as_source(&values, 4));
     let out = broker.read_committed("counts", expected.len(), Duration::from_secs(60));
     assert_eq!(counts(&out), expected);
