@@ -325,7 +325,16 @@ impl Controller {
             .map_err(|e| SavepointError::Io(e.to_string()))?;
         let opts = Options::default();
         let mut keys = 0;
+        // A stage with a Kafka sink keeps its changelogs in Kafka (rewritten below).
+        let last_stage = stages(spec).len() as u32 - 1;
+        let sink_kafka = match &spec.sink {
+            Some(sink) => self
+                .kafka(sink)
+                .map_err(|e| ControlError::Invalid(e.to_string()))?,
+            None => None,
+        };
         for (i, f) in m.stores.iter().enumerate() {
+            let in_kafka = sink_kafka.is_some() && stage_of(spec, &f.operator) == last_stage;
             let (cf, catalog) = if f.store == TIMERS_STORE {
                 (Cf::Timers, TIMERS)
             } else {
@@ -342,14 +351,18 @@ impl Controller {
                 .iter()
                 .filter(|t| t.stage == stage_of(spec, &f.operator))
                 .count() as u32;
-            let topic = self.log.ensure_topic(
-                &changelog_topic(name, &f.operator, &f.store),
-                &TopicConfig {
-                    partitions: stage_partitions.max(f.partition + 1),
-                    retention_ms: None,
-                    retention_bytes: None,
-                },
-            )?;
+            let topic = if in_kafka {
+                None
+            } else {
+                Some(self.log.ensure_topic(
+                    &changelog_topic(name, &f.operator, &f.store),
+                    &TopicConfig {
+                        partitions: stage_partitions.max(f.partition + 1),
+                        retention_ms: None,
+                        retention_bytes: None,
+                    },
+                )?)
+            };
             let sst = scratch.path().join(format!("{i}.sst"));
             let mut builder = SstBuilder::create(&opts, &sst)?;
             let mut appends = Appends::default();
@@ -362,7 +375,8 @@ impl Controller {
             // the changelog gives it back.
             let flush = |appends: &mut Appends| -> Result<(), crate::state::StateError> {
                 let mut a = std::mem::take(appends);
-                a.mark_end(&topic, f.partition, marker_key(&scope, &f.store));
+                let topic = topic.as_ref().expect("an embedded changelog");
+                a.mark_end(topic, f.partition, marker_key(&scope, &f.store));
                 self.log
                     .commit(WriteBatch::default(), a)
                     .map(|_| ())
@@ -376,16 +390,19 @@ impl Controller {
             };
             for_each_entry(&dir.join(&f.file), &scratch.path().join("read"), |k, v| {
                 builder.put(&[prefix.as_slice(), k].concat(), v)?;
+                keys += 1;
+                let Some(topic) = &topic else {
+                    return Ok(());
+                };
                 let change = Change::Put {
                     key: k.to_vec(),
                     value: v.to_vec(),
                 };
                 appends.push(
-                    &topic,
+                    topic,
                     f.partition,
                     &crate::log::codec::encode_record(&change.to_record(), 0),
                 );
-                keys += 1;
                 if appends.len() >= CHANGELOG_CHUNK {
                     flush(&mut appends)?;
                 }
@@ -416,6 +433,43 @@ impl Controller {
             );
         }
         self.db.write(wb)?;
+        if let Some(conn) = &sink_kafka {
+            let stage = stages(spec).pop().expect("at least one stage");
+            let operators: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
+            let tasks: Vec<(TaskId, TaskPosition)> = m
+                .tasks
+                .iter()
+                .filter(|t| t.stage == stage.index)
+                .map(|t| {
+                    let id = TaskId {
+                        pipeline: name.to_string(),
+                        stage: t.stage,
+                        partition: t.partition,
+                    };
+                    let pos = TaskPosition {
+                        offset: t.offset,
+                        watermark: t.watermark,
+                    };
+                    (id, pos)
+                })
+                .collect();
+            let kafka_source = spec
+                .source
+                .as_ref()
+                .filter(|s| s.kafka.is_some() && stage.index == 0)
+                .map(|s| s.topic.as_str());
+            let plan = crate::kafka::ResetPlan {
+                pipeline: name,
+                operators: &operators,
+                tasks: &tasks,
+                kafka_source,
+            };
+            crate::kafka::reset_to_savepoint(&self.db, conn, &plan).map_err(|e| {
+                ControlError::Conflict(format!(
+                    "the savepoint's state is restored here but Kafka could not be brought to it ({e}); restore again once the brokers answer"
+                ))
+            })?;
+        }
         Ok(keys)
     }
 

@@ -3,11 +3,13 @@
 //! state from changelog topics in Kafka.
 
 mod admin;
+mod reset;
 mod restore;
 mod sink;
 mod source;
 
 pub use admin::{ensure_topic, partition_count};
+pub use reset::{ResetPlan, reset_to_savepoint};
 pub use restore::{RestoreReport, restore_task};
 pub use sink::{KafkaSink, SinkTask, SourceOffsets, prepare};
 pub use source::KafkaSource;

@@ -1,0 +1,173 @@
+//! Making Kafka agree with a savepoint restored into a pipeline with a Kafka sink. Each
+//! task's changelog partitions get a wipe (a delete-range over every key) followed by the
+//! restored entries, its position record the savepoint's position, and the pipeline's
+//! group the savepoint's offsets ("seek the group"). A replay from any earlier point then
+//! ends in the restored state, and a restart resumes at the savepoint.
+
+use super::{Connection, KafkaError, REQUEST_TIMEOUT, ensure_topic};
+use crate::state::changelog::{Change, changelog_store, changelog_topic, marker_key};
+use crate::state::{Cf, Db, StateScope, TaskId, TaskPosition};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use rocksdb::WriteBatch;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What to reset: a pipeline's last stage (the one with the Kafka sink).
+pub struct ResetPlan<'a> {
+    pub pipeline: &'a str,
+    /// The stage's operator ids.
+    pub operators: &'a [&'a str],
+    /// Every task of the stage with its restored position.
+    pub tasks: &'a [(TaskId, TaskPosition)],
+    /// The stage's source topic, when it is in Kafka (its group offsets are set too).
+    pub kafka_source: Option<&'a str>,
+}
+
+/// Rewrites Kafka after the local state of `plan`'s tasks became a savepoint's; returns
+/// the changelog records written.
+pub fn reset_to_savepoint(
+    db: &Db,
+    conn: &Connection,
+    plan: &ResetPlan<'_>,
+) -> Result<u64, KafkaError> {
+    let partitions = plan.tasks.len() as u32;
+    let state = db.dump_pipeline(plan.pipeline).map_err(|e| conn.error(e))?;
+    // The stores to rewrite: those with a changelog in Kafka and those in the savepoint.
+    let client: BaseConsumer = conn.config(&[]).create().map_err(|e| conn.error(e))?;
+    let metadata = client
+        .fetch_metadata(None, REQUEST_TIMEOUT)
+        .map_err(|e| conn.error(e))?;
+    let mut stores: BTreeSet<(String, String)> = metadata
+        .topics()
+        .iter()
+        .filter_map(|t| changelog_store(plan.pipeline, plan.operators, t.name()))
+        .map(|(op, store)| (op.to_string(), store))
+        .collect();
+    stores.extend(
+        state
+            .keys()
+            .filter(|(op, ..)| plan.operators.contains(&op.as_str()))
+            .map(|(op, store, ..)| (op.clone(), store.clone())),
+    );
+    for (op, store) in &stores {
+        ensure_topic(
+            conn,
+            &changelog_topic(plan.pipeline, op, store),
+            partitions,
+            true,
+        )?;
+    }
+    let positions = super::positions_topic(plan.pipeline);
+    ensure_topic(conn, &positions, partitions, true)?;
+
+    let producer: FutureProducer = conn
+        .config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
+        .create()
+        .map_err(|e| conn.error(e))?;
+    let mut deliveries = Vec::new();
+    let mut written = 0u64;
+    for (task, pos) in plan.tasks {
+        let position = pos.offset.to_string();
+        let p = task.partition;
+        for (op, store) in &stores {
+            let topic = changelog_topic(plan.pipeline, op, store);
+            let wipe = Change::DeleteRange {
+                start: Vec::new(),
+                end: None,
+            };
+            let entries = state
+                .range((op.clone(), store.clone(), p, Vec::new())..)
+                .take_while(|((o, s, q, _), _)| o == op && s == store && *q == p)
+                .map(|((_, _, _, key), value)| Change::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                });
+            for change in std::iter::once(wipe).chain(entries) {
+                let r = change.to_record();
+                let mut headers = OwnedHeaders::new();
+                for (k, v) in &r.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v),
+                    });
+                }
+                headers = headers.insert(Header {
+                    key: super::POSITION_HEADER,
+                    value: Some(&position),
+                });
+                let key = r.key.clone().unwrap_or_default();
+                let record = FutureRecord::to(&topic)
+                    .partition(p as i32)
+                    .key(&key)
+                    .payload(&r.value)
+                    .headers(headers);
+                let delivery = producer
+                    .send_result(record)
+                    .map_err(|(e, _)| conn.error(format!("{topic}: {e}")))?;
+                deliveries.push((Some((op.clone(), store.clone(), p)), delivery));
+                written += 1;
+            }
+        }
+        let key = super::position_key(task.stage, p);
+        let value = format!("{},{}", pos.offset, pos.watermark);
+        let record = FutureRecord::to(&positions)
+            .partition(p as i32)
+            .key(&key)
+            .payload(&value);
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(e, _)| conn.error(format!("{positions}: {e}")))?;
+        deliveries.push((None, delivery));
+    }
+    // The changelog offset each restored store partition now reflects.
+    let mut ends: BTreeMap<(String, String, u32), i64> = BTreeMap::new();
+    for (store, delivery) in deliveries {
+        let offset = match futures::executor::block_on(delivery) {
+            Ok(Ok(delivered)) => delivered.offset,
+            Ok(Err((e, _))) => return Err(conn.error(format!("restoring into Kafka: {e}"))),
+            Err(_) => return Err(conn.error("restoring into Kafka: the producer went away")),
+        };
+        if let Some(store) = store {
+            let end = ends.entry(store).or_default();
+            *end = (*end).max(offset + 1);
+        }
+    }
+    if let Some(source) = plan.kafka_source {
+        let consumer: BaseConsumer = conn
+            .config(&[
+                ("group.id", &super::group_id(plan.pipeline)),
+                ("enable.auto.commit", "false"),
+            ])
+            .create()
+            .map_err(|e| conn.error(e))?;
+        let mut tpl = TopicPartitionList::new();
+        for (task, pos) in plan.tasks {
+            tpl.add_partition_offset(
+                source,
+                task.partition as i32,
+                Offset::Offset(pos.offset as i64),
+            )
+            .map_err(|e| conn.error(e))?;
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| conn.error(format!("cannot set group offsets: {e}")))?;
+    }
+    let mut wb = WriteBatch::default();
+    for ((operator, store, partition), end) in ends {
+        let scope = StateScope {
+            pipeline: plan.pipeline.to_string(),
+            operator,
+            partition,
+        };
+        wb.put_cf(
+            db.cf(Cf::Meta),
+            marker_key(&scope, &store),
+            (end as u64).to_be_bytes(),
+        );
+    }
+    db.write(wb).map_err(|e| conn.error(e))?;
+    Ok(written)
+}
