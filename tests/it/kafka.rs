@@ -469,3 +469,60 @@ async fn a_savepoint_restored_into_a_kafka_pipeline_rewinds_state_position_and_c
     assert_eq!(got.len(), expected.len());
     assert_eq!(got, expected);
 }
+
+#[test]
+fn a_kafka_pipeline_recovers_by_itself_when_the_brokers_come_back() {
+    let (broker, proxy) = Broker::start_behind_proxy();
+    broker.create_topic("lines", 2);
+    let values = lines(400, 17);
+    let (first, second) = values.split_at(200);
+    broker.produce("lines", 2, first, 1_700_000_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let spec = dir.path().join("wc.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let args = ["--kafka-brokers", broker.brokers.as_str(), "--workers", "2"];
+    let server = ServerProcess::start(&data, &args);
+    server.ok(&[
+        "operator",
+        "push",
+        "wordcount",
+        guest("wordcount").to_str().unwrap(),
+    ]);
+    server.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    let expected_first = expected_counts(&as_source(first, 2));
+    let out = broker.read_committed("counts", expected_first.len(), Duration::from_secs(60));
+    assert_eq!(counts(&out), expected_first);
+    server.stop();
+
+    // The server comes back while the brokers are unreachable: the pipeline says so and
+    // keeps trying.
+    proxy.set_up(false);
+    let server = ServerProcess::start(&data, &args);
+    let status = |server: &ServerProcess| -> serde_json::Value {
+        serde_json::from_str(&server.ok(&["pipeline", "status", "wc", "--json"])).unwrap()
+    };
+    let v = status(&server);
+    assert_eq!(v["state"], "recovering", "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&broker.brokers) && reason.contains("retrying by itself"),
+        "{reason}"
+    );
+
+    // Brokers back: it runs again without anyone starting it, and nothing is lost.
+    proxy.set_up(true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while status(&server)["state"] != "running" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pipeline did not recover: {}",
+            status(&server)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    broker.produce("lines", 2, second, 1_700_000_100_000);
+    let expected = expected_counts(&as_source(&values, 2));
+    let out = broker.read_committed("counts", expected.len(), Duration::from_secs(60));
+    assert_eq!(counts(&out), expected);
+}

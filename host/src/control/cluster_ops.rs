@@ -193,7 +193,11 @@ impl Controller {
         let Some(entry) = pipelines.get_mut(pipeline) else {
             return;
         };
-        if !active.load(Ordering::Acquire) || entry.record.state != PipelineState::Running {
+        let wanted = matches!(
+            entry.record.state,
+            PipelineState::Running | PipelineState::Recovering
+        );
+        if !active.load(Ordering::Acquire) || !wanted {
             return;
         }
         entry
@@ -209,11 +213,7 @@ impl Controller {
             Err(reason) => {
                 tracing::error!(%pipeline, "cannot start assigned partitions: {reason}");
                 self.halt_entry(entry);
-                if let Err(e) =
-                    self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))
-                {
-                    tracing::error!("cannot record a pipeline failure: {e}");
-                }
+                self.fail_or_recover(entry, reason);
             }
         }
     }
@@ -414,6 +414,7 @@ impl Controller {
                     tasks: Vec::new(),
                     busy: None,
                     member: None,
+                    retry: None,
                 })
             }
             std::collections::btree_map::Entry::Occupied(o) => {
@@ -427,9 +428,7 @@ impl Controller {
         match wanted {
             PipelineState::Running if !running => match self.run_entry(entry) {
                 Ok(()) => self.set_state(&mut entry.record, PipelineState::Running, None)?,
-                Err(reason) => {
-                    self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))?
-                }
+                Err(reason) => self.fail_or_recover(entry, reason),
             },
             PipelineState::Stopped if running => {
                 self.halt_entry(entry);

@@ -58,6 +58,8 @@ pub(super) struct Entry {
     /// A pipeline shared across a cluster: this server's membership in its assignment
     /// group (`tasks` then holds the partitions the group gave this server).
     pub(super) member: Option<super::cluster_ops::Member>,
+    /// While recovering: when to try again.
+    pub(super) retry: Option<super::recovery::Retry>,
 }
 
 pub struct Controller {
@@ -288,15 +290,19 @@ impl Controller {
                 tasks: Vec::new(),
                 busy: None,
                 member: None,
+                retry: None,
             };
-            if entry.record.state == PipelineState::Running {
+            if matches!(
+                entry.record.state,
+                PipelineState::Running | PipelineState::Recovering
+            ) {
                 match self.run_entry(&mut entry) {
                     Ok(()) => {
                         self.set_state(&mut entry.record, PipelineState::Running, None)?;
                     }
                     Err(reason) => {
                         tracing::error!(pipeline = %name, "cannot resume: {reason}");
-                        self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))?;
+                        self.fail_or_recover(&mut entry, reason);
                     }
                 }
             }
@@ -422,6 +428,7 @@ impl Controller {
             tasks: Vec::new(),
             busy: None,
             member: None,
+            retry: None,
         };
         match self.run_entry(&mut entry) {
             Ok(()) => {}
@@ -756,6 +763,10 @@ impl Controller {
             self.halt_entry(entry);
             self.set_state(&mut entry.record, PipelineState::Stopped, None)?;
             self.share(&entry.record);
+        } else if entry.record.state == PipelineState::Recovering {
+            // No more attempts.
+            entry.retry = None;
+            self.set_state(&mut entry.record, PipelineState::Stopped, None)?;
         }
         drop(pipelines);
         self.refresh_gauges();
@@ -950,12 +961,7 @@ impl Controller {
             });
             if let Some(reason) = failure {
                 self.halt_entry(entry);
-                tracing::error!(pipeline = %entry.record.spec.name, "pipeline failed: {reason}");
-                if let Err(e) =
-                    self.set_state(&mut entry.record, PipelineState::Failed, Some(reason))
-                {
-                    tracing::error!("cannot record a pipeline failure: {e}");
-                }
+                self.fail_or_recover(entry, reason);
                 changed = true;
             }
         }
@@ -963,6 +969,7 @@ impl Controller {
         if changed {
             self.refresh_gauges();
         }
+        self.retry_recovering();
     }
 
     /// Stops every task after it commits, leaving pipelines marked as they are so the next
@@ -1063,7 +1070,7 @@ impl Controller {
     /// Updates the gauges computed from pipeline records and state sizes.
     pub fn refresh_gauges(&self) {
         let pipelines = self.pipelines.lock().expect("pipelines lock");
-        for state in ["created", "running", "stopped", "failed"] {
+        for state in ["created", "running", "stopped", "failed", "recovering"] {
             self.metrics.pipelines.with_label_values(&[state]).set(0);
         }
         for e in pipelines.values() {

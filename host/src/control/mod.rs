@@ -6,6 +6,7 @@ mod cluster_ops;
 mod controller;
 mod pause;
 mod pipeline;
+mod recovery;
 mod savepoint_ops;
 pub mod savepoints;
 pub mod spec;

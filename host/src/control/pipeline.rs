@@ -4,8 +4,8 @@ use super::PipelineSpec;
 use crate::task::TaskStatus;
 use serde::{Deserialize, Serialize};
 
-/// The lifecycle of a pipeline: created → running → stopped | failed (and back to running
-/// with start).
+/// The lifecycle of a pipeline: created → running → stopped | failed | recovering (and back
+/// to running with start, or by itself from recovering).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PipelineState {
@@ -13,6 +13,9 @@ pub enum PipelineState {
     Running,
     Stopped,
     Failed,
+    /// Kafka was out of reach (brokers down, a topic missing): the pipeline tries again
+    /// by itself until it runs, or until it is stopped.
+    Recovering,
 }
 
 /// An operator of a pipeline, pinned to the registry version it runs.

@@ -9,8 +9,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn tansu() -> PathBuf {
@@ -29,6 +32,32 @@ fn tansu() -> PathBuf {
     path
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A TCP proxy in front of a broker: `set_up(false)` cuts every connection and refuses
+/// new ones, as an unreachable broker would.
+pub struct Proxy {
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+        if !up {
+            for c in self.conns.lock().unwrap().drain(..) {
+                let _ = c.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
 pub struct Broker {
     /// The broker process, when this handle started it (stopped on drop).
     child: Option<Child>,
@@ -38,12 +67,51 @@ pub struct Broker {
 impl Broker {
     /// Starts an in-memory broker and waits until it answers metadata requests.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Self::start_on(free_port(), None)
+    }
+
+    /// A broker that clients reach only through a [`Proxy`], which can cut it off.
+    pub fn start_behind_proxy() -> (Self, Proxy) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy_addr = format!("127.0.0.1:{port}");
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let broker_port = free_port();
+        let target = format!("127.0.0.1:{broker_port}");
+        {
+            let (up, conns, target) = (Arc::clone(&up), Arc::clone(&conns), target.clone());
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { continue };
+                    if !up.load(Ordering::Acquire) {
+                        continue; // dropped: the broker is "down"
+                    }
+                    let Ok(server) = TcpStream::connect(target.as_str()) else {
+                        continue;
+                    };
+                    let mut c = conns.lock().unwrap();
+                    c.push(client.try_clone().unwrap());
+                    c.push(server.try_clone().unwrap());
+                    for (mut from, mut to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(Shutdown::Both);
+                        });
+                    }
+                }
+            });
+        }
+        let broker = Self::start_on(broker_port, Some(&proxy_addr));
+        (broker, Proxy { up, conns })
+    }
+
+    fn start_on(port: u16, advertised: Option<&str>) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");
+        let public = advertised.map_or(url.clone(), |a| format!("tcp://{a}"));
         let bin = tansu();
         let _ = Command::new("chmod").arg("+x").arg(&bin).status();
         let child = Command::new(bin)
@@ -52,7 +120,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &public,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -60,7 +128,7 @@ impl Broker {
             .expect("start the tansu broker");
         let broker = Broker {
             child: Some(child),
-            brokers: format!("127.0.0.1:{port}"),
+            brokers: advertised.map_or(format!("127.0.0.1:{port}"), str::to_string),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
