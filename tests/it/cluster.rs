@@ -10,23 +10,16 @@ use crate::support::oracle::{expected_counts, lines};
 use crate::support::server::ServerProcess;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const SPEC: &str = r#"
-name = "wc"
-[source]
-kafka = { topic = "lines" }
-[sink]
-kafka = { topic = "counts" }
-[[operators]]
-name = "wordcount"
-version = "latest"
-config = { lowercase = "true" }
-[settings]
-commit_interval_ms = 20
-batch_size = 64
-"#;
+/// The Kafka word count, committing often in small batches.
+fn spec() -> String {
+    crate::kafka::SPEC.replace(
+        "commit_interval_ms = 50",
+        "commit_interval_ms = 20\nbatch_size = 64",
+    )
+}
 
 fn member(data: &Path, broker: &Broker, name: &str) -> ServerProcess {
     ServerProcess::start(
@@ -42,6 +35,21 @@ fn member(data: &Path, broker: &Broker, name: &str) -> ServerProcess {
             "2",
         ],
     )
+}
+
+/// Servers `a` and `b` in one cluster, the word count pushed to `a`, its spec written.
+fn two_members(dir: &Path, broker: &Broker) -> (ServerProcess, ServerProcess, PathBuf) {
+    let a = member(&dir.join("a"), broker, "a");
+    let b = member(&dir.join("b"), broker, "b");
+    a.ok(&[
+        "operator",
+        "push",
+        "wordcount",
+        guest("wordcount").to_str().unwrap(),
+    ]);
+    let path = dir.join("wc.toml");
+    std::fs::write(&path, spec()).unwrap();
+    (a, b, path)
 }
 
 fn status_of(server: &ServerProcess) -> Value {
@@ -81,16 +89,7 @@ fn an_operator_uploaded_on_one_server_runs_in_a_pipeline_created_on_another() {
     let broker = Broker::start();
     broker.create_topic("lines", 4);
     let dir = tempfile::tempdir().unwrap();
-    let a = member(&dir.path().join("a"), &broker, "a");
-    let b = member(&dir.path().join("b"), &broker, "b");
-    a.ok(&[
-        "operator",
-        "push",
-        "wordcount",
-        guest("wordcount").to_str().unwrap(),
-    ]);
-    let spec = dir.path().join("wc.toml");
-    std::fs::write(&spec, SPEC).unwrap();
+    let (a, b, spec) = two_members(dir.path(), &broker);
     // B has never seen the upload itself: it reaches B through the catalog.
     b.ok(&["pipeline", "create", spec.to_str().unwrap()]);
     assert!(b.ok(&["operator", "list"]).contains("wordcount"));
@@ -157,16 +156,7 @@ fn when_one_of_two_servers_is_killed_the_other_takes_its_partitions_and_finishes
     broker.create_topic("lines", 4);
     let strict = hides_aborted_transactions(&broker);
     let dir = tempfile::tempdir().unwrap();
-    let a = member(&dir.path().join("a"), &broker, "a");
-    let b = member(&dir.path().join("b"), &broker, "b");
-    a.ok(&[
-        "operator",
-        "push",
-        "wordcount",
-        guest("wordcount").to_str().unwrap(),
-    ]);
-    let spec = dir.path().join("wc.toml");
-    std::fs::write(&spec, SPEC).unwrap();
+    let (a, b, spec) = two_members(dir.path(), &broker);
     a.ok(&["pipeline", "create", spec.to_str().unwrap()]);
     wait_status(&b, "both servers to run tasks", |v| {
         servers_of(v).len() == 2

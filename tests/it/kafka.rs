@@ -41,7 +41,7 @@ pub fn counts(records: &[(i32, i64, Option<Vec<u8>>, Vec<u8>)]) -> Vec<(String, 
     actual_counts(&sink)
 }
 
-const SPEC: &str = r#"
+pub const SPEC: &str = r#"
 name = "wc"
 [source]
 kafka = { topic = "lines" }
@@ -383,6 +383,14 @@ async fn a_hot_upgrade_of_a_kafka_pipeline_loses_and_repeats_nothing() {
     }
 }
 
+async fn stop_and_restore(t: &TestApp, savepoint: &str) {
+    let (s, v) = t.post_json("/v1/pipelines/wc/stop", String::new()).await;
+    assert_eq!(s, axum::http::StatusCode::OK, "{v}");
+    let body = serde_json::json!({ "savepoint": savepoint }).to_string();
+    let (s, v) = t.post_json("/v1/pipelines/wc/restore", body).await;
+    assert_eq!(s, axum::http::StatusCode::OK, "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_savepoint_restored_into_a_kafka_pipeline_rewinds_state_position_and_changelogs() {
     use axum::http::StatusCode;
@@ -431,11 +439,7 @@ async fn a_savepoint_restored_into_a_kafka_pipeline_rewinds_state_position_and_c
 
     // Back to the savepoint: the second half is processed again from the savepoint's
     // state, so its outputs repeat exactly (not continuing from the later counts).
-    let (s, v) = t.post_json("/v1/pipelines/wc/stop", String::new()).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let body = serde_json::json!({ "savepoint": id }).to_string();
-    let (s, v) = t.post_json("/v1/pipelines/wc/restore", body).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    stop_and_restore(&t, &id).await;
     let (s, v) = t.post_json("/v1/pipelines/wc/start", String::new()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let mut second_outputs = expected_all.clone();
@@ -453,11 +457,7 @@ async fn a_savepoint_restored_into_a_kafka_pipeline_rewinds_state_position_and_c
     // Restored again, then taken over by a server with an empty data dir: the state it
     // rebuilds from the Kafka changelogs and the position it reads are the savepoint's,
     // so the second half's outputs repeat once more.
-    let (s, v) = t.post_json("/v1/pipelines/wc/stop", String::new()).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let body = serde_json::json!({ "savepoint": id }).to_string();
-    let (s, v) = t.post_json("/v1/pipelines/wc/restore", body).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    stop_and_restore(&t, &id).await;
     drop(t);
     let b = TestApp::with_kafka(&broker.brokers);
     b.push("wordcount", "wordcount").await;

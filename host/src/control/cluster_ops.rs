@@ -335,19 +335,8 @@ impl Controller {
             }
             let owner = owners.get(&p).filter(|s| **s != me).cloned();
             tasks.push(TaskStatus {
-                stage: 0,
-                partition: p,
-                state: TaskState::Remote,
-                committed_offset: 0,
-                end_offset: 0,
-                lag: 0,
-                events_in: 0,
-                events_out: 0,
-                errors: 0,
-                last_error: None,
-                failure: None,
-                probation: None,
                 server: owner,
+                ..TaskStatus::at(0, p, TaskState::Remote, 0, 0)
             });
         }
         tasks.sort_by_key(|t| t.partition);
@@ -409,13 +398,7 @@ impl Controller {
                 record.state = PipelineState::Stopped;
                 record.reason = None;
                 tracing::info!(pipeline = %name, "pipeline from the cluster");
-                v.insert(Entry {
-                    record,
-                    tasks: Vec::new(),
-                    busy: None,
-                    member: None,
-                    retry: None,
-                })
+                v.insert(Entry::idle(record))
             }
             std::collections::btree_map::Entry::Occupied(o) => {
                 let entry = o.into_mut();

@@ -78,6 +78,19 @@ pub struct Controller {
     pub(super) cluster: std::sync::OnceLock<super::cluster_ops::ClusterLink>,
 }
 
+impl Entry {
+    /// A pipeline that runs no tasks (yet).
+    pub(super) fn idle(record: PipelineRecord) -> Self {
+        Entry {
+            record,
+            tasks: Vec::new(),
+            busy: None,
+            member: None,
+            retry: None,
+        }
+    }
+}
+
 fn record_key(name: &str) -> Vec<u8> {
     [RECORD_PREFIX, name.as_bytes()].concat()
 }
@@ -285,13 +298,7 @@ impl Controller {
                 u.finished_ms = Some(now_ms());
             }
             let name = record.spec.name.clone();
-            let mut entry = Entry {
-                record,
-                tasks: Vec::new(),
-                busy: None,
-                member: None,
-                retry: None,
-            };
+            let mut entry = Entry::idle(record);
             if matches!(
                 entry.record.state,
                 PipelineState::Running | PipelineState::Recovering
@@ -423,13 +430,7 @@ impl Controller {
                 return Err(e);
             }
         }
-        let mut entry = Entry {
-            record,
-            tasks: Vec::new(),
-            busy: None,
-            member: None,
-            retry: None,
-        };
+        let mut entry = Entry::idle(record);
         match self.run_entry(&mut entry) {
             Ok(()) => {}
             Err(reason) => {
@@ -925,21 +926,7 @@ impl Controller {
                     .as_ref()
                     .map_or(committed, |t| t.end_offset(p))
                     .max(committed);
-                TaskStatus {
-                    stage: stage.index,
-                    partition: p,
-                    state: TaskState::Stopped,
-                    committed_offset: committed,
-                    end_offset: end,
-                    lag: end - committed,
-                    events_in: 0,
-                    events_out: 0,
-                    errors: 0,
-                    last_error: None,
-                    failure: None,
-                    probation: None,
-                    server: None,
-                }
+                TaskStatus::at(stage.index, p, TaskState::Stopped, committed, end)
             }));
         }
         out

@@ -68,13 +68,7 @@ impl Controller {
                 })
                 .map(|e| {
                     e.busy = Some("a recovery");
-                    Entry {
-                        record: e.record.clone(),
-                        tasks: Vec::new(),
-                        busy: None,
-                        member: None,
-                        retry: None,
-                    }
+                    Entry::idle(e.record.clone())
                 })
                 .collect()
         };

@@ -63,6 +63,27 @@ pub struct TaskStatus {
     pub server: Option<String>,
 }
 
+impl TaskStatus {
+    /// A task at a position, with no counters yet.
+    pub fn at(stage: u32, partition: u32, state: TaskState, committed: u64, end: u64) -> Self {
+        TaskStatus {
+            stage,
+            partition,
+            state,
+            committed_offset: committed,
+            end_offset: end,
+            lag: end.saturating_sub(committed),
+            events_in: 0,
+            events_out: 0,
+            errors: 0,
+            last_error: None,
+            failure: None,
+            probation: None,
+            server: None,
+        }
+    }
+}
+
 /// Shared between a task (on a worker thread) and the controller.
 pub struct TaskHandle {
     pub id: TaskId,
@@ -76,21 +97,13 @@ impl TaskHandle {
     pub fn new(id: TaskId, committed_offset: u64) -> Self {
         TaskHandle {
             stop: AtomicBool::new(false),
-            status: Mutex::new(TaskStatus {
-                stage: id.stage,
-                partition: id.partition,
-                state: TaskState::Running,
+            status: Mutex::new(TaskStatus::at(
+                id.stage,
+                id.partition,
+                TaskState::Running,
                 committed_offset,
-                end_offset: committed_offset,
-                lag: 0,
-                events_in: 0,
-                events_out: 0,
-                errors: 0,
-                last_error: None,
-                failure: None,
-                probation: None,
-                server: None,
-            }),
+                committed_offset,
+            )),
             commands: Mutex::new(Vec::new()),
             done: (Mutex::new(false), Condvar::new()),
             id,
