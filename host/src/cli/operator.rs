@@ -59,7 +59,10 @@ pub async fn run(cmd: OperatorCommand, args: &ServerArgs) -> anyhow::Result<()> 
         OperatorCommand::List => {
             let all: Vec<Value> = client.json(Method::GET, "/v1/operators", None).await?;
             if args.json {
-                return Ok(output::json(&all));
+                return {
+                    output::json(&all);
+                    Ok(())
+                };
             }
             let mut t = output::table(&["NAME", "LATEST", "VERSIONS", "SIZE", "UPLOADED"]);
             for o in &all {
@@ -119,7 +122,10 @@ pub async fn run(cmd: OperatorCommand, args: &ServerArgs) -> anyhow::Result<()> 
                 }
             };
             if args.json {
-                return Ok(output::json(&versions));
+                return {
+                    output::json(&versions);
+                    Ok(())
+                };
             }
             let mut t = output::table(&["VERSION", "SIZE", "DIGEST", "UPLOADED", "IMPORTS"]);
             for v in &versions {

@@ -70,7 +70,10 @@ pub async fn run(cmd: PipelineCommand, args: &ServerArgs) -> anyhow::Result<()> 
         PipelineCommand::List => {
             let all: Vec<Value> = client.json(Method::GET, "/v1/pipelines", None).await?;
             if args.json {
-                return Ok(output::json(&all));
+                return {
+                    output::json(&all);
+                    Ok(())
+                };
             }
             let mut t = output::table(&[
                 "NAME",
@@ -395,10 +398,10 @@ async fn upgrade(
             let status: Value = client
                 .json(Method::GET, &format!("/v1/pipelines/{}", seg(name)), None)
                 .await?;
-            if let Some(last) = status["upgrades"].as_array().and_then(|a| a.last()) {
-                if last["savepoint"] == u["savepoint"] {
-                    u = last.clone();
-                }
+            if let Some(last) = status["upgrades"].as_array().and_then(|a| a.last())
+                && last["savepoint"] == u["savepoint"]
+            {
+                u = last.clone();
             }
         }
         spinner.finish_and_clear();

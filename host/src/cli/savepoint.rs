@@ -41,7 +41,10 @@ pub async fn run(cmd: SavepointCommand, args: &ServerArgs) -> anyhow::Result<()>
             };
             let all: Vec<Value> = client.json(Method::GET, &path, None).await?;
             if args.json {
-                return Ok(output::json(&all));
+                return {
+                    output::json(&all);
+                    Ok(())
+                };
             }
             let mut t = output::table(&["ID", "PIPELINE", "TAKEN", "KEYS", "OPERATORS"]);
             for m in &all {
@@ -66,7 +69,10 @@ pub async fn run(cmd: SavepointCommand, args: &ServerArgs) -> anyhow::Result<()>
                 .json(Method::GET, &format!("/v1/savepoints/{}", seg(&id)), None)
                 .await?;
             if args.json {
-                return Ok(output::json(&m));
+                return {
+                    output::json(&m);
+                    Ok(())
+                };
             }
             println!(
                 "savepoint {id} of {} taken {}",

@@ -94,7 +94,10 @@ pub async fn run(cmd: TopicCommand, args: &ServerArgs) -> anyhow::Result<()> {
         TopicCommand::List => {
             let topics: Vec<Value> = client.json(Method::GET, "/v1/topics", None).await?;
             if args.json {
-                return Ok(output::json(&topics));
+                return {
+                    output::json(&topics);
+                    Ok(())
+                };
             }
             let mut t = output::table(&["NAME", "PARTITIONS", "RECORDS", "RETENTION"]);
             for topic in &topics {
@@ -129,7 +132,10 @@ pub async fn run(cmd: TopicCommand, args: &ServerArgs) -> anyhow::Result<()> {
                 .json(Method::GET, &format!("/v1/topics/{}", seg(&name)), None)
                 .await?;
             if args.json {
-                return Ok(output::json(&topic));
+                return {
+                    output::json(&topic);
+                    Ok(())
+                };
             }
             let mut t = output::table(&["PARTITION", "START", "END", "RECORDS"]);
             for p in topic["partition_offsets"].as_array().into_iter().flatten() {

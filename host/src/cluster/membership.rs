@@ -39,10 +39,10 @@ impl ClientContext for MemberContext {}
 impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // Leaving: whoever made us leave stops the tasks itself.
-        if let Rebalance::Revoke(tpl) = rebalance {
-            if !self.leaving.load(Ordering::Acquire) {
-                self.handler.revoked(partitions(tpl));
-            }
+        if let Rebalance::Revoke(tpl) = rebalance
+            && !self.leaving.load(Ordering::Acquire)
+        {
+            self.handler.revoked(partitions(tpl));
         }
     }
 

@@ -248,10 +248,10 @@ impl Controller {
     }
 
     fn announce_tasks(&self, pipeline: &str, partitions: &[u32]) {
-        if let Some(link) = self.cluster.get() {
-            if let Err(e) = link.catalog.publish_tasks(pipeline, partitions) {
-                tracing::warn!(%pipeline, "cannot tell the cluster which tasks run here: {e}");
-            }
+        if let Some(link) = self.cluster.get()
+            && let Err(e) = link.catalog.publish_tasks(pipeline, partitions)
+        {
+            tracing::warn!(%pipeline, "cannot tell the cluster which tasks run here: {e}");
         }
     }
 
@@ -261,21 +261,19 @@ impl Controller {
             .cluster
             .get()
             .filter(|_| self.distributed(&record.spec))
-        {
-            if let Err(e) = link
+            && let Err(e) = link
                 .catalog
                 .publish_pipeline(&record.spec.name, Some(record))
-            {
-                tracing::error!(pipeline = %record.spec.name, "cannot share the pipeline with the cluster: {e}");
-            }
+        {
+            tracing::error!(pipeline = %record.spec.name, "cannot share the pipeline with the cluster: {e}");
         }
     }
 
     pub(super) fn share_deleted(&self, name: &str) {
-        if let Some(link) = self.cluster.get() {
-            if let Err(e) = link.catalog.publish_pipeline(name, None) {
-                tracing::error!(pipeline = %name, "cannot share the deletion with the cluster: {e}");
-            }
+        if let Some(link) = self.cluster.get()
+            && let Err(e) = link.catalog.publish_pipeline(name, None)
+        {
+            tracing::error!(pipeline = %name, "cannot share the deletion with the cluster: {e}");
         }
     }
 

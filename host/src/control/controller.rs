@@ -233,16 +233,14 @@ impl Controller {
         spec: &PipelineSpec,
         stage: &Stage,
     ) -> Result<u32, ControlError> {
-        if stage.index == 0 {
-            if let Some(source) = &spec.source {
-                if let Some(conn) = self
-                    .kafka(source)
-                    .map_err(|e| ControlError::Invalid(e.to_string()))?
-                {
-                    return kafka::partition_count(&conn, &stage.source)
-                        .map_err(|e| ControlError::Conflict(format!("source: {e}")));
-                }
-            }
+        if stage.index == 0
+            && let Some(source) = &spec.source
+            && let Some(conn) = self
+                .kafka(source)
+                .map_err(|e| ControlError::Invalid(e.to_string()))?
+        {
+            return kafka::partition_count(&conn, &stage.source)
+                .map_err(|e| ControlError::Conflict(format!("source: {e}")));
         }
         Ok(self.log.topic(&stage.source)?.partition_count())
     }
@@ -424,11 +422,11 @@ impl Controller {
             updated_ms: now,
             upgrades: Vec::new(),
         };
-        if let Some(savepoint) = record.spec.from_savepoint.clone() {
-            if let Err(e) = self.restore_new(&mut record, &savepoint) {
-                self.db.delete_pipeline_state(&record.spec.name)?;
-                return Err(e);
-            }
+        if let Some(savepoint) = record.spec.from_savepoint.clone()
+            && let Err(e) = self.restore_new(&mut record, &savepoint)
+        {
+            self.db.delete_pipeline_state(&record.spec.name)?;
+            return Err(e);
         }
         let mut entry = Entry::idle(record);
         match self.run_entry(&mut entry) {

@@ -151,10 +151,10 @@ impl Savepoints {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
-            if path.join("manifest.json").exists() {
-                if let Ok(m) = Self::read_manifest(&path) {
-                    out.push(m);
-                }
+            if path.join("manifest.json").exists()
+                && let Ok(m) = Self::read_manifest(&path)
+            {
+                out.push(m);
             }
         }
         out.sort_by_key(|m| (m.created_ms, m.id.clone()));

@@ -466,10 +466,10 @@ impl Controller {
             }
             _ => history.push(upgrade.clone()),
         }
-        if let Some(pin) = pin {
-            if let Some(o) = entry.record.operators.iter_mut().find(|o| o.id == pin.id) {
-                *o = pin.clone();
-            }
+        if let Some(pin) = pin
+            && let Some(o) = entry.record.operators.iter_mut().find(|o| o.id == pin.id)
+        {
+            *o = pin.clone();
         }
         let state = entry.record.state;
         let reason = entry.record.reason.clone();

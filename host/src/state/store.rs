@@ -223,10 +223,10 @@ impl StoreState {
             return;
         }
         for k in &self.batch_keys {
-            if in_range(k, &start, end.as_deref()) {
-                if let Some(e) = self.cache.get_mut(k) {
-                    e.batch = Some(None);
-                }
+            if in_range(k, &start, end.as_deref())
+                && let Some(e) = self.cache.get_mut(k)
+            {
+                e.batch = Some(None);
             }
         }
         self.batch_ranges.push((start, end));
@@ -281,10 +281,10 @@ impl StoreState {
             if !in_range(k, from, end) {
                 continue;
             }
-            if let Some(e) = self.cache.get(k.as_slice()) {
-                if e.batch.is_some() || e.dirty {
-                    merged.insert(k, self.visible(k, e));
-                }
+            if let Some(e) = self.cache.get(k.as_slice())
+                && (e.batch.is_some() || e.dirty)
+            {
+                merged.insert(k, self.visible(k, e));
             }
         }
         merged.into_iter().collect()
@@ -419,7 +419,7 @@ impl StoreState {
         let mut freed = 0usize;
         self.cache.retain(|k, e| {
             n += 1;
-            let keep = e.dirty || e.batch.is_some() || n % 2 == 0;
+            let keep = e.dirty || e.batch.is_some() || n.is_multiple_of(2);
             if !keep {
                 freed += size_of(k, &e.value);
             }

@@ -313,10 +313,10 @@ impl Task {
                 }
             }
         }
-        if let Err(e) = self.fire_timers() {
-            if !self.fail_probation(e.to_string()) {
-                return Err(e);
-            }
+        if let Err(e) = self.fire_timers()
+            && !self.fail_probation(e.to_string())
+        {
+            return Err(e);
         }
         self.maybe_commit(sink)
     }
