@@ -122,7 +122,11 @@ impl Catalog {
         tpl.add_partition_offset(&self.topic, 0, Offset::Beginning)
             .map_err(|e| self.conn.error(e))?;
         consumer.assign(&tpl).map_err(|e| self.conn.error(e))?;
+        // The history up to this marker is applied at once, newest pipeline records
+        // only: a restarted server does not replay old starts and stops.
+        let nonce = self.marker()?;
         let mut follower = Follower {
+            backlog: Some((nonce, Vec::new())),
             server: self.server.clone(),
             synced: Arc::clone(&self.synced),
             owners: Arc::clone(&self.owners),
@@ -151,11 +155,7 @@ impl Catalog {
     /// to reach it (one partition, one order), which needs nothing of the broker's
     /// watermarks (Tansu reports a high watermark inside a multi-record batch).
     pub fn sync(&self) -> Result<(), KafkaError> {
-        let nonce = rand::random::<u64>() | 1;
-        self.send(vec![(
-            format!("sync/{}", self.server),
-            Some(nonce.to_be_bytes().to_vec()),
-        )])?;
+        let nonce = self.marker()?;
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         while self.synced.load(Ordering::Acquire) != nonce {
             if Instant::now() > deadline {
@@ -166,6 +166,16 @@ impl Catalog {
             std::thread::sleep(Duration::from_millis(2));
         }
         Ok(())
+    }
+
+    /// Writes a sync marker; returns its nonce.
+    fn marker(&self) -> Result<u64, KafkaError> {
+        let nonce = rand::random::<u64>() | 1;
+        self.send(vec![(
+            format!("sync/{}", self.server),
+            Some(nonce.to_be_bytes().to_vec()),
+        )])?;
+        Ok(nonce)
     }
 
     /// Shares an operator version (its binary in chunks, then its metadata).
@@ -268,8 +278,35 @@ impl Catalog {
     }
 }
 
+/// A catalog record read before the start marker: key, value, written by this server.
+type Backlogged = (String, Option<Vec<u8>>, bool);
+
+/// The history to apply at start: every operator record, but of each pipeline (and each
+/// server's task list) only its newest record, all in the catalog's order.
+fn newest_states(backlog: Vec<Backlogged>) -> Vec<Backlogged> {
+    let stateful = |k: &str| k.starts_with("pipeline/") || k.starts_with("tasks/");
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, (k, ..)) in backlog.iter().enumerate() {
+        if stateful(k) {
+            last.insert(k.as_str(), i);
+        }
+    }
+    let keep: Vec<bool> = backlog
+        .iter()
+        .enumerate()
+        .map(|(i, (k, ..))| !stateful(k) || last.get(k.as_str()) == Some(&i))
+        .collect();
+    backlog
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, keep)| keep.then_some(r))
+        .collect()
+}
+
 /// The follower thread's state.
 struct Follower {
+    /// Until the start marker (its nonce) arrives: the records read so far.
+    backlog: Option<(u64, Vec<Backlogged>)>,
     server: String,
     synced: Arc<AtomicU64>,
     owners: Arc<Mutex<BTreeMap<String, BTreeMap<String, TasksEntry>>>>,
@@ -288,7 +325,25 @@ impl Follower {
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
         let mine = origin == self.server;
-        if let Err(e) = self.apply(&key, m.payload(), mine) {
+        let value = m.payload();
+        if let Some((nonce, backlog)) = &mut self.backlog {
+            let start = mine
+                && key == format!("sync/{}", self.server)
+                && value == Some(nonce.to_be_bytes().as_slice());
+            if !start {
+                backlog.push((key, value.map(<[u8]>::to_vec), mine));
+                return;
+            }
+            let backlog = self.backlog.take().map(|(_, b)| b).unwrap_or_default();
+            for (key, value, mine) in newest_states(backlog) {
+                self.apply_logged(&key, value.as_deref(), mine);
+            }
+        }
+        self.apply_logged(&key, value, mine);
+    }
+
+    fn apply_logged(&mut self, key: &str, value: Option<&[u8]>, mine: bool) {
+        if let Err(e) = self.apply(key, value, mine) {
             tracing::error!(%key, "cannot apply a cluster catalog record: {e}");
         }
     }
@@ -372,5 +427,44 @@ impl Follower {
         };
         self.applier.apply(event);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, value: &str) -> Backlogged {
+        (key.to_string(), Some(value.as_bytes().to_vec()), false)
+    }
+
+    #[test]
+    fn the_start_history_keeps_every_operator_record_and_each_pipelines_newest() {
+        let backlog = vec![
+            rec("chunk/d1/0", "bytes"),
+            rec("operator/wc/1", "v1"),
+            rec("pipeline/p", "running"),
+            rec("tasks/p/a", "[0]"),
+            rec("pipeline/p", "stopped"),
+            rec("operator/wc/2", "v2"),
+            rec("pipeline/q", "running"),
+        ];
+        let kept: Vec<(String, String)> = newest_states(backlog)
+            .into_iter()
+            .map(|(k, v, _)| (k, String::from_utf8(v.unwrap()).unwrap()))
+            .collect();
+        let want = [
+            ("chunk/d1/0", "bytes"),
+            ("operator/wc/1", "v1"),
+            ("tasks/p/a", "[0]"),
+            ("pipeline/p", "stopped"),
+            ("operator/wc/2", "v2"),
+            ("pipeline/q", "running"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(kept, want);
     }
 }
