@@ -29,7 +29,9 @@ pub struct Deliveries {
 #[derive(Default)]
 struct DeliveryState {
     error: Option<String>,
-    last: HashMap<(String, i32), i64>,
+    /// Per topic, per partition. (Nested so that a delivery looks its topic up by `&str`
+    /// without allocating: this runs once per produced record.)
+    last: HashMap<String, HashMap<i32, i64>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -41,10 +43,12 @@ impl ProducerContext for Deliveries {
         let mut s = self.state.lock().expect("delivery lock");
         match result {
             Ok(m) => {
-                let e = s
-                    .last
-                    .entry((m.topic().to_string(), m.partition()))
-                    .or_insert(-1);
+                let topic = m.topic();
+                let partitions = match s.last.get_mut(topic) {
+                    Some(p) => p,
+                    None => s.last.entry(topic.to_string()).or_default(),
+                };
+                let e = partitions.entry(m.partition()).or_insert(-1);
                 *e = (*e).max(m.offset());
             }
             Err((e, _)) => {
@@ -86,6 +90,27 @@ pub fn prepare(
         true,
     )?;
     admin::partition_count(conn, sink)
+}
+
+/// Fences every transactional producer of a stage's tasks, wherever they run: each
+/// task's next commit fails, so none can write after a restore rewrote Kafka.
+pub fn fence(
+    conn: &Connection,
+    pipeline: &str,
+    stage: u32,
+    partitions: u32,
+) -> Result<(), KafkaError> {
+    for p in 0..partitions {
+        let id = super::transactional_id(pipeline, stage, p);
+        let producer: BaseProducer = conn
+            .config(&[("transactional.id", &id)])
+            .create()
+            .map_err(|e| conn.error(e))?;
+        producer
+            .init_transactions(REQUEST_TIMEOUT)
+            .map_err(|e| conn.error(format!("cannot fence the producer {id}: {e}")))?;
+    }
+    Ok(())
 }
 
 pub struct KafkaSink {
@@ -184,17 +209,20 @@ impl KafkaSink {
         timestamp: i64,
         headers: &[(&str, &[u8])],
     ) -> Result<(), TaskError> {
-        let mut h = OwnedHeaders::new_with_capacity(headers.len());
-        for (name, v) in headers {
-            h = h.insert(Header {
-                key: name,
-                value: Some(*v),
-            });
-        }
         let mut record: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic)
             .partition(partition as i32)
-            .timestamp(timestamp)
-            .headers(h);
+            .timestamp(timestamp);
+        // librdkafka allocates a header list even when empty: most records have none.
+        if !headers.is_empty() {
+            let mut h = OwnedHeaders::new_with_capacity(headers.len());
+            for (name, v) in headers {
+                h = h.insert(Header {
+                    key: name,
+                    value: Some(*v),
+                });
+            }
+            record = record.headers(h);
+        }
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -255,7 +283,7 @@ impl KafkaSink {
                     .map(|(k, v)| (std::str::from_utf8(k).unwrap_or("?"), *v))
                     .collect();
                 let p = self.partition_of(key, self.main_partitions);
-                self.send(&self.main.clone(), p, key, Some(value), ts, &headers)?;
+                self.send(&self.main, p, key, Some(value), ts, &headers)?;
             }
             for (port, r) in &o.side {
                 self.send_record(&format!("{}.{port}", self.pipeline), r)?;
@@ -273,6 +301,12 @@ impl KafkaSink {
                 let topic = changelog_topic(&self.pipeline, &op.operator, &store.store);
                 self.topic(&topic, true)?;
                 for change in &store.changes {
+                    let at = (super::POSITION_HEADER, position.as_bytes());
+                    if let Change::Put { key, value } = change {
+                        // The common case, sent without copying key or value.
+                        self.send(&topic, self.partition, Some(key), Some(value), 0, &[at])?;
+                        continue;
+                    }
                     let r = change.to_record();
                     // A deletion is a tombstone (null value), so compaction drops the key.
                     let value = if matches!(change, Change::Delete { .. }) {
@@ -285,7 +319,7 @@ impl KafkaSink {
                         .iter()
                         .map(|(k, v)| (k.as_str(), v.as_slice()))
                         .collect();
-                    headers.push((super::POSITION_HEADER, position.as_bytes()));
+                    headers.push(at);
                     self.send(
                         &topic,
                         self.partition,
@@ -411,7 +445,11 @@ impl Sink for KafkaSink {
         }
         // The changelog offsets the state now reflects, for a later restore's start.
         for (operator, store, topic) in written {
-            if let Some(last) = delivered.last.get(&(topic, self.partition as i32)) {
+            if let Some(last) = delivered
+                .last
+                .get(&topic)
+                .and_then(|p| p.get(&(self.partition as i32)))
+            {
                 let scope = StateScope {
                     pipeline: self.pipeline.clone(),
                     operator,

@@ -11,6 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,77 @@ fn pipe_partition(
     Ok(())
 }
 
+/// Checks a pipeline's committed output (read with `read_committed`): one record per
+/// input word, and for each word exactly the counts 1..=n of each source partition where
+/// it occurs n times (the input is spread over partitions without keys, so every task
+/// counts on its own). A run whose output is wrong reports no figure.
+fn verify(c: &Connection, topic: &str, words: &[String], partitions: u32) -> anyhow::Result<()> {
+    let mut per_partition: HashMap<(u32, &str), u64> = HashMap::new();
+    for (i, w) in words.iter().enumerate() {
+        *per_partition
+            .entry((i as u32 % partitions, w.as_str()))
+            .or_default() += 1;
+    }
+    let mut expected: HashMap<&str, Vec<u64>> = HashMap::new();
+    for ((_, w), n) in per_partition {
+        expected.entry(w).or_default().extend(1..=n);
+    }
+    let consumer: BaseConsumer = c
+        .config(&[
+            ("group.id", "eddy-bench-verify"),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+        ])
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut got: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut records = 0usize;
+    // Up to the expected count, then a further second to catch any extra record.
+    let mut extra_until: Option<Instant> = None;
+    loop {
+        let wait = match extra_until {
+            Some(until) => match until.checked_duration_since(Instant::now()) {
+                Some(left) => left,
+                None => break,
+            },
+            None => Duration::from_secs(10),
+        };
+        match consumer.poll(wait) {
+            None if extra_until.is_some() => break,
+            None => anyhow::bail!("reading {topic} stalled after {records} records"),
+            Some(m) => {
+                let m = m?;
+                records += 1;
+                let word = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                let n: u64 = std::str::from_utf8(m.payload().unwrap_or_default())?.parse()?;
+                got.entry(word).or_default().push(n);
+            }
+        }
+        if records == words.len() && extra_until.is_none() {
+            extra_until = Some(Instant::now() + Duration::from_secs(1));
+        }
+    }
+    anyhow::ensure!(
+        records == words.len(),
+        "{topic} holds {records} committed records, expected {}",
+        words.len()
+    );
+    for (w, mut want) in expected {
+        want.sort_unstable();
+        let mut counts = got.remove(w).unwrap_or_default();
+        counts.sort_unstable();
+        anyhow::ensure!(
+            counts == want,
+            "{topic}: word {w:?} has counts {counts:?}, expected {want:?}"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the word count pipeline over the loaded topic until every task committed it.
 fn pipeline(args: &KafkaArgs, source: &str, sink: &str, exactly_once: bool) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
@@ -215,12 +287,16 @@ pub fn run(args: KafkaArgs) -> anyhow::Result<()> {
         args.events as f64 / pipe_secs
     );
     let eos = pipeline(&args, &input, &out_eos, true)?;
+    verify(&c, &out_eos, &words, args.partitions)?;
     eprintln!(
         "pipeline, exactly-once: {:.0} events/s",
         args.events as f64 / eos
     );
     let alo = if args.at_least_once {
-        Some(pipeline(&args, &input, &out_alo, false)?)
+        let secs = pipeline(&args, &input, &out_alo, false)?;
+        // Nothing failed, so at-least-once delivered each record once too.
+        verify(&c, &out_alo, &words, args.partitions)?;
+        Some(secs)
     } else {
         None
     };
