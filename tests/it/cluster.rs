@@ -84,6 +84,42 @@ fn wait_status(server: &ServerProcess, what: &str, done: impl Fn(&Value) -> bool
     }
 }
 
+/// Waits until the servers' own running tasks together cover all 4 partitions, each
+/// committed up to `offset`.
+fn wait_committed(servers: &[(&ServerProcess, &str)], offset: u64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut all = Vec::new();
+        let mut seen = Vec::new();
+        for (server, me) in servers {
+            let v = status_of(server);
+            all.extend(
+                v["tasks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|t| t["server"] == *me && t["state"] == "running")
+                    .map(|t| {
+                        (
+                            t["partition"].as_u64().unwrap(),
+                            t["committed_offset"].as_u64().unwrap(),
+                        )
+                    }),
+            );
+            seen.push(v);
+        }
+        all.sort();
+        if all == (0..4).map(|p| (p, offset)).collect::<Vec<_>>() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline did not reach {offset} everywhere: {all:?}\n{seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn an_operator_uploaded_on_one_server_runs_in_a_pipeline_created_on_another() {
     let broker = Broker::start();
@@ -108,35 +144,7 @@ fn an_operator_uploaded_on_one_server_runs_in_a_pipeline_created_on_another() {
     broker.produce("lines", 4, &values, 1_700_000_000_000);
     // Each server reports the partitions it runs: together they commit all 200 lines of
     // every partition.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (sa, sb) = (status_of(&a), status_of(&b));
-        let local = |v: &Value, me: &str| -> Vec<(u64, u64)> {
-            v["tasks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|t| t["server"] == me && t["state"] == "running")
-                .map(|t| {
-                    (
-                        t["partition"].as_u64().unwrap(),
-                        t["committed_offset"].as_u64().unwrap(),
-                    )
-                })
-                .collect()
-        };
-        let mut all = local(&sa, "a");
-        all.extend(local(&sb, "b"));
-        all.sort();
-        if all == [(0, 200), (1, 200), (2, 200), (3, 200)] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the pipeline did not finish: {all:?}\nA: {sa}\nB: {sb}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_committed(&[(&a, "a"), (&b, "b")], 200);
     let expected = expected_counts(&as_source(&values, 4));
     let out = broker.read_committed("counts", expected.len(), Duration::from_secs(60));
     assert_eq!(counts(&out), expected);
@@ -193,4 +201,69 @@ fn when_one_of_two_servers_is_killed_the_other_takes_its_partitions_and_finishes
     };
     let out = broker.read("counts", isolation, expected.len(), Duration::from_secs(60));
     assert_output(strict, counts(&out), &expected, "cluster kill");
+}
+
+#[test]
+fn a_shared_pipeline_stopped_everywhere_takes_a_savepoint_on_one_server_and_restores_it() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, spec) = two_members(dir.path(), &broker);
+    a.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    wait_status(&b, "both servers to run tasks", |v| {
+        servers_of(v).len() == 2
+    });
+    let values = lines(800, 7);
+    let (first, second) = values.split_at(400);
+    broker.produce("lines", 4, first, 1_700_000_000_000);
+    wait_committed(&[(&a, "a"), (&b, "b")], 100);
+
+    // A running shared pipeline: each server holds only its partitions, so it must stop
+    // everywhere first.
+    let (ok, _, err) = a.cli(&["pipeline", "savepoint", "wc"]);
+    assert!(!ok && err.contains("stop it first"), "{err}");
+    a.ok(&["pipeline", "stop", "wc"]);
+    wait_status(&b, "B to stop", |v| v["state"] == "stopped");
+    // A takes the savepoint alone, with the state of B's partitions read from Kafka.
+    let m: Value = serde_json::from_str(&a.ok(&["pipeline", "savepoint", "wc", "--json"])).unwrap();
+    let id = m["id"].as_str().unwrap().to_string();
+    let offsets: Vec<u64> = m["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [100, 100, 100, 100], "{m}");
+    let expected_first = expected_counts(&as_source(first, 4));
+
+    b.ok(&["pipeline", "start", "wc"]);
+    broker.produce("lines", 4, second, 1_700_000_100_000);
+    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    let expected_all = expected_counts(&as_source(&values, 4));
+    assert_eq!(
+        counts(&broker.read_committed("counts", expected_all.len(), Duration::from_secs(60))),
+        expected_all
+    );
+
+    // Restored on A; then A leaves, so B runs all four partitions: two of them from its
+    // own local state, which is ahead of the savepoint (Kafka's rewound position wins),
+    // two from the changelogs. The second half is processed again from the savepoint's
+    // counts, so its outputs repeat exactly.
+    b.ok(&["pipeline", "stop", "wc"]);
+    wait_status(&a, "A to stop", |v| v["state"] == "stopped");
+    a.ok(&["pipeline", "restore", "wc", &id]);
+    a.stop();
+    b.ok(&["pipeline", "start", "wc"]);
+    wait_committed(&[(&b, "b")], 200);
+    let mut second_outputs = expected_all.clone();
+    for e in &expected_first {
+        let i = second_outputs.binary_search(e).unwrap();
+        second_outputs.remove(i);
+    }
+    let mut expected = expected_all;
+    expected.extend(second_outputs);
+    expected.sort();
+    let got = counts(&broker.read_committed("counts", expected.len(), Duration::from_secs(60)));
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
 }

@@ -13,7 +13,7 @@ use crate::kafka;
 use crate::registry::{OperatorVersion, RegistryError};
 use crate::task::{TaskState, TaskStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// How long a revocation waits for a task to commit and stop.
@@ -25,13 +25,19 @@ pub(crate) struct ClusterLink {
     me: Weak<Controller>,
 }
 
-/// This server's part in a shared pipeline.
+/// This server's part in a shared pipeline. The membership lasts as long as the pipeline
+/// exists here (or the server runs), stopped or not: a stop and start then need no
+/// rebalance, and the group never empties and refills (which leaves some brokers, Tansu
+/// among them, electing a departed member as the group's leader, so no assignment ever
+/// comes).
 pub(crate) struct Member {
     membership: Membership,
-    /// Cleared when the pipeline stops here: assignments arriving late are ignored.
+    /// Cleared when this server leaves the group: assignments arriving late are ignored.
     active: Arc<AtomicBool>,
     /// The source's partition count when the membership began.
     partitions: u32,
+    /// The partitions the group gives this server now, whether the pipeline runs or not.
+    assigned: Arc<Mutex<Vec<u32>>>,
 }
 
 impl Member {
@@ -46,16 +52,25 @@ struct PipelineMember {
     controller: Weak<Controller>,
     pipeline: String,
     active: Arc<AtomicBool>,
+    assigned: Arc<Mutex<Vec<u32>>>,
 }
 
 impl AssignmentHandler for PipelineMember {
     fn assigned(&self, partitions: Vec<u32>) {
+        self.assigned
+            .lock()
+            .expect("assignment lock")
+            .clone_from(&partitions);
         if let Some(c) = self.controller.upgrade() {
             c.on_assigned(&self.pipeline, &self.active, &partitions);
         }
     }
 
     fn revoked(&self, partitions: Vec<u32>) {
+        self.assigned
+            .lock()
+            .expect("assignment lock")
+            .retain(|p| !partitions.contains(p));
         if let Some(c) = self.controller.upgrade() {
             c.on_revoked(&self.pipeline, &partitions);
         }
@@ -136,6 +151,15 @@ impl Controller {
             entry.tasks = self.start_tasks(&mut entry.record)?;
             return Ok(());
         };
+        if let Some(member) = &entry.member {
+            // Still in the group: run what it gives this server now (later assignments
+            // start their tasks as they come).
+            let assigned = member.assigned.lock().expect("assignment lock").clone();
+            entry.tasks = self.start_tasks_on(&mut entry.record, Some(&assigned))?;
+            let mine: Vec<u32> = entry.tasks.iter().map(|t| t.id.partition).collect();
+            self.announce_tasks(&entry.record.spec.name, &mine);
+            return Ok(());
+        }
         let spec = &entry.record.spec;
         let source = spec
             .source
@@ -153,10 +177,12 @@ impl Controller {
                 .map_err(|e| format!("operator {}: {e}", op.id))?;
         }
         let active = Arc::new(AtomicBool::new(true));
+        let assigned = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(PipelineMember {
             controller: link.me.clone(),
             pipeline: spec.name.clone(),
             active: Arc::clone(&active),
+            assigned: Arc::clone(&assigned),
         });
         let membership = Membership::join(
             &conn,
@@ -170,19 +196,25 @@ impl Controller {
             membership,
             active,
             partitions,
+            assigned,
         });
         Ok(())
     }
 
-    /// Stops a pipeline's tasks here (leaving its assignment group first).
+    /// Stops a pipeline's tasks here; a shared pipeline stays in its assignment group
+    /// (see [`Member`]).
     pub(super) fn halt_entry(&self, entry: &mut Entry) {
-        if let Some(m) = entry.member.take() {
-            m.leave();
-            self.stop_tasks(entry);
+        self.stop_tasks(entry);
+        if entry.member.is_some() {
             entry.tasks.clear();
             self.announce_tasks(&entry.record.spec.name, &[]);
-        } else {
-            self.stop_tasks(entry);
+        }
+    }
+
+    /// Leaves a shared pipeline's assignment group (the pipeline is going away here).
+    pub(super) fn leave_group(&self, entry: &mut Entry) {
+        if let Some(m) = entry.member.take() {
+            m.leave();
         }
     }
 
@@ -203,8 +235,14 @@ impl Controller {
         entry
             .tasks
             .retain(|t| !partitions.contains(&t.id.partition) || !t.is_finished());
+        // A start between the assignment and this call may have started some already.
+        let fresh: Vec<u32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !entry.tasks.iter().any(|t| t.id.partition == *p))
+            .collect();
         tracing::info!(%pipeline, ?partitions, "partitions assigned to this server");
-        match self.start_tasks_on(&mut entry.record, Some(partitions)) {
+        match self.start_tasks_on(&mut entry.record, Some(&fresh)) {
             Ok(tasks) => {
                 entry.tasks.extend(tasks);
                 let mine: Vec<u32> = entry.tasks.iter().map(|t| t.id.partition).collect();

@@ -789,6 +789,7 @@ impl Controller {
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         busy(entry)?;
         let shared = self.distributed(&entry.record.spec);
+        self.leave_group(entry);
         self.halt_entry(entry);
         self.db.delete_pipeline_state(name)?;
         let mut wb = WriteBatch::default();
@@ -857,7 +858,9 @@ impl Controller {
             .map(|t| t.topic.clone())
             .unwrap_or_default();
         let stages = stages(&r.spec);
-        let mut tasks = if entry.member.is_some() {
+        let shared_running = entry.member.is_some()
+            && matches!(r.state, PipelineState::Running | PipelineState::Recovering);
+        let mut tasks = if shared_running {
             self.cluster_tasks(entry)
         } else if entry.tasks.is_empty() {
             self.stored_tasks(&r.spec, &stages)
@@ -963,9 +966,7 @@ impl Controller {
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         for entry in pipelines.values_mut() {
             // Leaving the groups first, so no assignment starts tasks behind our back.
-            if let Some(m) = entry.member.take() {
-                m.leave();
-            }
+            self.leave_group(entry);
             for t in &entry.tasks {
                 t.request_stop();
             }

@@ -3,6 +3,7 @@
 
 mod changelogs;
 mod cluster_ops;
+mod cluster_savepoints;
 mod controller;
 mod pause;
 mod pipeline;

@@ -19,6 +19,9 @@ const CHANGELOG_CHUNK: usize = 50_000;
 
 const JOURNAL: &[u8] = b"restore/";
 
+/// What an upgrade claims a pipeline for.
+pub(super) const UPGRADE: &str = "an upgrade";
+
 /// A savepoint being written.
 pub(super) struct Export {
     thread: std::thread::JoinHandle<Result<Vec<crate::state::savepoint::StoreFile>, String>>,
@@ -61,9 +64,9 @@ impl Controller {
                 "pipeline {name:?} is busy with {other}; try again when it is done"
             )));
         }
-        if self.distributed(&entry.record.spec) {
+        if what == UPGRADE && self.distributed(&entry.record.spec) {
             return Err(ControlError::Conflict(format!(
-                "pipeline {name:?} is shared across the cluster: {what} of a shared pipeline is not supported yet (each server holds only its partitions' state); run it on a server without --cluster for savepoints and upgrades"
+                "pipeline {name:?} is shared across the cluster: hot upgrades of shared pipelines are not supported yet; stop it, take a savepoint, and create it again with the new version, or run it on a server without --cluster"
             )));
         }
         entry.busy = Some(what);
@@ -80,7 +83,10 @@ impl Controller {
     /// only while a RocksDB snapshot is taken, and goes on while the files are written.
     pub fn savepoint(&self, name: &str) -> Result<Manifest, ControlError> {
         self.claim(name, "a savepoint")?;
-        let result = self.savepoint_claimed(name).map(|(m, _)| m);
+        let result = self
+            .gather_shared(name)
+            .and_then(|()| self.savepoint_claimed(name))
+            .map(|(m, _)| m);
         self.release(name);
         result
     }
@@ -211,7 +217,9 @@ impl Controller {
     /// a crash half-way is finished at the next start (a journal records the restore).
     pub fn restore(&self, name: &str, savepoint: &str) -> Result<Restored, ControlError> {
         self.claim(name, "a restore")?;
-        let result = self.restore_claimed(name, savepoint);
+        let result = self
+            .fence_shared(name)
+            .and_then(|()| self.restore_claimed(name, savepoint));
         self.release(name);
         result
     }

@@ -239,7 +239,7 @@ impl Controller {
         version: Option<VersionRef>,
         wait: bool,
     ) -> Result<UpgradeRecord, ControlError> {
-        self.claim(name, "an upgrade")?;
+        self.claim(name, super::savepoint_ops::UPGRADE)?;
         match self.begin_upgrade(name, operator, version) {
             Ok((record, plan, stage_tasks, settings))
                 if record.result == UpgradeResult::Probation =>

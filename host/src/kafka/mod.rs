@@ -11,7 +11,7 @@ mod source;
 pub use admin::{ensure_topic, partition_count};
 pub use reset::{ResetPlan, reset_to_savepoint};
 pub use restore::{RestoreReport, restore_task};
-pub use sink::{KafkaSink, SinkTask, SourceOffsets, prepare};
+pub use sink::{KafkaSink, SinkTask, SourceOffsets, fence, prepare};
 pub use source::KafkaSource;
 
 use crate::control::spec::KafkaEndpoint;

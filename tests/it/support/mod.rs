@@ -87,7 +87,10 @@ pub fn guest(name: &str) -> PathBuf {
 /// The `eddy` binary, ready to run.
 pub fn eddy() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eddy"));
-    cmd.env("EDDY_LOG", "warn");
+    cmd.env(
+        "EDDY_LOG",
+        std::env::var("EDDY_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     cmd
 }
 

@@ -1,0 +1,124 @@
+//! Savepoints and restores of pipelines shared across a cluster. Each server holds only
+//! the state of the partitions it ran, but Kafka holds all of it (changelogs, positions),
+//! so the server asked does the work alone once the pipeline is stopped everywhere: a
+//! savepoint first brings its local state of every partition up to Kafka, then exports as
+//! usual; a restore fences every task's transactional producer, then rewrites Kafka as a
+//! single server does. Servers that ran partitions before the restore find Kafka's
+//! position behind theirs when they start again and take Kafka's (see `kafka::restore`).
+
+use super::controller::{ControlError, Controller, stages};
+use super::pipeline::PipelineState;
+use crate::kafka;
+use crate::state::TaskId;
+use std::time::{Duration, Instant};
+
+/// How long a savepoint or restore waits for other servers to report their tasks stopped.
+const STOPPED_WAIT: Duration = Duration::from_secs(10);
+
+impl Controller {
+    /// For a pipeline shared across the cluster, checks it is stopped and returns its
+    /// record (`None` for other pipelines).
+    fn stopped_shared(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<super::PipelineRecord>, ControlError> {
+        // Our view of the pipeline's state includes every stop made so far.
+        self.sync_cluster()?;
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        let entry = pipelines
+            .get(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        if !self.distributed(&entry.record.spec) {
+            return Ok(None);
+        }
+        if entry.record.state != PipelineState::Stopped {
+            return Err(ControlError::Conflict(format!(
+                "pipeline {name:?} is shared across the cluster: stop it first (`eddy pipeline stop {name}` stops it on every server), then take {what}"
+            )));
+        }
+        Ok(Some(entry.record.clone()))
+    }
+
+    /// Waits until no server reports tasks of `name`; returns those still reporting.
+    fn wait_for_stopped_servers(&self, name: &str) -> Vec<String> {
+        let Some(link) = self.cluster.get() else {
+            return Vec::new();
+        };
+        let deadline = Instant::now() + STOPPED_WAIT;
+        loop {
+            let mut servers: Vec<String> = link.catalog.owners(name).into_values().collect();
+            servers.dedup();
+            if servers.is_empty() || Instant::now() >= deadline {
+                return servers;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Before a savepoint of a stopped shared pipeline: every partition's local state
+    /// and position become what Kafka committed. (A server that stopped late, or died
+    /// without saying so, cannot make this inconsistent: a partition's changes newer
+    /// than its recorded position are left out.)
+    pub(super) fn gather_shared(&self, name: &str) -> Result<(), ControlError> {
+        let Some(record) = self.stopped_shared(name, "a savepoint")? else {
+            return Ok(());
+        };
+        let late = self.wait_for_stopped_servers(name);
+        if !late.is_empty() {
+            tracing::warn!(pipeline = %name, ?late, "servers still report tasks; the savepoint holds what they committed");
+        }
+        let spec = &record.spec;
+        let conn = self.shared_sink(spec)?;
+        for stage in stages(spec) {
+            let op_ids: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
+            for partition in 0..self.stage_partitions(spec, &stage)? {
+                let task = TaskId {
+                    pipeline: name.to_string(),
+                    stage: stage.index,
+                    partition,
+                };
+                kafka::restore_task(&self.db, &conn, &task, &op_ids).map_err(|e| {
+                    ControlError::Conflict(format!(
+                        "reading partition {partition}'s state from Kafka: {e}"
+                    ))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Before a restore of a stopped shared pipeline: no task anywhere can commit any
+    /// more (exactly-once: their producers are fenced; at-least-once: every server has
+    /// reported its tasks stopped).
+    pub(super) fn fence_shared(&self, name: &str) -> Result<(), ControlError> {
+        let Some(record) = self.stopped_shared(name, "a restore")? else {
+            return Ok(());
+        };
+        let spec = &record.spec;
+        if !spec.settings.exactly_once {
+            let late = self.wait_for_stopped_servers(name);
+            if !late.is_empty() {
+                return Err(ControlError::Conflict(format!(
+                    "servers {late:?} still report tasks of pipeline {name:?}; try again once they stopped (an at-least-once pipeline cannot fence them)"
+                )));
+            }
+            return Ok(());
+        }
+        let conn = self.shared_sink(spec)?;
+        for stage in stages(spec) {
+            let partitions = self.stage_partitions(spec, &stage)?;
+            kafka::fence(&conn, name, stage.index, partitions).map_err(|e| {
+                ControlError::Conflict(format!("fencing the pipeline's tasks: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn shared_sink(&self, spec: &super::PipelineSpec) -> Result<kafka::Connection, ControlError> {
+        let sink = spec.sink.as_ref().expect("a shared pipeline has a sink");
+        self.kafka(sink)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?
+            .ok_or_else(|| ControlError::Invalid("a shared pipeline writes to Kafka".into()))
+    }
+}
