@@ -235,6 +235,8 @@ fn a_shared_pipeline_stopped_everywhere_takes_a_savepoint_on_one_server_and_rest
         .collect();
     assert_eq!(offsets, [100, 100, 100, 100], "{m}");
     let expected_first = expected_counts(&as_source(first, 4));
+    // The savepoint reaches B through the catalog.
+    wait_savepoint(&b, &id, true);
 
     b.ok(&["pipeline", "start", "wc"]);
     broker.produce("lines", 4, second, 1_700_000_100_000);
@@ -245,16 +247,16 @@ fn a_shared_pipeline_stopped_everywhere_takes_a_savepoint_on_one_server_and_rest
         expected_all
     );
 
-    // Restored on A; then A leaves, so B runs all four partitions: two of them from its
-    // own local state, which is ahead of the savepoint (Kafka's rewound position wins),
-    // two from the changelogs. The second half is processed again from the savepoint's
-    // counts, so its outputs repeat exactly.
-    b.ok(&["pipeline", "stop", "wc"]);
-    wait_status(&a, "A to stop", |v| v["state"] == "stopped");
-    a.ok(&["pipeline", "restore", "wc", &id]);
-    a.stop();
-    b.ok(&["pipeline", "start", "wc"]);
-    wait_committed(&[(&b, "b")], 200);
+    // Restored on B from the shared copy; then B leaves, so A runs all four partitions:
+    // two of them from its own local state, which is ahead of the savepoint (Kafka's
+    // rewound position wins), two from the changelogs. The second half is processed
+    // again from the savepoint's counts, so its outputs repeat exactly.
+    a.ok(&["pipeline", "stop", "wc"]);
+    wait_status(&b, "B to stop", |v| v["state"] == "stopped");
+    b.ok(&["pipeline", "restore", "wc", &id]);
+    b.stop();
+    a.ok(&["pipeline", "start", "wc"]);
+    wait_committed(&[(&a, "a")], 200);
     let mut second_outputs = expected_all.clone();
     for e in &expected_first {
         let i = second_outputs.binary_search(e).unwrap();
@@ -266,4 +268,26 @@ fn a_shared_pipeline_stopped_everywhere_takes_a_savepoint_on_one_server_and_rest
     let got = counts(&broker.read_committed("counts", expected.len(), Duration::from_secs(60)));
     assert_eq!(got.len(), expected.len());
     assert_eq!(got, expected);
+
+    // A server joining later gets the savepoint too; a deletion reaches it.
+    let c = member(&dir.path().join("c"), &broker, "c");
+    wait_savepoint(&c, &id, true);
+    a.ok(&["savepoint", "delete", &id]);
+    wait_savepoint(&c, &id, false);
+}
+
+/// Waits until `server` lists savepoint `id` (or, with `present = false`, no longer does).
+fn wait_savepoint(server: &ServerProcess, id: &str, present: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = server.ok(&["savepoint", "list"]);
+        if list.contains(id) == present {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "savepoint {id} present={present}: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

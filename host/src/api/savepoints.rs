@@ -82,7 +82,7 @@ async fn describe(
     Ok(Json(state.controller.savepoints().get(&id)?))
 }
 
-/// Deletes a savepoint.
+/// Deletes a savepoint (in a cluster, on every server).
 #[utoipa::path(delete, path = "/v1/savepoints/{id}", tag = "savepoints", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn remove(
@@ -90,7 +90,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let controller = state.controller.clone();
-    blocking(move || Ok(controller.savepoints().delete(&id)?)).await?;
+    blocking(move || Ok(controller.delete_savepoint(&id)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

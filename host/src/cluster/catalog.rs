@@ -7,6 +7,8 @@
 //!   chunks); a tombstone when deleted
 //! - `pipeline/<name>` → the pipeline record; a tombstone when deleted
 //! - `tasks/<pipeline>/<server>` → the partitions that server runs now
+//! - `chunk/savepoint.<id>/<index>` and `savepoint/<id>` → a shared pipeline's savepoint
+//!   archive in chunks, then its chunk count; tombstones when deleted
 //! - `sync/<server>` → a marker the server waits to read back (see [`Catalog::sync`])
 
 use crate::control::PipelineRecord;
@@ -43,6 +45,14 @@ pub enum CatalogEvent {
         /// `None` when the pipeline was deleted.
         record: Option<Box<PipelineRecord>>,
     },
+    /// A savepoint of a shared pipeline, as the archive `eddy savepoint download` gives.
+    Savepoint {
+        id: String,
+        archive: Vec<u8>,
+    },
+    SavepointDeleted {
+        id: String,
+    },
 }
 
 /// What applies catalog changes to this server (the controller).
@@ -55,6 +65,18 @@ struct VersionEntry {
     version: OperatorVersion,
     chunks: u32,
 }
+
+#[derive(Serialize, Deserialize)]
+struct SavepointEntry {
+    chunks: u32,
+}
+
+fn savepoint_chunk_key(id: &str, index: usize) -> String {
+    format!("chunk/savepoint.{id}/{index}")
+}
+
+/// Chunk counts of the savepoints in the catalog, so a deletion can drop their chunks.
+type SavepointChunks = Arc<Mutex<HashMap<String, u32>>>;
 
 #[derive(Serialize, Deserialize)]
 struct TasksEntry {
@@ -73,6 +95,7 @@ pub struct Catalog {
     synced: Arc<AtomicU64>,
     /// Per pipeline, per server: the partitions it last said it runs, and when.
     owners: Arc<Mutex<BTreeMap<String, BTreeMap<String, TasksEntry>>>>,
+    savepoints: SavepointChunks,
 }
 
 impl Catalog {
@@ -97,6 +120,7 @@ impl Catalog {
             follower: Mutex::new(None),
             synced: Arc::default(),
             owners: Arc::default(),
+            savepoints: Arc::default(),
         })
     }
 
@@ -131,6 +155,7 @@ impl Catalog {
             synced: Arc::clone(&self.synced),
             owners: Arc::clone(&self.owners),
             chunks: HashMap::new(),
+            savepoints: Arc::clone(&self.savepoints),
             applier,
         };
         let stop = Arc::clone(&self.stop);
@@ -197,6 +222,43 @@ impl Catalog {
 
     pub fn publish_operator_deleted(&self, name: &str, version: u32) -> Result<(), KafkaError> {
         self.send(vec![(format!("operator/{name}/{version}"), None)])
+    }
+
+    /// Shares a savepoint's archive (in chunks, then its record).
+    pub fn publish_savepoint(&self, id: &str, archive: &[u8]) -> Result<(), KafkaError> {
+        let mut records: Vec<(String, Option<Vec<u8>>)> = archive
+            .chunks(CHUNK)
+            .enumerate()
+            .map(|(i, chunk)| (savepoint_chunk_key(id, i), Some(chunk.to_vec())))
+            .collect();
+        let chunks = archive.len().div_ceil(CHUNK) as u32;
+        let entry = SavepointEntry { chunks };
+        records.push((
+            format!("savepoint/{id}"),
+            Some(serde_json::to_vec(&entry).expect("serializes")),
+        ));
+        self.send(records)?;
+        self.savepoints
+            .lock()
+            .expect("savepoints lock")
+            .insert(id.to_string(), chunks);
+        Ok(())
+    }
+
+    /// Removes a savepoint from the catalog: its record and its chunks (tombstones, which
+    /// compaction then drops).
+    pub fn publish_savepoint_deleted(&self, id: &str) -> Result<(), KafkaError> {
+        let chunks = self
+            .savepoints
+            .lock()
+            .expect("savepoints lock")
+            .remove(id)
+            .unwrap_or(0);
+        let mut records: Vec<(String, Option<Vec<u8>>)> = (0..chunks as usize)
+            .map(|i| (savepoint_chunk_key(id, i), None))
+            .collect();
+        records.push((format!("savepoint/{id}"), None));
+        self.send(records)
     }
 
     /// Shares a pipeline's record (`None`: deleted).
@@ -310,8 +372,10 @@ struct Follower {
     server: String,
     synced: Arc<AtomicU64>,
     owners: Arc<Mutex<BTreeMap<String, BTreeMap<String, TasksEntry>>>>,
-    /// Operator chunks waiting for their version record, by digest.
+    /// Chunks waiting for their operator version record (by digest) or savepoint record
+    /// (by `savepoint.<id>`).
     chunks: HashMap<String, BTreeMap<u32, Vec<u8>>>,
+    savepoints: SavepointChunks,
     applier: Arc<dyn CatalogApplier>,
 }
 
@@ -391,6 +455,39 @@ impl Follower {
                     version: entry.version,
                     bytes: chunks.into_values().flatten().collect(),
                 }
+            }
+            (Some("savepoint"), Some(id), None, Some(bytes)) => {
+                let entry: SavepointEntry =
+                    serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                let chunks = self
+                    .chunks
+                    .remove(&format!("savepoint.{id}"))
+                    .unwrap_or_default();
+                self.savepoints
+                    .lock()
+                    .expect("savepoints lock")
+                    .insert(id.to_string(), entry.chunks);
+                if mine {
+                    return Ok(());
+                }
+                if chunks.len() as u32 != entry.chunks {
+                    return Err(format!(
+                        "savepoint {id}: {} of {} chunks in the catalog",
+                        chunks.len(),
+                        entry.chunks
+                    ));
+                }
+                CatalogEvent::Savepoint {
+                    id: id.to_string(),
+                    archive: chunks.into_values().flatten().collect(),
+                }
+            }
+            (Some("savepoint"), Some(id), None, None) => {
+                self.savepoints.lock().expect("savepoints lock").remove(id);
+                if mine {
+                    return Ok(());
+                }
+                CatalogEvent::SavepointDeleted { id: id.to_string() }
             }
             (Some("operator"), Some(name), Some(version), None) if !mine => {
                 CatalogEvent::OperatorDeleted {

@@ -333,6 +333,37 @@ impl Controller {
         Ok((v, created))
     }
 
+    /// Shares a new savepoint of a shared pipeline with every server, so any of them can
+    /// restore it. (The savepoint stays here when that fails: the error is logged.)
+    pub(super) fn share_savepoint(&self, m: &crate::control::Manifest) {
+        let Some(link) = self.cluster.get().filter(|_| self.distributed(&m.spec)) else {
+            return;
+        };
+        let shared = self
+            .savepoints
+            .archive(&m.id)
+            .map_err(|e| e.to_string())
+            .and_then(|a| {
+                link.catalog
+                    .publish_savepoint(&m.id, &a)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = shared {
+            tracing::error!(savepoint = %m.id, "cannot share the savepoint with the cluster: {e}");
+        }
+    }
+
+    /// Deletes a savepoint here and, in a cluster, on every server.
+    pub fn delete_savepoint(&self, id: &str) -> Result<(), ControlError> {
+        self.savepoints.delete(id)?;
+        if let Some(link) = self.cluster.get() {
+            link.catalog.publish_savepoint_deleted(id).map_err(|e| {
+                ControlError::Conflict(format!("deleted here, but not on the other servers: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Deletes one version or all versions of an operator (refused while in use), on
     /// every server of a cluster.
     pub fn delete_operator(&self, name: &str, version: Option<u32>) -> Result<(), ControlError> {
@@ -409,6 +440,25 @@ impl Controller {
                 Ok(_) | Err(ControlError::NotFound(_)) => {}
                 Err(e) => {
                     tracing::error!(pipeline = %name, "cannot delete as the cluster did: {e}")
+                }
+            },
+            CatalogEvent::Savepoint { id, archive } => {
+                if self.savepoints.get(&id).is_ok() {
+                    return;
+                }
+                match self.savepoints.import(&archive) {
+                    Ok(m) => {
+                        tracing::info!(savepoint = %m.id, pipeline = %m.pipeline, "savepoint from the cluster")
+                    }
+                    Err(e) => {
+                        tracing::error!(savepoint = %id, "cannot take the cluster's savepoint: {e}")
+                    }
+                }
+            }
+            CatalogEvent::SavepointDeleted { id } => match self.savepoints.delete(&id) {
+                Ok(()) | Err(crate::control::SavepointError::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::error!(savepoint = %id, "cannot delete as the cluster did: {e}")
                 }
             },
             CatalogEvent::Pipeline {

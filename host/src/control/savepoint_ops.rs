@@ -87,6 +87,9 @@ impl Controller {
             .gather_shared(name)
             .and_then(|()| self.savepoint_claimed(name))
             .map(|(m, _)| m);
+        if let Ok(m) = &result {
+            self.share_savepoint(m);
+        }
         self.release(name);
         result
     }
