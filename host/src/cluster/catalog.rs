@@ -564,4 +564,64 @@ mod tests {
             .collect();
         assert_eq!(kept, want);
     }
+
+    /// Records what a follower hands to the controller.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl CatalogApplier for Seen {
+        fn apply(&self, event: CatalogEvent) {
+            let line = match event {
+                CatalogEvent::Savepoint { id, archive } => {
+                    format!("savepoint {id} {}", String::from_utf8(archive).unwrap())
+                }
+                CatalogEvent::SavepointDeleted { id } => format!("deleted {id}"),
+                _ => "other".to_string(),
+            };
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    fn follower(seen: &Arc<Seen>) -> Follower {
+        Follower {
+            backlog: None,
+            server: "me".into(),
+            synced: Arc::default(),
+            owners: Arc::default(),
+            chunks: HashMap::new(),
+            savepoints: Arc::default(),
+            applier: Arc::clone(seen) as Arc<dyn CatalogApplier>,
+        }
+    }
+
+    #[test]
+    fn a_savepoint_is_assembled_from_its_chunks_and_its_deletion_follows() {
+        let seen = Arc::new(Seen::default());
+        let mut f = follower(&seen);
+        let entry = |n: u32| serde_json::to_vec(&SavepointEntry { chunks: n }).unwrap();
+        // Chunks arrive before their record, in order; other savepoints' chunks interleave.
+        f.apply("chunk/savepoint.sp-1/0", Some(b"ab"), false)
+            .unwrap();
+        f.apply("chunk/savepoint.sp-2/0", Some(b"zz"), false)
+            .unwrap();
+        f.apply("chunk/savepoint.sp-1/1", Some(b"cd"), false)
+            .unwrap();
+        f.apply("savepoint/sp-1", Some(&entry(2)), false).unwrap();
+        assert_eq!(f.savepoints.lock().unwrap().get("sp-1"), Some(&2));
+        // A record whose chunks are missing is refused, not applied half.
+        assert!(f.apply("savepoint/sp-3", Some(&entry(1)), false).is_err());
+        // This server's own savepoint is already here; its record only counts its chunks.
+        f.apply("savepoint/sp-4", Some(&entry(3)), true).unwrap();
+        assert_eq!(f.savepoints.lock().unwrap().get("sp-4"), Some(&3));
+        f.apply("chunk/savepoint.sp-1/0", None, false).unwrap();
+        f.apply("savepoint/sp-1", None, false).unwrap();
+        assert_eq!(f.savepoints.lock().unwrap().get("sp-1"), None);
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [
+                "savepoint sp-1 abcd".to_string(),
+                "deleted sp-1".to_string()
+            ]
+        );
+    }
 }
