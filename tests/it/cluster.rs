@@ -255,9 +255,9 @@ fn a_shared_pipeline_stopped_everywhere_takes_a_savepoint_on_one_server_and_rest
     let got = output(&broker, strict, expected_all.len());
     assert_output(strict, got, &expected_all, "before the restore");
 
-    // Restored on B from the shared copy; then B leaves, so A runs all four partitions:
-    // two of them from its own local state, which is ahead of the savepoint (Kafka's
-    // rewound position wins), two from the changelogs. The second half is processed
+    // Restored on B from the shared copy; then B leaves, so A runs all four partitions,
+    // two of which it ran before: its local state of them is ahead of the savepoint, so
+    // it must drop it when it hears of the restore and rebuild from Kafka. The second half is processed
     // again from the savepoint's counts, so its outputs repeat exactly.
     a.ok(&["pipeline", "stop", "wc"]);
     wait_status(&b, "B to stop", |v| v["state"] == "stopped");

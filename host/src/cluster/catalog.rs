@@ -7,6 +7,8 @@
 //!   chunks); a tombstone when deleted
 //! - `pipeline/<name>` → the pipeline record; a tombstone when deleted
 //! - `tasks/<pipeline>/<server>` → the partitions that server runs now
+//! - `restored/<pipeline>` → a tag of the pipeline's last restore into Kafka: the other
+//!   servers drop their local state of it, which no longer matches Kafka
 //! - `chunk/savepoint.<id>/<index>` and `savepoint/<id>` → a shared pipeline's savepoint
 //!   archive in chunks, then its chunk count; tombstones when deleted
 //! - `sync/<server>` → a marker the server waits to read back (see [`Catalog::sync`])
@@ -52,6 +54,11 @@ pub enum CatalogEvent {
     },
     SavepointDeleted {
         id: String,
+    },
+    /// A shared pipeline was restored from a savepoint (`tag` names that restore).
+    Restored {
+        pipeline: String,
+        tag: String,
     },
 }
 
@@ -245,6 +252,14 @@ impl Catalog {
         Ok(())
     }
 
+    /// Tells the other servers that `pipeline` was restored into Kafka.
+    pub fn publish_restored(&self, pipeline: &str, tag: &str) -> Result<(), KafkaError> {
+        self.send(vec![(
+            format!("restored/{pipeline}"),
+            Some(tag.as_bytes().to_vec()),
+        )])
+    }
+
     /// Removes a savepoint from the catalog: its record and its chunks (tombstones, which
     /// compaction then drops).
     pub fn publish_savepoint_deleted(&self, id: &str) -> Result<(), KafkaError> {
@@ -346,7 +361,9 @@ type Backlogged = (String, Option<Vec<u8>>, bool);
 /// The history to apply at start: every operator record, but of each pipeline (and each
 /// server's task list) only its newest record, all in the catalog's order.
 fn newest_states(backlog: Vec<Backlogged>) -> Vec<Backlogged> {
-    let stateful = |k: &str| k.starts_with("pipeline/") || k.starts_with("tasks/");
+    let stateful = |k: &str| {
+        k.starts_with("pipeline/") || k.starts_with("tasks/") || k.starts_with("restored/")
+    };
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, (k, ..)) in backlog.iter().enumerate() {
         if stateful(k) {
@@ -480,6 +497,12 @@ impl Follower {
                 CatalogEvent::Savepoint {
                     id: id.to_string(),
                     archive: chunks.into_values().flatten().collect(),
+                }
+            }
+            (Some("restored"), Some(pipeline), None, Some(tag)) if !mine => {
+                CatalogEvent::Restored {
+                    pipeline: pipeline.to_string(),
+                    tag: String::from_utf8_lossy(tag).into_owned(),
                 }
             }
             (Some("savepoint"), Some(id), None, None) => {

@@ -353,6 +353,48 @@ impl Controller {
         }
     }
 
+    /// Another server restored `pipeline` into Kafka: this server's local state of it (and
+    /// its positions) describe the time before, so they go, once per restore; its tasks
+    /// then rebuild from Kafka when they start. (The pipeline is stopped everywhere
+    /// during a restore, and the catalog delivers this before any later start.)
+    fn drop_restored_state(&self, pipeline: &str, tag: &str) -> Result<(), ControlError> {
+        let key = format!("restored/{pipeline}").into_bytes();
+        let cf = self.db.cf(crate::state::Cf::Meta);
+        if self.db.rocks().get_cf(cf, &key).ok().flatten().as_deref() == Some(tag.as_bytes()) {
+            return Ok(());
+        }
+        if let Some(e) = self.pipelines.lock().expect("pipelines lock").get(pipeline)
+            && e.tasks.iter().any(|t| !t.is_finished())
+        {
+            return Err(ControlError::Conflict(format!(
+                "pipeline {pipeline:?} still runs tasks here"
+            )));
+        }
+        self.db.delete_pipeline_state(pipeline)?;
+        let mut wb = rocksdb::WriteBatch::default();
+        wb.put_cf(cf, key, tag.as_bytes());
+        self.db.write(wb)?;
+        tracing::info!(%pipeline, "dropped local state replaced by a restore on another server");
+        Ok(())
+    }
+
+    /// Tells the other servers that a shared pipeline was restored here.
+    pub(super) fn share_restore(
+        &self,
+        pipeline: &str,
+        savepoint: &str,
+    ) -> Result<(), ControlError> {
+        let Some(link) = self.cluster.get() else {
+            return Ok(());
+        };
+        let tag = format!("{savepoint}@{}", crate::record::now_ms());
+        link.catalog.publish_restored(pipeline, &tag).map_err(|e| {
+            ControlError::Conflict(format!(
+                "restored, but the other servers were not told ({e}); restore again before starting the pipeline"
+            ))
+        })
+    }
+
     /// Deletes a savepoint here and, in a cluster, on every server.
     pub fn delete_savepoint(&self, id: &str) -> Result<(), ControlError> {
         self.savepoints.delete(id)?;
@@ -453,6 +495,11 @@ impl Controller {
                     Err(e) => {
                         tracing::error!(savepoint = %id, "cannot take the cluster's savepoint: {e}")
                     }
+                }
+            }
+            CatalogEvent::Restored { pipeline, tag } => {
+                if let Err(e) = self.drop_restored_state(&pipeline, &tag) {
+                    tracing::error!(%pipeline, "cannot drop the local state a restore replaced: {e}");
                 }
             }
             CatalogEvent::SavepointDeleted { id } => match self.savepoints.delete(&id) {

@@ -3,8 +3,8 @@
 //! so the server asked does the work alone once the pipeline is stopped everywhere: a
 //! savepoint first brings its local state of every partition up to Kafka, then exports as
 //! usual; a restore fences every task's transactional producer, then rewrites Kafka as a
-//! single server does. Servers that ran partitions before the restore find Kafka's
-//! position behind theirs when they start again and take Kafka's (see `kafka::restore`).
+//! single server does, and tells the other servers through the catalog, which drop
+//! their local state of the pipeline (it describes the time before the restore).
 
 use super::controller::{ControlError, Controller, stages};
 use super::pipeline::PipelineState;
@@ -91,9 +91,9 @@ impl Controller {
     /// Before a restore of a stopped shared pipeline: no task anywhere can commit any
     /// more (exactly-once: their producers are fenced; at-least-once: every server has
     /// reported its tasks stopped).
-    pub(super) fn fence_shared(&self, name: &str) -> Result<(), ControlError> {
+    pub(super) fn fence_shared(&self, name: &str) -> Result<bool, ControlError> {
         let Some(record) = self.stopped_shared(name, "a restore")? else {
-            return Ok(());
+            return Ok(false);
         };
         let spec = &record.spec;
         if !spec.settings.exactly_once {
@@ -103,7 +103,7 @@ impl Controller {
                     "servers {late:?} still report tasks of pipeline {name:?}; try again once they stopped (an at-least-once pipeline cannot fence them)"
                 )));
             }
-            return Ok(());
+            return Ok(true);
         }
         let conn = self.shared_sink(spec)?;
         for stage in stages(spec) {
@@ -112,7 +112,7 @@ impl Controller {
                 ControlError::Conflict(format!("fencing the pipeline's tasks: {e}"))
             })?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn shared_sink(&self, spec: &super::PipelineSpec) -> Result<kafka::Connection, ControlError> {

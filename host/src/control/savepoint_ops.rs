@@ -220,9 +220,13 @@ impl Controller {
     /// a crash half-way is finished at the next start (a journal records the restore).
     pub fn restore(&self, name: &str, savepoint: &str) -> Result<Restored, ControlError> {
         self.claim(name, "a restore")?;
-        let result = self
-            .fence_shared(name)
-            .and_then(|()| self.restore_claimed(name, savepoint));
+        let result = self.fence_shared(name).and_then(|shared| {
+            let restored = self.restore_claimed(name, savepoint)?;
+            if shared {
+                self.share_restore(name, &restored.savepoint)?;
+            }
+            Ok(restored)
+        });
         self.release(name);
         result
     }

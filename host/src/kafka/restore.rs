@@ -24,7 +24,7 @@ pub struct RestoreReport {
     pub records: u64,
     /// Store partitions that were behind.
     pub stores: u64,
-    /// The source offset moved to the position Kafka recorded.
+    /// The source offset moved forward to the position Kafka recorded.
     pub advanced_to: Option<u64>,
 }
 
@@ -62,17 +62,13 @@ pub fn restore_task(
         .flatten();
     if let Some((offset, watermark)) = recorded {
         let mut position = load_position(db, task).map_err(|e| conn.error(e))?;
-        // Local state is written only after its transaction committed, so it is never
-        // ahead of Kafka, except after another server restored a savepoint into Kafka
-        // (which rewinds the recorded position and appends the restored state to the
-        // changelogs): then Kafka's position wins in both directions.
-        if offset != position.offset {
-            position.watermark = if offset > position.offset {
-                position.watermark.max(watermark)
-            } else {
-                watermark
-            };
+        // Forward only: local state is written after its transaction committed, so Kafka
+        // is never behind it, except when the broker hides a committed record for a while
+        // (Tansu does, under load). A restore elsewhere that rewinds Kafka makes every
+        // other server drop its local state first (the catalog's `restored/` record).
+        if offset > position.offset {
             position.offset = offset;
+            position.watermark = position.watermark.max(watermark);
             let mut wb = WriteBatch::default();
             put_position(db, &mut wb, task, position);
             db.write(wb).map_err(|e| conn.error(e))?;
