@@ -6,9 +6,8 @@ use crate::task::{SourceBatch, TaskError, TaskSource, batch};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How often the partition's end offset is asked for (it only feeds the lag).
 const END_OFFSET_EVERY: Duration = Duration::from_secs(1);
@@ -20,40 +19,7 @@ pub struct KafkaSource {
     partition: u32,
     /// The offset the consumer reads next, when it is positioned.
     next: Option<u64>,
-    /// The partition's end offset as a background thread last heard it: asking the
-    /// broker takes a round trip (seconds on a loaded broker), which the worker thread
-    /// that runs the task must not wait for.
-    end: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for KafkaSource {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-    }
-}
-
-/// Asks for the partition's end offset every [`END_OFFSET_EVERY`] until `stop`.
-fn watch_end(
-    consumer: Arc<BaseConsumer>,
-    topic: String,
-    partition: u32,
-    end: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) {
-    while !stop.load(Ordering::Acquire) {
-        if let Ok((_, high)) =
-            consumer.fetch_watermarks(&topic, partition as i32, Duration::from_secs(5))
-        {
-            end.fetch_max(high.max(0) as u64, Ordering::Release);
-        }
-        // Sleep in short steps so a dropped source's thread ends soon.
-        let mut slept = Duration::ZERO;
-        while slept < END_OFFSET_EVERY && !stop.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(50));
-            slept += Duration::from_millis(50);
-        }
-    }
+    end: Mutex<(u64, Option<Instant>)>,
 }
 
 impl KafkaSource {
@@ -76,33 +42,13 @@ impl KafkaSource {
             ])
             .create()
             .map_err(|e| conn.error(e))?;
-        let consumer = Arc::new(consumer);
-        // Known before the task runs, so its first status has the true lag.
-        let first = consumer
-            .fetch_watermarks(topic, partition as i32, Duration::from_secs(5))
-            .map_or(0, |(_, high)| high.max(0) as u64);
-        let (end, stop) = (
-            Arc::new(AtomicU64::new(first)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let watcher = (
-            Arc::clone(&consumer),
-            topic.to_string(),
-            Arc::clone(&end),
-            Arc::clone(&stop),
-        );
-        std::thread::Builder::new()
-            .name(format!("eddy-end-{topic}-{partition}"))
-            .spawn(move || watch_end(watcher.0, watcher.1, partition, watcher.2, watcher.3))
-            .map_err(|e| conn.error(format!("cannot start a thread: {e}")))?;
         Ok(KafkaSource {
-            consumer,
+            consumer: Arc::new(consumer),
             conn: conn.clone(),
             topic: topic.to_string(),
             partition,
             next: None,
-            end,
-            stop,
+            end: Mutex::new((0, None)),
         })
     }
 
@@ -172,6 +118,17 @@ impl TaskSource for KafkaSource {
     }
 
     fn end_offset(&self) -> u64 {
-        self.end.load(Ordering::Acquire)
+        let mut end = self.end.lock().expect("end offset lock");
+        if end.1.is_none_or(|at| at.elapsed() >= END_OFFSET_EVERY) {
+            if let Ok((_, high)) = self.consumer.fetch_watermarks(
+                &self.topic,
+                self.partition as i32,
+                Duration::from_millis(200),
+            ) {
+                end.0 = high.max(0) as u64;
+            }
+            end.1 = Some(Instant::now());
+        }
+        end.0
     }
 }
