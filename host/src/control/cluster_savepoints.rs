@@ -47,8 +47,13 @@ impl Controller {
         };
         let deadline = Instant::now() + STOPPED_WAIT;
         loop {
-            let mut servers: Vec<String> = link.catalog.owners(name).into_values().collect();
-            servers.dedup();
+            let servers: Vec<String> = link
+                .catalog
+                .owners(name)
+                .into_values()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
             if servers.is_empty() || Instant::now() >= deadline {
                 return servers;
             }
