@@ -1,5 +1,5 @@
-//! Prometheus metrics of a server: per task events, errors, lag and batch latency, per
-//! pipeline state size, pipelines by state.
+//! Prometheus metrics of a server: per task events, errors, lag, late events, watermark,
+//! timers and batch latency; per pipeline state size; pipelines by state.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -12,6 +12,9 @@ pub struct Metrics {
     events_out: IntCounterVec,
     errors: IntCounterVec,
     lag: IntGaugeVec,
+    late: IntCounterVec,
+    watermark: IntGaugeVec,
+    timers: IntGaugeVec,
     batch_seconds: HistogramVec,
     pub state_bytes: IntGaugeVec,
     pub pipelines: IntGaugeVec,
@@ -25,6 +28,9 @@ pub struct TaskMetrics {
     pub errors: IntCounter,
     pub lag: IntGauge,
     pub batch_seconds: Histogram,
+    pub late: IntCounter,
+    pub watermark: IntGauge,
+    pub timers: IntGauge,
 }
 
 impl Default for Metrics {
@@ -63,6 +69,27 @@ impl Metrics {
             &task,
         )
         .expect("valid metric");
+        let late = IntCounterVec::new(
+            Opts::new(
+                "eddy_late_events_total",
+                "Events below the watermark, dropped or set aside (late_events)",
+            ),
+            &task,
+        )
+        .expect("valid metric");
+        let watermark = IntGaugeVec::new(
+            Opts::new(
+                "eddy_watermark_ms",
+                "A task's event-time watermark, in milliseconds since the epoch",
+            ),
+            &task,
+        )
+        .expect("valid metric");
+        let timers = IntGaugeVec::new(
+            Opts::new("eddy_timers", "Committed event-time timers waiting to fire"),
+            &task,
+        )
+        .expect("valid metric");
         let batch_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "eddy_batch_duration_seconds",
@@ -82,14 +109,16 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
-        for c in [&events_in, &events_out, &errors] {
+        for c in [&events_in, &events_out, &errors, &late] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("metric names are unique");
         }
-        registry
-            .register(Box::new(lag.clone()))
-            .expect("metric names are unique");
+        for g in [&lag, &watermark, &timers] {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric names are unique");
+        }
         registry
             .register(Box::new(batch_seconds.clone()))
             .expect("metric names are unique");
@@ -105,6 +134,9 @@ impl Metrics {
             events_out,
             errors,
             lag,
+            late,
+            watermark,
+            timers,
             batch_seconds,
             state_bytes,
             pipelines,
@@ -120,6 +152,9 @@ impl Metrics {
             events_out: self.events_out.with_label_values(&labels),
             errors: self.errors.with_label_values(&labels),
             lag: self.lag.with_label_values(&labels),
+            late: self.late.with_label_values(&labels),
+            watermark: self.watermark.with_label_values(&labels),
+            timers: self.timers.with_label_values(&labels),
             batch_seconds: self.batch_seconds.with_label_values(&[pipeline]),
         }
     }
@@ -128,10 +163,12 @@ impl Metrics {
     pub fn remove_pipeline(&self, pipeline: &str, partitions: u32) {
         for p in 0..partitions {
             let p = p.to_string();
-            for v in [&self.events_in, &self.events_out, &self.errors] {
+            for v in [&self.events_in, &self.events_out, &self.errors, &self.late] {
                 let _ = v.remove_label_values(&[pipeline, &p]);
             }
-            let _ = self.lag.remove_label_values(&[pipeline, &p]);
+            for g in [&self.lag, &self.watermark, &self.timers] {
+                let _ = g.remove_label_values(&[pipeline, &p]);
+            }
         }
         let _ = self.batch_seconds.remove_label_values(&[pipeline]);
         let _ = self.state_bytes.remove_label_values(&[pipeline]);

@@ -2,14 +2,17 @@
 //! timers, side outputs, chains.
 
 use crate::runtime::Fixture;
-use eddy_host::control::OnError;
+use eddy_host::control::{LateEvents, OnError};
 use eddy_host::record::Record;
 use eddy_host::runtime::TaskInfo;
 use eddy_host::state::{Db, TaskId};
 use eddy_host::task::{
-    Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch,
+    Operator, Outputs, Sink, SourceBatch, StageClock, Step, Task, TaskConfig, TaskError,
+    TaskHandle, TaskRunner, TaskSource, WasmOperator, batch,
 };
 use rocksdb::WriteBatch;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Default)]
 struct Collect {
@@ -436,4 +439,206 @@ fn a_failing_batch_keeps_earlier_uncommitted_batches() {
     run(&mut t, &source(2, &["get s a", "get s b"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["1", "<none>"]);
     assert_eq!(t.committed_position().offset, 4);
+}
+
+/// A source batch of `values` at consecutive offsets from `first`, with `timestamps`.
+fn timed(first: u64, values: &[&str], timestamps: &[i64]) -> SourceBatch {
+    let records: Vec<Record> = values
+        .iter()
+        .zip(timestamps)
+        .map(|(v, ts)| Record {
+            key: None,
+            value: v.as_bytes().to_vec(),
+            timestamp: *ts,
+            headers: vec![],
+        })
+        .collect();
+    SourceBatch {
+        events: batch::from_records(&records),
+        offsets: (first..first + values.len() as u64).collect(),
+    }
+}
+
+fn late_task(fx: &Fixture, late: LateEvents) -> Task {
+    let config = TaskConfig {
+        watermark_delay: 2,
+        late_events: late,
+        ..TaskConfig::default()
+    };
+    Task::new(
+        TaskId::new("p", 0),
+        vec![operator(fx, "fixture-probe", "probe")],
+        config,
+        fx.db.clone(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn late_events_are_processed_dropped_or_set_aside_by_policy_whatever_the_batches() {
+    // With 2 ms of out-of-orderness the watermark after `a` (10) is 8: `b` (5) is late,
+    // `c` (9) is not; after `d` (12) it is 10: `e` (7) is late, and so is `f` (9), the
+    // last event (the task must still move past it).
+    let values = ["a", "b", "c", "d", "e", "f"];
+    let times = [10, 5, 9, 12, 7, 9];
+    for (policy, main, late) in [
+        (LateEvents::Process, &values[..], &[][..]),
+        (LateEvents::Drop, &["a", "c", "d"][..], &["b", "e", "f"][..]),
+        (
+            LateEvents::SideOutput,
+            &["a", "c", "d"][..],
+            &["b", "e", "f"][..],
+        ),
+    ] {
+        // One batch, or batches of one and two: the same events are late.
+        for split in [6, 1, 2] {
+            let fx = Fixture::new();
+            let mut t = late_task(&fx, policy);
+            let mut sink = Collect::default();
+            for start in (0..6).step_by(split) {
+                let end = (start + split).min(6);
+                let b = timed(start as u64, &values[start..end], &times[start..end]);
+                run(&mut t, &b, &mut sink).unwrap();
+            }
+            let what = format!("{policy:?}, batches of {split}");
+            assert_eq!(sink.values(), main, "{what}");
+            assert_eq!(t.position().offset, 6, "{what}: past every event");
+            assert_eq!(t.position().watermark, 10, "{what}");
+            assert_eq!(t.stats().events_in, 6, "{what}");
+            if policy == LateEvents::SideOutput {
+                let side: Vec<_> = sink
+                    .side
+                    .iter()
+                    .map(|(port, r)| {
+                        (
+                            port.as_str(),
+                            String::from_utf8_lossy(&r.value).into_owned(),
+                            r.timestamp,
+                        )
+                    })
+                    .collect();
+                let expected: Vec<_> = late
+                    .iter()
+                    .map(|v| {
+                        let i = values.iter().position(|x| x == v).unwrap();
+                        ("late", v.to_string(), times[i])
+                    })
+                    .collect();
+                assert_eq!(side, expected, "{what}: late events keep their timestamps");
+            } else {
+                assert!(sink.side.is_empty(), "{what}");
+            }
+            assert_eq!(t.stats().late, late.len() as u64, "{what}");
+        }
+    }
+}
+
+/// A source that hands out its records once, then nothing.
+struct Feed(Vec<SourceBatch>);
+
+impl TaskSource for Feed {
+    fn poll(&mut self, from: u64, _max: usize) -> Result<SourceBatch, TaskError> {
+        match self.0.first() {
+            Some(b) if b.offsets[0] == from => Ok(self.0.remove(0)),
+            _ => Ok(SourceBatch {
+                events: batch::empty(),
+                offsets: Vec::new(),
+            }),
+        }
+    }
+
+    fn end_offset(&self) -> u64 {
+        0
+    }
+}
+
+/// A sink the test can read while a runner owns it.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Collect>>);
+
+impl Sink for Shared {
+    fn commit(
+        &mut self,
+        db: &Db,
+        batch: WriteBatch,
+        outputs: Vec<Outputs>,
+        changes: Vec<eddy_host::state::changelog::OperatorChanges>,
+    ) -> Result<(), TaskError> {
+        self.0.lock().unwrap().commit(db, batch, outputs, changes)
+    }
+}
+
+#[test]
+fn an_idle_partition_follows_its_stage_watermark_after_the_idle_timeout() {
+    let fx = Fixture::new();
+    let clock = Arc::new(StageClock::default());
+    let runner = |p: u32, feed: Vec<SourceBatch>, sink: &Shared, idle: Option<u64>| {
+        let info = TaskInfo {
+            pipeline: "p".into(),
+            operator: "probe".into(),
+            version: 1,
+            partition: p,
+            partition_count: 2,
+        };
+        let op = WasmOperator::start(
+            fx.component("fixture-probe"),
+            info,
+            vec![],
+            fx.state("probe", p),
+            fx.runtime.default_limits(),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+        let config = TaskConfig {
+            idle_timeout: idle.map(Duration::from_millis),
+            commit_interval: Duration::ZERO,
+            ..TaskConfig::default()
+        };
+        let id = TaskId::new("p", p);
+        let task = Task::new(id.clone(), vec![Box::new(op)], config, fx.db.clone()).unwrap();
+        let handle = Arc::new(TaskHandle::new(id, 0));
+        TaskRunner::new(
+            task,
+            Box::new(Feed(feed)),
+            Box::new(sink.clone()),
+            64,
+            handle,
+            None,
+        )
+        .with_clock(Arc::clone(&clock))
+    };
+    // Partition 1 sets a timer at 5, then goes quiet; partition 0's input runs to 100.
+    let (busy_out, quiet_out) = (Shared::default(), Shared::default());
+    let mut quiet = runner(
+        1,
+        vec![timed(0, &["timer a 5"], &[1])],
+        &quiet_out,
+        Some(200),
+    );
+    let mut busy = runner(
+        0,
+        vec![timed(0, &["x", "y"], &[50, 100])],
+        &busy_out,
+        Some(200),
+    );
+    assert_eq!(quiet.step(), Step::Worked);
+    assert_eq!(busy.step(), Step::Worked);
+    // Before the idle timeout the quiet partition's watermark (1) holds its timer back.
+    assert_eq!(quiet.step(), Step::Idle);
+    assert!(quiet_out.0.lock().unwrap().main.is_empty());
+    assert_eq!(quiet.handle().status().timers, 1);
+    assert!(!quiet.handle().status().idle);
+    std::thread::sleep(Duration::from_millis(250));
+    // Both are past the timeout now, but partition 0 last reported itself active (it has
+    // not looked since): the quiet partition follows it and its timer fires.
+    assert_eq!(quiet.step(), Step::Idle);
+    let status = quiet.handle().status();
+    assert!(status.idle);
+    assert_eq!(status.watermark, Some(100), "follows the active partition");
+    assert_eq!(quiet_out.0.lock().unwrap().values(), ["fired@5"]);
+    assert_eq!(status.timers, 0);
+    // Once every partition is idle nothing moves: there is no time to follow.
+    assert_eq!(busy.step(), Step::Idle);
+    assert!(busy.handle().status().idle);
+    assert_eq!(busy.handle().status().watermark, Some(100));
 }

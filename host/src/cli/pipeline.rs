@@ -310,9 +310,15 @@ fn print_status(p: &Value) {
         "LAG",
         "IN",
         "OUT",
+        "WATERMARK",
+        "TIMERS",
         "ERRORS",
         "LAST ERROR",
     ];
+    let late = tasks.iter().any(|t| t["late"].as_u64().unwrap_or(0) > 0);
+    if late {
+        header.insert(header.len() - 2, "LATE");
+    }
     let clustered = tasks.iter().any(|t| t["server"].is_string());
     if clustered {
         header.insert(2, "SERVER");
@@ -338,6 +344,13 @@ fn print_status(p: &Value) {
             task["lag"].to_string(),
             task["events_in"].to_string(),
             task["events_out"].to_string(),
+            watermark_text(&task["watermark"], task["idle"].as_bool().unwrap_or(false)),
+            task["timers"].to_string(),
+        ]);
+        if late {
+            row.push(task["late"].to_string());
+        }
+        row.extend([
             task["errors"].to_string(),
             task["failure"]
                 .as_str()
@@ -348,6 +361,21 @@ fn print_status(p: &Value) {
         t.add_row(row);
     }
     println!("{t}");
+}
+
+/// A task's watermark as a time (`-` before the first event, `end` at the end of input),
+/// marked when the partition is idle and follows its stage.
+fn watermark_text(watermark: &serde_json::Value, idle: bool) -> String {
+    let text = match watermark.as_i64() {
+        None => "-".to_string(),
+        Some(i64::MAX) => "end".to_string(),
+        Some(ms) if ms < 0 => ms.to_string(),
+        Some(ms) => humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64),
+        )
+        .to_string(),
+    };
+    if idle { format!("{text} (idle)") } else { text }
 }
 
 async fn upgrade(

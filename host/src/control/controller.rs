@@ -15,8 +15,8 @@ use crate::registry::{Registry, RegistryError};
 use crate::runtime::{Limits, TaskInfo};
 use crate::state::{Cf, Db, OperatorState, StateError, StateScope, TaskId, load_position};
 use crate::task::{
-    Operator, Sink, Task, TaskConfig, TaskHandle, TaskRunner, TaskSource, TaskState, TaskStatus,
-    WasmOperator, WorkerPool,
+    Operator, Sink, StageClock, Task, TaskConfig, TaskHandle, TaskRunner, TaskSource, TaskState,
+    TaskStatus, WasmOperator, WorkerPool,
 };
 use rocksdb::WriteBatch;
 use std::collections::BTreeMap;
@@ -65,6 +65,8 @@ pub(super) struct Entry {
 pub struct Controller {
     /// Per changelog partition, the end offset at its last compaction.
     compacted: Mutex<std::collections::HashMap<(u32, u32), u64>>,
+    /// Per pipeline stage, its tasks' watermarks on this server (for idle partitions).
+    clocks: Mutex<std::collections::HashMap<(String, u32), std::sync::Weak<StageClock>>>,
     pub(super) db: Arc<Db>,
     pub(super) log: Arc<Log>,
     pub(super) registry: Arc<Registry>,
@@ -195,6 +197,7 @@ impl Controller {
         let pool = WorkerPool::new(workers, Arc::clone(log.signal()));
         Controller {
             compacted: Mutex::default(),
+            clocks: Mutex::default(),
             db,
             log,
             registry,
@@ -681,14 +684,17 @@ impl Controller {
                 } else {
                     format!("{}/{}", spec.name, stage.index)
                 };
-                runners.push(TaskRunner::new(
-                    task,
-                    task_source,
-                    task_sink,
-                    settings.batch_size,
-                    Arc::clone(&handle),
-                    Some(self.metrics.task(&metrics_name, p)),
-                ));
+                runners.push(
+                    TaskRunner::new(
+                        task,
+                        task_source,
+                        task_sink,
+                        settings.batch_size,
+                        Arc::clone(&handle),
+                        Some(self.metrics.task(&metrics_name, p)),
+                    )
+                    .with_clock(self.stage_clock(&spec.name, stage.index)),
+                );
             }
         }
         let handles = runners.iter().map(|r| Arc::clone(r.handle())).collect();
@@ -699,6 +705,20 @@ impl Controller {
             record.operators[i].state_version = v;
         }
         Ok(handles)
+    }
+
+    /// The watermarks of a pipeline stage's tasks on this server, shared by its runners
+    /// (kept while any of them runs).
+    fn stage_clock(&self, pipeline: &str, stage: u32) -> Arc<StageClock> {
+        let mut clocks = self.clocks.lock().expect("clocks lock");
+        clocks.retain(|_, c| c.strong_count() > 0);
+        let key = (pipeline.to_string(), stage);
+        if let Some(c) = clocks.get(&key).and_then(std::sync::Weak::upgrade) {
+            return c;
+        }
+        let c = Arc::new(StageClock::default());
+        clocks.insert(key, Arc::downgrade(&c));
+        c
     }
 
     pub(super) fn set_state(

@@ -20,4 +20,4 @@ pub use pipeline::{
 };
 pub use savepoint_ops::Restored;
 pub use savepoints::{Manifest, SavepointError, Savepoints};
-pub use spec::{OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};
+pub use spec::{LateEvents, OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};

@@ -221,6 +221,42 @@ pub enum OnError {
     DeadLetter,
 }
 
+/// What happens to an event whose timestamp is below the task's watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LateEvents {
+    /// Hand it to the operators like any other (they can compare with the watermark).
+    #[default]
+    Process,
+    /// Drop it and count it (`late` in the task status).
+    Drop,
+    /// Write it, unchanged, to the side output `late` (`<pipeline>.late`).
+    SideOutput,
+}
+
+/// A duration written as text (`"5s"`, `"250ms"`, `"1m"`), as in Flink's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationText(pub std::time::Duration);
+
+impl Serialize for DurationText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(DurationText)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a duration ({e}): write it like \"5s\", \"250ms\" or \"1m\""
+                ))
+            })
+    }
+}
+
 /// How a pipeline runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -231,8 +267,19 @@ pub struct Settings {
     /// re-processes at most this much (exactly once all the same).
     pub commit_interval_ms: u64,
     pub on_error: OnError,
-    /// The watermark trails the largest event time seen by this much.
+    /// Bounded out-of-orderness: the watermark trails the largest event time seen by
+    /// this much (`"5s"`). Events below the watermark are late (see `late_events`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_out_of_orderness: Option<DurationText>,
+    /// The same bound in milliseconds (the older name; use one of the two).
     pub watermark_delay_ms: i64,
+    /// What happens to late events.
+    pub late_events: LateEvents,
+    /// A task whose partition had no input for this long (`"30s"`) moves its watermark
+    /// up to the lowest watermark of the stage's active tasks on this server, so a quiet
+    /// partition's windows close too. Unset: a quiet partition's watermark waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<DurationText>,
     /// Longest one call into an operator may run before it is stopped.
     pub call_timeout_ms: u64,
     /// Most memory one operator instance may use.
@@ -250,13 +297,26 @@ pub struct Settings {
     pub exactly_once: bool,
 }
 
+impl Settings {
+    /// The watermark's bound on out-of-orderness, in milliseconds.
+    pub fn out_of_orderness_ms(&self) -> i64 {
+        match self.max_out_of_orderness {
+            Some(d) => i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX),
+            None => self.watermark_delay_ms,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             batch_size: 512,
             commit_interval_ms: 100,
             on_error: OnError::Fail,
+            max_out_of_orderness: None,
             watermark_delay_ms: 0,
+            late_events: LateEvents::Process,
+            idle_timeout: None,
             call_timeout_ms: 10_000,
             memory_limit_mb: 256,
             state_cache_mb: 32,
@@ -386,6 +446,16 @@ impl PipelineSpec {
                 "settings.watermark_delay_ms must not be negative".into(),
             ));
         }
+        if s.max_out_of_orderness.is_some() && s.watermark_delay_ms != 0 {
+            return Err(SpecError::Invalid(
+                "settings.max_out_of_orderness and settings.watermark_delay_ms set the same bound: keep one".into(),
+            ));
+        }
+        if s.idle_timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err(SpecError::Invalid(
+                "settings.idle_timeout must be above 0 (leave it out to wait for input)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -496,6 +566,42 @@ name = "wordcount"
         ] {
             let text = format!("name = \"p\"\n{bad}\n[[operators]]\nname = \"w\"\n");
             let e = PipelineSpec::from_toml(&text).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn event_time_settings_read_durations_and_refuse_conflicts() {
+        let base = "name = \"p\"\n[[operators]]\nname = \"w\"\n[settings]\n";
+        let spec = PipelineSpec::from_toml(&format!(
+            "{base}max_out_of_orderness = \"5s\"\nidle_timeout = \"1m\"\nlate_events = \"side-output\""
+        ))
+        .unwrap();
+        assert_eq!(spec.settings.out_of_orderness_ms(), 5000);
+        assert_eq!(
+            spec.settings.idle_timeout,
+            Some(DurationText(std::time::Duration::from_secs(60)))
+        );
+        assert_eq!(spec.settings.late_events, LateEvents::SideOutput);
+        let again: PipelineSpec =
+            serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(again, spec, "durations survive the JSON the server keeps");
+        // The older name still works.
+        let old = PipelineSpec::from_toml(&format!("{base}watermark_delay_ms = 250")).unwrap();
+        assert_eq!(old.settings.out_of_orderness_ms(), 250);
+        assert_eq!(old.settings.late_events, LateEvents::Process);
+        for (bad, says) in [
+            ("max_out_of_orderness = \"5 parsecs\"", "write it like"),
+            (
+                "max_out_of_orderness = \"5s\"\nwatermark_delay_ms = 5",
+                "keep one",
+            ),
+            ("idle_timeout = \"0s\"", "above 0"),
+            ("late_events = \"ignore\"", "unknown variant"),
+        ] {
+            let e = PipelineSpec::from_toml(&format!("{base}{bad}"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
     }

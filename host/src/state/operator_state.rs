@@ -148,6 +148,11 @@ impl OperatorState {
         self.timers.due(&self.db, watermark, limit)
     }
 
+    /// Committed timers of this operator in this task.
+    pub fn timer_count(&self) -> Result<u64, StateError> {
+        self.timers.count(&self.db)
+    }
+
     /// Whether anything awaits a commit (from batches that succeeded).
     pub fn has_pending(&self) -> bool {
         self.timers.has_pending() || self.stores.iter().any(StoreState::has_pending)

@@ -79,6 +79,23 @@ impl TimerState {
         Ok(due.into_keys().take(limit).collect())
     }
 
+    /// Committed timers (a key scan: for status, not for every batch).
+    pub(crate) fn count(&self, db: &Db) -> Result<u64, StateError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(
+            keys::prefix_end(&self.prefix).expect("timer prefixes end with a partition"),
+        );
+        let mut it = db.rocks().raw_iterator_cf_opt(db.cf(Cf::Timers), ro);
+        it.seek(&self.prefix);
+        let mut n = 0;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        it.status()?;
+        Ok(n)
+    }
+
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }

@@ -58,6 +58,15 @@ pub struct TaskStatus {
     pub failure: Option<String>,
     /// Set while an upgraded operator is on probation in this task.
     pub probation: Option<Probation>,
+    /// The task's event-time watermark (milliseconds); `null` before the first event.
+    pub watermark: Option<i64>,
+    /// Committed event-time timers waiting to fire.
+    pub timers: u64,
+    /// Events that arrived below the watermark and were dropped or set aside.
+    pub late: u64,
+    /// The partition has had no input for the pipeline's `idle_timeout`: its watermark
+    /// follows the stage's active tasks.
+    pub idle: bool,
     /// In a cluster: the server that runs the task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
@@ -79,6 +88,10 @@ impl TaskStatus {
             last_error: None,
             failure: None,
             probation: None,
+            watermark: None,
+            timers: 0,
+            late: 0,
+            idle: false,
             server: None,
         }
     }

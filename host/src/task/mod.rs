@@ -3,6 +3,7 @@
 //! position and outputs atomically.
 
 pub mod batch;
+mod clock;
 mod error;
 mod handle;
 mod native;
@@ -11,10 +12,13 @@ mod pool;
 mod processor;
 mod runner;
 
+pub use clock::StageClock;
 pub use error::TaskError;
 pub use handle::{Command, TaskHandle, TaskJob, TaskState, TaskStatus};
 pub use native::{NativeOperator, NativeProcess};
 pub use operator::{Operator, Unavailable, WasmOperator};
 pub use pool::WorkerPool;
-pub use processor::{Outputs, Probation, Sink, SourceBatch, Task, TaskConfig, TaskStats};
+pub use processor::{
+    LATE_PORT, Outputs, Probation, Sink, SourceBatch, Task, TaskConfig, TaskStats,
+};
 pub use runner::{Step, TaskRunner, TaskSource};

@@ -3,7 +3,7 @@
 
 use super::batch;
 use super::{Operator, TaskError};
-use crate::control::OnError;
+use crate::control::{LateEvents, OnError};
 use crate::record::Record;
 use crate::runtime::CallError;
 use crate::runtime::bindings::{EventBatch, OutputBatch};
@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 /// Timers fired per operator in one attempt.
 const TIMERS_PER_ATTEMPT: usize = 1024;
+
+/// The side output late events go to under `late_events = "side-output"`.
+pub const LATE_PORT: &str = "late";
 
 /// Records read from a source partition.
 pub struct SourceBatch {
@@ -70,6 +73,10 @@ pub struct TaskConfig {
     pub policy: OnError,
     /// The watermark trails the largest event time seen by this much.
     pub watermark_delay: i64,
+    /// What happens to events below the watermark.
+    pub late_events: LateEvents,
+    /// After this long without input the task's watermark may follow its stage's.
+    pub idle_timeout: Option<Duration>,
     /// Longest time between commits while records flow.
     pub commit_interval: Duration,
     /// Commit early once this much state awaits a commit.
@@ -83,7 +90,9 @@ impl TaskConfig {
     pub fn from_settings(s: &crate::control::Settings) -> Self {
         TaskConfig {
             policy: s.on_error,
-            watermark_delay: s.watermark_delay_ms,
+            watermark_delay: s.out_of_orderness_ms(),
+            late_events: s.late_events,
+            idle_timeout: s.idle_timeout.map(|d| d.0),
             commit_interval: Duration::from_millis(s.commit_interval_ms),
             max_pending_bytes: 64 << 20,
             changelog: false,
@@ -104,6 +113,8 @@ pub struct TaskStats {
     pub events_out: u64,
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Events that arrived below the watermark (dropped or set aside by the policy).
+    pub late: u64,
 }
 
 /// A task on probation after an upgrade: it processes but holds its commits, so a
@@ -169,6 +180,10 @@ impl Task {
 
     pub fn id(&self) -> &TaskId {
         &self.id
+    }
+
+    pub fn config(&self) -> &TaskConfig {
+        &self.config
     }
 
     /// Where processing stands: the next offset to read and the watermark.
@@ -252,10 +267,93 @@ impl Task {
     }
 
     /// Processes a batch from the source, committing as it goes, then fires due timers.
+    /// Late events (below the watermark) go by the `late_events` policy first.
     pub fn process(&mut self, source: &SourceBatch, sink: &mut dyn Sink) -> Result<(), TaskError> {
         if self.halted() {
             return Ok(());
         }
+        if self.config.late_events == LateEvents::Process {
+            return self.process_on_time(source, sink);
+        }
+        let late = self.late_indices(source);
+        if late.is_empty() {
+            return self.process_on_time(source, sink);
+        }
+        let mut outputs = Outputs::empty();
+        if self.config.late_events == LateEvents::SideOutput {
+            for &i in &late {
+                outputs
+                    .side
+                    .push((LATE_PORT.to_string(), batch::record(&source.events, i)));
+            }
+        }
+        self.stats.late += late.len() as u64;
+        self.stats.events_in += late.len() as u64;
+        self.accept(outputs, self.position);
+        let on_time = without(source, &late);
+        if !on_time.offsets.is_empty() {
+            self.process_on_time(&on_time, sink)?;
+            if self.halted() || self.position.offset <= *on_time.offsets.last().expect("not empty")
+            {
+                return Ok(());
+            }
+        }
+        // Late events at the end of the batch are handled too: move past them.
+        let end = source
+            .offsets
+            .last()
+            .expect("a batch from the source has events")
+            + 1;
+        self.position.offset = self.position.offset.max(end);
+        self.maybe_commit(sink)
+    }
+
+    /// The indices of `source`'s late events: below the watermark as it stood when each
+    /// arrived. Decided record by record (not per batch), so a replay after a crash, with
+    /// other batch boundaries, decides the same.
+    fn late_indices(&self, source: &SourceBatch) -> Vec<usize> {
+        let mut watermark = self.position.watermark;
+        let mut late = Vec::new();
+        for (i, e) in source.events.events.iter().enumerate() {
+            if e.timestamp < watermark {
+                late.push(i);
+            } else {
+                watermark = watermark.max(e.timestamp.saturating_sub(self.config.watermark_delay));
+            }
+        }
+        late
+    }
+
+    /// Moves the watermark up to `to` without input (an idle partition following its
+    /// stage), fires the timers now due and commits. `false` when it was already there.
+    pub fn advance_watermark(&mut self, to: i64, sink: &mut dyn Sink) -> Result<bool, TaskError> {
+        if self.halted() || to <= self.position.watermark {
+            return Ok(false);
+        }
+        self.position.watermark = to;
+        if let Err(e) = self.fire_timers()
+            && !self.fail_probation(e.to_string())
+        {
+            return Err(e);
+        }
+        self.flush(sink)?;
+        Ok(true)
+    }
+
+    /// Committed timers of all the task's operators (uncommitted ones not counted).
+    pub fn timer_count(&mut self) -> Result<u64, TaskError> {
+        let mut n = 0;
+        for op in &mut self.ops {
+            n += op.state().timer_count()?;
+        }
+        Ok(n)
+    }
+
+    fn process_on_time(
+        &mut self,
+        source: &SourceBatch,
+        sink: &mut dyn Sink,
+    ) -> Result<(), TaskError> {
         let n = source.events.events.len();
         let mut todo: Vec<Range<usize>> = vec![0..n];
         while let Some(range) = todo.pop() {
@@ -667,4 +765,26 @@ fn absorb(out: OutputBatch, main: &mut EventBatch, side: &mut Vec<(String, Recor
         batch::extend(main, &m);
     }
     side.extend(s);
+}
+
+/// `source` without the events at `skip` (sorted indices).
+fn without(source: &SourceBatch, skip: &[usize]) -> SourceBatch {
+    let mut events = batch::empty();
+    let mut offsets = Vec::with_capacity(source.offsets.len() - skip.len());
+    let mut skip = skip.iter().peekable();
+    let mut start = 0;
+    // Copy the runs between skipped indices as slices.
+    let n = source.offsets.len();
+    while start < n {
+        let end = skip.peek().map_or(n, |&&i| i);
+        if end > start {
+            batch::extend(&mut events, &batch::slice(&source.events, start..end));
+            offsets.extend_from_slice(&source.offsets[start..end]);
+        }
+        if end < n {
+            skip.next();
+        }
+        start = end + 1;
+    }
+    SourceBatch { events, offsets }
 }

@@ -1,10 +1,14 @@
 //! A task as a worker thread runs it: read a batch from the source, process it, report.
 
+use super::clock::StageClock;
 use super::handle::{Command, TaskHandle, TaskState};
 use super::{Sink, SourceBatch, Task, TaskError};
 use crate::metrics::TaskMetrics;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often the task's timers are counted for its status (a key scan).
+const COUNT_TIMERS_EVERY: Duration = Duration::from_secs(2);
 
 /// Where a task reads its partition.
 pub trait TaskSource: Send {
@@ -32,8 +36,13 @@ pub struct TaskRunner {
     batch_size: usize,
     handle: Arc<TaskHandle>,
     metrics: Option<TaskMetrics>,
-    reported: (u64, u64, u64),
+    reported: (u64, u64, u64, u64),
     paused: bool,
+    /// The stage's watermarks on this server, for an idle partition to follow.
+    clock: Option<Arc<StageClock>>,
+    last_input: Instant,
+    /// Timers as last counted, and when.
+    timers: (u64, Option<Instant>),
 }
 
 impl TaskRunner {
@@ -52,9 +61,26 @@ impl TaskRunner {
             batch_size,
             handle,
             metrics,
-            reported: (0, 0, 0),
+            reported: (0, 0, 0, 0),
             paused: false,
+            clock: None,
+            last_input: Instant::now(),
+            timers: (0, None),
         }
+    }
+
+    /// Shares the watermark with the stage's other tasks (see `idle_timeout`).
+    pub fn with_clock(mut self, clock: Arc<StageClock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Whether the partition has had no input for the idle timeout.
+    fn idle(&self) -> bool {
+        self.task
+            .config()
+            .idle_timeout
+            .is_some_and(|t| self.last_input.elapsed() >= t)
     }
 
     pub fn handle(&self) -> &Arc<TaskHandle> {
@@ -96,10 +122,11 @@ impl TaskRunner {
             Err(e) => return self.end(Some(e)),
         };
         let result = if batch.offsets.is_empty() {
-            self.task
-                .maybe_commit(self.sink.as_mut())
+            self.follow_stage()
+                .and_then(|_| self.task.maybe_commit(self.sink.as_mut()))
                 .map(|_| Step::Idle)
         } else {
+            self.last_input = Instant::now();
             let started = Instant::now();
             let r = self
                 .task
@@ -119,7 +146,38 @@ impl TaskRunner {
         }
     }
 
+    /// An idle partition's watermark follows the slowest active task of its stage.
+    fn follow_stage(&mut self) -> Result<(), TaskError> {
+        let (Some(clock), true) = (&self.clock, self.idle()) else {
+            return Ok(());
+        };
+        if let Some(to) = clock.active_low(self.handle.id.partition)
+            && self.task.advance_watermark(to, self.sink.as_mut())?
+        {
+            self.timers.1 = None; // fired timers: count again
+            self.report();
+        }
+        Ok(())
+    }
+
     fn report(&mut self) {
+        let watermark = self.task.position().watermark;
+        let idle = self.idle();
+        if let Some(clock) = &self.clock {
+            clock.report(self.handle.id.partition, watermark, idle);
+        }
+        if self
+            .timers
+            .1
+            .is_none_or(|at| at.elapsed() >= COUNT_TIMERS_EVERY)
+        {
+            // A failed count keeps the last one: it only feeds the status.
+            if let Ok(n) = self.task.timer_count() {
+                self.timers.0 = n;
+            }
+            self.timers.1 = Some(Instant::now());
+        }
+        let timers = self.timers.0;
         let stats = self.task.stats().clone();
         let committed = self.task.committed_position().offset;
         let end = self.source.end_offset().max(committed);
@@ -128,8 +186,13 @@ impl TaskRunner {
             m.events_out.inc_by(stats.events_out - self.reported.1);
             m.errors.inc_by(stats.errors - self.reported.2);
             m.lag.set((end - committed) as i64);
+            m.late.inc_by(stats.late - self.reported.3);
+            m.timers.set(timers as i64);
+            if watermark != i64::MIN {
+                m.watermark.set(watermark);
+            }
         }
-        self.reported = (stats.events_in, stats.events_out, stats.errors);
+        self.reported = (stats.events_in, stats.events_out, stats.errors, stats.late);
         let paused = self.paused;
         let probation = self.task.probation().cloned();
         self.handle.update(|s| {
@@ -148,11 +211,19 @@ impl TaskRunner {
             s.events_out = stats.events_out;
             s.errors = stats.errors;
             s.last_error = stats.last_error;
+            s.watermark = (watermark != i64::MIN).then_some(watermark);
+            s.timers = timers;
+            s.late = stats.late;
+            s.idle = idle;
         });
     }
 
     fn end(&mut self, error: Option<TaskError>) -> Step {
+        self.timers.1 = None;
         self.report();
+        if let Some(clock) = &self.clock {
+            clock.remove(self.handle.id.partition);
+        }
         self.handle.update(|s| match &error {
             None => s.state = TaskState::Stopped,
             Some(e) => {
