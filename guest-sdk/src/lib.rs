@@ -45,6 +45,7 @@ mod operator;
 mod store;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod window;
 
 pub use config::Config;
 pub use context::{Context, LogLevel, TaskInfo};

@@ -28,7 +28,7 @@ pub const JS: Files = embed!("guest-sdk/js":
 pub const RUST: Files = embed!("guest-sdk":
     "src/lib.rs", "src/bindings.rs", "src/backend/mod.rs", "src/backend/native.rs", "src/backend/wasm.rs",
     "src/testing.rs", "src/flat.rs", "src/event.rs", "src/context.rs", "src/dispatch.rs", "src/error.rs",
-    "src/store.rs", "src/operator.rs", "src/config.rs");
+    "src/store.rs", "src/operator.rs", "src/config.rs", "src/window.rs");
 
 pub const RUST_MANIFEST: &str = r#"# Vendored by `eddy new` / `eddy build`: do not edit, it is overwritten.
 [package]
@@ -67,4 +67,31 @@ pub fn write(files: Files, dir: &Path) -> Result<(), BuildError> {
         write_if_changed(&dir.join(name), contents.as_bytes())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every source file of the Rust SDK is embedded: a missing one only shows when a
+    /// scaffolded project fails to build.
+    #[test]
+    fn the_rust_sdk_is_embedded_whole() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+        let mut on_disk = Vec::new();
+        let mut dirs = vec![root.join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let rel = path.strip_prefix(&root).unwrap();
+                    on_disk.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = super::RUST.iter().map(|(p, _)| p.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+    }
 }

@@ -14,6 +14,8 @@ const GUESTS: &[&str] = &[
     "wordcount",
     "wordcount-v2",
     "split-words",
+    "clicks-per-minute",
+    "user-sessions",
     "fixture-probe",
     "fixture-other-world",
     "fixture-forbidden-import",
