@@ -118,7 +118,12 @@ fn output(broker: &Broker, strict: bool, expected: &[(String, u64)]) -> Vec<(Str
 
 /// Checks the word count's output against `expected` (see [`output`], [`assert_output`]).
 fn check_output(broker: &Broker, strict: bool, expected: &[(String, u64)], context: &str) {
-    assert_output(strict, output(broker, strict, expected), expected, context);
+    let got = output(broker, strict, expected);
+    if !holds_all(&got, expected) {
+        // Where each partition's log starts and ends, for the failure report.
+        eprintln!("{context}: counts offsets {:?}", broker.offsets("counts"));
+    }
+    assert_output(strict, got, expected, context);
 }
 
 /// Whether sorted `got` holds every item of sorted `expected` (as many times).

@@ -185,6 +185,24 @@ impl Broker {
         producer.flush(Duration::from_secs(30)).unwrap();
     }
 
+    /// Each partition's first and next offset (`read_uncommitted`), for failure reports.
+    pub fn offsets(&self, topic: &str) -> Vec<Result<(i64, i64), String>> {
+        let c: BaseConsumer = self
+            .config()
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .unwrap();
+        let partitions = c
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_or(0, |m| m.topics()[0].partitions().len());
+        (0..partitions as i32)
+            .map(|p| {
+                c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
     /// Every committed record of `topic` (`read_committed`): `(partition, offset, key,
     /// value)`, waiting until at least `at_least` arrived (or the deadline passes).
     pub fn read_committed(
@@ -218,7 +236,10 @@ impl Broker {
         let partitions = metadata.topics()[0].partitions().len();
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
-            tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            // From offset 0, not the reported log start: Tansu once reported a start of
+            // 214 on a partition nothing deletes from, and the outputs before it went
+            // unread. (Whether they were there is not known; now they would be read.)
+            tpl.add_partition_offset(topic, p as i32, Offset::Offset(0))
                 .unwrap();
         }
         consumer.assign(&tpl).unwrap();
