@@ -264,3 +264,36 @@ fn the_example_pipeline_file_runs_as_documented() {
         "{\"key\":\"hello\",\"value\":\"1\",\"timestamp\":9}\n{\"key\":\"hello\",\"value\":\"2\",\"timestamp\":9}\n"
     );
 }
+
+#[test]
+fn the_window_examples_give_their_documented_output_on_their_samples() {
+    // Out-of-order clicks: windows close at the end of input; clicks later than the
+    // bound go to the `late` side output beside the output file.
+    for (example, late) in [("clicks-per-minute", 2), ("user-sessions", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = workspace_root().join("examples").join(example);
+        let out = dir.path().join("out.jsonl");
+        let op = format!("{example}={}", guest(example).display());
+        let (ok, _, stderr) = eddy_output(&[
+            "run",
+            root.join("pipeline.toml").to_str().unwrap(),
+            "--input",
+            root.join("sample.jsonl").to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--operator",
+            &op,
+        ]);
+        assert!(ok, "{example}: {stderr}");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            std::fs::read_to_string(root.join("expected.jsonl")).unwrap(),
+            "{example}"
+        );
+        let late_path = dir.path().join("out.late.jsonl");
+        let late_lines = std::fs::read_to_string(&late_path)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        assert_eq!(late_lines, late, "{example}: late clicks");
+    }
+}
