@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod changelog;
 mod cluster;
+mod event_time;
 mod golden;
 mod kafka;
 mod languages;

@@ -1,0 +1,245 @@
+//! Event time on a real server: one-minute windows over out-of-order clicks close
+//! exactly once through `kill -9` at random points and a hot upgrade under input, and
+//! equal a brute-force computation over the sorted clicks.
+
+use crate::support::guest;
+use crate::support::oracle::read_topic;
+use crate::support::server::ServerProcess;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SPEC: &str = r#"
+name = "clicks"
+[source]
+topic = "clicks"
+[sink]
+topic = "page-minutes"
+[[operators]]
+name = "clicks-per-minute"
+version = "latest"
+[settings]
+max_out_of_orderness = "10s"
+late_events = "drop"
+on_error = "skip"
+batch_size = 32
+commit_interval_ms = 20
+probation_records = 200
+"#;
+
+const BOUND: i64 = 10_000;
+const MINUTE: i64 = 60_000;
+
+/// `n` clicks on 20 pages from `t0`, out of order within about `BOUND` (a few further:
+/// those are late), as JSON lines.
+fn clicks(rng: &mut rand::rngs::StdRng, n: usize, t0: i64) -> Vec<(String, i64)> {
+    let mut t = t0;
+    let mut out: Vec<(String, i64)> = (0..n)
+        .map(|_| {
+            t += rng.random_range(0..50);
+            (format!("page-{}", rng.random_range(0..20)), t)
+        })
+        .collect();
+    for _ in 0..n {
+        let i = rng.random_range(0..n - 1);
+        if out[i + 1].1 - out[i].1 < BOUND {
+            out.swap(i, i + 1);
+        }
+    }
+    out
+}
+
+fn jsonl(clicks: &[(String, i64)]) -> String {
+    clicks
+        .iter()
+        .map(|(page, ts)| format!("{{\"key\":\"{page}\",\"value\":\"c\",\"timestamp\":{ts}}}\n"))
+        .collect()
+}
+
+fn produce(server: &ServerProcess, dir: &Path, name: &str, text: &str) {
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    server.ok(&[
+        "topic",
+        "produce",
+        "clicks",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+}
+
+/// The windows a failure-free task emits: clicks below the watermark (largest time
+/// seen minus the bound) dropped record by record, the rest counted per page and minute.
+fn brute_force(clicks: &[(String, i64)]) -> Vec<(String, i64, i64, i64)> {
+    let mut watermark = i64::MIN;
+    let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for (page, ts) in clicks {
+        if *ts < watermark {
+            continue;
+        }
+        watermark = watermark.max(ts - BOUND);
+        *counts
+            .entry((page.clone(), ts.div_euclid(MINUTE) * MINUTE))
+            .or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((page, start), n)| (page, start, start + MINUTE, n))
+        .collect()
+}
+
+/// The wasm component with a custom section appended: the same operator under another
+/// digest, so the registry stores it as a new version.
+fn new_version_of(wasm: &Path, dir: &Path) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(wasm).unwrap();
+    let name = b"eddy-test";
+    let payload = b"v2";
+    bytes.push(0); // custom section
+    bytes.push((1 + name.len() + payload.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    let path = dir.join("clicks-v2.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn status(server: &ServerProcess) -> serde_json::Value {
+    serde_json::from_str(&server.ok(&["pipeline", "status", "clicks", "--json"])).unwrap()
+}
+
+/// Waits until the task committed everything and no timer is left (the status counts
+/// timers every 2 s).
+fn wait_all_closed(server: &ServerProcess) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = status(server);
+        let t = &v["tasks"][0];
+        if v["state"] == "running" && t["lag"] == 0 && t["timers"] == 0 {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "windows still open: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
+    let seed: u64 = std::env::var("EDDY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    println!("window crash test seed {seed} (rerun with EDDY_CRASH_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = ServerProcess::start(&data, &[]);
+    let wasm = guest("clicks-per-minute");
+    server.ok(&[
+        "operator",
+        "push",
+        "clicks-per-minute",
+        wasm.to_str().unwrap(),
+    ]);
+    server.ok(&["topic", "create", "clicks"]);
+    let spec = dir.path().join("clicks.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    server.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    // Clicks come in chunks, each followed by a kill -9 a random moment later.
+    let mut all: Vec<(String, i64)> = Vec::new();
+    let mut mid_stream = 0;
+    for round in 0..4 {
+        let from = all.last().map_or(1_700_000_000_000, |c| c.1 + 1);
+        let chunk = clicks(&mut rng, 60_000, from);
+        produce(
+            &server,
+            dir.path(),
+            &format!("{round}.jsonl"),
+            &jsonl(&chunk),
+        );
+        all.extend(chunk);
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..60)));
+        let v = status(&server);
+        let committed = v["tasks"][0]["committed_offset"].as_u64().unwrap_or(0);
+        println!(
+            "round {round}: kill -9 at {committed} of {} clicks committed, {} timers",
+            all.len(),
+            v["tasks"][0]["timers"]
+        );
+        mid_stream += usize::from(committed < all.len() as u64);
+        server.kill();
+        server = ServerProcess::start(&data, &[]);
+    }
+    assert!(
+        mid_stream >= 2,
+        "only {mid_stream} kills hit open work; make the chunks bigger"
+    );
+    // A new version after more clicks: open windows and their timers carry over.
+    let second = clicks(&mut rng, 10_000, all.last().unwrap().1 + 1);
+    produce(&server, dir.path(), "second.jsonl", &jsonl(&second));
+    all.extend(second);
+    let v2 = new_version_of(&wasm, dir.path());
+    server.ok(&[
+        "operator",
+        "push",
+        "clicks-per-minute",
+        v2.to_str().unwrap(),
+    ]);
+    let upgraded = server.ok(&[
+        "pipeline",
+        "upgrade",
+        "clicks",
+        "--operator",
+        "clicks-per-minute",
+    ]);
+    assert!(upgraded.contains("upgrade succeeded"), "{upgraded}");
+    // A last click without a page (skipped) moves the watermark past every window.
+    let end = all.iter().map(|c| c.1).max().unwrap() + 3_600_000;
+    produce(
+        &server,
+        dir.path(),
+        "end.jsonl",
+        &format!("{{\"value\":\"end\",\"timestamp\":{end}}}\n"),
+    );
+    let v = wait_all_closed(&server);
+    assert_eq!(v["tasks"][0]["watermark"], end - BOUND, "{v}");
+    // The metrics say the same.
+    let metrics = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async {
+            reqwest::get(format!("{}/metrics", server.url))
+                .await?
+                .text()
+                .await
+        })
+        .unwrap();
+    let series = |name: &str| {
+        let prefix = format!("{name}{{partition=\"0\",pipeline=\"clicks\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+            .to_string()
+    };
+    assert_eq!(series("eddy_watermark_ms"), (end - BOUND).to_string());
+    assert_eq!(series("eddy_timers"), "0");
+    server.stop();
+
+    let expected = brute_force(&all);
+    let mut got: Vec<(String, i64, i64, i64)> = read_topic(&data, "page-minutes")
+        .into_iter()
+        .map(|(_, _, r)| {
+            let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            (
+                v["page"].as_str().unwrap().to_string(),
+                v["window_start"].as_i64().unwrap(),
+                v["window_end"].as_i64().unwrap(),
+                v["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), expected.len(), "windows emitted vs expected");
+    assert_eq!(got, expected, "seed {seed}");
+}
