@@ -434,12 +434,17 @@ fn eddy_new_scaffolds_a_project_that_builds_and_runs_in_every_language() {
 
 #[test]
 fn the_python_and_javascript_showcase_examples_give_their_expected_output() {
-    let [enrich, sessions] = build_all(&["examples/enrich-python", "examples/sessionize-js"])
-        .try_into()
-        .unwrap();
+    let [enrich, sessions, clicks] = build_all(&[
+        "examples/enrich-python",
+        "examples/sessionize-js",
+        "examples/clicks-per-minute-python",
+    ])
+    .try_into()
+    .unwrap();
     for (component, input, side) in [
         (enrich, "orders.jsonl", Some("rejected")),
         (sessions, "clicks.jsonl", None),
+        (clicks.clone(), "sample.jsonl", Some("late")),
     ] {
         let project = component.parent().unwrap();
         let (ok, _, stderr) = crate::support::eddy_in(
@@ -468,6 +473,32 @@ fn the_python_and_javascript_showcase_examples_give_their_expected_output() {
             );
         }
     }
+    // Python's windows give the Rust SDK's windows byte for byte: the sliding golden case.
+    let project = clicks.parent().unwrap();
+    let case = workspace_root().join("tests/pipelines/clicks-sliding");
+    let spec = std::fs::read_to_string(case.join("pipeline.toml"))
+        .unwrap()
+        .replace(
+            "name = \"clicks-per-minute\"",
+            "name = \"clicks-per-minute-python\"\npath = \"clicks-per-minute-python.wasm\"",
+        );
+    std::fs::write(project.join("sliding.toml"), spec).unwrap();
+    let (ok, _, stderr) = crate::support::eddy_in(
+        project,
+        &[
+            "run",
+            "sliding.toml",
+            "--input",
+            case.join("input.jsonl").to_str().unwrap(),
+            "--output",
+            "sliding.jsonl",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(project.join("sliding.jsonl")).unwrap(),
+        std::fs::read_to_string(case.join("expected.jsonl")).unwrap()
+    );
 }
 
 #[test]

@@ -17,7 +17,8 @@ pub const WIT: Files = embed!("wit": "operator.wit");
 
 /// The Python package `eddy`.
 pub const PYTHON: Files = embed!("guest-sdk/python":
-    "eddy/__init__.py", "eddy/_api.py", "eddy/_export.py", "eddy/_flat.py", "eddy/_host.py");
+    "eddy/__init__.py", "eddy/_api.py", "eddy/_export.py", "eddy/_flat.py", "eddy/_host.py",
+    "eddy/window.py");
 
 /// The JavaScript package `eddy`.
 pub const JS: Files = embed!("guest-sdk/js":
@@ -71,27 +72,51 @@ pub fn write(files: Files, dir: &Path) -> Result<(), BuildError> {
 
 #[cfg(test)]
 mod tests {
-    /// Every source file of the Rust SDK is embedded: a missing one only shows when a
-    /// scaffolded project fails to build.
-    #[test]
-    fn the_rust_sdk_is_embedded_whole() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
-        let mut on_disk = Vec::new();
-        let mut dirs = vec![root.join("src")];
+    /// The files under `root` (relative to the workspace) ending in `.ext`.
+    fn on_disk(root: &str, ext: &str) -> Vec<String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(root);
+        let mut found = Vec::new();
+        let mut dirs = vec![root.clone()];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
+                } else if path.extension().is_some_and(|e| e == ext) {
                     let rel = path.strip_prefix(&root).unwrap();
-                    on_disk.push(rel.to_string_lossy().replace('\\', "/"));
+                    found.push(rel.to_string_lossy().replace('\\', "/"));
                 }
             }
         }
-        on_disk.sort();
-        let mut embedded: Vec<String> = super::RUST.iter().map(|(p, _)| p.to_string()).collect();
-        embedded.sort();
-        assert_eq!(embedded, on_disk);
+        found.sort();
+        found
+    }
+
+    fn embedded(files: super::Files) -> Vec<String> {
+        let mut names: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// Every source file of the Rust and Python SDKs is embedded: a missing one only
+    /// shows when a scaffolded project fails to build.
+    #[test]
+    fn the_sdks_are_embedded_whole() {
+        assert_eq!(
+            embedded(super::RUST),
+            on_disk("guest-sdk/src", "rs")
+                .iter()
+                .map(|f| format!("src/{f}"))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            embedded(super::PYTHON),
+            on_disk("guest-sdk/python/eddy", "py")
+                .iter()
+                .map(|f| format!("eddy/{f}"))
+                .collect::<Vec<_>>()
+        );
     }
 }
