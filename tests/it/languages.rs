@@ -434,10 +434,11 @@ fn eddy_new_scaffolds_a_project_that_builds_and_runs_in_every_language() {
 
 #[test]
 fn the_python_and_javascript_showcase_examples_give_their_expected_output() {
-    let [enrich, sessions, clicks] = build_all(&[
+    let [enrich, sessions, clicks, user_sessions] = build_all(&[
         "examples/enrich-python",
         "examples/sessionize-js",
         "examples/clicks-per-minute-python",
+        "examples/user-sessions-js",
     ])
     .try_into()
     .unwrap();
@@ -445,6 +446,7 @@ fn the_python_and_javascript_showcase_examples_give_their_expected_output() {
         (enrich, "orders.jsonl", Some("rejected")),
         (sessions, "clicks.jsonl", None),
         (clicks.clone(), "sample.jsonl", Some("late")),
+        (user_sessions.clone(), "sample.jsonl", None),
     ] {
         let project = component.parent().unwrap();
         let (ok, _, stderr) = crate::support::eddy_in(
@@ -473,32 +475,40 @@ fn the_python_and_javascript_showcase_examples_give_their_expected_output() {
             );
         }
     }
-    // Python's windows give the Rust SDK's windows byte for byte: the sliding golden case.
-    let project = clicks.parent().unwrap();
-    let case = workspace_root().join("tests/pipelines/clicks-sliding");
-    let spec = std::fs::read_to_string(case.join("pipeline.toml"))
-        .unwrap()
-        .replace(
-            "name = \"clicks-per-minute\"",
-            "name = \"clicks-per-minute-python\"\npath = \"clicks-per-minute-python.wasm\"",
+    // Python's and JavaScript's windows give the Rust SDK's byte for byte: golden cases.
+    for (component, case, rust_operator) in [
+        (&clicks, "clicks-sliding", "clicks-per-minute"),
+        (&user_sessions, "user-sessions", "user-sessions"),
+    ] {
+        let project = component.parent().unwrap();
+        let name = component.file_stem().unwrap().to_str().unwrap();
+        let case = workspace_root().join("tests/pipelines").join(case);
+        let spec = std::fs::read_to_string(case.join("pipeline.toml"))
+            .unwrap()
+            .replace(
+                &format!("name = \"{rust_operator}\""),
+                &format!("name = \"{name}\"\npath = \"{name}.wasm\""),
+            );
+        std::fs::write(project.join("golden.toml"), spec).unwrap();
+        let (ok, _, stderr) = crate::support::eddy_in(
+            project,
+            &[
+                "run",
+                "golden.toml",
+                "--input",
+                case.join("input.jsonl").to_str().unwrap(),
+                "--output",
+                "golden.jsonl",
+            ],
         );
-    std::fs::write(project.join("sliding.toml"), spec).unwrap();
-    let (ok, _, stderr) = crate::support::eddy_in(
-        project,
-        &[
-            "run",
-            "sliding.toml",
-            "--input",
-            case.join("input.jsonl").to_str().unwrap(),
-            "--output",
-            "sliding.jsonl",
-        ],
-    );
-    assert!(ok, "{stderr}");
-    assert_eq!(
-        std::fs::read_to_string(project.join("sliding.jsonl")).unwrap(),
-        std::fs::read_to_string(case.join("expected.jsonl")).unwrap()
-    );
+        assert!(ok, "{name}: {stderr}");
+        assert_eq!(
+            std::fs::read_to_string(project.join("golden.jsonl")).unwrap(),
+            std::fs::read_to_string(case.join("expected.jsonl")).unwrap(),
+            "{name} on {}",
+            case.display()
+        );
+    }
 }
 
 #[test]

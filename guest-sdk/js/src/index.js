@@ -18,3 +18,4 @@ export { Event, Store, Context, Operator } from "./api.js";
 export { EddyError, BadInput, Fatal } from "./errors.js";
 export { exportOperator } from "./export.js";
 export { encode as utf8Encode, decode as utf8Decode } from "./utf8.js";
+export { Windows, COUNT } from "./window.js";

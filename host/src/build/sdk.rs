@@ -22,7 +22,8 @@ pub const PYTHON: Files = embed!("guest-sdk/python":
 
 /// The JavaScript package `eddy`.
 pub const JS: Files = embed!("guest-sdk/js":
-    "package.json", "src/index.js", "src/api.js", "src/errors.js", "src/export.js", "src/flat.js", "src/utf8.js");
+    "package.json", "src/index.js", "src/api.js", "src/errors.js", "src/export.js", "src/flat.js", "src/utf8.js",
+    "src/window.js");
 
 /// The Rust crate `eddy-guest` (its manifest is [`RUST_MANIFEST`]: the real one names
 /// workspace settings).
@@ -100,7 +101,7 @@ mod tests {
         names
     }
 
-    /// Every source file of the Rust and Python SDKs is embedded: a missing one only
+    /// Every source file of the Rust, Python and JavaScript SDKs is embedded: a missing one only
     /// shows when a scaffolded project fails to build.
     #[test]
     fn the_sdks_are_embedded_whole() {
