@@ -494,3 +494,224 @@ bool exports_eddy_operator_handler_migrate(operator_string_t *store, uint32_t fr
     exports_eddy_operator_handler_kv_batch_free(entries);
     return true;
 }
+
+/* ---- windows ---------------------------------------------------------------------------
+ * Store entries: key `len(key) (u32 BE) | key | start (i64 BE, sign bit flipped)`, value
+ * `end (i64 LE) | closed (1 byte) | count (i64 LE)`; timers keyed by the entry key. */
+
+static void put_i64_le(uint8_t *p, int64_t v) {
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(u >> (8 * i));
+}
+
+static int64_t get_i64_le(const uint8_t *p) {
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++) u |= (uint64_t)p[i] << (8 * i);
+    return (int64_t)u;
+}
+
+/* The entry key of (key, start) in `out` (4 + key.len + 8 bytes). */
+static size_t window_id(uint8_t *out, eddy_bytes key, int64_t start) {
+    uint32_t n = (uint32_t)key.len;
+    out[0] = (uint8_t)(n >> 24), out[1] = (uint8_t)(n >> 16), out[2] = (uint8_t)(n >> 8), out[3] = (uint8_t)n;
+    if (key.len) memcpy(out + 4, key.ptr, key.len);
+    uint64_t s = (uint64_t)start ^ (1ULL << 63);
+    for (int i = 0; i < 8; i++) out[4 + key.len + i] = (uint8_t)(s >> (8 * (7 - i)));
+    return 4 + key.len + 8;
+}
+
+static bool window_split(eddy_bytes id, eddy_bytes *key, int64_t *start) {
+    if (id.len < 12) return false;
+    size_t n = ((size_t)id.ptr[0] << 24) | ((size_t)id.ptr[1] << 16) | ((size_t)id.ptr[2] << 8) | id.ptr[3];
+    if (id.len != 4 + n + 8) return false;
+    uint64_t s = 0;
+    for (int i = 0; i < 8; i++) s = (s << 8) | id.ptr[4 + n + i];
+    *key = eddy_bytes_of(id.ptr + 4, n);
+    *start = (int64_t)(s ^ (1ULL << 63));
+    return true;
+}
+
+typedef struct {
+    int64_t end;
+    bool closed;
+    int64_t count;
+} window_entry;
+
+static bool window_decode(eddy_bytes v, window_entry *e) {
+    if (v.len < 9) return false;
+    e->end = get_i64_le(v.ptr);
+    e->closed = v.ptr[8] != 0;
+    e->count = v.len == 17 ? get_i64_le(v.ptr + 9) : 0;
+    return true;
+}
+
+static void window_store_entry(eddy_store *s, const uint8_t *id, size_t id_len, window_entry e) {
+    uint8_t v[17];
+    put_i64_le(v, e.end);
+    v[8] = e.closed ? 1 : 0;
+    put_i64_le(v + 9, e.count);
+    eddy_set(s, eddy_bytes_of(id, id_len), eddy_bytes_of(v, sizeof v));
+}
+
+static eddy_store *window_store(eddy_ctx *ctx, const eddy_windows *w) {
+    return eddy_store_open(ctx, w->store ? w->store : "windows");
+}
+
+/* One open session of a key, as found by a scan. */
+typedef struct {
+    uint8_t *id;
+    size_t id_len;
+    int64_t start;
+    window_entry e;
+} session_part;
+
+typedef struct {
+    session_part *parts;
+    size_t len;
+    int64_t start, end;
+    bool bad;
+} session_scan;
+
+static bool session_visit(eddy_bytes id, eddy_bytes value, void *user) {
+    session_scan *sc = user;
+    eddy_bytes k;
+    int64_t s;
+    window_entry e;
+    if (!window_split(id, &k, &s) || !window_decode(value, &e)) {
+        sc->bad = true;
+        return false;
+    }
+    if (!(s < sc->end && sc->start < e.end)) return true;
+    for (size_t i = 0; i < sc->len; i++) {
+        if (sc->parts[i].id_len == id.len && memcmp(sc->parts[i].id, id.ptr, id.len) == 0) return true;
+    }
+    sc->parts = xrealloc(sc->parts, (sc->len + 1) * sizeof *sc->parts);
+    session_part *p = &sc->parts[sc->len++];
+    p->id = xrealloc(NULL, id.len);
+    memcpy(p->id, id.ptr, id.len);
+    p->id_len = id.len;
+    p->start = s;
+    p->e = e;
+    return true;
+}
+
+eddy_status eddy_window_count(eddy_ctx *ctx, const eddy_windows *w, const eddy_event *event,
+                              eddy_window_visitor updated, void *user, bool *dropped) {
+    if (w->kind == EDDY_SLIDING && (w->size + w->slide - 1) / w->slide > 64) {
+        return eddy_fatal("sliding windows: size / slide must be at most 64 (an event's window count)");
+    }
+    eddy_store *store = window_store(ctx, w);
+    if (store == NULL) return EDDY_FATAL;
+    eddy_bytes key = eddy_is_absent(event->key) ? eddy_bytes_of("", 0) : event->key;
+    int64_t ts = event->timestamp, watermark = eddy_watermark(ctx);
+    uint8_t *id = xrealloc(NULL, 4 + key.len + 8);
+    eddy_status status = EDDY_OK;
+    bool any = false;
+    /* The windows of the event: [start, end) with the count it adds to. */
+    int64_t starts[64], ends[64], merged[64];
+    size_t n = 0;
+    if (w->kind == EDDY_SESSION) {
+        if (ts + w->gap + w->lateness <= watermark) {
+            *dropped = true;
+            free(id);
+            return EDDY_OK;
+        }
+        session_scan sc = {NULL, 0, ts, ts + w->gap, false};
+        size_t pn = window_id(id, key, 0) - 8; /* the key prefix */
+        uint8_t *end_key = xrealloc(NULL, pn);
+        memcpy(end_key, id, pn);
+        /* The end of the prefix's range: drop trailing 0xFF bytes, add 1 to the last. */
+        size_t el = pn;
+        while (el && end_key[el - 1] == 0xFF) el--;
+        if (el) end_key[el - 1]++;
+        for (;;) {
+            int64_t before_start = sc.start, before_end = sc.end;
+            eddy_scan(store, eddy_bytes_of(id, pn), el ? eddy_bytes_of(end_key, el) : EDDY_ABSENT, session_visit, &sc);
+            for (size_t i = 0; i < sc.len; i++) {
+                if (sc.parts[i].start < sc.start) sc.start = sc.parts[i].start;
+                if (sc.parts[i].e.end > sc.end) sc.end = sc.parts[i].e.end;
+            }
+            if (sc.bad || (sc.start == before_start && sc.end == before_end)) break;
+        }
+        free(end_key);
+        if (sc.bad) status = eddy_fatal("window store: an entry that is not a window's");
+        bool single_same_start = sc.len == 1 && sc.parts[0].start == sc.start;
+        int64_t total = 0;
+        for (size_t i = 0; i < sc.len; i++) {
+            session_part *p = &sc.parts[i];
+            eddy_delete_timer(ctx, eddy_bytes_of(p->id, p->id_len), p->e.closed ? p->e.end + w->lateness : p->e.end);
+            if (!single_same_start) eddy_delete(store, eddy_bytes_of(p->id, p->id_len));
+            total += p->e.count;
+            free(p->id);
+        }
+        free(sc.parts);
+        starts[0] = sc.start, ends[0] = sc.end, merged[0] = single_same_start ? -1 : (sc.len ? total : -1);
+        n = 1;
+    } else {
+        int64_t start = (ts >= 0 ? ts / w->slide : -((-ts + w->slide - 1) / w->slide)) * w->slide;
+        while (start > ts - w->size && n < 64) {
+            starts[n] = start, ends[n] = start + w->size, merged[n] = -1;
+            n++;
+            start -= w->slide;
+        }
+    }
+    for (size_t i = 0; status == EDDY_OK && i < n; i++) {
+        if (ends[i] + w->lateness <= watermark) continue;
+        any = true;
+        size_t id_len = window_id(id, key, starts[i]);
+        eddy_bytes prev = eddy_get(store, eddy_bytes_of(id, id_len));
+        window_entry e = {ends[i], false, 0};
+        window_entry p;
+        if (!eddy_is_absent(prev)) {
+            if (!window_decode(prev, &p)) {
+                status = eddy_fatal("window store: an entry of %zu bytes is not a window", prev.len);
+                break;
+            }
+            e.closed = p.closed;
+            e.count = merged[i] >= 0 ? merged[i] : p.count;
+        } else if (merged[i] >= 0) {
+            e.count = merged[i];
+        }
+        e.count += 1;
+        window_store_entry(store, id, id_len, e);
+        if (e.closed) {
+            eddy_set_timer(ctx, eddy_bytes_of(id, id_len), e.end + w->lateness);
+            if (updated) {
+                eddy_window r = {key, starts[i], e.end, e.count, true};
+                status = updated(&r, ctx, user);
+            }
+        } else {
+            eddy_set_timer(ctx, eddy_bytes_of(id, id_len), e.end);
+        }
+    }
+    free(id);
+    *dropped = !any;
+    return status;
+}
+
+eddy_status eddy_window_timer(eddy_ctx *ctx, const eddy_windows *w, eddy_bytes id, int64_t at,
+                              eddy_window_visitor closed, void *user) {
+    eddy_bytes key;
+    int64_t start;
+    if (!window_split(id, &key, &start)) return EDDY_OK;
+    eddy_store *store = window_store(ctx, w);
+    if (store == NULL) return EDDY_FATAL;
+    eddy_bytes v = eddy_get(store, id);
+    window_entry e;
+    if (eddy_is_absent(v)) return EDDY_OK;
+    if (!window_decode(v, &e)) return eddy_fatal("window store: an entry of %zu bytes is not a window", v.len);
+    if (e.closed) {
+        if (at >= e.end + w->lateness) eddy_delete(store, id);
+        return EDDY_OK;
+    }
+    if (at < e.end) return EDDY_OK;
+    if (w->lateness > 0) {
+        e.closed = true;
+        window_store_entry(store, id.ptr, id.len, e);
+        eddy_set_timer(ctx, id, e.end + w->lateness);
+    } else {
+        eddy_delete(store, id);
+    }
+    eddy_window r = {key, start, e.end, e.count, false};
+    return closed ? closed(&r, ctx, user) : EDDY_OK;
+}

@@ -141,6 +141,48 @@ int64_t eddy_watermark(eddy_ctx *ctx);
 void eddy_set_timer(eddy_ctx *ctx, eddy_bytes key, int64_t at);
 void eddy_delete_timer(eddy_ctx *ctx, eddy_bytes key, int64_t at);
 
+/* ---- Windows ---------------------------------------------------------------------------
+ * Event-time windows that count events per key: tumbling, sliding and session windows
+ * over a store and timers, with the Rust SDK's store layout and results (see
+ * eddy_guest::window). A window [start, end) closes once the watermark reaches `end`;
+ * with `lateness` it is kept that much longer and a late event re-reports it (`update`). */
+typedef enum { EDDY_TUMBLING, EDDY_SLIDING, EDDY_SESSION } eddy_window_kind;
+
+typedef struct {
+    eddy_window_kind kind;
+    int64_t size, slide, gap, lateness;
+    const char *store; /* the store holding open windows; NULL: "windows" */
+} eddy_windows;
+
+static inline eddy_windows eddy_tumbling(int64_t size) {
+    return (eddy_windows){EDDY_TUMBLING, size > 0 ? size : 1, size > 0 ? size : 1, 0, 0, NULL};
+}
+static inline eddy_windows eddy_sliding(int64_t size, int64_t slide) {
+    return (eddy_windows){EDDY_SLIDING, size > 0 ? size : 1, slide > 0 ? slide : 1, 0, 0, NULL};
+}
+static inline eddy_windows eddy_session(int64_t gap) {
+    return (eddy_windows){EDDY_SESSION, 0, 0, gap > 0 ? gap : 1, 0, NULL};
+}
+
+/* A window's result. `key` is valid during the visitor call only. */
+typedef struct {
+    eddy_bytes key;
+    int64_t start, end, count;
+    bool update; /* a late event changed a window that had closed (allowed lateness) */
+} eddy_window;
+
+typedef eddy_status (*eddy_window_visitor)(const eddy_window *w, eddy_ctx *ctx, void *user);
+
+/* Counts `event` (by its key and timestamp) in its windows and arms their timers; calls
+ * `updated` (may be NULL) for closed windows it still changes, and sets `*dropped` when
+ * the event is too late for every window it belongs to. */
+eddy_status eddy_window_count(eddy_ctx *ctx, const eddy_windows *w, const eddy_event *event,
+                              eddy_window_visitor updated, void *user, bool *dropped);
+/* From eddy_on_timer: calls `closed` for the window the timer closes (timers of other
+ * origins are ignored). */
+eddy_status eddy_window_timer(eddy_ctx *ctx, const eddy_windows *w, eddy_bytes key, int64_t at,
+                              eddy_window_visitor closed, void *user);
+
 typedef enum { EDDY_TRACE, EDDY_DEBUG, EDDY_INFO, EDDY_WARN, EDDY_ERROR } eddy_level;
 /* Logs into the host's log. */
 void eddy_log(eddy_level level, const char *format, ...) __attribute__((format(printf, 2, 3)));

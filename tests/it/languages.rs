@@ -433,12 +433,21 @@ fn eddy_new_scaffolds_a_project_that_builds_and_runs_in_every_language() {
 }
 
 #[test]
-fn the_python_and_javascript_showcase_examples_give_their_expected_output() {
-    let [enrich, sessions, clicks, user_sessions] = build_all(&[
+fn the_showcase_examples_in_python_javascript_and_c_give_their_expected_output() {
+    let [
+        enrich,
+        sessions,
+        clicks,
+        user_sessions,
+        clicks_c,
+        sessions_c,
+    ] = build_all(&[
         "examples/enrich-python",
         "examples/sessionize-js",
         "examples/clicks-per-minute-python",
         "examples/user-sessions-js",
+        "examples/clicks-per-minute-c",
+        "examples/user-sessions-c",
     ])
     .try_into()
     .unwrap();
@@ -447,6 +456,8 @@ fn the_python_and_javascript_showcase_examples_give_their_expected_output() {
         (sessions, "clicks.jsonl", None),
         (clicks.clone(), "sample.jsonl", Some("late")),
         (user_sessions.clone(), "sample.jsonl", None),
+        (clicks_c.clone(), "sample.jsonl", Some("late")),
+        (sessions_c.clone(), "sample.jsonl", None),
     ] {
         let project = component.parent().unwrap();
         let (ok, _, stderr) = crate::support::eddy_in(
@@ -475,10 +486,14 @@ fn the_python_and_javascript_showcase_examples_give_their_expected_output() {
             );
         }
     }
-    // Python's and JavaScript's windows give the Rust SDK's byte for byte: golden cases.
+    // Python's, JavaScript's and C's windows give the Rust SDK's byte for byte: golden
+    // cases.
     for (component, case, rust_operator) in [
         (&clicks, "clicks-sliding", "clicks-per-minute"),
         (&user_sessions, "user-sessions", "user-sessions"),
+        (&clicks_c, "clicks-tumbling", "clicks-per-minute"),
+        (&clicks_c, "clicks-sliding", "clicks-per-minute"),
+        (&sessions_c, "user-sessions", "user-sessions"),
     ] {
         let project = component.parent().unwrap();
         let name = component.file_stem().unwrap().to_str().unwrap();
