@@ -648,10 +648,15 @@ eddy_status eddy_window_count(eddy_ctx *ctx, const eddy_windows *w, const eddy_e
         starts[0] = sc.start, ends[0] = sc.end, merged[0] = single_same_start ? -1 : (sc.len ? total : -1);
         n = 1;
     } else {
-        int64_t start = (ts >= 0 ? ts / w->slide : -((-ts + w->slide - 1) / w->slide)) * w->slide;
-        while (start > ts - w->size && n < 64) {
-            starts[n] = start, ends[n] = start + w->size, merged[n] = -1;
+        /* The latest start at or before `ts`, clamped at the start of time (no overflow). */
+        int64_t r = ts % w->slide;
+        if (r < 0) r += w->slide;
+        int64_t start = ts < INT64_MIN + r ? INT64_MIN : ts - r;
+        int64_t first = ts > INT64_MIN + w->size ? ts - w->size : INT64_MIN;
+        while (start > first && n < 64) {
+            starts[n] = start, ends[n] = start < INT64_MAX - w->size ? start + w->size : INT64_MAX, merged[n] = -1;
             n++;
+            if (start < INT64_MIN + w->slide) break;
             start -= w->slide;
         }
     }

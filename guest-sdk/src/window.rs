@@ -245,10 +245,12 @@ impl Windows {
             Kind::Session { .. } => unreachable!("sessions are assigned by merging"),
         };
         let mut out = Vec::new();
-        let mut start = ts.div_euclid(slide) * slide;
-        while start > ts.saturating_sub(size) {
-            out.push((start, start.saturating_add(size), None));
-            start -= slide;
+        // Saturating and checked: a timestamp near the ends of time must not overflow (or
+        // wrap around and loop); its windows are clamped there.
+        let mut start = Some(ts.saturating_sub(ts.rem_euclid(slide)));
+        while let Some(s) = start.filter(|s| *s > ts.saturating_sub(size)) {
+            out.push((s, s.saturating_add(size), None));
+            start = s.checked_sub(slide);
         }
         out
     }

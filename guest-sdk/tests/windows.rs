@@ -206,3 +206,14 @@ fn allowed_lateness_updates_a_closed_window_and_later_events_are_dropped() {
     let dropped = h.process(Event::new("k", "").at(30)).unwrap();
     assert_eq!(dropped[0].port.as_deref(), Some("dropped"));
 }
+
+#[test]
+fn timestamps_at_the_ends_of_time_get_their_windows() {
+    for windows in [Windows::tumbling(1000), Windows::sliding(3000, 1000)] {
+        let mut h = Harness::new(Counting(windows)).unwrap();
+        h.process(Event::new("k", "").at(i64::MIN + 5)).unwrap();
+        h.process(Event::new("k", "").at(i64::MAX - 5)).unwrap();
+        let out = h.advance_watermark(i64::MAX).unwrap();
+        assert!(!out.is_empty());
+    }
+}
