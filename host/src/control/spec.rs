@@ -246,14 +246,36 @@ impl Serialize for DurationText {
 
 impl<'de> Deserialize<'de> for DurationText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
+        d.deserialize_any(DurationVisitor)
+    }
+}
+
+const DURATION_HOW: &str = r#"write it like "5s", "250ms" or "1m""#;
+
+struct DurationVisitor;
+
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = DurationText;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a duration as text ({DURATION_HOW})")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DurationText, E> {
+        humantime::parse_duration(text)
             .map(DurationText)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "{text:?} is not a duration ({e}): write it like \"5s\", \"250ms\" or \"1m\""
-                ))
-            })
+            .map_err(|e| E::custom(format!("{text:?} is not a duration ({e}): {DURATION_HOW}")))
+    }
+
+    // A bare number has no unit: say how to write one rather than guess.
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<DurationText, E> {
+        Err(E::custom(format!(
+            "{n} has no unit: durations are text, {DURATION_HOW} (\"{n}ms\" for milliseconds)"
+        )))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<DurationText, E> {
+        self.visit_i64(n.min(i64::MAX as u64) as i64)
     }
 }
 
@@ -592,6 +614,7 @@ name = "wordcount"
         assert_eq!(old.settings.late_events, LateEvents::Process);
         for (bad, says) in [
             ("max_out_of_orderness = \"5 parsecs\"", "write it like"),
+            ("idle_timeout = 30000", "\"30000ms\" for milliseconds"),
             (
                 "max_out_of_orderness = \"5s\"\nwatermark_delay_ms = 5",
                 "keep one",

@@ -7,7 +7,7 @@ use crate::metrics::TaskMetrics;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often the task's timers are counted for its status (a key scan).
+/// How often, at most, the task's timers are counted for its status (a key scan).
 const COUNT_TIMERS_EVERY: Duration = Duration::from_secs(2);
 
 /// Where a task reads its partition.
@@ -41,7 +41,7 @@ pub struct TaskRunner {
     /// The stage's watermarks on this server, for an idle partition to follow.
     clock: Option<Arc<StageClock>>,
     last_input: Instant,
-    /// Timers as last counted, and when.
+    /// Timers as last counted, and when to count again (`None`: at the next report).
     timers: (u64, Option<Instant>),
 }
 
@@ -166,16 +166,16 @@ impl TaskRunner {
         if let Some(clock) = &self.clock {
             clock.report(self.handle.id.partition, watermark, idle);
         }
-        if self
-            .timers
-            .1
-            .is_none_or(|at| at.elapsed() >= COUNT_TIMERS_EVERY)
-        {
-            // A failed count keeps the last one: it only feeds the status.
+        if self.timers.1.is_none_or(|next| Instant::now() >= next) {
+            // A failed count keeps the last one: it only feeds the status. The next count
+            // waits 20 times as long as this one took (at least COUNT_TIMERS_EVERY), so
+            // the key scan stays a small share of the worker's time with many timers.
+            let started = Instant::now();
             if let Ok(n) = self.task.timer_count() {
                 self.timers.0 = n;
             }
-            self.timers.1 = Some(Instant::now());
+            let wait = COUNT_TIMERS_EVERY.max(started.elapsed() * 20);
+            self.timers.1 = Some(Instant::now() + wait);
         }
         let timers = self.timers.0;
         let stats = self.task.stats().clone();
