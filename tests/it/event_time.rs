@@ -57,6 +57,16 @@ fn jsonl(clicks: &[(String, i64)]) -> String {
         .collect()
 }
 
+/// Clicks as JSON lines into one partition.
+fn jsonl_to(partition: u32, clicks: &[(String, i64)]) -> String {
+    clicks
+        .iter()
+        .map(|(page, ts)| {
+            format!("{{\"key\":\"{page}\",\"value\":\"c\",\"timestamp\":{ts},\"partition\":{partition}}}\n")
+        })
+        .collect()
+}
+
 fn produce(server: &ServerProcess, dir: &Path, name: &str, text: &str) {
     let file = dir.join(name);
     std::fs::write(&file, text).unwrap();
@@ -72,13 +82,26 @@ fn produce(server: &ServerProcess, dir: &Path, name: &str, text: &str) {
 /// The windows a failure-free task emits: clicks below the watermark (largest time
 /// seen minus the bound) dropped record by record, the rest counted per page and minute.
 fn brute_force(clicks: &[(String, i64)]) -> Vec<(String, i64, i64, i64)> {
+    per_minute(on_time(clicks))
+}
+
+/// The clicks a task keeps: those below its watermark when they arrive are dropped.
+fn on_time(clicks: &[(String, i64)]) -> Vec<&(String, i64)> {
     let mut watermark = i64::MIN;
+    let mut kept = Vec::new();
+    for click in clicks {
+        if click.1 >= watermark {
+            watermark = watermark.max(click.1 - BOUND);
+            kept.push(click);
+        }
+    }
+    kept
+}
+
+/// Clicks counted per page and minute, as `(page, start, end, count)`.
+fn per_minute(clicks: Vec<&(String, i64)>) -> Vec<(String, i64, i64, i64)> {
     let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
     for (page, ts) in clicks {
-        if *ts < watermark {
-            continue;
-        }
-        watermark = watermark.max(ts - BOUND);
         *counts
             .entry((page.clone(), ts.div_euclid(MINUTE) * MINUTE))
             .or_default() += 1;
@@ -87,6 +110,24 @@ fn brute_force(clicks: &[(String, i64)]) -> Vec<(String, i64, i64, i64)> {
         .into_iter()
         .map(|((page, start), n)| (page, start, start + MINUTE, n))
         .collect()
+}
+
+/// The windows in the sink topic, sorted.
+fn emitted_windows(data: &Path) -> Vec<(String, i64, i64, i64)> {
+    let mut got: Vec<(String, i64, i64, i64)> = read_topic(data, "page-minutes")
+        .into_iter()
+        .map(|(_, _, r)| {
+            let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            (
+                v["page"].as_str().unwrap().to_string(),
+                v["window_start"].as_i64().unwrap(),
+                v["window_end"].as_i64().unwrap(),
+                v["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
 }
 
 /// The wasm component with a custom section appended: the same operator under another
@@ -109,14 +150,17 @@ fn status(server: &ServerProcess) -> serde_json::Value {
     serde_json::from_str(&server.ok(&["pipeline", "status", "clicks", "--json"])).unwrap()
 }
 
-/// Waits until the task committed everything and no timer is left (the status counts
-/// timers every 2 s).
+/// Waits until every task committed everything and no timer is left (the status
+/// counts timers every 2 s).
 fn wait_all_closed(server: &ServerProcess) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let v = status(server);
-        let t = &v["tasks"][0];
-        if v["state"] == "running" && t["lag"] == 0 && t["timers"] == 0 {
+        let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+        if v["state"] == "running"
+            && !tasks.is_empty()
+            && tasks.iter().all(|t| t["lag"] == 0 && t["timers"] == 0)
+        {
             return v;
         }
         assert!(Instant::now() < deadline, "windows still open: {v}");
@@ -227,19 +271,82 @@ fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
     server.stop();
 
     let expected = brute_force(&all);
-    let mut got: Vec<(String, i64, i64, i64)> = read_topic(&data, "page-minutes")
-        .into_iter()
-        .map(|(_, _, r)| {
-            let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
-            (
-                v["page"].as_str().unwrap().to_string(),
-                v["window_start"].as_i64().unwrap(),
-                v["window_end"].as_i64().unwrap(),
-                v["count"].as_i64().unwrap(),
-            )
-        })
+    let got = emitted_windows(&data);
+    assert_eq!(got.len(), expected.len(), "windows emitted vs expected");
+    assert_eq!(got, expected, "seed {seed}");
+}
+
+/// Clicks repartitioned by page before the windows: stage 0 (no operators) reads the two
+/// source partitions, stage 1 counts.
+const STAGED_SPEC: &str = r#"
+name = "clicks"
+[source]
+topic = "clicks"
+[sink]
+topic = "page-minutes"
+[[operators]]
+name = "clicks-per-minute"
+version = "latest"
+repartition = true
+[settings]
+max_out_of_orderness = "10s"
+late_events = "drop"
+on_error = "skip"
+batch_size = 32
+commit_interval_ms = 20
+"#;
+
+#[test]
+fn after_a_repartition_a_lagging_partition_holds_the_watermark_back_instead_of_going_late() {
+    let seed: u64 = std::env::var("EDDY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    println!("repartition watermark test seed {seed} (rerun with EDDY_CRASH_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = ServerProcess::start(&data, &[]);
+    let wasm = guest("clicks-per-minute");
+    server.ok(&[
+        "operator",
+        "push",
+        "clicks-per-minute",
+        wasm.to_str().unwrap(),
+    ]);
+    server.ok(&["topic", "create", "clicks", "--partitions", "2"]);
+    let spec = dir.path().join("clicks.toml");
+    std::fs::write(&spec, STAGED_SPEC).unwrap();
+    server.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    // Partition 0 runs ten minutes ahead and is fully processed before partition 1's
+    // clicks of the same ten minutes arrive. Downstream, every page mixes both: judged
+    // by the timestamps it reads, partition 1's clicks would all be late there.
+    let t0 = 1_700_000_000_000;
+    let ahead = clicks(&mut rng, 20_000, t0);
+    let behind = clicks(&mut rng, 20_000, t0);
+    produce(&server, dir.path(), "ahead.jsonl", &jsonl_to(0, &ahead));
+    wait_all_closed(&server);
+    produce(&server, dir.path(), "behind.jsonl", &jsonl_to(1, &behind));
+    std::thread::sleep(Duration::from_millis(rng.random_range(0..40)));
+    server.kill();
+    server = ServerProcess::start(&data, &[]);
+    // A last click without a page (skipped) in each partition moves every watermark on.
+    let end = t0 + 3_600_000;
+    let ends: String = (0..2)
+        .map(|p| format!("{{\"value\":\"end\",\"timestamp\":{end},\"partition\":{p}}}\n"))
         .collect();
-    got.sort();
+    produce(&server, dir.path(), "end.jsonl", &ends);
+    let v = wait_all_closed(&server);
+    for t in v["tasks"].as_array().unwrap() {
+        assert_eq!(t["watermark"], end - BOUND, "{v}");
+    }
+    server.stop();
+
+    // Each source partition drops its own late clicks; none turn late downstream.
+    let mut kept = on_time(&ahead);
+    kept.extend(on_time(&behind));
+    let expected = per_minute(kept);
+    let got = emitted_windows(&data);
     assert_eq!(got.len(), expected.len(), "windows emitted vs expected");
     assert_eq!(got, expected, "seed {seed}");
 }

@@ -8,7 +8,7 @@ use eddy_host::runtime::TaskInfo;
 use eddy_host::state::{Db, TaskId};
 use eddy_host::task::{
     Operator, Outputs, Sink, SourceBatch, StageClock, Step, Task, TaskConfig, TaskError,
-    TaskHandle, TaskRunner, TaskSource, WasmOperator, batch,
+    TaskHandle, TaskRunner, TaskSource, WasmOperator, batch, watermark_record,
 };
 use rocksdb::WriteBatch;
 use std::sync::{Arc, Mutex};
@@ -641,4 +641,110 @@ fn an_idle_partition_follows_its_stage_watermark_after_the_idle_timeout() {
     assert_eq!(busy.step(), Step::Idle);
     assert!(busy.handle().status().idle);
     assert_eq!(busy.handle().status().watermark, Some(100));
+}
+
+/// A task after a repartition over two upstream tasks, dropping late events.
+fn downstream_task(fx: &Fixture) -> Task {
+    let config = TaskConfig {
+        watermark_delay: 1_000, // not used after a repartition: upstream decides
+        late_events: LateEvents::Drop,
+        upstream_partitions: Some(2),
+        ..TaskConfig::default()
+    };
+    let id = TaskId {
+        pipeline: "p".into(),
+        stage: 1,
+        partition: 0,
+    };
+    Task::new(
+        id,
+        vec![operator(fx, "fixture-probe", "probe")],
+        config,
+        fx.db.clone(),
+    )
+    .unwrap()
+}
+
+/// Events and watermark records (`wm <upstream> <watermark>`) at offsets from `first`.
+fn stream(first: u64, items: &[(&str, i64)]) -> SourceBatch {
+    let records: Vec<Record> = items
+        .iter()
+        .map(|(v, ts)| match v.strip_prefix("wm ") {
+            Some(from) => watermark_record(from.parse().unwrap(), *ts),
+            None => Record {
+                key: None,
+                value: v.as_bytes().to_vec(),
+                timestamp: *ts,
+                headers: vec![],
+            },
+        })
+        .collect();
+    SourceBatch {
+        events: batch::from_records(&records),
+        offsets: (first..first + items.len() as u64).collect(),
+    }
+}
+
+#[test]
+fn after_a_repartition_the_watermark_is_the_lowest_upstream_one_whatever_the_batches() {
+    // Upstream 0 is far ahead (100); upstream 1 lags: its events at 30 and 65 would be
+    // late against upstream 0's watermark, but only 30 is late against the lowest (40),
+    // and 65 against 70. The timer at 50 fires when upstream 1 reaches 70, before `w`.
+    let items = [
+        ("wm 0", 100),
+        ("timer a 50", 60),
+        ("x", 120),
+        ("wm 1", 40),
+        ("y", 30),
+        ("watermark", 45),
+        ("wm 1", 70),
+        ("z", 65),
+        ("w", 80),
+        ("wm 0", 60),
+    ];
+    for split in [10, 1, 2, 3, 4] {
+        let fx = Fixture::new();
+        let mut sink = Collect::default();
+        let mut t = downstream_task(&fx);
+        for start in (0..items.len()).step_by(split) {
+            let end = (start + split).min(items.len());
+            run(&mut t, &stream(start as u64, &items[start..end]), &mut sink).unwrap();
+        }
+        let what = format!("batches of {split}");
+        assert_eq!(sink.values(), ["x", "40", "fired@50", "w"], "{what}");
+        assert_eq!(t.position().offset, 10, "{what}: past every record");
+        assert_eq!(t.position().watermark, 70, "{what}");
+        assert_eq!(t.stats().late, 2, "{what}: y and z");
+        assert_eq!(
+            t.stats().events_in,
+            6,
+            "{what}: watermark records are not events"
+        );
+        // A restart keeps each upstream task's watermark: upstream 1 alone moving to 150
+        // brings the stage to upstream 0's 100.
+        drop(t);
+        let mut t = downstream_task(&fx);
+        assert_eq!(t.position().watermark, 70, "{what}");
+        run(&mut t, &stream(10, &[("wm 1", 150)]), &mut sink).unwrap();
+        assert_eq!(t.position().watermark, 100, "{what}: after a restart");
+    }
+}
+
+#[test]
+fn a_crash_before_the_commit_forgets_upstream_watermarks_with_the_position() {
+    let fx = Fixture::new();
+    let mut sink = Collect::default();
+    let mut t = downstream_task(&fx);
+    run(&mut t, &stream(0, &[("wm 0", 10), ("wm 1", 20)]), &mut sink).unwrap();
+    // Processed, not committed: a crash, then the same records again.
+    t.process(&stream(2, &[("wm 0", 50), ("wm 1", 60)]), &mut sink)
+        .unwrap();
+    assert_eq!(t.position().watermark, 50);
+    t.discard_uncommitted();
+    assert_eq!(t.position().watermark, 10);
+    drop(t);
+    let mut t = downstream_task(&fx);
+    assert_eq!(t.position().offset, 2);
+    run(&mut t, &stream(2, &[("wm 1", 60)]), &mut sink).unwrap();
+    assert_eq!(t.position().watermark, 10, "upstream 0 is still at 10");
 }

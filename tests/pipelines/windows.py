@@ -105,3 +105,5 @@ write("clicks-tumbling", pages, windows(on_time(pages), 60_000, 60_000))
 write("clicks-sliding", pages, windows(on_time(pages), 60_000, 20_000))
 users = clicks(11, ["ann", "bob", "cy"], 120, 12_000)
 write("user-sessions", users, sessions(on_time(users), 30_000))
+# The same behind a repartition: a second stage's watermark must give the same sessions.
+write("user-sessions-repartitioned", users, sessions(on_time(users), 30_000))

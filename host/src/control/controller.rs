@@ -549,6 +549,8 @@ impl Controller {
         let limits = Limits::from_settings(settings);
         let mut runners = Vec::new();
         let mut versions = Vec::new();
+        // A later stage's watermark comes from the previous stage's tasks.
+        let mut upstream_partitions = None;
         for stage in &stages {
             let first = stage.index == 0;
             let last = stage.index + 1 == stages.len() as u32;
@@ -596,13 +598,16 @@ impl Controller {
                 // A Kafka sink's producer fences the task's previous owner (a crashed
                 // process, another server) before anything is read back from Kafka.
                 let task_sink: Box<dyn Sink + Send> = match (&sink, stage_sink_kafka) {
-                    (Some(t), _) => Box::new(TopicSink::new(
-                        Arc::clone(&self.log),
-                        &spec.name,
-                        p,
-                        partitions,
-                        Arc::clone(t),
-                    )),
+                    (Some(t), _) => {
+                        let s = TopicSink::new(
+                            Arc::clone(&self.log),
+                            &spec.name,
+                            p,
+                            partitions,
+                            Arc::clone(t),
+                        );
+                        Box::new(if last { s } else { s.with_watermark_records() })
+                    }
                     (None, Some(conn)) => Box::new(
                         kafka::KafkaSink::new(
                             conn,
@@ -674,6 +679,7 @@ impl Controller {
                 }
                 let config = TaskConfig {
                     changelog: true,
+                    upstream_partitions,
                     ..TaskConfig::from_settings(settings)
                 };
                 let task = Task::new(id.clone(), ops, config, Arc::clone(&self.db))
@@ -696,6 +702,7 @@ impl Controller {
                     .with_clock(self.stage_clock(&spec.name, stage.index)),
                 );
             }
+            upstream_partitions = Some(partitions);
         }
         let handles = runners.iter().map(|r| Arc::clone(r.handle())).collect();
         for r in runners {

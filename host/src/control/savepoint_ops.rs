@@ -9,7 +9,8 @@ use crate::record::now_ms;
 use crate::state::changelog::{Change, TIMERS_STORE, changelog_topic, marker_key};
 use crate::state::savepoint::{SstBuilder, export_pipeline, for_each_entry, ingest};
 use crate::state::{
-    Cf, StateScope, StoreName, TIMERS, TaskId, TaskPosition, keys, load_position, put_position,
+    Cf, StateScope, StoreName, TIMERS, TaskId, TaskPosition, keys, load_position,
+    load_upstream_watermarks, put_position, put_upstream_watermarks,
 };
 use rocksdb::{Options, WriteBatch};
 use std::sync::{Arc, mpsc};
@@ -154,19 +155,18 @@ impl Controller {
         for stage in stages(&record.spec) {
             let partitions = self.stage_partitions(&record.spec, &stage)?;
             for p in 0..partitions {
-                let pos = load_position(
-                    &self.db,
-                    &TaskId {
-                        pipeline: name.to_string(),
-                        stage: stage.index,
-                        partition: p,
-                    },
-                )?;
+                let id = TaskId {
+                    pipeline: name.to_string(),
+                    stage: stage.index,
+                    partition: p,
+                };
+                let pos = load_position(&self.db, &id)?;
                 tasks.push(SavedTask {
                     stage: stage.index,
                     partition: p,
                     offset: pos.offset,
                     watermark: pos.watermark,
+                    upstream_watermarks: load_upstream_watermarks(&self.db, &id)?,
                 });
             }
         }
@@ -446,6 +446,8 @@ impl Controller {
                     watermark: t.watermark,
                 },
             );
+            // Always written, so watermarks from before the restore do not linger.
+            put_upstream_watermarks(&self.db, &mut wb, &id, &t.upstream_watermarks);
         }
         self.db.write(wb)?;
         if let Some(conn) = &sink_kafka {

@@ -20,6 +20,10 @@ pub struct SavedTask {
     /// The next source offset to read.
     pub offset: u64,
     pub watermark: i64,
+    /// After a repartition: the last watermark of each upstream task, of which the
+    /// task's watermark is the lowest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream_watermarks: Vec<i64>,
 }
 
 /// What a savepoint holds.

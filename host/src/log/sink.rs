@@ -7,9 +7,10 @@ use super::embedded::{Appends, Log};
 use super::partitioner::partition_for_key;
 use super::topic::{Topic, TopicConfig};
 use crate::record::{Record, now_ms};
+use crate::state::TaskPosition;
 use crate::state::changelog::{OperatorChanges, changelog_topic, marker_key};
 use crate::state::{Db, StateScope};
-use crate::task::{Outputs, Sink, TaskError, batch};
+use crate::task::{Outputs, Sink, TaskError, batch, watermark_record};
 use rocksdb::WriteBatch;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,9 @@ pub struct TopicSink {
     main: Arc<Topic>,
     side: HashMap<String, Arc<Topic>>,
     changelogs: HashMap<String, Arc<Topic>>,
+    /// Into a repartition topic: the watermark to mark in every partition at the next
+    /// commit, and the last one marked.
+    watermarks: Option<(i64, i64)>,
 }
 
 impl TopicSink {
@@ -45,7 +49,16 @@ impl TopicSink {
             main,
             side: HashMap::new(),
             changelogs: HashMap::new(),
+            watermarks: None,
         }
+    }
+
+    /// The main topic is a repartition topic: every commit that moves the task's
+    /// watermark appends a watermark record to each of its partitions, after the
+    /// outputs, for the next stage's tasks.
+    pub fn with_watermark_records(mut self) -> Self {
+        self.watermarks = Some((i64::MIN, i64::MIN));
+        self
     }
 
     fn changelog(&mut self, operator: &str, store: &str) -> Result<Arc<Topic>, TaskError> {
@@ -100,6 +113,12 @@ impl TopicSink {
 }
 
 impl Sink for TopicSink {
+    fn position(&mut self, position: TaskPosition) {
+        if let Some((next, _)) = &mut self.watermarks {
+            *next = position.watermark;
+        }
+    }
+
     fn commit(
         &mut self,
         _db: &Db,
@@ -144,9 +163,22 @@ impl Sink for TopicSink {
                 appends.mark_end(&topic, self.partition, marker_key(&scope, &store.store));
             }
         }
+        let marked = match self.watermarks {
+            Some((next, marked)) if next != marked && next != i64::MIN => {
+                let record = codec::encode_record(&watermark_record(self.partition, next), now);
+                for p in 0..self.main.partition_count() {
+                    appends.push(&self.main, p, &record);
+                }
+                Some(next)
+            }
+            _ => None,
+        };
         self.log
             .commit(batch, appends)
             .map_err(|e| TaskError::Sink(e.to_string()))?;
+        if let (Some(next), Some((_, last))) = (marked, &mut self.watermarks) {
+            *last = next;
+        }
         Ok(())
     }
 }

@@ -87,3 +87,34 @@ pub fn put_position(db: &Db, batch: &mut WriteBatch, task: &TaskId, position: Ta
         position.encode(),
     );
 }
+
+/// The meta key of the upstream watermarks of a task after a repartition.
+fn upstream_key(task: &TaskId) -> Vec<u8> {
+    let mut key = keys::position_key(&task.pipeline, task.stage, task.partition);
+    key.extend_from_slice(b"/upstream");
+    key
+}
+
+/// The committed watermarks of a later-stage task's upstream tasks (empty when none).
+pub fn load_upstream_watermarks(db: &Db, task: &TaskId) -> Result<Vec<i64>, StateError> {
+    let Some(bytes) = db.get(Cf::Meta, &upstream_key(task))? else {
+        return Ok(Vec::new());
+    };
+    if bytes.len() % 8 != 0 {
+        return Err(StateError::Corrupt {
+            what: "upstream watermarks",
+            detail: format!("{} bytes, not a multiple of 8", bytes.len()),
+        });
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_be_bytes(c.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// Adds a task's upstream watermarks to a commit (it lives beside its position, so a
+/// pipeline's deletion takes it too).
+pub fn put_upstream_watermarks(db: &Db, batch: &mut WriteBatch, task: &TaskId, watermarks: &[i64]) {
+    let bytes: Vec<u8> = watermarks.iter().flat_map(|w| w.to_be_bytes()).collect();
+    batch.put_cf(db.cf(Cf::Meta), upstream_key(task), bytes);
+}

@@ -18,7 +18,10 @@ mod timers;
 
 pub use catalog::{StoreName, TIMERS};
 pub use db::{Cf, Db, DbOptions};
-pub use meta::{TaskId, TaskPosition, load_position, put_position};
+pub use meta::{
+    TaskId, TaskPosition, load_position, load_upstream_watermarks, put_position,
+    put_upstream_watermarks,
+};
 pub use operator_state::{OperatorState, StateScope, StoreId};
 pub use scan::ScanPage;
 pub use store::{CounterError, STORE_NAME_MAX, check_store_name};

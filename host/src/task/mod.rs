@@ -11,6 +11,7 @@ mod operator;
 mod pool;
 mod processor;
 mod runner;
+mod upstream;
 
 pub use clock::StageClock;
 pub use error::TaskError;
@@ -22,3 +23,4 @@ pub use processor::{
     LATE_PORT, Outputs, Probation, Sink, SourceBatch, Task, TaskConfig, TaskStats,
 };
 pub use runner::{Step, TaskRunner, TaskSource};
+pub use upstream::{UpstreamWatermarks, WATERMARK_HEADER, read_watermark, watermark_record};

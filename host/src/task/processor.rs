@@ -2,13 +2,17 @@
 //! with the pipeline's error policy, event-time timers, and the atomic commit.
 
 use super::batch;
+use super::upstream::{UpstreamWatermarks, read_watermark};
 use super::{Operator, TaskError};
 use crate::control::{LateEvents, OnError};
 use crate::record::Record;
 use crate::runtime::CallError;
 use crate::runtime::bindings::{EventBatch, OutputBatch};
 use crate::state::changelog::OperatorChanges;
-use crate::state::{Db, TaskId, TaskPosition, load_position, put_position};
+use crate::state::{
+    Db, TaskId, TaskPosition, load_position, load_upstream_watermarks, put_position,
+    put_upstream_watermarks,
+};
 use rocksdb::WriteBatch;
 use std::ops::Range;
 use std::sync::Arc;
@@ -83,6 +87,10 @@ pub struct TaskConfig {
     pub max_pending_bytes: usize,
     /// Hand every state change to the sink for the changelogs.
     pub changelog: bool,
+    /// A stage after a repartition: its watermark is the lowest of these many upstream
+    /// tasks' watermarks, read from the watermark records in its source, not its events'
+    /// timestamps.
+    pub upstream_partitions: Option<u32>,
 }
 
 impl TaskConfig {
@@ -96,6 +104,7 @@ impl TaskConfig {
             commit_interval: Duration::from_millis(s.commit_interval_ms),
             max_pending_bytes: 64 << 20,
             changelog: false,
+            upstream_partitions: None,
         }
     }
 }
@@ -148,6 +157,9 @@ pub struct Task {
     position: TaskPosition,
     /// What RocksDB holds.
     committed: TaskPosition,
+    /// After a repartition: the upstream tasks' watermarks, as processed and as committed.
+    upstream: Option<UpstreamWatermarks>,
+    committed_upstream: Option<UpstreamWatermarks>,
     /// Outputs of the batches since the last commit.
     pending: Vec<Outputs>,
     last_commit: Instant,
@@ -164,6 +176,13 @@ impl Task {
         db: Arc<Db>,
     ) -> Result<Self, TaskError> {
         let position = load_position(&db, &id)?;
+        let upstream = match config.upstream_partitions {
+            Some(n) => Some(UpstreamWatermarks::from_saved(
+                load_upstream_watermarks(&db, &id)?,
+                n,
+            )),
+            None => None,
+        };
         Ok(Task {
             id,
             ops,
@@ -171,6 +190,8 @@ impl Task {
             db,
             position,
             committed: position,
+            committed_upstream: upstream.clone(),
+            upstream,
             pending: Vec::new(),
             last_commit: Instant::now(),
             stats: TaskStats::default(),
@@ -233,6 +254,7 @@ impl Task {
         }
         self.pending.clear();
         self.position = self.committed;
+        self.upstream = self.committed_upstream.clone();
     }
 
     /// Replaces operator `j`: `swap` gets the current one (to take its state) and returns
@@ -272,6 +294,67 @@ impl Task {
         if self.halted() {
             return Ok(());
         }
+        if self.upstream.is_none() {
+            return self.process_events(source, sink);
+        }
+        // After a repartition: the events between two watermark records are processed
+        // as one batch; each watermark record then moves the watermark and fires timers,
+        // at the same place in the stream whatever the batch boundaries.
+        let mut start = 0;
+        for i in 0..source.offsets.len() {
+            let Some((from, watermark)) = read_watermark(&source.events, i) else {
+                continue;
+            };
+            if i > start {
+                self.process_events(&slice(source, start..i), sink)?;
+                if self.halted() || self.position.offset <= source.offsets[i - 1] {
+                    return Ok(());
+                }
+            }
+            self.take_upstream_watermark(from, watermark, source.offsets[i] + 1)?;
+            if self.halted() {
+                return Ok(());
+            }
+            start = i + 1;
+        }
+        let n = source.offsets.len();
+        if start == 0 {
+            return self.process_events(source, sink);
+        }
+        if start < n {
+            self.process_events(&slice(source, start..n), sink)?;
+        }
+        self.maybe_commit(sink)
+    }
+
+    /// A watermark record from upstream task `from`, at the offset before `next`.
+    fn take_upstream_watermark(
+        &mut self,
+        from: u32,
+        watermark: i64,
+        next: u64,
+    ) -> Result<(), TaskError> {
+        let upstream = self.upstream.as_mut().expect("a task after a repartition");
+        upstream.update(from, watermark);
+        let low = upstream.low();
+        self.position.offset = next;
+        if low > self.position.watermark {
+            self.position.watermark = low;
+            if let Err(e) = self.fire_timers()
+                && !self.fail_probation(e.to_string())
+            {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes events (no watermark records among them).
+    fn process_events(
+        &mut self,
+        source: &SourceBatch,
+        sink: &mut dyn Sink,
+    ) -> Result<(), TaskError> {
         if self.config.late_events == LateEvents::Process {
             return self.process_on_time(source, sink);
         }
@@ -318,10 +401,19 @@ impl Task {
             if e.timestamp < watermark {
                 late.push(i);
             } else {
-                watermark = watermark.max(e.timestamp.saturating_sub(self.config.watermark_delay));
+                watermark = self.watermark_after(watermark, e.timestamp);
             }
         }
         late
+    }
+
+    /// The watermark after an event at `timestamp` arrived (after a repartition, events
+    /// do not move it: watermark records do).
+    fn watermark_after(&self, watermark: i64, timestamp: i64) -> i64 {
+        if self.upstream.is_some() {
+            return watermark;
+        }
+        watermark.max(timestamp.saturating_sub(self.config.watermark_delay))
     }
 
     /// Moves the watermark up to `to` without input (an idle partition following its
@@ -466,6 +558,11 @@ impl Task {
             }
         }
         put_position(&self.db, &mut wb, &self.id, self.position);
+        if let Some(up) = &self.upstream
+            && self.committed_upstream.as_ref() != Some(up)
+        {
+            put_upstream_watermarks(&self.db, &mut wb, &self.id, up.as_slice());
+        }
         let outputs = std::mem::take(&mut self.pending);
         let emitted: u64 = outputs.iter().map(|o| o.main.events.len() as u64).sum();
         sink.position(self.position);
@@ -477,6 +574,7 @@ impl Task {
             op.state().committed();
         }
         self.committed = self.position;
+        self.committed_upstream = self.upstream.clone();
         self.stats.events_out += emitted;
         Ok(())
     }
@@ -536,10 +634,7 @@ impl Task {
             .map(|e| e.timestamp)
             .max();
         let watermark = match max_ts {
-            Some(ts) => self
-                .position
-                .watermark
-                .max(ts.saturating_sub(self.config.watermark_delay)),
+            Some(ts) => self.watermark_after(self.position.watermark, ts),
             None => self.position.watermark,
         };
         TaskPosition {
@@ -765,6 +860,14 @@ fn absorb(out: OutputBatch, main: &mut EventBatch, side: &mut Vec<(String, Recor
         batch::extend(main, &m);
     }
     side.extend(s);
+}
+
+/// Events `range` of `source`.
+fn slice(source: &SourceBatch, range: Range<usize>) -> SourceBatch {
+    SourceBatch {
+        events: batch::slice(&source.events, range.clone()),
+        offsets: source.offsets[range].to_vec(),
+    }
 }
 
 /// `source` without the events at `skip` (sorted indices).
