@@ -68,9 +68,19 @@ fn servers_of(status: &Value) -> BTreeSet<String> {
 
 /// Polls `server`'s status of `wc` until `done` holds.
 fn wait_status(server: &ServerProcess, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_status_of(server, "wc", what, done)
+}
+
+/// Polls `server`'s status of `pipeline` until `done` holds.
+fn wait_status_of(
+    server: &ServerProcess,
+    pipeline: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let (ok, out, _) = server.cli(&["pipeline", "status", "wc", "--json"]);
+        let (ok, out, _) = server.cli(&["pipeline", "status", pipeline, "--json"]);
         if ok {
             let v: Value = serde_json::from_str(&out).unwrap();
             if done(&v) {
@@ -333,4 +343,81 @@ fn wait_savepoint(server: &ServerProcess, id: &str, present: bool) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+const IDLE_SPEC: &str = r#"
+name = "clicks"
+[source]
+kafka = { topic = "clicks" }
+[sink]
+kafka = { topic = "page-minutes" }
+[[operators]]
+name = "clicks-per-minute"
+version = "latest"
+[settings]
+max_out_of_orderness = "1s"
+idle_timeout = "1s"
+commit_interval_ms = 20
+"#;
+
+#[test]
+fn an_idle_partition_follows_the_watermark_of_a_task_on_another_server() {
+    let broker = Broker::start();
+    broker.create_topic("clicks", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let a = member(&dir.path().join("a"), &broker, "a");
+    let b = member(&dir.path().join("b"), &broker, "b");
+    a.ok(&[
+        "operator",
+        "push",
+        "clicks-per-minute",
+        guest("clicks-per-minute").to_str().unwrap(),
+    ]);
+    let spec = dir.path().join("clicks.toml");
+    std::fs::write(&spec, IDLE_SPEC).unwrap();
+    a.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    // One partition on each server: the quiet one has no busy task beside it.
+    let split = wait_status_of(&b, "clicks", "one partition on each server", |v| {
+        servers_of(v).len() == 2 && v["tasks"].as_array().unwrap().len() == 2
+    });
+    println!("{split}");
+
+    // A click in each partition opens a window in each; then only partition 0 goes on,
+    // two minutes later. Partition 1's window closes only if its task, idle after 1 s,
+    // follows partition 0's watermark, which only the other server knows first hand.
+    let t0: i64 = 1_700_000_000_000;
+    broker.produce_to("clicks", 1, &[("quiet", "c", t0 + 1_000)]);
+    broker.produce_to("clicks", 0, &[("busy", "c", t0 + 1_000)]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    let quiet = loop {
+        i += 1;
+        broker.produce_to("clicks", 0, &[("busy", "c", t0 + 120_000 + i)]);
+        let out = broker.read(
+            "page-minutes",
+            "read_uncommitted",
+            1,
+            Duration::from_millis(500),
+        );
+        let quiet: Vec<Value> = out
+            .iter()
+            .filter(|(_, _, key, _)| key.as_deref() == Some(&b"quiet"[..]))
+            .map(|(.., value)| serde_json::from_slice(value).unwrap())
+            .collect();
+        if !quiet.is_empty() {
+            break quiet;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the quiet partition's window never closed: {}\n{}",
+            a.ok(&["pipeline", "status", "clicks", "--json"]),
+            b.ok(&["pipeline", "status", "clicks", "--json"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let start = t0.div_euclid(60_000) * 60_000;
+    assert_eq!(
+        quiet[0],
+        serde_json::json!({"page": "quiet", "window_start": start, "window_end": start + 60_000, "count": 1})
+    );
 }

@@ -12,11 +12,14 @@
 //! - `chunk/savepoint.<id>/<index>` and `savepoint/<id>` → a shared pipeline's savepoint
 //!   archive in chunks, then its chunk count; tombstones when deleted
 //! - `sync/<server>` → a marker the server waits to read back (see [`Catalog::sync`])
+//! - `clock/<pipeline>/<stage>/<server>` → the watermarks of that server's tasks of a
+//!   stage, for idle partitions elsewhere to follow (pipelines with an `idle_timeout`)
 
 use crate::control::PipelineRecord;
 use crate::kafka::{Connection, KafkaError, REQUEST_TIMEOUT, ensure_topic};
 use crate::record::now_ms;
 use crate::registry::OperatorVersion;
+use crate::task::TaskClock;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -60,6 +63,14 @@ pub enum CatalogEvent {
         pipeline: String,
         tag: String,
     },
+    /// Where another server's tasks of a pipeline stage stood at `at_ms`.
+    StageClock {
+        pipeline: String,
+        stage: u32,
+        server: String,
+        at_ms: i64,
+        tasks: Vec<TaskClock>,
+    },
 }
 
 /// What applies catalog changes to this server (the controller).
@@ -84,6 +95,12 @@ fn savepoint_chunk_key(id: &str, index: usize) -> String {
 
 /// Chunk counts of the savepoints in the catalog, so a deletion can drop their chunks.
 type SavepointChunks = Arc<Mutex<HashMap<String, u32>>>;
+
+#[derive(Serialize, Deserialize)]
+struct ClockEntry {
+    at_ms: i64,
+    tasks: Vec<TaskClock>,
+}
 
 #[derive(Serialize, Deserialize)]
 struct TasksEntry {
@@ -298,6 +315,28 @@ impl Catalog {
         )])
     }
 
+    /// Tells the cluster where this server's tasks of a pipeline stage stand.
+    pub fn publish_clock(
+        &self,
+        pipeline: &str,
+        stage: u32,
+        tasks: &[TaskClock],
+    ) -> Result<(), KafkaError> {
+        let entry = ClockEntry {
+            at_ms: now_ms(),
+            tasks: tasks.to_vec(),
+        };
+        self.send(vec![(
+            format!("clock/{pipeline}/{stage}/{}", self.server),
+            Some(serde_json::to_vec(&entry).expect("serializes")),
+        )])
+    }
+
+    /// Whether [`Catalog::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
     /// Which server runs each partition of `pipeline`, by the newest claims.
     pub fn owners(&self, pipeline: &str) -> BTreeMap<u32, String> {
         let owners = self.owners.lock().expect("owners lock");
@@ -362,7 +401,10 @@ type Backlogged = (String, Option<Vec<u8>>, bool);
 /// server's task list) only its newest record, all in the catalog's order.
 fn newest_states(backlog: Vec<Backlogged>) -> Vec<Backlogged> {
     let stateful = |k: &str| {
-        k.starts_with("pipeline/") || k.starts_with("tasks/") || k.starts_with("restored/")
+        k.starts_with("pipeline/")
+            || k.starts_with("tasks/")
+            || k.starts_with("restored/")
+            || k.starts_with("clock/")
     };
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, (k, ..)) in backlog.iter().enumerate() {
@@ -526,6 +568,17 @@ impl Follower {
                 CatalogEvent::Pipeline {
                     name: name.to_string(),
                     record,
+                }
+            }
+            (Some("clock"), Some(pipeline), Some(rest), Some(v)) if !mine => {
+                let (stage, server) = rest.split_once('/').ok_or("bad clock key")?;
+                let entry: ClockEntry = serde_json::from_slice(v).map_err(|e| e.to_string())?;
+                CatalogEvent::StageClock {
+                    pipeline: pipeline.to_string(),
+                    stage: stage.parse().map_err(|_| "bad stage")?,
+                    server: server.to_string(),
+                    at_ms: entry.at_ms,
+                    tasks: entry.tasks,
                 }
             }
             (Some("tasks"), Some(pipeline), Some(server), value) => {

@@ -11,10 +11,12 @@ use crate::cluster::{
 };
 use crate::kafka;
 use crate::registry::{OperatorVersion, RegistryError};
+use crate::task::{StageClock, TaskClock};
 use crate::task::{TaskState, TaskStatus};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a revocation waits for a task to commit and stop.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -88,6 +90,45 @@ impl CatalogApplier for Applier {
     }
 }
 
+/// How often this server shares its stage clocks; unchanged ones at least every
+/// [`CLOCK_HEARTBEAT`], well within how long the other servers trust a report
+/// ([`crate::task::REMOTE_REPORT_TTL_MS`]).
+const CLOCK_EVERY: Duration = Duration::from_millis(500);
+const CLOCK_HEARTBEAT: Duration = Duration::from_secs(3);
+
+/// Shares the stage clocks until the controller or its catalog goes away.
+fn share_clocks(controller: Weak<Controller>) {
+    let mut sent: HashMap<(String, u32), (Vec<TaskClock>, Instant)> = HashMap::new();
+    loop {
+        std::thread::sleep(CLOCK_EVERY);
+        let Some(c) = controller.upgrade() else {
+            return;
+        };
+        let Some(link) = c.cluster.get() else {
+            return;
+        };
+        if link.catalog.is_shut_down() {
+            return;
+        }
+        for (key, tasks) in c.local_clocks() {
+            let due = sent
+                .get(&key)
+                .is_none_or(|(last, at)| *last != tasks || at.elapsed() >= CLOCK_HEARTBEAT);
+            if !due {
+                continue;
+            }
+            match link.catalog.publish_clock(&key.0, key.1, &tasks) {
+                Ok(()) => {
+                    sent.insert(key, (tasks, Instant::now()));
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %key.0, "cannot share the stage's watermarks: {e}")
+                }
+            }
+        }
+    }
+}
+
 impl Controller {
     /// Makes this server part of `cluster` (call before [`Controller::boot`]); the
     /// catalog is followed from [`Controller::follow_cluster`] on.
@@ -106,7 +147,37 @@ impl Controller {
         };
         link.catalog
             .follow(Arc::new(Applier(Arc::downgrade(self))))
-            .map_err(|e| ControlError::Conflict(e.to_string()))
+            .map_err(|e| ControlError::Conflict(e.to_string()))?;
+        let me = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("eddy-clocks".into())
+            .spawn(move || share_clocks(me))
+            .map_err(|e| ControlError::Conflict(format!("cannot start a thread: {e}")))?;
+        Ok(())
+    }
+
+    /// This server's tasks of each shared pipeline stage with an idle timeout, for the
+    /// stage clocks of the other servers: `(pipeline, stage)` and the tasks.
+    fn local_clocks(&self) -> Vec<((String, u32), Vec<TaskClock>)> {
+        let clocks: Vec<((String, u32), Arc<StageClock>)> = self
+            .clocks
+            .lock()
+            .expect("clocks lock")
+            .iter()
+            .filter_map(|(k, c)| Some((k.clone(), c.upgrade()?)))
+            .collect();
+        let pipelines = self.pipelines.lock().expect("pipelines lock");
+        clocks
+            .into_iter()
+            .filter(|((name, _), _)| {
+                pipelines.get(name).is_some_and(|e| {
+                    e.record.spec.settings.idle_timeout.is_some()
+                        && self.distributed(&e.record.spec)
+                })
+            })
+            .map(|(k, c)| (k, c.local()))
+            .filter(|(_, tasks)| !tasks.is_empty())
+            .collect()
     }
 
     /// Stops following the catalog (server shutdown).
@@ -500,6 +571,23 @@ impl Controller {
             CatalogEvent::Restored { pipeline, tag } => {
                 if let Err(e) = self.drop_restored_state(&pipeline, &tag) {
                     tracing::error!(%pipeline, "cannot drop the local state a restore replaced: {e}");
+                }
+            }
+            CatalogEvent::StageClock {
+                pipeline,
+                stage,
+                server,
+                at_ms,
+                tasks,
+            } => {
+                let clock = self
+                    .clocks
+                    .lock()
+                    .expect("clocks lock")
+                    .get(&(pipeline, stage))
+                    .and_then(Weak::upgrade);
+                if let Some(clock) = clock {
+                    clock.report_remote(&server, at_ms, tasks);
                 }
             }
             CatalogEvent::SavepointDeleted { id } => match self.savepoints.delete(&id) {

@@ -65,8 +65,9 @@ pub(super) struct Entry {
 pub struct Controller {
     /// Per changelog partition, the end offset at its last compaction.
     compacted: Mutex<std::collections::HashMap<(u32, u32), u64>>,
-    /// Per pipeline stage, its tasks' watermarks on this server (for idle partitions).
-    clocks: Mutex<std::collections::HashMap<(String, u32), std::sync::Weak<StageClock>>>,
+    /// Per pipeline stage, its tasks' watermarks (for idle partitions); in a cluster,
+    /// with the other servers' as they share them.
+    pub(super) clocks: Mutex<std::collections::HashMap<(String, u32), std::sync::Weak<StageClock>>>,
     pub(super) db: Arc<Db>,
     pub(super) log: Arc<Log>,
     pub(super) registry: Arc<Registry>,

@@ -13,7 +13,7 @@ mod processor;
 mod runner;
 mod upstream;
 
-pub use clock::StageClock;
+pub use clock::{REMOTE_REPORT_TTL_MS, StageClock, TaskClock};
 pub use error::TaskError;
 pub use handle::{Command, TaskHandle, TaskJob, TaskState, TaskStatus};
 pub use native::{NativeOperator, NativeProcess};

@@ -185,6 +185,25 @@ impl Broker {
         producer.flush(Duration::from_secs(30)).unwrap();
     }
 
+    /// Produces `(key, value, timestamp)` records into one partition, in order.
+    pub fn produce_to(&self, topic: &str, partition: i32, records: &[(&str, &str, i64)]) {
+        let producer: BaseProducer = self
+            .config()
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        for (key, value, ts) in records {
+            let record: BaseRecord<'_, str, str> = BaseRecord::to(topic)
+                .key(*key)
+                .payload(*value)
+                .partition(partition)
+                .timestamp(*ts);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
     /// Each partition's first and next offset (`read_uncommitted`), for failure reports.
     pub fn offsets(&self, topic: &str) -> Vec<Result<(i64, i64), String>> {
         let c: BaseConsumer = self
