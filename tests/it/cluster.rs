@@ -5,7 +5,7 @@
 
 use crate::kafka::{as_source, assert_output, counts, hides_aborted_transactions};
 use crate::support::guest;
-use crate::support::kafka::Broker;
+use crate::support::kafka::{Broker, ReadRecord};
 use crate::support::oracle::{expected_counts, lines};
 use crate::support::server::ServerProcess;
 use serde_json::Value;
@@ -419,5 +419,250 @@ fn an_idle_partition_follows_the_watermark_of_a_task_on_another_server() {
     assert_eq!(
         quiet[0],
         serde_json::json!({"page": "quiet", "window_start": start, "window_end": start + 60_000, "count": 1})
+    );
+}
+
+/// The word count on version 1 with a short probation, word count v2 pushed as
+/// version 2 (same state, JSON output), on servers `a` and `b`.
+fn upgradable(dir: &Path, broker: &Broker, extra: &str) -> (ServerProcess, ServerProcess) {
+    let (a, b, path) = two_members(dir, broker);
+    a.ok(&[
+        "operator",
+        "push",
+        "wordcount",
+        guest("wordcount-v2").to_str().unwrap(),
+    ]);
+    let spec = spec()
+        .replace("version = \"latest\"", "version = 1")
+        .replace(
+            "batch_size = 64",
+            &format!("batch_size = 64\nprobation_records = 100\n{extra}"),
+        );
+    std::fs::write(&path, spec).unwrap();
+    a.ok(&["pipeline", "create", path.to_str().unwrap()]);
+    wait_status(&b, "both servers to run tasks", |v| {
+        servers_of(v).len() == 2
+    });
+    (a, b)
+}
+
+/// `(partition, line)` pairs into `lines`, one producer per partition.
+fn produce_lines(broker: &Broker, lines: &[(i32, String)]) {
+    let mut by: std::collections::BTreeMap<i32, Vec<(&str, &str, i64)>> = Default::default();
+    for (p, line) in lines {
+        by.entry(*p)
+            .or_default()
+            .push(("l", line.as_str(), 1_700_000_100_000));
+    }
+    for (p, records) in by {
+        broker.produce_to("lines", p, &records);
+    }
+}
+
+/// Lines whose words each occur in one source partition only (`p<partition>w<n>`), so
+/// a word's counts in the output all come from one task.
+fn partition_words(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let p = i % 4;
+            format!("p{p}w{} p{p}w{}", (i / 4) % 5, (i / 4) % 3)
+        })
+        .collect()
+}
+
+/// Per word, its counts in offset order (repeats of a count, outputs of aborted
+/// transactions on a broker that shows them, dropped) and whether each was in version
+/// 2's format.
+fn counts_by_format(out: &[ReadRecord]) -> std::collections::BTreeMap<String, Vec<(u64, bool)>> {
+    let mut ordered: Vec<_> = out.iter().collect();
+    ordered.sort_by_key(|(p, o, ..)| (*p, *o));
+    let mut by: std::collections::BTreeMap<String, Vec<(u64, bool)>> = Default::default();
+    for (_, _, k, v) in ordered {
+        let word = String::from_utf8(k.clone().expect("counts are keyed")).unwrap();
+        let (count, json) = crate::kafka::either_format(v);
+        let seen = by.entry(word).or_default();
+        if !seen.iter().any(|(c, _)| *c == count) {
+            seen.push((count, json));
+        }
+    }
+    by
+}
+
+#[test]
+fn a_shared_pipeline_is_hot_upgraded_on_every_server_with_nothing_lost_or_repeated() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let strict = hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = upgradable(dir.path(), &broker, "");
+    // Lines keep coming the whole time, in chunks that keep the round-robin rotation.
+    let values = partition_words(2400);
+    let brokers = broker.brokers.clone();
+    let chunks: Vec<Vec<String>> = values.chunks(80).map(<[String]>::to_vec).collect();
+    let producer = std::thread::spawn(move || {
+        let b = Broker::attach(&brokers);
+        for (i, chunk) in chunks.iter().enumerate() {
+            b.produce("lines", 4, chunk, 1_700_000_000_000 + 1000 * i as i64);
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    // Asked on B, carried out on both.
+    let upgraded = b.ok(&["pipeline", "upgrade", "wc", "--operator", "wordcount@2"]);
+    assert!(upgraded.contains("upgrade succeeded"), "{upgraded}");
+    producer.join().unwrap();
+    for server in [&a, &b] {
+        wait_status(server, "the upgrade in the record", |v| {
+            v["upgrades"]
+                .as_array()
+                .and_then(|u| u.last())
+                .map(|u| &u["result"])
+                == Some(&Value::from("succeeded"))
+        });
+    }
+    wait_committed(&[(&a, "a"), (&b, "b")], 600);
+
+    let expected = expected_counts(&as_source(&values, 4));
+    let out = broker.read(
+        "counts",
+        if strict {
+            "read_committed"
+        } else {
+            "read_uncommitted"
+        },
+        expected.len(),
+        Duration::from_secs(60),
+    );
+    let by = counts_by_format(&out);
+    let mut got: Vec<(String, u64)> = by
+        .iter()
+        .flat_map(|(w, cs)| cs.iter().map(|(c, _)| (w.clone(), *c)))
+        .collect();
+    got.sort();
+    assert_eq!(got, expected, "every count once, none missing");
+    // Each word (so each task) switched once, from version 1's format to version 2's,
+    // with its counts in order, and every partition (on both servers) got to version 2.
+    for (key, cs) in &by {
+        let switch = cs.iter().position(|(_, j)| *j).unwrap_or(cs.len());
+        assert!(cs[switch..].iter().all(|(_, j)| *j), "{key:?}: {cs:?}");
+        let counts: Vec<u64> = cs.iter().map(|(c, _)| *c).collect();
+        assert!(counts.windows(2).all(|w| w[0] < w[1]), "{key:?}: {cs:?}");
+    }
+    for p in 0..4 {
+        assert!(
+            by.iter()
+                .any(|(w, cs)| w.starts_with(&format!("p{p}w")) && cs.iter().any(|(_, j)| *j)),
+            "partition {p} never ran version 2"
+        );
+    }
+}
+
+#[test]
+fn a_shared_upgrade_that_fails_on_another_server_is_rolled_back_everywhere() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let strict = hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = upgradable(dir.path(), &broker, "probation_ms = 60000");
+    // Version 2 traps on the 10th record an instance handles.
+    a.ok(&[
+        "operator",
+        "push",
+        "wordcount",
+        guest("fixture-wordcount-trap").to_str().unwrap(),
+    ]);
+    let first = partition_words(400);
+    broker.produce("lines", 4, &first, 1_700_000_000_000);
+    wait_committed(&[(&a, "a"), (&b, "b")], 100);
+    let on = |server: &str| -> Vec<i32> {
+        status_of(&a)["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["server"] == server)
+            .map(|t| t["partition"].as_i64().unwrap() as i32)
+            .collect()
+    };
+    let (on_a, on_b) = (on("a"), on("b"));
+    // B decides; only A's partitions get records during the probation, so the failure
+    // reaches B through A's report.
+    let more = |partitions: &[i32], from: usize| -> Vec<(i32, String)> {
+        partitions
+            .iter()
+            .flat_map(|&p| {
+                (from..from + 50).map(move |k| {
+                    let i = k * 4 + p as usize;
+                    (p, format!("p{p}w{} p{p}w{}", (i / 4) % 5, (i / 4) % 3))
+                })
+            })
+            .collect()
+    };
+    let (ok, stdout, stderr, second) = std::thread::scope(|s| {
+        let upgrading =
+            s.spawn(|| b.cli(&["pipeline", "upgrade", "wc", "--operator", "wordcount@3"]));
+        wait_status(&a, "the probation to reach A", |v| {
+            v["upgrades"]
+                .as_array()
+                .and_then(|u| u.last())
+                .map(|u| &u["result"])
+                == Some(&Value::from("probation"))
+        });
+        let second = more(&on_a, 100);
+        produce_lines(&broker, &second);
+        let (ok, stdout, stderr) = upgrading.join().unwrap();
+        (ok, stdout, stderr, second)
+    });
+    assert!(!ok, "the upgrade must fail: {stdout}");
+    assert!(stderr.contains("upgrade rolled back"), "{stderr}");
+    assert!(stderr.contains("on server a"), "{stderr}");
+    for server in [&a, &b] {
+        wait_status(server, "the rollback in the record", |v| {
+            v["upgrades"]
+                .as_array()
+                .and_then(|u| u.last())
+                .map(|u| &u["result"])
+                == Some(&Value::from("rolled_back"))
+        });
+    }
+    // Version 1 goes on everywhere.
+    let third = more(&on_b, 100);
+    produce_lines(&broker, &third);
+    wait_committed(&[(&a, "a"), (&b, "b")], 150);
+
+    let mut source = as_source(&first, 4);
+    for (k, (p, line)) in second.iter().chain(&third).enumerate() {
+        let r = eddy_host::record::Record {
+            value: line.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        source.push((*p as u32, 100 + k as u64, r));
+    }
+    let expected = expected_counts(&source);
+    let out = broker.read(
+        "counts",
+        if strict {
+            "read_committed"
+        } else {
+            "read_uncommitted"
+        },
+        expected.len(),
+        Duration::from_secs(60),
+    );
+    for (.., v) in &out {
+        assert!(
+            !String::from_utf8_lossy(v).contains("BAD VERSION"),
+            "an output of the failed version was committed"
+        );
+    }
+    let by = counts_by_format(&out);
+    let mut got: Vec<(String, u64)> = by
+        .iter()
+        .flat_map(|(w, cs)| cs.iter().map(|(c, _)| (w.clone(), *c)))
+        .collect();
+    got.sort();
+    assert_eq!(got, expected, "every count once, none missing");
+    assert!(
+        by.values().flatten().all(|(_, json)| !json),
+        "version 1 only"
     );
 }

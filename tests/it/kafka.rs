@@ -3,7 +3,7 @@
 //! `kill -9` of the server at random points.
 
 use crate::support::guest;
-use crate::support::kafka::Broker;
+use crate::support::kafka::{Broker, ReadRecord};
 use crate::support::oracle::{actual_counts, expected_counts, lines};
 use crate::support::server::{ServerProcess, TestApp};
 use eddy_host::record::Record;
@@ -26,7 +26,7 @@ pub fn as_source(values: &[String], partitions: usize) -> Vec<(u32, u64, Record)
 }
 
 /// The `(word, count)` pairs of records read from the output topic, sorted.
-pub fn counts(records: &[(i32, i64, Option<Vec<u8>>, Vec<u8>)]) -> Vec<(String, u64)> {
+pub fn counts(records: &[ReadRecord]) -> Vec<(String, u64)> {
     let sink: Vec<(u32, u64, Record)> = records
         .iter()
         .map(|(p, o, k, v)| {
@@ -313,7 +313,7 @@ async fn a_server_with_an_empty_data_dir_restores_state_from_kafka_and_continues
 
 /// `(word, count)` of a record from either word-count version: `3` or
 /// `{"word":"the","count":3}`.
-fn either_format(value: &[u8]) -> (u64, bool) {
+pub fn either_format(value: &[u8]) -> (u64, bool) {
     let v = String::from_utf8_lossy(value);
     match serde_json::from_str::<serde_json::Value>(&v) {
         Ok(serde_json::Value::Object(o)) => (o["count"].as_u64().expect("a count"), true),

@@ -409,16 +409,6 @@ async fn upgrade(
         )
         .await?;
     spinner.finish_and_clear();
-    if !args.json {
-        println!(
-            "{id}: {} → {}, paused {:.1} ms, savepoint {}, {} key(s) migrated",
-            u["from_version"],
-            u["to_version"],
-            u["pause_ms"].as_f64().unwrap_or(0.0),
-            u["savepoint"].as_str().unwrap_or(""),
-            u["migrated_keys"]
-        );
-    }
     if u["result"] == "probation" && !no_wait {
         let spinner = super::progress::spinner("new version on probation", args.json);
         while u["result"] == "probation" {
@@ -427,12 +417,27 @@ async fn upgrade(
                 .json(Method::GET, &format!("/v1/pipelines/{}", seg(name)), None)
                 .await?;
             if let Some(last) = status["upgrades"].as_array().and_then(|a| a.last())
-                && last["savepoint"] == u["savepoint"]
+                && last["started_ms"] == u["started_ms"]
             {
                 u = last.clone();
             }
         }
         spinner.finish_and_clear();
+    }
+    if !args.json {
+        // A shared pipeline's upgrade takes no savepoint (its held probation work is the
+        // way back).
+        let savepoint = match u["savepoint"].as_str().unwrap_or("") {
+            "" => "none".to_string(),
+            id => id.to_string(),
+        };
+        println!(
+            "{id}: {} → {}, paused {:.1} ms, savepoint {savepoint}, {} key(s) migrated",
+            u["from_version"],
+            u["to_version"],
+            u["pause_ms"].as_f64().unwrap_or(0.0),
+            u["migrated_keys"]
+        );
     }
     if args.json {
         output::json(&u);

@@ -12,10 +12,12 @@
 //! - `chunk/savepoint.<id>/<index>` and `savepoint/<id>` → a shared pipeline's savepoint
 //!   archive in chunks, then its chunk count; tombstones when deleted
 //! - `sync/<server>` → a marker the server waits to read back (see [`Catalog::sync`])
+//! - `upgrade/<pipeline>/<server>` → that server's tasks in the pipeline's current hot
+//!   upgrade (for the server deciding it)
 //! - `clock/<pipeline>/<stage>/<server>` → the watermarks of that server's tasks of a
 //!   stage, for idle partitions elsewhere to follow (pipelines with an `idle_timeout`)
 
-use crate::control::PipelineRecord;
+use crate::control::{PipelineRecord, ProbationReport};
 use crate::kafka::{Connection, KafkaError, REQUEST_TIMEOUT, ensure_topic};
 use crate::record::now_ms;
 use crate::registry::OperatorVersion;
@@ -62,6 +64,12 @@ pub enum CatalogEvent {
     Restored {
         pipeline: String,
         tag: String,
+    },
+    /// Another server's tasks in a shared pipeline's hot upgrade.
+    Probation {
+        pipeline: String,
+        server: String,
+        report: ProbationReport,
     },
     /// Where another server's tasks of a pipeline stage stood at `at_ms`.
     StageClock {
@@ -332,6 +340,18 @@ impl Catalog {
         )])
     }
 
+    /// Tells the cluster how this server's tasks fare in a shared pipeline's upgrade.
+    pub fn publish_probation(
+        &self,
+        pipeline: &str,
+        report: &ProbationReport,
+    ) -> Result<(), KafkaError> {
+        self.send(vec![(
+            format!("upgrade/{pipeline}/{}", self.server),
+            Some(serde_json::to_vec(report).expect("serializes")),
+        )])
+    }
+
     /// Whether [`Catalog::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
         self.stop.load(Ordering::Acquire)
@@ -405,6 +425,7 @@ fn newest_states(backlog: Vec<Backlogged>) -> Vec<Backlogged> {
             || k.starts_with("tasks/")
             || k.starts_with("restored/")
             || k.starts_with("clock/")
+            || k.starts_with("upgrade/")
     };
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, (k, ..)) in backlog.iter().enumerate() {
@@ -568,6 +589,13 @@ impl Follower {
                 CatalogEvent::Pipeline {
                     name: name.to_string(),
                     record,
+                }
+            }
+            (Some("upgrade"), Some(pipeline), Some(server), Some(v)) if !mine => {
+                CatalogEvent::Probation {
+                    pipeline: pipeline.to_string(),
+                    server: server.to_string(),
+                    report: serde_json::from_slice(v).map_err(|e| e.to_string())?,
                 }
             }
             (Some("clock"), Some(pipeline), Some(rest), Some(v)) if !mine => {

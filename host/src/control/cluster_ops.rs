@@ -524,7 +524,7 @@ impl Controller {
     }
 
     /// Applies a change another server made.
-    fn apply_catalog(&self, event: CatalogEvent) {
+    fn apply_catalog(self: &Arc<Self>, event: CatalogEvent) {
         match event {
             CatalogEvent::Operator { version, bytes } => {
                 match self.registry.adopt(&version.name, version.version, &bytes) {
@@ -600,10 +600,24 @@ impl Controller {
                 name,
                 record: Some(record),
             } => {
+                let upgrade = record.upgrades.last().cloned();
                 if let Err(e) = self.adopt_pipeline(*record) {
                     tracing::error!(pipeline = %name, "cannot take the cluster's pipeline: {e}");
                 }
+                // This server's tasks follow the pipeline's upgrades.
+                if upgrade.is_some_and(|u| {
+                    u.result == super::pipeline::UpgradeResult::Probation
+                        || u.finished_ms
+                            .is_some_and(|f| crate::record::now_ms() - f < 600_000)
+                }) {
+                    self.reconcile_upgrade(&name);
+                }
             }
+            CatalogEvent::Probation {
+                pipeline,
+                server,
+                report,
+            } => self.take_probation_report(&pipeline, &server, report),
         }
     }
 

@@ -68,6 +68,16 @@ pub struct Controller {
     /// Per pipeline stage, its tasks' watermarks (for idle partitions); in a cluster,
     /// with the other servers' as they share them.
     pub(super) clocks: Mutex<std::collections::HashMap<(String, u32), std::sync::Weak<StageClock>>>,
+    /// Per shared pipeline, per server: its tasks in the pipeline's current upgrade.
+    pub(super) probation_reports: Mutex<
+        std::collections::HashMap<
+            String,
+            BTreeMap<String, super::cluster_upgrade::ProbationReport>,
+        >,
+    >,
+    /// Pipelines whose upgrade this server's tasks are following, and whether the
+    /// record changed since the follower last looked.
+    pub(super) reconciling: Mutex<std::collections::HashMap<String, bool>>,
     pub(super) db: Arc<Db>,
     pub(super) log: Arc<Log>,
     pub(super) registry: Arc<Registry>,
@@ -199,6 +209,8 @@ impl Controller {
         Controller {
             compacted: Mutex::default(),
             clocks: Mutex::default(),
+            probation_reports: Mutex::default(),
+            reconciling: Mutex::default(),
             db,
             log,
             registry,

@@ -4,6 +4,7 @@
 mod changelogs;
 mod cluster_ops;
 mod cluster_savepoints;
+mod cluster_upgrade;
 mod controller;
 mod pause;
 mod pipeline;
@@ -14,6 +15,7 @@ pub mod spec;
 mod upgrade;
 
 pub use changelogs::{ChangeApplier, ReplayError, Replayed, catch_up, changelog_topics};
+pub use cluster_upgrade::ProbationReport;
 pub use controller::{ControlError, Controller};
 pub use pipeline::{
     PinnedOperator, PipelineRecord, PipelineState, PipelineStatus, UpgradeRecord, UpgradeResult,

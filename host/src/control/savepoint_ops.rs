@@ -65,11 +65,6 @@ impl Controller {
                 "pipeline {name:?} is busy with {other}; try again when it is done"
             )));
         }
-        if what == UPGRADE && self.distributed(&entry.record.spec) {
-            return Err(ControlError::Conflict(format!(
-                "pipeline {name:?} is shared across the cluster: hot upgrades of shared pipelines are not supported yet; stop it, take a savepoint, and create it again with the new version, or run it on a server without --cluster"
-            )));
-        }
         entry.busy = Some(what);
         Ok(())
     }

@@ -31,23 +31,23 @@ const SWAP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What is needed to start one version of the operator in a task.
 #[derive(Clone)]
-struct Version {
+pub(super) struct Version {
     component: OperatorComponent,
-    pinned: PinnedOperator,
+    pub(super) pinned: PinnedOperator,
 }
 
 /// Everything a task job needs to start either version of the operator.
 #[derive(Clone)]
-struct SwapPlan {
+pub(super) struct SwapPlan {
     /// Index of the operator within its stage's chain.
-    local: usize,
-    old: Version,
-    new: Version,
+    pub(super) local: usize,
+    pub(super) old: Version,
+    pub(super) new: Version,
     config: Vec<(String, String)>,
     limits: Limits,
-    pipeline: String,
+    pub(super) pipeline: String,
     partitions: u32,
-    db: Arc<Db>,
+    pub(super) db: Arc<Db>,
 }
 
 impl SwapPlan {
@@ -87,7 +87,12 @@ impl SwapPlan {
 
     /// Replaces the running version `from` with `to` in a task; on failure puts `from`
     /// back. Returns the state versions `(from, to)`.
-    fn swap(&self, task: &mut Task, from: &Version, to: &Version) -> Result<(u32, u32), String> {
+    pub(super) fn swap(
+        &self,
+        task: &mut Task,
+        from: &Version,
+        to: &Version,
+    ) -> Result<(u32, u32), String> {
         let partition = task.id().partition;
         let mut versions = (0, 0);
         task.swap_operator(self.local, |old| {
@@ -118,7 +123,7 @@ impl SwapPlan {
 
 /// Runs `migrate` of the operator at `local` over every store it has in the task's
 /// partition; returns how many keys it converted.
-fn migrate(
+pub(super) fn migrate(
     task: &mut Task,
     local: usize,
     db: &Db,
@@ -203,7 +208,7 @@ fn span(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
 }
 
 /// Runs `job` on every task (with a reply each) and collects the replies.
-fn run_on<T: Send + 'static>(
+pub(super) fn run_on<T: Send + 'static>(
     controller: &Controller,
     tasks: &[Arc<TaskHandle>],
     job: impl Fn(&mut Task) -> Result<T, String> + Send + Sync + Clone + 'static,
@@ -240,6 +245,9 @@ impl Controller {
         wait: bool,
     ) -> Result<UpgradeRecord, ControlError> {
         self.claim(name, super::savepoint_ops::UPGRADE)?;
+        if self.is_shared(name) {
+            return self.upgrade_shared(name, operator, version, wait);
+        }
         match self.begin_upgrade(name, operator, version) {
             Ok((record, plan, stage_tasks, settings))
                 if record.result == UpgradeResult::Probation =>
@@ -265,6 +273,65 @@ impl Controller {
                 Err(e)
             }
         }
+    }
+
+    /// Whether a pipeline is shared across the cluster.
+    fn is_shared(&self, name: &str) -> bool {
+        self.pipelines
+            .lock()
+            .expect("pipelines lock")
+            .get(name)
+            .is_some_and(|e| self.distributed(&e.record.spec))
+    }
+
+    /// How to swap operator `i` of a pipeline from `old` to `target` in its tasks (both
+    /// versions compiled), and the stage it runs in.
+    pub(super) fn swap_plan(
+        &self,
+        record: &super::PipelineRecord,
+        i: usize,
+        old: &PinnedOperator,
+        target: &crate::registry::OperatorVersion,
+    ) -> Result<(SwapPlan, u32), ControlError> {
+        let new_component = self.registry.component(target)?;
+        let old_component = self
+            .registry
+            .component(&self.registry.version(&old.name, old.version)?)?;
+        let stages = stages(&record.spec);
+        let stage = stages
+            .iter()
+            .find(|s| s.ops.contains(&i))
+            .expect("every operator is in a stage");
+        let local = stage
+            .ops
+            .iter()
+            .position(|x| *x == i)
+            .expect("the operator is in its stage");
+        let partitions = self.stage_partitions(&record.spec, stage)?;
+        let new_pinned = PinnedOperator {
+            id: old.id.clone(),
+            name: target.name.clone(),
+            version: target.version,
+            digest: target.digest.clone(),
+            state_version: old.state_version,
+        };
+        let plan = SwapPlan {
+            local,
+            old: Version {
+                component: old_component,
+                pinned: old.clone(),
+            },
+            new: Version {
+                component: new_component,
+                pinned: new_pinned,
+            },
+            config: record.spec.operators[i].config_pairs(),
+            limits: Limits::from_settings(&record.spec.settings),
+            pipeline: record.spec.name.clone(),
+            partitions,
+            db: Arc::clone(&self.db),
+        };
+        Ok((plan, stage.index))
     }
 
     /// Everything up to the probation: checks, pause, savepoint, swap, migration, resume.
@@ -308,51 +375,12 @@ impl Controller {
             )));
         }
         // Validate and compile before anything stops.
-        let new_component = self.registry.component(&target)?;
-        let old_component = self.registry.component(
-            &self
-                .registry
-                .version(&old_pinned.name, old_pinned.version)?,
-        )?;
-        let stages = stages(&record.spec);
-        let stage = stages
-            .iter()
-            .find(|s| s.ops.contains(&i))
-            .expect("every operator is in a stage");
-        let local = stage
-            .ops
-            .iter()
-            .position(|x| *x == i)
-            .expect("the operator is in its stage");
-        let partitions = self.stage_partitions(&record.spec, stage)?;
+        let (plan, stage) = self.swap_plan(&record, i, &old_pinned, &target)?;
         let stage_tasks: Vec<Arc<TaskHandle>> = tasks
             .iter()
-            .filter(|t| t.id.stage == stage.index)
+            .filter(|t| t.id.stage == stage)
             .cloned()
             .collect();
-        let new_pinned = PinnedOperator {
-            id: old_pinned.id.clone(),
-            name: target.name.clone(),
-            version: target.version,
-            digest: target.digest.clone(),
-            state_version: old_pinned.state_version,
-        };
-        let plan = SwapPlan {
-            local,
-            old: Version {
-                component: old_component,
-                pinned: old_pinned.clone(),
-            },
-            new: Version {
-                component: new_component,
-                pinned: new_pinned,
-            },
-            config: record.spec.operators[i].config_pairs(),
-            limits: Limits::from_settings(&record.spec.settings),
-            pipeline: name.to_string(),
-            partitions,
-            db: Arc::clone(&self.db),
-        };
 
         let started = Instant::now();
         let started_ms = now_ms();
@@ -446,7 +474,7 @@ impl Controller {
 
     /// Adds or updates (the last) upgrade in the pipeline's record; with `pin`, the
     /// operator now runs that version for good.
-    fn record_upgrade(
+    pub(super) fn record_upgrade(
         &self,
         name: &str,
         upgrade: &UpgradeRecord,
@@ -460,7 +488,7 @@ impl Controller {
         match history.last_mut() {
             Some(last)
                 if last.result == UpgradeResult::Probation
-                    && last.savepoint == upgrade.savepoint =>
+                    && last.started_ms == upgrade.started_ms =>
             {
                 *last = upgrade.clone()
             }
@@ -474,6 +502,8 @@ impl Controller {
         let state = entry.record.state;
         let reason = entry.record.reason.clone();
         self.set_state(&mut entry.record, state, reason)?;
+        // A shared pipeline's servers follow its upgrades through the catalog.
+        self.share(&entry.record);
         Ok(())
     }
 

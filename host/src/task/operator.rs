@@ -9,6 +9,10 @@ use crate::state::OperatorState;
 pub trait Operator: Send {
     /// `name@version`, for errors and metrics.
     fn label(&self) -> &str;
+    /// The operator version it runs, when it runs a registered one.
+    fn version(&self) -> Option<u32> {
+        None
+    }
     /// Handles a batch.
     fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError>;
     /// Fires one timer.
@@ -129,6 +133,10 @@ impl WasmOperator {
 impl Operator for WasmOperator {
     fn label(&self) -> &str {
         &self.label
+    }
+
+    fn version(&self) -> Option<u32> {
+        Some(self.info.version)
     }
 
     fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError> {

@@ -58,6 +58,9 @@ impl Proxy {
     }
 }
 
+/// A record as a test reads it back: partition, offset, key, value.
+pub type ReadRecord = (i32, i64, Option<Vec<u8>>, Vec<u8>);
+
 pub struct Broker {
     /// The broker process, when this handle started it (stopped on drop).
     child: Option<Child>,
@@ -224,12 +227,7 @@ impl Broker {
 
     /// Every committed record of `topic` (`read_committed`): `(partition, offset, key,
     /// value)`, waiting until at least `at_least` arrived (or the deadline passes).
-    pub fn read_committed(
-        &self,
-        topic: &str,
-        at_least: usize,
-        wait: Duration,
-    ) -> Vec<(i32, i64, Option<Vec<u8>>, Vec<u8>)> {
+    pub fn read_committed(&self, topic: &str, at_least: usize, wait: Duration) -> Vec<ReadRecord> {
         self.read(topic, "read_committed", at_least, wait)
     }
 
@@ -241,7 +239,7 @@ impl Broker {
         isolation: &str,
         at_least: usize,
         wait: Duration,
-    ) -> Vec<(i32, i64, Option<Vec<u8>>, Vec<u8>)> {
+    ) -> Vec<ReadRecord> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", "eddy-test-reader")
