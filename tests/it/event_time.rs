@@ -350,3 +350,98 @@ fn after_a_repartition_a_lagging_partition_holds_the_watermark_back_instead_of_g
     assert_eq!(got.len(), expected.len(), "windows emitted vs expected");
     assert_eq!(got, expected, "seed {seed}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_watermarks_survive_a_savepoint_and_restore() {
+    use crate::support::server::TestApp;
+    use axum::body::Body;
+    use axum::http::{Method, StatusCode};
+    let t = TestApp::new();
+    t.push("clicks-per-minute", "clicks-per-minute").await;
+    t.create_topic("clicks", 2).await;
+    let (s, p) = t
+        .create_pipeline(&STAGED_SPEC.replace("batch_size = 32\n", ""))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let t0: i64 = 1_700_000_000_000;
+    let stage_1 = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["stage"] == 1)
+            .map(|t| t["watermark"].clone())
+            .collect()
+    };
+    // Only partition 0 has spoken: the second stage waits for partition 1.
+    t.produce(
+        "clicks",
+        &format!(
+            "{{\"key\":\"a\",\"value\":\"c\",\"timestamp\":{},\"partition\":0}}",
+            t0 + 100_000
+        ),
+    )
+    .await;
+    let v = t.wait_caught_up("clicks").await;
+    assert_eq!(
+        stage_1(&v),
+        [serde_json::Value::Null, serde_json::Value::Null],
+        "{v}"
+    );
+    let (s, m) = t
+        .json(
+            Method::POST,
+            "/v1/pipelines/clicks/savepoints",
+            Body::empty(),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    let saved: Vec<&serde_json::Value> = m["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["stage"] == 1)
+        .map(|t| &t["upstream_watermarks"])
+        .collect();
+    let w0 = t0 + 100_000 - BOUND;
+    let expected = serde_json::json!([w0, i64::MIN]);
+    assert_eq!(saved, [&expected, &expected], "{m}");
+    t.json(
+        Method::POST,
+        "/v1/pipelines/clicks/stop",
+        Body::empty(),
+        &[],
+    )
+    .await;
+    let body = serde_json::json!({ "savepoint": m["id"] }).to_string();
+    let (s, r) = t.post_json("/v1/pipelines/clicks/restore", body).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    t.json(
+        Method::POST,
+        "/v1/pipelines/clicks/start",
+        Body::empty(),
+        &[],
+    )
+    .await;
+    // Partition 1 moves far ahead: the stage follows partition 0's watermark, which it
+    // only knows from the savepoint.
+    t.produce(
+        "clicks",
+        &format!(
+            "{{\"key\":\"b\",\"value\":\"c\",\"timestamp\":{},\"partition\":1}}",
+            t0 + 900_000
+        ),
+    )
+    .await;
+    let v = t
+        .wait_for("clicks", "the second stage's watermark", |v| {
+            stage_1(v).iter().all(|w| !w.is_null())
+        })
+        .await;
+    assert_eq!(
+        stage_1(&v),
+        [serde_json::json!(w0), serde_json::json!(w0)],
+        "{v}"
+    );
+}
