@@ -352,6 +352,12 @@ impl Catalog {
         )])
     }
 
+    /// Whether the follower has applied the catalog's history up to its start (the
+    /// backlog): restores and stops made while this server was away included.
+    pub fn caught_up(&self) -> bool {
+        self.synced.load(Ordering::Acquire) != 0
+    }
+
     /// Whether [`Catalog::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
         self.stop.load(Ordering::Acquire)

@@ -292,6 +292,14 @@ impl Controller {
     /// The group gave this server `partitions` of `pipeline`: start their tasks (each
     /// restores its state from its changelogs and its position from Kafka).
     fn on_assigned(&self, pipeline: &str, active: &AtomicBool, partitions: &[u32]) {
+        // A server back from an absence hears of restores (whose local state it must drop)
+        // and stops made meanwhile before it runs any partition.
+        if let Some(link) = self.cluster.get() {
+            let deadline = Instant::now() + crate::kafka::REQUEST_TIMEOUT;
+            while !link.catalog.caught_up() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         let Some(entry) = pipelines.get_mut(pipeline) else {
             return;
