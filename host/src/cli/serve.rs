@@ -16,7 +16,7 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer <token>` on every change.
     #[arg(long, env = "EDDY_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
-    /// Worker threads running tasks (default: the number of cores).
+    /// Worker threads running tasks (default: twice the number of cores).
     #[arg(long)]
     workers: Option<usize>,
     /// Largest request body in MiB (operator uploads, produced records).
@@ -35,9 +35,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = args.workers.unwrap_or_else(crate::server::default_workers);
     let config = ServerConfig {
         data_dir: args.data_dir,
         workers,

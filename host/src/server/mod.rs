@@ -23,6 +23,15 @@ const COMPACT_AFTER: u64 = 10_000;
 /// How often topic retention (and changelog compaction) runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
+/// The default size of the worker pool: twice the cores. A task with a Kafka sink holds
+/// its worker while its transaction commits (a broker round trip), so a pool of one
+/// worker per core leaves cores idle under Kafka pipelines (measured: exactly-once
+/// Kafka word count 0.46–0.66 of a plain pipe with 2 workers on 2 cores, 0.74–0.93 with
+/// 4); CPU-bound embedded pipelines run as fast either way.
+pub fn default_workers() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Where and how a server runs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

@@ -213,7 +213,7 @@ fn pipeline(args: &KafkaArgs, source: &str, sink: &str, exactly_once: bool) -> a
     let dir = tempfile::tempdir()?;
     let config = ServerConfig {
         data_dir: dir.path().to_path_buf(),
-        workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        workers: crate::server::default_workers(),
         api: ApiConfig::default(),
         kafka_brokers: Some(args.brokers.clone()),
         cluster: None,

@@ -23,7 +23,7 @@ pub struct ServerArgs {
     /// Partitions of the source topic (one task each).
     #[arg(long, default_value_t = 4)]
     partitions: u32,
-    /// Worker threads (default: the number of cores).
+    /// Worker threads (default: twice the number of cores, as `eddy serve`).
     #[arg(long)]
     workers: Option<usize>,
     /// Measure only these paths.
@@ -218,6 +218,5 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 fn workers(args: &ServerArgs) -> usize {
-    args.workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    args.workers.unwrap_or_else(crate::server::default_workers)
 }
