@@ -495,22 +495,38 @@ fn a_shared_pipeline_is_hot_upgraded_on_every_server_with_nothing_lost_or_repeat
     let strict = hides_aborted_transactions(&broker);
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = upgradable(dir.path(), &broker, "");
-    // Lines keep coming the whole time, in chunks that keep the round-robin rotation.
-    let values = partition_words(2400);
+    // Lines keep coming the whole time (until 10 chunks after the upgrade ended), in
+    // chunks that keep the round-robin rotation.
+    let all = partition_words(40_000);
     let brokers = broker.brokers.clone();
-    let chunks: Vec<Vec<String>> = values.chunks(80).map(<[String]>::to_vec).collect();
+    let upgraded_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::clone(&upgraded_flag);
+    let chunks: Vec<Vec<String>> = all.chunks(80).map(<[String]>::to_vec).collect();
     let producer = std::thread::spawn(move || {
         let b = Broker::attach(&brokers);
+        let mut after = 0;
+        let mut sent = 0;
         for (i, chunk) in chunks.iter().enumerate() {
             b.produce("lines", 4, chunk, 1_700_000_000_000 + 1000 * i as i64);
+            sent += chunk.len();
+            if done.load(std::sync::atomic::Ordering::Acquire) {
+                after += 1;
+                if after == 10 {
+                    break;
+                }
+            }
             std::thread::sleep(Duration::from_millis(40));
         }
+        sent
     });
     std::thread::sleep(Duration::from_millis(400));
     // Asked on B, carried out on both.
     let upgraded = b.ok(&["pipeline", "upgrade", "wc", "--operator", "wordcount@2"]);
     assert!(upgraded.contains("upgrade succeeded"), "{upgraded}");
-    producer.join().unwrap();
+    upgraded_flag.store(true, std::sync::atomic::Ordering::Release);
+    let sent = producer.join().unwrap();
+    assert!(sent < all.len(), "the producer ran out of lines");
+    let values = &all[..sent];
     for server in [&a, &b] {
         wait_status(server, "the upgrade in the record", |v| {
             v["upgrades"]
@@ -520,9 +536,9 @@ fn a_shared_pipeline_is_hot_upgraded_on_every_server_with_nothing_lost_or_repeat
                 == Some(&Value::from("succeeded"))
         });
     }
-    wait_committed(&[(&a, "a"), (&b, "b")], 600);
+    wait_committed(&[(&a, "a"), (&b, "b")], sent as u64 / 4);
 
-    let expected = expected_counts(&as_source(&values, 4));
+    let expected = expected_counts(&as_source(values, 4));
     let out = broker.read(
         "counts",
         if strict {
@@ -600,12 +616,14 @@ fn a_shared_upgrade_that_fails_on_another_server_is_rolled_back_everywhere() {
     let (ok, stdout, stderr, second) = std::thread::scope(|s| {
         let upgrading =
             s.spawn(|| b.cli(&["pipeline", "upgrade", "wc", "--operator", "wordcount@3"]));
-        wait_status(&a, "the probation to reach A", |v| {
-            v["upgrades"]
+        // A's tasks run the new version (on probation) before their input comes.
+        wait_status(&a, "A's tasks on probation", |v| {
+            v["tasks"]
                 .as_array()
-                .and_then(|u| u.last())
-                .map(|u| &u["result"])
-                == Some(&Value::from("probation"))
+                .unwrap()
+                .iter()
+                .filter(|t| t["server"] == "a")
+                .all(|t| t["probation"].is_object())
         });
         let second = more(&on_a, 100);
         produce_lines(&broker, &second);
