@@ -262,6 +262,18 @@ fn when_one_of_two_servers_is_killed_the_other_takes_its_partitions_and_finishes
 
 #[test]
 fn a_shared_pipeline_stopped_everywhere_takes_a_savepoint_on_one_server_and_restores_it() {
+    savepoint_and_restore(true);
+}
+
+#[test]
+fn a_restore_on_one_server_is_heard_by_another_started_right_after() {
+    savepoint_and_restore(false);
+}
+
+/// A savepoint of a stopped shared pipeline on A, restored on B. With `b_leaves`, B exits
+/// and A runs every partition; else A starts the pipeline right after B's restore and
+/// both run it (A must have dropped its local state, ahead of the savepoint, first).
+fn savepoint_and_restore(b_leaves: bool) {
     let broker = Broker::start();
     broker.create_topic("lines", 4);
     let dir = tempfile::tempdir().unwrap();
@@ -302,16 +314,26 @@ fn a_shared_pipeline_stopped_everywhere_takes_a_savepoint_on_one_server_and_rest
     let strict = hides_aborted_transactions(&broker);
     check_output(&broker, strict, &expected_all, "before the restore");
 
-    // Restored on B from the shared copy; then B leaves, so A runs all four partitions,
-    // two of which it ran before: its local state of them is ahead of the savepoint, so
-    // it must drop it when it hears of the restore and rebuild from Kafka. The second half is processed
-    // again from the savepoint's counts, so its outputs repeat exactly.
+    // Restored on B from the shared copy; then A runs partitions it ran before (all four
+    // once B left, or two with B): its local state of them is ahead of the savepoint, so
+    // it must drop it when it hears of the restore and rebuild from Kafka. The second
+    // half is processed again from the savepoint's counts, so its outputs repeat exactly.
     a.ok(&["pipeline", "stop", "wc"]);
     wait_status(&b, "B to stop", |v| v["state"] == "stopped");
     b.ok(&["pipeline", "restore", "wc", &id]);
-    b.stop();
-    a.ok(&["pipeline", "start", "wc"]);
-    wait_committed(&[(&a, "a")], 200);
+    let b = if b_leaves {
+        b.stop();
+        a.ok(&["pipeline", "start", "wc"]);
+        wait_committed(&[(&a, "a")], 200);
+        None
+    } else {
+        a.ok(&["pipeline", "start", "wc"]);
+        wait_status(&a, "both servers to run tasks", |v| {
+            servers_of(v).len() == 2
+        });
+        wait_committed(&[(&a, "a"), (&b, "b")], 200);
+        Some(b)
+    };
     let mut second_outputs = expected_all.clone();
     for e in &expected_first {
         let i = second_outputs.binary_search(e).unwrap();
@@ -327,6 +349,7 @@ fn a_shared_pipeline_stopped_everywhere_takes_a_savepoint_on_one_server_and_rest
     wait_savepoint(&c, &id, true);
     a.ok(&["savepoint", "delete", &id]);
     wait_savepoint(&c, &id, false);
+    drop(b);
 }
 
 /// Waits until `server` lists savepoint `id` (or, with `present = false`, no longer does).

@@ -774,6 +774,12 @@ impl Controller {
 
     /// Starts a stopped, created or failed pipeline from its committed positions.
     pub fn start(&self, name: &str) -> Result<PipelineStatus, ControlError> {
+        // In a cluster, first hear of everything other servers did: a restore made on
+        // another server just now must drop this server's local state of the pipeline
+        // before its tasks run here.
+        if self.cluster.get().is_some() {
+            self.sync_cluster()?;
+        }
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         let entry = pipelines
             .get_mut(name)
