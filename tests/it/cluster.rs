@@ -287,10 +287,10 @@ fn savepoint_and_restore(b_leaves: bool) {
     broker.produce("lines", 4, first, 1_700_000_000_000);
     wait_committed(&[(&a, "a"), (&b, "b")], 100);
 
-    // A running shared pipeline: each server holds only its partitions, so it must stop
-    // everywhere first.
-    let (ok, _, err) = a.cli(&["pipeline", "savepoint", "wc"]);
+    // A running shared pipeline refuses a restore: it must stop everywhere first.
+    let (ok, _, err) = a.cli(&["pipeline", "restore", "wc", "none"]);
     assert!(!ok && err.contains("stop it first"), "{err}");
+    // This savepoint is taken stopped (a running one is another test's).
     a.ok(&["pipeline", "stop", "wc"]);
     wait_status(&b, "B to stop", |v| v["state"] == "stopped");
     // A takes the savepoint alone, with the state of B's partitions read from Kafka.
@@ -706,4 +706,86 @@ fn a_shared_upgrade_that_fails_on_another_server_is_rolled_back_everywhere() {
         by.values().flatten().all(|(_, json)| !json),
         "version 1 only"
     );
+}
+
+#[test]
+fn a_savepoint_of_a_running_shared_pipeline_under_input_restores_exactly() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let strict = hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, spec) = two_members(dir.path(), &broker);
+    a.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    wait_status(&b, "both servers to run tasks", |v| {
+        servers_of(v).len() == 2
+    });
+    let values = lines(1600, 23);
+    let (first, second) = values.split_at(400);
+    broker.produce("lines", 4, first, 1_700_000_000_000);
+    wait_committed(&[(&a, "a"), (&b, "b")], 100);
+
+    // The rest arrives while A takes the savepoint: the pipeline is held on both servers
+    // for a moment, and A reads B's partitions from Kafka.
+    let brokers = broker.brokers.clone();
+    let chunks: Vec<Vec<String>> = second.chunks(40).map(<[String]>::to_vec).collect();
+    let producer = std::thread::spawn(move || {
+        let b = Broker::attach(&brokers);
+        for (i, chunk) in chunks.iter().enumerate() {
+            b.produce("lines", 4, chunk, 1_700_000_100_000 + 1000 * i as i64);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    wait_status(&a, "the second half to flow", |v| {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["server"] == "a" && t["committed_offset"].as_u64() > Some(120))
+    });
+    let m: Value = serde_json::from_str(&a.ok(&["pipeline", "savepoint", "wc", "--json"])).unwrap();
+    producer.join().unwrap();
+    let id = m["id"].as_str().unwrap().to_string();
+    let at: Vec<(u32, u64)> = m["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["partition"].as_u64().unwrap() as u32,
+                t["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    println!("savepoint at {at:?} of 400 lines per partition");
+    // Both servers go on after the savepoint.
+    wait_committed(&[(&a, "a"), (&b, "b")], 400);
+    let source = as_source(&values, 4);
+    let expected_all = expected_counts(&source);
+    check_output(&broker, strict, &expected_all, "before the restore");
+
+    // Restored (stopped everywhere first), then both servers run again: every line after
+    // the savepoint's offset of its partition is counted again from the savepoint's
+    // state, so its outputs repeat exactly.
+    a.ok(&["pipeline", "stop", "wc"]);
+    wait_status(&b, "B to stop", |v| v["state"] == "stopped");
+    b.ok(&["pipeline", "restore", "wc", &id]);
+    a.ok(&["pipeline", "start", "wc"]);
+    wait_status(&a, "both servers to run tasks", |v| {
+        servers_of(v).len() == 2
+    });
+    wait_committed(&[(&a, "a"), (&b, "b")], 400);
+    let before: Vec<_> = source
+        .iter()
+        .filter(|(p, o, _)| at.iter().any(|(q, saved)| q == p && o < saved))
+        .cloned()
+        .collect();
+    let mut again = expected_all.clone();
+    for e in &expected_counts(&before) {
+        let i = again.binary_search(e).unwrap();
+        again.remove(i);
+    }
+    let mut expected = expected_all;
+    expected.extend(again);
+    expected.sort();
+    check_output(&broker, strict, &expected, "after the restore");
 }

@@ -12,12 +12,14 @@
 //! - `chunk/savepoint.<id>/<index>` and `savepoint/<id>` → a shared pipeline's savepoint
 //!   archive in chunks, then its chunk count; tombstones when deleted
 //! - `sync/<server>` → a marker the server waits to read back (see [`Catalog::sync`])
+//! - `hold/<pipeline>` → a hold of a running shared pipeline for a savepoint (or its
+//!   release), and `held/<pipeline>/<server>` → the partitions that server holds
 //! - `upgrade/<pipeline>/<server>` → that server's tasks in the pipeline's current hot
 //!   upgrade (for the server deciding it)
 //! - `clock/<pipeline>/<stage>/<server>` → the watermarks of that server's tasks of a
 //!   stage, for idle partitions elsewhere to follow (pipelines with an `idle_timeout`)
 
-use crate::control::{PipelineRecord, ProbationReport};
+use crate::control::{Held, Hold, PipelineRecord, ProbationReport};
 use crate::kafka::{Connection, KafkaError, REQUEST_TIMEOUT, ensure_topic};
 use crate::record::now_ms;
 use crate::registry::OperatorVersion;
@@ -64,6 +66,17 @@ pub enum CatalogEvent {
     Restored {
         pipeline: String,
         tag: String,
+    },
+    /// A hold of a shared pipeline for a savepoint, or its release.
+    Hold {
+        pipeline: String,
+        hold: Hold,
+    },
+    /// The partitions another server holds.
+    Held {
+        pipeline: String,
+        server: String,
+        held: Held,
     },
     /// Another server's tasks in a shared pipeline's hot upgrade.
     Probation {
@@ -340,6 +353,22 @@ impl Catalog {
         )])
     }
 
+    /// Holds (or releases) a shared pipeline on every server.
+    pub fn publish_hold(&self, pipeline: &str, hold: &Hold) -> Result<(), KafkaError> {
+        self.send(vec![(
+            format!("hold/{pipeline}"),
+            Some(serde_json::to_vec(hold).expect("serializes")),
+        )])
+    }
+
+    /// Tells the cluster which partitions of a held pipeline this server holds.
+    pub fn publish_held(&self, pipeline: &str, held: &Held) -> Result<(), KafkaError> {
+        self.send(vec![(
+            format!("held/{pipeline}/{}", self.server),
+            Some(serde_json::to_vec(held).expect("serializes")),
+        )])
+    }
+
     /// Tells the cluster how this server's tasks fare in a shared pipeline's upgrade.
     pub fn publish_probation(
         &self,
@@ -432,6 +461,8 @@ fn newest_states(backlog: Vec<Backlogged>) -> Vec<Backlogged> {
             || k.starts_with("restored/")
             || k.starts_with("clock/")
             || k.starts_with("upgrade/")
+            || k.starts_with("hold/")
+            || k.starts_with("held/")
     };
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, (k, ..)) in backlog.iter().enumerate() {
@@ -597,6 +628,15 @@ impl Follower {
                     record,
                 }
             }
+            (Some("hold"), Some(pipeline), None, Some(v)) if !mine => CatalogEvent::Hold {
+                pipeline: pipeline.to_string(),
+                hold: serde_json::from_slice(v).map_err(|e| e.to_string())?,
+            },
+            (Some("held"), Some(pipeline), Some(server), Some(v)) if !mine => CatalogEvent::Held {
+                pipeline: pipeline.to_string(),
+                server: server.to_string(),
+                held: serde_json::from_slice(v).map_err(|e| e.to_string())?,
+            },
             (Some("upgrade"), Some(pipeline), Some(server), Some(v)) if !mine => {
                 CatalogEvent::Probation {
                     pipeline: pipeline.to_string(),

@@ -323,6 +323,29 @@ impl Controller {
         tracing::info!(%pipeline, ?partitions, "partitions assigned to this server");
         match self.start_tasks_on(&mut entry.record, Some(&fresh)) {
             Ok(tasks) => {
+                if let Some(hold) = self.hold_here(pipeline) {
+                    // Held for a savepoint: the new tasks pause before their first batch.
+                    for t in &tasks {
+                        let (ack, _) = std::sync::mpsc::channel();
+                        t.send(crate::task::Command::Pause(ack));
+                    }
+                    self.pool.wake();
+                    let mut partitions: Vec<u32> = entry
+                        .tasks
+                        .iter()
+                        .chain(&tasks)
+                        .filter(|t| !t.is_finished())
+                        .map(|t| t.id.partition)
+                        .collect();
+                    partitions.sort_unstable();
+                    self.report_held(
+                        pipeline,
+                        super::Held {
+                            id: hold.id,
+                            partitions,
+                        },
+                    );
+                }
                 entry.tasks.extend(tasks);
                 let mine: Vec<u32> = entry.tasks.iter().map(|t| t.id.partition).collect();
                 self.announce_tasks(pipeline, &mine);
@@ -626,6 +649,12 @@ impl Controller {
                 server,
                 report,
             } => self.take_probation_report(&pipeline, &server, report),
+            CatalogEvent::Hold { pipeline, hold } => self.apply_hold(&pipeline, hold),
+            CatalogEvent::Held {
+                pipeline,
+                server,
+                held,
+            } => self.take_held(&pipeline, &server, held),
         }
     }
 

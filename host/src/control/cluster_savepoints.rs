@@ -1,8 +1,8 @@
 //! Savepoints and restores of pipelines shared across a cluster. Each server holds only
 //! the state of the partitions it ran, but Kafka holds all of it (changelogs, positions),
-//! so the server asked does the work alone once the pipeline is stopped everywhere: a
-//! savepoint first brings its local state of every partition up to Kafka, then exports as
-//! usual; a restore fences every task's transactional producer, then rewrites Kafka as a
+//! so the server asked does the work alone once the pipeline is stopped (or, for a
+//! savepoint, held: see `cluster_hold`) everywhere: a savepoint first brings its local
+//! state of every partition it does not run up to Kafka, then exports as usual; a restore fences every task's transactional producer, then rewrites Kafka as a
 //! single server does, and tells the other servers through the catalog, which drop
 //! their local state of the pipeline (it describes the time before the restore).
 
@@ -32,7 +32,9 @@ impl Controller {
         if !self.distributed(&entry.record.spec) {
             return Ok(None);
         }
-        if entry.record.state != PipelineState::Stopped {
+        // A savepoint may also be taken while the pipeline is held everywhere.
+        let held = what == "a savepoint" && self.hold_here(name).is_some();
+        if entry.record.state != PipelineState::Stopped && !held {
             return Err(ControlError::Conflict(format!(
                 "pipeline {name:?} is shared across the cluster: stop it first (`eddy pipeline stop {name}` stops it on every server), then take {what}"
             )));
@@ -61,23 +63,36 @@ impl Controller {
         }
     }
 
-    /// Before a savepoint of a stopped shared pipeline: every partition's local state
-    /// and position become what Kafka committed. (A server that stopped late, or died
+    /// Before a savepoint of a stopped (or held) shared pipeline: the local state and
+    /// position of every partition this server does not run become what Kafka committed. (A server that stopped late, or died
     /// without saying so, cannot make this inconsistent: a partition's changes newer
     /// than its recorded position are left out.)
     pub(super) fn gather_shared(&self, name: &str) -> Result<(), ControlError> {
         let Some(record) = self.stopped_shared(name, "a savepoint")? else {
             return Ok(());
         };
-        let late = self.wait_for_stopped_servers(name);
-        if !late.is_empty() {
-            tracing::warn!(pipeline = %name, ?late, "servers still report tasks; the savepoint holds what they committed");
+        // Held (running): this server's own tasks committed and paused; their local state
+        // is what Kafka has, and it stays theirs.
+        let (_, tasks) = self.record_and_tasks(name)?;
+        let running_here: Vec<(u32, u32)> = tasks
+            .iter()
+            .filter(|t| !t.is_finished())
+            .map(|t| (t.id.stage, t.id.partition))
+            .collect();
+        if running_here.is_empty() {
+            let late = self.wait_for_stopped_servers(name);
+            if !late.is_empty() {
+                tracing::warn!(pipeline = %name, ?late, "servers still report tasks; the savepoint holds what they committed");
+            }
         }
         let spec = &record.spec;
         let conn = self.shared_sink(spec)?;
         for stage in stages(spec) {
             let op_ids: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
             for partition in 0..self.stage_partitions(spec, &stage)? {
+                if running_here.contains(&(stage.index, partition)) {
+                    continue;
+                }
                 let task = TaskId {
                     pipeline: name.to_string(),
                     stage: stage.index,

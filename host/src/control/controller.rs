@@ -78,6 +78,11 @@ pub struct Controller {
     /// Pipelines whose upgrade this server's tasks are following, and whether the
     /// record changed since the follower last looked.
     pub(super) reconciling: Mutex<std::collections::HashMap<String, bool>>,
+    /// Shared pipelines held here for a savepoint.
+    pub(super) holds: Mutex<std::collections::HashMap<String, super::Hold>>,
+    /// Per shared pipeline, per server: the partitions it holds.
+    pub(super) held_reports:
+        Mutex<std::collections::HashMap<String, BTreeMap<String, super::Held>>>,
     pub(super) db: Arc<Db>,
     pub(super) log: Arc<Log>,
     pub(super) registry: Arc<Registry>,
@@ -211,6 +216,8 @@ impl Controller {
             clocks: Mutex::default(),
             probation_reports: Mutex::default(),
             reconciling: Mutex::default(),
+            holds: Mutex::default(),
+            held_reports: Mutex::default(),
             db,
             log,
             registry,

@@ -2,6 +2,7 @@
 //! pipelines.
 
 mod changelogs;
+mod cluster_hold;
 mod cluster_ops;
 mod cluster_savepoints;
 mod cluster_upgrade;
@@ -15,6 +16,7 @@ pub mod spec;
 mod upgrade;
 
 pub use changelogs::{ChangeApplier, ReplayError, Replayed, catch_up, changelog_topics};
+pub use cluster_hold::{Held, Hold};
 pub use cluster_upgrade::ProbationReport;
 pub use controller::{ControlError, Controller};
 pub use pipeline::{

@@ -77,12 +77,19 @@ impl Controller {
 
     /// Takes a savepoint of a pipeline; a running pipeline pauses at one batch boundary
     /// only while a RocksDB snapshot is taken, and goes on while the files are written.
-    pub fn savepoint(&self, name: &str) -> Result<Manifest, ControlError> {
+    pub fn savepoint(self: &Arc<Self>, name: &str) -> Result<Manifest, ControlError> {
         self.claim(name, "a savepoint")?;
-        let result = self
-            .gather_shared(name)
-            .and_then(|()| self.savepoint_claimed(name))
-            .map(|(m, _)| m);
+        // A running shared pipeline is held on every server for the moment.
+        let result = self.hold_shared(name).and_then(|hold| {
+            let taken = self
+                .gather_shared(name)
+                .and_then(|()| self.savepoint_claimed(name))
+                .map(|(m, _)| m);
+            if let Some(id) = hold {
+                self.release_hold(name, id);
+            }
+            taken
+        });
         if let Ok(m) = &result {
             self.share_savepoint(m);
         }
