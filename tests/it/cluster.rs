@@ -52,6 +52,31 @@ fn two_members(dir: &Path, broker: &Broker) -> (ServerProcess, ServerProcess, Pa
     (a, b, path)
 }
 
+/// Servers `a` and `b` with the word count created on `a` and running on both.
+fn running_on_two(dir: &Path, broker: &Broker) -> (ServerProcess, ServerProcess) {
+    let (a, b, spec) = two_members(dir, broker);
+    a.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    wait_status(&b, "both servers to run tasks", |v| {
+        servers_of(v).len() == 2
+    });
+    (a, b)
+}
+
+/// What the output holds after a restore: everything of the first run (`all`), and again
+/// the outputs of the records after the savepoint (all but those of `before`, the
+/// records before it), recomputed from the savepoint's state.
+fn with_replay(all: &[(String, u64)], before: &[(String, u64)]) -> Vec<(String, u64)> {
+    let mut again = all.to_vec();
+    for e in before {
+        let i = again.binary_search(e).unwrap();
+        again.remove(i);
+    }
+    let mut expected = all.to_vec();
+    expected.extend(again);
+    expected.sort();
+    expected
+}
+
 fn status_of(server: &ServerProcess) -> Value {
     serde_json::from_str(&server.ok(&["pipeline", "status", "wc", "--json"])).unwrap()
 }
@@ -227,11 +252,7 @@ fn when_one_of_two_servers_is_killed_the_other_takes_its_partitions_and_finishes
     broker.create_topic("lines", 4);
     let strict = hides_aborted_transactions(&broker);
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, spec) = two_members(dir.path(), &broker);
-    a.ok(&["pipeline", "create", spec.to_str().unwrap()]);
-    wait_status(&b, "both servers to run tasks", |v| {
-        servers_of(v).len() == 2
-    });
+    let (a, b) = running_on_two(dir.path(), &broker);
 
     let values = lines(4000, 5);
     let (first, second) = values.split_at(2000);
@@ -277,11 +298,7 @@ fn savepoint_and_restore(b_leaves: bool) {
     let broker = Broker::start();
     broker.create_topic("lines", 4);
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, spec) = two_members(dir.path(), &broker);
-    a.ok(&["pipeline", "create", spec.to_str().unwrap()]);
-    wait_status(&b, "both servers to run tasks", |v| {
-        servers_of(v).len() == 2
-    });
+    let (a, b) = running_on_two(dir.path(), &broker);
     let values = lines(800, 7);
     let (first, second) = values.split_at(400);
     broker.produce("lines", 4, first, 1_700_000_000_000);
@@ -334,14 +351,7 @@ fn savepoint_and_restore(b_leaves: bool) {
         wait_committed(&[(&a, "a"), (&b, "b")], 200);
         Some(b)
     };
-    let mut second_outputs = expected_all.clone();
-    for e in &expected_first {
-        let i = second_outputs.binary_search(e).unwrap();
-        second_outputs.remove(i);
-    }
-    let mut expected = expected_all;
-    expected.extend(second_outputs);
-    expected.sort();
+    let expected = with_replay(&expected_all, &expected_first);
     check_output(&broker, strict, &expected, "after the restore");
 
     // A server joining later gets the savepoint too; a deletion reaches it.
@@ -714,11 +724,7 @@ fn a_savepoint_of_a_running_shared_pipeline_under_input_restores_exactly() {
     broker.create_topic("lines", 4);
     let strict = hides_aborted_transactions(&broker);
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, spec) = two_members(dir.path(), &broker);
-    a.ok(&["pipeline", "create", spec.to_str().unwrap()]);
-    wait_status(&b, "both servers to run tasks", |v| {
-        servers_of(v).len() == 2
-    });
+    let (a, b) = running_on_two(dir.path(), &broker);
     let values = lines(1600, 23);
     let (first, second) = values.split_at(400);
     broker.produce("lines", 4, first, 1_700_000_000_000);
@@ -779,13 +785,6 @@ fn a_savepoint_of_a_running_shared_pipeline_under_input_restores_exactly() {
         .filter(|(p, o, _)| at.iter().any(|(q, saved)| q == p && o < saved))
         .cloned()
         .collect();
-    let mut again = expected_all.clone();
-    for e in &expected_counts(&before) {
-        let i = again.binary_search(e).unwrap();
-        again.remove(i);
-    }
-    let mut expected = expected_all;
-    expected.extend(again);
-    expected.sort();
+    let expected = with_replay(&expected_all, &expected_counts(&before));
     check_output(&broker, strict, &expected, "after the restore");
 }

@@ -168,28 +168,41 @@ fn wait_all_closed(server: &ServerProcess) -> serde_json::Value {
     }
 }
 
-#[test]
-fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
+/// The test's random source: seeded from `EDDY_CRASH_SEED` when set, else at random
+/// (the seed is printed, to rerun a failure).
+fn seeded(test: &str) -> (u64, rand::rngs::StdRng) {
     let seed: u64 = std::env::var("EDDY_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::rng().random());
-    println!("window crash test seed {seed} (rerun with EDDY_CRASH_SEED={seed})");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(&data, &[]);
-    let wasm = guest("clicks-per-minute");
+    println!("{test} seed {seed} (rerun with EDDY_CRASH_SEED={seed})");
+    (seed, rand::rngs::StdRng::seed_from_u64(seed))
+}
+
+/// A server on `data` running pipeline `spec` over topic `clicks` (of `partitions`),
+/// with `clicks-per-minute` pushed.
+fn clicks_server(dir: &Path, data: &Path, partitions: &str, spec: &str) -> ServerProcess {
+    let server = ServerProcess::start(data, &[]);
     server.ok(&[
         "operator",
         "push",
         "clicks-per-minute",
-        wasm.to_str().unwrap(),
+        guest("clicks-per-minute").to_str().unwrap(),
     ]);
-    server.ok(&["topic", "create", "clicks"]);
-    let spec = dir.path().join("clicks.toml");
-    std::fs::write(&spec, SPEC).unwrap();
-    server.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    server.ok(&["topic", "create", "clicks", "--partitions", partitions]);
+    let path = dir.join("clicks.toml");
+    std::fs::write(&path, spec).unwrap();
+    server.ok(&["pipeline", "create", path.to_str().unwrap()]);
+    server
+}
+
+#[test]
+fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
+    let (seed, mut rng) = seeded("window crash test");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = clicks_server(dir.path(), &data, "1", SPEC);
+    let wasm = guest("clicks-per-minute");
     // Clicks come in chunks, each followed by a kill -9 a random moment later.
     let mut all: Vec<(String, i64)> = Vec::new();
     let mut mid_stream = 0;
@@ -298,26 +311,10 @@ commit_interval_ms = 20
 
 #[test]
 fn after_a_repartition_a_lagging_partition_holds_the_watermark_back_instead_of_going_late() {
-    let seed: u64 = std::env::var("EDDY_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    println!("repartition watermark test seed {seed} (rerun with EDDY_CRASH_SEED={seed})");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded("repartition watermark test");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = ServerProcess::start(&data, &[]);
-    let wasm = guest("clicks-per-minute");
-    server.ok(&[
-        "operator",
-        "push",
-        "clicks-per-minute",
-        wasm.to_str().unwrap(),
-    ]);
-    server.ok(&["topic", "create", "clicks", "--partitions", "2"]);
-    let spec = dir.path().join("clicks.toml");
-    std::fs::write(&spec, STAGED_SPEC).unwrap();
-    server.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    let mut server = clicks_server(dir.path(), &data, "2", STAGED_SPEC);
     // Partition 0 runs ten minutes ahead and is fully processed before partition 1's
     // clicks of the same ten minutes arrive. Downstream, every page mixes both: judged
     // by the timestamps it reads, partition 1's clicks would all be late there.

@@ -446,16 +446,25 @@ fn timed(first: u64, values: &[&str], timestamps: &[i64]) -> SourceBatch {
     let records: Vec<Record> = values
         .iter()
         .zip(timestamps)
-        .map(|(v, ts)| Record {
-            key: None,
-            value: v.as_bytes().to_vec(),
-            timestamp: *ts,
-            headers: vec![],
-        })
+        .map(|(v, ts)| keyless(v, *ts))
         .collect();
+    at_offsets(first, &records)
+}
+
+fn keyless(value: &str, timestamp: i64) -> Record {
+    Record {
+        key: None,
+        value: value.as_bytes().to_vec(),
+        timestamp,
+        headers: vec![],
+    }
+}
+
+/// `records` as a source batch at consecutive offsets from `first`.
+fn at_offsets(first: u64, records: &[Record]) -> SourceBatch {
     SourceBatch {
-        events: batch::from_records(&records),
-        offsets: (first..first + values.len() as u64).collect(),
+        events: batch::from_records(records),
+        offsets: (first..first + records.len() as u64).collect(),
     }
 }
 
@@ -671,18 +680,10 @@ fn stream(first: u64, items: &[(&str, i64)]) -> SourceBatch {
         .iter()
         .map(|(v, ts)| match v.strip_prefix("wm ") {
             Some(from) => watermark_record(from.parse().unwrap(), *ts),
-            None => Record {
-                key: None,
-                value: v.as_bytes().to_vec(),
-                timestamp: *ts,
-                headers: vec![],
-            },
+            None => keyless(v, *ts),
         })
         .collect();
-    SourceBatch {
-        events: batch::from_records(&records),
-        offsets: (first..first + items.len() as u64).collect(),
-    }
+    at_offsets(first, &records)
 }
 
 #[test]

@@ -121,37 +121,12 @@ impl Controller {
         wait: bool,
     ) -> Result<UpgradeRecord, ControlError> {
         let begun = (|| {
-            let (record, _) = self.record_and_tasks(name)?;
-            if record.state != PipelineState::Running {
-                return Err(ControlError::Conflict(format!(
-                    "pipeline {name:?} is not running; start it, then upgrade"
-                )));
-            }
-            let i = record
-                .spec
-                .operators
-                .iter()
-                .position(|o| o.id() == operator)
-                .ok_or_else(|| {
-                    let ids: Vec<&str> = record.spec.operators.iter().map(|o| o.id()).collect();
-                    ControlError::Invalid(format!(
-                        "pipeline {name:?} has no operator {operator:?} (it has {ids:?})"
-                    ))
-                })?;
-            let old = record.operators[i].clone();
-            let target = self.registry.resolve(&old.name, version)?;
-            if target.version == old.version {
-                return Err(ControlError::Conflict(format!(
-                    "operator {operator} already runs {}@{}",
-                    target.name, target.version
-                )));
-            }
             // Validates and compiles both versions before any task moves.
-            self.swap_plan(&record, i, &old, &target)?;
+            let request = self.upgrade_request(name, operator, version)?;
             let upgrade = UpgradeRecord {
                 operator: operator.to_string(),
-                from_version: old.version,
-                to_version: target.version,
+                from_version: request.plan.old.pinned.version,
+                to_version: request.plan.new.pinned.version,
                 savepoint: String::new(),
                 pause_ms: 0.0,
                 migrated_keys: 0,
@@ -161,7 +136,7 @@ impl Controller {
                 finished_ms: None,
             };
             self.record_upgrade(name, &upgrade, None)?;
-            Ok((upgrade, record.spec.settings.clone()))
+            Ok((upgrade, request.record.spec.settings.clone()))
         })();
         let (upgrade, settings) = match begun {
             Ok(b) => b,

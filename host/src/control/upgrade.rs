@@ -36,6 +36,15 @@ pub(super) struct Version {
     pub(super) pinned: PinnedOperator,
 }
 
+/// A checked upgrade request: the pipeline, its tasks, and how to swap the operator.
+pub(super) struct UpgradeRequest {
+    pub(super) record: super::PipelineRecord,
+    pub(super) tasks: Vec<Arc<TaskHandle>>,
+    pub(super) plan: SwapPlan,
+    /// The stage the operator runs in.
+    pub(super) stage: u32,
+}
+
 /// Everything a task job needs to start either version of the operator.
 #[derive(Clone)]
 pub(super) struct SwapPlan {
@@ -334,6 +343,48 @@ impl Controller {
         Ok((plan, stage.index))
     }
 
+    /// Checks an upgrade request against a pipeline: it runs, has the operator, and the
+    /// version asked is another one. Both versions are compiled before anything moves.
+    pub(super) fn upgrade_request(
+        &self,
+        name: &str,
+        operator: &str,
+        version: Option<VersionRef>,
+    ) -> Result<UpgradeRequest, ControlError> {
+        let (record, tasks) = self.record_and_tasks(name)?;
+        if record.state != PipelineState::Running {
+            return Err(ControlError::Conflict(format!(
+                "pipeline {name:?} is not running; start it, then upgrade"
+            )));
+        }
+        let index = record
+            .spec
+            .operators
+            .iter()
+            .position(|o| o.id() == operator)
+            .ok_or_else(|| {
+                let ids: Vec<&str> = record.spec.operators.iter().map(|o| o.id()).collect();
+                ControlError::Invalid(format!(
+                    "pipeline {name:?} has no operator {operator:?} (it has {ids:?})"
+                ))
+            })?;
+        let old = record.operators[index].clone();
+        let target = self.registry.resolve(&old.name, version)?;
+        if target.version == old.version {
+            return Err(ControlError::Conflict(format!(
+                "operator {operator} already runs {}@{}",
+                target.name, target.version
+            )));
+        }
+        let (plan, stage) = self.swap_plan(&record, index, &old, &target)?;
+        Ok(UpgradeRequest {
+            record,
+            tasks,
+            plan,
+            stage,
+        })
+    }
+
     /// Everything up to the probation: checks, pause, savepoint, swap, migration, resume.
     fn begin_upgrade(
         &self,
@@ -349,33 +400,13 @@ impl Controller {
         ),
         ControlError,
     > {
-        let (record, tasks) = self.record_and_tasks(name)?;
-        if record.state != PipelineState::Running {
-            return Err(ControlError::Conflict(format!(
-                "pipeline {name:?} is not running; start it, then upgrade"
-            )));
-        }
-        let i = record
-            .spec
-            .operators
-            .iter()
-            .position(|o| o.id() == operator)
-            .ok_or_else(|| {
-                let ids: Vec<&str> = record.spec.operators.iter().map(|o| o.id()).collect();
-                ControlError::Invalid(format!(
-                    "pipeline {name:?} has no operator {operator:?} (it has {ids:?})"
-                ))
-            })?;
-        let old_pinned = record.operators[i].clone();
-        let target = self.registry.resolve(&old_pinned.name, version)?;
-        if target.version == old_pinned.version {
-            return Err(ControlError::Conflict(format!(
-                "operator {operator} already runs {}@{}",
-                target.name, target.version
-            )));
-        }
-        // Validate and compile before anything stops.
-        let (plan, stage) = self.swap_plan(&record, i, &old_pinned, &target)?;
+        let UpgradeRequest {
+            record,
+            tasks,
+            plan,
+            stage,
+        } = self.upgrade_request(name, operator, version)?;
+        let old_pinned = plan.old.pinned.clone();
         let stage_tasks: Vec<Arc<TaskHandle>> = tasks
             .iter()
             .filter(|t| t.id.stage == stage)
@@ -455,7 +486,7 @@ impl Controller {
         let upgrade = UpgradeRecord {
             operator: operator.to_string(),
             from_version: old_pinned.version,
-            to_version: target.version,
+            to_version: plan.new.pinned.version,
             savepoint: manifest.id,
             pause_ms,
             migrated_keys,
