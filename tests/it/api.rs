@@ -334,9 +334,9 @@ async fn topics_create_produce_consume_describe_delete() {
     assert_eq!(some["records"][0]["offset"], 1);
     assert_eq!(t.records("lines").await.len(), 5);
     let (s, e) = t.get("/v1/topics/lines/records?partition=7").await;
-    assert_error(s, &e, StatusCode::BAD_REQUEST, "partition 7 does not exist");
+    assert_error(s, &e, StatusCode::NOT_FOUND, "partition 7 does not exist");
     let (s, e) = t.get("/v1/topics/lines/records?from=middle").await;
-    assert_error(s, &e, StatusCode::BAD_REQUEST, "use `start` or `end`");
+    assert_error(s, &e, StatusCode::BAD_REQUEST, "expected `start` or `end`");
     let (s, e) = t.get("/v1/topics/lines/records?limit=oops").await;
     assert_error(s, &e, StatusCode::BAD_REQUEST, "limit");
     let (s, e) = t.get("/v1/topics/lines/records?color=red").await;
@@ -648,43 +648,6 @@ async fn a_failing_pipeline_does_not_stop_another() {
     ] {
         assert!(m.contains(metric), "{metric} missing from:\n{m}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_token_guards_every_change() {
-    let t = TestApp::with_api(ApiConfig {
-        token: Some("s3cret".into()),
-        ..ApiConfig::default()
-    });
-    let js = ("content-type", "application/json");
-    let (s, e) = t
-        .json(Method::POST, "/v1/topics", r#"{"name":"t"}"#, &[js])
-        .await;
-    assert_error(s, &e, StatusCode::UNAUTHORIZED, "Bearer");
-    let (s, e) = t
-        .json(
-            Method::POST,
-            "/v1/topics",
-            r#"{"name":"t"}"#,
-            &[js, ("authorization", "Bearer nope")],
-        )
-        .await;
-    assert_error(s, &e, StatusCode::UNAUTHORIZED, "does not match");
-    let (s, _) = t
-        .json(
-            Method::POST,
-            "/v1/topics",
-            r#"{"name":"t"}"#,
-            &[js, ("authorization", "Bearer s3cret")],
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = t.get("/v1/topics").await;
-    assert_eq!(s, StatusCode::OK, "reads need no token");
-    let (s, e) = t
-        .json(Method::DELETE, "/v1/topics/t", Body::empty(), &[])
-        .await;
-    assert_error(s, &e, StatusCode::UNAUTHORIZED, "Bearer");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,9 +3,11 @@
 //! its assignment group, and a killed server's partitions move to the survivor, which
 //! restores their state from Kafka and continues exactly.
 
-use crate::kafka::{as_source, assert_output, counts, hides_aborted_transactions};
+use crate::kafka::{
+    as_source, assert_only_expected, assert_output, counts, hides_aborted_transactions,
+};
 use crate::support::guest;
-use crate::support::kafka::{Broker, ReadRecord};
+use crate::support::kafka::{Broker, ReadRecord, STALL_PROOF, StallWatch};
 use crate::support::oracle::{expected_counts, lines};
 use crate::support::server::ServerProcess;
 use serde_json::Value;
@@ -269,15 +271,32 @@ fn when_one_of_two_servers_is_killed_the_other_takes_its_partitions_and_finishes
     broker.produce("lines", 4, second, 1_700_000_100_000);
 
     // B takes all four partitions (after A's session times out) and commits everything.
-    let done = wait_status(&b, "B to run and finish every partition", |v| {
+    let expected = expected_counts(&as_source(&values, 4));
+    let mut stall = StallWatch::default();
+    let deadline = Instant::now() + Duration::from_secs(90) + STALL_PROOF;
+    loop {
+        let v = status_of(&b);
         let tasks = v["tasks"].as_array().unwrap();
-        tasks.len() == 4
+        if tasks.len() == 4
             && tasks
                 .iter()
                 .all(|t| t["server"] == "b" && t["committed_offset"] == 1000)
-    });
-    println!("{done}");
-    let expected = expected_counts(&as_source(&values, 4));
+        {
+            println!("{v}");
+            break;
+        }
+        if let Some(fault) = stall.check(&broker, &v) {
+            println!("cluster kill: {fault}");
+            let out = broker.read("counts", "read_uncommitted", 0, Duration::from_secs(5));
+            assert_only_expected(counts(&out), &expected, "cluster kill");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waiting for B to run and finish every partition: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     check_output(&broker, strict, &expected, "cluster kill");
 }
 

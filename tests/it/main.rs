@@ -4,15 +4,23 @@
 mod support;
 
 mod api;
+mod auth;
+mod bad_requests;
 mod changelog;
 mod cluster;
 mod event_time;
 mod golden;
+mod hostile_savepoints;
 mod kafka;
+mod kafka_recovery;
 mod languages;
+mod openapi_fuzz;
+mod refused_restores;
 mod run_cli;
 mod runtime;
 mod savepoint;
 mod server;
+mod setup;
+mod status_counts;
 mod task;
 mod upgrade;

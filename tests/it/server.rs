@@ -144,13 +144,21 @@ fn cli_end_to_end_survives_a_restart_mid_stream() {
     check_exact(&data, false);
 }
 
+/// `kill -9` of the server 20 times (`EDDY_CRASH_KILLS`) at random points while a
+/// two-stage pipeline works through a backlog that keeps growing, a restart after each;
+/// the output must equal a failure-free run's exactly. The seed is printed
+/// (`EDDY_CRASH_SEED` reruns it).
 #[test]
 fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let seed: u64 = std::env::var("EDDY_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::rng().random());
-    println!("crash test seed {seed} (rerun with EDDY_CRASH_SEED={seed})");
+    let kills: usize = std::env::var("EDDY_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    println!("crash test seed {seed}, {kills} kills (rerun with EDDY_CRASH_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -163,7 +171,14 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     create_pipeline(&server, GLOBAL_SPEC);
     let mut server = server;
     let mut mid_stream = 0;
-    for round in 0..5 {
+    for round in 0..kills {
+        // Input keeps arriving between crashes, so every kill has work to cut into.
+        produce(
+            &server,
+            dir.path(),
+            &format!("more-{round}.txt"),
+            &text(8_000, seed + 1 + round as u64),
+        );
         std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
         let status: serde_json::Value =
             serde_json::from_str(&server.ok(&["pipeline", "status", "wordcount", "--json"]))
@@ -178,14 +193,10 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
         mid_stream += usize::from(lag > 0);
         server.kill();
         server = ServerProcess::start(&data, &[]);
-        if round == 2 {
-            // Input that arrives between crashes counts too.
-            produce(&server, dir.path(), "more.txt", &text(2_000, seed + 1));
-        }
     }
     assert!(
-        mid_stream >= 3,
-        "only {mid_stream} of 5 kills hit a pipeline with work left; the test needs a bigger backlog"
+        mid_stream * 4 >= kills * 3,
+        "only {mid_stream} of {kills} kills hit a pipeline with work left; the test needs a bigger backlog"
     );
     wait_caught_up(&server, "wordcount");
     server.stop();
@@ -196,21 +207,35 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
 fn cli_errors_are_one_clear_line_and_a_failing_exit() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("data"), &["--api-token", "t0ken"]);
-    let cases: [(&[&str], &str); 4] = [
+    // (arguments, with the token, the first words of the error)
+    let cases: [(&[&str], bool, &str); 5] = [
         (
             &["pipeline", "status", "nope"],
+            true,
             "error: pipeline not found: pipeline \"nope\" does not exist",
         ),
-        (&["topic", "create", "lines"], "error: missing token"),
+        (&["topic", "create", "lines"], false, "error: missing token"),
+        (&["topic", "list"], false, "error: missing token"),
         (
             &["operator", "push", "x", "/nonexistent.wasm"],
+            true,
             "error: cannot read /nonexistent.wasm",
         ),
-        (&["topic", "describe", "ghost"], "error: topic not found"),
+        (
+            &["topic", "describe", "ghost"],
+            true,
+            "error: topic not found",
+        ),
     ];
-    for (args, expected) in cases {
-        let (ok, _, stderr) = server.cli(args);
-        assert!(!ok, "{args:?} succeeded");
+    for (args, token, expected) in cases {
+        let out = crate::support::eddy()
+            .env("EDDY_API_TOKEN", if token { "t0ken" } else { "" })
+            .env("EDDY_SERVER", &server.url)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
     }

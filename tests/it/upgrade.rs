@@ -194,6 +194,15 @@ async fn a_failing_new_version_is_rolled_back_and_the_output_is_unchanged() {
         "the old version runs again"
     );
     assert_eq!(status["upgrades"][0]["result"], "rolled_back");
+    // The counters count committed work: what the rolled-back version did is not in them.
+    let tasks = status["tasks"].as_array().unwrap();
+    let sum = |f: &str| tasks.iter().map(|t| t[f].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("events_in"), sum("committed_offset"), "{status}");
+    assert_eq!(
+        sum("events_out") as usize,
+        t.records("out").await.len(),
+        "{status}"
+    );
 
     // The output equals a run that never tried version 2.
     let records = t.records("out").await;

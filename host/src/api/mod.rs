@@ -6,6 +6,7 @@
 
 mod error;
 mod extract;
+mod number;
 mod openapi;
 mod operators;
 mod pipelines;
@@ -27,8 +28,12 @@ use std::sync::Arc;
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// When set, every mutating call needs `Authorization: Bearer <token>`.
+    /// When set, every call but `/healthz` needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// A second token that may only read (GET and HEAD).
+    pub read_token: Option<String>,
+    /// Reads need no token (changes still need `token`).
+    pub public_read: bool,
     /// Largest request body (operator uploads, produced records).
     pub max_body_bytes: usize,
 }
@@ -37,6 +42,8 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             token: None,
+            read_token: None,
+            public_read: false,
             max_body_bytes: 64 << 20,
         }
     }
@@ -92,38 +99,83 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// Guards every mutating call with the bearer token, when one is set.
+/// Guards every call but `/healthz` with the bearer token, when one is set: the API
+/// token may do everything, the read token (or anyone, with `public_read`) only read.
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.config.token else {
+    let config = &state.config;
+    let Some(token) = &config.token else {
         return next.run(req).await;
     };
-    let mutating = matches!(
-        *req.method(),
-        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    );
-    if !mutating {
+    if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "wrong token", "the bearer token does not match the server's --api-token")
-            .into_response(),
-        None => ApiError::new(
+    let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+    if reading && config.public_read {
+        return next.run(req).await;
+    }
+    let given = match bearer(&req) {
+        Ok(given) => given,
+        Err(response) => return response,
+    };
+    let Some(given) = given else {
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing token",
-            "this server requires `Authorization: Bearer <token>` on changes (the CLI reads EDDY_API_TOKEN)",
+            "this server requires `Authorization: Bearer <token>` (the CLI reads EDDY_API_TOKEN)",
         )
-        .into_response(),
+        .into_response();
+    };
+    if same_token(given, token) {
+        return next.run(req).await;
+    }
+    if let Some(read) = &config.read_token
+        && same_token(given, read)
+    {
+        if reading {
+            return next.run(req).await;
+        }
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read-only token",
+            "this token may only read; changes need the server's --api-token",
+        )
+        .into_response();
+    }
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "wrong token",
+        "the bearer token does not match the server's",
+    )
+    .into_response()
+}
+
+/// The token of an `Authorization: Bearer <token>` header, exactly as sent (no
+/// trimming: `Bearer t ` is not `t`); `Ok(None)` when there is none.
+#[allow(clippy::result_large_err)]
+fn bearer(req: &Request) -> Result<Option<&[u8]>, Response> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    // The scheme is case-insensitive (RFC 9110); the token is not.
+    match bytes.split_at_checked(7) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") => Ok(Some(token)),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong token",
+            "send the token as `Authorization: Bearer <token>`",
+        )
+        .into_response()),
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares tokens in constant time (over their digests, so not even the length
+/// shows in the timing).
+fn same_token(given: &[u8], expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let (a, b) = (Sha256::digest(given), Sha256::digest(expected.as_bytes()));
+    a.as_slice().ct_eq(b.as_slice()).into()
 }
 
 /// Runs blocking work (RocksDB, compilation, waiting for tasks) off the async threads.

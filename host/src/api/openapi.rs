@@ -1,11 +1,15 @@
 //! The OpenAPI document, generated from the handlers and types.
 
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Eddy", description = "Stream processing with WebAssembly operators. Every change needs `Authorization: Bearer <token>` when the server has one."),
+    info(title = "Eddy", description = "Stream processing with WebAssembly operators. When the server has an API token, every call but /healthz needs `Authorization: Bearer <token>` (reads may also use the read token, or need none with --public-read)."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     paths(
         super::operators::upload, super::operators::list, super::operators::describe, super::operators::latest,
         super::operators::version, super::operators::delete_all, super::operators::delete_version,
@@ -21,6 +25,59 @@ use utoipa::OpenApi;
     tags((name = "operators"), (name = "topics"), (name = "pipelines"), (name = "savepoints"), (name = "system"))
 )]
 pub struct ApiDoc;
+
+/// The bearer token scheme every operation but `/healthz` uses, and its answers: 401
+/// without the token (on every such operation), 403 for a change with the read token.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if path == "/healthz" {
+                continue;
+            }
+            let reads = [&mut item.get, &mut item.head];
+            for op in reads.into_iter().flatten() {
+                op.responses
+                    .responses
+                    .entry("401".into())
+                    .or_insert_with(|| error("Missing or wrong token").into());
+            }
+            let changes = [
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in changes.into_iter().flatten() {
+                op.responses
+                    .responses
+                    .entry("401".into())
+                    .or_insert_with(|| error("Missing or wrong token").into());
+                op.responses
+                    .responses
+                    .entry("403".into())
+                    .or_insert_with(|| error("The read-only token cannot change anything").into());
+            }
+        }
+    }
+}
 
 /// `GET /v1/openapi.json`.
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {

@@ -42,8 +42,8 @@ fn summary(name: String, versions: Vec<OperatorVersion>) -> OperatorSummary {
 }
 
 /// Uploads a component as the next version of `name`.
-#[utoipa::path(put, path = "/v1/operators/{name}", tag = "operators",
-    params(("name" = String, Path, description = "Operator name: 1-128 of A-Z a-z 0-9 . _ -")),
+#[utoipa::path(put, operation_id = "operators_upload", path = "/v1/operators/{name}", tag = "operators",
+    params(("name" = String, Path, description = "Operator name: 1 to 64 characters from A-Z a-z 0-9 . _ -, not starting with a dot")),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component binary"),
     responses(
         (status = 201, description = "Stored as a new version", body = OperatorVersion),
@@ -84,7 +84,7 @@ async fn upload(
 }
 
 /// Every operator with its versions.
-#[utoipa::path(get, path = "/v1/operators", tag = "operators",
+#[utoipa::path(get, operation_id = "operators_list", path = "/v1/operators", tag = "operators",
     responses((status = 200, body = Vec<OperatorSummary>)))]
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<OperatorSummary>>, ApiError> {
     let registry = state.controller.registry().clone();
@@ -93,7 +93,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<OperatorSummary>
 }
 
 /// One operator and its versions.
-#[utoipa::path(get, path = "/v1/operators/{name}", tag = "operators",
+#[utoipa::path(get, operation_id = "operators_describe", path = "/v1/operators/{name}", tag = "operators",
     params(("name" = String, Path)),
     responses((status = 200, body = OperatorSummary), (status = 404, body = ErrorBody)))]
 async fn describe(
@@ -107,7 +107,7 @@ async fn describe(
 }
 
 /// The latest version's metadata.
-#[utoipa::path(get, path = "/v1/operators/{name}/latest", tag = "operators",
+#[utoipa::path(get, operation_id = "operators_latest", path = "/v1/operators/{name}/latest", tag = "operators",
     params(("name" = String, Path)),
     responses((status = 200, body = OperatorVersion), (status = 404, body = ErrorBody)))]
 async fn latest(
@@ -121,7 +121,7 @@ async fn latest(
 }
 
 /// One version: its metadata, or with `Accept: application/wasm` its binary.
-#[utoipa::path(get, path = "/v1/operators/{name}/versions/{version}", tag = "operators",
+#[utoipa::path(get, operation_id = "operators_version", path = "/v1/operators/{name}/versions/{version}", tag = "operators",
     params(("name" = String, Path), ("version" = u32, Path)),
     responses(
         (status = 200, description = "Metadata (JSON) or the binary (application/wasm)", body = OperatorVersion),
@@ -155,7 +155,7 @@ async fn version(
 }
 
 /// Deletes every version of an operator (refused while a pipeline uses one).
-#[utoipa::path(delete, path = "/v1/operators/{name}", tag = "operators",
+#[utoipa::path(delete, operation_id = "operators_delete_all", path = "/v1/operators/{name}", tag = "operators",
     params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_all(
@@ -168,9 +168,9 @@ async fn delete_all(
 }
 
 /// Deletes one version (refused while a pipeline uses it).
-#[utoipa::path(delete, path = "/v1/operators/{name}/versions/{version}", tag = "operators",
+#[utoipa::path(delete, operation_id = "operators_delete_version", path = "/v1/operators/{name}/versions/{version}", tag = "operators",
     params(("name" = String, Path), ("version" = u32, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,

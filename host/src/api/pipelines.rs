@@ -32,13 +32,13 @@ fn parse_spec(body: &[u8], content_type: Option<&str>) -> Result<PipelineSpec, A
 }
 
 /// Creates a pipeline from its spec and starts it: one task per source partition.
-#[utoipa::path(post, path = "/v1/pipelines", tag = "pipelines",
+#[utoipa::path(post, operation_id = "pipelines_create", path = "/v1/pipelines", tag = "pipelines",
     request_body(content = String, content_type = "application/toml",
         description = "The pipeline spec, TOML or JSON (the same schema as `eddy run`, operators by name and version)"),
     responses(
         (status = 201, body = PipelineStatus),
         (status = 400, description = "Invalid spec, missing operator or topic, operator init failed", body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     body: LimitedBody,
@@ -50,13 +50,13 @@ async fn create(
 }
 
 /// Every pipeline.
-#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", responses((status = 200, body = Vec<PipelineStatus>)))]
+#[utoipa::path(get, operation_id = "pipelines_list", path = "/v1/pipelines", tag = "pipelines", responses((status = 200, body = Vec<PipelineStatus>)))]
 async fn list(State(state): State<AppState>) -> Json<Vec<PipelineStatus>> {
     Json(state.controller.list())
 }
 
 /// A pipeline's state and its tasks' offsets, lag and counters.
-#[utoipa::path(get, path = "/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
+#[utoipa::path(get, operation_id = "pipelines_status", path = "/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 200, body = PipelineStatus), (status = 404, body = ErrorBody)))]
 async fn status(
     State(state): State<AppState>,
@@ -66,8 +66,8 @@ async fn status(
 }
 
 /// Stops a pipeline after its tasks commit.
-#[utoipa::path(post, path = "/v1/pipelines/{name}/stop", tag = "pipelines", params(("name" = String, Path)),
-    responses((status = 200, body = PipelineStatus), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "pipelines_stop", path = "/v1/pipelines/{name}/stop", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = PipelineStatus), (status = 404, body = ErrorBody), (status = 409, description = "Busy with a savepoint, restore or upgrade", body = ErrorBody)))]
 async fn stop(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -77,8 +77,8 @@ async fn stop(
 }
 
 /// Starts a stopped (or failed) pipeline where it last committed.
-#[utoipa::path(post, path = "/v1/pipelines/{name}/start", tag = "pipelines", params(("name" = String, Path)),
-    responses((status = 200, body = PipelineStatus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "pipelines_start", path = "/v1/pipelines/{name}/start", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = PipelineStatus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Busy with a savepoint, restore or upgrade", body = ErrorBody)))]
 async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -88,8 +88,8 @@ async fn start(
 }
 
 /// Stops and deletes a pipeline with all its state (its topics stay).
-#[utoipa::path(delete, path = "/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, operation_id = "pipelines_remove", path = "/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "Busy with a savepoint, restore or upgrade", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -111,7 +111,7 @@ pub struct Rebuilt {
 
 /// Rebuilds a stopped pipeline's state from its changelogs (its local stores and timers
 /// are wiped first).
-#[utoipa::path(post, path = "/v1/pipelines/{name}/rebuild-state", tag = "pipelines", params(("name" = String, Path)),
+#[utoipa::path(post, operation_id = "pipelines_rebuild_state", path = "/v1/pipelines/{name}/rebuild-state", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 200, body = Rebuilt), (status = 404, body = ErrorBody), (status = 409, description = "The pipeline is running", body = ErrorBody)))]
 async fn rebuild_state(
     State(state): State<AppState>,
@@ -135,12 +135,12 @@ pub struct UpgradeRequest {
     pub operator: String,
     /// A registry version number, or `"latest"` (the default).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub version: Option<VersionRef>,
 }
 
 /// Whether to wait for the probation's end.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeQuery {
     /// Answer only once the probation ended (with `succeeded` or `rolled_back`).
@@ -151,8 +151,8 @@ pub struct UpgradeQuery {
 /// migration, resume; the new version then runs on probation and is rolled back by
 /// itself if it fails. The answer comes once the new version runs (`result: probation`),
 /// or with `wait=true` once the probation ended.
-#[utoipa::path(post, path = "/v1/pipelines/{name}/upgrade", tag = "pipelines", params(("name" = String, Path), UpgradeQuery), request_body = UpgradeRequest,
-    responses((status = 200, body = UpgradeRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "pipelines_upgrade", path = "/v1/pipelines/{name}/upgrade", tag = "pipelines", params(("name" = String, Path), UpgradeQuery), request_body = UpgradeRequest,
+    responses((status = 200, body = UpgradeRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
 async fn upgrade(
     State(state): State<AppState>,
     Path(name): Path<String>,

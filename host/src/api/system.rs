@@ -14,13 +14,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Liveness.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "The server is up")))]
+#[utoipa::path(get, operation_id = "system_health", path = "/healthz", tag = "system", security(()), responses((status = 200, description = "The server is up")))]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, operation_id = "system_metrics", path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let controller = state.controller.clone();
     // State sizes are computed at scrape time.

@@ -2,6 +2,7 @@
 //! records, and follow a topic over server-sent events.
 
 use super::extract::{ApiJson, ApiQuery, LimitedBody};
+use super::number;
 use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::log::{Log, Topic, TopicConfig};
 use crate::record::{self, Record};
@@ -32,15 +33,24 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTopic {
+    /// 1 to 249 of `A-Z a-z 0-9 . _ -`, not `.` or `..` (as Kafka allows).
+    #[schema(
+        min_length = 1,
+        max_length = 249,
+        pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)$"
+    )]
     pub name: String,
     /// Number of partitions (1 to 1024); default 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "number::whole")]
+    #[schema(minimum = 1, maximum = 1024)]
     pub partitions: Option<u32>,
     /// Delete records older than this; default 7 days, 0 keeps them forever.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "number::whole")]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub retention_ms: Option<u64>,
     /// Keep at most about this many bytes per partition; default (and 0) unlimited.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "number::whole")]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub retention_bytes: Option<u64>,
 }
 
@@ -86,12 +96,23 @@ fn info(t: &Topic) -> TopicInfo {
 }
 
 /// Creates a topic.
-#[utoipa::path(post, path = "/v1/topics", tag = "topics", request_body = CreateTopic,
-    responses((status = 201, body = TopicInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "topics_create", path = "/v1/topics", tag = "topics", request_body = CreateTopic,
+    responses((status = 201, body = TopicInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateTopic>,
 ) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
+    for (field, value) in [
+        ("retention_ms", req.retention_ms),
+        ("retention_bytes", req.retention_bytes),
+    ] {
+        if value.is_some_and(|v| v > i64::MAX as u64) {
+            return Err(ApiError::bad_request(
+                "invalid topic",
+                format!("{field} must be at most {}", i64::MAX),
+            ));
+        }
+    }
     let config = TopicConfig {
         partitions: req.partitions.unwrap_or(1),
         retention_ms: match req.retention_ms {
@@ -107,7 +128,7 @@ async fn create(
 }
 
 /// Every topic.
-#[utoipa::path(get, path = "/v1/topics", tag = "topics", responses((status = 200, body = Vec<TopicInfo>)))]
+#[utoipa::path(get, operation_id = "topics_list", path = "/v1/topics", tag = "topics", responses((status = 200, body = Vec<TopicInfo>)))]
 async fn list(State(state): State<AppState>) -> Json<Vec<TopicInfo>> {
     Json(
         state
@@ -121,7 +142,7 @@ async fn list(State(state): State<AppState>) -> Json<Vec<TopicInfo>> {
 }
 
 /// One topic with its partition offsets.
-#[utoipa::path(get, path = "/v1/topics/{topic}", tag = "topics", params(("topic" = String, Path)),
+#[utoipa::path(get, operation_id = "topics_describe", path = "/v1/topics/{topic}", tag = "topics", params(("topic" = String, Path)),
     responses((status = 200, body = TopicInfo), (status = 404, body = ErrorBody)))]
 async fn describe(
     State(state): State<AppState>,
@@ -132,7 +153,7 @@ async fn describe(
 }
 
 /// Deletes a topic and its records (refused while a pipeline reads or writes it).
-#[utoipa::path(delete, path = "/v1/topics/{topic}", tag = "topics", params(("topic" = String, Path)),
+#[utoipa::path(delete, operation_id = "topics_remove", path = "/v1/topics/{topic}", tag = "topics", params(("topic" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
@@ -172,19 +193,32 @@ fn parse_events(
         ApiError::bad_request("invalid body", format!("the body is not UTF-8: {e}"))
     })?;
     let now = record::now_ms();
-    if content_type == Some("application/json") || text.trim_start().starts_with('[') {
-        return Ok(record::parse_array(text, now)?);
+    let array = text.trim_start().starts_with('[');
+    if content_type == Some("application/json") && !array {
+        return Err(ApiError::bad_request(
+            "invalid body",
+            "Content-Type application/json wants a JSON array of events ([{\"value\": \"a\"}, {\"value\": \"b\"}]); for one event per line send Content-Type application/x-ndjson",
+        ));
     }
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            record::parse_line(line, now).map_err(|e| {
+    let out = if array {
+        record::parse_array(text, now)?
+    } else {
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            out.push(record::parse_line(line, now).map_err(|e| {
                 ApiError::bad_request("invalid event", format!("line {}: {e}", i + 1))
-            })?,
-        );
+            })?);
+        }
+        out
+    };
+    if out.is_empty() {
+        return Err(ApiError::bad_request(
+            "no events",
+            "the body holds no events: send one JSON event per line ({\"value\": \"…\"}) or a JSON array of them",
+        ));
     }
     Ok(out)
 }
@@ -192,7 +226,7 @@ fn parse_events(
 /// Appends records: JSON lines, or a JSON array with Content-Type: application/json.
 /// Records go to their explicit `partition`, else by key (Kafka's partitioner), else
 /// round-robin.
-#[utoipa::path(post, path = "/v1/topics/{topic}/records", tag = "topics", params(("topic" = String, Path)),
+#[utoipa::path(post, operation_id = "topics_produce", path = "/v1/topics/{topic}/records", tag = "topics", params(("topic" = String, Path)),
     request_body(content = String, content_type = "application/x-ndjson",
         description = r#"One event per line: {"key": "k", "value": "v", "timestamp": 1700000000000, "headers": {"h": "v"}, "partition": 0}"#),
     responses((status = 200, body = Produced), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
@@ -219,18 +253,32 @@ async fn produce(
 
 /// Where and how much to consume.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumeQuery {
     /// Read only this partition (default: all).
     pub partition: Option<u32>,
     /// First offset to read in each partition (default: the start).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub offset: Option<u64>,
-    /// `start` (default) or `end`: where to begin when no offset is given.
-    pub from: Option<String>,
+    /// Where to begin when no offset is given (default `start`).
+    #[param(inline)]
+    pub from: Option<StartAt>,
     /// Most records to return (default 100, at most 10000); ignored when following.
+    #[param(minimum = 0, maximum = 10000)]
     pub limit: Option<usize>,
     /// Keep the connection open and stream records as server-sent events.
     pub follow: Option<bool>,
+}
+
+/// Where a read without an offset begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// The oldest record still stored.
+    Start,
+    /// The next record to be written (with `follow`: only new records).
+    End,
 }
 
 /// Consumed records, and where to continue.
@@ -239,7 +287,9 @@ pub struct Consumed {
     /// Events in the documented JSON format plus `partition` and `offset`.
     #[schema(value_type = Vec<Object>)]
     pub records: Vec<serde_json::Value>,
-    /// The next offset to read in each partition.
+    /// The next offset to read in each partition, by partition number (as text: JSON
+    /// keys are strings).
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub next_offsets: BTreeMap<u32, u64>,
 }
 
@@ -254,9 +304,21 @@ fn consumed_json(partition: u32, offset: u64, r: &Record) -> serde_json::Value {
 
 /// The partitions to read and their first offsets.
 fn starting_points(t: &Topic, q: &ConsumeQuery) -> Result<BTreeMap<u32, u64>, ApiError> {
+    if q.limit.is_some_and(|l| l > CONSUME_LIMIT_MAX) {
+        return Err(ApiError::bad_request(
+            "invalid query",
+            format!("limit must be at most {CONSUME_LIMIT_MAX} (read on from `next_offsets`)"),
+        ));
+    }
+    if q.offset.is_some_and(|o| o > i64::MAX as u64) {
+        return Err(ApiError::bad_request(
+            "invalid query",
+            format!("offset must be at most {}", i64::MAX),
+        ));
+    }
     let partitions: Vec<u32> = match q.partition {
         Some(p) if p >= t.partition_count() => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::not_found(
                 "no such partition",
                 format!(
                     "topic {:?} has {} partition(s); partition {p} does not exist",
@@ -268,16 +330,7 @@ fn starting_points(t: &Topic, q: &ConsumeQuery) -> Result<BTreeMap<u32, u64>, Ap
         Some(p) => vec![p],
         None => (0..t.partition_count()).collect(),
     };
-    let from_end = match q.from.as_deref() {
-        None | Some("start") => false,
-        Some("end") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid `from`",
-                format!("from={other:?}: use `start` or `end`"),
-            ));
-        }
-    };
+    let from_end = q.from == Some(StartAt::End);
     Ok(partitions
         .into_iter()
         .map(|p| {
@@ -312,8 +365,11 @@ fn read_some(
 
 /// Reads records by partition and offset; `follow=true` streams them as server-sent
 /// events (one JSON event per `data:` line) as they are appended.
-#[utoipa::path(get, path = "/v1/topics/{topic}/records", tag = "topics", params(("topic" = String, Path), ConsumeQuery),
-    responses((status = 200, body = Consumed), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "topics_consume", path = "/v1/topics/{topic}/records", tag = "topics", params(("topic" = String, Path), ConsumeQuery),
+    responses(
+        (status = 200, description = "The records; with `follow=true` a stream of server-sent events, one record (JSON) per `data:` line",
+            content((Consumed = "application/json"), (String = "text/event-stream"))),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn consume(
     State(state): State<AppState>,
     Path(topic): Path<String>,

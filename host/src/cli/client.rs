@@ -49,7 +49,7 @@ impl Client {
     pub fn new(args: &ServerArgs) -> Self {
         Client {
             base: args.server.trim_end_matches('/').to_string(),
-            token: args.api_token.clone(),
+            token: args.api_token.clone().filter(|t| !t.is_empty()),
             http: reqwest::Client::new(),
         }
     }

@@ -1,6 +1,7 @@
 //! `eddy serve`.
 
 use crate::api::ApiConfig;
+use crate::control::ArchiveLimits;
 use crate::server::{ServerConfig, serve};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,15 +14,32 @@ pub struct ServeArgs {
     /// Address of the HTTP API (port 0 picks a free port; the server prints it).
     #[arg(long, env = "EDDY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Require `Authorization: Bearer <token>` on every change.
+    /// Require `Authorization: Bearer <token>` on every call but /healthz.
     #[arg(long, env = "EDDY_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// A second token that may only read (GET); the --api-token may do everything.
+    #[arg(
+        long,
+        env = "EDDY_READ_TOKEN",
+        hide_env_values = true,
+        requires = "api_token"
+    )]
+    read_token: Option<String>,
+    /// Let anyone read (GET) without a token; changes still need the --api-token.
+    #[arg(long, requires = "api_token")]
+    public_read: bool,
     /// Worker threads running tasks (default: twice the number of cores).
     #[arg(long)]
     workers: Option<usize>,
-    /// Largest request body in MiB (operator uploads, produced records).
-    #[arg(long, default_value_t = 64)]
-    max_body_mb: usize,
+    /// Largest request body in MiB (operator uploads, produced records, savepoint uploads).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_body_mb: u64,
+    /// Most bytes an uploaded savepoint archive may unpack to, in MiB.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    savepoint_max_mb: u64,
+    /// Most files and folders an uploaded savepoint archive may hold.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    savepoint_max_files: u64,
     /// Kafka bootstrap servers for pipelines whose topics live in Kafka (HOST:PORT,...).
     #[arg(long, env = "EDDY_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
@@ -35,17 +53,30 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let token = args.api_token.filter(|t| !t.is_empty());
+    if token.is_none() && (args.read_token.is_some() || args.public_read) {
+        // (An empty EDDY_API_TOKEN satisfies `requires`: the server would run open.)
+        anyhow::bail!(
+            "--read-token and --public-read need a non-empty --api-token (or EDDY_API_TOKEN)"
+        );
+    }
     let workers = args.workers.unwrap_or_else(crate::server::default_workers);
     let config = ServerConfig {
         data_dir: args.data_dir,
         workers,
         api: ApiConfig {
-            token: args.api_token.filter(|t| !t.is_empty()),
-            max_body_bytes: args.max_body_mb << 20,
+            token,
+            read_token: args.read_token.filter(|t| !t.is_empty()),
+            public_read: args.public_read,
+            max_body_bytes: (args.max_body_mb << 20) as usize,
         },
         kafka_brokers: args.kafka_brokers.filter(|b| !b.trim().is_empty()),
         cluster: args.cluster.filter(|c| !c.trim().is_empty()),
         server_name: args.server_name,
+        savepoint_limits: ArchiveLimits {
+            max_bytes: args.savepoint_max_mb << 20,
+            max_entries: args.savepoint_max_files,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

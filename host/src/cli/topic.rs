@@ -57,8 +57,9 @@ pub enum TopicCommand {
         /// `start` or `end` (with --follow: only new records).
         #[arg(long)]
         from: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        /// Most records to print (1 to 10000; ignored with --follow).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        limit: u64,
         #[arg(long)]
         follow: bool,
     },

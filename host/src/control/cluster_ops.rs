@@ -214,6 +214,12 @@ impl Controller {
     /// Runs a pipeline here: all its tasks, or for a shared pipeline, the partitions its
     /// assignment group gives this server.
     pub(super) fn run_entry(&self, entry: &mut Entry) -> Result<(), String> {
+        // A restore that did not finish is finished before anything runs on its state.
+        self.finish_restore(
+            &entry.record.spec.name,
+            &entry.record.spec,
+            &entry.record.operators,
+        )?;
         let Some(link) = self
             .cluster
             .get()
@@ -291,7 +297,34 @@ impl Controller {
 
     /// The group gave this server `partitions` of `pipeline`: start their tasks (each
     /// restores its state from its changelogs and its position from Kafka).
-    fn on_assigned(&self, pipeline: &str, active: &AtomicBool, partitions: &[u32]) {
+    /// Starts, for a recovering shared pipeline still in its group, the partitions the
+    /// group gave this server (a rejoin would leave the old membership holding them).
+    pub(super) fn resume_assigned(&self, pipeline: &str) {
+        let (active, assigned) = {
+            let pipelines = self.pipelines.lock().expect("pipelines lock");
+            let Some(m) = pipelines.get(pipeline).and_then(|e| e.member.as_ref()) else {
+                return;
+            };
+            let assigned = m.assigned.lock().expect("assignment lock").clone();
+            (Arc::clone(&m.active), assigned)
+        };
+        if self.on_assigned(pipeline, &active, &assigned) {
+            let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+            if let Some(entry) = pipelines.get_mut(pipeline)
+                && entry.record.state == PipelineState::Recovering
+            {
+                tracing::info!(%pipeline, "Kafka is back: the pipeline runs again");
+                entry.retry = None;
+                if let Err(e) = self.set_state(&mut entry.record, PipelineState::Running, None) {
+                    tracing::error!("cannot record a pipeline's state: {e}");
+                }
+            }
+        }
+    }
+
+    /// Starts the tasks of `partitions`; `false` when they could not start (the pipeline
+    /// then recovers or fails).
+    fn on_assigned(&self, pipeline: &str, active: &AtomicBool, partitions: &[u32]) -> bool {
         // A server back from an absence hears of restores (whose local state it must drop)
         // and stops made meanwhile before it runs any partition.
         if let Some(link) = self.cluster.get() {
@@ -302,14 +335,14 @@ impl Controller {
         }
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         let Some(entry) = pipelines.get_mut(pipeline) else {
-            return;
+            return false;
         };
         let wanted = matches!(
             entry.record.state,
             PipelineState::Running | PipelineState::Recovering
         );
         if !active.load(Ordering::Acquire) || !wanted {
-            return;
+            return false;
         }
         entry
             .tasks
@@ -349,11 +382,13 @@ impl Controller {
                 entry.tasks.extend(tasks);
                 let mine: Vec<u32> = entry.tasks.iter().map(|t| t.id.partition).collect();
                 self.announce_tasks(pipeline, &mine);
+                true
             }
             Err(reason) => {
                 tracing::error!(%pipeline, "cannot start assigned partitions: {reason}");
                 self.halt_entry(entry);
                 self.fail_or_recover(entry, reason);
+                false
             }
         }
     }
@@ -443,7 +478,7 @@ impl Controller {
         };
         let shared = self
             .savepoints
-            .archive(&m.id)
+            .archive_bytes(&m.id)
             .map_err(|e| e.to_string())
             .and_then(|a| {
                 link.catalog
@@ -499,6 +534,13 @@ impl Controller {
 
     /// Deletes a savepoint here and, in a cluster, on every server.
     pub fn delete_savepoint(&self, id: &str) -> Result<(), ControlError> {
+        for pipeline in self.journaled_restores()? {
+            if self.unfinished_restore(&pipeline).as_deref() == Some(id) {
+                return Err(ControlError::Conflict(format!(
+                    "savepoint {id:?} is being restored into pipeline {pipeline:?} (the restore did not finish); restore that pipeline first"
+                )));
+            }
+        }
         self.savepoints.delete(id)?;
         if let Some(link) = self.cluster.get() {
             link.catalog.publish_savepoint_deleted(id).map_err(|e| {

@@ -287,7 +287,6 @@ impl Controller {
     /// Loads every stored pipeline and starts those that were running (after finishing
     /// any restore a crash interrupted).
     pub fn boot(&self) -> Result<(), ControlError> {
-        self.finish_interrupted_restores()?;
         let mut records = Vec::new();
         for item in self
             .db
@@ -305,8 +304,32 @@ impl Controller {
                 })?;
             records.push(record);
         }
+        // Restores a crash (or a failure) left half-done are finished first; one that
+        // cannot be finished leaves its pipeline failed with the reason, never the boot.
+        let journaled = self.journaled_restores()?;
+        let mut unfinished = std::collections::BTreeMap::new();
+        let mut finished = Vec::new();
+        for name in journaled {
+            match records.iter().find(|r| r.spec.name == name) {
+                None => self.end_journal(&name)?,
+                Some(r) => match self.finish_restore(&name, &r.spec, &r.operators) {
+                    Ok(_) => finished.push(name),
+                    Err(reason) => {
+                        tracing::error!(pipeline = %name, "{reason}");
+                        unfinished.insert(name, reason);
+                    }
+                },
+            }
+        }
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         for mut record in records {
+            if let Some(reason) = unfinished.remove(&record.spec.name) {
+                self.set_state(&mut record, PipelineState::Failed, Some(reason))?;
+            } else if finished.contains(&record.spec.name) && record.state == PipelineState::Failed
+            {
+                // An earlier boot could not finish the restore; this one did.
+                self.set_state(&mut record, PipelineState::Stopped, None)?;
+            }
             // An upgrade still on probation when the server stopped never committed: the
             // old version resumes from the last commit.
             for u in record
@@ -479,7 +502,6 @@ impl Controller {
         record: &mut PipelineRecord,
         savepoint: &str,
     ) -> Result<(), ControlError> {
-        let m = self.savepoints.get(savepoint)?;
         // The operators' state versions come from their `init`: start each once.
         for (pinned, op_spec) in record.operators.iter_mut().zip(&record.spec.operators) {
             let version = self.registry.version(&pinned.name, pinned.version)?;
@@ -514,10 +536,7 @@ impl Controller {
             })?;
             pinned.state_version = op.state_version();
         }
-        self.check_fit(&m, &record.spec, &record.operators)?;
-        self.savepoints.verify(&m)?;
-        self.apply_restore(&record.spec.name, &m)?;
-        Ok(())
+        self.restore_created(&record.spec, &record.operators, savepoint)
     }
 
     /// Builds every task of a pipeline (instantiating and initializing its operators) and
@@ -787,6 +806,16 @@ impl Controller {
         if self.cluster.get().is_some() {
             self.sync_cluster()?;
         }
+        // A restore that did not finish is finished here, outside the pipelines' lock
+        // (it reads every file of the savepoint); the pipeline is claimed meanwhile.
+        if self.unfinished_restore(name).is_some() {
+            let _claim = self.claim_guard(name, "a restore")?;
+            let record = self.record_and_tasks(name)?.0;
+            self.finish_restore(name, &record.spec, &record.operators)
+                .map_err(|reason| {
+                    ControlError::Invalid(format!("pipeline {name:?} cannot start: {reason}"))
+                })?;
+        }
         let mut pipelines = self.pipelines.lock().expect("pipelines lock");
         let entry = pipelines
             .get_mut(name)
@@ -848,6 +877,7 @@ impl Controller {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.db.cf(Cf::Meta), record_key(name));
         self.db.write(wb)?;
+        self.end_journal(name)?;
         // Repartition and changelog topics are the pipeline's own; its source, sink and
         // outputs stay.
         for topic in internal_topics(&self.log, &entry.record.spec) {

@@ -7,9 +7,12 @@ mod cluster_ops;
 mod cluster_savepoints;
 mod cluster_upgrade;
 mod controller;
+mod manifest_check;
 mod pause;
 mod pipeline;
 mod recovery;
+mod restore;
+mod savepoint_archive;
 mod savepoint_ops;
 pub mod savepoints;
 pub mod spec;
@@ -22,6 +25,7 @@ pub use controller::{ControlError, Controller};
 pub use pipeline::{
     PinnedOperator, PipelineRecord, PipelineState, PipelineStatus, UpgradeRecord, UpgradeResult,
 };
-pub use savepoint_ops::Restored;
+pub use restore::Restored;
+pub use savepoint_archive::ArchiveLimits;
 pub use savepoints::{Manifest, SavepointError, Savepoints};
 pub use spec::{LateEvents, OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};

@@ -36,7 +36,7 @@ impl Controller {
                 next: Instant::now() + delay,
                 attempt,
             });
-            tracing::warn!(pipeline = %entry.record.spec.name, attempt, "Kafka is out of reach, retrying in {delay:?}: {reason}");
+            tracing::warn!(pipeline = %entry.record.spec.name, attempt, "cannot run until Kafka answers, retrying in {delay:?}: {reason}");
             (
                 PipelineState::Recovering,
                 format!(
@@ -57,21 +57,32 @@ impl Controller {
     /// Tries again to run the recovering pipelines whose delay is over (outside the
     /// pipelines lock: reaching Kafka may take its request timeout).
     pub(super) fn retry_recovering(&self) {
-        let due: Vec<Entry> = {
+        let (due, members): (Vec<Entry>, Vec<String>) = {
             let mut pipelines = self.pipelines.lock().expect("pipelines lock");
-            pipelines
+            let ready = |e: &Entry| {
+                e.record.state == PipelineState::Recovering
+                    && e.busy.is_none()
+                    && e.retry.as_ref().is_none_or(|r| r.next <= Instant::now())
+            };
+            // A shared pipeline still in its group starts what the group gave it again.
+            let members = pipelines
+                .values()
+                .filter(|e| ready(e) && e.member.is_some())
+                .map(|e| e.record.spec.name.clone())
+                .collect();
+            let due = pipelines
                 .values_mut()
-                .filter(|e| {
-                    e.record.state == PipelineState::Recovering
-                        && e.busy.is_none()
-                        && e.retry.as_ref().is_none_or(|r| r.next <= Instant::now())
-                })
+                .filter(|e| ready(e) && e.member.is_none())
                 .map(|e| {
                     e.busy = Some("a recovery");
                     Entry::idle(e.record.clone())
                 })
-                .collect()
+                .collect();
+            (due, members)
         };
+        for name in members {
+            self.resume_assigned(&name);
+        }
         for mut attempt in due {
             let name = attempt.record.spec.name.clone();
             let result = self.run_entry(&mut attempt);

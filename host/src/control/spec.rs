@@ -23,6 +23,9 @@ use std::collections::BTreeMap;
 /// (`<pipeline>.<operator>.<store>.changelog`), and must stay within Kafka's limit.
 pub const NAME_MAX: usize = 64;
 
+/// Largest state cache per store and task, in MiB.
+pub const STATE_CACHE_MB_MAX: u64 = 4096;
+
 /// Longest topic name (Kafka's limit).
 pub const TOPIC_NAME_MAX: usize = 249;
 
@@ -194,7 +197,7 @@ impl OperatorSpec {
 }
 
 /// A registry version: a number, or the latest at the time the pipeline is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum VersionRef {
     Number(u32),
@@ -207,6 +210,54 @@ pub enum VersionRef {
 pub enum LatestTag {
     Latest,
 }
+
+/// A version is a whole number (`3`, also written `3.0` by JSON tools) or `"latest"`.
+impl<'de> Deserialize<'de> for VersionRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Whole(u64),
+            Real(f64),
+            Text(String),
+        }
+        let bad = || {
+            serde::de::Error::custom(
+                "a version is a whole number from 0 to 4294967295 or \"latest\"",
+            )
+        };
+        match Form::deserialize(d).map_err(|_| bad())? {
+            Form::Whole(n) => u32::try_from(n).map(VersionRef::Number).map_err(|_| bad()),
+            Form::Real(f) if f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&f) => {
+                Ok(VersionRef::Number(f as u32))
+            }
+            Form::Text(t) if t == "latest" => Ok(VersionRef::Latest(LatestTag::Latest)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for VersionRef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::Integer))
+                    .minimum(Some(0))
+                    .maximum(Some(u32::MAX)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some(["latest"])),
+            )
+            .description(Some("A registry version number, or \"latest\""))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for VersionRef {}
 
 /// What to do with a record an operator cannot handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -397,8 +448,24 @@ pub fn check_name(what: &str, name: &str) -> Result<(), SpecError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    // Names become parts of file names and savepoint ids: no `.`, `..` or hidden names
+    // (Kafka refuses the topics `.` and `..`, and allows others starting with a dot).
+    let dotted = if what == "topic" {
+        name == "." || name == ".."
+    } else {
+        name.starts_with('.')
+    };
+    if ok && !dotted {
         Ok(())
+    } else if dotted {
+        Err(SpecError::Invalid(format!(
+            "{what} name {name:?} is invalid: it must not {}",
+            if what == "topic" {
+                "be . or .."
+            } else {
+                "start with a dot"
+            }
+        )))
     } else {
         Err(SpecError::Invalid(format!(
             "{what} name {name:?} is invalid: use 1 to {max} characters from A-Z a-z 0-9 . _ -"
@@ -450,6 +517,23 @@ impl PipelineSpec {
             return Err(SpecError::Invalid(format!(
                 "settings.batch_size = {} must be 1 to 100000",
                 s.batch_size
+            )));
+        }
+        if !(1..=600_000).contains(&s.commit_interval_ms) {
+            return Err(SpecError::Invalid(format!(
+                "settings.commit_interval_ms = {} must be 1 to 600000 (10 minutes)",
+                s.commit_interval_ms
+            )));
+        }
+        if s.probation_records == 0 {
+            return Err(SpecError::Invalid(
+                "settings.probation_records must be at least 1 (a probation that needs no records proves nothing)".into(),
+            ));
+        }
+        if s.state_cache_mb > STATE_CACHE_MB_MAX {
+            return Err(SpecError::Invalid(format!(
+                "settings.state_cache_mb = {} must be 0 to {STATE_CACHE_MB_MAX} (it is per store and task)",
+                s.state_cache_mb
             )));
         }
         if s.call_timeout_ms == 0 {

@@ -177,7 +177,7 @@ pub(super) fn migrate(
             }
             let out = op
                 .migrate(&name, from_version, &batch)
-                .map_err(|e| format!("migrating store {name:?} of {scope:?}: {}", e.message()))?;
+                .map_err(|e| format!("migrating store {name:?} of {scope}: {}", e.message()))?;
             if out.items.len() != page.entries.len() {
                 return Err(format!(
                     "migrate returned {} values for {} entries of store {name:?}",

@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 
 /// Changes per RocksDB write while restoring.
 const CHUNK: usize = 10_000;
+/// How long a restore waits for a partition's open transactions to be decided before
+/// it gives up for now (the pipeline then shows what it waits for and retries).
+const STABLE_WAIT: Duration = Duration::from_secs(5);
+/// How long a read may see no record before the restore gives up for now.
+const NO_PROGRESS: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RestoreReport {
@@ -48,6 +53,19 @@ pub fn restore_task(
         ])
         .create_with_context(EndIsExpected)
         .map_err(|e| conn.error(e))?;
+    // Sees every record, decided or not: its end is what a committed reader must reach.
+    let uncommitted: BaseConsumer<EndIsExpected> = conn
+        .config(&[
+            ("group.id", "eddy.restore"),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_uncommitted"),
+        ])
+        .create_with_context(EndIsExpected)
+        .map_err(|e| conn.error(e))?;
+    let readers = Readers {
+        committed: &consumer,
+        uncommitted: &uncommitted,
+    };
     let metadata = consumer
         .fetch_metadata(None, REQUEST_TIMEOUT)
         .map_err(|e| conn.error(e))?;
@@ -57,7 +75,7 @@ pub fn restore_task(
         .iter()
         .any(|t| t.name() == positions && t.partitions().len() > task.partition as usize);
     let recorded = has_positions
-        .then(|| recorded_position(conn, &consumer, task))
+        .then(|| recorded_position(conn, &readers, task))
         .transpose()?
         .flatten();
     if let Some((offset, watermark)) = recorded {
@@ -95,7 +113,7 @@ pub fn restore_task(
         let applied = replay(
             db,
             conn,
-            &consumer,
+            &readers,
             t.name(),
             &scope,
             &store,
@@ -124,16 +142,24 @@ impl rdkafka::ClientContext for EndIsExpected {
 
 impl rdkafka::consumer::ConsumerContext for EndIsExpected {}
 
+/// The two views of a partition a restore needs.
+struct Readers<'a> {
+    /// Reads committed records only (`read_committed`).
+    committed: &'a BaseConsumer<EndIsExpected>,
+    /// Asks for the end of everything written, decided or not.
+    uncommitted: &'a BaseConsumer<EndIsExpected>,
+}
+
 /// The position the task's last committed transaction recorded, if any.
 fn recorded_position(
     conn: &Connection,
-    consumer: &BaseConsumer<EndIsExpected>,
+    readers: &Readers<'_>,
     task: &TaskId,
 ) -> Result<Option<(u64, i64)>, KafkaError> {
     let topic = super::positions_topic(&task.pipeline);
     let key = super::position_key(task.stage, task.partition);
     let mut last = None;
-    read_to_end(conn, consumer, &topic, task.partition, 0, |m| {
+    read_to_end(conn, readers, &topic, task.partition, 0, |m| {
         if m.key() == Some(key.as_bytes()) {
             let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
             let parsed = text
@@ -149,21 +175,57 @@ fn recorded_position(
     Ok(last)
 }
 
-/// Calls `visit` on every committed record of a partition from `from` to its end.
+/// The end a committed reader of a partition must reach: its high watermark, once every
+/// transaction with records below it is decided (its last stable offset caught up).
+/// A restore that stopped at a lower stable offset could miss a committed transaction
+/// the broker has not settled yet (and resume on an older position); so it waits, and
+/// after [`STABLE_WAIT`] says what for.
+fn stable_end(
+    conn: &Connection,
+    readers: &Readers<'_>,
+    topic: &str,
+    partition: u32,
+) -> Result<u64, KafkaError> {
+    let p = partition as i32;
+    let (_, high) = readers
+        .uncommitted
+        .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
+        .map_err(|e| conn.error(format!("{topic}/{partition}: {e}")))?;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let (_, stable) = readers
+            .committed
+            .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
+            .map_err(|e| conn.error(format!("{topic}/{partition}: {e}")))?;
+        if stable >= high {
+            return Ok(high.max(0) as u64);
+        }
+        if started.elapsed() >= STABLE_WAIT {
+            return Err(conn.error(format!(
+                "waiting for {topic}/{partition} to reach offset {high}: its last stable offset is {stable}, an open transaction holds the rest (the broker decides it when its producer comes back or at transaction.timeout.ms)"
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Calls `visit` on every committed record of a partition from `from` to its end (see
+/// [`stable_end`]).
 fn read_to_end(
     conn: &Connection,
-    consumer: &BaseConsumer<EndIsExpected>,
+    readers: &Readers<'_>,
     topic: &str,
     partition: u32,
     from: u64,
     mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<(), KafkaError>,
 ) -> Result<(), KafkaError> {
-    let (_, high) = consumer
-        .fetch_watermarks(topic, partition as i32, REQUEST_TIMEOUT)
-        .map_err(|e| conn.error(format!("{topic}: {e}")))?;
-    if high <= from as i64 {
+    let end = stable_end(conn, readers, topic, partition)?;
+    if end <= from {
         return Ok(());
     }
+    let consumer = readers.committed;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
         .map_err(|e| conn.error(e))?;
@@ -176,9 +238,12 @@ fn read_to_end(
                 last_progress = Instant::now();
             }
             Some(Err(RdError::PartitionEOF(_))) => return Ok(()),
-            Some(Err(e)) => return Err(conn.error(format!("reading {topic}: {e}"))),
-            None if last_progress.elapsed() > Duration::from_secs(30) => {
-                return Err(conn.error(format!("reading {topic}: no progress for 30 s")));
+            Some(Err(e)) => return Err(conn.error(format!("reading {topic}/{partition}: {e}"))),
+            None if last_progress.elapsed() > NO_PROGRESS => {
+                return Err(conn.error(format!(
+                    "waiting for {topic}/{partition} to reach offset {end}: no record for {} s",
+                    NO_PROGRESS.as_secs()
+                )));
             }
             None => {}
         }
@@ -189,7 +254,7 @@ fn read_to_end(
 fn replay(
     db: &Db,
     conn: &Connection,
-    consumer: &BaseConsumer<EndIsExpected>,
+    readers: &Readers<'_>,
     topic: &str,
     scope: &StateScope,
     store: &str,
@@ -209,7 +274,7 @@ fn replay(
         );
         db.write(std::mem::take(wb)).map_err(|e| conn.error(e))
     };
-    read_to_end(conn, consumer, topic, scope.partition, from, |m| {
+    read_to_end(conn, readers, topic, scope.partition, from, |m| {
         let r = crate::record::Record {
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().unwrap_or_default().to_vec(),

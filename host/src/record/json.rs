@@ -52,8 +52,58 @@ fn b64(field: &str, text: &str) -> Result<Vec<u8>, JsonError> {
 /// Reads one event; `default_timestamp` fills a missing `timestamp`. Returns the record
 /// and the explicit partition, if the event names one.
 pub fn parse_line(line: &str, default_timestamp: i64) -> Result<(Record, Option<u32>), JsonError> {
-    let e: EventIn = serde_json::from_str(line)?;
+    let e: EventIn = serde_json::from_str(line).map_err(|e| explain(line, e))?;
     parse_event(e, default_timestamp)
+}
+
+/// The fields of a JSON event.
+const FIELDS: &[&str] = &[
+    "key",
+    "key_b64",
+    "value",
+    "value_b64",
+    "timestamp",
+    "headers",
+    "headers_b64",
+    "partition",
+];
+
+/// A clearer message for JSON that parses but is not an event (a bare object of the
+/// user's own fields, a number, a string): say how to wrap it as the event's value.
+fn explain(text: &str, e: serde_json::Error) -> JsonError {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return JsonError::Syntax(e);
+    };
+    let wrap = "to send it as the event's value, wrap it: {\"value\": …}";
+    match &v {
+        serde_json::Value::Object(fields) => {
+            match fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+                Some(unknown) => JsonError::Invalid(format!(
+                    "unknown field {unknown:?}: an event's fields are {}; {wrap}",
+                    FIELDS.join(", ")
+                )),
+                None => JsonError::Syntax(e),
+            }
+        }
+        serde_json::Value::Array(_) => JsonError::Invalid(format!(
+            "a JSON array is not an event (send arrays of events with Content-Type application/json); {wrap}"
+        )),
+        _ => JsonError::Invalid(format!(
+            "an event is a JSON object such as {{\"key\": \"k\", \"value\": \"v\"}}, not {}; {wrap}",
+            kind(&v)
+        )),
+    }
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 fn parse_event(e: EventIn, default_timestamp: i64) -> Result<(Record, Option<u32>), JsonError> {
@@ -105,10 +155,20 @@ pub fn parse_array(
     text: &str,
     default_timestamp: i64,
 ) -> Result<Vec<(Record, Option<u32>)>, JsonError> {
-    let events: Vec<EventIn> = serde_json::from_str(text)?;
+    let events: Vec<serde_json::Value> = serde_json::from_str(text)?;
     events
         .into_iter()
-        .map(|e| parse_event(e, default_timestamp))
+        .enumerate()
+        .map(|(i, v)| {
+            let e: EventIn = serde_json::from_value(v.clone()).map_err(|err| {
+                let why = match explain(&v.to_string(), err) {
+                    JsonError::Invalid(m) => m,
+                    JsonError::Syntax(s) => s.to_string(),
+                };
+                JsonError::Invalid(format!("event {}: {why}", i + 1))
+            })?;
+            parse_event(e, default_timestamp)
+        })
         .collect()
 }
 
@@ -225,7 +285,22 @@ mod tests {
         let unknown = parse_line(r#"{"value":"v","colour":"red"}"#, 0)
             .unwrap_err()
             .to_string();
-        assert!(unknown.contains("unknown field `colour`"), "{unknown}");
+        assert!(unknown.contains("unknown field \"colour\""), "{unknown}");
+        // A bare object of the user's own fields says how to send it as the value, once.
+        let bare = parse_line(r#"{"card":"4111","amount":12}"#, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(bare.contains("wrap it: {\"value\": …}"), "{bare}");
+        assert_eq!(bare.matches("unknown field").count(), 1, "{bare}");
+        let number = parse_line("42", 0).unwrap_err().to_string();
+        assert!(
+            number.contains("not a number") && number.contains("wrap it"),
+            "{number}"
+        );
+        let array = parse_array(r#"[{"value":"a"},{"card":"x"}]"#, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(array.contains("event 2: unknown field \"card\""), "{array}");
         let missing = parse_line(r#"{"key":"k"}"#, 0).unwrap_err().to_string();
         assert!(missing.contains("missing `value`"), "{missing}");
         let both = parse_line(r#"{"value":"v","value_b64":"AA=="}"#, 0)

@@ -200,6 +200,7 @@ impl Registry {
 
     /// The versions of `name`, oldest first.
     pub fn versions(&self, name: &str) -> Result<Vec<OperatorVersion>, RegistryError> {
+        known(name)?;
         let versions = self.scan(&name_prefix(name))?;
         if versions.is_empty() {
             return Err(RegistryError::NotFound(name.to_string()));
@@ -228,6 +229,7 @@ impl Registry {
 
     /// One version of `name`.
     pub fn version(&self, name: &str, version: u32) -> Result<OperatorVersion, RegistryError> {
+        known(name)?;
         match self.db.get(Cf::Meta, &version_key(name, version))? {
             Some(v) => Ok(serde_json::from_slice(&v).map_err(|e| StateError::Corrupt {
                 what: "operator metadata",
@@ -292,6 +294,7 @@ impl Registry {
         version: Option<u32>,
         in_use: impl Fn(&str, u32) -> Option<String>,
     ) -> Result<Vec<OperatorVersion>, RegistryError> {
+        known(name)?;
         let _upload = self.uploads.lock().expect("upload lock");
         let doomed = match version {
             Some(v) => vec![self.version(name, v)?],
@@ -328,4 +331,13 @@ impl Registry {
         }
         Ok(doomed)
     }
+}
+
+/// A name longer than any operator's is not found (and never reaches the key layout,
+/// whose names are at most 255 bytes).
+fn known(name: &str) -> Result<(), RegistryError> {
+    if name.len() > crate::control::spec::NAME_MAX {
+        return Err(RegistryError::NotFound(name.to_string()));
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! pipelines and their state under one data directory, behind the HTTP API.
 
 use crate::api::{self, ApiConfig, AppState};
-use crate::control::{ControlError, Controller, Savepoints};
+use crate::control::{ArchiveLimits, ControlError, Controller, Savepoints};
 use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
 use crate::record::now_ms;
@@ -45,6 +45,22 @@ pub struct ServerConfig {
     pub cluster: Option<String>,
     /// This server's name in the cluster (default: made up once, kept in the data dir).
     pub server_name: Option<String>,
+    /// What an uploaded savepoint archive may unpack to.
+    pub savepoint_limits: ArchiveLimits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./eddy-data"),
+            workers: default_workers(),
+            api: ApiConfig::default(),
+            kafka_brokers: None,
+            cluster: None,
+            server_name: None,
+            savepoint_limits: ArchiveLimits::default(),
+        }
+    }
 }
 
 /// Why a server could not start.
@@ -109,8 +125,8 @@ impl App {
             runtime,
         )?);
         let metrics = Arc::new(Metrics::new());
-        let savepoints =
-            Savepoints::open(dir.join("savepoints")).map_err(|e| ServerError::DataDir {
+        let savepoints = Savepoints::open(dir.join("savepoints"), config.savepoint_limits)
+            .map_err(|e| ServerError::DataDir {
                 path: dir.display().to_string(),
                 detail: e.to_string(),
             })?;

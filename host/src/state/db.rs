@@ -221,7 +221,9 @@ impl Db {
         Ok(out)
     }
 
-    /// Approximate bytes a pipeline's state takes on disk (flushed data only).
+    /// Approximate bytes of a pipeline's state: RocksDB's estimate for data in files,
+    /// and for a store none of whose data reached a file yet (it is all in the memtable,
+    /// so at most the write buffer's size), the bytes of its keys and values.
     pub fn pipeline_state_bytes(&self, pipeline: &str) -> Result<u64, StateError> {
         let ids = self.stores(pipeline, None)?;
         let bounds: Vec<([u8; 4], [u8; 4])> = ids
@@ -232,11 +234,33 @@ impl Db {
             .iter()
             .map(|(a, b)| rocksdb::Range::new(a, b))
             .collect();
-        Ok(self
+        let sizes = self
             .db
-            .get_approximate_sizes_cf(self.cf(Cf::State), &ranges)
-            .iter()
-            .sum())
+            .get_approximate_sizes_cf(self.cf(Cf::State), &ranges);
+        let mut total = 0u64;
+        for ((from, to), size) in bounds.iter().zip(sizes) {
+            total += if size > 0 {
+                size
+            } else {
+                self.range_bytes(Cf::State, from, to)?
+            };
+        }
+        Ok(total)
+    }
+
+    /// Bytes of the keys and values in `[from, to)` of a column family, counted.
+    fn range_bytes(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<u64, StateError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_upper_bound(to.to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ro);
+        it.seek(from);
+        let mut bytes = 0u64;
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            bytes += (k.len() + v.len()) as u64;
+            it.next();
+        }
+        it.status()?;
+        Ok(bytes)
     }
 
     /// Writes a batch atomically: the one way commits reach disk.

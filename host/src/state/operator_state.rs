@@ -16,6 +16,16 @@ pub struct StateScope {
     pub partition: u32,
 }
 
+impl std::fmt::Display for StateScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "operator {} of pipeline {}, partition {}",
+            self.operator, self.pipeline, self.partition
+        )
+    }
+}
+
 impl StateScope {
     /// The catalog name of one of this scope's stores.
     pub fn store_name(&self, store: &str) -> StoreName {

@@ -9,7 +9,14 @@ use rocksdb::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::io::Read;
 use std::path::Path;
+
+/// Where the file of `(operator, store, partition)` lives inside a savepoint folder (the
+/// one place a manifest's file may name).
+pub fn store_file_path(operator: &str, store: &str, partition: u32) -> String {
+    format!("state/{operator}/{store}/{partition}.sst")
+}
 
 /// One store partition in a savepoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -26,15 +33,32 @@ pub struct StoreFile {
     pub sha256: String,
 }
 
-fn sha256_file(path: &Path) -> Result<(String, u64), StateError> {
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-    Ok((hex::encode(Sha256::digest(&bytes)), bytes.len() as u64))
+/// The sha256 (hex) and length of a file, read in chunks.
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    sha256_of(std::fs::File::open(path)?)
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> StateError {
+/// The sha256 (hex) and length of what `file` reads, read in chunks.
+pub fn sha256_of(mut file: impl Read) -> std::io::Result<(String, u64)> {
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((hex::encode(hash.finalize()), bytes));
+        }
+        hash.update(&buf[..n]);
+        bytes += n as u64;
+    }
+}
+
+/// A failed file operation, named by the file's place in the savepoint (never the
+/// server's path).
+fn io(file: &str, e: std::io::Error) -> StateError {
     StateError::Corrupt {
         what: "savepoint file",
-        detail: format!("{}: {e}", path.display()),
+        detail: format!("{file}: {}", e.kind()),
     }
 }
 
@@ -64,7 +88,7 @@ pub fn export_pipeline(
          -> Result<(), StateError> {
             if let Some((partition, mut w, keys, file)) = current {
                 w.finish()?;
-                let (sha256, bytes) = sha256_file(&dir.join(&file))?;
+                let (sha256, bytes) = sha256_file(&dir.join(&file)).map_err(|e| io(&file, e))?;
                 files.push(StoreFile {
                     operator: name.operator.clone(),
                     store: store.clone(),
@@ -85,10 +109,10 @@ pub fn export_pipeline(
             );
             if current.as_ref().is_none_or(|c| c.0 != partition) {
                 finish(current.take(), &mut files)?;
-                let file = format!("state/{}/{}/{partition}.sst", name.operator, store);
+                let file = store_file_path(&name.operator, &store, partition);
                 let path = dir.join(&file);
                 std::fs::create_dir_all(path.parent().expect("files are in folders"))
-                    .map_err(|e| io(&path, e))?;
+                    .map_err(|e| io(&file, e))?;
                 let w = SstFileWriter::create(&opts);
                 w.open(&path)?;
                 current = Some((partition, w, 0, file));
@@ -102,19 +126,6 @@ pub fn export_pipeline(
         finish(current.take(), &mut files)?;
     }
     Ok(files)
-}
-
-/// Checks a store file against its manifest entry.
-pub fn verify(dir: &Path, f: &StoreFile) -> Result<(), String> {
-    let path = dir.join(&f.file);
-    if !path.exists() {
-        return Err(format!("file {} is missing", f.file));
-    }
-    let (sha256, bytes) = sha256_file(&path).map_err(|e| e.to_string())?;
-    if sha256 != f.sha256 || bytes != f.bytes {
-        return Err(format!("file {} is corrupt (checksum mismatch)", f.file));
-    }
-    Ok(())
 }
 
 /// Calls `each` with every `(user key, value)` of a savepoint SST file, in key order.

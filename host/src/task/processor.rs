@@ -162,6 +162,10 @@ pub struct Task {
     committed_upstream: Option<UpstreamWatermarks>,
     /// Outputs of the batches since the last commit.
     pending: Vec<Outputs>,
+    /// Events (and late events) handled since the last commit: they join the counters
+    /// when the commit does, and go with a rollback, like the outputs.
+    uncommitted_in: u64,
+    uncommitted_late: u64,
     last_commit: Instant,
     stats: TaskStats,
     probation: Option<Probation>,
@@ -194,6 +198,8 @@ impl Task {
             upstream,
             pending: Vec::new(),
             last_commit: Instant::now(),
+            uncommitted_in: 0,
+            uncommitted_late: 0,
             stats: TaskStats::default(),
             probation: None,
         })
@@ -253,6 +259,8 @@ impl Task {
             op.state().reset();
         }
         self.pending.clear();
+        self.uncommitted_in = 0;
+        self.uncommitted_late = 0;
         self.position = self.committed;
         self.upstream = self.committed_upstream.clone();
     }
@@ -268,6 +276,8 @@ impl Task {
         match swap(old) {
             Ok(new) => {
                 self.ops.insert(j, new);
+                // The last error was the old version's.
+                self.stats.last_error = None;
                 Ok(())
             }
             Err((back, reason)) => {
@@ -370,8 +380,8 @@ impl Task {
                     .push((LATE_PORT.to_string(), batch::record(&source.events, i)));
             }
         }
-        self.stats.late += late.len() as u64;
-        self.stats.events_in += late.len() as u64;
+        self.uncommitted_late += late.len() as u64;
+        self.uncommitted_in += late.len() as u64;
         self.accept(outputs, self.position);
         let on_time = without(source, &late);
         if !on_time.offsets.is_empty() {
@@ -564,7 +574,11 @@ impl Task {
             put_upstream_watermarks(&self.db, &mut wb, &self.id, up.as_slice());
         }
         let outputs = std::mem::take(&mut self.pending);
-        let emitted: u64 = outputs.iter().map(|o| o.main.events.len() as u64).sum();
+        // Outputs are main and side outputs (dead letters count as errors).
+        let emitted: u64 = outputs
+            .iter()
+            .map(|o| (o.main.events.len() + o.side.len()) as u64)
+            .sum();
         sink.position(self.position);
         sink.commit(&self.db, wb, outputs, changes)?;
         // The interval runs from the end of a commit: a sink whose commit takes long (a
@@ -576,6 +590,8 @@ impl Task {
         self.committed = self.position;
         self.committed_upstream = self.upstream.clone();
         self.stats.events_out += emitted;
+        self.stats.events_in += std::mem::take(&mut self.uncommitted_in);
+        self.stats.late += std::mem::take(&mut self.uncommitted_late);
         Ok(())
     }
 
@@ -645,7 +661,7 @@ impl Task {
 
     fn complete(&mut self, source: &SourceBatch, range: Range<usize>, outputs: Outputs) {
         let position = self.position_after(source, &range);
-        self.stats.events_in += range.len() as u64;
+        self.uncommitted_in += range.len() as u64;
         if let Some(p) = &mut self.probation {
             p.processed += range.len() as u64;
         }

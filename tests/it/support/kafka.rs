@@ -147,6 +147,26 @@ impl Broker {
         }
     }
 
+    /// Stops the broker process (SIGSTOP) for `for_how_long`, then lets it go on: a
+    /// broker that hangs and comes back.
+    pub fn pause(&self, for_how_long: Duration) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("a broker this handle started")
+            .id();
+        let signal = |s: &str| {
+            let ok = Command::new("kill")
+                .args([s, &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "kill {s} {pid}");
+        };
+        signal("-STOP");
+        std::thread::sleep(for_how_long);
+        signal("-CONT");
+    }
+
     /// A client handle on a broker another handle runs.
     pub fn attach(brokers: &str) -> Self {
         Broker {
@@ -294,5 +314,74 @@ impl Drop for Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// How long a partition must stay undecided, while the pipeline waits for it, before a
+/// test calls it the broker's fault: past Eddy's `transaction.timeout.ms` (60 s), by which
+/// a correct broker has aborted any transaction of a fenced producer.
+pub const STALL_PROOF: Duration = Duration::from_secs(75);
+
+/// The test broker's known fault, seen from a test: Tansu now and then keeps the
+/// transaction of a killed producer open although the task's restarted producer fenced
+/// it, so the partition's last stable offset stays below its end for good. Eddy must then
+/// wait (resuming on what `read_committed` shows could repeat outputs), and say so. This
+/// watches a pipeline's status for such a wait, confirmed by the broker itself.
+#[derive(Default)]
+pub struct StallWatch {
+    since: Option<(String, i32, Instant)>,
+}
+
+impl StallWatch {
+    /// `Some(what)` once the pipeline has waited for one undecided partition for
+    /// [`STALL_PROOF`], the broker showing it undecided all along.
+    pub fn check(&mut self, broker: &Broker, status: &serde_json::Value) -> Option<String> {
+        let reason = status["reason"].as_str().unwrap_or_default();
+        let waited = (status["state"] == "recovering")
+            .then(|| waited_for(reason))
+            .flatten()
+            .filter(|(topic, p)| broker.undecided(topic, *p));
+        let Some((topic, partition)) = waited else {
+            self.since = None;
+            return None;
+        };
+        match &self.since {
+            Some((t, p, at)) if *t == topic && *p == partition => (at.elapsed() >= STALL_PROOF)
+                .then(|| {
+                    format!(
+                        "the broker kept a transaction on {topic}/{partition} undecided for {} s after the task's producer fenced it (a correct broker aborts it at once, or within transaction.timeout.ms); checked that the pipeline waits for it and says so ({reason:?}) instead of resuming behind it",
+                        STALL_PROOF.as_secs()
+                    )
+                }),
+            _ => {
+                self.since = Some((topic, partition, Instant::now()));
+                None
+            }
+        }
+    }
+}
+
+/// The partition a recovering pipeline's reason says its restore waits for.
+pub fn waited_for(reason: &str) -> Option<(String, i32)> {
+    let rest = reason.split("waiting for ").nth(1)?;
+    let (name, _) = rest.split_once(" to reach offset")?;
+    let (topic, partition) = name.rsplit_once('/')?;
+    Some((topic.to_string(), partition.parse().ok()?))
+}
+
+impl Broker {
+    /// Whether `topic`/`partition` holds records a `read_committed` reader cannot see
+    /// yet (its last stable offset below its end).
+    pub fn undecided(&self, topic: &str, partition: i32) -> bool {
+        let end = |isolation: &str| {
+            let c: BaseConsumer = self
+                .config()
+                .set("isolation.level", isolation)
+                .create()
+                .unwrap();
+            c.fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map(|(_, high)| high)
+        };
+        matches!((end("read_committed"), end("read_uncommitted")), (Ok(stable), Ok(high)) if stable < high)
     }
 }

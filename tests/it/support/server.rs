@@ -16,7 +16,8 @@ use tower::ServiceExt;
 pub struct TestApp {
     pub app: Option<App>,
     pub router: axum::Router,
-    _dir: tempfile::TempDir,
+    config: ServerConfig,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl TestApp {
@@ -47,6 +48,17 @@ impl TestApp {
         api: ApiConfig,
         kafka_brokers: Option<String>,
     ) -> Self {
+        Self::open_config(dir, api, kafka_brokers, ServerConfig::default())
+    }
+
+    /// A server with `config`'s settings (its data dir, API and brokers come from the
+    /// other arguments).
+    pub fn open_config(
+        dir: tempfile::TempDir,
+        api: ApiConfig,
+        kafka_brokers: Option<String>,
+        config: ServerConfig,
+    ) -> Self {
         let config = ServerConfig {
             data_dir: dir.path().to_path_buf(),
             workers: 2,
@@ -54,14 +66,38 @@ impl TestApp {
             kafka_brokers,
             cluster: None,
             server_name: None,
+            ..config
         };
         let app = App::open(&config).unwrap();
         let router = api::router(app.state(api));
         TestApp {
             app: Some(app),
             router,
-            _dir: dir,
+            config,
+            dir: Some(dir),
         }
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.as_ref().expect("open").path()
+    }
+
+    /// Shuts the server down (committing every task) and opens it again on the same data.
+    pub fn restart(mut self) -> Self {
+        // The router holds the server's state: it goes first, so the database closes.
+        self.router = axum::Router::new();
+        if let Some(app) = self.app.take() {
+            app.shutdown();
+        }
+        let dir = self.dir.take().expect("open");
+        let config = self.config.clone();
+        Self::open_config(
+            dir,
+            config.api.clone(),
+            config.kafka_brokers.clone(),
+            config,
+        )
     }
 
     pub async fn call(

@@ -2,7 +2,6 @@
 //! broker's own limit in the same run: a plain rdkafka consumer piping the same records
 //! into a plain producer (no processing, no transactions).
 
-use crate::api::ApiConfig;
 use crate::control::PipelineSpec;
 use crate::kafka::{Connection, ensure_topic};
 use crate::server::{App, ServerConfig};
@@ -214,10 +213,10 @@ fn pipeline(args: &KafkaArgs, source: &str, sink: &str, exactly_once: bool) -> a
     let config = ServerConfig {
         data_dir: dir.path().to_path_buf(),
         workers: crate::server::default_workers(),
-        api: ApiConfig::default(),
         kafka_brokers: Some(args.brokers.clone()),
         cluster: None,
         server_name: None,
+        ..ServerConfig::default()
     };
     let app = App::open(&config)?;
     let c = &app.controller;

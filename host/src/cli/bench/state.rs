@@ -1,7 +1,6 @@
 //! `eddy bench state`: savepoint, restore, changelog rebuild and upgrade pause of a
 //! word-count pipeline holding many keys, through the server's own code paths.
 
-use crate::api::ApiConfig;
 use crate::control::{PipelineSpec, VersionRef};
 use crate::log::TopicConfig;
 use crate::record::Record;
@@ -55,10 +54,10 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         data_dir: dir,
         workers: 2,
-        api: ApiConfig::default(),
         kafka_brokers: None,
         cluster: None,
         server_name: None,
+        ..ServerConfig::default()
     };
     let app = App::open(&config)?;
     let c = std::sync::Arc::clone(&app.controller);

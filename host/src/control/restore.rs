@@ -1,0 +1,584 @@
+//! Restoring a pipeline from a savepoint. Everything is checked before anything changes:
+//! the manifest, the fit with the pipeline (operators, state versions, stages, partition
+//! counts), every file's checksum, and every file's content (read into the SST files
+//! that will be ingested). Only then a journal records the restore and the pipeline's
+//! state, changelogs and positions are replaced; a crash or a failure after that point is
+//! finished from the journal (at boot, or at the next start or restore), and a journal
+//! that cannot be finished leaves the pipeline failed with the reason.
+
+use super::controller::{Controller, stages};
+use super::manifest_check::Shape;
+use super::savepoints::{Manifest, SavepointError};
+use super::{ControlError, PinnedOperator, PipelineSpec, PipelineState};
+use crate::log::{Appends, LogError, TopicConfig};
+use crate::state::changelog::{Change, TIMERS_STORE, changelog_topic, marker_key};
+use crate::state::savepoint::{SstBuilder, for_each_entry, ingest};
+use crate::state::{
+    Cf, StateError, StateScope, StoreName, TIMERS, TaskId, TaskPosition, keys, put_position,
+    put_upstream_watermarks,
+};
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch};
+use std::path::PathBuf;
+
+/// Changelog records written per commit while restoring.
+const CHANGELOG_CHUNK: usize = 50_000;
+/// How much a store file may expand when read (its blocks are compressed; 64 is far
+/// beyond what real state compresses to), plus a constant for small files.
+const EXPANSION: u64 = 64;
+const EXPANSION_SLACK: u64 = 64 << 20;
+
+const JOURNAL: &[u8] = b"restore/";
+
+/// What a restore did.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Restored {
+    pub savepoint: String,
+    pub keys: u64,
+    pub millis: u64,
+}
+
+/// A savepoint's state, checked and turned into files ready to ingest.
+struct Prepared {
+    /// Holds the files until they are ingested (or dropped with it).
+    _scratch: tempfile::TempDir,
+    state: Vec<PathBuf>,
+    timers: Vec<PathBuf>,
+    /// Each store file's `(store id, partition)`, in manifest order.
+    targets: Vec<(u32, u32)>,
+    keys: u64,
+    shape: Shape,
+}
+
+/// Releases a pipeline's claim when dropped, however the work ends.
+pub(super) struct Claim<'a> {
+    controller: &'a Controller,
+    name: &'a str,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.controller.release(self.name);
+    }
+}
+
+impl Controller {
+    /// Claims a pipeline for `what` until the returned guard drops.
+    pub(super) fn claim_guard<'a>(
+        &'a self,
+        name: &'a str,
+        what: &'static str,
+    ) -> Result<Claim<'a>, ControlError> {
+        self.claim(name, what)?;
+        Ok(Claim {
+            controller: self,
+            name,
+        })
+    }
+
+    /// Restores a pipeline that is not running from a savepoint: its state and source
+    /// offsets become exactly the savepoint's. A savepoint that does not fit, or any
+    /// damage in it, is refused before anything changes.
+    pub fn restore(&self, name: &str, savepoint: &str) -> Result<Restored, ControlError> {
+        let _claim = self.claim_guard(name, "a restore")?;
+        let shared = self.fence_shared(name)?;
+        let restored = self.restore_claimed(name, savepoint)?;
+        if shared {
+            self.share_restore(name, &restored.savepoint)?;
+        }
+        Ok(restored)
+    }
+
+    fn restore_claimed(&self, name: &str, savepoint: &str) -> Result<Restored, ControlError> {
+        let started = std::time::Instant::now();
+        let record = {
+            let pipelines = self.pipelines.lock().expect("pipelines lock");
+            let e = pipelines
+                .get(name)
+                .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+            if e.record.state == PipelineState::Running {
+                return Err(ControlError::Conflict(format!(
+                    "pipeline {name:?} is running; stop it before restoring a savepoint"
+                )));
+            }
+            e.record.clone()
+        };
+        let m = self.savepoints.get(savepoint)?;
+        let prepared = self.prepare_restore(name, &record.spec, &record.operators, &m)?;
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.db.cf(Cf::Meta), journal_key(name), m.id.as_bytes());
+        self.db.write(wb)?;
+        let keys = match self.apply_restore(name, &record.spec, &m, prepared) {
+            Ok(keys) => keys,
+            Err(e) => {
+                let reason = unfinished(&m.id, &e);
+                self.fail_pipeline(name, reason.clone());
+                return Err(ControlError::Conflict(reason));
+            }
+        };
+        self.end_journal(name)?;
+        // The last run's task statuses no longer describe the pipeline.
+        if let Some(e) = self.pipelines.lock().expect("pipelines lock").get_mut(name) {
+            e.tasks.clear();
+            if e.record.state == PipelineState::Failed
+                && e.record
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(UNFINISHED))
+            {
+                self.set_state(&mut e.record, PipelineState::Stopped, None)?;
+            }
+        }
+        Ok(Restored {
+            savepoint: m.id,
+            keys,
+            millis: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Restores a pipeline being created from a savepoint (nothing of it exists yet, so
+    /// no journal: a failure leaves nothing that `create` does not remove).
+    pub(super) fn restore_created(
+        &self,
+        spec: &PipelineSpec,
+        operators: &[PinnedOperator],
+        savepoint: &str,
+    ) -> Result<(), ControlError> {
+        let m = self.savepoints.get(savepoint).map_err(|e| match e {
+            SavepointError::NotFound(_) => ControlError::Invalid(format!(
+                "from_savepoint = {savepoint:?}: no such savepoint here (eddy savepoint list)"
+            )),
+            other => other.into(),
+        })?;
+        let prepared = self.prepare_restore(&spec.name, spec, operators, &m)?;
+        self.apply_restore(&spec.name, spec, &m, prepared)?;
+        Ok(())
+    }
+
+    /// Every check of a restore, and the files to ingest; changes nothing the pipeline
+    /// has (it may intern the names of the savepoint's stores, which are the pipeline's).
+    fn prepare_restore(
+        &self,
+        name: &str,
+        spec: &PipelineSpec,
+        operators: &[PinnedOperator],
+        m: &Manifest,
+    ) -> Result<Prepared, ControlError> {
+        let shape = self.check_fit(m, spec, operators)?;
+        // The brokers of a Kafka sink must answer before anything is replaced.
+        if let Some(sink) = &spec.sink
+            && let Some(conn) = self
+                .kafka(sink)
+                .map_err(|e| ControlError::Invalid(e.to_string()))?
+        {
+            crate::kafka::partition_count(&conn, &sink.topic).map_err(|e| {
+                ControlError::Conflict(format!(
+                    "the Kafka sink does not answer ({e}); nothing was restored, try again once it does"
+                ))
+            })?;
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix(".restore-")
+            .tempdir_in(self.savepoints.path(""))
+            .map_err(|e| SavepointError::Io(e.kind().to_string()))?;
+        // Every file is copied and checked first: what is read below is what was checked,
+        // whatever happens to the savepoint's folder meanwhile.
+        let mut copies = Vec::with_capacity(m.stores.len());
+        for (i, f) in m.stores.iter().enumerate() {
+            let copy = scratch.path().join(format!("saved-{i}.sst"));
+            self.savepoints.copy_checked(m, f, &copy)?;
+            copies.push(copy);
+        }
+        let opts = Options::default();
+        let (mut state, mut timers, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+        let mut total = 0u64;
+        for ((i, f), copy) in m.stores.iter().enumerate().zip(&copies) {
+            let (timer_file, catalog) = if f.store == TIMERS_STORE {
+                (true, TIMERS)
+            } else {
+                (false, f.store.as_str())
+            };
+            let id = self.db.store_id(&StoreName {
+                pipeline: name.to_string(),
+                operator: f.operator.clone(),
+                store: catalog.to_string(),
+            })?;
+            let prefix = keys::task_prefix(id, f.partition);
+            let sst = scratch.path().join(format!("{i}.sst"));
+            let mut builder = SstBuilder::create(&opts, &sst)?;
+            let (mut keys, mut bytes) = (0u64, 0u64);
+            // A store file's content expands on reading (its blocks are compressed): bound
+            // it, and stop at the first key past the manifest's count.
+            let most = EXPANSION * f.bytes + EXPANSION_SLACK;
+            let mut over: Option<String> = None;
+            let read = for_each_entry(copy, &scratch.path().join("read"), |k, v| {
+                keys += 1;
+                bytes += (k.len() + v.len()) as u64;
+                if keys > f.keys {
+                    over = Some(format!(
+                        "it holds more than the {} keys the manifest says",
+                        f.keys
+                    ));
+                } else if bytes > most {
+                    over = Some(format!(
+                        "it expands to over {most} bytes, more than a store file of {} bytes holds",
+                        f.bytes
+                    ));
+                }
+                if over.is_some() {
+                    return Err(StateError::Corrupt {
+                        what: "savepoint file",
+                        detail: String::new(),
+                    });
+                }
+                builder.put(&[prefix.as_slice(), k].concat(), v)
+            });
+            if let Err(e) = read {
+                let why = over.unwrap_or_else(|| sst_reason(&e).to_string());
+                return Err(SavepointError::Corrupt(format!(
+                    "file {} cannot be read as a store file: {why}",
+                    f.file
+                ))
+                .into());
+            }
+            if keys != f.keys {
+                return Err(SavepointError::Corrupt(format!(
+                    "file {} holds {keys} keys, the manifest says {}",
+                    f.file, f.keys
+                ))
+                .into());
+            }
+            total += keys;
+            if builder.finish()? {
+                if timer_file { &mut timers } else { &mut state }.push(sst);
+            }
+            targets.push((id, f.partition));
+        }
+        Ok(Prepared {
+            _scratch: scratch,
+            state,
+            timers,
+            targets,
+            keys: total,
+            shape,
+        })
+    }
+
+    /// Refuses a savepoint whose shape does not match the pipeline: other operators, other
+    /// state formats, other stages, other partition counts.
+    pub(super) fn check_fit(
+        &self,
+        m: &Manifest,
+        spec: &PipelineSpec,
+        operators: &[PinnedOperator],
+    ) -> Result<Shape, ControlError> {
+        let shape = super::manifest_check::check(m)?;
+        let incompatible = |reason: String| SavepointError::Incompatible {
+            id: m.id.clone(),
+            pipeline: spec.name.clone(),
+            reason,
+        };
+        let saved: Vec<&str> = m.operators.iter().map(|o| o.id.as_str()).collect();
+        let ours: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
+        if saved != ours {
+            return Err(incompatible(format!(
+                "it holds operators {saved:?}, the pipeline has {ours:?}"
+            ))
+            .into());
+        }
+        for (s, o) in m.operators.iter().zip(operators) {
+            if s.state_version != o.state_version {
+                return Err(incompatible(format!(
+                    "operator {} wrote state version {} in the savepoint, the pipeline's version {} uses {}; restore with the savepoint's operator version, then upgrade",
+                    s.id, s.state_version, o.version, o.state_version
+                ))
+                .into());
+            }
+        }
+        let our_stages = stages(spec);
+        let stage_ops = |s: &super::controller::Stage, spec: &PipelineSpec| -> Vec<String> {
+            s.ops
+                .iter()
+                .map(|&i| spec.operators[i].id().to_string())
+                .collect()
+        };
+        let their_stages = stages(&m.spec);
+        let ours_split: Vec<Vec<String>> = our_stages.iter().map(|s| stage_ops(s, spec)).collect();
+        let theirs_split: Vec<Vec<String>> =
+            their_stages.iter().map(|s| stage_ops(s, &m.spec)).collect();
+        if ours_split != theirs_split {
+            return Err(incompatible(format!(
+                "its stages are {theirs_split:?}, the pipeline's {ours_split:?} (another `repartition`)"
+            ))
+            .into());
+        }
+        for stage in &our_stages {
+            let partitions = self.stage_partitions(spec, stage)?;
+            let saved = shape.partitions[stage.index as usize];
+            if saved != partitions {
+                return Err(incompatible(format!(
+                    "stage {} has {saved} partition(s) in the savepoint and {partitions} in topic {}",
+                    stage.index, stage.source
+                ))
+                .into());
+            }
+        }
+        Ok(shape)
+    }
+
+    /// Replaces a pipeline's state, changelogs and positions with a prepared savepoint's.
+    /// Idempotent: a restore interrupted by a crash is simply done again.
+    fn apply_restore(
+        &self,
+        name: &str,
+        spec: &PipelineSpec,
+        m: &Manifest,
+        prepared: Prepared,
+    ) -> Result<u64, ControlError> {
+        self.db.delete_pipeline_state(name)?;
+        let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
+        for (_, _, topic) in super::changelog_topics(&self.log, name, &ids) {
+            match self.log.delete_topic(topic.name()) {
+                Ok(()) | Err(LogError::NoSuchTopic(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        ingest(&self.db, Cf::State, &prepared.state)?;
+        ingest(&self.db, Cf::Timers, &prepared.timers)?;
+        // A stage with a Kafka sink keeps its changelogs in Kafka (rewritten below).
+        let all = stages(spec);
+        let last_stage = all.len() as u32 - 1;
+        let sink_kafka = match &spec.sink {
+            Some(sink) => self
+                .kafka(sink)
+                .map_err(|e| ControlError::Invalid(e.to_string()))?,
+            None => None,
+        };
+        let shape = &prepared.shape;
+        for (f, &(id, partition)) in m.stores.iter().zip(&prepared.targets) {
+            let stage = shape.stage_of[&f.operator];
+            if sink_kafka.is_some() && stage == last_stage {
+                continue;
+            }
+            let cf = if f.store == TIMERS_STORE {
+                Cf::Timers
+            } else {
+                Cf::State
+            };
+            let scope = StateScope {
+                pipeline: name.to_string(),
+                operator: f.operator.clone(),
+                partition,
+            };
+            self.write_changelog(cf, id, &scope, &f.store, shape.partitions[stage as usize])?;
+        }
+        let mut wb = WriteBatch::default();
+        for t in &m.tasks {
+            let id = TaskId {
+                pipeline: name.to_string(),
+                stage: t.stage,
+                partition: t.partition,
+            };
+            put_position(
+                &self.db,
+                &mut wb,
+                &id,
+                TaskPosition {
+                    offset: t.offset,
+                    watermark: t.watermark,
+                },
+            );
+            // Always written, so watermarks from before the restore do not linger.
+            put_upstream_watermarks(&self.db, &mut wb, &id, &t.upstream_watermarks);
+        }
+        self.db.write(wb)?;
+        if let Some(conn) = &sink_kafka {
+            let stage = all.last().expect("at least one stage");
+            let operators: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
+            let tasks: Vec<(TaskId, TaskPosition)> = m
+                .tasks
+                .iter()
+                .filter(|t| t.stage == stage.index)
+                .map(|t| {
+                    let id = TaskId {
+                        pipeline: name.to_string(),
+                        stage: t.stage,
+                        partition: t.partition,
+                    };
+                    let pos = TaskPosition {
+                        offset: t.offset,
+                        watermark: t.watermark,
+                    };
+                    (id, pos)
+                })
+                .collect();
+            let kafka_source = spec
+                .source
+                .as_ref()
+                .filter(|s| s.kafka.is_some() && stage.index == 0)
+                .map(|s| s.topic.as_str());
+            let plan = crate::kafka::ResetPlan {
+                pipeline: name,
+                operators: &operators,
+                tasks: &tasks,
+                kafka_source,
+            };
+            crate::kafka::reset_to_savepoint(&self.db, conn, &plan).map_err(|e| {
+                ControlError::Conflict(format!("Kafka could not be brought to it ({e})"))
+            })?;
+        }
+        Ok(prepared.keys)
+    }
+
+    /// Makes a restored store partition the whole content of its embedded changelog, so
+    /// a later rebuild from the changelog gives it back.
+    fn write_changelog(
+        &self,
+        cf: Cf,
+        id: u32,
+        scope: &StateScope,
+        store: &str,
+        partitions: u32,
+    ) -> Result<(), ControlError> {
+        let topic = self.log.ensure_topic(
+            &changelog_topic(&scope.pipeline, &scope.operator, store),
+            &TopicConfig {
+                partitions,
+                retention_ms: None,
+                retention_bytes: None,
+            },
+        )?;
+        let prefix = keys::task_prefix(id, scope.partition);
+        let flush = |appends: &mut Appends| -> Result<(), ControlError> {
+            let mut a = std::mem::take(appends);
+            a.mark_end(&topic, scope.partition, marker_key(scope, store));
+            self.log.commit(WriteBatch::default(), a)?;
+            Ok(())
+        };
+        let mut appends = Appends::default();
+        let it = self.db.rocks().iterator_cf(
+            self.db.cf(cf),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item.map_err(StateError::from)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let change = Change::Put {
+                key: k[prefix.len()..].to_vec(),
+                value: v.to_vec(),
+            };
+            appends.push(
+                &topic,
+                scope.partition,
+                &crate::log::codec::encode_record(&change.to_record(), 0),
+            );
+            if appends.len() >= CHANGELOG_CHUNK {
+                flush(&mut appends)?;
+            }
+        }
+        if !appends.is_empty() {
+            flush(&mut appends)?;
+        }
+        Ok(())
+    }
+
+    /// The savepoint of a restore that started but did not finish, if any.
+    pub(super) fn unfinished_restore(&self, pipeline: &str) -> Option<String> {
+        self.db
+            .rocks()
+            .get_cf(self.db.cf(Cf::Meta), journal_key(pipeline))
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Finishes the restore a journal records for `pipeline` (`Ok(false)`: none).
+    pub(super) fn finish_restore(
+        &self,
+        pipeline: &str,
+        spec: &PipelineSpec,
+        operators: &[PinnedOperator],
+    ) -> Result<bool, String> {
+        let Some(savepoint) = self.unfinished_restore(pipeline) else {
+            return Ok(false);
+        };
+        tracing::warn!(%pipeline, %savepoint, "finishing a restore that did not finish");
+        let redo = || -> Result<(), ControlError> {
+            let m = self.savepoints.get(&savepoint)?;
+            let prepared = self.prepare_restore(pipeline, spec, operators, &m)?;
+            self.apply_restore(pipeline, spec, &m, prepared)?;
+            self.end_journal(pipeline)
+        };
+        redo()
+            .map(|()| true)
+            .map_err(|e| unfinished(&savepoint, &e))
+    }
+
+    /// Forgets a finished restore (or the journal of a deleted pipeline).
+    pub(super) fn end_journal(&self, pipeline: &str) -> Result<(), ControlError> {
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(self.db.cf(Cf::Meta), journal_key(pipeline));
+        Ok(self.db.write(wb)?)
+    }
+
+    /// Every pipeline with a restore journal.
+    pub(super) fn journaled_restores(&self) -> Result<Vec<String>, ControlError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .rocks()
+            .prefix_iterator_cf(self.db.cf(Cf::Meta), JOURNAL)
+        {
+            let (k, _) = item.map_err(StateError::from)?;
+            if !k.starts_with(JOURNAL) {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&k[JOURNAL.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Records a pipeline as failed (when it is known here).
+    fn fail_pipeline(&self, name: &str, reason: String) {
+        if let Some(e) = self.pipelines.lock().expect("pipelines lock").get_mut(name)
+            && let Err(err) = self.set_state(&mut e.record, PipelineState::Failed, Some(reason))
+        {
+            tracing::error!(pipeline = %name, "cannot record a pipeline's state: {err}");
+        }
+    }
+}
+
+/// How the reason of a failed pipeline whose restore did not finish begins.
+const UNFINISHED: &str = "the restore from savepoint";
+
+fn unfinished(savepoint: &str, e: &ControlError) -> String {
+    // A storage error names the server's files: it goes to the log, not to the reason.
+    let why = match e {
+        ControlError::State(s) => {
+            tracing::error!(%savepoint, "restore failed: {s}");
+            "the storage engine failed; see the server's log".to_string()
+        }
+        other => other.to_string(),
+    };
+    format!(
+        "{UNFINISHED} {savepoint} did not finish ({why}); restore it again (eddy pipeline restore PIPELINE {savepoint}) before starting the pipeline"
+    )
+}
+
+/// Why RocksDB could not read a store file, without the server's paths.
+fn sst_reason(e: &StateError) -> &'static str {
+    match e {
+        StateError::Rocks(r) if r.kind() == rocksdb::ErrorKind::Corruption => {
+            "it is not a valid SST file"
+        }
+        StateError::Rocks(r) if r.kind() == rocksdb::ErrorKind::InvalidArgument => {
+            "its keys are out of order or it is not an SST file"
+        }
+        _ => "the storage engine refused it",
+    }
+}
+
+fn journal_key(pipeline: &str) -> Vec<u8> {
+    [JOURNAL, pipeline.as_bytes()].concat()
+}
