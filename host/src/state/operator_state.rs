@@ -243,6 +243,19 @@ mod tests {
     use super::*;
     use crate::state::DbOptions;
 
+    #[test]
+    fn a_scope_reads_as_words_in_messages() {
+        let scope = StateScope {
+            pipeline: "fraud".into(),
+            operator: "score".into(),
+            partition: 3,
+        };
+        assert_eq!(
+            scope.to_string(),
+            "operator score of pipeline fraud, partition 3"
+        );
+    }
+
     fn state(dir: &tempfile::TempDir, cache_limit: usize) -> OperatorState {
         let db = Arc::new(Db::open(dir.path(), &DbOptions::default()).unwrap());
         OperatorState::new(
