@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use eddy_host::control::PipelineSpec;
+//! use eddy_host::model::PipelineSpec;
 //! let spec = PipelineSpec::from_toml(&std::fs::read_to_string("examples/wordcount/pipeline.toml")?)?;
 //! assert_eq!(spec.operators[0].name, "wordcount");
 //! # Ok(()) }
@@ -21,6 +21,7 @@ pub mod control;
 pub mod kafka;
 pub mod log;
 pub mod metrics;
+pub mod model;
 pub mod record;
 pub mod registry;
 pub mod runtime;

@@ -19,8 +19,8 @@
 //! - `clock/<pipeline>/<stage>/<server>` → the watermarks of that server's tasks of a
 //!   stage, for idle partitions elsewhere to follow (pipelines with an `idle_timeout`)
 
-use crate::control::{Held, Hold, PipelineRecord, ProbationReport};
 use crate::kafka::{Connection, KafkaError, REQUEST_TIMEOUT, ensure_topic};
+use crate::model::{Held, Hold, PipelineRecord, ProbationReport};
 use crate::record::now_ms;
 use crate::registry::OperatorVersion;
 use crate::task::TaskClock;

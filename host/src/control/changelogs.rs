@@ -2,8 +2,8 @@
 //! rebuilt from its changelog topic; otherwise only a tail the state lacks is replayed.
 
 use crate::log::{Log, LogError, Topic};
-use crate::state::changelog::{Change, TIMERS_STORE, changelog_store, load_marker, marker_key};
-use crate::state::{Cf, Db, StateError, StateScope, TIMERS, keys};
+use crate::state::changelog::{Change, ChangeApplier, changelog_store, load_marker, marker_key};
+use crate::state::{Cf, Db, StateError, StateScope};
 use rocksdb::WriteBatch;
 use std::sync::Arc;
 
@@ -68,43 +68,6 @@ pub fn catch_up(
         }
     }
     Ok(done)
-}
-
-/// Writes changelog changes into one store partition's keys.
-pub struct ChangeApplier {
-    cf: Cf,
-    prefix: Vec<u8>,
-}
-
-impl ChangeApplier {
-    /// The applier of `store` (or the timers, `TIMERS_STORE`) of `scope`.
-    pub fn new(db: &Db, scope: &StateScope, store: &str) -> Result<Self, StateError> {
-        let (cf, catalog_name) = if store == TIMERS_STORE {
-            (Cf::Timers, TIMERS)
-        } else {
-            (Cf::State, store)
-        };
-        let id = db.store_id(&scope.store_name(catalog_name))?;
-        Ok(ChangeApplier {
-            cf,
-            prefix: keys::task_prefix(id, scope.partition),
-        })
-    }
-
-    pub fn apply(&self, db: &Db, wb: &mut WriteBatch, change: Change) {
-        let full = |k: &[u8]| [self.prefix.as_slice(), k].concat();
-        match change {
-            Change::Put { key, value } => wb.put_cf(db.cf(self.cf), full(&key), value),
-            Change::Delete { key } => wb.delete_cf(db.cf(self.cf), full(&key)),
-            Change::DeleteRange { start, end } => {
-                let end = match end {
-                    Some(e) => full(&e),
-                    None => keys::prefix_end(&self.prefix).expect("task prefixes are not all 0xff"),
-                };
-                wb.delete_range_cf(db.cf(self.cf), full(&start), end);
-            }
-        }
-    }
 }
 
 /// Applies changelog records `[from, to)` of `topic` to the store of `scope`.

@@ -9,9 +9,8 @@
 
 use super::controller::{ControlError, Controller, stages};
 use super::pause::{pause, resume};
-use super::pipeline::PipelineState;
+use crate::model::{Held, Hold, PipelineState};
 use crate::record::now_ms;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,20 +18,6 @@ use std::time::{Duration, Instant};
 const HOLD_FOR: Duration = Duration::from_secs(60);
 /// How long the savepoint waits for every partition to be held.
 const HOLD_WAIT: Duration = Duration::from_secs(30);
-
-/// A hold of a shared pipeline (`until_ms` in the past: released).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hold {
-    pub id: i64,
-    pub until_ms: i64,
-}
-
-/// The partitions a server holds for hold `id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Held {
-    pub id: i64,
-    pub partitions: Vec<u32>,
-}
 
 impl Controller {
     /// Holds a running shared pipeline on every server (see the module documentation);

@@ -5,11 +5,11 @@
 
 use super::PipelineSpec;
 use super::controller::{ControlError, Controller, Entry};
-use super::pipeline::{PipelineRecord, PipelineState};
 use crate::cluster::{
     AssignmentHandler, Catalog, CatalogApplier, CatalogEvent, Membership, assignment_group,
 };
 use crate::kafka;
+use crate::model::{PipelineRecord, PipelineState};
 use crate::registry::{OperatorVersion, RegistryError};
 use crate::task::{StageClock, TaskClock};
 use crate::task::{TaskState, TaskStatus};
@@ -679,7 +679,7 @@ impl Controller {
                 }
                 // This server's tasks follow the pipeline's upgrades.
                 if upgrade.is_some_and(|u| {
-                    u.result == super::pipeline::UpgradeResult::Probation
+                    u.result == crate::model::UpgradeResult::Probation
                         || u.finished_ms
                             .is_some_and(|f| crate::record::now_ms() - f < 600_000)
                 }) {

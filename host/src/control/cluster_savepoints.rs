@@ -7,8 +7,8 @@
 //! their local state of the pipeline (it describes the time before the restore).
 
 use super::controller::{ControlError, Controller, stages};
-use super::pipeline::PipelineState;
 use crate::kafka;
+use crate::model::PipelineState;
 use crate::state::TaskId;
 use std::time::{Duration, Instant};
 

@@ -21,12 +21,11 @@
 //! probation loses its held work and starts from its last commit on the old version.
 
 use super::controller::{ControlError, Controller};
-use super::pipeline::{UpgradeRecord, UpgradeResult};
 use super::upgrade::{SwapPlan, migrate, run_on};
 use super::{PipelineState, VersionRef};
+use crate::model::{ProbationReport, UpgradeRecord, UpgradeResult};
 use crate::record::now_ms;
 use crate::task::Task;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,24 +36,6 @@ const VERDICT_TIMEOUT: Duration = Duration::from_secs(60);
 const REPORT_GRACE: Duration = Duration::from_secs(10);
 /// How often a server looks at its tasks during an upgrade.
 const RECONCILE_EVERY: Duration = Duration::from_millis(50);
-
-/// One server's tasks in a shared upgrade, as it reports them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ProbationReport {
-    /// Which upgrade (its `started_ms`).
-    pub started_ms: i64,
-    /// Tasks running the new version.
-    pub swapped: u32,
-    /// Records they processed on probation.
-    pub processed: u64,
-    /// Why the new version failed here, if it did.
-    pub failure: Option<String>,
-    /// The longest a task paused for its swap (and migration), in milliseconds.
-    pub pause_ms: f64,
-    pub migrated_keys: u64,
-    /// The state format the new version declared.
-    pub state_version: Option<u32>,
-}
 
 /// What one task did in a step towards the record's state.
 #[derive(Default)]

@@ -3,13 +3,14 @@
 //! their handles (stop requests in, status out).
 
 use super::changelogs::{Replayed, catch_up, changelog_topics};
-use super::pipeline::{PinnedOperator, PipelineRecord, PipelineState, PipelineStatus};
+use super::pipeline::PipelineStatus;
 use super::savepoints::Savepoints;
 use super::spec::TopicRef;
 use super::{OnError, PipelineSpec};
 use crate::kafka;
 use crate::log::{Log, LogError, TopicConfig, TopicSink, TopicSource};
 use crate::metrics::Metrics;
+use crate::model::{PinnedOperator, PipelineRecord, PipelineState};
 use crate::record::now_ms;
 use crate::registry::{Registry, RegistryError};
 use crate::runtime::{Limits, TaskInfo};
@@ -69,12 +70,8 @@ pub struct Controller {
     /// with the other servers' as they share them.
     pub(super) clocks: Mutex<std::collections::HashMap<(String, u32), std::sync::Weak<StageClock>>>,
     /// Per shared pipeline, per server: its tasks in the pipeline's current upgrade.
-    pub(super) probation_reports: Mutex<
-        std::collections::HashMap<
-            String,
-            BTreeMap<String, super::cluster_upgrade::ProbationReport>,
-        >,
-    >,
+    pub(super) probation_reports:
+        Mutex<std::collections::HashMap<String, BTreeMap<String, crate::model::ProbationReport>>>,
     /// Pipelines whose upgrade this server's tasks are following, and whether the
     /// record changed since the follower last looked.
     pub(super) reconciling: Mutex<std::collections::HashMap<String, bool>>,

@@ -1,5 +1,6 @@
-//! The pipeline control plane: specs, their validation, and the controller that runs
-//! pipelines.
+//! The pipeline control plane: the controller that creates, runs, stops, savepoints,
+//! restores and upgrades pipelines. The spec and the pipeline record are in `model`
+//! (re-exported here for the API and CLI).
 
 mod changelogs;
 mod cluster_hold;
@@ -15,16 +16,16 @@ mod restore;
 mod savepoint_archive;
 mod savepoint_ops;
 pub mod savepoints;
-pub mod spec;
 mod upgrade;
 
-pub use changelogs::{ChangeApplier, ReplayError, Replayed, catch_up, changelog_topics};
-pub use cluster_hold::{Held, Hold};
-pub use cluster_upgrade::ProbationReport;
-pub use controller::{ControlError, Controller};
-pub use pipeline::{
-    PinnedOperator, PipelineRecord, PipelineState, PipelineStatus, UpgradeRecord, UpgradeResult,
+pub use crate::model::spec;
+pub use crate::model::{
+    Held, Hold, PinnedOperator, PipelineRecord, PipelineState, ProbationReport, UpgradeRecord,
+    UpgradeResult,
 };
+pub use changelogs::{ReplayError, Replayed, catch_up, changelog_topics};
+pub use controller::{ControlError, Controller};
+pub use pipeline::PipelineStatus;
 pub use restore::Restored;
 pub use savepoint_archive::ArchiveLimits;
 pub use savepoints::{Manifest, SavepointError, Savepoints};

@@ -3,7 +3,7 @@
 //! stops them; anything else fails the pipeline for a user to look at.
 
 use super::controller::{Controller, Entry};
-use super::pipeline::PipelineState;
+use crate::model::PipelineState;
 use std::time::{Duration, Instant};
 
 /// The longest wait between two attempts.

@@ -13,8 +13,8 @@
 
 use super::controller::{Controller, stages};
 use super::pause::resume;
-use super::pipeline::{PinnedOperator, UpgradeRecord, UpgradeResult};
 use super::{ControlError, PipelineState, VersionRef};
+use crate::model::{PinnedOperator, UpgradeRecord, UpgradeResult};
 use crate::record::now_ms;
 use crate::runtime::bindings::{KvBatch, KvMeta, Span};
 use crate::runtime::{Limits, OperatorComponent, TaskInfo};

@@ -14,7 +14,7 @@ pub use restore::{RestoreReport, restore_task};
 pub use sink::{KafkaSink, SinkTask, SourceOffsets, fence, prepare};
 pub use source::KafkaSource;
 
-use crate::control::spec::KafkaEndpoint;
+use crate::model::KafkaEndpoint;
 use rdkafka::ClientConfig;
 use std::time::Duration;
 

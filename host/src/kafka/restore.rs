@@ -5,8 +5,7 @@
 //! of the last RocksDB write is a safe start.
 
 use super::{Connection, KafkaError, REQUEST_TIMEOUT};
-use crate::control::ChangeApplier;
-use crate::state::changelog::{Change, changelog_store, load_marker, marker_key};
+use crate::state::changelog::{Change, ChangeApplier, changelog_store, load_marker, marker_key};
 use crate::state::{Cf, Db, StateScope, TaskId, load_position, put_position};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;

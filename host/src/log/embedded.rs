@@ -167,7 +167,7 @@ impl Log {
 
     /// Creates a topic.
     pub fn create_topic(&self, name: &str, config: &TopicConfig) -> Result<Arc<Topic>, LogError> {
-        crate::control::spec::check_name("topic", name)
+        crate::model::spec::check_name("topic", name)
             .map_err(|e| LogError::Invalid(e.to_string()))?;
         if config.partitions == 0 || config.partitions > PARTITIONS_MAX {
             return Err(LogError::Invalid(format!(

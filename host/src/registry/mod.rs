@@ -2,8 +2,8 @@
 //! the data dir, metadata in RocksDB, compiled forms in the runtime's cache (so a
 //! restart does not recompile).
 
-use crate::control::VersionRef;
-use crate::control::spec::check_name;
+use crate::model::VersionRef;
+use crate::model::spec::check_name;
 use crate::record::now_ms;
 use crate::runtime::{ComponentError, OperatorComponent, Runtime};
 use crate::state::{Cf, Db, StateError, keys};
@@ -336,7 +336,7 @@ impl Registry {
 /// A name longer than any operator's is not found (and never reaches the key layout,
 /// whose names are at most 255 bytes).
 fn known(name: &str) -> Result<(), RegistryError> {
-    if name.len() > crate::control::spec::NAME_MAX {
+    if name.len() > crate::model::spec::NAME_MAX {
         return Err(RegistryError::NotFound(name.to_string()));
     }
     Ok(())

@@ -64,7 +64,7 @@ pub struct Limits {
 
 impl Limits {
     /// The limits a pipeline's settings ask for.
-    pub fn from_settings(s: &crate::control::Settings) -> Self {
+    pub fn from_settings(s: &crate::model::Settings) -> Self {
         Limits {
             memory: (s.memory_limit_mb as usize) << 20,
             call_deadline: Duration::from_millis(s.call_timeout_ms),

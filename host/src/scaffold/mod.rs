@@ -29,7 +29,7 @@ pub fn create(language: Language, dir: &Path) -> Result<PathBuf, BuildError> {
     let name = dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
         BuildError::Project(format!("{} does not end in a project name", dir.display()))
     })?;
-    crate::control::spec::check_name("operator", name).map_err(|e| {
+    crate::model::spec::check_name("operator", name).map_err(|e| {
         BuildError::Project(format!(
             "`{name}` cannot name an operator: {e} (use letters, digits, - and _)"
         ))

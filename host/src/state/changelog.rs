@@ -8,8 +8,9 @@
 //! puts: `delete`, or `delete-range` (key = start, value = end, `open-end` header when the
 //! range runs to the end of the store).
 
-use super::{Cf, Db, StateError, StateScope, keys};
+use super::{Cf, Db, StateError, StateScope, TIMERS, keys};
 use crate::record::Record;
+use rocksdb::WriteBatch;
 
 /// The changelog store name of an operator's timers.
 pub const TIMERS_STORE: &str = "__timers";
@@ -154,6 +155,43 @@ pub fn load_marker(db: &Db, scope: &StateScope, store: &str) -> Result<Option<u6
                 what: "changelog marker",
                 detail: format!("{} bytes", v.len()),
             }),
+    }
+}
+
+/// Writes changelog changes into one store partition's keys.
+pub struct ChangeApplier {
+    cf: Cf,
+    prefix: Vec<u8>,
+}
+
+impl ChangeApplier {
+    /// The applier of `store` (or the timers, `TIMERS_STORE`) of `scope`.
+    pub fn new(db: &Db, scope: &StateScope, store: &str) -> Result<Self, StateError> {
+        let (cf, catalog_name) = if store == TIMERS_STORE {
+            (Cf::Timers, TIMERS)
+        } else {
+            (Cf::State, store)
+        };
+        let id = db.store_id(&scope.store_name(catalog_name))?;
+        Ok(ChangeApplier {
+            cf,
+            prefix: keys::task_prefix(id, scope.partition),
+        })
+    }
+
+    pub fn apply(&self, db: &Db, wb: &mut WriteBatch, change: Change) {
+        let full = |k: &[u8]| [self.prefix.as_slice(), k].concat();
+        match change {
+            Change::Put { key, value } => wb.put_cf(db.cf(self.cf), full(&key), value),
+            Change::Delete { key } => wb.delete_cf(db.cf(self.cf), full(&key)),
+            Change::DeleteRange { start, end } => {
+                let end = match end {
+                    Some(e) => full(&e),
+                    None => keys::prefix_end(&self.prefix).expect("task prefixes are not all 0xff"),
+                };
+                wb.delete_range_cf(db.cf(self.cf), full(&start), end);
+            }
+        }
     }
 }
 

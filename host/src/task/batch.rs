@@ -173,8 +173,7 @@ pub fn check_output(out: &OutputBatch) -> Result<(), String> {
         if let Some(port) = bytes(&out.data, o.port) {
             let port = std::str::from_utf8(port)
                 .map_err(|_| format!("output {i} has a port name that is not UTF-8"))?;
-            crate::control::spec::check_name("port", port)
-                .map_err(|e| format!("output {i}: {e}"))?;
+            crate::model::spec::check_name("port", port).map_err(|e| format!("output {i}: {e}"))?;
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 use super::batch;
 use super::upstream::{UpstreamWatermarks, read_watermark};
 use super::{Operator, TaskError};
-use crate::control::{LateEvents, OnError};
+use crate::model::{LateEvents, OnError};
 use crate::record::Record;
 use crate::runtime::CallError;
 use crate::runtime::bindings::{EventBatch, OutputBatch};
@@ -95,7 +95,7 @@ pub struct TaskConfig {
 
 impl TaskConfig {
     /// The task settings of a pipeline spec.
-    pub fn from_settings(s: &crate::control::Settings) -> Self {
+    pub fn from_settings(s: &crate::model::Settings) -> Self {
         TaskConfig {
             policy: s.on_error,
             watermark_delay: s.out_of_orderness_ms(),
@@ -111,7 +111,7 @@ impl TaskConfig {
 
 impl Default for TaskConfig {
     fn default() -> Self {
-        TaskConfig::from_settings(&crate::control::Settings::default())
+        TaskConfig::from_settings(&crate::model::Settings::default())
     }
 }
 

@@ -1,0 +1,36 @@
+//! What the servers of a cluster tell each other about shared pipelines through the
+//! catalog, beside the pipeline records themselves.
+
+use serde::{Deserialize, Serialize};
+
+/// A hold of a shared pipeline (`until_ms` in the past: released).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub id: i64,
+    pub until_ms: i64,
+}
+
+/// The partitions a server holds for hold `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub id: i64,
+    pub partitions: Vec<u32>,
+}
+
+/// One server's tasks in a shared upgrade, as it reports them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbationReport {
+    /// Which upgrade (its `started_ms`).
+    pub started_ms: i64,
+    /// Tasks running the new version.
+    pub swapped: u32,
+    /// Records they processed on probation.
+    pub processed: u64,
+    /// Why the new version failed here, if it did.
+    pub failure: Option<String>,
+    /// The longest a task paused for its swap (and migration), in milliseconds.
+    pub pause_ms: f64,
+    pub migrated_keys: u64,
+    /// The state format the new version declared.
+    pub state_version: Option<u32>,
+}

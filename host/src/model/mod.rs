@@ -1,0 +1,14 @@
+//! The model every layer shares: the pipeline spec and its settings, the stored pipeline
+//! record, and the messages servers exchange about shared pipelines. It imports nothing
+//! else of the crate, so any layer may use it.
+
+pub mod cluster;
+pub mod pipeline;
+pub mod spec;
+
+pub use cluster::{Held, Hold, ProbationReport};
+pub use pipeline::{PinnedOperator, PipelineRecord, PipelineState, UpgradeRecord, UpgradeResult};
+pub use spec::{
+    KafkaEndpoint, LateEvents, OnError, OperatorSpec, PipelineSpec, Settings, SpecError, TopicRef,
+    VersionRef,
+};
