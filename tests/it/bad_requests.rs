@@ -99,6 +99,15 @@ async fn dotted_names_and_harmful_settings_are_refused() {
         let (s, e) = t.json(method.clone(), &uri, Body::empty(), &[]).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{method} {}: {e}", &uri[..30]);
     }
+    // An unknown savepoint is a savepoint not found, not a pipeline.
+    for method in [Method::GET, Method::DELETE] {
+        let (s, e) = t
+            .json(method, "/v1/savepoints/nope-1", Body::empty(), &[])
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(e["error"], "savepoint not found", "{e}");
+        assert_eq!(e["detail"], "savepoint \"nope-1\" does not exist", "{e}");
+    }
     // ... and the registry still works afterwards (nothing panicked holding its lock).
     let (s, _) = t
         .call(Method::DELETE, "/v1/operators/probe", Body::empty(), &[])

@@ -81,6 +81,8 @@ impl From<ControlError> for ApiError {
             ControlError::Conflict(_) => ApiError::conflict("conflict", e.to_string()),
             ControlError::Log(e) => e.into(),
             ControlError::Registry(e) => e.into(),
+            ControlError::Savepoint(e) => e.into(),
+            ControlError::Busy { .. } => ApiError::conflict("busy", e.to_string()),
             ControlError::State(e) => ApiError::internal(e),
         }
     }

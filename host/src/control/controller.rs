@@ -48,6 +48,14 @@ pub enum ControlError {
     Log(#[from] LogError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Savepoint(#[from] super::savepoints::SavepointError),
+    /// A savepoint, restore, upgrade or recovery works on the pipeline now.
+    #[error("pipeline {pipeline:?} is busy with {with}; try again when it is done")]
+    Busy {
+        pipeline: String,
+        with: &'static str,
+    },
 }
 
 pub(super) struct Entry {
@@ -122,10 +130,10 @@ pub(super) struct Stage {
 /// Refuses to change a pipeline a savepoint, restore or upgrade is working on.
 fn busy(entry: &Entry) -> Result<(), ControlError> {
     match entry.busy {
-        Some(what) => Err(ControlError::Conflict(format!(
-            "pipeline {:?} is busy with {what}; try again when it is done",
-            entry.record.spec.name
-        ))),
+        Some(with) => Err(ControlError::Busy {
+            pipeline: entry.record.spec.name.clone(),
+            with,
+        }),
         None => Ok(()),
     }
 }

@@ -2,7 +2,7 @@
 
 use super::controller::{Controller, Entry, stages};
 use super::pause::{pause, resume};
-use super::savepoints::{FORMAT_VERSION, Manifest, SavedTask, SavepointError};
+use super::savepoints::{FORMAT_VERSION, Manifest, SavedTask};
 use super::{ControlError, PipelineState};
 use crate::record::now_ms;
 use crate::state::savepoint::export_pipeline;
@@ -18,22 +18,6 @@ pub(super) struct Export {
     manifest: Manifest,
 }
 
-impl From<SavepointError> for ControlError {
-    fn from(e: SavepointError) -> Self {
-        match e {
-            SavepointError::NotFound(_) => ControlError::NotFound(e.to_string()),
-            SavepointError::Exists(_) => ControlError::Conflict(e.to_string()),
-            SavepointError::Corrupt(_) | SavepointError::Incompatible { .. } => {
-                ControlError::Invalid(e.to_string())
-            }
-            SavepointError::Io(_) => ControlError::State(crate::state::StateError::Corrupt {
-                what: "savepoint storage",
-                detail: e.to_string(),
-            }),
-        }
-    }
-}
-
 impl Controller {
     /// Marks a pipeline busy with `what`, or says what it is busy with.
     pub(super) fn claim(&self, name: &str, what: &'static str) -> Result<(), ControlError> {
@@ -42,9 +26,10 @@ impl Controller {
             .get_mut(name)
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         if let Some(other) = entry.busy {
-            return Err(ControlError::Conflict(format!(
-                "pipeline {name:?} is busy with {other}; try again when it is done"
-            )));
+            return Err(ControlError::Busy {
+                pipeline: name.to_string(),
+                with: other,
+            });
         }
         entry.busy = Some(what);
         Ok(())
