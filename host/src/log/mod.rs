@@ -2,6 +2,7 @@
 //! outputs into it atomically with the task's commit.
 
 pub mod codec;
+mod compaction;
 mod embedded;
 pub mod partitioner;
 mod signal;

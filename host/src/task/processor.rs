@@ -2,6 +2,8 @@
 //! with the pipeline's error policy, event-time timers, and the atomic commit.
 
 use super::batch;
+use super::config::{Probation, TaskConfig, TaskStats};
+use super::io::{Outputs, Sink, SourceBatch};
 use super::upstream::{UpstreamWatermarks, read_watermark};
 use super::{Operator, TaskError};
 use crate::model::{LateEvents, OnError};
@@ -16,125 +18,13 @@ use crate::state::{
 use rocksdb::WriteBatch;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Timers fired per operator in one attempt.
 const TIMERS_PER_ATTEMPT: usize = 1024;
 
 /// The side output late events go to under `late_events = "side-output"`.
 pub const LATE_PORT: &str = "late";
-
-/// Records read from a source partition.
-pub struct SourceBatch {
-    pub events: EventBatch,
-    /// The source offset of each event.
-    pub offsets: Vec<u64>,
-}
-
-/// What one committed unit of work produced.
-pub struct Outputs {
-    /// The last operator's main output, for the sink.
-    pub main: EventBatch,
-    /// Side outputs: `(port, record)`, for topic `<pipeline>.<port>`.
-    pub side: Vec<(String, Record)>,
-    /// Records for the dead-letter topic, the error in their headers.
-    pub dead: Vec<Record>,
-}
-
-impl Outputs {
-    fn empty() -> Self {
-        Outputs {
-            main: batch::empty(),
-            side: Vec::new(),
-            dead: Vec::new(),
-        }
-    }
-}
-
-/// Where a task's outputs go, and how its commit is written. The task hands the sink
-/// its commit (state changes and position) with the outputs of every batch since the
-/// last commit; an embedded-topic sink adds the outputs to the same RocksDB write, so
-/// state, position and outputs land atomically.
-pub trait Sink {
-    /// The position the next commit makes durable (a Kafka sink commits it as the
-    /// source offset in its transaction).
-    fn position(&mut self, _position: TaskPosition) {}
-
-    /// `changes` lists the commit's state changes for the changelogs (empty when the task
-    /// keeps none).
-    fn commit(
-        &mut self,
-        db: &Db,
-        batch: WriteBatch,
-        outputs: Vec<Outputs>,
-        changes: Vec<OperatorChanges>,
-    ) -> Result<(), TaskError>;
-}
-
-/// How a task runs.
-#[derive(Debug, Clone)]
-pub struct TaskConfig {
-    pub policy: OnError,
-    /// The watermark trails the largest event time seen by this much.
-    pub watermark_delay: i64,
-    /// What happens to events below the watermark.
-    pub late_events: LateEvents,
-    /// After this long without input the task's watermark may follow its stage's.
-    pub idle_timeout: Option<Duration>,
-    /// Longest time between commits while records flow.
-    pub commit_interval: Duration,
-    /// Commit early once this much state awaits a commit.
-    pub max_pending_bytes: usize,
-    /// Hand every state change to the sink for the changelogs.
-    pub changelog: bool,
-    /// A stage after a repartition: its watermark is the lowest of these many upstream
-    /// tasks' watermarks, read from the watermark records in its source, not its events'
-    /// timestamps.
-    pub upstream_partitions: Option<u32>,
-}
-
-impl TaskConfig {
-    /// The task settings of a pipeline spec.
-    pub fn from_settings(s: &crate::model::Settings) -> Self {
-        TaskConfig {
-            policy: s.on_error,
-            watermark_delay: s.out_of_orderness_ms(),
-            late_events: s.late_events,
-            idle_timeout: s.idle_timeout.map(|d| d.0),
-            commit_interval: Duration::from_millis(s.commit_interval_ms),
-            max_pending_bytes: 64 << 20,
-            changelog: false,
-            upstream_partitions: None,
-        }
-    }
-}
-
-impl Default for TaskConfig {
-    fn default() -> Self {
-        TaskConfig::from_settings(&crate::model::Settings::default())
-    }
-}
-
-/// Counters a task keeps about itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TaskStats {
-    pub events_in: u64,
-    pub events_out: u64,
-    pub errors: u64,
-    pub last_error: Option<String>,
-    /// Events that arrived below the watermark (dropped or set aside by the policy).
-    pub late: u64,
-}
-
-/// A task on probation after an upgrade: it processes but holds its commits, so a
-/// rollback can drop everything the new version did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct Probation {
-    /// Records processed since the probation began.
-    pub processed: u64,
-    /// Why the new version failed, if it did (the task then stops processing).
-    pub failure: Option<String>,
-}
 
 /// A failed attempt: which operator, and how.
 struct Failure {
