@@ -60,6 +60,28 @@ mod tests {
     }
 
     #[test]
+    fn a_large_whole_number_written_as_a_float_is_taken() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Big {
+            #[serde(default, deserialize_with = "super::whole")]
+            n: Option<u64>,
+        }
+        let big = |t: &str| {
+            serde_json::from_str::<Big>(t)
+                .map(|b| b.n)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            big(r#"{"n": 2034166222566119.0}"#),
+            Ok(Some(2034166222566119))
+        );
+        assert_eq!(
+            big(r#"{"n": 2034166222566119}"#),
+            Ok(Some(2034166222566119))
+        );
+    }
+
+    #[test]
     fn whole_numbers_in_either_form_and_nothing_else() {
         assert_eq!(parse(r#"{"n": 3}"#), Ok(Some(3)));
         assert_eq!(parse(r#"{"n": 3.0}"#), Ok(Some(3)));
