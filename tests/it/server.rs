@@ -172,23 +172,30 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let mut server = server;
     let mut mid_stream = 0;
     for round in 0..kills {
-        // Input keeps arriving between crashes, so every kill has work to cut into.
-        produce(
-            &server,
-            dir.path(),
-            &format!("more-{round}.txt"),
-            &text(8_000, seed + 1 + round as u64),
-        );
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
-        let status: serde_json::Value =
-            serde_json::from_str(&server.ok(&["pipeline", "status", "wordcount", "--json"]))
-                .unwrap();
-        let lag: u64 = status["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["lag"].as_u64().unwrap())
-            .sum();
+        // Input keeps arriving between crashes, so every kill has work to cut into; a
+        // machine fast enough to drain it within the pause gets more (up to 3 chunks).
+        let mut lag = 0;
+        for chunk in 0..3u64 {
+            produce(
+                &server,
+                dir.path(),
+                &format!("more-{round}-{chunk}.txt"),
+                &text(8_000, seed + 1 + 3 * round as u64 + chunk),
+            );
+            std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
+            let status: serde_json::Value =
+                serde_json::from_str(&server.ok(&["pipeline", "status", "wordcount", "--json"]))
+                    .unwrap();
+            lag = status["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["lag"].as_u64().unwrap())
+                .sum();
+            if lag > 0 {
+                break;
+            }
+        }
         println!("round {round}: kill -9 with {lag} records not yet committed");
         mid_stream += usize::from(lag > 0);
         server.kill();
