@@ -14,6 +14,7 @@ mod hostile_savepoints;
 mod kafka;
 mod kafka_recovery;
 mod languages;
+mod layers;
 mod openapi_fuzz;
 mod refused_restores;
 mod run_cli;

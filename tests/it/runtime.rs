@@ -2,13 +2,14 @@
 
 use crate::support::guest;
 use eddy_host::record::Record;
-use eddy_host::runtime::bindings::{EventBatch, GuestError};
+use eddy_host::record::batch::{self, EventBatch};
+use eddy_host::runtime::bindings::GuestError;
 use eddy_host::runtime::{
     CallError, ComponentError, OperatorComponent, OperatorInstance, Runtime, RuntimeConfig,
     TaskInfo, TrapKind,
 };
 use eddy_host::state::{Db, DbOptions, OperatorState, StateScope};
-use eddy_host::task::batch;
+use eddy_host::task::batch::split_output;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ pub fn values(commands: &[&str]) -> EventBatch {
 /// Runs commands through the probe and returns the values it emitted.
 fn probe(inst: &mut OperatorInstance, commands: &[&str]) -> Vec<String> {
     let out = inst.process(&values(commands)).unwrap();
-    let (main, side) = batch::split_output(out);
+    let (main, side) = split_output(out);
     assert!(side.is_empty());
     batch::records(&main)
         .map(|r| String::from_utf8(r.value).unwrap())
@@ -286,9 +287,7 @@ fn context_timers_and_logging_reach_the_guest() {
     let due = p.state().due_timers(60, 10).unwrap();
     assert_eq!(due, vec![(10, b"t2".to_vec()), (50, b"t1".to_vec())]);
     let fired = p.on_timer(b"t2", 10).unwrap();
-    let r = batch::records(&batch::split_output(fired).0)
-        .next()
-        .unwrap();
+    let r = batch::records(&split_output(fired).0).next().unwrap();
     assert_eq!(
         (r.key.unwrap(), r.value, r.timestamp),
         (b"t2".to_vec(), b"fired@10".to_vec(), 10)

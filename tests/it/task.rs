@@ -3,14 +3,15 @@
 
 use crate::runtime::Fixture;
 use eddy_host::control::{LateEvents, OnError};
+use eddy_host::io::{IoError, Outputs, Sink, SourceBatch, TaskSource, watermark_record};
+use eddy_host::log::Signal;
 use eddy_host::record::Record;
+use eddy_host::record::batch;
 use eddy_host::runtime::TaskInfo;
-use eddy_host::state::{Db, TaskId};
+use eddy_host::state::{Commit, TaskId};
 use eddy_host::task::{
-    Operator, Outputs, Sink, SourceBatch, StageClock, Step, Task, TaskConfig, TaskError,
-    TaskHandle, TaskRunner, TaskSource, WasmOperator, batch, watermark_record,
+    Operator, StageClock, Step, Task, TaskConfig, TaskError, TaskHandle, TaskRunner, WasmOperator,
 };
-use rocksdb::WriteBatch;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,12 +34,11 @@ impl Collect {
 impl Sink for Collect {
     fn commit(
         &mut self,
-        db: &Db,
-        batch: WriteBatch,
+        commit: Commit,
         outputs: Vec<Outputs>,
         _changes: Vec<eddy_host::state::changelog::OperatorChanges>,
-    ) -> Result<(), TaskError> {
-        db.write(batch)?;
+    ) -> Result<(), IoError> {
+        commit.write()?;
         for o in outputs {
             self.main.extend(batch::records(&o.main));
             self.side.extend(o.side);
@@ -546,7 +546,7 @@ fn late_events_are_processed_dropped_or_set_aside_by_policy_whatever_the_batches
 struct Feed(Vec<SourceBatch>);
 
 impl TaskSource for Feed {
-    fn poll(&mut self, from: u64, _max: usize) -> Result<SourceBatch, TaskError> {
+    fn poll(&mut self, from: u64, _max: usize) -> Result<SourceBatch, IoError> {
         match self.0.first() {
             Some(b) if b.offsets[0] == from => Ok(self.0.remove(0)),
             _ => Ok(SourceBatch {
@@ -568,12 +568,11 @@ struct Shared(Arc<Mutex<Collect>>);
 impl Sink for Shared {
     fn commit(
         &mut self,
-        db: &Db,
-        batch: WriteBatch,
+        commit: Commit,
         outputs: Vec<Outputs>,
         changes: Vec<eddy_host::state::changelog::OperatorChanges>,
-    ) -> Result<(), TaskError> {
-        self.0.lock().unwrap().commit(db, batch, outputs, changes)
+    ) -> Result<(), IoError> {
+        self.0.lock().unwrap().commit(commit, outputs, changes)
     }
 }
 
@@ -599,22 +598,16 @@ fn an_idle_partition_follows_its_stage_watermark_after_the_idle_timeout() {
         .map_err(|(e, _)| e)
         .unwrap();
         let config = TaskConfig {
+            batch_size: 64,
             idle_timeout: idle.map(Duration::from_millis),
             commit_interval: Duration::ZERO,
             ..TaskConfig::default()
         };
         let id = TaskId::new("p", p);
         let task = Task::new(id.clone(), vec![Box::new(op)], config, fx.db.clone()).unwrap();
-        let handle = Arc::new(TaskHandle::new(id, 0));
-        TaskRunner::new(
-            task,
-            Box::new(Feed(feed)),
-            Box::new(sink.clone()),
-            64,
-            handle,
-            None,
-        )
-        .with_clock(Arc::clone(&clock))
+        let handle = Arc::new(TaskHandle::new(id, 0, Arc::new(Signal::default())));
+        TaskRunner::new(task, Box::new(Feed(feed)), Box::new(sink.clone()), handle)
+            .with_clock(Arc::clone(&clock))
     };
     // Partition 1 sets a timer at 5, then goes quiet; partition 0's input runs to 100.
     let (busy_out, quiet_out) = (Shared::default(), Shared::default());

@@ -77,12 +77,50 @@ impl From<ControlError> for ApiError {
         match e {
             ControlError::NotFound(_) => ApiError::not_found("pipeline not found", e.to_string()),
             ControlError::Exists(_) => ApiError::conflict("pipeline exists", e.to_string()),
-            ControlError::Invalid(_) => ApiError::bad_request("invalid pipeline", e.to_string()),
-            ControlError::Conflict(_) => ApiError::conflict("conflict", e.to_string()),
+            ControlError::Spec(_)
+            | ControlError::NoSource
+            | ControlError::NoSink
+            | ControlError::SinkIsSource
+            | ControlError::SharedRepartition
+            | ControlError::NoSourceTopic(_)
+            | ControlError::KafkaEndpoint(_)
+            | ControlError::KafkaTopic { .. }
+            | ControlError::UnknownOperator(_)
+            | ControlError::UnknownVersion(_)
+            | ControlError::NoSuchOperator { .. }
+            | ControlError::NoSuchSavepoint(_)
+            | ControlError::Start(_)
+            | ControlError::CannotStart { .. } => {
+                ApiError::bad_request("invalid pipeline", e.to_string())
+            }
+            ControlError::Busy { .. } => ApiError::conflict("busy", e.to_string()),
+            ControlError::Running { .. }
+            | ControlError::NotRunning(_)
+            | ControlError::AlreadyRuns { .. }
+            | ControlError::Stage(_)
+            | ControlError::Pause(_)
+            | ControlError::Export(_)
+            | ControlError::Panicked(_)
+            | ControlError::Rebuild { .. }
+            | ControlError::RestoreUnfinished(_)
+            | ControlError::SavepointInRestore { .. }
+            | ControlError::SinkDown(_)
+            | ControlError::KafkaReset(_)
+            | ControlError::StopSharedFirst { .. }
+            | ControlError::KafkaState { .. }
+            | ControlError::ServersStillRunning { .. }
+            | ControlError::Fence(_)
+            | ControlError::Hold(_)
+            | ControlError::NotHeld { .. }
+            | ControlError::StillRunsHere(_)
+            | ControlError::Catalog(_)
+            | ControlError::OperatorNotShared(_)
+            | ControlError::DeletionNotShared(_)
+            | ControlError::RestoreNotShared(_)
+            | ControlError::Thread(_) => ApiError::conflict("conflict", e.to_string()),
             ControlError::Log(e) => e.into(),
             ControlError::Registry(e) => e.into(),
             ControlError::Savepoint(e) => e.into(),
-            ControlError::Busy { .. } => ApiError::conflict("busy", e.to_string()),
             ControlError::State(e) => ApiError::internal(e),
         }
     }

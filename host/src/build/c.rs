@@ -11,7 +11,6 @@ use wit_bindgen_core::wit_parser::Resolve;
 const CLANG: Tool = Tool {
     name: "clang",
     env: "EDDY_CLANG",
-    what: "C operators",
     install: "apt-get install clang lld wasi-libc libclang-rt-dev-wasm32 (or use wasi-sdk's clang)",
 };
 
@@ -41,7 +40,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
             dir.display()
         )));
     }
-    let clang = CLANG.find()?;
+    let clang = CLANG.find("C operators")?;
     let sysroot = sysroot()?;
     let work = super::work_dir(dir)?.join("c");
     generate_bindings(&work)?;

@@ -14,7 +14,6 @@ pub const DEFAULT_ENTRY: &str = "app.js";
 const COMPONENTIZE_QJS: Tool = Tool {
     name: "componentize-qjs",
     env: "EDDY_COMPONENTIZE_QJS",
-    what: "JavaScript operators",
     install: "npm install -g componentize-qjs@0.4.5",
 };
 
@@ -38,7 +37,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
             dir.display()
         ))
     })?;
-    let tool = COMPONENTIZE_QJS.find()?;
+    let tool = COMPONENTIZE_QJS.find("JavaScript operators")?;
     let work = super::work_dir(dir)?;
     sdk::write(sdk::WIT, &work.join("wit"))?;
     // Bare imports resolve through node_modules under the module root.

@@ -11,12 +11,11 @@ pub const ENTRY: &str = "app.py";
 const COMPONENTIZE_PY: Tool = Tool {
     name: "componentize-py",
     env: "EDDY_COMPONENTIZE_PY",
-    what: "Python operators",
     install: "pip install componentize-py==0.25.*",
 };
 
 pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
-    let tool = COMPONENTIZE_PY.find()?;
+    let tool = COMPONENTIZE_PY.find("Python operators")?;
     let work = super::work_dir(dir)?;
     sdk::write(sdk::WIT, &work.join("wit"))?;
     sdk::write(sdk::PYTHON, &work.join("python"))?;

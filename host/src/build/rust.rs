@@ -10,12 +10,11 @@ const TARGET: &str = "wasm32-wasip2";
 const CARGO: Tool = Tool {
     name: "cargo",
     env: "CARGO",
-    what: "Rust operators",
     install: "curl https://sh.rustup.rs -sSf | sh, then rustup target add wasm32-wasip2",
 };
 
 pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
-    let cargo = CARGO.find()?;
+    let cargo = CARGO.find("Rust operators")?;
     check_target()?;
     let manifest = dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).map_err(|e| BuildError::io(&manifest, e))?;

@@ -39,19 +39,18 @@ impl BuildError {
 pub(crate) struct Tool {
     pub name: &'static str,
     pub env: &'static str,
-    pub what: &'static str,
     pub install: &'static str,
 }
 
 impl Tool {
-    /// The tool's program, or an error saying how to install it.
-    pub fn find(&self) -> Result<PathBuf, BuildError> {
+    /// The tool's program, or an error saying how to install it to build `what`.
+    pub fn find(&self, what: &'static str) -> Result<PathBuf, BuildError> {
         let program = std::env::var_os(self.env)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(self.name));
         resolve(&program).ok_or_else(|| BuildError::ToolMissing {
             tool: program.display().to_string(),
-            what: self.what,
+            what,
             install: format!("{} (or point {} at it)", self.install, self.env),
         })
     }

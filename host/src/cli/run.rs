@@ -1,15 +1,13 @@
 //! `eddy run`: a pipeline over a bounded file, no server. The way to try an operator.
 
-use crate::control::PipelineSpec;
+use crate::io::{AfterCommit, IoError, Outputs, Sink, SourceBatch};
+use crate::model::PipelineSpec;
+use crate::record::batch;
 use crate::record::{self, Record};
-use crate::runtime::{Limits, Runtime, RuntimeConfig, TaskInfo};
-use crate::state::changelog::OperatorChanges;
-use crate::state::{Db, DbOptions, OperatorState, StateScope, TaskId};
-use crate::task::{
-    Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator, batch,
-};
+use crate::runtime::{Limits, Runtime, RuntimeConfig};
+use crate::state::{Db, DbOptions, TaskId};
+use crate::task::{Operator, OperatorTemplate, Task, TaskConfig};
 use anyhow::{Context as _, bail};
-use rocksdb::WriteBatch;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -75,32 +73,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let component = runtime
             .load_file(path)
             .with_context(|| format!("operator {} ({})", op.id(), path.display()))?;
-        let info = TaskInfo {
-            pipeline: spec.name.clone(),
-            operator: op.id().to_string(),
-            version: 1,
-            partition: 0,
-            partition_count: 1,
-        };
-        let scope = StateScope {
-            pipeline: spec.name.clone(),
-            operator: op.id().to_string(),
-            partition: 0,
-        };
-        let state = OperatorState::new(
-            Arc::clone(&db),
-            scope,
-            (settings.state_cache_mb as usize) << 20,
-        )?;
-        let wasm = WasmOperator::start(
+        let template = OperatorTemplate::new(
             component,
-            info,
+            &spec.name,
+            op.id(),
+            1,
             op.config_pairs(),
-            state,
             Limits::from_settings(settings),
+            (settings.state_cache_mb as usize) << 20,
         )
-        .map_err(|(e, _)| anyhow::anyhow!("operator {}: init failed: {}", op.id(), e.message()))?;
-        ops.push(Box::new(wasm));
+        .labelled(format!("operator {}", op.id()));
+        ops.push(Box::new(template.start(&db, 0, 1)?));
     }
     // One task reads the whole file, so a repartition changes nothing here.
     let mut task = Task::new(
@@ -109,8 +92,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         TaskConfig::from_settings(settings),
         db,
     )?;
-    let mut sink = FileSink::create(&args.output)?;
+    let mut files = FileSink::create(&args.output)?;
+    feed(
+        &mut task,
+        &args,
+        settings.batch_size,
+        &mut AfterCommit(|outputs| files.write(outputs)),
+    )?;
+    files.finish()?;
+    let stats = task.stats();
+    eprintln!(
+        "{}: {} events in, {} out, {} failed records, in {} ms ({} lines in {})",
+        spec.name,
+        stats.events_in,
+        stats.events_out,
+        stats.errors,
+        started.elapsed().as_millis(),
+        lines,
+        args.input.display()
+    );
+    Ok(())
+}
 
+/// Runs the input file through the task in batches, then commits (firing every timer
+/// unless the input is to be continued).
+fn feed(
+    task: &mut Task,
+    args: &RunArgs,
+    batch_size: usize,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<()> {
     let file =
         File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
     let mut events = batch::empty();
@@ -125,34 +136,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         batch::push_record(&mut events, &r);
         offsets.push(offset);
         offset += 1;
-        if offsets.len() == settings.batch_size {
+        if offsets.len() == batch_size {
             let source = SourceBatch {
                 events: std::mem::replace(&mut events, batch::empty()),
                 offsets: std::mem::take(&mut offsets),
             };
-            task.process(&source, &mut sink)?;
+            task.process(&source, sink)?;
         }
     }
     if !offsets.is_empty() {
-        task.process(&SourceBatch { events, offsets }, &mut sink)?;
+        task.process(&SourceBatch { events, offsets }, sink)?;
     }
     if args.keep_open {
-        task.flush(&mut sink)?;
+        task.flush(sink)?;
     } else {
-        task.finish_input(&mut sink)?;
+        task.finish_input(sink)?;
     }
-    sink.finish()?;
-    let stats = task.stats();
-    eprintln!(
-        "{}: {} events in, {} out, {} failed records, in {} ms ({} lines in {})",
-        spec.name,
-        stats.events_in,
-        stats.events_out,
-        stats.errors,
-        started.elapsed().as_millis(),
-        lines,
-        args.input.display()
-    );
     Ok(())
 }
 
@@ -235,11 +234,11 @@ impl FileSink {
         })
     }
 
-    fn side_file(&mut self, port: &str) -> Result<&mut BufWriter<File>, TaskError> {
+    fn side_file(&mut self, port: &str) -> Result<&mut BufWriter<File>, IoError> {
         if !self.side.contains_key(port) {
             let path = PathBuf::from(format!("{}.{port}.jsonl", self.stem.display()));
             let f = File::create(&path)
-                .map_err(|e| TaskError::Sink(format!("cannot create {}: {e}", path.display())))?;
+                .map_err(|e| IoError::Sink(format!("cannot create {}: {e}", path.display())))?;
             self.side.insert(port.to_string(), BufWriter::new(f));
         }
         Ok(self.side.get_mut(port).expect("just inserted"))
@@ -254,20 +253,14 @@ impl FileSink {
     }
 }
 
-fn write_line(w: &mut impl Write, r: &Record) -> Result<(), TaskError> {
-    writeln!(w, "{}", record::to_json_line(r)).map_err(|e| TaskError::Sink(e.to_string()))
+fn write_line(w: &mut impl Write, r: &Record) -> Result<(), IoError> {
+    writeln!(w, "{}", record::to_json_line(r)).map_err(|e| IoError::Sink(e.to_string()))
 }
 
-impl Sink for FileSink {
-    /// Writes the commit, then the outputs (a file cannot join the RocksDB write).
-    fn commit(
-        &mut self,
-        db: &Db,
-        batch: WriteBatch,
-        outputs: Vec<Outputs>,
-        _changes: Vec<OperatorChanges>,
-    ) -> Result<(), TaskError> {
-        db.write(batch)?;
+impl FileSink {
+    /// Writes the outputs of a commit (which is written first: a file cannot join the
+    /// RocksDB write).
+    fn write(&mut self, outputs: Vec<Outputs>) -> Result<(), IoError> {
         for o in outputs {
             for r in batch::records(&o.main) {
                 write_line(&mut self.main, &r)?;

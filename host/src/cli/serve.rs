@@ -47,7 +47,8 @@ pub struct ServeArgs {
     /// cluster name and brokers; they split each pipeline's partitions.
     #[arg(long, env = "EDDY_CLUSTER", requires = "kafka_brokers")]
     cluster: Option<String>,
-    /// This server's name in the cluster (default: generated once, kept in the data dir).
+    /// This server's name in the cluster: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with
+    /// a dot (default: generated once, kept in the data dir).
     #[arg(long, env = "EDDY_SERVER_NAME")]
     server_name: Option<String>,
 }

@@ -3,9 +3,14 @@
 //! pipeline's source partitions through a consumer group, as Kafka Streams instances do.
 
 mod catalog;
+mod entries;
+mod follower;
+mod keys;
 mod membership;
 
-pub use catalog::{Catalog, CatalogApplier, CatalogEvent};
+pub use catalog::Catalog;
+pub use follower::{CatalogApplier, CatalogEvent};
+pub use keys::CatalogKey;
 pub use membership::{AssignmentHandler, Membership};
 
 /// The compacted, single-partition topic holding a cluster's catalog: operator binaries
@@ -28,13 +33,27 @@ pub fn assignment_group(cluster: &str, pipeline: &str) -> String {
 /// the data dir.
 pub fn server_name(given: Option<&str>, data_dir: &std::path::Path) -> std::io::Result<String> {
     if let Some(name) = given.filter(|n| !n.trim().is_empty()) {
+        // It becomes part of catalog keys (`tasks/<pipeline>/<server>`).
+        crate::model::spec::check_name("server", name.trim())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         return Ok(name.trim().to_string());
     }
     let path = data_dir.join("server-name");
     match std::fs::read_to_string(&path) {
         Ok(name) if !name.trim().is_empty() => Ok(name.trim().to_string()),
         _ => {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "eddy".into());
+            let host: String = std::env::var("HOSTNAME")
+                .unwrap_or_else(|_| "eddy".into())
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(40)
+                .collect();
             let name = format!("{host}-{:08x}", rand::random::<u32>());
             std::fs::write(&path, &name)?;
             Ok(name)

@@ -7,9 +7,10 @@
 //! stopped pipeline; then it releases the hold. A hold ends by itself after
 //! [`HOLD_FOR`] (the server taking the savepoint went away).
 
-use super::controller::{ControlError, Controller, stages};
+use super::controller::Controller;
+use super::error::ControlError;
 use super::pause::{pause, resume};
-use crate::model::{Held, Hold, PipelineState};
+use crate::model::{Held, Hold, PipelineState, stages};
 use crate::record::now_ms;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,19 +40,16 @@ impl Controller {
         };
         link.catalog
             .publish_hold(name, &hold)
-            .map_err(|e| ControlError::Conflict(format!("cannot hold the pipeline: {e}")))?;
+            .map_err(ControlError::Hold)?;
         self.apply_hold(name, hold.clone());
         let deadline = Instant::now() + HOLD_WAIT;
         loop {
-            let held: Vec<u32> = self
-                .held_reports
-                .lock()
-                .expect("held lock")
-                .get(name)
+            let held: Vec<u32> = link
+                .held
+                .of(name)
                 .into_iter()
-                .flatten()
                 .filter(|(_, h)| h.id == hold.id)
-                .flat_map(|(_, h)| h.partitions.iter().copied())
+                .flat_map(|(_, h)| h.partitions)
                 .collect();
             let missing: Vec<u32> = (0..partitions).filter(|p| !held.contains(p)).collect();
             if missing.is_empty() {
@@ -59,9 +57,11 @@ impl Controller {
             }
             if Instant::now() >= deadline {
                 self.release_hold(name, hold.id);
-                return Err(ControlError::Conflict(format!(
-                    "partitions {missing:?} of pipeline {name:?} were not held within {HOLD_WAIT:?} (a server is slow or gone); try again"
-                )));
+                return Err(ControlError::NotHeld {
+                    missing,
+                    pipeline: name.to_string(),
+                    waited: HOLD_WAIT,
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -80,7 +80,9 @@ impl Controller {
 
     /// The hold of `name` on here, if any.
     pub(super) fn hold_here(&self, name: &str) -> Option<Hold> {
-        self.holds
+        self.cluster
+            .get()?
+            .holds
             .lock()
             .expect("holds lock")
             .get(name)
@@ -90,9 +92,12 @@ impl Controller {
 
     /// A hold or its release: pauses or resumes this server's tasks of the pipeline.
     pub(super) fn apply_hold(self: &Arc<Self>, name: &str, hold: Hold) {
+        let Some(link) = self.cluster.get() else {
+            return;
+        };
         let on = hold.until_ms > now_ms();
         {
-            let mut holds = self.holds.lock().expect("holds lock");
+            let mut holds = link.holds.lock().expect("holds lock");
             if on {
                 holds.insert(name.to_string(), hold.clone());
             } else if holds.get(name).is_some_and(|h| h.id == hold.id) {
@@ -114,7 +119,10 @@ impl Controller {
                 let left = (hold.until_ms - now_ms()).max(0) as u64;
                 std::thread::sleep(Duration::from_millis(left));
                 let expired = {
-                    let mut holds = this.holds.lock().expect("holds lock");
+                    let Some(link) = this.cluster.get() else {
+                        return;
+                    };
+                    let mut holds = link.holds.lock().expect("holds lock");
                     let mine = holds.get(&name).is_some_and(|h| h.id == hold.id);
                     if mine {
                         holds.remove(&name);
@@ -138,7 +146,7 @@ impl Controller {
         };
         let tasks: Vec<_> = tasks.into_iter().filter(|t| !t.is_finished()).collect();
         let sources: Vec<String> = stages(&record.spec).into_iter().map(|s| s.source).collect();
-        if let Err(e) = pause(&self.pool, &self.log, &tasks, &sources) {
+        if let Err(e) = pause(self.log(), &tasks, &sources) {
             tracing::error!(pipeline = %name, "cannot hold the pipeline's tasks: {e}");
             return;
         }
@@ -148,7 +156,7 @@ impl Controller {
 
     fn resume_here(&self, name: &str) {
         if let Ok((_, tasks)) = self.record_and_tasks(name) {
-            resume(&self.pool, &tasks);
+            resume(&tasks);
         }
     }
 
@@ -157,20 +165,9 @@ impl Controller {
         let Some(link) = self.cluster.get() else {
             return;
         };
-        let me = link.catalog.server().to_string();
-        self.take_held(name, &me, held.clone());
+        link.held.put(name, link.me(), held.clone());
         if let Err(e) = link.catalog.publish_held(name, &held) {
             tracing::warn!(pipeline = %name, "cannot report the held partitions: {e}");
         }
-    }
-
-    /// Another server's held partitions.
-    pub(super) fn take_held(&self, name: &str, server: &str, held: Held) {
-        self.held_reports
-            .lock()
-            .expect("held lock")
-            .entry(name.to_string())
-            .or_default()
-            .insert(server.to_string(), held);
     }
 }

@@ -6,9 +6,10 @@
 //! single server does, and tells the other servers through the catalog, which drop
 //! their local state of the pipeline (it describes the time before the restore).
 
-use super::controller::{ControlError, Controller, stages};
+use super::controller::Controller;
+use super::error::ControlError;
 use crate::kafka;
-use crate::model::PipelineState;
+use crate::model::{PipelineRecord, PipelineSpec, PipelineState, stages};
 use crate::state::TaskId;
 use std::time::{Duration, Instant};
 
@@ -21,25 +22,23 @@ impl Controller {
     fn stopped_shared(
         &self,
         name: &str,
-        what: &str,
-    ) -> Result<Option<super::PipelineRecord>, ControlError> {
+        what: &'static str,
+    ) -> Result<Option<PipelineRecord>, ControlError> {
         // Our view of the pipeline's state includes every stop made so far.
         self.sync_cluster()?;
-        let pipelines = self.pipelines.lock().expect("pipelines lock");
-        let entry = pipelines
-            .get(name)
-            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
-        if !self.distributed(&entry.record.spec) {
+        let (record, _) = self.record_and_tasks(name)?;
+        if !self.distributed(&record.spec) {
             return Ok(None);
         }
         // A savepoint may also be taken while the pipeline is held everywhere.
         let held = what == "a savepoint" && self.hold_here(name).is_some();
-        if entry.record.state != PipelineState::Stopped && !held {
-            return Err(ControlError::Conflict(format!(
-                "pipeline {name:?} is shared across the cluster: stop it first (`eddy pipeline stop {name}` stops it on every server), then take {what}"
-            )));
+        if record.state != PipelineState::Stopped && !held {
+            return Err(ControlError::StopSharedFirst {
+                pipeline: name.to_string(),
+                what,
+            });
         }
-        Ok(Some(entry.record.clone()))
+        Ok(Some(record))
     }
 
     /// Waits until no server reports tasks of `name`; returns those still reporting.
@@ -98,11 +97,8 @@ impl Controller {
                     stage: stage.index,
                     partition,
                 };
-                kafka::restore_task(&self.db, &conn, &task, &op_ids).map_err(|e| {
-                    ControlError::Conflict(format!(
-                        "reading partition {partition}'s state from Kafka: {e}"
-                    ))
-                })?;
+                kafka::restore_task(self.db(), &conn, &task, &op_ids)
+                    .map_err(|error| ControlError::KafkaState { partition, error })?;
             }
         }
         Ok(())
@@ -119,26 +115,25 @@ impl Controller {
         if !spec.settings.exactly_once {
             let late = self.wait_for_stopped_servers(name);
             if !late.is_empty() {
-                return Err(ControlError::Conflict(format!(
-                    "servers {late:?} still report tasks of pipeline {name:?}; try again once they stopped (an at-least-once pipeline cannot fence them)"
-                )));
+                return Err(ControlError::ServersStillRunning {
+                    servers: late,
+                    pipeline: name.to_string(),
+                });
             }
             return Ok(true);
         }
         let conn = self.shared_sink(spec)?;
         for stage in stages(spec) {
             let partitions = self.stage_partitions(spec, &stage)?;
-            kafka::fence(&conn, name, stage.index, partitions).map_err(|e| {
-                ControlError::Conflict(format!("fencing the pipeline's tasks: {e}"))
-            })?;
+            kafka::fence(&conn, name, stage.index, partitions).map_err(ControlError::Fence)?;
         }
         Ok(true)
     }
 
-    fn shared_sink(&self, spec: &super::PipelineSpec) -> Result<kafka::Connection, ControlError> {
-        let sink = spec.sink.as_ref().expect("a shared pipeline has a sink");
+    fn shared_sink(&self, spec: &PipelineSpec) -> Result<kafka::Connection, ControlError> {
+        let sink = spec.sink.as_ref().ok_or(ControlError::NoSink)?;
         self.kafka(sink)
-            .map_err(|e| ControlError::Invalid(e.to_string()))?
-            .ok_or_else(|| ControlError::Invalid("a shared pipeline writes to Kafka".into()))
+            .map_err(ControlError::KafkaEndpoint)?
+            .ok_or(ControlError::NoSink)
     }
 }

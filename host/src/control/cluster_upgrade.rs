@@ -20,13 +20,17 @@
 //! held probation work is the way back). A task that moves to another server during the
 //! probation loses its held work and starts from its last commit on the old version.
 
-use super::controller::{ControlError, Controller};
-use super::upgrade::{SwapPlan, migrate, run_on};
-use super::{PipelineState, VersionRef};
-use crate::model::{ProbationReport, UpgradeRecord, UpgradeResult};
+use super::controller::Controller;
+use super::error::ControlError;
+use crate::model::{
+    PinnedOperator, PipelineRecord, PipelineState, ProbationReport, Settings, UpgradeRecord,
+    UpgradeResult, VersionRef,
+};
 use crate::record::now_ms;
-use crate::task::Task;
+use crate::task::{Command, SWAP_TIMEOUT, SwapPlan, ask_all};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A server without a verdict this long after the probation window rolls back on its
@@ -37,106 +41,37 @@ const REPORT_GRACE: Duration = Duration::from_secs(10);
 /// How often a server looks at its tasks during an upgrade.
 const RECONCILE_EVERY: Duration = Duration::from_millis(50);
 
-/// What one task did in a step towards the record's state.
-#[derive(Default)]
-struct TaskStep {
-    on_new: bool,
-    processed: u64,
-    failure: Option<String>,
-    pause_ms: f64,
-    migrated_keys: u64,
-    state_version: Option<u32>,
-}
-
-/// Brings one task to what `result` asks of it (idempotent).
-fn converge(task: &mut Task, plan: &SwapPlan, result: UpgradeResult) -> Result<TaskStep, String> {
-    let (old, new) = (plan.old.pinned.version, plan.new.pinned.version);
-    let running = task.operators_mut()[plan.local].version();
-    let mut step = TaskStep::default();
-    let started = Instant::now();
-    match result {
-        UpgradeResult::Probation | UpgradeResult::Succeeded if running == Some(old) => {
-            let (from, to) = plan.swap(task, &plan.old, &plan.new)?;
-            if from != to {
-                match migrate(task, plan.local, &plan.db, &plan.pipeline, from) {
-                    Ok(n) => step.migrated_keys = n,
-                    Err(reason) => {
-                        task.discard_uncommitted();
-                        plan.swap(task, &plan.new, &plan.old)?;
-                        return Err(reason);
-                    }
-                }
-            }
-            step.state_version = Some(to);
-            if result == UpgradeResult::Probation {
-                task.begin_probation();
-            }
-            step.pause_ms = started.elapsed().as_secs_f64() * 1e3;
-        }
-        UpgradeResult::RolledBack if running == Some(new) => {
-            task.end_probation();
-            task.discard_uncommitted();
-            plan.swap(task, &plan.new, &plan.old)?;
-        }
-        _ => {}
-    }
-    if result == UpgradeResult::Succeeded {
-        task.end_probation();
-    }
-    step.on_new = task.operators_mut()[plan.local].version() == Some(new);
-    if let Some(p) = task.probation() {
-        step.processed = p.processed;
-        step.failure = p.failure.clone();
-    }
-    Ok(step)
-}
-
 impl Controller {
-    /// Starts a hot upgrade of a shared pipeline (the caller claimed it); see the module
-    /// documentation. With `wait`, returns once the verdict is in.
-    pub(super) fn upgrade_shared(
+    /// Starts a hot upgrade of a shared pipeline (the caller claimed it; see the module
+    /// documentation): records it as on probation and returns the thread that judges it.
+    pub(super) fn begin_shared_upgrade(
         self: &Arc<Self>,
         name: &str,
         operator: &str,
         version: Option<VersionRef>,
-        wait: bool,
-    ) -> Result<UpgradeRecord, ControlError> {
-        let begun = (|| {
-            // Validates and compiles both versions before any task moves.
-            let request = self.upgrade_request(name, operator, version)?;
-            let upgrade = UpgradeRecord {
-                operator: operator.to_string(),
-                from_version: request.plan.old.pinned.version,
-                to_version: request.plan.new.pinned.version,
-                savepoint: String::new(),
-                pause_ms: 0.0,
-                migrated_keys: 0,
-                result: UpgradeResult::Probation,
-                reason: None,
-                started_ms: now_ms(),
-                finished_ms: None,
-            };
-            self.record_upgrade(name, &upgrade, None)?;
-            Ok((upgrade, request.record.spec.settings.clone()))
-        })();
-        let (upgrade, settings) = match begun {
-            Ok(b) => b,
-            Err(e) => {
-                self.release(name);
-                return Err(e);
-            }
+    ) -> Result<(UpgradeRecord, Option<JoinHandle<UpgradeRecord>>), ControlError> {
+        // Validates and compiles both versions before any task moves.
+        let request = self.upgrade_request(name, operator, version)?;
+        let upgrade = UpgradeRecord {
+            operator: operator.to_string(),
+            from_version: request.plan.old.pinned.version,
+            to_version: request.plan.new.pinned.version,
+            savepoint: String::new(),
+            pause_ms: 0.0,
+            migrated_keys: 0,
+            result: UpgradeResult::Probation,
+            reason: None,
+            started_ms: now_ms(),
+            finished_ms: None,
         };
+        self.record_upgrade(name, &upgrade, None)?;
         self.reconcile_upgrade(name);
         let this = Arc::clone(self);
         let pipeline = name.to_string();
-        let first = upgrade.clone();
-        let judge = std::thread::spawn(move || this.judge_shared(&pipeline, upgrade, settings));
-        if wait {
-            return judge
-                .join()
-                .map_err(|_| ControlError::Conflict("the probation judge panicked".into()));
-        }
-        Ok(first)
+        let settings = request.record.spec.settings.clone();
+        let judged = upgrade.clone();
+        let judge = std::thread::spawn(move || this.judge_shared(&pipeline, judged, settings));
+        Ok((upgrade, Some(judge)))
     }
 
     /// Waits for every server's probation, then writes the verdict into the record.
@@ -144,20 +79,18 @@ impl Controller {
         self: &Arc<Self>,
         name: &str,
         mut upgrade: UpgradeRecord,
-        settings: super::Settings,
+        settings: Settings,
     ) -> UpgradeRecord {
         let started = Instant::now();
         let window = Duration::from_millis(settings.probation_ms);
         let verdict = loop {
             let reports: Vec<(String, ProbationReport)> = self
-                .probation_reports
-                .lock()
-                .expect("reports lock")
-                .get(name)
+                .cluster
+                .get()
+                .map(|l| l.probation.of(name))
+                .unwrap_or_default()
                 .into_iter()
-                .flatten()
                 .filter(|(_, r)| r.started_ms == upgrade.started_ms)
-                .map(|(s, r)| (s.clone(), r.clone()))
                 .collect();
             if let Some((server, f)) = reports
                 .iter()
@@ -181,22 +114,9 @@ impl Controller {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        upgrade.finished_ms = Some(now_ms());
-        let pin = match verdict {
-            Ok(state_version) => {
-                upgrade.result = UpgradeResult::Succeeded;
-                self.pinned_target(name, &upgrade, state_version)
-            }
-            Err(reason) => {
-                tracing::warn!(pipeline = %name, "upgrade rolled back: {reason}");
-                upgrade.result = UpgradeResult::RolledBack;
-                upgrade.reason = Some(reason);
-                None
-            }
-        };
-        if let Err(e) = self.record_upgrade(name, &upgrade, pin.as_ref()) {
-            tracing::error!(pipeline = %name, "cannot record the upgrade's result: {e}");
-        }
+        let verdict =
+            verdict.map(|state_version| self.pinned_target(name, &upgrade, state_version));
+        let upgrade = self.conclude_upgrade(name, upgrade, verdict);
         self.reconcile_upgrade(name);
         self.release(name);
         upgrade
@@ -208,11 +128,14 @@ impl Controller {
         name: &str,
         upgrade: &UpgradeRecord,
         state_version: Option<u32>,
-    ) -> Option<super::PinnedOperator> {
+    ) -> Option<PinnedOperator> {
         let (record, _) = self.record_and_tasks(name).ok()?;
         let old = record.operators.iter().find(|o| o.id == upgrade.operator)?;
-        let v = self.registry.version(&old.name, upgrade.to_version).ok()?;
-        Some(super::PinnedOperator {
+        let v = self
+            .registry()
+            .version(&old.name, upgrade.to_version)
+            .ok()?;
+        Some(PinnedOperator {
             id: old.id.clone(),
             name: v.name,
             version: v.version,
@@ -222,28 +145,19 @@ impl Controller {
     }
 
     fn is_running(&self, name: &str) -> bool {
-        self.pipelines
-            .lock()
-            .expect("pipelines lock")
+        self.table()
             .get(name)
             .is_some_and(|e| e.record.state == PipelineState::Running)
-    }
-
-    /// Another server's report of its tasks in a shared upgrade.
-    pub(super) fn take_probation_report(&self, pipeline: &str, server: &str, r: ProbationReport) {
-        self.probation_reports
-            .lock()
-            .expect("reports lock")
-            .entry(pipeline.to_string())
-            .or_default()
-            .insert(server.to_string(), r);
     }
 
     /// Makes sure this server's tasks follow the pipeline's last upgrade (a thread per
     /// pipeline while there is something to do).
     pub(super) fn reconcile_upgrade(self: &Arc<Self>, name: &str) {
+        let Some(link) = self.cluster.get() else {
+            return;
+        };
         {
-            let mut running = self.reconciling.lock().expect("reconciling lock");
+            let mut running = link.reconciling.lock().expect("reconciling lock");
             if let Some(again) = running.get_mut(name) {
                 *again = true;
                 return;
@@ -257,7 +171,10 @@ impl Controller {
             .spawn(move || {
                 loop {
                     this.converge_tasks(&pipeline);
-                    let mut running = this.reconciling.lock().expect("reconciling lock");
+                    let Some(link) = this.cluster.get() else {
+                        return;
+                    };
+                    let mut running = link.reconciling.lock().expect("reconciling lock");
                     match running.get_mut(&pipeline) {
                         Some(again) if *again => *again = false,
                         _ => {
@@ -269,7 +186,7 @@ impl Controller {
             });
         if let Err(e) = spawned {
             tracing::error!(pipeline = %name, "cannot follow the upgrade: {e}");
-            self.reconciling
+            link.reconciling
                 .lock()
                 .expect("reconciling lock")
                 .remove(name);
@@ -279,7 +196,7 @@ impl Controller {
     /// Moves this server's tasks towards the record's last upgrade until they are there
     /// (for a probation: until its verdict), reporting the probation on the way.
     fn converge_tasks(&self, name: &str) {
-        let mut plan: Option<(i64, SwapPlan, u32)> = None;
+        let mut plan: Option<(i64, Arc<SwapPlan>)> = None;
         let mut sent: Option<(ProbationReport, Instant)> = None;
         loop {
             let Ok((record, tasks)) = self.record_and_tasks(name) else {
@@ -292,9 +209,8 @@ impl Controller {
                 .as_ref()
                 .is_none_or(|(id, ..)| *id != upgrade.started_ms)
             {
-                let built = self.plan_for(&record, &upgrade);
-                match built {
-                    Ok((p, stage)) => plan = Some((upgrade.started_ms, p, stage)),
+                match self.plan_for(&record, &upgrade) {
+                    Ok(p) => plan = Some((upgrade.started_ms, Arc::new(p))),
                     Err(e) => {
                         // This server cannot run the new version: that fails the probation.
                         if upgrade.result == UpgradeResult::Probation {
@@ -311,14 +227,17 @@ impl Controller {
                     }
                 }
             }
-            let (_, p, stage) = plan.as_ref().expect("built above");
+            let (_, p) = plan.as_ref().expect("built above");
             let live: Vec<_> = tasks
                 .into_iter()
-                .filter(|t| t.id.stage == *stage && !t.is_finished())
+                .filter(|t| t.id.stage == p.stage && !t.is_finished())
                 .collect();
-            let job_plan = p.clone();
             let result = upgrade.result;
-            let steps = run_on(self, &live, move |task| converge(task, &job_plan, result));
+            let steps = ask_all(
+                &live,
+                |reply| Command::converge(Arc::clone(p), result)(reply),
+                SWAP_TIMEOUT,
+            );
             if result != UpgradeResult::Probation {
                 for s in steps.iter().filter_map(|s| s.as_ref().err()) {
                     tracing::error!(pipeline = %name, "following the upgrade: {s}");
@@ -376,9 +295,9 @@ impl Controller {
 
     fn plan_for(
         &self,
-        record: &super::PipelineRecord,
+        record: &PipelineRecord,
         upgrade: &UpgradeRecord,
-    ) -> Result<(SwapPlan, u32), ControlError> {
+    ) -> Result<SwapPlan, ControlError> {
         let i = record
             .operators
             .iter()
@@ -386,9 +305,11 @@ impl Controller {
             .ok_or_else(|| ControlError::NotFound(upgrade.operator.clone()))?;
         let mut old = record.operators[i].clone();
         old.version = upgrade.from_version;
-        let target = self.registry.version(&old.name, upgrade.to_version)?;
-        old.digest = self.registry.version(&old.name, old.version)?.digest;
-        self.swap_plan(record, i, &old, &target)
+        let target = self.registry().version(&old.name, upgrade.to_version)?;
+        old.digest = self.registry().version(&old.name, old.version)?.digest;
+        self.factory
+            .swap_plan(record, i, &old, &target)
+            .map_err(ControlError::stage)
     }
 
     /// Keeps a report here and shares it with the deciding server.
@@ -396,15 +317,14 @@ impl Controller {
         let Some(link) = self.cluster.get() else {
             return;
         };
-        let me = link.catalog.server().to_string();
-        self.take_probation_report(name, &me, report.clone());
+        link.probation.put(name, link.me(), report.clone());
         if let Err(e) = link.catalog.publish_probation(name, report) {
             tracing::warn!(pipeline = %name, "cannot report the probation: {e}");
         }
     }
 
     /// The servers that run a shared pipeline's partitions now.
-    fn owner_servers(&self, name: &str) -> std::collections::BTreeSet<String> {
+    fn owner_servers(&self, name: &str) -> BTreeSet<String> {
         self.cluster
             .get()
             .map(|l| l.catalog.owners(name).into_values().collect())

@@ -4,9 +4,9 @@
 //! come from an upload (hostile) or from a folder someone edited, so it is checked on
 //! upload and again before every restore, before anything changes.
 
-use super::controller::stages;
 use super::savepoints::{Manifest, SavepointError};
 use super::spec::check_name;
+use crate::model::stages;
 use crate::state::changelog::TIMERS_STORE;
 use crate::state::check_store_name;
 use crate::state::savepoint::store_file_path;

@@ -3,9 +3,9 @@
 //! stages wrote to the repartition topics, so nothing is in flight between stages.
 
 use crate::log::Log;
-use crate::task::{Command, TaskHandle, TaskState, WorkerPool};
+use crate::task::{Command, TaskHandle, TaskState};
 use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 /// Longest a pause may take (a task finishing a long batch, a stage draining).
@@ -14,7 +14,6 @@ const PAUSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pauses `tasks` stage by stage; `sources[s]` is stage `s`'s source topic. On failure the
 /// tasks already paused are resumed.
 pub(super) fn pause(
-    pool: &WorkerPool,
     log: &Log,
     tasks: &[Arc<TaskHandle>],
     sources: &[String],
@@ -29,18 +28,18 @@ pub(super) fn pause(
             if stage > 0 {
                 drain(log, &stage_tasks, source)?;
             }
-            let mut acks = Vec::new();
-            for t in &stage_tasks {
-                let (tx, rx) = mpsc::channel();
-                t.send(Command::Pause(tx));
-                acks.push((t, rx));
-            }
-            pool.wake();
+            let acks: Vec<_> = stage_tasks
+                .iter()
+                .map(|t| (t, t.request(Command::Pause)))
+                .collect();
             for (t, rx) in acks {
                 match rx.recv_timeout(PAUSE_TIMEOUT) {
                     Ok(Ok(())) => paused.push(t),
                     Ok(Err(e)) => return Err(format!("task {} could not commit: {e}", t.id)),
-                    Err(_) => {
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(format!("task {} ended before it paused", t.id));
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
                         return Err(format!(
                             "task {} did not pause within {PAUSE_TIMEOUT:?}",
                             t.id
@@ -55,7 +54,6 @@ pub(super) fn pause(
         for t in paused {
             t.send(Command::Resume);
         }
-        pool.wake();
     }
     result
 }
@@ -92,9 +90,8 @@ fn drain(log: &Log, tasks: &[&Arc<TaskHandle>], source: &str) -> Result<(), Stri
 }
 
 /// Lets paused tasks go on.
-pub(super) fn resume(pool: &WorkerPool, tasks: &[Arc<TaskHandle>]) {
+pub(super) fn resume(tasks: &[Arc<TaskHandle>]) {
     for t in tasks {
         t.send(Command::Resume);
     }
-    pool.wake();
 }

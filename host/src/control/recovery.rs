@@ -2,18 +2,13 @@
 //! missing) try again by themselves, with a growing delay, until they run or a user
 //! stops them; anything else fails the pipeline for a user to look at.
 
-use super::controller::{Controller, Entry};
+use super::controller::Controller;
+use super::entry::{Entry, Retry};
 use crate::model::PipelineState;
 use std::time::{Duration, Instant};
 
 /// The longest wait between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(30);
-
-/// When a recovering pipeline tries next, and how many attempts it made.
-pub(super) struct Retry {
-    next: Instant,
-    attempt: u32,
-}
 
 /// Whether `reason` is Kafka being out of reach rather than a fault of the pipeline:
 /// the Kafka errors render as `Kafka (<brokers>): ...` and `Kafka topic ... does not exist`.
@@ -49,7 +44,7 @@ impl Controller {
             tracing::error!(pipeline = %entry.record.spec.name, "pipeline failed: {reason}");
             (PipelineState::Failed, reason)
         };
-        if let Err(e) = self.set_state(&mut entry.record, state, Some(reason)) {
+        if let Err(e) = self.store.set_state(&mut entry.record, state, Some(reason)) {
             tracing::error!("cannot record a pipeline's state: {e}");
         }
     }
@@ -58,7 +53,7 @@ impl Controller {
     /// pipelines lock: reaching Kafka may take its request timeout).
     pub(super) fn retry_recovering(&self) {
         let (due, members): (Vec<Entry>, Vec<String>) = {
-            let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+            let mut pipelines = self.table();
             let ready = |e: &Entry| {
                 e.record.state == PipelineState::Recovering
                     && e.busy.is_none()
@@ -86,7 +81,7 @@ impl Controller {
         for mut attempt in due {
             let name = attempt.record.spec.name.clone();
             let result = self.run_entry(&mut attempt);
-            let mut pipelines = self.pipelines.lock().expect("pipelines lock");
+            let mut pipelines = self.table();
             let Some(entry) = pipelines.get_mut(&name) else {
                 self.halt_entry(&mut attempt);
                 continue;
@@ -100,12 +95,14 @@ impl Controller {
                     entry.member = attempt.member.take();
                     entry.record.operators = attempt.record.operators.clone();
                     entry.retry = None;
-                    if let Err(e) = self.set_state(&mut entry.record, PipelineState::Running, None)
+                    if let Err(e) =
+                        self.store
+                            .set_state(&mut entry.record, PipelineState::Running, None)
                     {
                         tracing::error!("cannot record a pipeline's state: {e}");
                     }
                 }
-                Err(reason) => self.fail_or_recover(entry, reason),
+                Err(reason) => self.fail_or_recover(entry, reason.to_string()),
             }
             drop(pipelines);
             self.refresh_gauges();

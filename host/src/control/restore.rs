@@ -6,19 +6,21 @@
 //! finished from the journal (at boot, or at the next start or restore), and a journal
 //! that cannot be finished leaves the pipeline failed with the reason.
 
-use super::controller::{Controller, stages};
+use super::controller::Controller;
+use super::error::ControlError;
 use super::manifest_check::Shape;
 use super::savepoints::{Manifest, SavepointError};
-use super::{ControlError, PinnedOperator, PipelineSpec, PipelineState};
-use crate::log::{Appends, LogError, TopicConfig};
+use crate::log::{Appends, LogError, TopicConfig, changelog_topics};
+use crate::model::{PinnedOperator, PipelineSpec, PipelineState, Stage, stages};
 use crate::state::changelog::{Change, TIMERS_STORE, changelog_topic, marker_key};
 use crate::state::savepoint::{SstBuilder, for_each_entry, ingest};
 use crate::state::{
-    Cf, StateError, StateScope, StoreName, TIMERS, TaskId, TaskPosition, keys, put_position,
-    put_upstream_watermarks,
+    Cf, Commit, StateError, StateScope, StoreName, TIMERS, TaskId, TaskPosition, keys,
+    put_position, put_upstream_watermarks,
 };
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Changelog records written per commit while restoring.
 const CHANGELOG_CHUNK: usize = 50_000;
@@ -26,8 +28,6 @@ const CHANGELOG_CHUNK: usize = 50_000;
 /// beyond what real state compresses to), plus a constant for small files.
 const EXPANSION: u64 = 64;
 const EXPANSION_SLACK: u64 = 64 << 20;
-
-const JOURNAL: &[u8] = b"restore/";
 
 /// What a restore did.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -49,32 +49,7 @@ struct Prepared {
     shape: Shape,
 }
 
-/// Releases a pipeline's claim when dropped, however the work ends.
-pub(super) struct Claim<'a> {
-    controller: &'a Controller,
-    name: &'a str,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.controller.release(self.name);
-    }
-}
-
 impl Controller {
-    /// Claims a pipeline for `what` until the returned guard drops.
-    pub(super) fn claim_guard<'a>(
-        &'a self,
-        name: &'a str,
-        what: &'static str,
-    ) -> Result<Claim<'a>, ControlError> {
-        self.claim(name, what)?;
-        Ok(Claim {
-            controller: self,
-            name,
-        })
-    }
-
     /// Restores a pipeline that is not running from a savepoint: its state and source
     /// offsets become exactly the savepoint's. A savepoint that does not fit, or any
     /// damage in it, is refused before anything changes.
@@ -91,33 +66,32 @@ impl Controller {
     fn restore_claimed(&self, name: &str, savepoint: &str) -> Result<Restored, ControlError> {
         let started = std::time::Instant::now();
         let record = {
-            let pipelines = self.pipelines.lock().expect("pipelines lock");
+            let pipelines = self.table();
             let e = pipelines
                 .get(name)
                 .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
             if e.record.state == PipelineState::Running {
-                return Err(ControlError::Conflict(format!(
-                    "pipeline {name:?} is running; stop it before restoring a savepoint"
-                )));
+                return Err(ControlError::Running {
+                    pipeline: name.to_string(),
+                    before: "restoring a savepoint",
+                });
             }
             e.record.clone()
         };
         let m = self.savepoints.get(savepoint)?;
         let prepared = self.prepare_restore(name, &record.spec, &record.operators, &m)?;
-        let mut wb = WriteBatch::default();
-        wb.put_cf(self.db.cf(Cf::Meta), journal_key(name), m.id.as_bytes());
-        self.db.write(wb)?;
+        self.store.begin_restore(name, &m.id)?;
         let keys = match self.apply_restore(name, &record.spec, &m, prepared) {
             Ok(keys) => keys,
             Err(e) => {
                 let reason = unfinished(&m.id, &e);
                 self.fail_pipeline(name, reason.clone());
-                return Err(ControlError::Conflict(reason));
+                return Err(ControlError::RestoreUnfinished(reason));
             }
         };
-        self.end_journal(name)?;
+        self.store.end_restore(name)?;
         // The last run's task statuses no longer describe the pipeline.
-        if let Some(e) = self.pipelines.lock().expect("pipelines lock").get_mut(name) {
+        if let Some(e) = self.table().get_mut(name) {
             e.tasks.clear();
             if e.record.state == PipelineState::Failed
                 && e.record
@@ -125,7 +99,8 @@ impl Controller {
                     .as_deref()
                     .is_some_and(|r| r.starts_with(UNFINISHED))
             {
-                self.set_state(&mut e.record, PipelineState::Stopped, None)?;
+                self.store
+                    .set_state(&mut e.record, PipelineState::Stopped, None)?;
             }
         }
         Ok(Restored {
@@ -144,9 +119,7 @@ impl Controller {
         savepoint: &str,
     ) -> Result<(), ControlError> {
         let m = self.savepoints.get(savepoint).map_err(|e| match e {
-            SavepointError::NotFound(_) => ControlError::Invalid(format!(
-                "from_savepoint = {savepoint:?}: no such savepoint here (eddy savepoint list)"
-            )),
+            SavepointError::NotFound(_) => ControlError::NoSuchSavepoint(savepoint.to_string()),
             other => other.into(),
         })?;
         let prepared = self.prepare_restore(&spec.name, spec, operators, &m)?;
@@ -166,15 +139,9 @@ impl Controller {
         let shape = self.check_fit(m, spec, operators)?;
         // The brokers of a Kafka sink must answer before anything is replaced.
         if let Some(sink) = &spec.sink
-            && let Some(conn) = self
-                .kafka(sink)
-                .map_err(|e| ControlError::Invalid(e.to_string()))?
+            && let Some(conn) = self.kafka(sink).map_err(ControlError::KafkaEndpoint)?
         {
-            crate::kafka::partition_count(&conn, &sink.topic).map_err(|e| {
-                ControlError::Conflict(format!(
-                    "the Kafka sink does not answer ({e}); nothing was restored, try again once it does"
-                ))
-            })?;
+            crate::kafka::partition_count(&conn, &sink.topic).map_err(ControlError::SinkDown)?;
         }
         let scratch = tempfile::Builder::new()
             .prefix(".restore-")
@@ -197,7 +164,7 @@ impl Controller {
             } else {
                 (false, f.store.as_str())
             };
-            let id = self.db.store_id(&StoreName {
+            let id = self.db().store_id(&StoreName {
                 pipeline: name.to_string(),
                 operator: f.operator.clone(),
                 store: catalog.to_string(),
@@ -295,7 +262,7 @@ impl Controller {
             }
         }
         let our_stages = stages(spec);
-        let stage_ops = |s: &super::controller::Stage, spec: &PipelineSpec| -> Vec<String> {
+        let stage_ops = |s: &Stage, spec: &PipelineSpec| -> Vec<String> {
             s.ops
                 .iter()
                 .map(|&i| spec.operators[i].id().to_string())
@@ -334,23 +301,21 @@ impl Controller {
         m: &Manifest,
         prepared: Prepared,
     ) -> Result<u64, ControlError> {
-        self.db.delete_pipeline_state(name)?;
+        self.db().delete_pipeline_state(name)?;
         let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
-        for (_, _, topic) in super::changelog_topics(&self.log, name, &ids) {
-            match self.log.delete_topic(topic.name()) {
+        for (_, _, topic) in changelog_topics(self.log(), name, &ids) {
+            match self.log().delete_topic(topic.name()) {
                 Ok(()) | Err(LogError::NoSuchTopic(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        ingest(&self.db, Cf::State, &prepared.state)?;
-        ingest(&self.db, Cf::Timers, &prepared.timers)?;
+        ingest(self.db(), Cf::State, &prepared.state)?;
+        ingest(self.db(), Cf::Timers, &prepared.timers)?;
         // A stage with a Kafka sink keeps its changelogs in Kafka (rewritten below).
         let all = stages(spec);
         let last_stage = all.len() as u32 - 1;
         let sink_kafka = match &spec.sink {
-            Some(sink) => self
-                .kafka(sink)
-                .map_err(|e| ControlError::Invalid(e.to_string()))?,
+            Some(sink) => self.kafka(sink).map_err(ControlError::KafkaEndpoint)?,
             None => None,
         };
         let shape = &prepared.shape;
@@ -379,7 +344,7 @@ impl Controller {
                 partition: t.partition,
             };
             put_position(
-                &self.db,
+                self.db(),
                 &mut wb,
                 &id,
                 TaskPosition {
@@ -388,9 +353,9 @@ impl Controller {
                 },
             );
             // Always written, so watermarks from before the restore do not linger.
-            put_upstream_watermarks(&self.db, &mut wb, &id, &t.upstream_watermarks);
+            put_upstream_watermarks(self.db(), &mut wb, &id, &t.upstream_watermarks);
         }
-        self.db.write(wb)?;
+        self.db().write(wb)?;
         if let Some(conn) = &sink_kafka {
             let stage = all.last().expect("at least one stage");
             let operators: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
@@ -422,9 +387,8 @@ impl Controller {
                 tasks: &tasks,
                 kafka_source,
             };
-            crate::kafka::reset_to_savepoint(&self.db, conn, &plan).map_err(|e| {
-                ControlError::Conflict(format!("Kafka could not be brought to it ({e})"))
-            })?;
+            crate::kafka::reset_to_savepoint(self.db(), conn, &plan)
+                .map_err(ControlError::KafkaReset)?;
         }
         Ok(prepared.keys)
     }
@@ -439,7 +403,7 @@ impl Controller {
         store: &str,
         partitions: u32,
     ) -> Result<(), ControlError> {
-        let topic = self.log.ensure_topic(
+        let topic = self.log().ensure_topic(
             &changelog_topic(&scope.pipeline, &scope.operator, store),
             &TopicConfig {
                 partitions,
@@ -451,12 +415,12 @@ impl Controller {
         let flush = |appends: &mut Appends| -> Result<(), ControlError> {
             let mut a = std::mem::take(appends);
             a.mark_end(&topic, scope.partition, marker_key(scope, store));
-            self.log.commit(WriteBatch::default(), a)?;
+            self.log().commit(Commit::new(Arc::clone(self.db())), a)?;
             Ok(())
         };
         let mut appends = Appends::default();
-        let it = self.db.rocks().iterator_cf(
-            self.db.cf(cf),
+        let it = self.db().rocks().iterator_cf(
+            self.db().cf(cf),
             IteratorMode::From(&prefix, Direction::Forward),
         );
         for item in it {
@@ -483,16 +447,6 @@ impl Controller {
         Ok(())
     }
 
-    /// The savepoint of a restore that started but did not finish, if any.
-    pub(super) fn unfinished_restore(&self, pipeline: &str) -> Option<String> {
-        self.db
-            .rocks()
-            .get_cf(self.db.cf(Cf::Meta), journal_key(pipeline))
-            .ok()
-            .flatten()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-    }
-
     /// Finishes the restore a journal records for `pipeline` (`Ok(false)`: none).
     pub(super) fn finish_restore(
         &self,
@@ -500,7 +454,7 @@ impl Controller {
         spec: &PipelineSpec,
         operators: &[PinnedOperator],
     ) -> Result<bool, String> {
-        let Some(savepoint) = self.unfinished_restore(pipeline) else {
+        let Some(savepoint) = self.store.unfinished_restore(pipeline) else {
             return Ok(false);
         };
         tracing::warn!(%pipeline, %savepoint, "finishing a restore that did not finish");
@@ -508,41 +462,19 @@ impl Controller {
             let m = self.savepoints.get(&savepoint)?;
             let prepared = self.prepare_restore(pipeline, spec, operators, &m)?;
             self.apply_restore(pipeline, spec, &m, prepared)?;
-            self.end_journal(pipeline)
+            Ok(self.store.end_restore(pipeline)?)
         };
         redo()
             .map(|()| true)
             .map_err(|e| unfinished(&savepoint, &e))
     }
 
-    /// Forgets a finished restore (or the journal of a deleted pipeline).
-    pub(super) fn end_journal(&self, pipeline: &str) -> Result<(), ControlError> {
-        let mut wb = WriteBatch::default();
-        wb.delete_cf(self.db.cf(Cf::Meta), journal_key(pipeline));
-        Ok(self.db.write(wb)?)
-    }
-
-    /// Every pipeline with a restore journal.
-    pub(super) fn journaled_restores(&self) -> Result<Vec<String>, ControlError> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .rocks()
-            .prefix_iterator_cf(self.db.cf(Cf::Meta), JOURNAL)
-        {
-            let (k, _) = item.map_err(StateError::from)?;
-            if !k.starts_with(JOURNAL) {
-                break;
-            }
-            out.push(String::from_utf8_lossy(&k[JOURNAL.len()..]).into_owned());
-        }
-        Ok(out)
-    }
-
     /// Records a pipeline as failed (when it is known here).
     fn fail_pipeline(&self, name: &str, reason: String) {
-        if let Some(e) = self.pipelines.lock().expect("pipelines lock").get_mut(name)
-            && let Err(err) = self.set_state(&mut e.record, PipelineState::Failed, Some(reason))
+        if let Some(e) = self.table().get_mut(name)
+            && let Err(err) =
+                self.store
+                    .set_state(&mut e.record, PipelineState::Failed, Some(reason))
         {
             tracing::error!(pipeline = %name, "cannot record a pipeline's state: {err}");
         }
@@ -577,8 +509,4 @@ fn sst_reason(e: &StateError) -> &'static str {
         }
         _ => "the storage engine refused it",
     }
-}
-
-fn journal_key(pipeline: &str) -> Vec<u8> {
-    [JOURNAL, pipeline.as_bytes()].concat()
 }

@@ -1,16 +1,15 @@
 //! Taking savepoints of pipelines (restoring them is in `restore`).
 
-use super::controller::{Controller, Entry, stages};
+use super::controller::Controller;
+use super::error::ControlError;
 use super::pause::{pause, resume};
 use super::savepoints::{FORMAT_VERSION, Manifest, SavedTask};
-use super::{ControlError, PipelineState};
+use crate::model::{PipelineRecord, stages};
 use crate::record::now_ms;
 use crate::state::savepoint::export_pipeline;
 use crate::state::{TaskId, load_position, load_upstream_watermarks};
+use crate::task::TaskHandle;
 use std::sync::{Arc, mpsc};
-
-/// What an upgrade claims a pipeline for.
-pub(super) const UPGRADE: &str = "an upgrade";
 
 /// A savepoint being written.
 pub(super) struct Export {
@@ -19,28 +18,6 @@ pub(super) struct Export {
 }
 
 impl Controller {
-    /// Marks a pipeline busy with `what`, or says what it is busy with.
-    pub(super) fn claim(&self, name: &str, what: &'static str) -> Result<(), ControlError> {
-        let mut pipelines = self.pipelines.lock().expect("pipelines lock");
-        let entry = pipelines
-            .get_mut(name)
-            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
-        if let Some(other) = entry.busy {
-            return Err(ControlError::Busy {
-                pipeline: name.to_string(),
-                with: other,
-            });
-        }
-        entry.busy = Some(what);
-        Ok(())
-    }
-
-    pub(super) fn release(&self, name: &str) {
-        if let Some(e) = self.pipelines.lock().expect("pipelines lock").get_mut(name) {
-            e.busy = None;
-        }
-    }
-
     /// Takes a savepoint of a pipeline; a running pipeline pauses at one batch boundary
     /// only while a RocksDB snapshot is taken, and goes on while the files are written.
     pub fn savepoint(self: &Arc<Self>, name: &str) -> Result<Manifest, ControlError> {
@@ -70,34 +47,15 @@ impl Controller {
         self.pause_pipeline(&record, &tasks)?;
         let export = self.start_export(name, &record);
         let paused_ms = started.elapsed().as_secs_f64() * 1e3;
-        resume(&self.pool, &tasks);
+        resume(&tasks);
         Ok((self.finish_export(export?)?, paused_ms))
-    }
-
-    /// A pipeline's record, and its tasks when it runs.
-    pub(super) fn record_and_tasks(
-        &self,
-        name: &str,
-    ) -> Result<(super::PipelineRecord, Vec<Arc<crate::task::TaskHandle>>), ControlError> {
-        let pipelines = self.pipelines.lock().expect("pipelines lock");
-        let e: &Entry = pipelines
-            .get(name)
-            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
-        Ok((
-            e.record.clone(),
-            if e.record.state == PipelineState::Running {
-                e.tasks.clone()
-            } else {
-                Vec::new()
-            },
-        ))
     }
 
     /// Pauses every task of a running pipeline at one batch boundary (no-op when none).
     pub(super) fn pause_pipeline(
         &self,
-        record: &super::PipelineRecord,
-        tasks: &[Arc<crate::task::TaskHandle>],
+        record: &PipelineRecord,
+        tasks: &[Arc<TaskHandle>],
     ) -> Result<(), ControlError> {
         if tasks.is_empty() {
             return Ok(());
@@ -106,7 +64,7 @@ impl Controller {
             .iter()
             .map(|s| s.source.clone())
             .collect();
-        pause(&self.pool, &self.log, tasks, &sources).map_err(ControlError::Conflict)
+        pause(self.log(), tasks, &sources).map_err(ControlError::Pause)
     }
 
     /// Takes the snapshot of a savepoint (the pipeline must be paused or stopped) and
@@ -114,7 +72,7 @@ impl Controller {
     pub(super) fn start_export(
         &self,
         name: &str,
-        record: &super::PipelineRecord,
+        record: &PipelineRecord,
     ) -> Result<Export, ControlError> {
         let id = self.savepoints.new_id(name, now_ms());
         let dir = self.savepoints.path(&id);
@@ -127,19 +85,19 @@ impl Controller {
                     stage: stage.index,
                     partition: p,
                 };
-                let pos = load_position(&self.db, &id)?;
+                let pos = load_position(self.db(), &id)?;
                 tasks.push(SavedTask {
                     stage: stage.index,
                     partition: p,
                     offset: pos.offset,
                     watermark: pos.watermark,
-                    upstream_watermarks: load_upstream_watermarks(&self.db, &id)?,
+                    upstream_watermarks: load_upstream_watermarks(self.db(), &id)?,
                 });
             }
         }
         // The snapshot is taken on the export thread (it borrows the database there).
         let (snapped_tx, snapped_rx) = mpsc::channel::<()>();
-        let db = Arc::clone(&self.db);
+        let db = Arc::clone(self.db());
         let (pipeline, export_dir) = (name.to_string(), dir.clone());
         let thread = std::thread::spawn(move || {
             let snapshot = db.rocks().snapshot();
@@ -171,10 +129,10 @@ impl Controller {
         let stores = export
             .thread
             .join()
-            .map_err(|_| ControlError::Conflict("the savepoint export panicked".into()))?
+            .map_err(|_| ControlError::Panicked("the savepoint export"))?
             .map_err(|e| {
                 let _ = std::fs::remove_dir_all(&dir);
-                ControlError::Conflict(format!("savepoint export failed: {e}"))
+                ControlError::Export(e)
             })?;
         manifest.keys = stores.iter().map(|s| s.keys).sum();
         manifest.stores = stores;

@@ -6,17 +6,17 @@
 //! changelog tail (see `restore`), which the transaction made durable.
 
 use super::{Connection, KafkaError, REQUEST_TIMEOUT, admin};
+use crate::io::{IoError, Outputs, Sink};
 use crate::log::partitioner::partition_for_key;
 use crate::record::Record;
-use crate::state::changelog::{Change, OperatorChanges, changelog_topic, marker_key};
-use crate::state::{Cf, Db, StateScope, TaskPosition};
-use crate::task::{Outputs, Sink, TaskError, batch};
+use crate::record::batch;
+use crate::state::changelog::{Change, OperatorChanges, changelog_topic};
+use crate::state::{Commit, StateScope, TaskPosition};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use rocksdb::WriteBatch;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -131,8 +131,8 @@ pub struct KafkaSink {
     position: TaskPosition,
 }
 
-fn sink_error(e: impl std::fmt::Display) -> TaskError {
-    TaskError::Sink(e.to_string())
+fn sink_error(e: impl std::fmt::Display) -> IoError {
+    IoError::Sink(e.to_string())
 }
 
 impl KafkaSink {
@@ -186,7 +186,7 @@ impl KafkaSink {
 
     /// Partitions of a derived topic, created when missing (changelogs compacted, with
     /// one partition per task; side outputs like the sink).
-    fn topic(&mut self, name: &str, changelog: bool) -> Result<u32, TaskError> {
+    fn topic(&mut self, name: &str, changelog: bool) -> Result<u32, IoError> {
         if let Some(n) = self.topics.get(name) {
             return Ok(*n);
         }
@@ -208,7 +208,7 @@ impl KafkaSink {
         value: Option<&[u8]>,
         timestamp: i64,
         headers: &[(&str, &[u8])],
-    ) -> Result<(), TaskError> {
+    ) -> Result<(), IoError> {
         let mut record: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic)
             .partition(partition as i32)
             .timestamp(timestamp);
@@ -252,7 +252,7 @@ impl KafkaSink {
         }
     }
 
-    fn send_record(&mut self, topic: &str, r: &Record) -> Result<(), TaskError> {
+    fn send_record(&mut self, topic: &str, r: &Record) -> Result<(), IoError> {
         let n = self.topic(topic, false)?;
         let headers: Vec<(&str, &[u8])> = r
             .headers
@@ -274,7 +274,7 @@ impl KafkaSink {
         &mut self,
         outputs: &[Outputs],
         changes: &[OperatorChanges],
-    ) -> Result<Vec<(String, String, String)>, TaskError> {
+    ) -> Result<Vec<(String, String, String)>, IoError> {
         for o in outputs {
             for i in 0..o.main.events.len() {
                 let (key, value, ts, headers) = batch::parts(&o.main, i);
@@ -337,7 +337,7 @@ impl KafkaSink {
 
     /// Waits until every produced record is acknowledged. (librdkafka's flush sleeps in
     /// 100 ms steps between checks; polling in 1 ms steps answers much sooner.)
-    fn drain(&self) -> Result<(), TaskError> {
+    fn drain(&self) -> Result<(), IoError> {
         let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
         while self.producer.in_flight_count() > 0 {
             if std::time::Instant::now() > deadline {
@@ -357,7 +357,7 @@ impl KafkaSink {
 
     fn offsets(
         &self,
-    ) -> Result<Option<(TopicPartitionList, rdkafka::consumer::ConsumerGroupMetadata)>, TaskError>
+    ) -> Result<Option<(TopicPartitionList, rdkafka::consumer::ConsumerGroupMetadata)>, IoError>
     {
         let Some(src) = &self.source else {
             return Ok(None);
@@ -384,11 +384,10 @@ impl Sink for KafkaSink {
 
     fn commit(
         &mut self,
-        db: &Db,
-        mut wb: WriteBatch,
+        mut commit: Commit,
         outputs: Vec<Outputs>,
         changes: Vec<OperatorChanges>,
-    ) -> Result<(), TaskError> {
+    ) -> Result<(), IoError> {
         self.take_deliveries();
         if self.transactional {
             self.producer
@@ -455,14 +454,10 @@ impl Sink for KafkaSink {
                     operator,
                     partition: self.partition,
                 };
-                wb.put_cf(
-                    db.cf(Cf::Meta),
-                    marker_key(&scope, &store),
-                    ((*last + 1) as u64).to_be_bytes(),
-                );
+                commit.put_changelog_marker(&scope, &store, (*last + 1) as u64);
             }
         }
-        db.write(wb).map_err(sink_error)?;
+        commit.write().map_err(sink_error)?;
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! A task's source partition in Kafka.
 
 use super::{Connection, KafkaError};
+use crate::io::{IoError, SourceBatch, TaskSource};
+use crate::record::batch;
 use crate::record::now_ms;
-use crate::task::{SourceBatch, TaskError, TaskSource, batch};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -57,24 +58,24 @@ impl KafkaSource {
         Arc::clone(&self.consumer)
     }
 
-    fn seek(&mut self, from: u64) -> Result<(), TaskError> {
+    fn seek(&mut self, from: u64) -> Result<(), IoError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
             &self.topic,
             self.partition as i32,
             Offset::Offset(from as i64),
         )
-        .map_err(|e| TaskError::Source(e.to_string()))?;
+        .map_err(|e| IoError::Source(e.to_string()))?;
         self.consumer
             .assign(&tpl)
-            .map_err(|e| TaskError::Source(self.conn.error(e).to_string()))?;
+            .map_err(|e| IoError::Source(self.conn.error(e).to_string()))?;
         self.next = Some(from);
         Ok(())
     }
 }
 
 impl TaskSource for KafkaSource {
-    fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, TaskError> {
+    fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, IoError> {
         if self.next != Some(from) {
             self.seek(from)?;
         }

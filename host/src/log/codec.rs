@@ -7,8 +7,7 @@
 //! All integers big-endian.
 
 use crate::record::Record;
-use crate::runtime::bindings::EventBatch;
-use crate::task::batch;
+use crate::record::batch::{self, EventBatch};
 
 const VERSION: u8 = 1;
 const NO_KEY: u32 = u32::MAX;

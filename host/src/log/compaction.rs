@@ -96,6 +96,15 @@ mod tests {
     use crate::state::{Db, DbOptions};
     use std::sync::Arc;
 
+    /// Every change left in partition 0 of a changelog topic.
+    fn changes_in(log: &Log, t: &Topic) -> Vec<Change> {
+        log.read(t, 0, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|(_, r, _)| Change::from_record(r).unwrap())
+            .collect()
+    }
+
     #[test]
     fn compaction_keeps_the_latest_change_per_key() {
         let dir = tempfile::tempdir().unwrap();
@@ -135,12 +144,7 @@ mod tests {
         log.produce(&t, &records).unwrap();
         // Everything below offset 7 may go; `e` (offset 7) is kept as is.
         let removed = log.compact_partition(&t, 0, 7).unwrap();
-        let left: Vec<Change> = log
-            .read(&t, 0, 0, 100)
-            .unwrap()
-            .iter()
-            .map(|(_, r, _)| Change::from_record(r).unwrap())
-            .collect();
+        let left = changes_in(&log, &t);
         assert_eq!(
             left,
             vec![
@@ -157,12 +161,7 @@ mod tests {
         assert_eq!(removed, 3);
         // Again: the delete of `b` is now the oldest record of `b`, so it goes too.
         assert_eq!(log.compact_partition(&t, 0, 100).unwrap(), 1);
-        let left: Vec<Change> = log
-            .read(&t, 0, 0, 100)
-            .unwrap()
-            .iter()
-            .map(|(_, r, _)| Change::from_record(r).unwrap())
-            .collect();
+        let left = changes_in(&log, &t);
         assert_eq!(
             replay(&left),
             replay(&changes),

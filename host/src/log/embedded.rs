@@ -9,9 +9,10 @@ use super::codec::{self, CodecError};
 use super::partitioner::partition_for_key;
 use super::signal::Signal;
 use super::topic::{Topic, TopicConfig, TopicMeta};
+use crate::io::SourceBatch;
+use crate::record::batch;
 use crate::record::{Record, now_ms};
-use crate::state::{Cf, Db, StateError, keys};
-use crate::task::{SourceBatch, batch};
+use crate::state::{Cf, Commit, Db, StateError, keys};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -289,12 +290,16 @@ impl Log {
             let p = self.partition_for(topic, r.key.as_deref(), *explicit)?;
             appends.push(topic, p, &codec::encode_record(r, now));
         }
-        self.commit(WriteBatch::default(), appends)
+        self.commit_batch(WriteBatch::default(), appends)
     }
 
     /// Writes `batch` (a task's state, positions...) together with `appends`, atomically,
     /// then makes the appended records visible. Returns where each record went.
-    pub fn commit(
+    pub fn commit(&self, commit: Commit, appends: Appends) -> Result<Vec<(u32, u64)>, LogError> {
+        self.commit_batch(commit.into_batch(), appends)
+    }
+
+    fn commit_batch(
         &self,
         mut batch: WriteBatch,
         appends: Appends,

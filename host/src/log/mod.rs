@@ -1,6 +1,7 @@
 //! Topics: the embedded log (the default, in RocksDB) and the sink that writes task
 //! outputs into it atomically with the task's commit.
 
+mod changelogs;
 pub mod codec;
 mod compaction;
 mod embedded;
@@ -10,6 +11,7 @@ mod sink;
 mod source;
 mod topic;
 
+pub use changelogs::{ReplayError, Replayed, catch_up, changelog_topics};
 pub use embedded::{Appends, Log, LogError, PARTITIONS_MAX};
 pub use signal::Signal;
 pub use sink::TopicSink;

@@ -6,12 +6,12 @@ use super::codec;
 use super::embedded::{Appends, Log};
 use super::partitioner::partition_for_key;
 use super::topic::{Topic, TopicConfig};
+use crate::io::{IoError, Outputs, Sink, watermark_record};
+use crate::record::batch;
 use crate::record::{Record, now_ms};
 use crate::state::TaskPosition;
 use crate::state::changelog::{OperatorChanges, changelog_topic, marker_key};
-use crate::state::{Db, StateScope};
-use crate::task::{Outputs, Sink, TaskError, batch, watermark_record};
-use rocksdb::WriteBatch;
+use crate::state::{Commit, StateScope};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -61,7 +61,7 @@ impl TopicSink {
         self
     }
 
-    fn changelog(&mut self, operator: &str, store: &str) -> Result<Arc<Topic>, TaskError> {
+    fn changelog(&mut self, operator: &str, store: &str) -> Result<Arc<Topic>, IoError> {
         let name = changelog_topic(&self.pipeline, operator, store);
         if let Some(t) = self.changelogs.get(&name) {
             return Ok(Arc::clone(t));
@@ -74,12 +74,12 @@ impl TopicSink {
         let t = self
             .log
             .ensure_topic(&name, &config)
-            .map_err(|e| TaskError::Sink(format!("topic {name}: {e}")))?;
+            .map_err(|e| IoError::Sink(format!("topic {name}: {e}")))?;
         self.changelogs.insert(name, Arc::clone(&t));
         Ok(t)
     }
 
-    fn side_topic(&mut self, port: &str) -> Result<Arc<Topic>, TaskError> {
+    fn side_topic(&mut self, port: &str) -> Result<Arc<Topic>, IoError> {
         if let Some(t) = self.side.get(port) {
             return Ok(Arc::clone(t));
         }
@@ -91,7 +91,7 @@ impl TopicSink {
         let t = self
             .log
             .ensure_topic(&name, &config)
-            .map_err(|e| TaskError::Sink(format!("topic {name}: {e}")))?;
+            .map_err(|e| IoError::Sink(format!("topic {name}: {e}")))?;
         self.side.insert(port.to_string(), Arc::clone(&t));
         Ok(t)
     }
@@ -121,11 +121,10 @@ impl Sink for TopicSink {
 
     fn commit(
         &mut self,
-        _db: &Db,
-        batch: WriteBatch,
+        commit: Commit,
         outputs: Vec<Outputs>,
         changes: Vec<OperatorChanges>,
-    ) -> Result<(), TaskError> {
+    ) -> Result<(), IoError> {
         let now = now_ms();
         let mut appends = Appends::default();
         for o in &outputs {
@@ -174,8 +173,8 @@ impl Sink for TopicSink {
             _ => None,
         };
         self.log
-            .commit(batch, appends)
-            .map_err(|e| TaskError::Sink(e.to_string()))?;
+            .commit(commit, appends)
+            .map_err(|e| IoError::Sink(e.to_string()))?;
         if let (Some(next), Some((_, last))) = (marked, &mut self.watermarks) {
             *last = next;
         }

@@ -1,6 +1,6 @@
 use super::embedded::Log;
 use super::topic::Topic;
-use crate::task::{SourceBatch, TaskError, TaskSource};
+use crate::io::{IoError, SourceBatch, TaskSource};
 use std::sync::Arc;
 
 /// A task's source partition in the embedded log.
@@ -21,11 +21,11 @@ impl TopicSource {
 }
 
 impl TaskSource for TopicSource {
-    fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, TaskError> {
+    fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, IoError> {
         self.log
             .read_batch(&self.topic, self.partition, from, max)
             .map_err(|e| {
-                TaskError::Source(format!(
+                IoError::Source(format!(
                     "topic {} partition {}: {e}",
                     self.topic.name(),
                     self.partition

@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// One task of a pipeline stage as a server shares it for idle partitions elsewhere to
+/// follow: partition, watermark, idle.
+pub type TaskClock = (u32, i64, bool);
+
 /// A hold of a shared pipeline (`until_ms` in the past: released).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {

@@ -5,10 +5,12 @@
 pub mod cluster;
 pub mod pipeline;
 pub mod spec;
+pub mod topology;
 
-pub use cluster::{Held, Hold, ProbationReport};
+pub use cluster::{Held, Hold, ProbationReport, TaskClock};
 pub use pipeline::{PinnedOperator, PipelineRecord, PipelineState, UpgradeRecord, UpgradeResult};
 pub use spec::{
     KafkaEndpoint, LateEvents, OnError, OperatorSpec, PipelineSpec, Settings, SpecError, TopicRef,
     VersionRef,
 };
+pub use topology::{Stage, repartition_topic, stages};

@@ -1,5 +1,6 @@
 //! Records as users see them, and the JSON-lines format they are read and written in.
 
+pub mod batch;
 mod json;
 
 pub use json::{JsonError, parse_array, parse_line, to_json, to_json_line};

@@ -1,7 +1,9 @@
-use super::bindings::{self, ByteList, EventBatch, GuestError, KvBatch, OperatorInfo, OutputBatch};
+use super::bindings::{self, GuestError, OperatorInfo};
+use super::edge;
 use super::engine::{EngineParts, deadline_ticks};
 use super::host::{HostState, TaskInfo};
 use super::{CallError, Limits, MemoryLimitExceeded, TrapKind};
+use crate::record::batch::{EventBatch, OutputBatch};
 use crate::state::{OperatorState, StateError};
 use std::sync::Arc;
 use wasmtime::Store;
@@ -15,6 +17,8 @@ pub struct OperatorInstance {
     bindings: bindings::Operator,
     deadline_ticks: u64,
     deadline_secs: f64,
+    /// The last batch in WIT form, kept for its buffers.
+    scratch: bindings::EventBatch,
 }
 
 impl OperatorInstance {
@@ -36,6 +40,7 @@ impl OperatorInstance {
                 bindings,
                 deadline_ticks,
                 deadline_secs,
+                scratch: edge::empty_event_batch(),
             }),
             Err(e) => {
                 let err = classify(e, &store.data().stderr.recent(), deadline_secs);
@@ -62,7 +67,12 @@ impl OperatorInstance {
 
     /// Hands a batch to the operator.
     pub fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError> {
-        self.call(|b, s| b.eddy_operator_handler().call_process(s, batch))?
+        let mut scratch = std::mem::replace(&mut self.scratch, edge::empty_event_batch());
+        edge::event_batch_in(batch, &mut scratch);
+        let result = self.call(|b, s| b.eddy_operator_handler().call_process(s, &scratch));
+        self.scratch = scratch;
+        result?
+            .map(edge::output_batch_out)
             .map_err(|e| CallError::Rejected {
                 index: e.index,
                 error: e.error,
@@ -72,21 +82,27 @@ impl OperatorInstance {
     /// Fires one timer.
     pub fn on_timer(&mut self, key: &[u8], at: i64) -> Result<OutputBatch, CallError> {
         self.call(|b, s| b.eddy_operator_handler().call_on_timer(s, key, at))?
+            .map(edge::output_batch_out)
             .map_err(CallError::Failed)
     }
 
-    /// Migrates a page of a store's entries; a refusal is `CallError::Failed(Fatal(..))`.
+    /// Migrates a page of a store's entries: one item per entry, the new value or `None`
+    /// to delete it. A refusal (or a malformed answer) is `CallError::Failed(Fatal(..))`.
     pub fn migrate(
         &mut self,
         store: &str,
         from_version: u32,
-        entries: &KvBatch,
-    ) -> Result<ByteList, CallError> {
-        self.call(|b, s| {
-            b.eddy_operator_handler()
-                .call_migrate(s, store, from_version, entries)
-        })?
-        .map_err(|msg| CallError::Failed(GuestError::Fatal(msg)))
+        entries: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Option<Vec<u8>>>, CallError> {
+        let batch = edge::kv_batch_in(entries);
+        let fatal = |msg| CallError::Failed(GuestError::Fatal(msg));
+        let list = self
+            .call(|b, s| {
+                b.eddy_operator_handler()
+                    .call_migrate(s, store, from_version, &batch)
+            })?
+            .map_err(fatal)?;
+        edge::byte_list_out(&list).map_err(|m| fatal(format!("migrate returned {m}")))
     }
 
     /// The state the instance reads and writes.

@@ -13,6 +13,7 @@
 pub mod bindings;
 mod cache;
 mod component;
+mod edge;
 mod engine;
 mod error;
 pub(crate) mod host;

@@ -9,6 +9,7 @@ use crate::record::now_ms;
 use crate::registry::{Registry, RegistryError};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
 use crate::state::{Db, DbOptions, StateError};
+use crate::task::TaskFactory;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,17 +131,9 @@ impl App {
                 path: dir.display().to_string(),
                 detail: e.to_string(),
             })?;
-        let controller = Arc::new(
-            Controller::new(
-                db,
-                log,
-                registry,
-                Arc::clone(&metrics),
-                config.workers,
-                savepoints,
-            )
-            .with_kafka_brokers(config.kafka_brokers.clone()),
-        );
+        let factory = TaskFactory::new(db, log, registry, Arc::clone(&metrics), config.workers)
+            .with_kafka_brokers(config.kafka_brokers.clone());
+        let controller = Arc::new(Controller::new(factory, savepoints));
         if let Some(cluster) = &config.cluster {
             let brokers = config.kafka_brokers.clone().ok_or_else(|| {
                 ServerError::Cluster(

@@ -7,16 +7,19 @@
 
 mod catalog;
 pub mod changelog;
+mod commit;
 mod db;
 pub mod keys;
 mod meta;
 mod operator_state;
+pub mod records;
 pub mod savepoint;
 pub mod scan;
 mod store;
 mod timers;
 
 pub use catalog::{StoreName, TIMERS};
+pub use commit::Commit;
 pub use db::{Cf, Db, DbOptions};
 pub use meta::{
     TaskId, TaskPosition, load_position, load_upstream_watermarks, put_position,

@@ -1,11 +1,10 @@
 //! Everything one operator of one task reads and writes: its named stores and timers.
 
-use super::changelog::{OperatorChanges, StoreChanges, TIMERS_STORE};
+use super::changelog::{Change, OperatorChanges, StoreChanges, TIMERS_STORE};
 use super::scan::{self, ScanPage};
 use super::store::{CounterError, StoreState, check_store_name};
 use super::timers::TimerState;
 use super::{Db, StateError, StoreName, TIMERS, keys};
-use rocksdb::WriteBatch;
 use std::sync::Arc;
 
 /// Which operator of which task a piece of state belongs to.
@@ -175,48 +174,35 @@ impl OperatorState {
 
     /// The current batch succeeded: its writes wait for the next commit.
     pub fn end_batch(&mut self) {
-        self.stores.iter_mut().for_each(StoreState::end_batch);
-        self.timers.end_batch();
+        self.each(StoreState::end_batch, TimerState::end_batch);
     }
 
     /// The current batch failed: forget its writes (earlier batches' writes stay).
     pub fn discard_batch(&mut self) {
-        self.stores.iter_mut().for_each(StoreState::discard_batch);
-        self.timers.discard_batch();
+        self.each(StoreState::discard_batch, TimerState::discard_batch);
     }
 
-    /// Adds everything written since the last commit to `batch`; with `changes`, also
+    /// Takes the same step in every store and in the timers.
+    fn each(&mut self, store: fn(&mut StoreState), timers: fn(&mut TimerState)) {
+        self.stores.iter_mut().for_each(store);
+        timers(&mut self.timers);
+    }
+
+    /// Adds everything written since the last commit to `commit`; with `changes`, also
     /// lists them for the changelogs.
-    pub fn stage(&mut self, batch: &mut WriteBatch, changes: Option<&mut OperatorChanges>) {
-        match changes {
-            None => {
-                for store in &mut self.stores {
-                    store.stage(&self.db, batch, None);
-                }
-                self.timers.stage(&self.db, batch, None);
-            }
-            Some(out) => {
-                out.operator = self.scope.operator.clone();
-                for store in &mut self.stores {
-                    let mut c = StoreChanges {
-                        store: store.name.clone(),
-                        changes: Vec::new(),
-                    };
-                    store.stage(&self.db, batch, Some(&mut c.changes));
-                    if !c.changes.is_empty() {
-                        out.stores.push(c);
-                    }
-                }
-                let mut c = StoreChanges {
-                    store: TIMERS_STORE.to_string(),
-                    changes: Vec::new(),
-                };
-                self.timers.stage(&self.db, batch, Some(&mut c.changes));
-                if !c.changes.is_empty() {
-                    out.stores.push(c);
-                }
-            }
+    pub fn stage(&mut self, commit: &mut super::Commit, mut changes: Option<&mut OperatorChanges>) {
+        let batch = commit.batch();
+        if let Some(out) = changes.as_deref_mut() {
+            out.operator = self.scope.operator.clone();
         }
+        for store in &mut self.stores {
+            let mut c = changes.as_ref().map(|_| Vec::new());
+            store.stage(&self.db, batch, c.as_mut());
+            collect(&mut changes, &store.name, c);
+        }
+        let mut c = changes.as_ref().map(|_| Vec::new());
+        self.timers.stage(&self.db, batch, c.as_mut());
+        collect(&mut changes, TIMERS_STORE, c);
     }
 
     /// Names of the stores opened so far.
@@ -226,15 +212,25 @@ impl OperatorState {
 
     /// The commit holding [`OperatorState::stage`]'s writes succeeded.
     pub fn committed(&mut self) {
-        self.stores.iter_mut().for_each(StoreState::committed);
-        self.timers.committed();
+        self.each(StoreState::committed, TimerState::committed);
     }
 
     /// Forgets everything not committed and every cached value: the state underneath
     /// was replaced (a restore), or the task goes back to its last commit.
     pub fn reset(&mut self) {
-        self.stores.iter_mut().for_each(StoreState::reset);
-        self.timers.reset();
+        self.each(StoreState::reset, TimerState::reset);
+    }
+}
+
+/// Adds one store's staged changes, if there are any, to the operator's.
+fn collect(out: &mut Option<&mut OperatorChanges>, store: &str, changes: Option<Vec<Change>>) {
+    if let (Some(out), Some(changes)) = (out.as_deref_mut(), changes)
+        && !changes.is_empty()
+    {
+        out.stores.push(StoreChanges {
+            store: store.to_string(),
+            changes,
+        });
     }
 }
 
@@ -272,10 +268,16 @@ mod tests {
 
     fn commit(s: &mut OperatorState) {
         s.end_batch();
-        let mut batch = WriteBatch::default();
-        s.stage(&mut batch, None);
-        s.db().write(batch).unwrap();
+        let mut commit = crate::state::Commit::new(Arc::clone(s.db()));
+        s.stage(&mut commit, None);
+        commit.write().unwrap();
         s.committed();
+    }
+
+    /// Every key of a store, as a scan sees it.
+    fn all_keys(s: &mut OperatorState, id: StoreId) -> Vec<Vec<u8>> {
+        let page = s.scan(id, b"", None, 100, None).unwrap();
+        page.entries.into_iter().map(|e| e.0).collect()
     }
 
     fn keys_of(page: &ScanPage) -> Vec<&[u8]> {
@@ -357,25 +359,17 @@ mod tests {
         s.set(id, b"c".to_vec(), b"again".to_vec());
         assert_eq!(s.get(id, b"b").unwrap(), None);
         assert_eq!(s.get(id, b"bz").unwrap(), None);
-        let keys: Vec<Vec<u8>> = s
-            .scan(id, b"", None, 100, None)
-            .unwrap()
-            .entries
-            .into_iter()
-            .map(|e| e.0)
-            .collect();
-        assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(
+            all_keys(&mut s, id),
+            vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
         commit(&mut s);
         let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20).unwrap();
         let id2 = fresh.open_store("s").unwrap().unwrap();
-        let keys: Vec<Vec<u8>> = fresh
-            .scan(id2, b"", None, 100, None)
-            .unwrap()
-            .entries
-            .into_iter()
-            .map(|e| e.0)
-            .collect();
-        assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(
+            all_keys(&mut fresh, id2),
+            vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
         assert_eq!(fresh.get(id2, b"c").unwrap(), Some(b"again".to_vec()));
         s.delete_range(id, b"".to_vec(), None);
         commit(&mut s);

@@ -3,6 +3,7 @@
 //! windows back for as long as no input comes. In a cluster, the other servers' tasks of
 //! the stage count too: each server shares its own through the cluster catalog.
 
+use crate::model::TaskClock;
 use crate::record::now_ms;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -10,9 +11,6 @@ use std::sync::Mutex;
 /// A server's report older than this no longer counts (the server stopped reporting:
 /// it left, or its tasks moved).
 pub const REMOTE_REPORT_TTL_MS: i64 = 10_000;
-
-/// One task of a stage: partition, watermark, idle.
-pub type TaskClock = (u32, i64, bool);
 
 #[derive(Debug, Default)]
 pub struct StageClock {

@@ -6,6 +6,8 @@ use std::time::Duration;
 /// How a task runs.
 #[derive(Debug, Clone)]
 pub struct TaskConfig {
+    /// Most records read from the source at once.
+    pub batch_size: usize,
     pub policy: OnError,
     /// The watermark trails the largest event time seen by this much.
     pub watermark_delay: i64,
@@ -29,6 +31,7 @@ impl TaskConfig {
     /// The task settings of a pipeline spec.
     pub fn from_settings(s: &crate::model::Settings) -> Self {
         TaskConfig {
+            batch_size: s.batch_size,
             policy: s.on_error,
             watermark_delay: s.out_of_orderness_ms(),
             late_events: s.late_events,

@@ -30,8 +30,7 @@ pub enum TaskError {
     },
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("sink: {0}")]
-    Sink(String),
-    #[error("source: {0}")]
-    Source(String),
+    /// The source could not be read or the sink could not commit.
+    #[error(transparent)]
+    Io(#[from] crate::io::IoError),
 }

@@ -1,12 +1,15 @@
-//! The narrow handle between the control plane and a running task: commands in (stop),
-//! status out.
+//! The narrow handle between the control plane and a running task: typed commands in
+//! (each with its own reply), status out. Sending a command wakes the workers.
 
-use super::{Probation, Sink, Task, TaskError};
+use super::Probation;
+use super::swap::{SwapPlan, SwapReport};
+use crate::log::Signal;
+use crate::model::UpgradeResult;
 use crate::state::TaskId;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::{Condvar, Mutex};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Where a task is in its life.
@@ -23,17 +26,39 @@ pub enum TaskState {
     Remote,
 }
 
-/// Work for a task's own thread, run between batches. An error ends the task as failed.
-pub type TaskJob = Box<dyn FnOnce(&mut Task, &mut dyn Sink) -> Result<(), TaskError> + Send>;
+/// Where a task sends its answer to one command.
+pub type Reply<T> = Sender<T>;
 
-/// What the control plane can ask of a running task.
+/// What the control plane can ask of a running task; the task carries it out between
+/// two batches.
 pub enum Command {
-    /// Commit, then process nothing until `Resume`; the sender learns when (and whether
-    /// the commit worked).
-    Pause(Sender<Result<(), String>>),
+    /// Commit, then process nothing until `Resume`; the reply says when (and whether the
+    /// commit worked).
+    Pause(Reply<Result<(), String>>),
     Resume,
-    /// Run a job on the task (swap an operator, end a probation, ...).
-    Run(TaskJob),
+    /// Swap the plan's operator to its new version (migrating its state when the format
+    /// changes) and hold the task's commits on probation.
+    Upgrade(Arc<SwapPlan>, Reply<Result<SwapReport, String>>),
+    /// The upgrade passed: end the probation, so the held work commits (a task still on
+    /// the old version swaps first).
+    Accept(Arc<SwapPlan>, Reply<Result<SwapReport, String>>),
+    /// The upgrade failed: drop the held work and go back to the old version.
+    RollBack(Arc<SwapPlan>, Reply<Result<SwapReport, String>>),
+}
+
+impl Command {
+    /// The command that brings a task to an upgrade's state in the pipeline record (a
+    /// cluster's servers follow the record this way).
+    pub fn converge(
+        plan: Arc<SwapPlan>,
+        verdict: UpgradeResult,
+    ) -> impl FnOnce(Reply<Result<SwapReport, String>>) -> Command {
+        move |reply| match verdict {
+            UpgradeResult::Probation => Command::Upgrade(plan, reply),
+            UpgradeResult::Succeeded => Command::Accept(plan, reply),
+            UpgradeResult::RolledBack => Command::RollBack(plan, reply),
+        }
+    }
 }
 
 /// What a task reports about itself.
@@ -104,11 +129,14 @@ pub struct TaskHandle {
     status: Mutex<TaskStatus>,
     commands: Mutex<Vec<Command>>,
     done: (Mutex<bool>, Condvar),
+    /// Wakes the workers, so a command or a stop is seen at once.
+    waker: Arc<Signal>,
 }
 
 impl TaskHandle {
-    pub fn new(id: TaskId, committed_offset: u64) -> Self {
+    pub fn new(id: TaskId, committed_offset: u64, waker: Arc<Signal>) -> Self {
         TaskHandle {
+            waker,
             stop: AtomicBool::new(false),
             status: Mutex::new(TaskStatus::at(
                 id.stage,
@@ -123,9 +151,26 @@ impl TaskHandle {
         }
     }
 
-    /// Queues a command for the task's next step (wake the workers after sending).
+    /// Queues a command for the task's next step and wakes the workers. A task that has
+    /// ended drops it (and with it any reply channel, so nobody waits for an answer).
     pub fn send(&self, command: Command) {
-        self.commands.lock().expect("commands lock").push(command);
+        // The commands lock is held across the check, as `finish` holds it: a command
+        // is either queued before the task ends (and dropped then) or not at all.
+        let mut commands = self.commands.lock().expect("commands lock");
+        if self.is_finished() {
+            return;
+        }
+        commands.push(command);
+        drop(commands);
+        self.waker.notify();
+    }
+
+    /// Sends the command `make` builds around a reply channel; the receiver gets the
+    /// task's answer (or disconnects when the task ends first).
+    pub fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Receiver<T> {
+        let (tx, rx) = mpsc::channel();
+        self.send(make(tx));
+        rx
     }
 
     pub(crate) fn take_commands(&self) -> Vec<Command> {
@@ -135,6 +180,7 @@ impl TaskHandle {
     /// Asks the task to commit what it has and stop at its next batch boundary.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
+        self.waker.notify();
     }
 
     pub fn stop_requested(&self) -> bool {
@@ -149,11 +195,13 @@ impl TaskHandle {
         f(&mut self.status.lock().expect("status lock"))
     }
 
-    /// The task has ended (stopped or failed).
+    /// The task has ended (stopped or failed): commands still queued are dropped.
     pub(crate) fn finish(&self) {
+        let mut commands = self.commands.lock().expect("commands lock");
         let (lock, cond) = &self.done;
         *lock.lock().expect("done lock") = true;
         cond.notify_all();
+        commands.clear();
     }
 
     pub fn is_finished(&self) -> bool {
@@ -169,4 +217,21 @@ impl TaskHandle {
             .expect("done lock");
         *guard
     }
+}
+
+/// Sends every task the command `make` builds and collects their answers in order; a
+/// task that does not answer within `timeout` (or ended) counts as an error.
+pub fn ask_all<T>(
+    tasks: &[Arc<TaskHandle>],
+    make: impl Fn(Reply<Result<T, String>>) -> Command,
+    timeout: Duration,
+) -> Vec<Result<T, String>> {
+    let replies: Vec<_> = tasks.iter().map(|t| t.request(&make)).collect();
+    replies
+        .into_iter()
+        .map(|rx| {
+            rx.recv_timeout(timeout)
+                .unwrap_or_else(|_| Err("the task did not answer".into()))
+        })
+        .collect()
 }

@@ -2,8 +2,8 @@
 //! the baseline of every benchmark, and handy in tests.
 
 use super::Operator;
+use crate::record::batch::{EventBatch, OutputBatch};
 use crate::runtime::CallError;
-use crate::runtime::bindings::{EventBatch, OutputBatch};
 use crate::state::OperatorState;
 
 /// The logic of a native operator: a batch and the operator's state in, outputs out.
@@ -41,11 +41,7 @@ impl Operator for NativeOperator {
     }
 
     fn on_timer(&mut self, _key: &[u8], _at: i64) -> Result<OutputBatch, CallError> {
-        Ok(OutputBatch {
-            data: Vec::new(),
-            outputs: Vec::new(),
-            headers: Vec::new(),
-        })
+        Ok(OutputBatch::default())
     }
 
     fn state(&mut self) -> &mut OperatorState {

@@ -1,9 +1,16 @@
 //! An operator as a task drives it: a Wasm component instance that is rebuilt after a
 //! trap, or native Rust code (benchmarks, tests) behind the same trait.
 
-use crate::runtime::bindings::{ByteList, EventBatch, GuestError, KvBatch, OutputBatch};
+use crate::record::batch::{EventBatch, OutputBatch};
+use crate::runtime::bindings::GuestError;
 use crate::runtime::{CallError, Limits, OperatorComponent, OperatorInstance, TaskInfo};
-use crate::state::OperatorState;
+use crate::state::{Db, OperatorState, StateError, StateScope};
+use std::sync::Arc;
+
+/// A page of a store's entries handed to `migrate`: `(key, value)`.
+pub type Entries = [(Vec<u8>, Vec<u8>)];
+/// What `migrate` returns: per entry, its new value, or `None` to delete it.
+pub type Migrated = Vec<Option<Vec<u8>>>;
 
 /// One operator of a task's chain.
 pub trait Operator: Send {
@@ -26,14 +33,9 @@ pub trait Operator: Send {
         1
     }
     /// Converts a page of a store written in format `from_version`: one item per entry,
-    /// the new value or absent to delete.
-    fn migrate(
-        &mut self,
-        store: &str,
-        from_version: u32,
-        entries: &KvBatch,
-    ) -> Result<ByteList, CallError> {
-        let _ = (store, from_version, entries);
+    /// the new value or `None` to delete it.
+    fn migrate(&mut self, store: &str, from: u32, page: &Entries) -> Result<Migrated, CallError> {
+        let _ = (store, from, page);
         Err(CallError::Failed(GuestError::Fatal(format!(
             "{} cannot migrate state",
             self.label()
@@ -173,14 +175,116 @@ impl Operator for WasmOperator {
         self.state_version
     }
 
-    fn migrate(
-        &mut self,
-        store: &str,
-        from_version: u32,
-        entries: &KvBatch,
-    ) -> Result<ByteList, CallError> {
-        let r = self.instance()?.migrate(store, from_version, entries);
+    fn migrate(&mut self, store: &str, from: u32, page: &Entries) -> Result<Migrated, CallError> {
+        let r = self.instance()?.migrate(store, from, page);
         self.after(r)
+    }
+}
+
+/// Why an operator could not start in a task.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorStartError {
+    #[error("{label}: {error}")]
+    State { label: String, error: StateError },
+    #[error("{label}: init failed: {message}")]
+    Init { label: String, message: String },
+}
+
+/// How to start one operator of a pipeline in any of its tasks: the component, its
+/// config and limits; the partition comes at the start.
+#[derive(Clone)]
+pub struct OperatorTemplate {
+    pub component: OperatorComponent,
+    pub pipeline: String,
+    /// The operator's id in the pipeline (its state's scope).
+    pub id: String,
+    pub version: u32,
+    pub config: Vec<(String, String)>,
+    pub limits: Limits,
+    /// The record cache of its state, in bytes.
+    pub cache_bytes: usize,
+    /// How errors name it (`operator <id>@<version>` unless set).
+    pub label: String,
+}
+
+impl OperatorTemplate {
+    pub fn new(
+        component: OperatorComponent,
+        pipeline: &str,
+        id: &str,
+        version: u32,
+        config: Vec<(String, String)>,
+        limits: Limits,
+        cache_bytes: usize,
+    ) -> Self {
+        OperatorTemplate {
+            component,
+            pipeline: pipeline.to_string(),
+            id: id.to_string(),
+            version,
+            config,
+            limits,
+            cache_bytes,
+            label: format!("operator {id}@{version}"),
+        }
+    }
+
+    /// Names the operator `label` in errors.
+    pub fn labelled(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Starts the operator in task `partition` (of `partitions`) on its state there.
+    pub fn start(
+        &self,
+        db: &Arc<Db>,
+        partition: u32,
+        partitions: u32,
+    ) -> Result<WasmOperator, OperatorStartError> {
+        let scope = StateScope {
+            pipeline: self.pipeline.clone(),
+            operator: self.id.clone(),
+            partition,
+        };
+        let state =
+            OperatorState::new(Arc::clone(db), scope, self.cache_bytes).map_err(|error| {
+                OperatorStartError::State {
+                    label: self.label.clone(),
+                    error,
+                }
+            })?;
+        self.start_on(state, partitions).map_err(|(e, _)| e)
+    }
+
+    /// Starts the operator on `state` (handed over from another version); gives the
+    /// state back when it cannot start.
+    pub fn start_on(
+        &self,
+        state: OperatorState,
+        partitions: u32,
+    ) -> Result<WasmOperator, (OperatorStartError, OperatorState)> {
+        let info = TaskInfo {
+            pipeline: self.pipeline.clone(),
+            operator: self.id.clone(),
+            version: self.version,
+            partition: state.scope().partition,
+            partition_count: partitions,
+        };
+        WasmOperator::start(
+            self.component.clone(),
+            info,
+            self.config.clone(),
+            state,
+            self.limits,
+        )
+        .map_err(|(e, state)| {
+            let error = OperatorStartError::Init {
+                label: self.label.clone(),
+                message: e.message(),
+            };
+            (error, state)
+        })
     }
 }
 

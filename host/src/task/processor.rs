@@ -1,21 +1,17 @@
 //! The processing of one task: batches through the operator chain, failure isolation
 //! with the pipeline's error policy, event-time timers, and the atomic commit.
 
-use super::batch;
+use super::batch::{check_output, split_output};
 use super::config::{Probation, TaskConfig, TaskStats};
-use super::io::{Outputs, Sink, SourceBatch};
-use super::upstream::{UpstreamWatermarks, read_watermark};
+use super::upstream::UpstreamWatermarks;
 use super::{Operator, TaskError};
+use crate::io::{Outputs, Sink, SourceBatch, read_watermark};
 use crate::model::{LateEvents, OnError};
 use crate::record::Record;
+use crate::record::batch::{self, EventBatch, OutputBatch};
 use crate::runtime::CallError;
-use crate::runtime::bindings::{EventBatch, OutputBatch};
 use crate::state::changelog::OperatorChanges;
-use crate::state::{
-    Db, TaskId, TaskPosition, load_position, load_upstream_watermarks, put_position,
-    put_upstream_watermarks,
-};
-use rocksdb::WriteBatch;
+use crate::state::{Commit, Db, TaskId, TaskPosition, load_position, load_upstream_watermarks};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
@@ -444,24 +440,24 @@ impl Task {
         {
             return Ok(());
         }
-        let mut wb = WriteBatch::default();
+        let mut commit = Commit::new(Arc::clone(&self.db));
         let mut changes = Vec::new();
         for op in &mut self.ops {
             if self.config.changelog {
                 let mut c = OperatorChanges::default();
-                op.state().stage(&mut wb, Some(&mut c));
+                op.state().stage(&mut commit, Some(&mut c));
                 if !c.stores.is_empty() {
                     changes.push(c);
                 }
             } else {
-                op.state().stage(&mut wb, None);
+                op.state().stage(&mut commit, None);
             }
         }
-        put_position(&self.db, &mut wb, &self.id, self.position);
+        commit.put_position(&self.id, self.position);
         if let Some(up) = &self.upstream
             && self.committed_upstream.as_ref() != Some(up)
         {
-            put_upstream_watermarks(&self.db, &mut wb, &self.id, up.as_slice());
+            commit.put_upstream_watermarks(&self.id, up.as_slice());
         }
         let outputs = std::mem::take(&mut self.pending);
         // Outputs are main and side outputs (dead letters count as errors).
@@ -470,7 +466,7 @@ impl Task {
             .map(|o| (o.main.events.len() + o.side.len()) as u64)
             .sum();
         sink.position(self.position);
-        sink.commit(&self.db, wb, outputs, changes)?;
+        sink.commit(commit, outputs, changes)?;
         // The interval runs from the end of a commit: a sink whose commit takes long (a
         // Kafka transaction) still gets `commit_interval` of processing between commits.
         self.last_commit = Instant::now();
@@ -498,7 +494,7 @@ impl Task {
             self.ops[j].state().watermark = watermark;
             match self.ops[j].process(input).and_then(checked) {
                 Ok(out) => {
-                    let (main, s) = batch::split_output(out);
+                    let (main, s) = split_output(out);
                     side.extend(s);
                     carried = Some(main);
                 }
@@ -528,7 +524,7 @@ impl Task {
             op.state().end_batch();
         }
         self.position = position;
-        if !(outputs.main.events.is_empty() && outputs.side.is_empty() && outputs.dead.is_empty()) {
+        if !outputs.is_empty() {
             self.pending.push(outputs);
         }
     }
@@ -751,7 +747,7 @@ impl Task {
 }
 
 fn checked(out: OutputBatch) -> Result<OutputBatch, CallError> {
-    batch::check_output(&out).map_err(|m| CallError::Trap {
+    check_output(&out).map_err(|m| CallError::Trap {
         kind: crate::runtime::TrapKind::Other,
         message: format!("the operator returned a malformed output batch: {m}"),
     })?;
@@ -759,7 +755,7 @@ fn checked(out: OutputBatch) -> Result<OutputBatch, CallError> {
 }
 
 fn absorb(out: OutputBatch, main: &mut EventBatch, side: &mut Vec<(String, Record)>) {
-    let (m, s) = batch::split_output(out);
+    let (m, s) = split_output(out);
     if main.events.is_empty() {
         *main = m;
     } else {

@@ -2,21 +2,16 @@
 
 use super::clock::StageClock;
 use super::handle::{Command, TaskHandle, TaskState};
-use super::{Sink, SourceBatch, Task, TaskError};
+use super::swap::converge;
+use super::{Task, TaskError};
+use crate::io::{Sink, TaskSource};
 use crate::metrics::TaskMetrics;
+use crate::model::UpgradeResult;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often, at most, the task's timers are counted for its status (a key scan).
 const COUNT_TIMERS_EVERY: Duration = Duration::from_secs(2);
-
-/// Where a task reads its partition.
-pub trait TaskSource: Send {
-    /// Up to `max` records from offset `from` (none when there are none yet).
-    fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, TaskError>;
-    /// The partition's current end offset.
-    fn end_offset(&self) -> u64;
-}
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +28,6 @@ pub struct TaskRunner {
     task: Task,
     source: Box<dyn TaskSource>,
     sink: Box<dyn Sink + Send>,
-    batch_size: usize,
     handle: Arc<TaskHandle>,
     metrics: Option<TaskMetrics>,
     reported: (u64, u64, u64, u64),
@@ -46,27 +40,31 @@ pub struct TaskRunner {
 }
 
 impl TaskRunner {
+    /// Runs `task` over `source` into `sink`, reporting through `handle`.
     pub fn new(
         task: Task,
         source: Box<dyn TaskSource>,
         sink: Box<dyn Sink + Send>,
-        batch_size: usize,
         handle: Arc<TaskHandle>,
-        metrics: Option<TaskMetrics>,
     ) -> Self {
         TaskRunner {
             task,
             source,
             sink,
-            batch_size,
             handle,
-            metrics,
+            metrics: None,
             reported: (0, 0, 0, 0),
             paused: false,
             clock: None,
             last_input: Instant::now(),
             timers: (0, None),
         }
+    }
+
+    /// Counts the task's work in `metrics`.
+    pub fn with_metrics(mut self, metrics: TaskMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Shares the watermark with the stage's other tasks (see `idle_timeout`).
@@ -101,10 +99,14 @@ impl TaskRunner {
                     self.paused = true;
                 }
                 Command::Resume => self.paused = false,
-                Command::Run(job) => {
-                    if let Err(e) = job(&mut self.task, self.sink.as_mut()) {
-                        return self.end(Some(e));
-                    }
+                Command::Upgrade(plan, reply) => {
+                    let _ = reply.send(converge(&mut self.task, &plan, UpgradeResult::Probation));
+                }
+                Command::Accept(plan, reply) => {
+                    let _ = reply.send(converge(&mut self.task, &plan, UpgradeResult::Succeeded));
+                }
+                Command::RollBack(plan, reply) => {
+                    let _ = reply.send(converge(&mut self.task, &plan, UpgradeResult::RolledBack));
                 }
             }
             self.report();
@@ -117,9 +119,9 @@ impl TaskRunner {
             return Step::Idle;
         }
         let from = self.task.position().offset;
-        let batch = match self.source.poll(from, self.batch_size) {
+        let batch = match self.source.poll(from, self.task.config().batch_size) {
             Ok(b) => b,
-            Err(e) => return self.end(Some(e)),
+            Err(e) => return self.end(Some(e.into())),
         };
         let result = if batch.offsets.is_empty() {
             self.follow_stage()

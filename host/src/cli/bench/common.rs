@@ -1,9 +1,11 @@
 //! What both benchmarks share: the workload and the native word count.
 
+use crate::io::SourceBatch;
+use crate::record::batch::{self, EventBatch, EventMeta, OutputBatch, OutputMeta, Span};
 use crate::runtime::CallError;
-use crate::runtime::bindings::{EventBatch, EventMeta, GuestError, OutputBatch, OutputMeta, Span};
+use crate::runtime::bindings::GuestError;
 use crate::state::OperatorState;
-use crate::task::{SourceBatch, batch};
+use crate::task::OperatorTemplate;
 use anyhow::Context as _;
 use rand::SeedableRng;
 use rand::distr::Distribution;
@@ -112,15 +114,32 @@ pub fn batches(words: &[String], batch_size: usize) -> Vec<SourceBatch> {
         .collect()
 }
 
+/// How to start the word-count component at `path` in the benchmark's pipeline ("bench",
+/// operator "wordcount", a 64 MiB state cache).
+pub fn wordcount(
+    runtime: &crate::runtime::Runtime,
+    path: &std::path::Path,
+    config: Vec<(String, String)>,
+) -> anyhow::Result<OperatorTemplate> {
+    let component = runtime
+        .load_file(path)
+        .with_context(|| path.display().to_string())?;
+    Ok(OperatorTemplate::new(
+        component,
+        "bench",
+        "wordcount",
+        1,
+        config,
+        runtime.default_limits(),
+        64 << 20,
+    ))
+}
+
 /// Word count written natively against the same flat batches and state API.
 pub fn native_wordcount() -> Box<crate::task::NativeProcess> {
     Box::new(|input: &EventBatch, state: &mut OperatorState| {
         let store = state.open_store("counts")?.expect("a valid store name");
-        let mut out = OutputBatch {
-            data: Vec::new(),
-            outputs: Vec::new(),
-            headers: Vec::new(),
-        };
+        let mut out = OutputBatch::default();
         for e in &input.events {
             let value = &input.data[e.value.offset as usize..][..e.value.len as usize];
             let text = std::str::from_utf8(value).map_err(|err| CallError::Rejected {
@@ -138,8 +157,8 @@ pub fn native_wordcount() -> Box<crate::task::NativeProcess> {
                         index: 0,
                         error: GuestError::BadInput(err.to_string()),
                     })?;
-                let key = push_span(&mut out.data, word.as_bytes());
-                let value = push_span(&mut out.data, n.to_string().as_bytes());
+                let key = Span::push(&mut out.data, word.as_bytes());
+                let value = Span::push(&mut out.data, n.to_string().as_bytes());
                 out.outputs.push(OutputMeta {
                     event: EventMeta {
                         key,
@@ -148,22 +167,10 @@ pub fn native_wordcount() -> Box<crate::task::NativeProcess> {
                         headers_start: 0,
                         headers_len: 0,
                     },
-                    port: Span {
-                        offset: 0,
-                        len: u32::MAX,
-                    },
+                    port: Span::NONE,
                 });
             }
         }
         Ok(out)
     })
-}
-
-fn push_span(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
-    let offset = data.len() as u32;
-    data.extend_from_slice(bytes);
-    Span {
-        offset,
-        len: bytes.len() as u32,
-    }
 }

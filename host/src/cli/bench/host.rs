@@ -3,14 +3,11 @@
 //! a native Rust operator through the same path, and a raw RocksDB read-modify-write
 //! loop. Prints events/s and the ratios between them.
 
-use super::common::{BenchPath, Best, WorkloadArgs, batches, native_wordcount};
-use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
-use crate::state::changelog::OperatorChanges;
+use super::common::{BenchPath, Best, WorkloadArgs, batches, native_wordcount, wordcount};
+use crate::io::{AfterCommit, Outputs, SourceBatch};
+use crate::runtime::{Runtime, RuntimeConfig};
 use crate::state::{Cf, Db, DbOptions, OperatorState, StateScope, TaskId};
-use crate::task::{
-    NativeOperator, Operator, Outputs, Sink, SourceBatch, Task, TaskConfig, TaskError, WasmOperator,
-};
-use anyhow::Context as _;
+use crate::task::{NativeOperator, Operator, Task, TaskConfig};
 use rocksdb::WriteBatch;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,26 +21,6 @@ pub struct HostArgs {
     only: Vec<BenchPath>,
 }
 
-/// Counts outputs and drops them: the sink is not what is measured.
-struct CountingSink(u64);
-
-impl Sink for CountingSink {
-    fn commit(
-        &mut self,
-        db: &Db,
-        batch: WriteBatch,
-        outputs: Vec<Outputs>,
-        _changes: Vec<OperatorChanges>,
-    ) -> Result<(), TaskError> {
-        db.write(batch)?;
-        self.0 += outputs
-            .iter()
-            .map(|o| o.main.events.len() as u64)
-            .sum::<u64>();
-        Ok(())
-    }
-}
-
 pub(super) fn run_task(
     ops: Vec<Box<dyn Operator>>,
     db: Arc<Db>,
@@ -55,13 +32,23 @@ pub(super) fn run_task(
         ..TaskConfig::default()
     };
     let mut task = Task::new(TaskId::new("bench", 0), ops, config, db)?;
-    let mut sink = CountingSink(0);
+    // The outputs are counted and dropped: the sink is not what is measured.
+    let mut emitted = 0u64;
     let started = Instant::now();
-    for b in batches {
-        task.process(b, &mut sink)?;
+    {
+        let mut sink = AfterCommit(|outputs: Vec<Outputs>| {
+            emitted += outputs
+                .iter()
+                .map(|o| o.main.events.len() as u64)
+                .sum::<u64>();
+            Ok(())
+        });
+        for b in batches {
+            task.process(b, &mut sink)?;
+        }
+        task.flush(&mut sink)?;
     }
-    task.flush(&mut sink)?;
-    Ok((started.elapsed().as_secs_f64(), sink.0))
+    Ok((started.elapsed().as_secs_f64(), emitted))
 }
 
 /// The raw limit: a RocksDB get + put per event, a write batch per batch.
@@ -108,20 +95,7 @@ fn measure(
     let db = Arc::new(Db::open(dir, &DbOptions::default())?);
     match path {
         BenchPath::Wasm => {
-            let component = runtime
-                .load_file(&args.w.wasm)
-                .with_context(|| args.w.wasm.display().to_string())?;
-            let info = TaskInfo {
-                pipeline: "bench".into(),
-                operator: "wordcount".into(),
-                version: 1,
-                partition: 0,
-                partition_count: 1,
-            };
-            let state = OperatorState::new(Arc::clone(&db), scope, cache_bytes)?;
-            let wasm =
-                WasmOperator::start(component, info, vec![], state, runtime.default_limits())
-                    .map_err(|(e, _)| anyhow::anyhow!("init: {e}"))?;
+            let wasm = wordcount(runtime, &args.w.wasm, vec![])?.start(&db, 0, 1)?;
             run_task(vec![Box::new(wasm)], db, batches, args.w.commit_interval_ms)
         }
         BenchPath::Native => {

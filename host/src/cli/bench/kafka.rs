@@ -52,19 +52,10 @@ fn load(c: &Connection, topic: &str, words: &[String], partitions: u32) -> anyho
         .create()?;
     let started = Instant::now();
     for (i, w) in words.iter().enumerate() {
-        let mut record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
+        let record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
             .payload(w.as_str())
             .partition((i as u32 % partitions) as i32);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = r;
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting(&producer, record);
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(started.elapsed().as_secs_f64())
@@ -117,19 +108,10 @@ fn pipe_partition(
             anyhow::bail!("the pipe of partition {partition} stalled after {seen} records");
         };
         let m = m?;
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to)
+        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to)
             .payload(m.payload().unwrap_or_default())
             .partition(m.partition());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = r;
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting(&producer, record);
         seen += 1;
     }
     producer.flush(Duration::from_secs(120))?;
@@ -333,4 +315,22 @@ pub fn run(args: KafkaArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Sends a record, serving the producer while its queue is full.
+fn send_waiting<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>)
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((_, r)) => {
+                producer.poll(Duration::from_millis(5));
+                record = r;
+            }
+        }
+    }
+    producer.poll(Duration::ZERO);
 }

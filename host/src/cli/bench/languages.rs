@@ -3,11 +3,11 @@
 //! native Rust baseline, component size, and start-up cost (compile + instantiate +
 //! init from scratch, and from the compile cache).
 
-use super::common::{batches, native_wordcount};
+use super::common::{batches, native_wordcount, wordcount};
 use super::host::run_task;
-use crate::runtime::{OperatorComponent, Runtime, RuntimeConfig, TaskInfo};
+use crate::runtime::{Runtime, RuntimeConfig};
 use crate::state::{Db, DbOptions, OperatorState, StateScope};
-use crate::task::{NativeOperator, WasmOperator};
+use crate::task::{NativeOperator, OperatorTemplate};
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,16 +42,6 @@ struct Row {
 
 const CONFIG: &[(&str, &str)] = &[("lowercase", "false")];
 
-fn info() -> TaskInfo {
-    TaskInfo {
-        pipeline: "bench".into(),
-        operator: "wordcount".into(),
-        version: 1,
-        partition: 0,
-        partition_count: 1,
-    }
-}
-
 fn state(db: &Arc<Db>) -> anyhow::Result<OperatorState> {
     let scope = StateScope {
         pipeline: "bench".into(),
@@ -68,27 +58,20 @@ fn config() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Load (compile or read the cache) + instantiate + init, in ms, and the component.
+/// Load (compile or read the cache) + instantiate + init, in ms, and how to start it.
 fn start_up(
     runtime: &Runtime,
     path: &Path,
     db: &Arc<Db>,
-) -> anyhow::Result<(f64, OperatorComponent)> {
+) -> anyhow::Result<(f64, OperatorTemplate)> {
     let started = Instant::now();
-    let component = runtime
-        .load_file(path)
+    let template = wordcount(runtime, path, config())?;
+    let op = template
+        .start(db, 0, 1)
         .with_context(|| path.display().to_string())?;
-    let op = WasmOperator::start(
-        component.clone(),
-        info(),
-        config(),
-        state(db)?,
-        runtime.default_limits(),
-    )
-    .map_err(|(e, _)| anyhow::anyhow!("{}: init: {e}", path.display()))?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
     drop(op);
-    Ok((ms, component))
+    Ok((ms, template))
 }
 
 pub fn run(args: LanguagesArgs) -> anyhow::Result<()> {
@@ -125,21 +108,14 @@ pub fn run(args: LanguagesArgs) -> anyhow::Result<()> {
             cache_dir: Some(cache),
             ..RuntimeConfig::default()
         })?;
-        let (cached_ms, component) = start_up(&cached, path, &db)?;
+        let (cached_ms, template) = start_up(&cached, path, &db)?;
         eprintln!("{lang}: {size} bytes, start-up {cold_ms:.0} ms cold, {cached_ms:.1} ms cached");
 
         let mut best = f64::INFINITY;
         for round in 1..=args.rounds {
             let db_dir = dir.path().join(format!("run-{lang}-{round}"));
             let db = Arc::new(Db::open(&db_dir, &DbOptions::default())?);
-            let op = WasmOperator::start(
-                component.clone(),
-                info(),
-                config(),
-                state(&db)?,
-                cached.default_limits(),
-            )
-            .map_err(|(e, _)| anyhow::anyhow!("{lang}: init: {e}"))?;
+            let op = template.start(&db, 0, 1).context(lang.clone())?;
             let (secs, emitted) = run_task(vec![Box::new(op)], db, &batches, 100)?;
             anyhow::ensure!(
                 emitted as usize == args.events,

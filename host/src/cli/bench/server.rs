@@ -4,13 +4,14 @@
 //! one run.
 
 use super::common::{BenchPath, Best, WorkloadArgs, native_wordcount};
-use crate::log::{Log, TopicConfig, TopicSink, TopicSource};
+use crate::log::{Log, TopicConfig};
+use crate::metrics::Metrics;
+use crate::model::{PinnedOperator, PipelineRecord, PipelineSpec, PipelineState};
 use crate::record::Record;
-use crate::runtime::{Runtime, RuntimeConfig, TaskInfo};
-use crate::state::{Db, DbOptions, OperatorState, StateScope, TaskId};
-use crate::task::{
-    NativeOperator, Operator, Task, TaskConfig, TaskHandle, TaskRunner, WasmOperator, WorkerPool,
-};
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::state::{Db, DbOptions, OperatorState, StateScope};
+use crate::task::{NativeOperator, Operator, TaskFactory};
 use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -40,7 +41,7 @@ fn measure(
     dir: &Path,
 ) -> anyhow::Result<f64> {
     let _ = std::fs::remove_dir_all(dir);
-    let db = Arc::new(Db::open(dir, &DbOptions::default())?);
+    let db = Arc::new(Db::open(&dir.join("db"), &DbOptions::default())?);
     let log = Arc::new(Log::open(Arc::clone(&db))?);
     let config = TopicConfig {
         partitions: args.partitions,
@@ -66,76 +67,52 @@ fn measure(
     }
     // The backlog was written before the run: do not bill its flush to the run.
     db.flush()?;
-    let settings = crate::control::Settings {
-        batch_size: args.w.batch_size,
-        commit_interval_ms: args.w.commit_interval_ms,
-        ..Default::default()
-    };
-    let mut runners = Vec::new();
-    for p in 0..args.partitions {
-        let scope = StateScope {
-            pipeline: "bench".into(),
-            operator: "wordcount".into(),
-            partition: p,
-        };
-        let state = OperatorState::new(Arc::clone(&db), scope, 64 << 20)?;
-        let op: Box<dyn Operator> = match path {
-            BenchPath::Wasm => {
-                let component = runtime
-                    .load_file(&args.w.wasm)
-                    .with_context(|| args.w.wasm.display().to_string())?;
-                let info = TaskInfo {
+    let registry = Arc::new(Registry::open(
+        Arc::clone(&db),
+        dir.join("operators"),
+        runtime.clone(),
+    )?);
+    let mut record = bench_pipeline(&args.w)?;
+    let factory = TaskFactory::new(
+        Arc::clone(&db),
+        Arc::clone(&log),
+        Arc::clone(&registry),
+        Arc::new(Metrics::new()),
+        workers(args),
+    );
+    // The tasks are built as the server builds them; the clock runs from their start.
+    let (started, handles) = match path {
+        BenchPath::Wasm => {
+            let bytes =
+                std::fs::read(&args.w.wasm).with_context(|| args.w.wasm.display().to_string())?;
+            let (v, _) = registry.put("wordcount", &bytes)?;
+            registry.component(&v)?; // compiled before the clock starts
+            record.operators[0].version = v.version;
+            record.operators[0].digest = v.digest;
+            let started = Instant::now();
+            (started, factory.start(&mut record, None)?)
+        }
+        BenchPath::Native => {
+            let started = Instant::now();
+            let handles = factory.start_with(&record, None, &mut |_, p, _| {
+                let scope = StateScope {
                     pipeline: "bench".into(),
                     operator: "wordcount".into(),
-                    version: 1,
                     partition: p,
-                    partition_count: args.partitions,
                 };
-                Box::new(
-                    WasmOperator::start(component, info, vec![], state, runtime.default_limits())
-                        .map_err(|(e, _)| anyhow::anyhow!("init: {e}"))?,
-                )
-            }
-            BenchPath::Native => Box::new(NativeOperator::new(
-                "wordcount-native",
-                state,
-                native_wordcount(),
-            )),
-            BenchPath::Raw => anyhow::bail!("the server benchmark measures wasm and native only"),
-        };
-        let id = TaskId::new("bench", p);
-        // As the server runs tasks: with changelogs.
-        let task = Task::new(
-            id.clone(),
-            vec![op],
-            TaskConfig {
-                changelog: true,
-                ..TaskConfig::from_settings(&settings)
-            },
-            Arc::clone(&db),
-        )?;
-        let handle = Arc::new(TaskHandle::new(id, 0));
-        runners.push(TaskRunner::new(
-            task,
-            Box::new(TopicSource::new(Arc::clone(&log), Arc::clone(&source), p)),
-            Box::new(TopicSink::new(
-                Arc::clone(&log),
-                "bench",
-                p,
-                args.partitions,
-                Arc::clone(&sink),
-            )),
-            args.w.batch_size,
-            handle,
-            None,
-        ));
-    }
-    let handles: Vec<Arc<TaskHandle>> = runners.iter().map(|r| Arc::clone(r.handle())).collect();
-    let pool = WorkerPool::new(workers(args), Arc::clone(log.signal()));
-    let started = Instant::now();
-    for r in runners {
-        pool.spawn(r);
-    }
+                let state = OperatorState::new(Arc::clone(&db), scope, 64 << 20)
+                    .map_err(crate::task::TaskError::from)?;
+                let op: Box<dyn Operator> = Box::new(NativeOperator::new(
+                    "wordcount-native",
+                    state,
+                    native_wordcount(),
+                ));
+                Ok(vec![op])
+            })?;
+            (started, handles)
+        }
+        BenchPath::Raw => anyhow::bail!("the server benchmark measures wasm and native only"),
+    };
     loop {
         if handles
             .iter()
@@ -152,7 +129,6 @@ fn measure(
     for h in &handles {
         h.request_stop();
     }
-    pool.wake();
     for h in &handles {
         h.wait(Duration::from_secs(30));
     }
@@ -215,6 +191,32 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         println!("wasm / native: {:.2}", native / wasm);
     }
     Ok(())
+}
+
+/// The benchmark's pipeline: `lines` through word count into `counts`, with the
+/// workload's batch size and commit interval (the operator version is set once pushed).
+fn bench_pipeline(w: &WorkloadArgs) -> anyhow::Result<PipelineRecord> {
+    let spec = PipelineSpec::from_toml(&format!(
+        "name = \"bench\"\nsource = {{ topic = \"lines\" }}\nsink = {{ topic = \"counts\" }}\n\
+         [[operators]]\nname = \"wordcount\"\n\
+         [settings]\nbatch_size = {}\ncommit_interval_ms = {}\nstate_cache_mb = 64\n",
+        w.batch_size, w.commit_interval_ms
+    ))?;
+    Ok(PipelineRecord {
+        spec,
+        operators: vec![PinnedOperator {
+            id: "wordcount".into(),
+            name: "wordcount".into(),
+            version: 0,
+            digest: String::new(),
+            state_version: 1,
+        }],
+        state: PipelineState::Running,
+        reason: None,
+        created_ms: 0,
+        updated_ms: 0,
+        upgrades: Vec::new(),
+    })
 }
 
 fn workers(args: &ServerArgs) -> usize {

@@ -1,7 +1,7 @@
 //! Bringing local state up to its changelogs: after state was lost or wiped, each store is
 //! rebuilt from its changelog topic; otherwise only a tail the state lacks is replayed.
 
-use crate::log::{Log, LogError, Topic};
+use super::{Log, LogError, Topic};
 use crate::state::changelog::{Change, ChangeApplier, changelog_store, load_marker, marker_key};
 use crate::state::{Cf, Db, StateError, StateScope};
 use rocksdb::WriteBatch;

@@ -1,0 +1,73 @@
+//! This server's link to its cluster: the catalog it shares records through, and what it
+//! has heard from the other servers about shared pipelines (probation and hold reports),
+//! with the holds on here and the upgrades its tasks are following.
+
+use crate::cluster::Catalog;
+use crate::model::{Held, Hold, ProbationReport};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+pub(super) struct ClusterLink {
+    pub(super) catalog: Arc<Catalog>,
+    /// The cluster's name (the assignment groups are named after it).
+    pub(super) cluster: String,
+    /// Per shared pipeline, per server: its tasks in the pipeline's current upgrade.
+    pub(super) probation: ServerReports<ProbationReport>,
+    /// Per shared pipeline, per server: the partitions it holds for a savepoint.
+    pub(super) held: ServerReports<Held>,
+    /// Shared pipelines held here for a savepoint.
+    pub(super) holds: Mutex<HashMap<String, Hold>>,
+    /// Pipelines whose upgrade this server's tasks are following, and whether the record
+    /// changed since the follower last looked.
+    pub(super) reconciling: Mutex<HashMap<String, bool>>,
+}
+
+impl ClusterLink {
+    pub(super) fn new(cluster: &str, catalog: Catalog) -> Self {
+        ClusterLink {
+            catalog: Arc::new(catalog),
+            cluster: cluster.to_string(),
+            probation: ServerReports::default(),
+            held: ServerReports::default(),
+            holds: Mutex::default(),
+            reconciling: Mutex::default(),
+        }
+    }
+
+    /// This server's name in the cluster.
+    pub(super) fn me(&self) -> &str {
+        self.catalog.server()
+    }
+}
+
+/// What each server last reported about a pipeline.
+pub(super) struct ServerReports<T>(Mutex<HashMap<String, BTreeMap<String, T>>>);
+
+impl<T> Default for ServerReports<T> {
+    fn default() -> Self {
+        ServerReports(Mutex::default())
+    }
+}
+
+impl<T: Clone> ServerReports<T> {
+    pub(super) fn put(&self, pipeline: &str, server: &str, report: T) {
+        self.0
+            .lock()
+            .expect("reports lock")
+            .entry(pipeline.to_string())
+            .or_default()
+            .insert(server.to_string(), report);
+    }
+
+    /// Every server's last report about `pipeline`, by server.
+    pub(super) fn of(&self, pipeline: &str) -> Vec<(String, T)> {
+        self.0
+            .lock()
+            .expect("reports lock")
+            .get(pipeline)
+            .into_iter()
+            .flatten()
+            .map(|(s, r)| (s.clone(), r.clone()))
+            .collect()
+    }
+}

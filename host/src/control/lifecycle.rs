@@ -1,0 +1,375 @@
+//! A pipeline's life: boot (resume what was running), create, start, stop, delete,
+//! rebuild its state, supervise its tasks, and the server's shutdown.
+
+use super::controller::Controller;
+use super::entry::Entry;
+use super::error::ControlError;
+use super::status::PipelineStatus;
+use super::topics::internal_topics;
+use crate::kafka;
+use crate::log::Replayed;
+use crate::log::{LogError, TopicConfig, catch_up};
+use crate::model::{
+    PinnedOperator, PipelineRecord, PipelineSpec, PipelineState, UpgradeResult, stages,
+};
+use crate::record::now_ms;
+use crate::registry::RegistryError;
+use crate::task::TaskState;
+use std::collections::BTreeMap;
+
+impl Controller {
+    /// Loads every stored pipeline and starts those that were running (after finishing
+    /// any restore a crash interrupted).
+    pub fn boot(&self) -> Result<(), ControlError> {
+        let records = self.store.load_all()?;
+        // Restores a crash (or a failure) left half-done are finished first; one that
+        // cannot be finished leaves its pipeline failed with the reason, never the boot.
+        let mut unfinished = BTreeMap::new();
+        let mut finished = Vec::new();
+        for name in self.store.journaled_restores()? {
+            match records.iter().find(|r| r.spec.name == name) {
+                None => self.store.end_restore(&name)?,
+                Some(r) => match self.finish_restore(&name, &r.spec, &r.operators) {
+                    Ok(_) => finished.push(name),
+                    Err(reason) => {
+                        tracing::error!(pipeline = %name, "{reason}");
+                        unfinished.insert(name, reason);
+                    }
+                },
+            }
+        }
+        let mut pipelines = self.table();
+        for mut record in records {
+            if let Some(reason) = unfinished.remove(&record.spec.name) {
+                self.store
+                    .set_state(&mut record, PipelineState::Failed, Some(reason))?;
+            } else if finished.contains(&record.spec.name) && record.state == PipelineState::Failed
+            {
+                // An earlier boot could not finish the restore; this one did.
+                self.store
+                    .set_state(&mut record, PipelineState::Stopped, None)?;
+            }
+            // An upgrade still on probation when the server stopped never committed: the
+            // old version resumes from the last commit.
+            for u in record
+                .upgrades
+                .iter_mut()
+                .filter(|u| u.result == UpgradeResult::Probation)
+            {
+                u.result = UpgradeResult::RolledBack;
+                u.reason = Some("the server stopped during the probation; the old version resumed from the last commit".into());
+                u.finished_ms = Some(now_ms());
+            }
+            let name = record.spec.name.clone();
+            let mut entry = Entry::idle(record);
+            if matches!(
+                entry.record.state,
+                PipelineState::Running | PipelineState::Recovering
+            ) {
+                match self.run_entry(&mut entry) {
+                    Ok(()) => {
+                        self.store
+                            .set_state(&mut entry.record, PipelineState::Running, None)?;
+                    }
+                    Err(reason) => {
+                        tracing::error!(pipeline = %name, "cannot resume: {reason}");
+                        self.fail_or_recover(&mut entry, reason.to_string());
+                    }
+                }
+            }
+            pipelines.insert(name, entry);
+        }
+        drop(pipelines);
+        self.refresh_gauges();
+        Ok(())
+    }
+
+    /// Creates a pipeline and starts it. Nothing is kept if it cannot start.
+    pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, ControlError> {
+        spec.validate()?;
+        let source = spec.source.as_ref().ok_or(ControlError::NoSource)?;
+        let sink = spec.sink.as_ref().ok_or(ControlError::NoSink)?;
+        // In a cluster, see every server's uploads and pipelines first.
+        self.sync_cluster()?;
+        if self.distributed(&spec) && stages(&spec).len() > 1 {
+            return Err(ControlError::SharedRepartition);
+        }
+        let mut pipelines = self.table();
+        if pipelines.contains_key(&spec.name) {
+            return Err(ControlError::Exists(spec.name.clone()));
+        }
+        let source_kafka = self.kafka(source).map_err(ControlError::KafkaEndpoint)?;
+        let sink_kafka = self.kafka(sink).map_err(ControlError::KafkaEndpoint)?;
+        let partitions = match &source_kafka {
+            Some(conn) => kafka::partition_count(conn, &source.topic).map_err(|error| {
+                ControlError::KafkaTopic {
+                    end: "source",
+                    error,
+                }
+            })?,
+            None => self
+                .log()
+                .topic(&source.topic)
+                .map_err(|_| ControlError::NoSourceTopic(source.topic.clone()))?
+                .partition_count(),
+        };
+        let operators = self.pin_operators(&spec)?;
+        if sink.topic == source.topic && source_kafka == sink_kafka {
+            return Err(ControlError::SinkIsSource);
+        }
+        // The sink and any repartition topics get the source's partition count.
+        let config = TopicConfig {
+            partitions,
+            ..TopicConfig::default()
+        };
+        for stage in stages(&spec).iter().skip(1) {
+            self.log().ensure_topic(&stage.source, &config)?;
+        }
+        match &sink_kafka {
+            Some(conn) => {
+                kafka::ensure_topic(conn, &sink.topic, partitions, false)
+                    .map_err(|error| ControlError::KafkaTopic { end: "sink", error })?;
+            }
+            None => {
+                self.log().ensure_topic(&sink.topic, &config)?;
+            }
+        }
+        let now = now_ms();
+        let mut record = PipelineRecord {
+            spec,
+            operators,
+            state: PipelineState::Created,
+            reason: None,
+            created_ms: now,
+            updated_ms: now,
+            upgrades: Vec::new(),
+        };
+        if let Some(savepoint) = record.spec.from_savepoint.clone()
+            && let Err(e) = self.restore_new(&mut record, &savepoint)
+        {
+            self.db().delete_pipeline_state(&record.spec.name)?;
+            return Err(e);
+        }
+        let mut entry = Entry::idle(record);
+        if let Err(reason) = self.run_entry(&mut entry) {
+            // Nothing ran; remove what the attempt may have left (store ids, positions).
+            self.db().delete_pipeline_state(entry.name())?;
+            return Err(ControlError::CannotStart {
+                pipeline: entry.name().to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        self.store
+            .set_state(&mut entry.record, PipelineState::Running, None)?;
+        self.share(&entry.record);
+        let name = entry.name().to_string();
+        pipelines.insert(name.clone(), entry);
+        drop(pipelines);
+        self.refresh_gauges();
+        self.status(&name)
+    }
+
+    /// The registered version of each of a spec's operators.
+    fn pin_operators(&self, spec: &PipelineSpec) -> Result<Vec<PinnedOperator>, ControlError> {
+        spec.operators
+            .iter()
+            .map(|op| {
+                let v = self
+                    .registry()
+                    .resolve(&op.name, op.version)
+                    .map_err(|e| match e {
+                        RegistryError::NotFound(_) => {
+                            ControlError::UnknownOperator(op.name.clone())
+                        }
+                        RegistryError::NoSuchVersion { .. } => ControlError::UnknownVersion(e),
+                        other => other.into(),
+                    })?;
+                Ok(PinnedOperator {
+                    id: op.id().to_string(),
+                    name: v.name,
+                    version: v.version,
+                    digest: v.digest,
+                    state_version: 1,
+                })
+            })
+            .collect()
+    }
+
+    /// Restores a pipeline being created from a savepoint (before anything runs); the
+    /// operators' state versions come from their `init`.
+    fn restore_new(
+        &self,
+        record: &mut PipelineRecord,
+        savepoint: &str,
+    ) -> Result<(), ControlError> {
+        self.factory
+            .probe_state_versions(record)
+            .map_err(ControlError::start)?;
+        self.restore_created(&record.spec, &record.operators, savepoint)
+    }
+
+    /// Starts a stopped, created or failed pipeline from its committed positions.
+    pub fn start(&self, name: &str) -> Result<PipelineStatus, ControlError> {
+        // In a cluster, first hear of everything other servers did: a restore made on
+        // another server just now must drop this server's local state of the pipeline
+        // before its tasks run here.
+        self.sync_cluster()?;
+        // A restore that did not finish is finished here, outside the pipelines' lock
+        // (it reads every file of the savepoint); the pipeline is claimed meanwhile.
+        if self.store.unfinished_restore(name).is_some() {
+            let _claim = self.claim_guard(name, "a restore")?;
+            let record = self.record_and_tasks(name)?.0;
+            self.finish_restore(name, &record.spec, &record.operators)
+                .map_err(|reason| ControlError::CannotStart {
+                    pipeline: name.to_string(),
+                    reason,
+                })?;
+        }
+        self.with_entry(name, |entry| {
+            entry.check_idle()?;
+            if entry.record.state != PipelineState::Running {
+                self.run_entry(entry)
+                    .map_err(|reason| ControlError::CannotStart {
+                        pipeline: name.to_string(),
+                        reason: reason.to_string(),
+                    })?;
+                self.store
+                    .set_state(&mut entry.record, PipelineState::Running, None)?;
+                self.share(&entry.record);
+            }
+            Ok(())
+        })?;
+        self.refresh_gauges();
+        self.status(name)
+    }
+
+    /// Stops a running pipeline; its tasks commit first, so a start resumes exactly there.
+    pub fn stop(&self, name: &str) -> Result<PipelineStatus, ControlError> {
+        self.with_entry(name, |entry| {
+            entry.check_idle()?;
+            match entry.record.state {
+                PipelineState::Running => {
+                    self.halt_entry(entry);
+                    self.store
+                        .set_state(&mut entry.record, PipelineState::Stopped, None)?;
+                    self.share(&entry.record);
+                }
+                PipelineState::Recovering => {
+                    // No more attempts.
+                    entry.retry = None;
+                    self.store
+                        .set_state(&mut entry.record, PipelineState::Stopped, None)?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        self.refresh_gauges();
+        self.status(name)
+    }
+
+    /// Stops (if needed) and deletes a pipeline with all its state. Its topics stay.
+    pub fn delete(&self, name: &str) -> Result<(), ControlError> {
+        let shared = self.delete_here(name)?;
+        if shared {
+            self.share_deleted(name);
+        }
+        Ok(())
+    }
+
+    /// Deletes a pipeline on this server; `true` when it was shared with a cluster.
+    pub(super) fn delete_here(&self, name: &str) -> Result<bool, ControlError> {
+        let mut pipelines = self.table();
+        let entry = pipelines
+            .get_mut(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        entry.check_idle()?;
+        let shared = self.distributed(&entry.record.spec);
+        self.leave_group(entry);
+        self.halt_entry(entry);
+        self.db().delete_pipeline_state(name)?;
+        self.store.delete(name)?;
+        self.store.end_restore(name)?;
+        // Repartition and changelog topics are the pipeline's own; its source, sink and
+        // outputs stay.
+        for topic in internal_topics(self.log(), &entry.record.spec) {
+            match self.log().delete_topic(&topic) {
+                Ok(()) | Err(LogError::NoSuchTopic(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let partitions = entry
+            .tasks
+            .iter()
+            .map(|t| t.id.partition + 1)
+            .max()
+            .unwrap_or(0);
+        pipelines.remove(name);
+        drop(pipelines);
+        self.metrics().remove_pipeline(name, partitions);
+        self.refresh_gauges();
+        Ok(shared)
+    }
+
+    /// Rebuilds a stopped pipeline's state from its changelogs: its stores and timers are
+    /// wiped and replayed; positions stay.
+    pub fn rebuild_state(&self, name: &str) -> Result<Replayed, ControlError> {
+        self.with_entry(name, |entry| {
+            if entry.record.state == PipelineState::Running {
+                return Err(ControlError::Running {
+                    pipeline: name.to_string(),
+                    before: "rebuilding its state",
+                });
+            }
+            self.db().delete_pipeline_stores(name)?;
+            let ids: Vec<&str> = entry.record.spec.operators.iter().map(|o| o.id()).collect();
+            catch_up(self.db(), self.log(), name, &ids).map_err(|error| ControlError::Rebuild {
+                pipeline: name.to_string(),
+                error,
+            })
+        })
+    }
+
+    /// Turns a failed task into a failed pipeline (its other tasks stop after committing).
+    /// Call periodically.
+    pub fn supervise(&self) {
+        let mut changed = false;
+        let mut pipelines = self.table();
+        for entry in pipelines.values_mut() {
+            if entry.record.state != PipelineState::Running {
+                continue;
+            }
+            let failure = entry.tasks.iter().find_map(|t| {
+                let s = t.status();
+                (s.state == TaskState::Failed)
+                    .then(|| format!("{}: {}", t.id, s.failure.unwrap_or_default()))
+            });
+            if let Some(reason) = failure {
+                self.halt_entry(entry);
+                self.fail_or_recover(entry, reason);
+                changed = true;
+            }
+        }
+        drop(pipelines);
+        if changed {
+            self.refresh_gauges();
+        }
+        self.retry_recovering();
+    }
+
+    /// Stops every task after it commits, leaving pipelines marked as they are so the next
+    /// boot resumes them (server shutdown).
+    pub fn shutdown(&self) {
+        let mut pipelines = self.table();
+        for entry in pipelines.values_mut() {
+            // Leaving the groups first, so no assignment starts tasks behind our back.
+            self.leave_group(entry);
+            for t in &entry.tasks {
+                t.request_stop();
+            }
+        }
+        for entry in pipelines.values() {
+            self.stop_tasks(entry);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! What is reported about pipelines: their status with their tasks' (here, stored, or
+//! as other servers of a cluster last told), and the gauges computed from them.
+
+use super::controller::Controller;
+use super::entry::Entry;
+use super::error::ControlError;
+use super::topics::all_topics;
+use crate::model::{PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord, stages};
+use crate::state::{TaskId, load_position};
+use crate::task::{TaskState, TaskStatus};
+use serde::Serialize;
+
+/// A pipeline as the API reports it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PipelineStatus {
+    pub name: String,
+    pub state: PipelineState,
+    pub reason: Option<String>,
+    pub source: String,
+    pub sink: String,
+    pub operators: Vec<PinnedOperator>,
+    /// One per source partition, while the pipeline runs (or after it stopped or failed).
+    pub tasks: Vec<TaskStatus>,
+    /// The spec the pipeline was created with.
+    #[schema(value_type = Object)]
+    pub spec: PipelineSpec,
+    /// Upgrades, oldest first.
+    pub upgrades: Vec<UpgradeRecord>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl Controller {
+    /// One pipeline's status.
+    pub fn status(&self, name: &str) -> Result<PipelineStatus, ControlError> {
+        self.with_entry(name, |entry| Ok(self.describe(entry)))
+    }
+
+    /// Every pipeline's status, by name.
+    pub fn list(&self) -> Vec<PipelineStatus> {
+        let pipelines = self.table();
+        pipelines.values().map(|e| self.describe(e)).collect()
+    }
+
+    fn describe(&self, entry: &Entry) -> PipelineStatus {
+        let r = &entry.record;
+        let topic = |t: &Option<crate::model::TopicRef>| {
+            t.as_ref().map(|t| t.topic.clone()).unwrap_or_default()
+        };
+        let stages = stages(&r.spec);
+        let shared_running = entry.member.is_some()
+            && matches!(r.state, PipelineState::Running | PipelineState::Recovering);
+        let mut tasks = if shared_running {
+            self.cluster_tasks(entry)
+        } else if entry.tasks.is_empty() {
+            self.stored_tasks(&r.spec, &stages)
+        } else {
+            entry.tasks.iter().map(|t| t.status()).collect()
+        };
+        // Lag against each stage's source as it is now, not as the task last saw it.
+        let kafka_source = r.spec.source.as_ref().is_some_and(|s| s.kafka.is_some());
+        for t in &mut tasks {
+            if t.stage == 0 && kafka_source {
+                continue; // the task reports its Kafka partition's end itself
+            }
+            let Some(topic) = stages
+                .get(t.stage as usize)
+                .and_then(|s| self.log().topic(&s.source).ok())
+            else {
+                continue;
+            };
+            if t.partition < topic.partition_count() {
+                t.end_offset = topic.end_offset(t.partition).max(t.committed_offset);
+                t.lag = t.end_offset - t.committed_offset;
+            }
+        }
+        PipelineStatus {
+            name: r.spec.name.clone(),
+            state: r.state,
+            reason: r.reason.clone(),
+            source: topic(&r.spec.source),
+            sink: topic(&r.spec.sink),
+            operators: r.operators.clone(),
+            tasks,
+            spec: r.spec.clone(),
+            upgrades: r.upgrades.clone(),
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
+
+    /// Task statuses of a pipeline that is not running: its committed positions.
+    fn stored_tasks(&self, spec: &PipelineSpec, stages: &[Stage]) -> Vec<TaskStatus> {
+        let mut out = Vec::new();
+        for stage in stages {
+            let Ok(partitions) = self.stage_partitions(spec, stage) else {
+                continue;
+            };
+            let topic = self.log().topic(&stage.source).ok();
+            out.extend((0..partitions).map(|p| {
+                let id = TaskId {
+                    pipeline: spec.name.clone(),
+                    stage: stage.index,
+                    partition: p,
+                };
+                let committed = load_position(self.db(), &id)
+                    .map(|pos| pos.offset)
+                    .unwrap_or(0);
+                // A Kafka source's end is not asked for here (the lag of a stopped
+                // pipeline shows once it runs).
+                let end = topic
+                    .as_ref()
+                    .map_or(committed, |t| t.end_offset(p))
+                    .max(committed);
+                TaskStatus::at(stage.index, p, TaskState::Stopped, committed, end)
+            }));
+        }
+        out
+    }
+
+    /// The tasks of a shared pipeline: this server's, and the others' as the catalog
+    /// last heard.
+    fn cluster_tasks(&self, entry: &Entry) -> Vec<TaskStatus> {
+        let (Some(link), Some(member)) = (self.cluster.get(), &entry.member) else {
+            return Vec::new();
+        };
+        let me = link.me().to_string();
+        let owners = link.catalog.owners(entry.name());
+        let mut tasks: Vec<TaskStatus> = entry
+            .tasks
+            .iter()
+            .map(|t| TaskStatus {
+                server: Some(me.clone()),
+                ..t.status()
+            })
+            .collect();
+        for p in 0..member.partitions {
+            if tasks.iter().any(|t| t.partition == p) {
+                continue;
+            }
+            let owner = owners.get(&p).filter(|s| **s != me).cloned();
+            tasks.push(TaskStatus {
+                server: owner,
+                ..TaskStatus::at(0, p, TaskState::Remote, 0, 0)
+            });
+        }
+        tasks.sort_by_key(|t| t.partition);
+        tasks
+    }
+
+    /// The pipeline (if any) that runs `name@version`.
+    pub fn operator_in_use(&self, name: &str, version: u32) -> Option<String> {
+        let pipelines = self.table();
+        pipelines
+            .values()
+            .find(|e| {
+                e.record
+                    .operators
+                    .iter()
+                    .any(|o| o.name == name && o.version == version)
+            })
+            .map(|e| e.name().to_string())
+    }
+
+    /// The pipeline (if any) that reads or writes `topic`.
+    pub fn topic_in_use(&self, topic: &str) -> Option<String> {
+        let pipelines = self.table();
+        pipelines
+            .values()
+            .find(|e| {
+                all_topics(self.log(), &e.record.spec)
+                    .iter()
+                    .any(|t| t == topic)
+            })
+            .map(|e| e.name().to_string())
+    }
+
+    /// Updates the gauges computed from pipeline records and state sizes.
+    pub fn refresh_gauges(&self) {
+        let pipelines = self.table();
+        for state in ["created", "running", "stopped", "failed", "recovering"] {
+            self.metrics().pipelines.with_label_values(&[state]).set(0);
+        }
+        for e in pipelines.values() {
+            let state = serde_json::to_value(e.record.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            self.metrics().pipelines.with_label_values(&[&state]).inc();
+            if let Ok(bytes) = self.db().pipeline_state_bytes(e.name()) {
+                self.metrics()
+                    .state_bytes
+                    .with_label_values(&[e.name()])
+                    .set(bytes as i64);
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! What a task reads and writes, as interfaces: a source partition it polls and a sink
+//! that commits its outputs together with its state. The embedded log (`log/`) and
+//! Kafka (`kafka/`) implement them; tasks (`task/`) use them and know neither.
+
+mod watermark;
+
+pub use watermark::{WATERMARK_HEADER, read_watermark, watermark_record};
+
+use crate::record::Record;
+use crate::record::batch::EventBatch;
+use crate::state::changelog::OperatorChanges;
+use crate::state::{Commit, StateError, TaskPosition};
+
+/// Why a source could not be read or a sink could not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("source: {0}")]
+    Source(String),
+    #[error("sink: {0}")]
+    Sink(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Records read from a source partition.
+pub struct SourceBatch {
+    pub events: EventBatch,
+    /// The source offset of each event.
+    pub offsets: Vec<u64>,
+}
+
+/// What one committed unit of work produced.
+pub struct Outputs {
+    /// The last operator's main output, for the sink.
+    pub main: EventBatch,
+    /// Side outputs: `(port, record)`, for topic `<pipeline>.<port>`.
+    pub side: Vec<(String, Record)>,
+    /// Records for the dead-letter topic, the error in their headers.
+    pub dead: Vec<Record>,
+}
+
+impl Outputs {
+    pub fn empty() -> Self {
+        Outputs {
+            main: EventBatch::default(),
+            side: Vec::new(),
+            dead: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.main.events.is_empty() && self.side.is_empty() && self.dead.is_empty()
+    }
+}
+
+/// Where a task reads its partition.
+pub trait TaskSource: Send {
+    /// Up to `max` records from offset `from` (none when there are none yet).
+    fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, IoError>;
+    /// The partition's current end offset.
+    fn end_offset(&self) -> u64;
+}
+
+/// Where a task's outputs go, and how its commit is written. The task hands the sink
+/// its commit (state changes and position) with the outputs of every batch since the
+/// last commit; an embedded-topic sink adds the outputs to the same atomic write, so
+/// state, position and outputs land together.
+pub trait Sink {
+    /// The position the next commit makes durable (a Kafka sink commits it as the
+    /// source offset in its transaction).
+    fn position(&mut self, _position: TaskPosition) {}
+
+    /// Writes `commit` with `outputs`. `changes` lists the commit's state changes for
+    /// the changelogs (empty when the task keeps none).
+    fn commit(
+        &mut self,
+        commit: Commit,
+        outputs: Vec<Outputs>,
+        changes: Vec<OperatorChanges>,
+    ) -> Result<(), IoError>;
+}
+
+/// A sink outside the database (a file, a counter): the commit is written first, then
+/// `deliver` gets the outputs. A crash between the two loses outputs the commit already
+/// accounts for, so it suits tools and benchmarks, not exactly-once pipelines.
+pub struct AfterCommit<F>(pub F);
+
+impl<F: FnMut(Vec<Outputs>) -> Result<(), IoError>> Sink for AfterCommit<F> {
+    fn commit(
+        &mut self,
+        commit: Commit,
+        outputs: Vec<Outputs>,
+        _changes: Vec<OperatorChanges>,
+    ) -> Result<(), IoError> {
+        commit.write()?;
+        (self.0)(outputs)
+    }
+}

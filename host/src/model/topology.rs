@@ -1,0 +1,84 @@
+//! How a pipeline spec splits into stages: the operators between two repartitions, each
+//! stage reading one topic and writing the next.
+
+use super::PipelineSpec;
+
+/// The operators between two repartitions, with the topics they read and write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub index: u32,
+    pub source: String,
+    pub sink: String,
+    /// Indices into the spec's operators.
+    pub ops: Vec<usize>,
+}
+
+impl Stage {
+    /// Whether the stage reads the pipeline's own source.
+    pub fn is_first(&self) -> bool {
+        self.index == 0
+    }
+}
+
+/// The internal topic a pipeline repartitions through before operator `id`.
+pub fn repartition_topic(pipeline: &str, id: &str) -> String {
+    format!("{pipeline}.{id}.repartition")
+}
+
+/// Splits a pipeline at its repartitions.
+pub fn stages(spec: &PipelineSpec) -> Vec<Stage> {
+    let source = spec
+        .source
+        .as_ref()
+        .map(|t| t.topic.clone())
+        .unwrap_or_default();
+    let sink = spec
+        .sink
+        .as_ref()
+        .map(|t| t.topic.clone())
+        .unwrap_or_default();
+    let mut stages = Vec::new();
+    let mut current = Stage {
+        index: 0,
+        source,
+        sink: String::new(),
+        ops: Vec::new(),
+    };
+    for (i, op) in spec.operators.iter().enumerate() {
+        if op.repartition {
+            let topic = repartition_topic(&spec.name, op.id());
+            current.sink = topic.clone();
+            let index = current.index + 1;
+            stages.push(std::mem::replace(
+                &mut current,
+                Stage {
+                    index,
+                    source: topic,
+                    sink: String::new(),
+                    ops: Vec::new(),
+                },
+            ));
+        }
+        current.ops.push(i);
+    }
+    current.sink = sink;
+    stages.push(current);
+    stages
+}
+
+/// The stage operator `i` of the spec runs in, and its place in the stage's chain.
+pub fn stage_of(spec: &PipelineSpec, i: usize) -> Option<(Stage, usize)> {
+    stages(spec)
+        .into_iter()
+        .find_map(|s| s.ops.iter().position(|x| *x == i).map(|local| (s, local)))
+}
+
+/// Every topic a pipeline reads or writes between its stages and at its ends.
+pub fn stage_topics(spec: &PipelineSpec) -> Vec<String> {
+    let mut topics: Vec<String> = stages(spec)
+        .into_iter()
+        .flat_map(|s| [s.source, s.sink])
+        .collect();
+    topics.dedup();
+    topics
+}

@@ -1,0 +1,487 @@
+//! The one place tasks are built: from a pipeline record, each stage's tasks with their
+//! sources and sinks (embedded topics or Kafka), their local state caught up (from the
+//! embedded changelogs, or from Kafka), and their operators started; then handed to the
+//! worker pool. The control plane gets back only handles.
+
+use super::clock::StageClock;
+use super::operator::{OperatorStartError, OperatorTemplate};
+use super::swap::{SwapPlan, Version};
+use super::{Operator, Task, TaskConfig, TaskError, TaskHandle, TaskRunner, WorkerPool};
+use crate::io::{Sink, TaskSource};
+use crate::kafka::{self, Connection, KafkaError};
+use crate::log::{Log, LogError, ReplayError, TopicConfig, TopicSink, TopicSource, catch_up};
+use crate::metrics::Metrics;
+use crate::model::{
+    OnError, PinnedOperator, PipelineRecord, PipelineSpec, Stage, TopicRef, stages,
+    topology::stage_of,
+};
+use crate::registry::{OperatorVersion, Registry, RegistryError};
+use crate::runtime::Limits;
+use crate::state::{Db, TaskId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+/// Why a pipeline's tasks could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("rebuilding state from changelogs: {0}")]
+    Replay(#[from] ReplayError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("source: {0}")]
+    Source(KafkaError),
+    #[error("sink: {0}")]
+    Sink(KafkaError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("restoring task {partition} from Kafka: {error}")]
+    Restore { partition: u32, error: KafkaError },
+    #[error("{label}: {error}")]
+    Registry { label: String, error: RegistryError },
+    #[error(transparent)]
+    Operator(#[from] OperatorStartError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+/// Makes the operators of one task: `(stage, partition, partitions of the stage)`.
+pub type MakeOperators<'a> =
+    dyn FnMut(&Stage, u32, u32) -> Result<Vec<Box<dyn Operator>>, StartError> + 'a;
+
+/// Builds tasks and runs them on its worker pool.
+pub struct TaskFactory {
+    db: Arc<Db>,
+    log: Arc<Log>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    pool: WorkerPool,
+    /// The server's default Kafka bootstrap servers.
+    kafka_brokers: Option<String>,
+    /// Per pipeline stage, its tasks' watermarks on this server (for idle partitions),
+    /// kept while any of its tasks runs.
+    clocks: Mutex<HashMap<(String, u32), Weak<StageClock>>>,
+}
+
+impl TaskFactory {
+    /// A factory whose tasks run on `workers` threads.
+    pub fn new(
+        db: Arc<Db>,
+        log: Arc<Log>,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        workers: usize,
+    ) -> Self {
+        let pool = WorkerPool::new(workers, Arc::clone(log.signal()));
+        TaskFactory {
+            db,
+            log,
+            registry,
+            metrics,
+            pool,
+            kafka_brokers: None,
+            clocks: Mutex::default(),
+        }
+    }
+
+    /// Pipelines whose topic references name no brokers use these.
+    pub fn with_kafka_brokers(mut self, brokers: Option<String>) -> Self {
+        self.kafka_brokers = brokers;
+        self
+    }
+
+    pub fn workers(&self) -> usize {
+        self.pool.threads()
+    }
+
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The Kafka connection of a topic reference, when it lives in Kafka.
+    pub fn kafka(&self, topic: &TopicRef) -> Result<Option<Connection>, KafkaError> {
+        match &topic.kafka {
+            None => Ok(None),
+            Some(endpoint) => {
+                Connection::resolve(endpoint, &topic.topic, self.kafka_brokers.as_deref()).map(Some)
+            }
+        }
+    }
+
+    /// How many partitions (= tasks) a stage has: its source topic's, in Kafka or here.
+    pub fn stage_partitions(&self, spec: &PipelineSpec, stage: &Stage) -> Result<u32, StartError> {
+        if stage.is_first()
+            && let Some(source) = &spec.source
+            && let Some(conn) = self.kafka(source)?
+        {
+            return kafka::partition_count(&conn, &stage.source).map_err(StartError::Source);
+        }
+        Ok(self.log.topic(&stage.source)?.partition_count())
+    }
+
+    /// How to start every operator of a pipeline (by its index in the spec).
+    fn templates(&self, record: &PipelineRecord) -> Result<Vec<OperatorTemplate>, StartError> {
+        record
+            .operators
+            .iter()
+            .zip(&record.spec.operators)
+            .map(|(pinned, op)| {
+                let version = self
+                    .registry
+                    .version(&pinned.name, pinned.version)
+                    .map_err(|error| registry_error(pinned, error))?;
+                self.template(record, pinned, &version, op.config_pairs())
+            })
+            .collect()
+    }
+
+    fn template(
+        &self,
+        record: &PipelineRecord,
+        pinned: &PinnedOperator,
+        version: &OperatorVersion,
+        config: Vec<(String, String)>,
+    ) -> Result<OperatorTemplate, StartError> {
+        let settings = &record.spec.settings;
+        let component = self
+            .registry
+            .component(version)
+            .map_err(|error| registry_error(pinned, error))?;
+        Ok(OperatorTemplate::new(
+            component,
+            &record.spec.name,
+            &pinned.id,
+            version.version,
+            config,
+            Limits::from_settings(settings),
+            (settings.state_cache_mb as usize) << 20,
+        ))
+    }
+
+    /// Starts each operator of a pipeline being created once, to learn the state format
+    /// its `init` declares, and pins it.
+    pub fn probe_state_versions(&self, record: &mut PipelineRecord) -> Result<(), StartError> {
+        let templates = self.templates(record)?;
+        for (pinned, template) in record.operators.iter_mut().zip(templates) {
+            let template = OperatorTemplate {
+                cache_bytes: 1 << 20,
+                ..template
+            };
+            pinned.state_version = template.start(&self.db, 0, 1)?.state_version();
+        }
+        Ok(())
+    }
+
+    /// Builds the tasks of a pipeline (all its partitions, or `only` these) with its
+    /// registered operators and starts them; all or none. The record's operators get
+    /// the state versions their `init` declared.
+    pub fn start(
+        &self,
+        record: &mut PipelineRecord,
+        only: Option<&[u32]>,
+    ) -> Result<Vec<Arc<TaskHandle>>, StartError> {
+        if only.is_some_and(<[u32]>::is_empty) {
+            return Ok(Vec::new());
+        }
+        let templates = self.templates(record)?;
+        let mut versions = Vec::new();
+        let handles = self.start_with(record, only, &mut |stage, partition, partitions| {
+            let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+            for &i in &stage.ops {
+                let op = templates[i].start(&self.db, partition, partitions)?;
+                versions.push((i, op.state_version()));
+                ops.push(Box::new(op));
+            }
+            Ok(ops)
+        })?;
+        for (i, v) in versions {
+            record.operators[i].state_version = v;
+        }
+        Ok(handles)
+    }
+
+    /// Like [`TaskFactory::start`], with the operators `make` builds (a benchmark runs
+    /// native operators through the server's task path this way).
+    pub fn start_with(
+        &self,
+        record: &PipelineRecord,
+        only: Option<&[u32]>,
+        make: &mut MakeOperators<'_>,
+    ) -> Result<Vec<Arc<TaskHandle>>, StartError> {
+        let runners = self.build(record, only, make)?;
+        let handles = runners.iter().map(|r| Arc::clone(r.handle())).collect();
+        for r in runners {
+            self.pool.spawn(r);
+        }
+        Ok(handles)
+    }
+
+    fn build(
+        &self,
+        record: &PipelineRecord,
+        only: Option<&[u32]>,
+        make: &mut MakeOperators<'_>,
+    ) -> Result<Vec<TaskRunner>, StartError> {
+        let spec = &record.spec;
+        // State that is behind its changelogs (lost, wiped) is rebuilt before anything runs.
+        let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
+        let replayed = catch_up(&self.db, &self.log, &spec.name, &ids)?;
+        if replayed.records > 0 {
+            tracing::info!(pipeline = %spec.name, "replayed {} changelog records into {} stores", replayed.records, replayed.stores);
+        }
+        let stages = stages(spec);
+        let ends = Ends {
+            source: self.kafka(spec.source.as_ref().unwrap_or(&TopicRef::embedded("")))?,
+            sink: self.kafka(spec.sink.as_ref().unwrap_or(&TopicRef::embedded("")))?,
+        };
+        if spec.settings.on_error == OnError::DeadLetter && ends.sink.is_none() {
+            let last = stages.last().expect("at least one stage");
+            let config = TopicConfig {
+                partitions: self.log.topic(&last.sink)?.partition_count(),
+                ..TopicConfig::default()
+            };
+            self.log
+                .ensure_topic(&format!("{}.dlq", spec.name), &config)?;
+        }
+        let mut runners = Vec::new();
+        // A later stage's watermark comes from the previous stage's tasks.
+        let mut upstream_partitions = None;
+        for stage in &stages {
+            let last = stage.index + 1 == stages.len() as u32;
+            let io = StageIo {
+                source: ends.source.as_ref().filter(|_| stage.is_first()),
+                sink: ends.sink.as_ref().filter(|_| last),
+                last,
+            };
+            let partitions = match io.source {
+                Some(conn) => {
+                    kafka::partition_count(conn, &stage.source).map_err(StartError::Source)?
+                }
+                None => self.log.topic(&stage.source)?.partition_count(),
+            };
+            let sink_partitions = match io.sink {
+                Some(conn) => kafka::prepare(conn, &spec.name, &stage.sink, partitions)
+                    .map_err(StartError::Sink)?,
+                None => 0,
+            };
+            for p in (0..partitions).filter(|p| only.is_none_or(|o| o.contains(p))) {
+                let id = TaskId {
+                    pipeline: spec.name.clone(),
+                    stage: stage.index,
+                    partition: p,
+                };
+                let (source, sink) =
+                    self.endpoints(record, stage, &io, &id, partitions, sink_partitions)?;
+                let config = TaskConfig {
+                    changelog: true,
+                    upstream_partitions,
+                    ..TaskConfig::from_settings(&spec.settings)
+                };
+                let ops = make(stage, p, partitions)?;
+                let task = Task::new(id.clone(), ops, config, Arc::clone(&self.db))?;
+                let handle = Arc::new(TaskHandle::new(
+                    id,
+                    task.committed_position().offset,
+                    Arc::clone(self.log.signal()),
+                ));
+                let metrics_name = match stage.index {
+                    0 => spec.name.clone(),
+                    s => format!("{}/{s}", spec.name),
+                };
+                runners.push(
+                    TaskRunner::new(task, source, sink, handle)
+                        .with_metrics(self.metrics.task(&metrics_name, p))
+                        .with_clock(self.stage_clock(&spec.name, stage.index)),
+                );
+            }
+            upstream_partitions = Some(partitions);
+        }
+        Ok(runners)
+    }
+
+    /// The source and sink of one task; with a Kafka sink, the task's local state is
+    /// first caught up with what Kafka holds.
+    fn endpoints(
+        &self,
+        record: &PipelineRecord,
+        stage: &Stage,
+        io: &StageIo<'_>,
+        id: &TaskId,
+        partitions: u32,
+        sink_partitions: u32,
+    ) -> Result<Endpoints, StartError> {
+        let spec = &record.spec;
+        let p = id.partition;
+        let mut consumer = None;
+        let source: Box<dyn TaskSource> = match io.source {
+            None => Box::new(TopicSource::new(
+                Arc::clone(&self.log),
+                self.log.topic(&stage.source)?,
+                p,
+            )),
+            Some(conn) => {
+                let group = kafka::group_id(&spec.name);
+                let s = kafka::KafkaSource::new(conn, &group, &stage.source, p)?;
+                consumer = Some(s.consumer());
+                Box::new(s)
+            }
+        };
+        // A Kafka sink's producer fences the task's previous owner (a crashed process,
+        // another server) before anything is read back from Kafka.
+        let sink: Box<dyn Sink + Send> = match io.sink {
+            None => {
+                let s = TopicSink::new(
+                    Arc::clone(&self.log),
+                    &spec.name,
+                    p,
+                    partitions,
+                    self.log.topic(&stage.sink)?,
+                );
+                Box::new(if io.last {
+                    s
+                } else {
+                    s.with_watermark_records()
+                })
+            }
+            Some(conn) => {
+                let task = kafka::SinkTask {
+                    pipeline: &spec.name,
+                    stage: stage.index,
+                    partition: p,
+                    state_partitions: partitions,
+                    main: &stage.sink,
+                    main_partitions: sink_partitions,
+                };
+                let offsets = consumer.map(|consumer| kafka::SourceOffsets {
+                    consumer,
+                    topic: stage.source.clone(),
+                });
+                let s = kafka::KafkaSink::new(conn, &task, spec.settings.exactly_once, offsets)?;
+                // Local state may be behind the changelogs and offsets in Kafka (a crash
+                // after a transaction committed, an empty data dir, a partition another
+                // server ran): catch up first.
+                let ops: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
+                let report = kafka::restore_task(&self.db, conn, id, &ops).map_err(|error| {
+                    StartError::Restore {
+                        partition: p,
+                        error,
+                    }
+                })?;
+                if report.records > 0 || report.advanced_to.is_some() {
+                    tracing::info!(pipeline = %spec.name, partition = p, ?report, "restored from Kafka");
+                }
+                Box::new(s)
+            }
+        };
+        Ok((source, sink))
+    }
+
+    /// How to move operator `i` of a pipeline from `old` to `target` in its tasks (both
+    /// versions compiled before anything moves).
+    pub fn swap_plan(
+        &self,
+        record: &PipelineRecord,
+        i: usize,
+        old: &PinnedOperator,
+        target: &OperatorVersion,
+    ) -> Result<SwapPlan, StartError> {
+        let config = record.spec.operators[i].config_pairs();
+        let old_version = self
+            .registry
+            .version(&old.name, old.version)
+            .map_err(|error| registry_error(old, error))?;
+        let old_template = self.template(record, old, &old_version, config.clone())?;
+        let new_pinned = PinnedOperator {
+            id: old.id.clone(),
+            name: target.name.clone(),
+            version: target.version,
+            digest: target.digest.clone(),
+            state_version: old.state_version,
+        };
+        let new_template = self.template(record, &new_pinned, target, config)?;
+        let (stage, local) = stage_of(&record.spec, i).expect("every operator is in a stage");
+        Ok(SwapPlan {
+            stage: stage.index,
+            local,
+            old: Version {
+                template: old_template,
+                pinned: old.clone(),
+            },
+            new: Version {
+                template: new_template,
+                pinned: new_pinned,
+            },
+            partitions: self.stage_partitions(&record.spec, &stage)?,
+            db: Arc::clone(&self.db),
+        })
+    }
+
+    /// The watermarks of a pipeline stage's tasks on this server, shared by its runners.
+    fn stage_clock(&self, pipeline: &str, stage: u32) -> Arc<StageClock> {
+        let mut clocks = self.clocks.lock().expect("clocks lock");
+        clocks.retain(|_, c| c.strong_count() > 0);
+        let key = (pipeline.to_string(), stage);
+        if let Some(c) = clocks.get(&key).and_then(Weak::upgrade) {
+            return c;
+        }
+        let c = Arc::new(StageClock::default());
+        clocks.insert(key, Arc::downgrade(&c));
+        c
+    }
+
+    /// The clock of a stage with tasks on this server, if any.
+    pub fn clock(&self, pipeline: &str, stage: u32) -> Option<Arc<StageClock>> {
+        self.clocks
+            .lock()
+            .expect("clocks lock")
+            .get(&(pipeline.to_string(), stage))
+            .and_then(Weak::upgrade)
+    }
+
+    /// Every stage clock with tasks on this server: `(pipeline, stage)` and the clock.
+    pub fn clocks(&self) -> Vec<((String, u32), Arc<StageClock>)> {
+        self.clocks
+            .lock()
+            .expect("clocks lock")
+            .iter()
+            .filter_map(|(k, c)| Some((k.clone(), c.upgrade()?)))
+            .collect()
+    }
+}
+
+/// Where one task reads and writes.
+type Endpoints = (Box<dyn TaskSource>, Box<dyn Sink + Send>);
+
+/// A pipeline's ends in Kafka (`None`: an embedded topic).
+struct Ends {
+    source: Option<Connection>,
+    sink: Option<Connection>,
+}
+
+/// Where one stage reads and writes.
+struct StageIo<'a> {
+    /// The stage reads the pipeline's Kafka source.
+    source: Option<&'a Connection>,
+    /// The stage writes the pipeline's Kafka sink.
+    sink: Option<&'a Connection>,
+    /// The last stage (an earlier one writes a repartition topic).
+    last: bool,
+}
+
+fn registry_error(pinned: &PinnedOperator, error: RegistryError) -> StartError {
+    StartError::Registry {
+        label: format!("operator {}@{}", pinned.id, pinned.version),
+        error,
+    }
+}
