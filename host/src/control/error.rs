@@ -1,7 +1,7 @@
 //! Why a control-plane call failed: one variant per thing that was missing, refused or
 //! in the way, so the API maps each to its answer in one place (`api/error.rs`).
 
-use super::savepoints::SavepointError;
+use super::manifest::SavepointError;
 use crate::kafka::KafkaError;
 use crate::log::{LogError, ReplayError};
 use crate::model::SpecError;

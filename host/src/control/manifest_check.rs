@@ -4,8 +4,8 @@
 //! come from an upload (hostile) or from a folder someone edited, so it is checked on
 //! upload and again before every restore, before anything changes.
 
-use super::savepoints::{Manifest, SavepointError};
-use super::spec::check_name;
+use super::manifest::{Manifest, SavepointError};
+use crate::model::spec::check_name;
 use crate::model::stages;
 use crate::state::changelog::TIMERS_STORE;
 use crate::state::check_store_name;
@@ -39,7 +39,7 @@ fn corrupt(why: String) -> SavepointError {
 
 /// Checks everything a manifest claims that does not need its files.
 pub fn check(m: &Manifest) -> Result<Shape, SavepointError> {
-    super::savepoints::check_id(&m.id)
+    super::manifest::check_id(&m.id)
         .map_err(|_| corrupt(format!("invalid savepoint id {:?}", m.id)))?;
     m.spec
         .validate()

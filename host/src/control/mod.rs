@@ -13,6 +13,7 @@ mod compaction;
 mod controller;
 mod entry;
 mod error;
+mod manifest;
 mod manifest_check;
 mod pause;
 mod records;

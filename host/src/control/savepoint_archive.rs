@@ -5,7 +5,7 @@
 //! while the archive is read. Files are hashed as they are written, so the checks after
 //! it never read them again. Errors name the archive's entry, never a server path.
 
-use super::savepoints::SavepointError;
+use super::manifest::SavepointError;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
