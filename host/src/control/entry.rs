@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// What a pipeline is busy with while its operators start, or its tasks stop: the
+/// table's lock is not held meanwhile, so status calls answer (`starting`, `stopping`).
+pub(super) const STARTING: &str = "starting";
+pub(super) const STOPPING: &str = "stopping";
+
 pub(super) struct Entry {
     pub(super) record: PipelineRecord,
     /// The tasks of the current (or last) run.

@@ -2,7 +2,7 @@
 //! rebuild its state, supervise its tasks, and the server's shutdown.
 
 use super::controller::Controller;
-use super::entry::Entry;
+use super::entry::{Entry, STARTING};
 use super::error::ControlError;
 use super::status::PipelineStatus;
 use super::topics::internal_topics;
@@ -94,8 +94,7 @@ impl Controller {
         if self.distributed(&spec) && stages(&spec).len() > 1 {
             return Err(ControlError::SharedRepartition);
         }
-        let mut pipelines = self.table();
-        if pipelines.contains_key(&spec.name) {
+        if self.table().contains_key(&spec.name) {
             return Err(ControlError::Exists(spec.name.clone()));
         }
         let source_kafka = self.kafka(source).map_err(ControlError::KafkaEndpoint)?;
@@ -135,7 +134,7 @@ impl Controller {
             }
         }
         let now = now_ms();
-        let mut record = PipelineRecord {
+        let record = PipelineRecord {
             spec,
             operators,
             state: PipelineState::Created,
@@ -144,27 +143,48 @@ impl Controller {
             updated_ms: now,
             upgrades: Vec::new(),
         };
-        if let Some(savepoint) = record.spec.from_savepoint.clone()
-            && let Err(e) = self.restore_new(&mut record, &savepoint)
+        let name = record.spec.name.clone();
+        // The name is claimed and the pipeline shows as starting while its state is
+        // restored and its operators start, without the table's lock: status calls answer
+        // meanwhile. (Its state says running: a group's assignments start its tasks.)
         {
-            self.db().delete_pipeline_state(&record.spec.name)?;
+            let mut pipelines = self.table();
+            if pipelines.contains_key(&name) {
+                return Err(ControlError::Exists(name));
+            }
+            let mut claim = Entry::idle(record.clone());
+            claim.busy = Some(STARTING);
+            claim.record.state = PipelineState::Running;
+            pipelines.insert(name.clone(), claim);
+        }
+        let mut attempt = Entry::idle(record);
+        let started = match attempt.record.spec.from_savepoint.clone() {
+            Some(savepoint) => self.restore_new(&mut attempt.record, &savepoint),
+            None => Ok(()),
+        }
+        .and_then(|()| {
+            self.run_entry(&mut attempt)
+                .map_err(|reason| ControlError::CannotStart {
+                    pipeline: name.clone(),
+                    reason: reason.to_string(),
+                })
+        });
+        if let Err(e) = started {
+            self.table().remove(&name);
+            // Nothing ran; remove what the attempt may have left (store ids, positions).
+            self.db().delete_pipeline_state(&name)?;
             return Err(e);
         }
-        let mut entry = Entry::idle(record);
-        if let Err(reason) = self.run_entry(&mut entry) {
-            // Nothing ran; remove what the attempt may have left (store ids, positions).
-            self.db().delete_pipeline_state(entry.name())?;
-            return Err(ControlError::CannotStart {
-                pipeline: entry.name().to_string(),
-                reason: reason.to_string(),
-            });
-        }
-        self.store
-            .set_state(&mut entry.record, PipelineState::Running, None)?;
-        self.share(&entry.record);
-        let name = entry.name().to_string();
-        pipelines.insert(name.clone(), entry);
-        drop(pipelines);
+        self.with_entry(&name, |entry| {
+            entry.busy = None;
+            entry.member = attempt.member.take();
+            entry.tasks.extend(std::mem::take(&mut attempt.tasks));
+            entry.record.operators = std::mem::take(&mut attempt.record.operators);
+            self.store
+                .set_state(&mut entry.record, PipelineState::Running, None)?;
+            self.share(&entry.record);
+            Ok(())
+        })?;
         self.refresh_gauges();
         self.status(&name)
     }
@@ -225,35 +245,17 @@ impl Controller {
                     reason,
                 })?;
         }
-        self.with_entry(name, |entry| {
-            entry.check_idle()?;
-            if entry.record.state != PipelineState::Running {
-                self.run_entry(entry)
-                    .map_err(|reason| ControlError::CannotStart {
-                        pipeline: name.to_string(),
-                        reason: reason.to_string(),
-                    })?;
-                self.store
-                    .set_state(&mut entry.record, PipelineState::Running, None)?;
-                self.share(&entry.record);
-            }
-            Ok(())
-        })?;
+        self.run_unlocked(name, |entry| entry.record.state != PipelineState::Running)?;
         self.refresh_gauges();
         self.status(name)
     }
 
     /// Stops a running pipeline; its tasks commit first, so a start resumes exactly there.
     pub fn stop(&self, name: &str) -> Result<PipelineStatus, ControlError> {
-        self.with_entry(name, |entry| {
+        let running = self.with_entry(name, |entry| {
             entry.check_idle()?;
             match entry.record.state {
-                PipelineState::Running => {
-                    self.halt_entry(entry);
-                    self.store
-                        .set_state(&mut entry.record, PipelineState::Stopped, None)?;
-                    self.share(&entry.record);
-                }
+                PipelineState::Running => return Ok(true),
                 PipelineState::Recovering => {
                     // No more attempts.
                     entry.retry = None;
@@ -262,8 +264,19 @@ impl Controller {
                 }
                 _ => {}
             }
-            Ok(())
+            Ok(false)
         })?;
+        if running {
+            self.halt_unlocked(name, |c, entry| {
+                if let Err(e) = c
+                    .store
+                    .set_state(&mut entry.record, PipelineState::Stopped, None)
+                {
+                    tracing::error!(pipeline = %name, "cannot record a pipeline's state: {e}");
+                }
+                c.share(&entry.record);
+            })?;
+        }
         self.refresh_gauges();
         self.status(name)
     }
@@ -279,14 +292,31 @@ impl Controller {
 
     /// Deletes a pipeline on this server; `true` when it was shared with a cluster.
     pub(super) fn delete_here(&self, name: &str) -> Result<bool, ControlError> {
+        let (shared, running) = self.with_entry(name, |entry| {
+            entry.check_idle()?;
+            // Leaving the group first, so no assignment starts tasks behind our back.
+            self.leave_group(entry);
+            Ok((
+                self.distributed(&entry.record.spec),
+                entry.record.state == PipelineState::Running,
+            ))
+        })?;
+        if running {
+            // The tasks commit and stop without the table's lock held.
+            self.halt_unlocked(name, |_, _| {})?;
+        }
         let mut pipelines = self.table();
         let entry = pipelines
             .get_mut(name)
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         entry.check_idle()?;
-        let shared = self.distributed(&entry.record.spec);
-        self.leave_group(entry);
-        self.halt_entry(entry);
+        if entry.tasks.iter().any(|t| !t.is_finished()) {
+            // Started again meanwhile.
+            return Err(ControlError::Busy {
+                pipeline: name.to_string(),
+                with: "a start",
+            });
+        }
         self.db().delete_pipeline_state(name)?;
         self.store.delete(name)?;
         self.store.end_restore(name)?;
@@ -333,27 +363,27 @@ impl Controller {
     /// Turns a failed task into a failed pipeline (its other tasks stop after committing).
     /// Call periodically.
     pub fn supervise(&self) {
-        let mut changed = false;
-        let mut pipelines = self.table();
-        for entry in pipelines.values_mut() {
-            if entry.record.state != PipelineState::Running {
-                continue;
-            }
-            let failure = entry.tasks.iter().find_map(|t| {
-                let s = t.status();
-                (s.state == TaskState::Failed)
-                    .then(|| format!("{}: {}", t.id, s.failure.unwrap_or_default()))
-            });
-            if let Some(reason) = failure {
-                self.halt_entry(entry);
-                self.fail_or_recover(entry, reason);
-                changed = true;
+        let failed: Vec<(String, String)> = self
+            .table()
+            .values()
+            .filter(|e| e.record.state == PipelineState::Running && e.busy.is_none())
+            .filter_map(|e| {
+                e.tasks.iter().find_map(|t| {
+                    let s = t.status();
+                    (s.state == TaskState::Failed).then(|| {
+                        let reason = format!("{}: {}", t.id, s.failure.unwrap_or_default());
+                        (e.name().to_string(), reason)
+                    })
+                })
+            })
+            .collect();
+        for (name, reason) in failed {
+            let halted = self.halt_unlocked(&name, |c, entry| c.fail_or_recover(entry, reason));
+            if let Err(e) = halted {
+                tracing::error!(pipeline = %name, "cannot stop the failed pipeline: {e}");
             }
         }
-        drop(pipelines);
-        if changed {
-            self.refresh_gauges();
-        }
+        self.refresh_gauges();
         self.retry_recovering();
     }
 

@@ -3,8 +3,11 @@
 //! stop at a batch boundary after they commit.
 
 use super::controller::Controller;
-use super::entry::Entry;
-use super::error::RunError;
+use super::entry::{Entry, STARTING, STOPPING};
+use super::error::{ControlError, RunError};
+use crate::model::PipelineState;
+use crate::task::TaskHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a stop waits for tasks to commit and end.
@@ -37,14 +40,85 @@ impl Controller {
 
     /// Stops a pipeline's tasks at a batch boundary, after they commit.
     pub(super) fn stop_tasks(&self, entry: &Entry) {
-        for t in &entry.tasks {
-            t.request_stop();
-        }
-        for t in &entry.tasks {
-            if !t.wait(STOP_TIMEOUT) {
-                tracing::warn!(task = %t.id, "task did not stop within {STOP_TIMEOUT:?}");
+        stop_handles(&entry.tasks);
+    }
+
+    /// Runs a pipeline of the table that does not run, without holding the table's lock
+    /// while its operators start: the entry is marked `starting` (so nothing else changes
+    /// it and status calls answer), a detached copy runs, and what it started goes back
+    /// into the entry. `wanted` says whether to go ahead (checked under the lock).
+    pub(super) fn run_unlocked(
+        &self,
+        name: &str,
+        wanted: impl FnOnce(&Entry) -> bool,
+    ) -> Result<(), ControlError> {
+        let attempt = self.with_entry(name, |entry| {
+            entry.check_idle()?;
+            if !wanted(entry) {
+                return Ok(None);
             }
-        }
+            entry.busy = Some(STARTING);
+            // Tasks of the last run have ended; a shared pipeline's group may start new
+            // ones (into this entry) while the attempt runs, so its state says running.
+            entry.tasks.retain(|t| !t.is_finished());
+            let mut attempt = Entry::idle(entry.record.clone());
+            attempt.member = entry.member.take();
+            entry.record.state = PipelineState::Running;
+            Ok(Some(attempt))
+        })?;
+        let Some(mut attempt) = attempt else {
+            return Ok(());
+        };
+        let ran = self.run_entry(&mut attempt);
+        self.with_entry(name, |entry| {
+            entry.busy = None;
+            entry.member = attempt.member.take();
+            match ran {
+                Ok(()) => {
+                    entry.tasks.extend(attempt.tasks);
+                    entry.record.operators = attempt.record.operators;
+                    entry.retry = None;
+                    self.store
+                        .set_state(&mut entry.record, PipelineState::Running, None)?;
+                    self.share(&entry.record);
+                    Ok(())
+                }
+                Err(reason) => {
+                    entry.record.state = attempt.record.state;
+                    Err(ControlError::CannotStart {
+                        pipeline: name.to_string(),
+                        reason: reason.to_string(),
+                    })
+                }
+            }
+        })
+    }
+
+    /// Stops a running pipeline's tasks without holding the table's lock while they
+    /// commit and end (the entry is marked `stopping`), then records `then` (stopped, or
+    /// failed with a reason) as the pipeline's state.
+    pub(super) fn halt_unlocked(
+        &self,
+        name: &str,
+        then: impl FnOnce(&Controller, &mut Entry),
+    ) -> Result<(), ControlError> {
+        let tasks = self.with_entry(name, |entry| {
+            entry.check_idle()?;
+            entry.busy = Some(STOPPING);
+            // No assignment starts new tasks of a pipeline on its way out.
+            entry.record.state = PipelineState::Stopped;
+            Ok(entry.tasks.clone())
+        })?;
+        stop_handles(&tasks);
+        self.with_entry(name, |entry| {
+            entry.busy = None;
+            if entry.member.is_some() {
+                entry.tasks.clear();
+                self.announce_tasks(&entry.record.spec.name, &[]);
+            }
+            then(self, entry);
+            Ok(())
+        })
     }
 
     /// Stops a pipeline's tasks here; a shared pipeline stays in its assignment group
@@ -61,6 +135,18 @@ impl Controller {
     pub(super) fn leave_group(&self, entry: &mut Entry) {
         if let Some(m) = entry.member.take() {
             m.leave();
+        }
+    }
+}
+
+/// Asks tasks to commit and stop at their next batch boundary, and waits until they did.
+fn stop_handles(tasks: &[Arc<TaskHandle>]) {
+    for t in tasks {
+        t.request_stop();
+    }
+    for t in tasks {
+        if !t.wait(STOP_TIMEOUT) {
+            tracing::warn!(task = %t.id, "task did not stop within {STOP_TIMEOUT:?}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! as other servers of a cluster last told), and the gauges computed from them.
 
 use super::controller::Controller;
-use super::entry::Entry;
+use super::entry::{Entry, STARTING, STOPPING};
 use super::error::ControlError;
 use super::topics::all_topics;
 use crate::model::{PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord, stages};
@@ -76,7 +76,11 @@ impl Controller {
         }
         PipelineStatus {
             name: r.spec.name.clone(),
-            state: r.state,
+            state: match entry.busy {
+                Some(STARTING) => PipelineState::Starting,
+                Some(STOPPING) => PipelineState::Stopping,
+                _ => r.state,
+            },
             reason: r.reason.clone(),
             source: topic(&r.spec.source),
             sink: topic(&r.spec.sink),

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod pipeline;
+pub mod settings;
 pub mod spec;
 pub mod topology;
 

@@ -5,7 +5,8 @@ use super::spec::PipelineSpec;
 use serde::{Deserialize, Serialize};
 
 /// The lifecycle of a pipeline: created → running → stopped | failed | recovering (and back
-/// to running with start, or by itself from recovering).
+/// to running with start, or by itself from recovering); `starting` and `stopping` show
+/// while a start or a stop waits for the operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PipelineState {
@@ -16,6 +17,10 @@ pub enum PipelineState {
     /// Kafka was out of reach (brokers down, a topic missing): the pipeline tries again
     /// by itself until it runs, or until it is stopped.
     Recovering,
+    /// Its operators are starting (`init` runs). Reported meanwhile, never stored.
+    Starting,
+    /// Its tasks are committing and stopping. Reported meanwhile, never stored.
+    Stopping,
 }
 
 /// An operator of a pipeline, pinned to the registry version it runs.

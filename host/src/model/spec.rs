@@ -16,15 +16,16 @@
 //! on_error = "fail"
 //! ```
 
+pub use super::settings::{
+    Bound, DurationText, LateEvents, MAX_DELAY_MS, OnError, SETTING_BOUNDS, STATE_CACHE_MB_MAX,
+    Settings,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
 /// Longest pipeline, operator, store or port name. Topics are derived from them
 /// (`<pipeline>.<operator>.<store>.changelog`), and must stay within Kafka's limit.
 pub const NAME_MAX: usize = 64;
-
-/// Largest state cache per store and task, in MiB.
-pub const STATE_CACHE_MB_MAX: u64 = 4096;
 
 /// Longest topic name (Kafka's limit).
 pub const TOPIC_NAME_MAX: usize = 249;
@@ -259,147 +260,6 @@ impl utoipa::PartialSchema for VersionRef {
 
 impl utoipa::ToSchema for VersionRef {}
 
-/// What to do with a record an operator cannot handle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnError {
-    /// Stop the task and report the pipeline failed.
-    #[default]
-    Fail,
-    /// Drop the record, count it, log it, go on.
-    Skip,
-    /// Write the record, with the error in its headers, to `<pipeline>.dlq`.
-    DeadLetter,
-}
-
-/// What happens to an event whose timestamp is below the task's watermark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LateEvents {
-    /// Hand it to the operators like any other (they can compare with the watermark).
-    #[default]
-    Process,
-    /// Drop it and count it (`late` in the task status).
-    Drop,
-    /// Write it, unchanged, to the side output `late` (`<pipeline>.late`).
-    SideOutput,
-}
-
-/// A duration written as text (`"5s"`, `"250ms"`, `"1m"`), as in Flink's configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DurationText(pub std::time::Duration);
-
-impl Serialize for DurationText {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for DurationText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(DurationVisitor)
-    }
-}
-
-const DURATION_HOW: &str = r#"write it like "5s", "250ms" or "1m""#;
-
-struct DurationVisitor;
-
-impl serde::de::Visitor<'_> for DurationVisitor {
-    type Value = DurationText;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "a duration as text ({DURATION_HOW})")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DurationText, E> {
-        humantime::parse_duration(text)
-            .map(DurationText)
-            .map_err(|e| E::custom(format!("{text:?} is not a duration ({e}): {DURATION_HOW}")))
-    }
-
-    // A bare number has no unit: say how to write one rather than guess.
-    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<DurationText, E> {
-        Err(E::custom(format!(
-            "{n} has no unit: durations are text, {DURATION_HOW} (\"{n}ms\" for milliseconds)"
-        )))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<DurationText, E> {
-        self.visit_i64(n.min(i64::MAX as u64) as i64)
-    }
-}
-
-/// How a pipeline runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
-    /// Most records per batch (one commit each).
-    pub batch_size: usize,
-    /// Longest time between commits. Outputs become visible at commits; a crash
-    /// re-processes at most this much (exactly once all the same).
-    pub commit_interval_ms: u64,
-    pub on_error: OnError,
-    /// Bounded out-of-orderness: the watermark trails the largest event time seen by
-    /// this much (`"5s"`). Events below the watermark are late (see `late_events`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_out_of_orderness: Option<DurationText>,
-    /// The same bound in milliseconds (the older name; use one of the two).
-    pub watermark_delay_ms: i64,
-    /// What happens to late events.
-    pub late_events: LateEvents,
-    /// A task whose partition had no input for this long (`"30s"`) moves its watermark
-    /// up to the lowest watermark of the stage's active tasks on this server, so a quiet
-    /// partition's windows close too. Unset: a quiet partition's watermark waits.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idle_timeout: Option<DurationText>,
-    /// Longest one call into an operator may run before it is stopped.
-    pub call_timeout_ms: u64,
-    /// Most memory one operator instance may use.
-    pub memory_limit_mb: u64,
-    /// Committed state cached in memory per store and task.
-    pub state_cache_mb: u64,
-    /// After an upgrade, the new version is on probation until it processed this many
-    /// records (over all tasks) ...
-    pub probation_records: u64,
-    /// ... or this much time passed, whichever comes first. A trap (or an error under
-    /// `on_error = "fail"`) during probation rolls the upgrade back.
-    pub probation_ms: u64,
-    /// With a Kafka sink: commit outputs, changelogs and source offsets in one Kafka
-    /// transaction per task. `false` gives at-least-once with plain commits.
-    pub exactly_once: bool,
-}
-
-impl Settings {
-    /// The watermark's bound on out-of-orderness, in milliseconds.
-    pub fn out_of_orderness_ms(&self) -> i64 {
-        match self.max_out_of_orderness {
-            Some(d) => i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX),
-            None => self.watermark_delay_ms,
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            batch_size: 512,
-            commit_interval_ms: 100,
-            on_error: OnError::Fail,
-            max_out_of_orderness: None,
-            watermark_delay_ms: 0,
-            late_events: LateEvents::Process,
-            idle_timeout: None,
-            call_timeout_ms: 10_000,
-            memory_limit_mb: 256,
-            state_cache_mb: 32,
-            probation_records: 1000,
-            probation_ms: 5000,
-            exactly_once: true,
-        }
-    }
-}
-
 fn config_values<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -512,56 +372,7 @@ impl PipelineSpec {
         for topic in [&self.source, &self.sink].into_iter().flatten() {
             check_name("topic", &topic.topic)?;
         }
-        let s = &self.settings;
-        if !(1..=100_000).contains(&s.batch_size) {
-            return Err(SpecError::Invalid(format!(
-                "settings.batch_size = {} must be 1 to 100000",
-                s.batch_size
-            )));
-        }
-        if !(1..=600_000).contains(&s.commit_interval_ms) {
-            return Err(SpecError::Invalid(format!(
-                "settings.commit_interval_ms = {} must be 1 to 600000 (10 minutes)",
-                s.commit_interval_ms
-            )));
-        }
-        if s.probation_records == 0 {
-            return Err(SpecError::Invalid(
-                "settings.probation_records must be at least 1 (a probation that needs no records proves nothing)".into(),
-            ));
-        }
-        if s.state_cache_mb > STATE_CACHE_MB_MAX {
-            return Err(SpecError::Invalid(format!(
-                "settings.state_cache_mb = {} must be 0 to {STATE_CACHE_MB_MAX} (it is per store and task)",
-                s.state_cache_mb
-            )));
-        }
-        if s.call_timeout_ms == 0 {
-            return Err(SpecError::Invalid(
-                "settings.call_timeout_ms must be above 0".into(),
-            ));
-        }
-        if !(1..=4096).contains(&s.memory_limit_mb) {
-            return Err(SpecError::Invalid(format!(
-                "settings.memory_limit_mb = {} must be 1 to 4096",
-                s.memory_limit_mb
-            )));
-        }
-        if s.watermark_delay_ms < 0 {
-            return Err(SpecError::Invalid(
-                "settings.watermark_delay_ms must not be negative".into(),
-            ));
-        }
-        if s.max_out_of_orderness.is_some() && s.watermark_delay_ms != 0 {
-            return Err(SpecError::Invalid(
-                "settings.max_out_of_orderness and settings.watermark_delay_ms set the same bound: keep one".into(),
-            ));
-        }
-        if s.idle_timeout.is_some_and(|t| t.0.is_zero()) {
-            return Err(SpecError::Invalid(
-                "settings.idle_timeout must be above 0 (leave it out to wait for input)".into(),
-            ));
-        }
+        self.settings.validate()?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The wasmtime engine, the linker, and the thread that drives epoch deadlines.
 
 use super::host::HostState;
+use super::output::LogBudgets;
 use super::{EPOCH_TICK, RuntimeConfig, RuntimeError, bindings};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,8 @@ pub(crate) struct EngineParts {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     pub(crate) config: RuntimeConfig,
+    /// The log budget of each operator of each pipeline, shared by its instances.
+    pub(crate) log_budgets: LogBudgets,
     stop: Arc<AtomicBool>,
 }
 
@@ -50,6 +53,7 @@ impl EngineParts {
             engine,
             linker,
             config,
+            log_budgets: LogBudgets::default(),
             stop,
         })
     }
@@ -59,8 +63,6 @@ impl EngineParts {
 pub(crate) fn deadline_ticks(deadline: std::time::Duration) -> u64 {
     (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
 }
-
-impl EngineParts {}
 
 impl Drop for EngineParts {
     fn drop(&mut self) {

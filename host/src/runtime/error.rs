@@ -47,6 +47,9 @@ pub enum TrapKind {
     Deadline,
     /// The instance tried to grow its memory beyond the limit.
     MemoryLimit,
+    /// A call went past one of the pipeline's `max_*` limits (a value, the state or the
+    /// output of one call, its timers).
+    Limit,
     /// Anything else: a panic, an out-of-bounds access, `unreachable`.
     Other,
 }

@@ -1,11 +1,13 @@
 //! The host side of the world's imports: state, timers, log and context, plus the
 //! locked-down WASI context. One `HostState` per instance.
 
+use super::Limits;
 use super::bindings::eddy::operator::{context, log, state, timers, types};
 use super::bindings::{ByteList, KvBatch, Span};
-use super::limits::InstanceLimits;
-use super::output::{GuestOutput, LogBudget};
+use super::limits::{CallLimits, CallUsage, InstanceLimits};
+use super::output::{GuestOutput, SharedBudget};
 use crate::state::{OperatorState, StoreId};
+use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -37,18 +39,26 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: InstanceLimits,
+    /// What one call may do, and what the current call did.
+    call_limits: CallLimits,
+    pub(crate) usage: CallUsage,
     pub(crate) state: OperatorState,
     info: TaskInfo,
     tag: String,
-    log_budget: LogBudget,
+    log_budget: SharedBudget,
     pub(crate) stderr: GuestOutput,
 }
 
 impl HostState {
-    pub(crate) fn new(info: TaskInfo, state: OperatorState, memory_limit: usize) -> Self {
+    pub(crate) fn new(
+        info: TaskInfo,
+        state: OperatorState,
+        limits: Limits,
+        log_budget: SharedBudget,
+    ) -> Self {
         let tag = info.tag();
-        let stdout = GuestOutput::new(tag.clone(), "stdout");
-        let stderr = GuestOutput::new(tag.clone(), "stderr");
+        let stdout = GuestOutput::new(tag.clone(), "stdout", Arc::clone(&log_budget));
+        let stderr = GuestOutput::new(tag.clone(), "stderr", Arc::clone(&log_budget));
         // No preopened directories, no environment, no arguments, stdin closed, every
         // socket address denied, no name lookups. Clocks and randomness stay: language
         // runtimes need them to start.
@@ -61,11 +71,15 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: InstanceLimits { memory_limit },
+            limits: InstanceLimits {
+                memory_limit: limits.memory,
+            },
+            call_limits: limits.call,
+            usage: CallUsage::default(),
             state,
             info,
             tag,
-            log_budget: LogBudget::new(),
+            log_budget,
             stderr,
         }
     }
@@ -140,6 +154,11 @@ impl state::HostStore for HostState {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<StoreHandle>, state::StateError>> {
+        if !self.state.has_store(&name)
+            && let Err(msg) = self.call_limits.store(self.state.store_count() + 1)
+        {
+            return Ok(Err(state::StateError::InvalidArgument(msg)));
+        }
         match self.state.open_store(&name)? {
             Ok(id) => Ok(Ok(self.table.push(StoreHandle(id))?)),
             Err(msg) => Ok(Err(state::StateError::InvalidArgument(msg))),
@@ -180,6 +199,8 @@ impl state::HostStore for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<()> {
         let id = self.store_id(&store)?;
+        self.usage
+            .write(&self.call_limits, key.len(), value.len())?;
         self.state.set(id, key, value);
         Ok(())
     }
@@ -193,6 +214,8 @@ impl state::HostStore for HostState {
             let value = span_bytes(&entries.data, &e.value)?
                 .unwrap_or_default()
                 .to_vec();
+            self.usage
+                .write(&self.call_limits, key.len(), value.len())?;
             self.state.set(id, key, value);
         }
         Ok(())
@@ -200,6 +223,7 @@ impl state::HostStore for HostState {
 
     fn delete(&mut self, store: Resource<StoreHandle>, key: Vec<u8>) -> wasmtime::Result<()> {
         let id = self.store_id(&store)?;
+        self.usage.write(&self.call_limits, key.len(), 0)?;
         self.state.delete(id, key);
         Ok(())
     }
@@ -226,9 +250,9 @@ impl state::HostStore for HostState {
         let id = self.store_id(&store)?;
         let page = self.state.scan(
             id,
-            &start,
-            end.as_deref(),
+            (&start, end.as_deref()),
             limit as usize,
+            self.call_limits.max_scan_page_bytes,
             continuation.as_deref(),
         )?;
         let mut entries = KvBatch {
@@ -253,6 +277,7 @@ impl state::HostStore for HostState {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, state::StateError>> {
         let id = self.store_id(&store)?;
+        self.usage.write(&self.call_limits, key.len(), 8)?;
         Ok(self
             .state
             .increment(id, key, delta)?
@@ -276,6 +301,7 @@ impl state::HostStore for HostState {
         }
         let mut out = Vec::with_capacity(keys.len());
         for (key, delta) in keys.into_iter().zip(deltas) {
+            self.usage.write(&self.call_limits, key.len(), 8)?;
             match self.state.increment(id, key.to_vec(), delta)? {
                 Ok(n) => out.push(n),
                 Err(e) => return Ok(Err(state::StateError::NotACounter(e.to_string()))),
@@ -296,6 +322,8 @@ impl timers::Host for HostState {
     }
 
     fn set_event_timer(&mut self, key: Vec<u8>, at: i64) -> wasmtime::Result<()> {
+        self.usage.timer(&self.call_limits)?;
+        self.usage.write(&self.call_limits, key.len(), 8)?;
         self.state.set_timer(key, at);
         Ok(())
     }
@@ -308,7 +336,12 @@ impl timers::Host for HostState {
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        if !self.log_budget.admit(&self.tag) {
+        if !self
+            .log_budget
+            .lock()
+            .expect("log budget lock")
+            .admit(&self.tag)
+        {
             return Ok(());
         }
         let tag = self.tag.as_str();

@@ -2,6 +2,7 @@ use super::bindings::{self, GuestError, OperatorInfo};
 use super::edge;
 use super::engine::{EngineParts, deadline_ticks};
 use super::host::{HostState, TaskInfo};
+use super::limits::{CallLimits, CallUsage, LimitExceeded};
 use super::{CallError, Limits, MemoryLimitExceeded, TrapKind};
 use crate::record::batch::{EventBatch, OutputBatch};
 use crate::state::{OperatorState, StateError};
@@ -19,6 +20,8 @@ pub struct OperatorInstance {
     deadline_secs: f64,
     /// The last batch in WIT form, kept for its buffers.
     scratch: bindings::EventBatch,
+    /// What one call may emit.
+    call_limits: CallLimits,
 }
 
 impl OperatorInstance {
@@ -29,7 +32,9 @@ impl OperatorInstance {
         state: OperatorState,
         limits: Limits,
     ) -> Result<Self, (CallError, OperatorState)> {
-        let mut store = Store::new(&parts.engine, HostState::new(info, state, limits.memory));
+        let budget = parts.log_budgets.of(&info.pipeline, &info.operator);
+        let host = HostState::new(info, state, limits, budget);
+        let mut store = Store::new(&parts.engine, host);
         store.limiter(|s| &mut s.limits);
         let deadline_ticks = deadline_ticks(limits.call_deadline);
         store.set_epoch_deadline(deadline_ticks);
@@ -41,6 +46,7 @@ impl OperatorInstance {
                 deadline_ticks,
                 deadline_secs,
                 scratch: edge::empty_event_batch(),
+                call_limits: limits.call,
             }),
             Err(e) => {
                 let err = classify(e, &store.data().stderr.recent(), deadline_secs);
@@ -55,6 +61,7 @@ impl OperatorInstance {
     ) -> Result<R, CallError> {
         self.store.set_epoch_deadline(self.deadline_ticks);
         self.store.data().stderr.clear_recent();
+        self.store.data_mut().usage = CallUsage::default();
         f(&self.bindings, &mut self.store)
             .map_err(|e| classify(e, &self.store.data().stderr.recent(), self.deadline_secs))
     }
@@ -71,19 +78,19 @@ impl OperatorInstance {
         edge::event_batch_in(batch, &mut scratch);
         let result = self.call(|b, s| b.eddy_operator_handler().call_process(s, &scratch));
         self.scratch = scratch;
-        result?
-            .map(edge::output_batch_out)
-            .map_err(|e| CallError::Rejected {
-                index: e.index,
-                error: e.error,
-            })
+        let out = result?.map_err(|e| CallError::Rejected {
+            index: e.index,
+            error: e.error,
+        })?;
+        self.checked(out)
     }
 
     /// Fires one timer.
     pub fn on_timer(&mut self, key: &[u8], at: i64) -> Result<OutputBatch, CallError> {
-        self.call(|b, s| b.eddy_operator_handler().call_on_timer(s, key, at))?
-            .map(edge::output_batch_out)
-            .map_err(CallError::Failed)
+        let out = self
+            .call(|b, s| b.eddy_operator_handler().call_on_timer(s, key, at))?
+            .map_err(CallError::Failed)?;
+        self.checked(out)
     }
 
     /// Migrates a page of a store's entries: one item per entry, the new value or `None`
@@ -105,6 +112,20 @@ impl OperatorInstance {
         edge::byte_list_out(&list).map_err(|m| fatal(format!("migrate returned {m}")))
     }
 
+    /// An operator's output as a host batch, within the output limit.
+    fn checked(&self, out: bindings::OutputBatch) -> Result<OutputBatch, CallError> {
+        let bytes = out.data.len()
+            + out.outputs.len() * std::mem::size_of::<bindings::OutputMeta>()
+            + out.headers.len() * std::mem::size_of::<bindings::HeaderMeta>();
+        self.call_limits
+            .output(bytes)
+            .map_err(|m| CallError::Trap {
+                kind: TrapKind::Limit,
+                message: m.to_string(),
+            })?;
+        Ok(edge::output_batch_out(out))
+    }
+
     /// The state the instance reads and writes.
     pub fn state(&mut self) -> &mut OperatorState {
         &mut self.store.data_mut().state
@@ -115,6 +136,10 @@ impl OperatorInstance {
         self.store.into_data().into_state()
     }
 }
+
+/// What wasmtime says when one host call copied more than its limit (128 MiB) from the
+/// guest.
+const HOSTCALL_FUEL: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// Names what stopped a call: a storage failure, a limit, or a guest trap (with the last
 /// line the guest wrote to stderr, where a Rust panic message lands).
@@ -129,6 +154,12 @@ fn classify(err: wasmtime::Error, last_stderr: &str, deadline_secs: f64) -> Call
             message: m.to_string(),
         };
     }
+    if let Some(m) = err.downcast_ref::<LimitExceeded>() {
+        return CallError::Trap {
+            kind: TrapKind::Limit,
+            message: m.to_string(),
+        };
+    }
     if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
         return CallError::Trap {
             kind: TrapKind::Deadline,
@@ -139,7 +170,12 @@ fn classify(err: wasmtime::Error, last_stderr: &str, deadline_secs: f64) -> Call
     }
     let mut message = match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!("trap: {trap}"),
-        None => format!("{err}"),
+        // wasmtime's per-call copy limit: say what it means, not only where it struck.
+        None if err.root_cause().to_string().contains(HOSTCALL_FUEL) => {
+            "one host call tried to copy more than 128 MiB out of the operator (a value or a list that large): keep state values under settings.max_value_mb and write big data in pieces".to_string()
+        }
+        // The whole chain: a host call's error sits below the wasm backtrace.
+        None => format!("{err:#}"),
     };
     if !last_stderr.is_empty() {
         message.push_str(&format!(" (guest stderr: {last_stderr})"));

@@ -26,7 +26,7 @@ pub use component::{OperatorComponent, digest_of};
 pub use error::{CallError, ComponentError, RuntimeError, TrapKind};
 pub use host::TaskInfo;
 pub use instance::OperatorInstance;
-pub use limits::MemoryLimitExceeded;
+pub use limits::{CallLimits, LimitExceeded, MemoryLimitExceeded};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,13 +54,16 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// Per-instance limits (a pipeline's `memory_limit_mb` and `call_timeout_ms`).
+/// Per-instance limits (a pipeline's `memory_limit_mb`, `call_timeout_ms` and `max_*`
+/// settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most linear memory the instance may use.
     pub memory: usize,
     /// Longest one call may run.
     pub call_deadline: Duration,
+    /// What one call may do with state, timers and outputs.
+    pub call: CallLimits,
 }
 
 impl Limits {
@@ -69,6 +72,7 @@ impl Limits {
         Limits {
             memory: (s.memory_limit_mb as usize) << 20,
             call_deadline: Duration::from_millis(s.call_timeout_ms),
+            call: CallLimits::from_settings(s),
         }
     }
 }
@@ -111,6 +115,7 @@ impl Runtime {
         Limits {
             memory: self.inner.config.memory_limit,
             call_deadline: self.inner.config.call_deadline,
+            call: CallLimits::from_settings(&crate::model::Settings::default()),
         }
     }
 }

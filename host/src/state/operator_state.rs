@@ -122,22 +122,28 @@ impl OperatorState {
         self.store(id).increment(&db, key, delta)
     }
 
+    /// Up to `limit` entries (and about `max_bytes` of keys and values, at least one
+    /// entry) from `start` (or `continuation`) to `end`.
     pub fn scan(
         &self,
         id: StoreId,
-        start: &[u8],
-        end: Option<&[u8]>,
+        (start, end): (&[u8], Option<&[u8]>),
         limit: usize,
+        max_bytes: usize,
         continuation: Option<&[u8]>,
     ) -> Result<ScanPage, StateError> {
-        scan::scan(
-            &self.db,
-            &self.stores[id as usize],
-            start,
-            end,
-            limit,
-            continuation,
-        )
+        let store = &self.stores[id as usize];
+        scan::scan(&self.db, store, start, end, limit, max_bytes, continuation)
+    }
+
+    /// Whether a store of this name is open already.
+    pub fn has_store(&self, name: &str) -> bool {
+        self.stores.iter().any(|s| s.name == name)
+    }
+
+    /// How many stores are open.
+    pub fn store_count(&self) -> usize {
+        self.stores.len()
     }
 
     pub fn set_timer(&mut self, key: Vec<u8>, at: i64) {
@@ -276,7 +282,7 @@ mod tests {
 
     /// Every key of a store, as a scan sees it.
     fn all_keys(s: &mut OperatorState, id: StoreId) -> Vec<Vec<u8>> {
-        let page = s.scan(id, b"", None, 100, None).unwrap();
+        let page = s.scan(id, (b"", None), 100, usize::MAX, None).unwrap();
         page.entries.into_iter().map(|e| e.0).collect()
     }
 
@@ -317,6 +323,40 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_page_is_bounded_by_bytes_but_holds_at_least_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = state(&dir, 1 << 20);
+        let id = s.open_store("s").unwrap().unwrap();
+        for k in ["a", "b", "c"] {
+            s.set(id, k.into(), vec![b'x'; 10]);
+        }
+        // Each entry is 11 bytes: a 15-byte page holds one, a 5-byte page still one.
+        let mut seen = Vec::new();
+        let mut from: Option<Vec<u8>> = None;
+        loop {
+            let page = s.scan(id, (b"", None), 100, 15, from.as_deref()).unwrap();
+            assert_eq!(page.entries.len(), 1);
+            seen.push(page.entries[0].0.clone());
+            match page.continuation {
+                Some(c) => from = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            s.scan(id, (b"", None), 100, 5, None).unwrap().entries.len(),
+            1
+        );
+        assert_eq!(
+            s.scan(id, (b"", None), 100, 22, None)
+                .unwrap()
+                .entries
+                .len(),
+            2
+        );
+    }
+
+    #[test]
     fn scan_merges_overlay_and_continues() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
@@ -328,10 +368,16 @@ mod tests {
         s.delete(id, b"b".to_vec());
         s.set(id, b"bb".to_vec(), b"new".to_vec());
         s.set(id, b"c".to_vec(), b"C".to_vec());
-        let first = s.scan(id, b"a", Some(b"e"), 2, None).unwrap();
+        let first = s.scan(id, (b"a", Some(b"e")), 2, usize::MAX, None).unwrap();
         assert_eq!(keys_of(&first), vec![&b"a"[..], b"bb"]);
         let second = s
-            .scan(id, b"a", Some(b"e"), 2, first.continuation.as_deref())
+            .scan(
+                id,
+                (b"a", Some(b"e")),
+                2,
+                usize::MAX,
+                first.continuation.as_deref(),
+            )
             .unwrap();
         assert_eq!(
             second.entries,
@@ -341,7 +387,7 @@ mod tests {
             ]
         );
         assert_eq!(second.continuation, None);
-        let all = s.scan(id, b"", None, 100, None).unwrap();
+        let all = s.scan(id, (b"", None), 100, usize::MAX, None).unwrap();
         assert_eq!(keys_of(&all), vec![&b"a"[..], b"bb", b"c", b"d", b"e"]);
     }
 
@@ -374,7 +420,7 @@ mod tests {
         s.delete_range(id, b"".to_vec(), None);
         commit(&mut s);
         assert_eq!(
-            s.scan(id, b"", None, 100, None).unwrap(),
+            s.scan(id, (b"", None), 100, usize::MAX, None).unwrap(),
             ScanPage::default()
         );
         assert_eq!(s.get(id, b"a").unwrap(), None);
@@ -402,7 +448,9 @@ mod tests {
         let a1 = other.open_store("a").unwrap().unwrap();
         assert_eq!(other.get(a1, b"k").unwrap(), None);
         assert_eq!(
-            s.scan(a, b"", None, 10, None).unwrap().entries,
+            s.scan(a, (b"", None), 10, usize::MAX, None)
+                .unwrap()
+                .entries,
             vec![(b"k".to_vec(), b"1".to_vec())]
         );
     }
@@ -443,7 +491,7 @@ mod tests {
         assert_eq!(s.get(id, b"a").unwrap(), None);
         assert_eq!(s.get(id, b"c").unwrap(), Some(b"0".to_vec()));
         let keys = |s: &OperatorState| -> Vec<Vec<u8>> {
-            s.scan(id, b"", None, 10, None)
+            s.scan(id, (b"", None), 10, usize::MAX, None)
                 .unwrap()
                 .entries
                 .into_iter()
@@ -497,7 +545,7 @@ mod tests {
         let fid = fresh.open_store("c").unwrap().unwrap();
         assert_eq!(
             fresh
-                .scan(fid, b"", None, 1000, None)
+                .scan(fid, (b"", None), 1000, usize::MAX, None)
                 .unwrap()
                 .entries
                 .len(),

@@ -22,9 +22,11 @@ pub(crate) fn scan(
     start: &[u8],
     end: Option<&[u8]>,
     limit: usize,
+    max_bytes: usize,
     continuation: Option<&[u8]>,
 ) -> Result<ScanPage, StateError> {
     let limit = limit.clamp(1, SCAN_LIMIT_MAX);
+    let mut bytes = 0usize;
     let from = match continuation {
         Some(c) if c > start => c,
         _ => start,
@@ -66,10 +68,15 @@ pub(crate) fn scan(
             (Some(_), None) => unreachable!("handled by the committed arm"),
         };
         let Some(value) = value else { continue };
-        if page.entries.len() == limit {
+        // A page holds at least one entry, however large.
+        let size = key.len() + value.len();
+        if page.entries.len() == limit
+            || (!page.entries.is_empty() && bytes.saturating_add(size) > max_bytes)
+        {
             page.continuation = Some(key);
             break;
         }
+        bytes += size;
         page.entries.push((key, value));
     }
     Ok(page)

@@ -9,8 +9,9 @@ use crate::state::{Db, TIMERS};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Entries handed to `migrate` per call.
+/// Entries handed to `migrate` per call, and about how many bytes of them at most.
 const MIGRATE_PAGE: usize = 1000;
+const MIGRATE_PAGE_BYTES: usize = 16 << 20;
 /// Longest a task may take to answer a swap (with its migration) before the upgrade is
 /// abandoned.
 pub const SWAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -156,7 +157,13 @@ fn migrate(task: &mut Task, local: usize, db: &Db, from_version: u32) -> Result<
         loop {
             let page = op
                 .state()
-                .scan(id, b"", None, MIGRATE_PAGE, continuation.as_deref())
+                .scan(
+                    id,
+                    (b"", None),
+                    MIGRATE_PAGE,
+                    MIGRATE_PAGE_BYTES,
+                    continuation.as_deref(),
+                )
                 .map_err(|e| e.to_string())?;
             if page.entries.is_empty() {
                 break;
