@@ -21,6 +21,7 @@ pub mod control;
 pub mod io;
 pub mod kafka;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod record;

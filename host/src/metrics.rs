@@ -1,5 +1,6 @@
 //! Prometheus metrics of a server: per task events, errors, lag, late events, watermark,
-//! timers and batch latency; per pipeline state size; pipelines by state.
+//! timers and batch latency; per pipeline state size; pipelines by state; the memory
+//! budget and its use.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -18,6 +19,8 @@ pub struct Metrics {
     batch_seconds: HistogramVec,
     pub state_bytes: IntGaugeVec,
     pub pipelines: IntGaugeVec,
+    /// The server's memory budget and its use, by `part`.
+    pub memory: IntGaugeVec,
 }
 
 /// The metric handles of one task.
@@ -109,6 +112,14 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let memory = IntGaugeVec::new(
+            Opts::new(
+                "eddy_memory_bytes",
+                "The memory budget (part=budget) and its use: part=rocksdb_limit, rocksdb, wasm, state",
+            ),
+            &["part"],
+        )
+        .expect("valid metric");
         for c in [&events_in, &events_out, &errors, &late] {
             registry
                 .register(Box::new(c.clone()))
@@ -125,9 +136,11 @@ impl Metrics {
         registry
             .register(Box::new(state_bytes.clone()))
             .expect("metric names are unique");
-        registry
-            .register(Box::new(pipelines.clone()))
-            .expect("metric names are unique");
+        for g in [&pipelines, &memory] {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric names are unique");
+        }
         Metrics {
             registry,
             events_in,
@@ -140,6 +153,7 @@ impl Metrics {
             batch_seconds,
             state_bytes,
             pipelines,
+            memory,
         }
     }
 

@@ -19,7 +19,7 @@ async fn operations(t: &TestApp, savepoint: &str) -> Vec<(Method, String)> {
     assert_eq!(s, StatusCode::OK, "{doc}");
     let mut out = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        if path == "/healthz" {
+        if path == "/healthz" || path == "/readyz" {
             continue;
         }
         let name = if path.starts_with("/v1/operators") {

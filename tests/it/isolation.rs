@@ -1,6 +1,7 @@
 //! The control plane never waits on an operator: while one pipeline's operator loops in
-//! `init` or in a call, status calls about every pipeline answer at once, reporting the
-//! pipeline as `starting` or `stopping`.
+//! `init`, status calls answer at once and report it as `starting`; a stop interrupts a
+//! call that loops instead of waiting for its deadline; `/healthz` answers (`starting`)
+//! while a restart resumes a pipeline whose operators are slow to start.
 
 use crate::support::server::TestApp;
 use std::time::{Duration, Instant};
@@ -67,24 +68,160 @@ async fn status_answers_while_an_operator_loops_in_init() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn status_answers_while_a_stop_waits_for_a_looping_call() {
+async fn a_stop_interrupts_a_looping_call_at_once() {
     let app = TestApp::new();
     app.push("probe", "fixture-probe").await;
     app.create_topic("in", 1).await;
-    let spec = PIPELINE.replace("CONFIG", "{}");
+    // The call's deadline is far away: only the interrupt can end it soon.
+    let spec = PIPELINE
+        .replace("CONFIG", "{}")
+        .replace("call_timeout_ms = 3000", "call_timeout_ms = 60000");
     let (status, v) = app.create_pipeline(&spec).await;
     assert!(status.is_success(), "{v}");
-    // A record whose call loops until its deadline (3 s).
+    app.produce("in", "{\"value\": \"a\"}\n").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     app.produce("in", "{\"value\": \"loop\"}\n").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = Instant::now();
     let stop = app.json(
         axum::http::Method::POST,
         "/v1/pipelines/slow/stop",
         axum::body::Body::empty(),
         &[],
     );
-    let watch = wait_for_state(&app, "/v1/pipelines/slow", "stopping");
+    // Status answers at once while the stop runs.
+    let watch = async {
+        let (status, _) = app.get("/v1/pipelines").await;
+        assert!(status.is_success());
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
+    };
     let ((status, v), ()) = tokio::join!(stop, watch);
     assert!(status.is_success(), "{v}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "the stop waited for the call's deadline: {:?}",
+        asked.elapsed()
+    );
+    // Stopped, not failed: the looping record is not the operator's failure, and it is
+    // not committed (a start reads it again).
     assert_eq!(v["state"], "stopped", "{v}");
+    assert_eq!(v["tasks"][0]["committed_offset"], 1, "{v}");
+    assert_eq!(v["tasks"][0]["errors"], 0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_record_runs_to_its_deadline_waits_before_its_next_batch() {
+    let app = TestApp::new();
+    app.push("probe", "fixture-probe").await;
+    app.create_topic("in", 1).await;
+    let spec = PIPELINE.replace("CONFIG", "{}").replace(
+        "call_timeout_ms = 3000",
+        "call_timeout_ms = 500\non_error = \"skip\"",
+    );
+    let (status, v) = app.create_pipeline(&spec).await;
+    assert!(status.is_success(), "{v}");
+    app.produce(
+        "in",
+        "{\"value\": \"loop\"}\n{\"value\": \"a\"}\n{\"value\": \"b\"}\n",
+    )
+    .await;
+    // The looping record is skipped at its deadline; the task then waits (its status
+    // says for how long) before it handles the rest.
+    let mut saw_backoff = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = app.get("/v1/pipelines/slow").await;
+        let task = &v["tasks"][0];
+        saw_backoff |= task["backoff_ms"].as_u64().is_some_and(|ms| ms > 0);
+        if task["committed_offset"] == 3 {
+            assert_eq!(task["errors"], 1, "{v}");
+            assert!(
+                task.get("backoff_ms").is_none(),
+                "a clean batch ends the wait: {v}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never caught up: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_backoff, "the status never showed the wait");
+}
+
+/// A port nothing listens on (now).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthz_answers_while_a_restart_resumes_a_slow_pipeline() {
+    let app = TestApp::new();
+    app.push("probe", "fixture-probe").await;
+    app.create_topic("in", 1).await;
+    // Every start of the operator takes 3 s (its init is slow), the restart's too.
+    let spec = PIPELINE
+        .replace("CONFIG", "{ init_ms = \"3000\" }")
+        .replace("call_timeout_ms = 3000", "call_timeout_ms = 20000");
+    let (status, v) = app.create_pipeline(&spec).await;
+    assert!(status.is_success(), "{v}");
+    let dir = app.close();
+
+    let port = free_port();
+    let mut child = crate::support::eddy()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+    let mut saw_starting = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the server never came up");
+        let Ok(answer) = get("/healthz").await else {
+            // Not listening yet.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        assert!(answer.status().is_success());
+        let health: serde_json::Value = answer.json().await.unwrap();
+        if health["status"] == "ok" {
+            break;
+        }
+        assert_eq!(health["status"], "starting", "{health}");
+        saw_starting = true;
+        // Not ready: the probe and every other call say so, and nothing waits.
+        let ready = get("/readyz").await.unwrap();
+        assert_eq!(ready.status().as_u16(), 503);
+        let list = get("/v1/pipelines").await.unwrap();
+        assert_eq!(list.status().as_u16(), 503);
+        let body: serde_json::Value = list.json().await.unwrap();
+        assert_eq!(body["error"], "starting", "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_starting, "/healthz never said the server was starting");
+    assert_eq!(get("/readyz").await.unwrap().status().as_u16(), 200);
+    let status: serde_json::Value = get("/v1/pipelines/slow")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -10,8 +10,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("record", &[]),
     ("model", &[]),
     ("metrics", &[]),
-    ("state", &["record"]),
-    ("runtime", &["state", "model", "record"]),
+    ("memory", &[]),
+    ("state", &["memory", "record"]),
+    ("runtime", &["memory", "state", "model", "record"]),
     ("io", &["state", "record"]),
     ("log", &["io", "state", "model", "record"]),
     ("kafka", &["log", "io", "state", "model", "record"]),
@@ -20,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "task",
         &[
             "kafka", "log", "registry", "runtime", "io", "state", "model", "record", "metrics",
+            "memory",
         ],
     ),
     ("cluster", &["kafka", "registry", "model", "record"]),
@@ -27,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "control",
         &[
             "cluster", "task", "kafka", "log", "registry", "state", "model", "record", "metrics",
+            "memory",
         ],
     ),
     ("build", &["model"]),

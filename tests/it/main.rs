@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod auth;
 mod bad_requests;
+mod budget;
 mod changelog;
 mod cluster;
 mod event_time;

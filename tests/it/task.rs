@@ -225,6 +225,12 @@ fn runaway_and_memory_hungry_records_are_isolated() {
         &mut sink,
     )
     .unwrap();
+    // A record that ran to its deadline ends its batch: the rest waits for the task's
+    // next turn (which the runner delays, see `backoff_ms`).
+    assert_eq!(sink.values(), ["before"]);
+    assert_eq!(t.position().offset, 2);
+    assert_eq!(t.stats().timeouts, 1);
+    run(&mut t, &source(2, &["bomb", "after"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["before", "after"]);
     let errors: Vec<String> = sink
         .dead

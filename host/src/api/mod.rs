@@ -6,6 +6,7 @@
 
 mod error;
 mod extract;
+mod gate;
 mod number;
 mod openapi;
 mod operators;
@@ -99,14 +100,19 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// Guards every call but `/healthz` with the bearer token, when one is set: the API
+pub use gate::Gate;
+
+/// The probes: they answer without a token.
+pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// Guards every call but the probes with the bearer token, when one is set: the API
 /// token may do everything, the read token (or anyone, with `public_read`) only read.
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let config = &state.config;
     let Some(token) = &config.token else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/healthz" {
+    if OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     let reading = matches!(*req.method(), Method::GET | Method::HEAD);

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Eddy", description = "Stream processing with WebAssembly operators. When the server has an API token, every call but /healthz needs `Authorization: Bearer <token>` (reads may also use the read token, or need none with --public-read)."),
+    info(title = "Eddy", description = "Stream processing with WebAssembly operators. When the server has an API token, every call but /healthz and /readyz needs `Authorization: Bearer <token>` (reads may also use the read token, or need none with --public-read)."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
         super::pipelines::start, super::pipelines::remove, super::pipelines::rebuild_state, super::pipelines::upgrade,
         super::savepoints::take, super::savepoints::list_for, super::savepoints::list, super::savepoints::describe,
         super::savepoints::remove, super::savepoints::archive, super::savepoints::upload, super::savepoints::restore,
-        super::system::health, super::system::metrics,
+        super::system::health, super::system::ready, super::system::metrics, super::system::server,
     ),
     components(schemas(super::ErrorBody)),
     tags((name = "operators"), (name = "topics"), (name = "pipelines"), (name = "savepoints"), (name = "system"))
@@ -49,7 +49,7 @@ impl Modify for BearerAuth {
                 .build()
         };
         for (path, item) in doc.paths.paths.iter_mut() {
-            if path == "/healthz" {
+            if super::OPEN_PATHS.contains(&path.as_str()) {
                 continue;
             }
             let reads = [&mut item.get, &mut item.head];

@@ -51,6 +51,22 @@ pub struct ServeArgs {
     /// a dot (default: generated once, kept in the data dir).
     #[arg(long, env = "EDDY_SERVER_NAME")]
     server_name: Option<String>,
+    /// Memory the server may use: RocksDB's cache and memtables take a quarter, operator
+    /// instances and the tasks' cached state share the rest (`4GiB`, `512MiB`; default:
+    /// half of the machine's memory).
+    #[arg(long, env = "EDDY_MEMORY_BUDGET", value_parser = parse_budget)]
+    memory_budget: Option<u64>,
+}
+
+fn parse_budget(text: &str) -> Result<u64, String> {
+    let bytes = crate::memory::parse_size(text)?;
+    if bytes < crate::memory::MIN_BUDGET {
+        return Err(format!(
+            "{text:?} is too small: a server needs at least {} MiB",
+            crate::memory::MIN_BUDGET >> 20
+        ));
+    }
+    Ok(bytes)
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -78,6 +94,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_bytes: args.savepoint_max_mb << 20,
             max_entries: args.savepoint_max_files,
         },
+        memory_budget: args.memory_budget,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

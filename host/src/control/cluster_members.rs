@@ -6,7 +6,7 @@
 
 use super::cluster_link::ClusterLink;
 use super::controller::Controller;
-use super::entry::{Entry, Member};
+use super::entry::{Entry, Member, STARTING};
 use super::error::{ControlError, RunError};
 use crate::cluster::{
     AssignmentHandler, Catalog, CatalogApplier, CatalogEvent, Membership, assignment_group,
@@ -14,9 +14,9 @@ use crate::cluster::{
 use crate::kafka;
 use crate::model::{Held, PipelineSpec, PipelineState, TaskClock};
 use crate::task::Command;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 /// How long a revocation waits for a task to commit and stop.
@@ -256,7 +256,7 @@ impl Controller {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let mut pipelines = self.table();
+        let mut pipelines = self.table_once_started(pipeline);
         let Some(entry) = pipelines.get_mut(pipeline) else {
             return false;
         };
@@ -317,7 +317,7 @@ impl Controller {
     /// before the next owner gets them.
     fn on_revoked(&self, pipeline: &str, partitions: &[u32]) {
         let (gone, mine) = {
-            let mut pipelines = self.table();
+            let mut pipelines = self.table_once_started(pipeline);
             let Some(entry) = pipelines.get_mut(pipeline) else {
                 return;
             };
@@ -338,6 +338,23 @@ impl Controller {
             }
         }
         self.announce_tasks(pipeline, &mine);
+    }
+
+    /// The table, once `pipeline` is not starting: a start in progress holds the tasks it
+    /// starts outside the table, so an assignment or a revocation waits for them to come
+    /// back rather than start a partition twice or miss a task it must stop.
+    fn table_once_started(&self, pipeline: &str) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        loop {
+            let pipelines = self.table();
+            if pipelines
+                .get(pipeline)
+                .is_none_or(|e| e.busy != Some(STARTING))
+            {
+                return pipelines;
+            }
+            drop(pipelines);
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Tells the cluster which partitions of `pipeline` this server runs now.

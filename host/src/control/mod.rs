@@ -48,4 +48,4 @@ pub use restore::Restored;
 pub use savepoint_archive::ArchiveLimits;
 pub use savepoints::{Manifest, SavepointError, Savepoints};
 pub use spec::{LateEvents, OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};
-pub use status::PipelineStatus;
+pub use status::{PipelineStatus, ServerStatus};

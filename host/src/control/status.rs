@@ -5,10 +5,20 @@ use super::controller::Controller;
 use super::entry::{Entry, STARTING, STOPPING};
 use super::error::ControlError;
 use super::topics::all_topics;
+use crate::memory::MemoryUsage;
 use crate::model::{PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord, stages};
 use crate::state::{TaskId, load_position};
 use crate::task::{TaskState, TaskStatus};
 use serde::Serialize;
+
+/// The server as the API reports it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ServerStatus {
+    /// Worker threads running tasks.
+    pub workers: usize,
+    /// The memory budget (`eddy serve --memory-budget`) and where it goes.
+    pub memory: MemoryUsage,
+}
 
 /// A pipeline as the API reports it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -180,7 +190,27 @@ impl Controller {
     }
 
     /// Updates the gauges computed from pipeline records and state sizes.
+    /// The server's workers and memory.
+    pub fn server_status(&self) -> ServerStatus {
+        let db = self.db();
+        ServerStatus {
+            workers: self.factory.workers(),
+            memory: db.budget().usage(db.memory_usage()),
+        }
+    }
+
     pub fn refresh_gauges(&self) {
+        let m = self.server_status().memory;
+        for (part, bytes) in [
+            ("budget", m.budget_bytes),
+            ("rocksdb_limit", m.rocksdb_limit_bytes),
+            ("rocksdb", m.rocksdb_bytes),
+            ("wasm", m.wasm_bytes),
+            ("state", m.state_bytes),
+        ] {
+            let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+            self.metrics().memory.with_label_values(&[part]).set(bytes);
+        }
         let pipelines = self.table();
         for state in ["created", "running", "stopped", "failed", "recovering"] {
             self.metrics().pipelines.with_label_values(&[state]).set(0);

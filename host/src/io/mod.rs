@@ -7,7 +7,7 @@ mod watermark;
 pub use watermark::{WATERMARK_HEADER, read_watermark, watermark_record};
 
 use crate::record::Record;
-use crate::record::batch::EventBatch;
+use crate::record::batch::{self, EventBatch};
 use crate::state::changelog::OperatorChanges;
 use crate::state::{Commit, StateError, TaskPosition};
 
@@ -27,6 +27,38 @@ pub struct SourceBatch {
     pub events: EventBatch,
     /// The source offset of each event.
     pub offsets: Vec<u64>,
+}
+
+impl SourceBatch {
+    /// Events `range` of the batch.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> SourceBatch {
+        SourceBatch {
+            events: batch::slice(&self.events, range.clone()),
+            offsets: self.offsets[range].to_vec(),
+        }
+    }
+
+    /// The batch without the events at `skip` (sorted indices).
+    pub fn without(&self, skip: &[usize]) -> SourceBatch {
+        let mut events = batch::empty();
+        let mut offsets = Vec::with_capacity(self.offsets.len() - skip.len());
+        let mut skip = skip.iter().peekable();
+        let mut start = 0;
+        // Copy the runs between skipped indices as slices.
+        let n = self.offsets.len();
+        while start < n {
+            let end = skip.peek().map_or(n, |&&i| i);
+            if end > start {
+                batch::extend(&mut events, &batch::slice(&self.events, start..end));
+                offsets.extend_from_slice(&self.offsets[start..end]);
+            }
+            if end < n {
+                skip.next();
+            }
+            start = end + 1;
+        }
+        SourceBatch { events, offsets }
+    }
 }
 
 /// What one committed unit of work produced.

@@ -47,6 +47,9 @@ pub enum TrapKind {
     Deadline,
     /// The instance tried to grow its memory beyond the limit.
     MemoryLimit,
+    /// The call was interrupted because its task is stopping (not the operator's fault:
+    /// the records it was handling are handled again after the next start).
+    Stopped,
     /// A call went past one of the pipeline's `max_*` limits (a value, the state or the
     /// output of one call, its timers).
     Limit,

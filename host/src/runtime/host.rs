@@ -6,6 +6,7 @@ use super::bindings::eddy::operator::{context, log, state, timers, types};
 use super::bindings::{ByteList, KvBatch, Span};
 use super::limits::{CallLimits, CallUsage, InstanceLimits};
 use super::output::{GuestOutput, SharedBudget};
+use crate::memory::{Charge, Holder};
 use crate::state::{OperatorState, StoreId};
 use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
@@ -42,6 +43,9 @@ pub struct HostState {
     /// What one call may do, and what the current call did.
     call_limits: CallLimits,
     pub(crate) usage: CallUsage,
+    /// Epoch ticks the current call may still run, and the flag that stops it early.
+    pub(crate) ticks_left: u64,
+    pub(crate) interrupt: Option<super::Interrupt>,
     pub(crate) state: OperatorState,
     info: TaskInfo,
     tag: String,
@@ -73,9 +77,12 @@ impl HostState {
             table: ResourceTable::new(),
             limits: InstanceLimits {
                 memory_limit: limits.memory,
+                charge: Charge::new(Arc::clone(state.db().budget()), Holder::Wasm),
             },
             call_limits: limits.call,
             usage: CallUsage::default(),
+            ticks_left: u64::MAX,
+            interrupt: None,
             state,
             info,
             tag,

@@ -2,12 +2,14 @@ use super::bindings::{self, GuestError, OperatorInfo};
 use super::edge;
 use super::engine::{EngineParts, deadline_ticks};
 use super::host::{HostState, TaskInfo};
-use super::limits::{CallLimits, CallUsage, LimitExceeded};
+use super::limits::{CallLimits, CallUsage, Interrupt, Interrupted, LimitExceeded};
 use super::{CallError, Limits, MemoryLimitExceeded, TrapKind};
+use crate::memory::BudgetExhausted;
 use crate::record::batch::{EventBatch, OutputBatch};
 use crate::state::{OperatorState, StateError};
 use std::sync::Arc;
-use wasmtime::Store;
+use std::sync::atomic::Ordering;
+use wasmtime::{Store, UpdateDeadline};
 
 /// One live instance of an operator component, with its own store and limits.
 ///
@@ -37,7 +39,25 @@ impl OperatorInstance {
         let mut store = Store::new(&parts.engine, host);
         store.limiter(|s| &mut s.limits);
         let deadline_ticks = deadline_ticks(limits.call_deadline);
-        store.set_epoch_deadline(deadline_ticks);
+        store.data_mut().ticks_left = deadline_ticks;
+        // Every tick: a stopping task interrupts the call at once; otherwise the call
+        // runs until its deadline.
+        store.epoch_deadline_callback(|mut ctx| {
+            let host = ctx.data_mut();
+            if host
+                .interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Acquire))
+            {
+                return Err(Interrupted.into());
+            }
+            host.ticks_left = host.ticks_left.saturating_sub(1);
+            if host.ticks_left == 0 {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store.set_epoch_deadline(1);
         let deadline_secs = limits.call_deadline.as_secs_f64();
         match pre.instantiate(&mut store) {
             Ok(bindings) => Ok(OperatorInstance {
@@ -59,11 +79,17 @@ impl OperatorInstance {
         &mut self,
         f: impl FnOnce(&bindings::Operator, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().ticks_left = self.deadline_ticks;
+        self.store.set_epoch_deadline(1);
         self.store.data().stderr.clear_recent();
         self.store.data_mut().usage = CallUsage::default();
         f(&self.bindings, &mut self.store)
             .map_err(|e| classify(e, &self.store.data().stderr.recent(), self.deadline_secs))
+    }
+
+    /// Lets `flag` interrupt this instance's calls (set when its task is stopping).
+    pub fn set_interrupt(&mut self, flag: Interrupt) {
+        self.store.data_mut().interrupt = Some(flag);
     }
 
     /// Starts the operator with its config; a refusal is `CallError::Failed(Fatal(..))`.
@@ -151,6 +177,18 @@ fn classify(err: wasmtime::Error, last_stderr: &str, deadline_secs: f64) -> Call
     if let Some(m) = err.downcast_ref::<MemoryLimitExceeded>() {
         return CallError::Trap {
             kind: TrapKind::MemoryLimit,
+            message: m.to_string(),
+        };
+    }
+    if let Some(m) = err.downcast_ref::<BudgetExhausted>() {
+        return CallError::Trap {
+            kind: TrapKind::MemoryLimit,
+            message: m.to_string(),
+        };
+    }
+    if let Some(m) = err.downcast_ref::<Interrupted>() {
+        return CallError::Trap {
+            kind: TrapKind::Stopped,
             message: m.to_string(),
         };
     }

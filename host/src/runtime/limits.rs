@@ -1,6 +1,7 @@
 //! Per-instance resource limits, reported as typed errors so a memory bomb is named as
 //! such instead of surfacing as an allocator abort.
 
+use crate::memory::Charge;
 use wasmtime::ResourceLimiter;
 
 /// An instance tried to grow its memory past the limit.
@@ -124,17 +125,27 @@ impl CallLimits {
     }
 }
 
+/// Set when the task is stopping: a call that runs stops at the next epoch tick.
+pub type Interrupt = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
+/// A call was interrupted because its task is stopping.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the call was interrupted: its task is stopping")]
+pub struct Interrupted;
+
 /// Table elements an instance may have; generous, but bounded.
 const TABLE_ELEMENTS_MAX: usize = 1 << 20;
 
 pub(crate) struct InstanceLimits {
     pub(crate) memory_limit: usize,
+    /// The instance's memories, charged to the server's memory budget as they grow.
+    pub(crate) charge: Charge,
 }
 
 impl ResourceLimiter for InstanceLimits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -145,6 +156,9 @@ impl ResourceLimiter for InstanceLimits {
             }
             .into());
         }
+        let more = desired.saturating_sub(current) as u64;
+        let held = self.charge.bytes();
+        self.charge.grow_to(held + more)?;
         Ok(true)
     }
 

@@ -26,7 +26,7 @@ pub use component::{OperatorComponent, digest_of};
 pub use error::{CallError, ComponentError, RuntimeError, TrapKind};
 pub use host::TaskInfo;
 pub use instance::OperatorInstance;
-pub use limits::{CallLimits, LimitExceeded, MemoryLimitExceeded};
+pub use limits::{CallLimits, Interrupt, Interrupted, LimitExceeded, MemoryLimitExceeded};
 
 use std::path::PathBuf;
 use std::sync::Arc;

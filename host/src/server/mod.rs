@@ -1,15 +1,17 @@
 //! `eddy serve`: one process holding the embedded log, the operator registry, the
 //! pipelines and their state under one data directory, behind the HTTP API.
 
-use crate::api::{self, ApiConfig, AppState};
+use crate::api::{self, ApiConfig, AppState, Gate};
 use crate::control::{ArchiveLimits, ControlError, Controller, Savepoints};
 use crate::log::{Log, LogError};
+use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::record::now_ms;
 use crate::registry::{Registry, RegistryError};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
 use crate::state::{Db, DbOptions, StateError};
 use crate::task::TaskFactory;
+use bytesize::ByteSize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub struct ServerConfig {
     pub server_name: Option<String>,
     /// What an uploaded savepoint archive may unpack to.
     pub savepoint_limits: ArchiveLimits,
+    /// The server's memory budget in bytes (default: half of the machine's memory).
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +64,7 @@ impl Default for ServerConfig {
             cluster: None,
             server_name: None,
             savepoint_limits: ArchiveLimits::default(),
+            memory_budget: None,
         }
     }
 }
@@ -103,7 +108,21 @@ impl App {
             path: dir.display().to_string(),
             detail: e.to_string(),
         })?;
-        let db = match Db::open(&dir.join("db"), &DbOptions::default()) {
+        let budget = Arc::new(match config.memory_budget {
+            Some(bytes) => MemoryBudget::new(bytes),
+            None => MemoryBudget::machine_default(),
+        });
+        tracing::info!(
+            "memory budget {} (RocksDB {}); opening the database in {}",
+            ByteSize::b(budget.limit()).display().iec(),
+            ByteSize::b(budget.rocksdb_share()).display().iec(),
+            dir.display()
+        );
+        let options = DbOptions {
+            budget,
+            ..DbOptions::default()
+        };
+        let db = match Db::open(&dir.join("db"), &options) {
             Ok(db) => Arc::new(db),
             Err(StateError::Open { source, .. }) if source.to_string().contains("lock") => {
                 return Err(ServerError::DataDir {
@@ -119,6 +138,7 @@ impl App {
             cache_dir: Some(dir.join("compiled")),
             ..RuntimeConfig::default()
         })?;
+        tracing::info!("opening the embedded log and the operator registry");
         let log = Arc::new(Log::open(Arc::clone(&db))?);
         let registry = Arc::new(Registry::open(
             Arc::clone(&db),
@@ -156,6 +176,7 @@ impl App {
             tracing::info!(%cluster, server = %name, "joined the cluster");
             controller.join_cluster(cluster, catalog);
         }
+        tracing::info!("resuming the pipelines that were running");
         controller.boot()?;
         controller.follow_cluster()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -220,34 +241,56 @@ fn background_loop(controller: &Controller, stop: &AtomicBool) {
 }
 
 /// Runs a server until SIGINT or SIGTERM, then commits every task and exits.
+///
+/// The address answers from the start: `/healthz` says `starting` while the server opens
+/// its data (see `api::Gate`), and the log says what it is doing.
 pub async fn serve(config: ServerConfig, listen: SocketAddr) -> Result<(), ServerError> {
-    let app = tokio::task::block_in_place(|| App::open(&config))?;
-    let router = api::router(app.state(config.api.clone()));
-    let listener =
-        tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| ServerError::Listen {
-                addr: listen.to_string(),
-                detail: e.to_string(),
-            })?;
-    let bound = listener.local_addr().map_err(|e| ServerError::Listen {
+    let listen_error = |e: std::io::Error| ServerError::Listen {
         addr: listen.to_string(),
         detail: e.to_string(),
-    })?;
-    // Scripts and tests read this line to find the port.
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    tracing::info!("http://{bound} answers /healthz while the server starts");
+    let gate = Gate::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let served = tokio::spawn(
+        axum::serve(listener, gate.router())
+            .with_graceful_shutdown(async move {
+                let mut stopped = stopped;
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+    let app = match tokio::task::block_in_place(|| App::open(&config)) {
+        Ok(app) => app,
+        Err(e) => {
+            let _ = stop.send(true);
+            let _ = served.await;
+            return Err(e);
+        }
+    };
+    gate.open(api::router(app.state(config.api.clone())));
+    // Scripts and tests read this line to find the port of a server that is up.
     println!(
         "eddy listening on http://{bound} (data in {})",
         config.data_dir.display()
     );
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    shutdown_signal().await;
     tracing::info!("shutting down: committing every task");
+    let _ = stop.send(true);
+    let served = served.await;
     tokio::task::block_in_place(|| app.shutdown());
-    served.map_err(|e| ServerError::Listen {
-        addr: bound.to_string(),
-        detail: e.to_string(),
-    })
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(listen_error(e)),
+        Err(e) => Err(ServerError::Listen {
+            addr: bound.to_string(),
+            detail: e.to_string(),
+        }),
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,10 +1,12 @@
 use super::StateError;
 use super::catalog::{Catalog, StoreName};
+use crate::memory::MemoryBudget;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch,
-    WriteOptions,
+    WriteBufferManager, WriteOptions,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The column families of an Eddy database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +37,9 @@ impl Cf {
 /// Tuning knobs for the database.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
-    /// Size of the shared block cache.
-    pub block_cache_bytes: usize,
+    /// The server's memory budget: RocksDB's share of it bounds the block cache and the
+    /// memtables (charged to the cache), and the tasks' state caches are charged to it.
+    pub budget: Arc<MemoryBudget>,
     /// fsync every commit. Off by default: a commit survives a process crash (the WAL is
     /// in the OS page cache) but not a power loss.
     pub sync: bool,
@@ -45,7 +48,7 @@ pub struct DbOptions {
 impl Default for DbOptions {
     fn default() -> Self {
         DbOptions {
-            block_cache_bytes: 256 << 20,
+            budget: Arc::new(MemoryBudget::machine_default()),
             sync: false,
         }
     }
@@ -57,6 +60,8 @@ pub struct Db {
     path: PathBuf,
     write_options: WriteOptions,
     catalog: Catalog,
+    cache: Cache,
+    budget: Arc<MemoryBudget>,
 }
 
 impl Db {
@@ -66,8 +71,15 @@ impl Db {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
-        // Write-heavy: larger memtables, fewer stalls.
-        opts.set_write_buffer_size(64 << 20);
+        // One bound for RocksDB's memory, as Kafka Streams' memory guide does it: the
+        // memtables are charged to the block cache, flush early when half of it is
+        // theirs, and writes wait for flushes past that rather than grow. Write-heavy: memtables as large as that allows, fewer stalls.
+        let share = usize::try_from(options.budget.rocksdb_share()).unwrap_or(usize::MAX);
+        let cache = Cache::new_lru_cache(share);
+        let memtables =
+            WriteBufferManager::new_write_buffer_manager_with_cache(share / 2, true, cache.clone());
+        opts.set_write_buffer_manager(&memtables);
+        opts.set_write_buffer_size((share / 8).min(64 << 20));
         opts.set_max_write_buffer_number(4);
         // No compression where data is young (it is rewritten soon, and the CPU is better
         // spent on processing); LZ4 below.
@@ -80,7 +92,6 @@ impl Db {
             rocksdb::DBCompressionType::Lz4,
             rocksdb::DBCompressionType::Lz4,
         ]);
-        let cache = Cache::new_lru_cache(options.block_cache_bytes);
         let cfs = Cf::ALL.map(|cf| {
             let mut cf_opts = opts.clone();
             let mut table = BlockBasedOptions::default();
@@ -108,7 +119,19 @@ impl Db {
             path: path.to_path_buf(),
             write_options,
             catalog: Catalog::default(),
+            cache,
+            budget: Arc::clone(&options.budget),
         })
+    }
+
+    /// The server's memory budget.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
+    }
+
+    /// What RocksDB's block cache holds now, memtables included.
+    pub fn memory_usage(&self) -> u64 {
+        self.cache.get_usage() as u64
     }
 
     /// Where the database lives.

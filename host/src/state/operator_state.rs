@@ -5,6 +5,8 @@ use super::scan::{self, ScanPage};
 use super::store::{CounterError, StoreState, check_store_name};
 use super::timers::TimerState;
 use super::{Db, StateError, StoreName, TIMERS, keys};
+use crate::memory::{Charge, Holder};
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 /// Which operator of which task a piece of state belongs to.
@@ -46,8 +48,12 @@ pub struct OperatorState {
     db: Arc<Db>,
     scope: StateScope,
     stores: Vec<StoreState>,
+    /// Each open store's index in `stores`, by name (opening stays linear in stores).
+    store_ids: FxHashMap<String, StoreId>,
     timers: TimerState,
     cache_limit: usize,
+    /// What the stores' caches hold, charged to the server's memory budget.
+    charge: Charge,
     /// The task's watermark as of the current batch.
     pub watermark: i64,
 }
@@ -57,12 +63,15 @@ impl OperatorState {
     pub fn new(db: Arc<Db>, scope: StateScope, cache_limit: usize) -> Result<Self, StateError> {
         let timers_id = db.store_id(&scope.store_name(TIMERS))?;
         let timers = TimerState::new(keys::task_prefix(timers_id, scope.partition));
+        let charge = Charge::new(Arc::clone(db.budget()), Holder::State);
         Ok(OperatorState {
             db,
             scope,
             stores: Vec::new(),
+            store_ids: FxHashMap::default(),
             timers,
             cache_limit,
+            charge,
             watermark: i64::MIN,
         })
     }
@@ -81,14 +90,16 @@ impl OperatorState {
         if let Err(e) = check_store_name(name) {
             return Ok(Err(e));
         }
-        if let Some(i) = self.stores.iter().position(|s| s.name == name) {
-            return Ok(Ok(i as StoreId));
+        if let Some(&i) = self.store_ids.get(name) {
+            return Ok(Ok(i));
         }
         let id = self.db.store_id(&self.scope.store_name(name))?;
         let prefix = keys::task_prefix(id, self.scope.partition);
         self.stores
             .push(StoreState::new(name.to_string(), prefix, self.cache_limit));
-        Ok(Ok((self.stores.len() - 1) as StoreId))
+        let i = (self.stores.len() - 1) as StoreId;
+        self.store_ids.insert(name.to_string(), i);
+        Ok(Ok(i))
     }
 
     fn store(&mut self, id: StoreId) -> &mut StoreState {
@@ -138,7 +149,7 @@ impl OperatorState {
 
     /// Whether a store of this name is open already.
     pub fn has_store(&self, name: &str) -> bool {
-        self.stores.iter().any(|s| s.name == name)
+        self.store_ids.contains_key(name)
     }
 
     /// How many stores are open.
@@ -154,9 +165,14 @@ impl OperatorState {
         self.timers.delete(key, at)
     }
 
+    /// Deletes a timer that fires (one [`OperatorState::due_timers`] returned, in order).
+    pub fn fired_timer(&mut self, key: Vec<u8>, at: i64) {
+        self.timers.fired(key, at)
+    }
+
     /// Up to `limit` timers due at `watermark`, earliest first.
     pub fn due_timers(
-        &self,
+        &mut self,
         watermark: i64,
         limit: usize,
     ) -> Result<Vec<(i64, Vec<u8>)>, StateError> {
@@ -181,11 +197,19 @@ impl OperatorState {
     /// The current batch succeeded: its writes wait for the next commit.
     pub fn end_batch(&mut self) {
         self.each(StoreState::end_batch, TimerState::end_batch);
+        self.account();
     }
 
     /// The current batch failed: forget its writes (earlier batches' writes stay).
     pub fn discard_batch(&mut self) {
         self.each(StoreState::discard_batch, TimerState::discard_batch);
+        self.account();
+    }
+
+    /// Charges what the caches hold now to the memory budget.
+    fn account(&mut self) {
+        let bytes: usize = self.stores.iter().map(StoreState::cache_bytes).sum();
+        self.charge.set(bytes as u64);
     }
 
     /// Takes the same step in every store and in the timers.
@@ -217,14 +241,21 @@ impl OperatorState {
     }
 
     /// The commit holding [`OperatorState::stage`]'s writes succeeded.
+    /// When the server's memory budget is short, the clean cache goes.
     pub fn committed(&mut self) {
-        self.each(StoreState::committed, TimerState::committed);
+        let shed = self.charge.budget().short();
+        for store in &mut self.stores {
+            store.committed(shed);
+        }
+        self.timers.committed();
+        self.account();
     }
 
     /// Forgets everything not committed and every cached value: the state underneath
     /// was replaced (a restore), or the task goes back to its last commit.
     pub fn reset(&mut self) {
         self.each(StoreState::reset, TimerState::reset);
+        self.account();
     }
 }
 
@@ -585,5 +616,40 @@ mod tests {
             s.due_timers(10, 10).unwrap(),
             vec![(-5, b"z".to_vec()), (1, b"v".to_vec()), (10, b"y".to_vec())]
         );
+    }
+
+    /// Firing starts where the last firing ended (so n timers fire in linear time), yet
+    /// a timer set before that point, a commit, or a failed batch never hides a timer.
+    #[test]
+    fn firing_resumes_after_the_last_fired_timer_without_losing_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = state(&dir, 1 << 20);
+        for i in 0..10 {
+            s.set_timer(format!("t{i}").into_bytes(), i);
+        }
+        commit(&mut s);
+        let fire = |s: &mut OperatorState, wm: i64, n: usize| {
+            let due = s.due_timers(wm, n).unwrap();
+            for (at, key) in &due {
+                s.fired_timer(key.clone(), *at);
+            }
+            due.into_iter().map(|(at, _)| at).collect::<Vec<_>>()
+        };
+        assert_eq!(fire(&mut s, 100, 3), [0, 1, 2]);
+        assert_eq!(fire(&mut s, 100, 2), [3, 4]);
+        // A timer set before the last fired one (by an operator's on_timer).
+        s.set_timer(b"early".to_vec(), 1);
+        assert_eq!(fire(&mut s, 100, 2), [1, 5]);
+        s.end_batch();
+        commit(&mut s);
+        assert_eq!(fire(&mut s, 6, 10), [6]);
+        // A failed batch undoes its firings: they are due again.
+        s.end_batch();
+        assert_eq!(fire(&mut s, 100, 2), [7, 8]);
+        s.discard_batch();
+        assert_eq!(fire(&mut s, 100, 10), [7, 8, 9]);
+        s.end_batch();
+        commit(&mut s);
+        assert_eq!(s.timer_count().unwrap(), 0);
     }
 }

@@ -399,7 +399,8 @@ impl StoreState {
     }
 
     /// The commit holding [`StoreState::stage`]'s writes succeeded: they are clean now.
-    pub(crate) fn committed(&mut self) {
+    /// With `shed` (the server's memory budget is short), the clean cache goes entirely.
+    pub(crate) fn committed(&mut self, shed: bool) {
         for k in std::mem::take(&mut self.dirty_keys) {
             if let Some(e) = self.cache.get_mut(&k) {
                 e.dirty = false;
@@ -407,19 +408,26 @@ impl StoreState {
         }
         self.dirty_bytes = 0;
         self.pending_ranges.clear();
-        if self.cache_bytes > self.cache_limit {
-            self.evict();
+        if shed || self.cache_bytes > self.cache_limit {
+            self.evict(if shed { 1 } else { 2 });
         }
     }
 
-    /// Drops about half of the clean cache. Hash order makes the choice effectively
-    /// random, which costs nothing per access, unlike LRU bookkeeping on every hit.
-    fn evict(&mut self) {
+    /// What the cache holds, in bytes (approximately).
+    pub(crate) fn cache_bytes(&self) -> usize {
+        self.cache_bytes
+    }
+
+    /// Drops the clean cache but one entry in `keep_one_in` (about half with 2). Hash
+    /// order makes the choice effectively random, which costs nothing per access, unlike
+    /// LRU bookkeeping on every hit.
+    fn evict(&mut self, keep_one_in: usize) {
         let mut n = 0usize;
         let mut freed = 0usize;
         self.cache.retain(|k, e| {
             n += 1;
-            let keep = e.dirty || e.batch.is_some() || n.is_multiple_of(2);
+            let keep =
+                e.dirty || e.batch.is_some() || (keep_one_in > 1 && n.is_multiple_of(keep_one_in));
             if !keep {
                 freed += size_of(k, &e.value);
             }

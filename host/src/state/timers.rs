@@ -13,6 +13,13 @@ pub(crate) struct TimerState {
     prefix: Vec<u8>,
     pending: Changes,
     overlay: Changes,
+    /// The last timer fired: every timer before it is fired (deleted) too, so looking for
+    /// due timers starts there rather than at the first, over the deletions of those
+    /// fired before (which made firing n timers take n² steps).
+    fired_to: Option<(i64, Vec<u8>)>,
+    /// A timer was set before `fired_to` since the last look for due timers: the next
+    /// look starts at the first timer, and firings do not move `fired_to` until then.
+    rewound: bool,
 }
 
 impl TimerState {
@@ -21,10 +28,21 @@ impl TimerState {
             prefix,
             pending: BTreeMap::new(),
             overlay: BTreeMap::new(),
+            fired_to: None,
+            rewound: false,
         }
     }
 
     pub(crate) fn set(&mut self, key: Vec<u8>, at: i64) {
+        // A timer set before the last one fired: look from the start again.
+        if self
+            .fired_to
+            .as_ref()
+            .is_some_and(|(a, k)| (at, key.as_slice()) <= (*a, k.as_slice()))
+        {
+            self.fired_to = None;
+            self.rewound = true;
+        }
         self.overlay.insert((at, key), true);
     }
 
@@ -32,9 +50,17 @@ impl TimerState {
         self.overlay.insert((at, key), false);
     }
 
+    /// Deletes a timer that fires: the earliest due one (see [`TimerState::due`]).
+    pub(crate) fn fired(&mut self, key: Vec<u8>, at: i64) {
+        if !self.rewound {
+            self.fired_to = Some((at, key.clone()));
+        }
+        self.delete(key, at);
+    }
+
     /// Up to `limit` timers with `at <= watermark`, earliest first, as the batch sees them.
     pub(crate) fn due(
-        &self,
+        &mut self,
         db: &Db,
         watermark: i64,
         limit: usize,
@@ -45,11 +71,18 @@ impl TimerState {
             None => keys::prefix_end(&self.prefix).expect("timer prefixes end with a partition"),
         });
         let mut it = db.rocks().raw_iterator_cf_opt(db.cf(Cf::Timers), ro);
-        it.seek(&self.prefix);
+        self.rewound = false;
+        let from = self.fired_to.clone().unwrap_or((i64::MIN, Vec::new()));
+        it.seek(keys::timer_key(&self.prefix, from.0, &from.1));
+        let is_due = move |e: &(&(i64, Vec<u8>), &bool)| e.0.0 <= watermark;
+        let layered = || {
+            let pending = self.pending.range(&from..).take_while(is_due);
+            pending.chain(self.overlay.range(&from..).take_while(is_due))
+        };
         // Committed timers, then the uncommitted layers on top; stop reading once enough
         // are certain (each uncommitted delete can hide at most one).
         let mut due: BTreeMap<(i64, Vec<u8>), ()> = BTreeMap::new();
-        let read_max = limit + self.pending.len() + self.overlay.len();
+        let read_max = limit + layered().filter(|(_, set)| !**set).count();
         while let Some(k) = it.key() {
             let rest = &k[self.prefix.len()..];
             let at: [u8; 8] = rest
@@ -66,10 +99,7 @@ impl TimerState {
             it.next();
         }
         it.status()?;
-        for ((at, key), set) in self.pending.iter().chain(&self.overlay) {
-            if *at > watermark {
-                continue;
-            }
+        for ((at, key), set) in layered() {
             if *set {
                 due.insert((*at, key.clone()), ());
             } else {
@@ -107,6 +137,9 @@ impl TimerState {
 
     pub(crate) fn discard_batch(&mut self) {
         self.overlay.clear();
+        // The batch's firings are undone.
+        self.fired_to = None;
+        self.rewound = true;
     }
 
     pub(crate) fn stage(
@@ -144,5 +177,7 @@ impl TimerState {
     pub(crate) fn reset(&mut self) {
         self.pending.clear();
         self.overlay.clear();
+        self.fired_to = None;
+        self.rewound = true;
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::record::Record;
 use crate::record::batch::{self, EventBatch, OutputBatch, Span};
+use crate::runtime::{CallError, TrapKind};
 
 const ABSENT: u32 = Span::ABSENT;
 
@@ -68,6 +69,26 @@ pub fn split_output(out: OutputBatch) -> (EventBatch, Vec<(String, Record)>) {
         }
     }
     (main, side)
+}
+
+/// A checked output batch; a malformed one is the operator's trap.
+pub fn checked(out: OutputBatch) -> Result<OutputBatch, CallError> {
+    check_output(&out).map_err(|m| CallError::Trap {
+        kind: TrapKind::Other,
+        message: format!("the operator returned a malformed output batch: {m}"),
+    })?;
+    Ok(out)
+}
+
+/// Adds an operator's output to a main output and side outputs being gathered.
+pub fn absorb(out: OutputBatch, main: &mut EventBatch, side: &mut Vec<(String, Record)>) {
+    let (m, s) = split_output(out);
+    if main.events.is_empty() {
+        *main = m;
+    } else {
+        batch::extend(main, &m);
+    }
+    side.extend(s);
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub struct TaskStats {
     pub last_error: Option<String>,
     /// Events that arrived below the watermark (dropped or set aside by the policy).
     pub late: u64,
+    /// Records whose call ran to its deadline.
+    pub timeouts: u64,
+    /// Times the task waited before a batch because the server's memory budget was short.
+    pub memory_waits: u64,
 }
 
 /// A task on probation after an upgrade: it processes but holds its commits, so a

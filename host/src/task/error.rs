@@ -30,6 +30,10 @@ pub enum TaskError {
     },
     #[error(transparent)]
     State(#[from] StateError),
+    /// A call was interrupted because the task is stopping; what the batch did so far is
+    /// dropped, and it is read again after the next start.
+    #[error("the task is stopping: a call was interrupted")]
+    Interrupted,
     /// The source could not be read or the sink could not commit.
     #[error(transparent)]
     Io(#[from] crate::io::IoError),

@@ -92,9 +92,21 @@ pub struct TaskStatus {
     /// The partition has had no input for the pipeline's `idle_timeout`: its watermark
     /// follows the stage's active tasks.
     pub idle: bool,
+    /// Set while the task waits before its next batch because records ran to their
+    /// call deadline (milliseconds left).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+    /// Times the task committed early and waited before a batch because the server's
+    /// memory budget was short (see `eddy serve --memory-budget`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub memory_waits: u64,
     /// In a cluster: the server that runs the task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TaskStatus {
@@ -117,6 +129,8 @@ impl TaskStatus {
             timers: 0,
             late: 0,
             idle: false,
+            backoff_ms: None,
+            memory_waits: 0,
             server: None,
         }
     }
@@ -125,7 +139,8 @@ impl TaskStatus {
 /// Shared between a task (on a worker thread) and the controller.
 pub struct TaskHandle {
     pub id: TaskId,
-    stop: AtomicBool,
+    /// Set by a stop request; it also interrupts a call the task is in.
+    stop: Arc<AtomicBool>,
     status: Mutex<TaskStatus>,
     commands: Mutex<Vec<Command>>,
     done: (Mutex<bool>, Condvar),
@@ -137,7 +152,7 @@ impl TaskHandle {
     pub fn new(id: TaskId, committed_offset: u64, waker: Arc<Signal>) -> Self {
         TaskHandle {
             waker,
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
             status: Mutex::new(TaskStatus::at(
                 id.stage,
                 id.partition,
@@ -181,6 +196,11 @@ impl TaskHandle {
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.waker.notify();
+    }
+
+    /// The flag a stop request sets, for the task's operators to interrupt their calls.
+    pub(crate) fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
     }
 
     pub fn stop_requested(&self) -> bool {

@@ -3,7 +3,7 @@
 
 use crate::record::batch::{EventBatch, OutputBatch};
 use crate::runtime::bindings::GuestError;
-use crate::runtime::{CallError, Limits, OperatorComponent, OperatorInstance, TaskInfo};
+use crate::runtime::{CallError, Interrupt, Limits, OperatorComponent, OperatorInstance, TaskInfo};
 use crate::state::{Db, OperatorState, StateError, StateScope};
 use std::sync::Arc;
 
@@ -28,6 +28,8 @@ pub trait Operator: Send {
     fn state(&mut self) -> &mut OperatorState;
     /// Ends the operator, keeping its state (to hand it to another version).
     fn into_state(self: Box<Self>) -> OperatorState;
+    /// Lets `flag` interrupt a call that runs when the task is stopping.
+    fn set_interrupt(&mut self, _flag: Interrupt) {}
     /// The format version of the state it writes (declared by a Wasm operator's `init`).
     fn state_version(&self) -> u32 {
         1
@@ -55,6 +57,8 @@ pub struct WasmOperator {
     /// The state while no instance holds it.
     parked: Option<OperatorState>,
     state_version: u32,
+    /// Stops a running call when the task is stopping (every instance gets it).
+    interrupt: Option<Interrupt>,
 }
 
 impl WasmOperator {
@@ -77,6 +81,7 @@ impl WasmOperator {
             instance: None,
             parked: Some(state),
             state_version: 0,
+            interrupt: None,
         };
         match op.instance() {
             Ok(_) => Ok(op),
@@ -111,6 +116,9 @@ impl WasmOperator {
                     return Err(e);
                 }
             };
+            if let Some(flag) = &self.interrupt {
+                inst.set_interrupt(std::sync::Arc::clone(flag));
+            }
             match inst.init(&self.config) {
                 Ok(info) => self.state_version = info.state_version,
                 Err(e) => {
@@ -139,6 +147,13 @@ impl Operator for WasmOperator {
 
     fn version(&self) -> Option<u32> {
         Some(self.info.version)
+    }
+
+    fn set_interrupt(&mut self, flag: Interrupt) {
+        if let Some(inst) = &mut self.instance {
+            inst.set_interrupt(std::sync::Arc::clone(&flag));
+        }
+        self.interrupt = Some(flag);
     }
 
     fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError> {

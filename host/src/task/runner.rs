@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 
 /// How often, at most, the task's timers are counted for its status (a key scan).
 const COUNT_TIMERS_EVERY: Duration = Duration::from_secs(2);
+/// How long a task whose record ran to its call deadline waits before its next batch:
+/// twice as long after each such batch, from the first to the last.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_LAST: Duration = Duration::from_secs(60);
+/// How long a task waits before its next batch while the memory budget is short.
+const MEMORY_WAIT: Duration = Duration::from_millis(50);
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +43,9 @@ pub struct TaskRunner {
     last_input: Instant,
     /// Timers as last counted, and when to count again (`None`: at the next report).
     timers: (u64, Option<Instant>),
+    /// After records ran to their deadline: how long the task waits, and until when.
+    backoff: Duration,
+    resume_at: Option<Instant>,
 }
 
 impl TaskRunner {
@@ -47,6 +56,9 @@ impl TaskRunner {
         sink: Box<dyn Sink + Send>,
         handle: Arc<TaskHandle>,
     ) -> Self {
+        let mut task = task;
+        // A stop request interrupts a call the task is in (a loop, a slow batch).
+        task.set_interrupt(handle.stop_flag());
         TaskRunner {
             task,
             source,
@@ -58,6 +70,8 @@ impl TaskRunner {
             clock: None,
             last_input: Instant::now(),
             timers: (0, None),
+            backoff: Duration::ZERO,
+            resume_at: None,
         }
     }
 
@@ -115,7 +129,8 @@ impl TaskRunner {
             let result = self.task.flush(self.sink.as_mut());
             return self.end(result.err());
         }
-        if self.paused || self.task.halted() {
+        if self.paused || self.task.halted() || self.resume_at.is_some_and(|at| Instant::now() < at)
+        {
             return Step::Idle;
         }
         let from = self.task.position().offset;
@@ -130,10 +145,12 @@ impl TaskRunner {
         } else {
             self.last_input = Instant::now();
             let started = Instant::now();
+            let timeouts = self.task.stats().timeouts;
             let r = self
                 .task
                 .process(&batch, self.sink.as_mut())
                 .map(|_| Step::Worked);
+            self.pace(timeouts);
             if let Some(m) = &self.metrics {
                 m.batch_seconds.observe(started.elapsed().as_secs_f64());
             }
@@ -144,7 +161,34 @@ impl TaskRunner {
                 self.report();
                 step
             }
+            // Stopping: what committed-worthy work there is commits; the interrupted
+            // batch is read again after the next start.
+            Err(TaskError::Interrupted) if self.handle.stop_requested() => {
+                let result = self.task.flush(self.sink.as_mut());
+                self.end(result.err())
+            }
             Err(e) => self.end(Some(e)),
+        }
+    }
+
+    /// A task whose records ran to their call deadline in the last batch waits before
+    /// the next one (longer each time in a row), so it cannot keep a worker from the other
+    /// tasks; a batch without one ends the wait.
+    fn pace(&mut self, timeouts_before: u64) {
+        if self.task.stats().timeouts > timeouts_before {
+            self.backoff = (self.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_LAST);
+            self.resume_at = Some(Instant::now() + self.backoff);
+            tracing::warn!(task = %self.handle.id, "records ran to their call deadline: the task waits {:?} before its next batch", self.backoff);
+        } else {
+            self.backoff = Duration::ZERO;
+            self.resume_at = None;
+            if self.task.memory_short() {
+                // The server's memory budget is short: the task committed and dropped its
+                // cached state; it gives other commits and RocksDB's flushes a moment
+                // before it reads more.
+                self.task.count_memory_wait();
+                self.resume_at = Some(Instant::now() + MEMORY_WAIT);
+            }
         }
     }
 
@@ -197,6 +241,10 @@ impl TaskRunner {
         self.reported = (stats.events_in, stats.events_out, stats.errors, stats.late);
         let paused = self.paused;
         let probation = self.task.probation().cloned();
+        let backoff_ms = self
+            .resume_at
+            .map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64)
+            .filter(|ms| *ms > 0);
         self.handle.update(|s| {
             if s.state == TaskState::Running || s.state == TaskState::Paused {
                 s.state = if paused {
@@ -217,6 +265,8 @@ impl TaskRunner {
             s.timers = timers;
             s.late = stats.late;
             s.idle = idle;
+            s.backoff_ms = backoff_ms;
+            s.memory_waits = stats.memory_waits;
         });
     }
 

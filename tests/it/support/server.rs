@@ -83,6 +83,15 @@ impl TestApp {
         self.dir.as_ref().expect("open").path()
     }
 
+    /// Shuts the server down (committing every task) and hands over its data directory.
+    pub fn close(mut self) -> tempfile::TempDir {
+        self.router = axum::Router::new();
+        if let Some(app) = self.app.take() {
+            app.shutdown();
+        }
+        self.dir.take().expect("open")
+    }
+
     /// Shuts the server down (committing every task) and opens it again on the same data.
     pub fn restart(mut self) -> Self {
         // The router holds the server's state: it goes first, so the database closes.

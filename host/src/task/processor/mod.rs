@@ -1,23 +1,22 @@
 //! The processing of one task: batches through the operator chain, failure isolation
 //! with the pipeline's error policy, event-time timers, and the atomic commit.
 
-use super::batch::{check_output, split_output};
+use super::batch::{checked, split_output};
 use super::config::{Probation, TaskConfig, TaskStats};
 use super::upstream::UpstreamWatermarks;
 use super::{Operator, TaskError};
 use crate::io::{Outputs, Sink, SourceBatch, read_watermark};
 use crate::model::{LateEvents, OnError};
-use crate::record::Record;
-use crate::record::batch::{self, EventBatch, OutputBatch};
-use crate::runtime::CallError;
+use crate::record::batch::{self, EventBatch};
+use crate::runtime::{CallError, Interrupt, TrapKind};
 use crate::state::changelog::OperatorChanges;
 use crate::state::{Commit, Db, TaskId, TaskPosition, load_position, load_upstream_watermarks};
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// Timers fired per operator in one attempt.
-const TIMERS_PER_ATTEMPT: usize = 1024;
+mod timers;
 
 /// The side output late events go to under `late_events = "side-output"`.
 pub const LATE_PORT: &str = "late";
@@ -55,6 +54,10 @@ pub struct Task {
     last_commit: Instant,
     stats: TaskStats,
     probation: Option<Probation>,
+    /// Interrupts a running call when the task is stopping (every operator gets it).
+    interrupt: Option<Interrupt>,
+    /// Timers due at the committed watermark have fired since the task started.
+    timers_caught_up: bool,
 }
 
 impl Task {
@@ -88,6 +91,8 @@ impl Task {
             uncommitted_late: 0,
             stats: TaskStats::default(),
             probation: None,
+            interrupt: None,
+            timers_caught_up: false,
         })
     }
 
@@ -116,6 +121,21 @@ impl Task {
     /// The operators, in chain order.
     pub fn operators_mut(&mut self) -> &mut [Box<dyn Operator>] {
         &mut self.ops
+    }
+
+    /// Lets `flag` interrupt the operators' calls (set when the task is stopping).
+    pub fn set_interrupt(&mut self, flag: Interrupt) {
+        for op in &mut self.ops {
+            op.set_interrupt(Arc::clone(&flag));
+        }
+        self.interrupt = Some(flag);
+    }
+
+    /// Whether the task is stopping.
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Acquire))
     }
 
     /// Starts a probation: commits are held until [`Task::end_probation`]; a trap or an
@@ -160,7 +180,10 @@ impl Task {
     ) -> Result<(), String> {
         let old = self.ops.remove(j);
         match swap(old) {
-            Ok(new) => {
+            Ok(mut new) => {
+                if let Some(flag) = &self.interrupt {
+                    new.set_interrupt(Arc::clone(flag));
+                }
                 self.ops.insert(j, new);
                 // The last error was the old version's.
                 self.stats.last_error = None;
@@ -190,6 +213,12 @@ impl Task {
         if self.halted() {
             return Ok(());
         }
+        if !self.timers_caught_up {
+            // Timers left due by a firing a stop (or a crash) cut short fire before any
+            // input, as they would have without the stop.
+            self.fire_timers_on_probation(sink)?;
+            self.timers_caught_up = true;
+        }
         if self.upstream.is_none() {
             return self.process_events(source, sink);
         }
@@ -202,12 +231,12 @@ impl Task {
                 continue;
             };
             if i > start {
-                self.process_events(&slice(source, start..i), sink)?;
+                self.process_events(&source.slice(start..i), sink)?;
                 if self.halted() || self.position.offset <= source.offsets[i - 1] {
                     return Ok(());
                 }
             }
-            self.take_upstream_watermark(from, watermark, source.offsets[i] + 1)?;
+            self.take_upstream_watermark(from, watermark, source.offsets[i] + 1, sink)?;
             if self.halted() {
                 return Ok(());
             }
@@ -218,7 +247,7 @@ impl Task {
             return self.process_events(source, sink);
         }
         if start < n {
-            self.process_events(&slice(source, start..n), sink)?;
+            self.process_events(&source.slice(start..n), sink)?;
         }
         self.maybe_commit(sink)
     }
@@ -229,6 +258,7 @@ impl Task {
         from: u32,
         watermark: i64,
         next: u64,
+        sink: &mut dyn Sink,
     ) -> Result<(), TaskError> {
         let upstream = self.upstream.as_mut().expect("a task after a repartition");
         upstream.update(from, watermark);
@@ -236,11 +266,7 @@ impl Task {
         self.position.offset = next;
         if low > self.position.watermark {
             self.position.watermark = low;
-            if let Err(e) = self.fire_timers()
-                && !self.fail_probation(e.to_string())
-            {
-                return Err(e);
-            }
+            self.fire_timers_on_probation(sink)?;
         }
         Ok(())
     }
@@ -269,7 +295,7 @@ impl Task {
         self.uncommitted_late += late.len() as u64;
         self.uncommitted_in += late.len() as u64;
         self.accept(outputs, self.position);
-        let on_time = without(source, &late);
+        let on_time = source.without(&late);
         if !on_time.offsets.is_empty() {
             self.process_on_time(&on_time, sink)?;
             if self.halted() || self.position.offset <= *on_time.offsets.last().expect("not empty")
@@ -319,11 +345,7 @@ impl Task {
             return Ok(false);
         }
         self.position.watermark = to;
-        if let Err(e) = self.fire_timers()
-            && !self.fail_probation(e.to_string())
-        {
-            return Err(e);
-        }
+        self.fire_timers_on_probation(sink)?;
         self.flush(sink)?;
         Ok(true)
     }
@@ -373,6 +395,8 @@ impl Task {
                     error: CallError::Host(e),
                     ..
                 }) => return Err(e.into()),
+                // The task is stopping: drop the batch's attempt; it is read again.
+                Err(f) if stopped(&f.error) => return Err(TaskError::Interrupted),
                 Err(f) if range.len() == 1 && f.error.is_fatal() => {
                     let err = self.record_error(f.op, source.offsets[range.start], &f.error);
                     if self.fail_probation(err.to_string()) {
@@ -390,7 +414,20 @@ impl Task {
                         self.fail_probation(err.to_string());
                         return Ok(());
                     }
-                    self.apply_policy(source, range.start, f, sink)?
+                    let timed_out = matches!(
+                        f.error,
+                        CallError::Trap {
+                            kind: TrapKind::Deadline,
+                            ..
+                        }
+                    );
+                    self.apply_policy(source, range.start, f, sink)?;
+                    if timed_out {
+                        // A record that ran to its deadline held the worker long enough:
+                        // the rest of the batch waits for the task's next turn.
+                        self.stats.timeouts += 1;
+                        break;
+                    }
                 }
                 Err(_) => {
                     // Unknown culprit (a trap, or a later operator): one record at a time, so
@@ -399,11 +436,7 @@ impl Task {
                 }
             }
         }
-        if let Err(e) = self.fire_timers()
-            && !self.fail_probation(e.to_string())
-        {
-            return Err(e);
-        }
+        self.fire_timers_on_probation(sink)?;
         self.maybe_commit(sink)
     }
 
@@ -411,19 +444,30 @@ impl Task {
     /// and commits.
     pub fn finish_input(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
         self.position.watermark = i64::MAX;
-        self.fire_timers()?;
+        self.fire_timers(sink)?;
         self.flush(sink)
     }
 
-    /// Commits once the interval has passed or enough state waits (never on probation).
+    /// Commits once the interval has passed, enough state waits, or the server's memory
+    /// budget is short (never on probation).
     pub fn maybe_commit(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
         let pending_bytes: usize = self.ops.iter_mut().map(|op| op.state().dirty_bytes()).sum();
         if self.last_commit.elapsed() >= self.config.commit_interval
             || pending_bytes >= self.config.max_pending_bytes
+            || self.memory_short()
         {
             self.flush(sink)?;
         }
         Ok(())
+    }
+
+    /// Whether the server's memory budget is short.
+    pub fn memory_short(&self) -> bool {
+        self.db.budget().short()
+    }
+
+    pub(super) fn count_memory_wait(&mut self) {
+        self.stats.memory_waits += 1;
     }
 
     /// Commits everything processed so far: every operator's state changes, the outputs
@@ -608,188 +652,15 @@ impl Task {
             ),
         ]
     }
-
-    /// Fires every timer due at the current watermark.
-    fn fire_timers(&mut self) -> Result<(), TaskError> {
-        loop {
-            match self.attempt_timers(None) {
-                Ok(None) => return Ok(()),
-                Ok(Some(outputs)) => self.accept(outputs, self.position),
-                Err(_) => self.isolate_first_timer()?,
-            }
-        }
-    }
-
-    /// Fires due timers (or only `only`) and runs their outputs down the chain.
-    /// `Ok(None)`: nothing was due.
-    fn attempt_timers(
-        &mut self,
-        only: Option<(usize, i64, Vec<u8>)>,
-    ) -> Result<Option<Outputs>, (Failure, i64)> {
-        let watermark = self.position.watermark;
-        let mut fired_any = false;
-        let mut side = Vec::new();
-        let mut carried = batch::empty();
-        for j in 0..self.ops.len() {
-            self.ops[j].state().watermark = watermark;
-            let mut main = batch::empty();
-            if !carried.events.is_empty() {
-                match self.ops[j].process(&carried).and_then(checked) {
-                    Ok(out) => absorb(out, &mut main, &mut side),
-                    Err(error) => {
-                        self.discard();
-                        return Err((Failure { op: j, error }, i64::MIN));
-                    }
-                }
-            }
-            let due = match &only {
-                Some((op, at, key)) if *op == j => vec![(*at, key.clone())],
-                Some(_) => Vec::new(),
-                None => match self.ops[j]
-                    .state()
-                    .due_timers(watermark, TIMERS_PER_ATTEMPT)
-                {
-                    Ok(d) => d,
-                    Err(e) => {
-                        self.discard();
-                        return Err((
-                            Failure {
-                                op: j,
-                                error: CallError::Host(e),
-                            },
-                            i64::MIN,
-                        ));
-                    }
-                },
-            };
-            for (at, key) in due {
-                fired_any = true;
-                self.ops[j].state().delete_timer(key.clone(), at);
-                match self.ops[j].on_timer(&key, at).and_then(checked) {
-                    Ok(out) => absorb(out, &mut main, &mut side),
-                    Err(error) => {
-                        self.discard();
-                        return Err((Failure { op: j, error }, at));
-                    }
-                }
-            }
-            carried = main;
-        }
-        Ok(fired_any.then_some(Outputs {
-            main: carried,
-            side,
-            dead: Vec::new(),
-        }))
-    }
-
-    /// A timer attempt failed: fire the earliest due timer alone and apply the policy
-    /// if it fails on its own.
-    fn isolate_first_timer(&mut self) -> Result<(), TaskError> {
-        let watermark = self.position.watermark;
-        let mut first = None;
-        for j in 0..self.ops.len() {
-            if let Some((at, key)) = self.ops[j]
-                .state()
-                .due_timers(watermark, 1)?
-                .into_iter()
-                .next()
-            {
-                first = Some((j, at, key));
-                break;
-            }
-        }
-        let Some((j, at, key)) = first else {
-            return Ok(());
-        };
-        match self.attempt_timers(Some((j, at, key.clone()))) {
-            Ok(outputs) => {
-                self.accept(outputs.unwrap_or_else(Outputs::empty), self.position);
-                Ok(())
-            }
-            Err((f, _)) => {
-                let err = TaskError::Timer {
-                    operator: self.ops[f.op].label().to_string(),
-                    partition: self.id.partition,
-                    at,
-                    message: f.error.to_string(),
-                };
-                self.stats.errors += 1;
-                self.stats.last_error = Some(err.to_string());
-                if self.probation.is_some() && matches!(f.error, CallError::Trap { .. }) {
-                    return Err(err);
-                }
-                if f.error.is_fatal() || self.config.policy == OnError::Fail {
-                    return Err(match f.error {
-                        CallError::Host(e) => e.into(),
-                        _ => err,
-                    });
-                }
-                let mut outputs = Outputs::empty();
-                if self.config.policy == OnError::DeadLetter {
-                    let mut headers = self.error_headers(f.op, &f.error);
-                    headers.push(("eddy.timer".into(), at.to_string().into_bytes()));
-                    outputs.dead.push(Record {
-                        key: Some(key.clone()),
-                        value: Vec::new(),
-                        timestamp: at,
-                        headers,
-                    });
-                } else {
-                    tracing::warn!(task = %self.id, "skipped a timer: {err}");
-                }
-                // The timer is consumed either way.
-                self.ops[j].state().delete_timer(key, at);
-                self.accept(outputs, self.position);
-                Ok(())
-            }
-        }
-    }
 }
 
-fn checked(out: OutputBatch) -> Result<OutputBatch, CallError> {
-    check_output(&out).map_err(|m| CallError::Trap {
-        kind: crate::runtime::TrapKind::Other,
-        message: format!("the operator returned a malformed output batch: {m}"),
-    })?;
-    Ok(out)
-}
-
-fn absorb(out: OutputBatch, main: &mut EventBatch, side: &mut Vec<(String, Record)>) {
-    let (m, s) = split_output(out);
-    if main.events.is_empty() {
-        *main = m;
-    } else {
-        batch::extend(main, &m);
-    }
-    side.extend(s);
-}
-
-/// Events `range` of `source`.
-fn slice(source: &SourceBatch, range: Range<usize>) -> SourceBatch {
-    SourceBatch {
-        events: batch::slice(&source.events, range.clone()),
-        offsets: source.offsets[range].to_vec(),
-    }
-}
-
-/// `source` without the events at `skip` (sorted indices).
-fn without(source: &SourceBatch, skip: &[usize]) -> SourceBatch {
-    let mut events = batch::empty();
-    let mut offsets = Vec::with_capacity(source.offsets.len() - skip.len());
-    let mut skip = skip.iter().peekable();
-    let mut start = 0;
-    // Copy the runs between skipped indices as slices.
-    let n = source.offsets.len();
-    while start < n {
-        let end = skip.peek().map_or(n, |&&i| i);
-        if end > start {
-            batch::extend(&mut events, &batch::slice(&source.events, start..end));
-            offsets.extend_from_slice(&source.offsets[start..end]);
+/// Whether a call was interrupted because the task is stopping.
+fn stopped(e: &CallError) -> bool {
+    matches!(
+        e,
+        CallError::Trap {
+            kind: TrapKind::Stopped,
+            ..
         }
-        if end < n {
-            skip.next();
-        }
-        start = end + 1;
-    }
-    SourceBatch { events, offsets }
+    )
 }
