@@ -173,16 +173,18 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let mut mid_stream = 0;
     for round in 0..kills {
         // Input keeps arriving between crashes, so every kill has work to cut into; a
-        // machine fast enough to drain it within the pause gets more (up to 3 chunks).
+        // machine fast enough to drain it within the pause gets more, after shorter
+        // pauses (up to 10 chunks).
         let mut lag = 0;
-        for chunk in 0..3u64 {
+        for chunk in 0..10u64 {
             produce(
                 &server,
                 dir.path(),
                 &format!("more-{round}-{chunk}.txt"),
                 &text(8_000, seed + 1 + 3 * round as u64 + chunk),
             );
-            std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
+            let pause = if chunk == 0 { 20..400 } else { 5..60 };
+            std::thread::sleep(Duration::from_millis(rng.random_range(pause)));
             let status: serde_json::Value =
                 serde_json::from_str(&server.ok(&["pipeline", "status", "wordcount", "--json"]))
                     .unwrap();

@@ -206,6 +206,10 @@ fn a_trap_costs_only_its_record_and_the_next_batch_gets_a_fresh_instance() {
         &mut sink,
     )
     .unwrap();
+    // A trap ends its batch: the rest comes with the task's next turn.
+    assert_eq!(sink.values(), ["one"]);
+    assert_eq!((t.position().offset, t.stats().traps), (3, 1));
+    run(&mut t, &source(3, &["two"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["one", "two"]);
     assert_eq!(sink.dead.len(), 1);
     assert_eq!(get(&mut t, "s", "a").as_deref(), Some("1"));
@@ -231,7 +235,9 @@ fn runaway_and_memory_hungry_records_are_isolated() {
     assert_eq!(t.position().offset, 2);
     assert_eq!(t.stats().timeouts, 1);
     run(&mut t, &source(2, &["bomb", "after"]), &mut sink).unwrap();
+    run(&mut t, &source(3, &["after"]), &mut sink).unwrap();
     assert_eq!(sink.values(), ["before", "after"]);
+    assert_eq!(t.stats().traps, 1, "the deadline is not counted as a trap");
     let errors: Vec<String> = sink
         .dead
         .iter()

@@ -27,6 +27,11 @@ impl Commit {
         &self.db
     }
 
+    /// Bytes the write holds so far.
+    pub fn size(&self) -> usize {
+        self.batch.size_in_bytes()
+    }
+
     /// The task's new position.
     pub fn put_position(&mut self, task: &TaskId, position: TaskPosition) {
         put_position(&self.db, &mut self.batch, task, position);

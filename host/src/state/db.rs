@@ -81,6 +81,9 @@ impl Db {
         opts.set_write_buffer_manager(&memtables);
         opts.set_write_buffer_size((share / 8).min(64 << 20));
         opts.set_max_write_buffer_number(4);
+        // A large write (another pipeline's big values) does not hold the small ones
+        // queued behind it for both its WAL write and its memtable insert.
+        opts.set_enable_pipelined_write(true);
         // No compression where data is young (it is rewritten soon, and the CPU is better
         // spent on processing); LZ4 below.
         opts.set_compression_per_level(&[

@@ -61,8 +61,21 @@ pub struct TaskStats {
     pub late: u64,
     /// Records whose call ran to its deadline.
     pub timeouts: u64,
+    /// Records whose call trapped (the deadline and stops aside).
+    pub traps: u64,
+    /// Bytes of state (and positions) the task's commits wrote.
+    pub bytes_committed: u64,
     /// Times the task waited before a batch because the server's memory budget was short.
     pub memory_waits: u64,
+}
+
+impl TaskStats {
+    /// Whether the error just counted goes to the log: the first ten, then one in a
+    /// thousand (the count and the last error are in the task status), so a pipeline
+    /// that skips every record cannot flood the server's log.
+    pub fn should_log_error(&self) -> bool {
+        self.errors <= 10 || self.errors.is_multiple_of(1000)
+    }
 }
 
 /// A task on probation after an upgrade: it processes but holds its commits, so a

@@ -7,6 +7,7 @@ mod clock;
 mod config;
 mod error;
 mod factory;
+mod fair;
 mod handle;
 mod native;
 mod operator;

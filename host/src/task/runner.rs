@@ -46,6 +46,8 @@ pub struct TaskRunner {
     /// After records ran to their deadline: how long the task waits, and until when.
     backoff: Duration,
     resume_at: Option<Instant>,
+    /// The last batch had a record that trapped.
+    trapped: bool,
 }
 
 impl TaskRunner {
@@ -72,6 +74,7 @@ impl TaskRunner {
             timers: (0, None),
             backoff: Duration::ZERO,
             resume_at: None,
+            trapped: false,
         }
     }
 
@@ -97,6 +100,11 @@ impl TaskRunner {
 
     pub fn handle(&self) -> &Arc<TaskHandle> {
         &self.handle
+    }
+
+    /// Bytes of state the task's commits wrote so far.
+    pub fn bytes_committed(&self) -> u64 {
+        self.task.stats().bytes_committed
     }
 
     /// Does one unit of work. Never panics on operator or input errors: they end the
@@ -145,12 +153,12 @@ impl TaskRunner {
         } else {
             self.last_input = Instant::now();
             let started = Instant::now();
-            let timeouts = self.task.stats().timeouts;
+            let before = (self.task.stats().timeouts, self.task.stats().traps);
             let r = self
                 .task
                 .process(&batch, self.sink.as_mut())
                 .map(|_| Step::Worked);
-            self.pace(timeouts);
+            self.pace(before);
             if let Some(m) = &self.metrics {
                 m.batch_seconds.observe(started.elapsed().as_secs_f64());
             }
@@ -171,14 +179,24 @@ impl TaskRunner {
         }
     }
 
-    /// A task whose records ran to their call deadline in the last batch waits before
-    /// the next one (longer each time in a row), so it cannot keep a worker from the other
-    /// tasks; a batch without one ends the wait.
-    fn pace(&mut self, timeouts_before: u64) {
-        if self.task.stats().timeouts > timeouts_before {
+    /// A task whose records ran to their call deadline in the last batch, or trapped in
+    /// two batches in a row, waits before the next one (longer each time in a row), so it
+    /// cannot keep a worker from the other tasks; a clean batch ends the wait.
+    fn pace(&mut self, (timeouts_before, traps_before): (u64, u64)) {
+        let stats = self.task.stats();
+        let timed_out = stats.timeouts > timeouts_before;
+        let trapped = stats.traps > traps_before;
+        let trapping = trapped && self.trapped;
+        self.trapped = trapped;
+        if timed_out || trapping {
             self.backoff = (self.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_LAST);
             self.resume_at = Some(Instant::now() + self.backoff);
-            tracing::warn!(task = %self.handle.id, "records ran to their call deadline: the task waits {:?} before its next batch", self.backoff);
+            let what = if timed_out {
+                "records ran to their call deadline"
+            } else {
+                "records trapped in two batches in a row"
+            };
+            tracing::warn!(task = %self.handle.id, "{what}: the task waits {:?} before its next batch", self.backoff);
         } else {
             self.backoff = Duration::ZERO;
             self.resume_at = None;

@@ -3,6 +3,7 @@
 
 mod common;
 mod host;
+mod isolation;
 mod kafka;
 mod languages;
 mod server;
@@ -20,6 +21,8 @@ pub enum BenchCommand {
     Languages(languages::LanguagesArgs),
     /// Savepoint, restore, changelog rebuild and upgrade pause with many keys of state.
     State(state::StateArgs),
+    /// The word count alone and next to a hostile pipeline (loops, traps, big writes).
+    Isolation(isolation::IsolationArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -29,5 +32,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::State(args) => state::run(args),
         BenchCommand::Languages(args) => languages::run(args),
         BenchCommand::Kafka(args) => kafka::run(args),
+        BenchCommand::Isolation(args) => isolation::run(args),
     }
 }

@@ -423,9 +423,12 @@ impl Task {
                     );
                     self.apply_policy(source, range.start, f, sink)?;
                     if timed_out {
-                        // A record that ran to its deadline held the worker long enough:
-                        // the rest of the batch waits for the task's next turn.
                         self.stats.timeouts += 1;
+                    }
+                    if trapped {
+                        // A record that trapped (or ran to its deadline) cost a worker
+                        // dearly: the rest of the batch waits for the task's next turn,
+                        // which the runner delays when it happens again.
                         break;
                     }
                 }
@@ -509,8 +512,10 @@ impl Task {
             .iter()
             .map(|o| (o.main.events.len() + o.side.len()) as u64)
             .sum();
+        let bytes = commit.size() as u64;
         sink.position(self.position);
         sink.commit(commit, outputs, changes)?;
+        self.stats.bytes_committed += bytes;
         // The interval runs from the end of a commit: a sink whose commit takes long (a
         // Kafka transaction) still gets `commit_interval` of processing between commits.
         self.last_commit = Instant::now();
@@ -619,6 +624,11 @@ impl Task {
         let err = self.record_error(f.op, offset, &f.error);
         self.stats.errors += 1;
         self.stats.last_error = Some(err.to_string());
+        if let CallError::Trap { kind, .. } = &f.error
+            && !matches!(kind, TrapKind::Deadline | TrapKind::Stopped)
+        {
+            self.stats.traps += 1;
+        }
         let mut outputs = Outputs::empty();
         match self.config.policy {
             OnError::Fail => {
@@ -626,7 +636,11 @@ impl Task {
                 self.flush(sink)?;
                 return Err(err);
             }
-            OnError::Skip => tracing::warn!(task = %self.id, "skipped a record: {err}"),
+            OnError::Skip if self.stats.should_log_error() => {
+                let n = self.stats.errors;
+                tracing::warn!(task = %self.id, "skipped a record ({n} so far): {err}")
+            }
+            OnError::Skip => {}
             OnError::DeadLetter => {
                 let mut r = batch::record(&source.events, i);
                 r.headers.extend(self.error_headers(f.op, &f.error));

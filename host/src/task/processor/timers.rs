@@ -171,8 +171,9 @@ impl Task {
                         timestamp: at,
                         headers,
                     });
-                } else {
-                    tracing::warn!(task = %self.id, "skipped a timer: {err}");
+                } else if self.stats.should_log_error() {
+                    let n = self.stats.errors;
+                    tracing::warn!(task = %self.id, "skipped a timer ({n} errors so far): {err}");
                 }
                 // The timer is consumed either way.
                 self.ops[j].state().delete_timer(key, at);
