@@ -140,9 +140,13 @@ impl MemoryBudget {
     }
 
     /// Whether tasks should shed memory: commit early, drop cached state, and wait
-    /// before their next batch.
+    /// before their next batch. Only while cached state is a part worth shedding (a
+    /// twentieth of what operators may hold): Wasm memories never shrink, and waiting would
+    /// not make them.
     pub fn short(&self) -> bool {
-        self.used.load(Ordering::Acquire) > self.allowed() / 100 * SHED_AT_PERCENT
+        let allowed = self.allowed();
+        self.used.load(Ordering::Acquire) > allowed / 100 * SHED_AT_PERCENT
+            && self.state.load(Ordering::Acquire) > allowed / 20
     }
 
     /// Where the budget goes; `rocksdb_bytes` is what the database reports.

@@ -151,15 +151,6 @@ async fn a_task_whose_record_runs_to_its_deadline_waits_before_its_next_batch() 
     assert!(saw_backoff, "the status never showed the wait");
 }
 
-/// A port nothing listens on (now).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_answers_while_a_restart_resumes_a_slow_pipeline() {
     let app = TestApp::new();
@@ -173,7 +164,7 @@ async fn healthz_answers_while_a_restart_resumes_a_slow_pipeline() {
     assert!(status.is_success(), "{v}");
     let dir = app.close();
 
-    let port = free_port();
+    let port = crate::support::kafka::free_port();
     let mut child = crate::support::eddy()
         .args([
             "serve",
@@ -224,4 +215,85 @@ async fn healthz_answers_while_a_restart_resumes_a_slow_pipeline() {
     assert_eq!(status["state"], "running", "{status}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_keeps_its_share_of_the_workers_next_to_one_whose_every_record_loops() {
+    // Two workers; the looping pipeline has a task on each partition.
+    let app = TestApp::new();
+    app.push("probe", "fixture-probe").await;
+    app.push("wordcount", "wordcount").await;
+    app.create_topic("in", 2).await;
+    app.create_topic("lines", 2).await;
+    let healthy = "name = \"wc\"\nsource = { topic = \"lines\" }\nsink = { topic = \"counts\" }\n[[operators]]\nname = \"wordcount\"\n";
+    let (status, v) = app.create_pipeline(healthy).await;
+    assert!(status.is_success(), "{v}");
+    app.produce("lines", "{\"value\": \"a b\"}\n").await;
+    app.wait_caught_up("wc").await;
+    // Calls that only their deadline (a minute) or a stop ends, on both partitions.
+    let spec = PIPELINE.replace("CONFIG", "{}").replace(
+        "call_timeout_ms = 3000",
+        "call_timeout_ms = 60000\non_error = \"skip\"",
+    );
+    let (status, v) = app.create_pipeline(&spec).await;
+    assert!(status.is_success(), "{v}");
+    // One loop first: a pipeline with a step running long is slow, and may then not
+    // take the worker the word count keeps between its inputs.
+    app.produce("in", "{\"value\": \"loop\"}\n").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.produce("in", &"{\"value\": \"loop\"}\n".repeat(3))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The word count goes on, on the worker the looping pipeline may not take, long
+    // before the loops' deadline.
+    let lines: String = (0..50).map(|_| "{\"value\": \"a b a\"}\n").collect();
+    app.produce("lines", &lines).await;
+    let status = app.wait_caught_up("wc").await;
+    let out: u64 = status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["events_out"].as_u64().unwrap())
+        .sum();
+    assert_eq!(out, 2 + 150, "{status}");
+    // Each task counts its partition's words; every occurrence is one output (keyed by
+    // the word, so all of them land in one partition of the sink), each task's counts
+    // going up by one.
+    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for p in 0..2 {
+        let (_, v) = app
+            .get(&format!(
+                "/v1/topics/counts/records?partition={p}&limit=10000"
+            ))
+            .await;
+        for r in v["records"].as_array().unwrap() {
+            let n: u64 = r["value"].as_str().unwrap().parse().unwrap();
+            seen.entry(r["key"].as_str().unwrap().into())
+                .or_default()
+                .push(n);
+        }
+    }
+    for (word, times) in [("a", 101), ("b", 51)] {
+        let mut counts = seen[word].clone();
+        counts.sort_unstable();
+        // Two tasks' counts, 1..=k and 1..=times-k: each number at most twice.
+        assert_eq!(counts.len(), times, "{word}: {counts:?}");
+        assert!(
+            counts.windows(3).all(|w| w[0] != w[2]),
+            "{word}: {counts:?}"
+        );
+    }
+    let (_, slow) = app.get("/v1/pipelines/slow").await;
+    assert_eq!(slow["state"], "running", "{slow}");
+    assert_eq!(slow["tasks"][0]["errors"], 0, "the loops still run: {slow}");
+    // A stop ends the loops at once.
+    let (status, v) = app
+        .json(
+            axum::http::Method::POST,
+            "/v1/pipelines/slow/stop",
+            axum::body::Body::empty(),
+            &[],
+        )
+        .await;
+    assert!(status.is_success() && v["state"] == "stopped", "{v}");
 }

@@ -78,6 +78,7 @@ impl HostState {
             limits: InstanceLimits {
                 memory_limit: limits.memory,
                 charge: Charge::new(Arc::clone(state.db().budget()), Holder::Wasm),
+                last_growth: 0,
             },
             call_limits: limits.call,
             usage: CallUsage::default(),

@@ -140,6 +140,8 @@ pub(crate) struct InstanceLimits {
     pub(crate) memory_limit: usize,
     /// The instance's memories, charged to the server's memory budget as they grow.
     pub(crate) charge: Charge,
+    /// What the last growth charged (given back if the growth then fails).
+    pub(crate) last_growth: u64,
 }
 
 impl ResourceLimiter for InstanceLimits {
@@ -159,7 +161,15 @@ impl ResourceLimiter for InstanceLimits {
         let more = desired.saturating_sub(current) as u64;
         let held = self.charge.bytes();
         self.charge.grow_to(held + more)?;
+        self.last_growth = more;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        let held = self.charge.bytes();
+        self.charge.set(held.saturating_sub(self.last_growth));
+        self.last_growth = 0;
+        Ok(())
     }
 
     fn table_growing(

@@ -640,6 +640,15 @@ mod tests {
         // A timer set before the last fired one (by an operator's on_timer).
         s.set_timer(b"early".to_vec(), 1);
         assert_eq!(fire(&mut s, 100, 2), [1, 5]);
+        // One set, while a list fires, between two of its timers: it fires next.
+        let due = s.due_timers(100, 2).unwrap();
+        assert_eq!(due.iter().map(|(at, _)| *at).collect::<Vec<_>>(), [6, 7]);
+        s.fired_timer(due[0].1.clone(), due[0].0);
+        s.set_timer(b"u".to_vec(), 6);
+        s.fired_timer(due[1].1.clone(), due[1].0);
+        assert_eq!(fire(&mut s, 100, 1), [6]);
+        s.set_timer(b"t6".to_vec(), 6);
+        s.set_timer(b"t7".to_vec(), 7);
         s.end_batch();
         commit(&mut s);
         assert_eq!(fire(&mut s, 6, 10), [6]);

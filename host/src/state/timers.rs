@@ -20,6 +20,8 @@ pub(crate) struct TimerState {
     /// A timer was set before `fired_to` since the last look for due timers: the next
     /// look starts at the first timer, and firings do not move `fired_to` until then.
     rewound: bool,
+    /// The last timer the last look for due timers returned.
+    due_to: Option<(i64, Vec<u8>)>,
 }
 
 impl TimerState {
@@ -30,16 +32,19 @@ impl TimerState {
             overlay: BTreeMap::new(),
             fired_to: None,
             rewound: false,
+            due_to: None,
         }
     }
 
     pub(crate) fn set(&mut self, key: Vec<u8>, at: i64) {
-        // A timer set before the last one fired: look from the start again.
-        if self
-            .fired_to
-            .as_ref()
-            .is_some_and(|(a, k)| (at, key.as_slice()) <= (*a, k.as_slice()))
-        {
+        // A timer set before the last one fired, or before the last of those the last
+        // look returned (they fire next and move `fired_to` past it): look from the start
+        // again.
+        let before = |t: &Option<(i64, Vec<u8>)>| {
+            t.as_ref()
+                .is_some_and(|(a, k)| (at, key.as_slice()) <= (*a, k.as_slice()))
+        };
+        if before(&self.fired_to) || before(&self.due_to) {
             self.fired_to = None;
             self.rewound = true;
         }
@@ -106,7 +111,9 @@ impl TimerState {
                 due.remove(&(*at, key.clone()));
             }
         }
-        Ok(due.into_keys().take(limit).collect())
+        let due: Vec<(i64, Vec<u8>)> = due.into_keys().take(limit).collect();
+        self.due_to = due.last().cloned();
+        Ok(due)
     }
 
     /// Committed timers (a key scan: for status, not for every batch).

@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 /// How far a pipeline may run ahead of the least served one before its tasks wait.
 const QUANTUM: Duration = Duration::from_millis(20);
 
+/// A pipeline that worked this recently keeps a worker between its inputs from a
+/// neighbour whose steps are slow ...
+const RECENT: Duration = Duration::from_secs(5);
+
+/// ... a step this long (a loop until the call deadline), running or finished in the
+/// last [`SLOW_FOR`], makes its pipeline slow.
+const SLOW_STEP: Duration = Duration::from_millis(250);
+const SLOW_FOR: Duration = Duration::from_secs(60);
+
 /// What one pipeline with work used.
 #[derive(Debug, Default)]
 struct Account {
@@ -37,6 +46,10 @@ impl Account {
 #[derive(Debug)]
 pub(super) struct FairShare {
     accounts: FxHashMap<String, Account>,
+    /// When each pipeline last finished a step that worked (within [`RECENT`]).
+    worked_at: FxHashMap<String, Instant>,
+    /// When each pipeline last finished a slow step (within [`SLOW_FOR`]).
+    slow_at: FxHashMap<String, Instant>,
     workers: usize,
 }
 
@@ -44,6 +57,8 @@ impl FairShare {
     pub(super) fn new(workers: usize) -> Self {
         FairShare {
             accounts: FxHashMap::default(),
+            worked_at: FxHashMap::default(),
+            slow_at: FxHashMap::default(),
             workers: workers.max(1),
         }
     }
@@ -61,12 +76,29 @@ impl FairShare {
         let Some(a) = self.accounts.get(pipeline) else {
             return true;
         };
-        let others = self
+        // Pipelines with work split the workers; one that worked in the last seconds
+        // keeps at least one worker between its inputs from a slow pipeline.
+        let active = self
             .accounts
             .iter()
             .filter(|(p, a)| a.active && p.as_str() != pipeline)
             .count();
-        let share = (self.workers / (others + 1)).max(1);
+        let recent = self
+            .worked_at
+            .iter()
+            .filter(|(p, at)| {
+                p.as_str() != pipeline && now.saturating_duration_since(**at) < RECENT
+            })
+            .count();
+        let slow = self.slow_at.contains_key(pipeline)
+            || a.running
+                .iter()
+                .any(|s| now.saturating_duration_since(*s) >= SLOW_STEP);
+        let mut share = self.workers / (active + 1);
+        if slow {
+            share = share.min(self.workers.saturating_sub(recent));
+        }
+        let share = share.max(1);
         a.running.len() < share && a.at(now) <= self.least(now) + QUANTUM
     }
 
@@ -89,22 +121,35 @@ impl FairShare {
         }
     }
 
-    /// The step of `pipeline` that started at `started` ended; it counts if it `worked`,
-    /// with `extra` for the work it left to others (RocksDB's flushes and compactions).
+    /// The step of `pipeline` that started at `started` ended: it `worked` (had input),
+    /// and it counts when `costly`, with `extra` for the work it left to others
+    /// (RocksDB's flushes and compactions).
     pub(super) fn finish(
         &mut self,
         pipeline: &str,
         started: Instant,
         worked: bool,
+        costly: bool,
         extra: Duration,
     ) {
         if let Some(a) = self.accounts.get_mut(pipeline) {
             if let Some(i) = a.running.iter().position(|s| *s == started) {
                 a.running.swap_remove(i);
             }
-            if worked {
+            if costly {
                 a.used += started.elapsed() + extra;
-                a.active = true;
+            }
+            a.active |= worked;
+        }
+        if started.elapsed() >= SLOW_STEP {
+            self.slow_at.insert(pipeline.to_string(), Instant::now());
+        }
+        if worked {
+            match self.worked_at.get_mut(pipeline) {
+                Some(at) => *at = Instant::now(),
+                None => {
+                    self.worked_at.insert(pipeline.to_string(), Instant::now());
+                }
             }
         }
     }
@@ -116,6 +161,8 @@ impl FairShare {
             a.active = busy.contains(p);
             a.active || !a.running.is_empty()
         });
+        self.worked_at.retain(|_, at| at.elapsed() < RECENT);
+        self.slow_at.retain(|_, at| at.elapsed() < SLOW_FOR);
         let least = self
             .accounts
             .values()
@@ -167,6 +214,23 @@ mod tests {
         );
     }
 
+    /// A pipeline between two inputs keeps a worker: a neighbour alone with work gets
+    /// the others while the first worked in the last seconds.
+    #[test]
+    fn a_pipeline_that_worked_recently_keeps_its_share() {
+        let mut fair = FairShare::new(2);
+        let t0 = Instant::now();
+        fair.start("healthy", t0);
+        fair.finish("healthy", t0, true, true, Duration::ZERO);
+        fair.end_round(&FxHashSet::default());
+        // A quick neighbour may use both workers; one with a step running long may not.
+        fair.start("looping", t0);
+        assert!(fair.may_run("looping", t0));
+        let later = t0 + SLOW_STEP;
+        assert!(!fair.may_run("looping", later));
+        assert!(fair.may_run("healthy", later));
+    }
+
     /// A step that runs long (a loop until the deadline) counts while it runs: the
     /// pipeline's other tasks wait, others go on.
     #[test]
@@ -175,7 +239,7 @@ mod tests {
         let t0 = Instant::now();
         fair.start("looping", t0);
         fair.start("healthy", t0);
-        fair.finish("healthy", t0, true, Duration::ZERO);
+        fair.finish("healthy", t0, true, true, Duration::ZERO);
         let later = t0 + 500 * MS;
         assert!(!fair.may_run("looping", later));
         assert!(fair.may_run("healthy", later));
@@ -187,15 +251,17 @@ mod tests {
         let mut fair = FairShare::new(4);
         let t0 = Instant::now();
         fair.start("other", t0);
-        fair.finish("other", t0, true, Duration::ZERO);
+        fair.finish("other", t0, true, true, Duration::ZERO);
         fair.start("greedy", t0);
         fair.start("greedy", t0);
         assert!(!fair.may_run("greedy", t0));
         assert!(fair.may_run("other", t0));
-        // A pipeline that only looked for input and found none takes no share.
+        // Once the other has had nothing to do for a while (`RECENT`), it may use every
+        // worker; looking for input and finding none takes no share.
         fair.end_round(&["greedy".to_string()].into_iter().collect());
+        fair.worked_at.remove("other");
         fair.start("other", t0);
-        fair.finish("other", t0, false, Duration::ZERO);
+        fair.finish("other", t0, false, false, Duration::ZERO);
         assert!(fair.may_run("greedy", t0));
     }
 

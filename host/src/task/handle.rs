@@ -188,6 +188,11 @@ impl TaskHandle {
         rx
     }
 
+    /// Whether commands wait for the task.
+    pub(crate) fn has_commands(&self) -> bool {
+        !self.commands.lock().expect("commands lock").is_empty()
+    }
+
     pub(crate) fn take_commands(&self) -> Vec<Command> {
         std::mem::take(&mut *self.commands.lock().expect("commands lock"))
     }

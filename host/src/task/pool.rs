@@ -24,6 +24,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// 0.50 at 16 ms/MiB.)
 const WRITE_COST_PER_MIB: Duration = Duration::from_millis(16);
 
+/// A step that found no input but took this long still counts for its pipeline.
+const COSTLY_STEP: Duration = Duration::from_millis(1);
+
 /// A queued task and the round it last stepped in.
 struct Slot {
     runner: TaskRunner,
@@ -77,8 +80,11 @@ impl Queue {
             };
             let mut slot = self.slots.remove(i).expect("found");
             slot.round = self.round;
-            let pipeline = &slot.runner.handle().id.pipeline;
-            if self.fair.may_run(pipeline, now) {
+            let handle = slot.runner.handle();
+            let pipeline = &handle.id.pipeline;
+            // A stop or a command does not wait for the pipeline's turn.
+            let called = handle.stop_requested() || handle.has_commands();
+            if called || self.fair.may_run(pipeline, now) {
                 self.fair.start(pipeline, now);
                 self.taken = true;
                 return Some((slot, now));
@@ -93,22 +99,37 @@ impl Queue {
     }
 
     /// A step that started at `started` ended with `step`, its commits having written
-    /// `written` bytes.
-    fn put_back(&mut self, slot: Slot, started: Instant, step: Step, written: u64) {
+    /// `written` bytes. A finished task comes back, to be dropped outside the lock (its
+    /// Kafka clients may take a while to close).
+    fn put_back(
+        &mut self,
+        mut slot: Slot,
+        started: Instant,
+        step: Step,
+        written: u64,
+    ) -> Option<Slot> {
         let pipeline = &slot.runner.handle().id.pipeline;
         let worked = step == Step::Worked;
         let extra = WRITE_COST_PER_MIB.mul_f64(written as f64 / (1 << 20) as f64);
-        self.fair.finish(pipeline, started, worked, extra);
+        // A step that found no input still counts when it took long (timers that fired
+        // on an idle partition, a commit) or wrote.
+        let costly = worked || written > 0 || started.elapsed() >= COSTLY_STEP;
+        self.fair.finish(pipeline, started, worked, costly, extra);
         if worked {
             if !self.busy.contains(pipeline) {
                 self.busy.insert(pipeline.clone());
             }
             self.worked = true;
+            self.taken = true;
             self.quiet = None;
         }
-        if step != Step::Finished {
-            self.slots.push_back(slot);
+        if step == Step::Finished {
+            return Some(slot);
         }
+        // Its turn in this round is over: the tasks refused meanwhile go first.
+        slot.round = self.round;
+        self.slots.push_back(slot);
+        None
     }
 }
 
@@ -197,9 +218,10 @@ fn run(queue: &Mutex<Queue>, signal: &Signal, shutdown: &AtomicBool) {
         let before = slot.runner.bytes_committed();
         let step = slot.runner.step();
         let written = slot.runner.bytes_committed().saturating_sub(before);
-        queue
+        let finished = queue
             .lock()
             .expect("queue lock")
             .put_back(slot, started, step, written);
+        drop(finished);
     }
 }

@@ -1,4 +1,5 @@
-//! What both benchmarks share: the workload and the native word count.
+//! What the benchmarks share: the workload, the native word count, filling a topic and
+//! a pipeline record.
 
 use crate::io::SourceBatch;
 use crate::record::batch::{self, EventBatch, EventMeta, OutputBatch, OutputMeta, Span};
@@ -173,4 +174,52 @@ pub fn native_wordcount() -> Box<crate::task::NativeProcess> {
         }
         Ok(out)
     })
+}
+
+/// Appends one record per value to `topic`, keyless, in chunks of 10,000.
+pub fn produce_values(
+    log: &crate::log::Log,
+    topic: &std::sync::Arc<crate::log::Topic>,
+    values: &[String],
+) -> anyhow::Result<()> {
+    for chunk in values.chunks(10_000) {
+        let records: Vec<(crate::record::Record, Option<u32>)> = chunk
+            .iter()
+            .map(|v| {
+                (
+                    crate::record::Record {
+                        value: v.as_bytes().to_vec(),
+                        ..crate::record::Record::default()
+                    },
+                    None,
+                )
+            })
+            .collect();
+        log.produce(topic, &records)?;
+    }
+    Ok(())
+}
+
+/// A running pipeline's record: `spec` with its one operator pinned at `version`.
+pub fn pipeline_record(
+    spec: crate::model::PipelineSpec,
+    operator: &str,
+    version: u32,
+    digest: String,
+) -> crate::model::PipelineRecord {
+    crate::model::PipelineRecord {
+        spec,
+        operators: vec![crate::model::PinnedOperator {
+            id: operator.into(),
+            name: operator.into(),
+            version,
+            digest,
+            state_version: 1,
+        }],
+        state: crate::model::PipelineState::Running,
+        reason: None,
+        created_ms: 0,
+        updated_ms: 0,
+        upgrades: Vec::new(),
+    }
 }

@@ -3,11 +3,10 @@
 //! run. The neighbours are the probe fixture (`tests/fixtures/probe`) given one hostile
 //! command on every record: a loop until the call deadline, a trap, big state writes.
 
-use super::common::WorkloadArgs;
+use super::common::{WorkloadArgs, pipeline_record, produce_values};
 use crate::log::{Log, TopicConfig};
 use crate::metrics::Metrics;
-use crate::model::{PinnedOperator, PipelineRecord, PipelineSpec, PipelineState};
-use crate::record::Record;
+use crate::model::{PipelineRecord, PipelineSpec};
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::state::{Db, DbOptions};
@@ -69,25 +68,8 @@ impl Neighbour {
     }
 }
 
-fn produce(log: &Log, topic: &str, values: impl Iterator<Item = String>) -> anyhow::Result<()> {
-    let topic = log.topic(topic)?;
-    let values: Vec<String> = values.collect();
-    for chunk in values.chunks(10_000) {
-        let records: Vec<(Record, Option<u32>)> = chunk
-            .iter()
-            .map(|v| {
-                (
-                    Record {
-                        value: v.as_bytes().to_vec(),
-                        ..Record::default()
-                    },
-                    None,
-                )
-            })
-            .collect();
-        log.produce(&topic, &records)?;
-    }
-    Ok(())
+fn produce(log: &Log, topic: &str, values: Vec<String>) -> anyhow::Result<()> {
+    produce_values(log, &log.topic(topic)?, &values)
 }
 
 /// A pipeline record from `source` through `operator` into `sink`, with `settings`.
@@ -105,21 +87,7 @@ fn pipeline(
         "name = \"{name}\"\nsource = {{ topic = \"{source}\" }}\nsink = {{ topic = \"{sink}\" }}\n\
          [[operators]]\nname = \"{operator}\"\n[settings]\n{settings}"
     ))?;
-    Ok(PipelineRecord {
-        spec,
-        operators: vec![PinnedOperator {
-            id: operator.into(),
-            name: operator.into(),
-            version: v.version,
-            digest: v.digest,
-            state_version: 1,
-        }],
-        state: PipelineState::Running,
-        reason: None,
-        created_ms: 0,
-        updated_ms: 0,
-        upgrades: Vec::new(),
-    })
+    Ok(pipeline_record(spec, operator, v.version, v.digest))
 }
 
 fn stop(handles: &[Arc<TaskHandle>]) {
@@ -151,10 +119,10 @@ fn measure(
     for topic in ["lines", "counts", "noise", "noise-out"] {
         log.create_topic(topic, &config)?;
     }
-    produce(&log, "lines", words.iter().cloned())?;
+    produce(&log, "lines", words.to_vec())?;
     if let Some(n) = neighbour {
         let total = n.backlog() * args.partitions as usize;
-        produce(&log, "noise", (0..total).map(|_| n.command().to_string()))?;
+        produce(&log, "noise", vec![n.command().to_string(); total])?;
     }
     db.flush()?;
     let registry = Arc::new(Registry::open(

@@ -3,11 +3,12 @@
 //! with state and offsets. The Wasm operator and the same logic compiled natively, in
 //! one run.
 
-use super::common::{BenchPath, Best, WorkloadArgs, native_wordcount};
+use super::common::{
+    BenchPath, Best, WorkloadArgs, native_wordcount, pipeline_record, produce_values,
+};
 use crate::log::{Log, TopicConfig};
 use crate::metrics::Metrics;
-use crate::model::{PinnedOperator, PipelineRecord, PipelineSpec, PipelineState};
-use crate::record::Record;
+use crate::model::{PipelineRecord, PipelineSpec};
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::state::{Db, DbOptions, OperatorState, StateScope};
@@ -50,21 +51,7 @@ fn measure(
     };
     let source = log.create_topic("lines", &config)?;
     let sink = log.create_topic("counts", &config)?;
-    for chunk in words.chunks(10_000) {
-        let records: Vec<(Record, Option<u32>)> = chunk
-            .iter()
-            .map(|w| {
-                (
-                    Record {
-                        value: w.as_bytes().to_vec(),
-                        ..Record::default()
-                    },
-                    None,
-                )
-            })
-            .collect();
-        log.produce(&source, &records)?;
-    }
+    produce_values(&log, &source, words)?;
     // The backlog was written before the run: do not bill its flush to the run.
     db.flush()?;
     let registry = Arc::new(Registry::open(
@@ -202,21 +189,7 @@ fn bench_pipeline(w: &WorkloadArgs) -> anyhow::Result<PipelineRecord> {
          [settings]\nbatch_size = {}\ncommit_interval_ms = {}\nstate_cache_mb = 64\n",
         w.batch_size, w.commit_interval_ms
     ))?;
-    Ok(PipelineRecord {
-        spec,
-        operators: vec![PinnedOperator {
-            id: "wordcount".into(),
-            name: "wordcount".into(),
-            version: 0,
-            digest: String::new(),
-            state_version: 1,
-        }],
-        state: PipelineState::Running,
-        reason: None,
-        created_ms: 0,
-        updated_ms: 0,
-        upgrades: Vec::new(),
-    })
+    Ok(pipeline_record(spec, "wordcount", 0, String::new()))
 }
 
 fn workers(args: &ServerArgs) -> usize {
