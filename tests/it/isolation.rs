@@ -297,3 +297,100 @@ async fn a_pipeline_keeps_its_share_of_the_workers_next_to_one_whose_every_recor
         .await;
     assert!(status.is_success() && v["state"] == "stopped", "{v}");
 }
+
+/// A panic in a task's step (a bug in the host, played here by a native operator) fails
+/// that task with the reason; the only worker goes on with the other task.
+#[test]
+fn a_panic_in_a_task_fails_it_and_its_worker_goes_on() {
+    use eddy_host::log::{Log, TopicConfig};
+    use eddy_host::metrics::Metrics;
+    use eddy_host::model::{PipelineRecord, PipelineSpec, PipelineState};
+    use eddy_host::record::Record;
+    use eddy_host::record::batch::OutputBatch;
+    use eddy_host::registry::Registry;
+    use eddy_host::runtime::{Runtime, RuntimeConfig};
+    use eddy_host::state::{Db, DbOptions, OperatorState, StateScope};
+    use eddy_host::task::{NativeOperator, Operator, TaskError, TaskFactory, TaskState};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(&dir.path().join("db"), &DbOptions::default()).unwrap());
+    let log = Arc::new(Log::open(Arc::clone(&db)).unwrap());
+    let config = TopicConfig {
+        partitions: 2,
+        retention_ms: None,
+        retention_bytes: None,
+    };
+    let source = log.create_topic("in", &config).unwrap();
+    log.create_topic("out", &config).unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let registry =
+        Arc::new(Registry::open(Arc::clone(&db), dir.path().join("operators"), runtime).unwrap());
+    // One worker: had the panic taken it, the other task would never run.
+    let factory = TaskFactory::new(
+        Arc::clone(&db),
+        Arc::clone(&log),
+        registry,
+        Arc::new(Metrics::new()),
+        1,
+    );
+    let spec = PipelineSpec::from_toml(
+        "name = \"p\"\nsource = { topic = \"in\" }\nsink = { topic = \"out\" }\n[[operators]]\nname = \"boom\"\n",
+    )
+    .unwrap();
+    let record = PipelineRecord {
+        spec,
+        operators: Vec::new(),
+        state: PipelineState::Running,
+        reason: None,
+        created_ms: 0,
+        updated_ms: 0,
+        upgrades: Vec::new(),
+    };
+    let handles = factory
+        .start_with(&record, None, &mut |_, partition, _| {
+            let scope = StateScope {
+                pipeline: "p".into(),
+                operator: "boom".into(),
+                partition,
+            };
+            let state =
+                OperatorState::new(Arc::clone(&db), scope, 1 << 20).map_err(TaskError::from)?;
+            let op: Box<dyn Operator> = Box::new(NativeOperator::new(
+                "boom",
+                state,
+                Box::new(|batch, _| {
+                    assert!(!batch.data.starts_with(b"boom"), "boom");
+                    Ok(OutputBatch::default())
+                }),
+            ));
+            Ok(vec![op])
+        })
+        .unwrap();
+    let value = |v: &str| Record {
+        value: v.as_bytes().to_vec(),
+        ..Record::default()
+    };
+    log.produce(
+        &source,
+        &[(value("boom"), Some(0)), (value("fine"), Some(1))],
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (zero, one) = (handles[0].status(), handles[1].status());
+        if zero.state == TaskState::Failed && one.committed_offset == 1 {
+            let failure = zero.failure.unwrap();
+            assert!(
+                failure.contains("internal error") && failure.contains("boom"),
+                "{failure}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{zero:?}\n{one:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for h in &handles {
+        h.request_stop();
+    }
+}

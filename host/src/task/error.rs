@@ -37,4 +37,8 @@ pub enum TaskError {
     /// The source could not be read or the sink could not commit.
     #[error(transparent)]
     Io(#[from] crate::io::IoError),
+    /// A bug in the host: the task's step panicked (what it did since its last commit
+    /// is done again after the next start).
+    #[error("the task stopped on an internal error (please report it): {0}")]
+    Panicked(String),
 }

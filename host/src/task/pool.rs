@@ -9,6 +9,7 @@ use super::runner::{Step, TaskRunner};
 use crate::log::Signal;
 use rustc_hash::FxHashSet;
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -216,7 +217,18 @@ fn run(queue: &Mutex<Queue>, signal: &Signal, shutdown: &AtomicBool) {
             continue;
         };
         let before = slot.runner.bytes_committed();
-        let step = slot.runner.step();
+        // A panic (a bug in the host) ends its task as failed; the worker goes on.
+        let step = match std::panic::catch_unwind(AssertUnwindSafe(|| slot.runner.step())) {
+            Ok(step) => step,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                slot.runner.end_on_panic(message)
+            }
+        };
         let written = slot.runner.bytes_committed().saturating_sub(before);
         let finished = queue
             .lock()

@@ -288,6 +288,22 @@ impl TaskRunner {
         });
     }
 
+    /// The step panicked (a bug in the host): the task ends as failed, without touching
+    /// its state again, so the pipeline fails with the reason instead of hanging.
+    pub(super) fn end_on_panic(&mut self, message: String) -> Step {
+        if let Some(clock) = &self.clock {
+            clock.remove(self.handle.id.partition);
+        }
+        let error = TaskError::Panicked(message);
+        tracing::error!(task = %self.handle.id, "task failed: {error}");
+        self.handle.update(|s| {
+            s.state = TaskState::Failed;
+            s.failure = Some(error.to_string());
+        });
+        self.handle.finish();
+        Step::Finished
+    }
+
     fn end(&mut self, error: Option<TaskError>) -> Step {
         self.timers.1 = None;
         self.report();
