@@ -223,3 +223,31 @@ pub fn pipeline_record(
         upgrades: Vec::new(),
     }
 }
+
+/// A fresh database in `dir` (anything there before is removed) with an embedded log
+/// holding `topics`, each with `partitions`.
+pub fn fresh_log(
+    dir: &std::path::Path,
+    partitions: u32,
+    topics: &[&str],
+) -> anyhow::Result<(
+    std::sync::Arc<crate::state::Db>,
+    std::sync::Arc<crate::log::Log>,
+)> {
+    use std::sync::Arc;
+    let _ = std::fs::remove_dir_all(dir);
+    let db = Arc::new(crate::state::Db::open(
+        &dir.join("db"),
+        &crate::state::DbOptions::default(),
+    )?);
+    let log = Arc::new(crate::log::Log::open(Arc::clone(&db))?);
+    let config = crate::log::TopicConfig {
+        partitions,
+        retention_ms: None,
+        retention_bytes: None,
+    };
+    for topic in topics {
+        log.create_topic(topic, &config)?;
+    }
+    Ok((db, log))
+}

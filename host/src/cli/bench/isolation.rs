@@ -3,13 +3,12 @@
 //! run. The neighbours are the probe fixture (`tests/fixtures/probe`) given one hostile
 //! command on every record: a loop until the call deadline, a trap, big state writes.
 
-use super::common::{WorkloadArgs, pipeline_record, produce_values};
-use crate::log::{Log, TopicConfig};
+use super::common::{WorkloadArgs, fresh_log, pipeline_record, produce_values};
+use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::model::{PipelineRecord, PipelineSpec};
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::state::{Db, DbOptions};
 use crate::task::{TaskFactory, TaskHandle};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
@@ -108,17 +107,8 @@ fn measure(
     neighbour: Option<Neighbour>,
     dir: &Path,
 ) -> anyhow::Result<f64> {
-    let _ = std::fs::remove_dir_all(dir);
-    let db = Arc::new(Db::open(&dir.join("db"), &DbOptions::default())?);
-    let log = Arc::new(Log::open(Arc::clone(&db))?);
-    let config = TopicConfig {
-        partitions: args.partitions,
-        retention_ms: None,
-        retention_bytes: None,
-    };
-    for topic in ["lines", "counts", "noise", "noise-out"] {
-        log.create_topic(topic, &config)?;
-    }
+    let topics = ["lines", "counts", "noise", "noise-out"];
+    let (db, log) = fresh_log(dir, args.partitions, &topics)?;
     produce(&log, "lines", words.to_vec())?;
     if let Some(n) = neighbour {
         let total = n.backlog() * args.partitions as usize;

@@ -4,14 +4,13 @@
 //! one run.
 
 use super::common::{
-    BenchPath, Best, WorkloadArgs, native_wordcount, pipeline_record, produce_values,
+    BenchPath, Best, WorkloadArgs, fresh_log, native_wordcount, pipeline_record, produce_values,
 };
-use crate::log::{Log, TopicConfig};
 use crate::metrics::Metrics;
 use crate::model::{PipelineRecord, PipelineSpec};
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::state::{Db, DbOptions, OperatorState, StateScope};
+use crate::state::{OperatorState, StateScope};
 use crate::task::{NativeOperator, Operator, TaskFactory};
 use anyhow::Context as _;
 use std::path::Path;
@@ -41,16 +40,8 @@ fn measure(
     words: &[String],
     dir: &Path,
 ) -> anyhow::Result<f64> {
-    let _ = std::fs::remove_dir_all(dir);
-    let db = Arc::new(Db::open(&dir.join("db"), &DbOptions::default())?);
-    let log = Arc::new(Log::open(Arc::clone(&db))?);
-    let config = TopicConfig {
-        partitions: args.partitions,
-        retention_ms: None,
-        retention_bytes: None,
-    };
-    let source = log.create_topic("lines", &config)?;
-    let sink = log.create_topic("counts", &config)?;
+    let (db, log) = fresh_log(dir, args.partitions, &["lines", "counts"])?;
+    let (source, sink) = (log.topic("lines")?, log.topic("counts")?);
     produce_values(&log, &source, words)?;
     // The backlog was written before the run: do not bill its flush to the run.
     db.flush()?;
