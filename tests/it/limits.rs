@@ -18,6 +18,7 @@ fn settings() -> Settings {
         max_batch_state_mb: 4,
         max_output_mb: 1,
         max_timers_per_call: 10,
+        max_pending_timers: 15,
         max_stores: 5,
         memory_limit_mb: 64,
         ..Settings::default()
@@ -70,6 +71,32 @@ fn each_limit_stops_the_call_and_names_its_setting() {
     for command in ["big s 1 1", "big s 3 1", "timers 10"] {
         p.process(&values(&[command]))
             .unwrap_or_else(|e| panic!("{command}: {e}"));
+    }
+}
+
+#[test]
+fn timers_waiting_in_a_task_are_bounded_counting_each_timer_once() {
+    let fx = Fixture::new();
+    let mut p = probe(&fx, Limits::from_settings(&settings()));
+    // Ten timers, then the same ten again (set again, not added), then five more.
+    for command in ["timers 10", "timers 10", "timer a 50", "timer b 50"] {
+        p.process(&values(&[command]))
+            .unwrap_or_else(|e| panic!("{command}: {e}"));
+    }
+    for command in ["untimer a 50", "untimer zz 1", "timer c 50", "timer d 50"] {
+        p.process(&values(&[command])).unwrap();
+    }
+    p.process(&values(&["timer e 50"])).unwrap();
+    p.process(&values(&["timer f 50"])).unwrap();
+    match p.process(&values(&["timer g 50"])) {
+        Err(CallError::Trap {
+            kind: TrapKind::Limit,
+            message,
+        }) => assert!(
+            message.contains("more than settings.max_pending_timers = 15"),
+            "{message}"
+        ),
+        other => panic!("expected the limit, got {other:?}"),
     }
 }
 

@@ -130,6 +130,8 @@ pub struct Settings {
     pub max_stores: u64,
     /// Event-time timers one call may set.
     pub max_timers_per_call: u64,
+    /// Event-time timers one operator may have waiting in one task.
+    pub max_pending_timers: u64,
 }
 
 /// A setting with bounds: its name, how to read it, the least and most it may be, and
@@ -222,6 +224,13 @@ pub const SETTING_BOUNDS: &[Bound] = &[
         10_000_000,
         "",
     ),
+    bound(
+        "max_pending_timers",
+        |s| s.max_pending_timers,
+        1,
+        1_000_000_000,
+        "",
+    ),
 ];
 
 /// The longest event-time delay or idle timeout a pipeline may set: 30 days.
@@ -259,6 +268,7 @@ impl Default for Settings {
             max_output_mb: 64,
             max_stores: 100,
             max_timers_per_call: 100_000,
+            max_pending_timers: 10_000_000,
         }
     }
 }

@@ -29,6 +29,7 @@ pub struct CallLimits {
     pub max_output_bytes: usize,
     pub max_stores: usize,
     pub max_timers: u64,
+    pub max_pending_timers: u64,
 }
 
 impl CallLimits {
@@ -45,6 +46,7 @@ impl CallLimits {
             max_output_bytes: mib(s.max_output_mb),
             max_stores: usize::try_from(s.max_stores).unwrap_or(usize::MAX),
             max_timers: s.max_timers_per_call,
+            max_pending_timers: s.max_pending_timers,
         }
     }
 }
@@ -101,6 +103,17 @@ impl CallUsage {
 }
 
 impl CallLimits {
+    /// Refuses a set that left `pending` timers waiting in the task.
+    pub(crate) fn pending_timers(&self, pending: u64) -> Result<(), LimitExceeded> {
+        if pending > self.max_pending_timers {
+            return Err(LimitExceeded(format!(
+                "the operator has more than settings.max_pending_timers = {} timers waiting in this task (a timer leaves when it fires or is deleted; raise the setting, up to 1000000000)",
+                self.max_pending_timers
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses to open store number `count` (counting from 1).
     pub(crate) fn store(&self, count: usize) -> Result<(), String> {
         if count > self.max_stores {

@@ -157,12 +157,18 @@ impl OperatorState {
         self.stores.len()
     }
 
-    pub fn set_timer(&mut self, key: Vec<u8>, at: i64) {
-        self.timers.set(key, at)
+    pub fn set_timer(&mut self, key: Vec<u8>, at: i64) -> Result<(), StateError> {
+        self.timers.set(&self.db, key, at)
     }
 
-    pub fn delete_timer(&mut self, key: Vec<u8>, at: i64) {
-        self.timers.delete(key, at)
+    pub fn delete_timer(&mut self, key: Vec<u8>, at: i64) -> Result<(), StateError> {
+        self.timers.delete(&self.db, key, at)
+    }
+
+    /// The timers this operator has in this task, as the batch sees them (the first call
+    /// counts them, later ones are kept up by every change).
+    pub fn pending_timers(&mut self) -> Result<u64, StateError> {
+        self.timers.live(&self.db)
     }
 
     /// Deletes a timer that fires (one [`OperatorState::due_timers`] returned, in order).
@@ -588,12 +594,12 @@ mod tests {
     fn timers_fire_in_order_and_respect_overlay() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
-        s.set_timer(b"x".to_vec(), 20);
-        s.set_timer(b"y".to_vec(), 10);
-        s.set_timer(b"z".to_vec(), -5);
+        s.set_timer(b"x".to_vec(), 20).unwrap();
+        s.set_timer(b"y".to_vec(), 10).unwrap();
+        s.set_timer(b"z".to_vec(), -5).unwrap();
         commit(&mut s);
-        s.delete_timer(b"y".to_vec(), 10);
-        s.set_timer(b"w".to_vec(), 15);
+        s.delete_timer(b"y".to_vec(), 10).unwrap();
+        s.set_timer(b"w".to_vec(), 15).unwrap();
         assert_eq!(
             s.due_timers(15, 10).unwrap(),
             vec![(-5, b"z".to_vec()), (15, b"w".to_vec())]
@@ -603,13 +609,13 @@ mod tests {
             vec![(-5, b"z".to_vec())]
         );
         s.discard_batch();
-        s.set_timer(b"v".to_vec(), 1);
+        s.set_timer(b"v".to_vec(), 1).unwrap();
         s.end_batch();
         assert_eq!(
             s.due_timers(1, 10).unwrap(),
             vec![(-5, b"z".to_vec()), (1, b"v".to_vec())]
         );
-        s.delete_timer(b"v".to_vec(), 1);
+        s.delete_timer(b"v".to_vec(), 1).unwrap();
         s.discard_batch();
         // The failed batch's delete is gone; the earlier batch's timer stays.
         assert_eq!(
@@ -625,7 +631,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
         for i in 0..10 {
-            s.set_timer(format!("t{i}").into_bytes(), i);
+            s.set_timer(format!("t{i}").into_bytes(), i).unwrap();
         }
         commit(&mut s);
         let fire = |s: &mut OperatorState, wm: i64, n: usize| {
@@ -638,17 +644,17 @@ mod tests {
         assert_eq!(fire(&mut s, 100, 3), [0, 1, 2]);
         assert_eq!(fire(&mut s, 100, 2), [3, 4]);
         // A timer set before the last fired one (by an operator's on_timer).
-        s.set_timer(b"early".to_vec(), 1);
+        s.set_timer(b"early".to_vec(), 1).unwrap();
         assert_eq!(fire(&mut s, 100, 2), [1, 5]);
         // One set, while a list fires, between two of its timers: it fires next.
         let due = s.due_timers(100, 2).unwrap();
         assert_eq!(due.iter().map(|(at, _)| *at).collect::<Vec<_>>(), [6, 7]);
         s.fired_timer(due[0].1.clone(), due[0].0);
-        s.set_timer(b"u".to_vec(), 6);
+        s.set_timer(b"u".to_vec(), 6).unwrap();
         s.fired_timer(due[1].1.clone(), due[1].0);
         assert_eq!(fire(&mut s, 100, 1), [6]);
-        s.set_timer(b"t6".to_vec(), 6);
-        s.set_timer(b"t7".to_vec(), 7);
+        s.set_timer(b"t6".to_vec(), 6).unwrap();
+        s.set_timer(b"t7".to_vec(), 7).unwrap();
         s.end_batch();
         commit(&mut s);
         assert_eq!(fire(&mut s, 6, 10), [6]);

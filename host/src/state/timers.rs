@@ -22,6 +22,11 @@ pub(crate) struct TimerState {
     rewound: bool,
     /// The last timer the last look for due timers returned.
     due_to: Option<(i64, Vec<u8>)>,
+    /// How many timers there are as of the last batch's end (committed and pending),
+    /// counted once when first asked for and kept since; `None` until then.
+    live: Option<u64>,
+    /// What the current batch's changes add to `live`.
+    batch_delta: i64,
 }
 
 impl TimerState {
@@ -33,10 +38,66 @@ impl TimerState {
             fired_to: None,
             rewound: false,
             due_to: None,
+            live: None,
+            batch_delta: 0,
         }
     }
 
-    pub(crate) fn set(&mut self, key: Vec<u8>, at: i64) {
+    fn committed_has(&self, db: &Db, at: i64, key: &[u8]) -> Result<bool, StateError> {
+        let k = keys::timer_key(&self.prefix, at, key);
+        Ok(db.rocks().get_pinned_cf(db.cf(Cf::Timers), k)?.is_some())
+    }
+
+    /// Whether the timer is set, as the ended batches see it.
+    fn ended_has(&self, db: &Db, at: i64, key: &[u8]) -> Result<bool, StateError> {
+        match self.pending.get(&(at, key.to_vec())) {
+            Some(set) => Ok(*set),
+            None => self.committed_has(db, at, key),
+        }
+    }
+
+    /// Whether the timer is set, as the batch sees it.
+    fn exists(&self, db: &Db, at: i64, key: &[u8]) -> Result<bool, StateError> {
+        match self.overlay.get(&(at, key.to_vec())) {
+            Some(set) => Ok(*set),
+            None => self.ended_has(db, at, key),
+        }
+    }
+
+    /// The timers there are, as the batch sees them. The first call counts them (a key
+    /// scan, and a look at each uncommitted change); every change keeps the count since.
+    pub(crate) fn live(&mut self, db: &Db) -> Result<u64, StateError> {
+        if self.live.is_none() {
+            let mut n = self.count(db)? as i64;
+            for ((at, key), set) in &self.pending {
+                n += i64::from(*set) - i64::from(self.committed_has(db, *at, key)?);
+            }
+            let mut delta = 0;
+            for ((at, key), set) in &self.overlay {
+                delta += i64::from(*set) - i64::from(self.ended_has(db, *at, key)?);
+            }
+            self.live = Some(n.max(0) as u64);
+            self.batch_delta = delta;
+        }
+        let base = self.live.unwrap_or_default();
+        Ok(base.saturating_add_signed(self.batch_delta))
+    }
+
+    /// Keeps `live` right across a change from `was` to `now` (only once it is counted).
+    fn track(&mut self, was: bool, now: bool) {
+        self.batch_delta += i64::from(now) - i64::from(was);
+    }
+
+    pub(crate) fn set(&mut self, db: &Db, key: Vec<u8>, at: i64) -> Result<(), StateError> {
+        if self.live.is_some() {
+            let was = self.exists(db, at, &key)?;
+            self.track(was, true);
+        }
+        self.set_unchecked(key, at);
+        Ok(())
+    }
+
+    fn set_unchecked(&mut self, key: Vec<u8>, at: i64) {
         // A timer set before the last one fired, or before the last of those the last
         // look returned (they fire next and move `fired_to` past it): look from the start
         // again.
@@ -51,16 +112,25 @@ impl TimerState {
         self.overlay.insert((at, key), true);
     }
 
-    pub(crate) fn delete(&mut self, key: Vec<u8>, at: i64) {
+    pub(crate) fn delete(&mut self, db: &Db, key: Vec<u8>, at: i64) -> Result<(), StateError> {
+        if self.live.is_some() {
+            let was = self.exists(db, at, &key)?;
+            self.track(was, false);
+        }
         self.overlay.insert((at, key), false);
+        Ok(())
     }
 
-    /// Deletes a timer that fires: the earliest due one (see [`TimerState::due`]).
+    /// Deletes a timer that fires: the earliest due one (see [`TimerState::due`]), so
+    /// one that is set.
     pub(crate) fn fired(&mut self, key: Vec<u8>, at: i64) {
         if !self.rewound {
             self.fired_to = Some((at, key.clone()));
         }
-        self.delete(key, at);
+        if self.live.is_some() {
+            self.track(true, false);
+        }
+        self.overlay.insert((at, key), false);
     }
 
     /// Up to `limit` timers with `at <= watermark`, earliest first, as the batch sees them.
@@ -140,10 +210,15 @@ impl TimerState {
     pub(crate) fn end_batch(&mut self) {
         let overlay = std::mem::take(&mut self.overlay);
         self.pending.extend(overlay);
+        if let Some(n) = &mut self.live {
+            *n = n.saturating_add_signed(self.batch_delta);
+        }
+        self.batch_delta = 0;
     }
 
     pub(crate) fn discard_batch(&mut self) {
         self.overlay.clear();
+        self.batch_delta = 0;
         // The batch's firings are undone.
         self.fired_to = None;
         self.rewound = true;
@@ -184,7 +259,111 @@ impl TimerState {
     pub(crate) fn reset(&mut self) {
         self.pending.clear();
         self.overlay.clear();
+        self.live = None;
+        self.batch_delta = 0;
         self.fired_to = None;
         self.rewound = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::DbOptions;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u8, i64),
+        Delete(u8, i64),
+        Fire,
+        EndBatch,
+        Discard,
+        Commit,
+        Reset,
+        Reopen,
+        Ask,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..6, 0i64..4).prop_map(|(k, at)| Op::Set(k, at)),
+            2 => (0u8..6, 0i64..4).prop_map(|(k, at)| Op::Delete(k, at)),
+            2 => Just(Op::Fire),
+            2 => Just(Op::EndBatch),
+            1 => Just(Op::Discard),
+            2 => Just(Op::Commit),
+            1 => Just(Op::Reset),
+            1 => Just(Op::Reopen),
+            2 => Just(Op::Ask),
+        ]
+    }
+
+    type Model = BTreeSet<(i64, Vec<u8>)>;
+
+    proptest! {
+        /// The kept count of timers matches the timers the batch sees, whenever it is
+        /// first asked for (mid-batch, after ended batches, after a restart) and through
+        /// sets of timers that exist, deletes of ones that do not, firings, failed
+        /// batches and commits.
+        #[test]
+        fn the_kept_count_is_the_number_of_timers_the_batch_sees(
+            ops in proptest::collection::vec(op(), 1..80)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::open(dir.path(), &DbOptions::default()).unwrap();
+            let prefix = keys::task_prefix(7, 0);
+            let mut t = TimerState::new(prefix.clone());
+            let (mut committed, mut ended, mut batch) = (Model::new(), Model::new(), Model::new());
+            for op in ops {
+                match op {
+                    Op::Set(k, at) => {
+                        t.set(&db, vec![k], at).unwrap();
+                        batch.insert((at, vec![k]));
+                    }
+                    Op::Delete(k, at) => {
+                        t.delete(&db, vec![k], at).unwrap();
+                        batch.remove(&(at, vec![k]));
+                    }
+                    Op::Fire => {
+                        let due = t.due(&db, i64::MAX, 1).unwrap();
+                        prop_assert_eq!(due.first(), batch.first());
+                        if let Some((at, key)) = due.into_iter().next() {
+                            t.fired(key.clone(), at);
+                            batch.remove(&(at, key));
+                        }
+                    }
+                    Op::EndBatch => {
+                        t.end_batch();
+                        ended = batch.clone();
+                    }
+                    Op::Discard => {
+                        t.discard_batch();
+                        batch = ended.clone();
+                    }
+                    Op::Commit => {
+                        t.end_batch();
+                        let mut wb = WriteBatch::default();
+                        t.stage(&db, &mut wb, None);
+                        db.rocks().write(wb).unwrap();
+                        t.committed();
+                        committed = batch.clone();
+                        ended = batch.clone();
+                    }
+                    Op::Reset | Op::Reopen => {
+                        if matches!(op, Op::Reset) {
+                            t.reset();
+                        } else {
+                            t = TimerState::new(prefix.clone());
+                        }
+                        ended = committed.clone();
+                        batch = committed.clone();
+                    }
+                    Op::Ask => prop_assert_eq!(t.live(&db).unwrap(), batch.len() as u64),
+                }
+            }
+            prop_assert_eq!(t.live(&db).unwrap(), batch.len() as u64);
+        }
     }
 }

@@ -176,7 +176,7 @@ impl Task {
                     tracing::warn!(task = %self.id, "skipped a timer ({n} errors so far): {err}");
                 }
                 // The timer is consumed either way.
-                self.ops[j].state().delete_timer(key, at);
+                self.ops[j].state().delete_timer(key, at)?;
                 self.accept(outputs, self.position);
                 Ok(())
             }
