@@ -11,6 +11,7 @@ mod changelog;
 mod cluster;
 mod event_time;
 mod golden;
+mod hostile;
 mod hostile_savepoints;
 mod isolation;
 mod kafka;

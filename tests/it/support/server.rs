@@ -309,12 +309,17 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `eddy serve` on a free port and waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_stderr(data_dir, extra, Stdio::inherit())
+    }
+
+    /// Like [`ServerProcess::start`], with the server's log going to `stderr`.
+    pub fn start_with_stderr(data_dir: &Path, extra: &[&str], stderr: Stdio) -> Self {
         let mut child = eddy()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut line = String::new();
