@@ -332,14 +332,18 @@ impl timers::Host for HostState {
     fn set_event_timer(&mut self, key: Vec<u8>, at: i64) -> wasmtime::Result<()> {
         self.usage.timer(&self.call_limits)?;
         self.usage.write(&self.call_limits, key.len(), 8)?;
-        self.state.set_timer(key, at)?;
-        let pending = self.state.pending_timers()?;
-        self.call_limits.pending_timers(pending)?;
+        self.state.set_timer(key, at);
+        if let Some(n) = self
+            .state
+            .timers_over(self.call_limits.max_pending_timers)?
+        {
+            return Err(self.call_limits.pending_timers(n).into());
+        }
         Ok(())
     }
 
     fn delete_event_timer(&mut self, key: Vec<u8>, at: i64) -> wasmtime::Result<()> {
-        self.state.delete_timer(key, at)?;
+        self.state.delete_timer(key, at);
         Ok(())
     }
 }

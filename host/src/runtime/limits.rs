@@ -103,15 +103,12 @@ impl CallUsage {
 }
 
 impl CallLimits {
-    /// Refuses a set that left `pending` timers waiting in the task.
-    pub(crate) fn pending_timers(&self, pending: u64) -> Result<(), LimitExceeded> {
-        if pending > self.max_pending_timers {
-            return Err(LimitExceeded(format!(
-                "the operator has more than settings.max_pending_timers = {} timers waiting in this task (a timer leaves when it fires or is deleted; raise the setting, up to 1000000000)",
-                self.max_pending_timers
-            )));
-        }
-        Ok(())
+    /// The error for a set that left `pending` timers waiting in the task, over the limit.
+    pub(crate) fn pending_timers(&self, pending: u64) -> LimitExceeded {
+        LimitExceeded(format!(
+            "the operator would have {pending} timers waiting in this task, more than settings.max_pending_timers = {} (a timer leaves when it fires or is deleted; raise the setting, up to 1000000000)",
+            self.max_pending_timers
+        ))
     }
 
     /// Refuses to open store number `count` (counting from 1).

@@ -25,8 +25,14 @@ pub(crate) struct TimerState {
     /// How many timers there are as of the last batch's end (committed and pending),
     /// counted once when first asked for and kept since; `None` until then.
     live: Option<u64>,
-    /// What the current batch's changes add to `live`.
+    /// What the current batch's changes add to `live`, for those whose effect is known.
     batch_delta: i64,
+    /// The batch's first changes of timers it had not changed before (a set is `true`):
+    /// whether they add or remove one depends on the timers below, looked up only when
+    /// the count must be exact (near the limit, at the batch's end). A call that sets
+    /// timers past a limit and fails never pays for the lookups.
+    unknown: Vec<((i64, Vec<u8>), bool)>,
+    unknown_sets: u64,
 }
 
 impl TimerState {
@@ -40,6 +46,8 @@ impl TimerState {
             due_to: None,
             live: None,
             batch_delta: 0,
+            unknown: Vec::new(),
+            unknown_sets: 0,
         }
     }
 
@@ -56,48 +64,72 @@ impl TimerState {
         }
     }
 
-    /// Whether the timer is set, as the batch sees it.
-    fn exists(&self, db: &Db, at: i64, key: &[u8]) -> Result<bool, StateError> {
-        match self.overlay.get(&(at, key.to_vec())) {
-            Some(set) => Ok(*set),
-            None => self.ended_has(db, at, key),
+    /// Counts the timers if they were never counted: a key scan, and a look at each
+    /// uncommitted change.
+    fn counted(&mut self, db: &Db) -> Result<u64, StateError> {
+        if let Some(n) = self.live {
+            return Ok(n);
         }
+        let mut n = self.count(db)? as i64;
+        for ((at, key), set) in &self.pending {
+            n += i64::from(*set) - i64::from(self.committed_has(db, *at, key)?);
+        }
+        let mut delta = 0;
+        for ((at, key), set) in &self.overlay {
+            delta += i64::from(*set) - i64::from(self.ended_has(db, *at, key)?);
+        }
+        let n = n.max(0) as u64;
+        self.live = Some(n);
+        self.batch_delta = delta;
+        Ok(n)
     }
 
-    /// The timers there are, as the batch sees them. The first call counts them (a key
-    /// scan, and a look at each uncommitted change); every change keeps the count since.
-    pub(crate) fn live(&mut self, db: &Db) -> Result<u64, StateError> {
-        if self.live.is_none() {
-            let mut n = self.count(db)? as i64;
-            for ((at, key), set) in &self.pending {
-                n += i64::from(*set) - i64::from(self.committed_has(db, *at, key)?);
-            }
-            let mut delta = 0;
-            for ((at, key), set) in &self.overlay {
-                delta += i64::from(*set) - i64::from(self.ended_has(db, *at, key)?);
-            }
-            self.live = Some(n.max(0) as u64);
-            self.batch_delta = delta;
+    /// Looks up what the batch's first changes of timers did.
+    fn resolve(&mut self, db: &Db) -> Result<(), StateError> {
+        for ((at, key), set) in std::mem::take(&mut self.unknown) {
+            self.batch_delta += i64::from(set) - i64::from(self.ended_has(db, at, &key)?);
         }
-        let base = self.live.unwrap_or_default();
-        Ok(base.saturating_add_signed(self.batch_delta))
-    }
-
-    /// Keeps `live` right across a change from `was` to `now` (only once it is counted).
-    fn track(&mut self, was: bool, now: bool) {
-        self.batch_delta += i64::from(now) - i64::from(was);
-    }
-
-    pub(crate) fn set(&mut self, db: &Db, key: Vec<u8>, at: i64) -> Result<(), StateError> {
-        if self.live.is_some() {
-            let was = self.exists(db, at, &key)?;
-            self.track(was, true);
-        }
-        self.set_unchecked(key, at);
+        self.unknown_sets = 0;
         Ok(())
     }
 
-    fn set_unchecked(&mut self, key: Vec<u8>, at: i64) {
+    /// The timers there are, as the batch sees them.
+    pub(crate) fn live(&mut self, db: &Db) -> Result<u64, StateError> {
+        let base = self.counted(db)?;
+        self.resolve(db)?;
+        Ok(base.saturating_add_signed(self.batch_delta))
+    }
+
+    /// `Some(timers)` when the batch sees more than `limit` timers. Exact, yet cheap while
+    /// the count is well under the limit.
+    pub(crate) fn over(&mut self, db: &Db, limit: u64) -> Result<Option<u64>, StateError> {
+        let base = self.counted(db)?;
+        let most = base
+            .saturating_add_signed(self.batch_delta)
+            .saturating_add(self.unknown_sets);
+        if most <= limit {
+            return Ok(None);
+        }
+        let n = self.live(db)?;
+        Ok((n > limit).then_some(n))
+    }
+
+    /// Keeps the count across a change to `now` (once the timers are counted).
+    fn track(&mut self, at: i64, key: &[u8], now: bool) {
+        if self.live.is_none() {
+            return;
+        }
+        match self.overlay.get(&(at, key.to_vec())) {
+            Some(was) => self.batch_delta += i64::from(now) - i64::from(*was),
+            None => {
+                self.unknown.push(((at, key.to_vec()), now));
+                self.unknown_sets += u64::from(now);
+            }
+        }
+    }
+
+    pub(crate) fn set(&mut self, key: Vec<u8>, at: i64) {
+        self.track(at, &key, true);
         // A timer set before the last one fired, or before the last of those the last
         // look returned (they fire next and move `fired_to` past it): look from the start
         // again.
@@ -112,13 +144,9 @@ impl TimerState {
         self.overlay.insert((at, key), true);
     }
 
-    pub(crate) fn delete(&mut self, db: &Db, key: Vec<u8>, at: i64) -> Result<(), StateError> {
-        if self.live.is_some() {
-            let was = self.exists(db, at, &key)?;
-            self.track(was, false);
-        }
+    pub(crate) fn delete(&mut self, key: Vec<u8>, at: i64) {
+        self.track(at, &key, false);
         self.overlay.insert((at, key), false);
-        Ok(())
     }
 
     /// Deletes a timer that fires: the earliest due one (see [`TimerState::due`]), so
@@ -128,7 +156,7 @@ impl TimerState {
             self.fired_to = Some((at, key.clone()));
         }
         if self.live.is_some() {
-            self.track(true, false);
+            self.batch_delta -= 1;
         }
         self.overlay.insert((at, key), false);
     }
@@ -207,18 +235,24 @@ impl TimerState {
         !self.pending.is_empty()
     }
 
-    pub(crate) fn end_batch(&mut self) {
+    /// The batch succeeded: its changes join the ended ones (and the count, once the
+    /// batch's first changes are looked up).
+    pub(crate) fn end_batch(&mut self, db: &Db) -> Result<(), StateError> {
+        if self.live.is_some() {
+            self.resolve(db)?;
+        }
         let overlay = std::mem::take(&mut self.overlay);
         self.pending.extend(overlay);
         if let Some(n) = &mut self.live {
             *n = n.saturating_add_signed(self.batch_delta);
         }
         self.batch_delta = 0;
+        Ok(())
     }
 
     pub(crate) fn discard_batch(&mut self) {
         self.overlay.clear();
-        self.batch_delta = 0;
+        self.forget_batch_count();
         // The batch's firings are undone.
         self.fired_to = None;
         self.rewound = true;
@@ -256,11 +290,17 @@ impl TimerState {
         self.pending.clear();
     }
 
+    fn forget_batch_count(&mut self) {
+        self.batch_delta = 0;
+        self.unknown.clear();
+        self.unknown_sets = 0;
+    }
+
     pub(crate) fn reset(&mut self) {
         self.pending.clear();
         self.overlay.clear();
         self.live = None;
-        self.batch_delta = 0;
+        self.forget_batch_count();
         self.fired_to = None;
         self.rewound = true;
     }
@@ -284,6 +324,7 @@ mod tests {
         Reset,
         Reopen,
         Ask,
+        Over(u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -297,6 +338,7 @@ mod tests {
             1 => Just(Op::Reset),
             1 => Just(Op::Reopen),
             2 => Just(Op::Ask),
+            2 => (0u64..8).prop_map(Op::Over),
         ]
     }
 
@@ -319,11 +361,11 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Set(k, at) => {
-                        t.set(&db, vec![k], at).unwrap();
+                        t.set(vec![k], at);
                         batch.insert((at, vec![k]));
                     }
                     Op::Delete(k, at) => {
-                        t.delete(&db, vec![k], at).unwrap();
+                        t.delete(vec![k], at);
                         batch.remove(&(at, vec![k]));
                     }
                     Op::Fire => {
@@ -335,7 +377,7 @@ mod tests {
                         }
                     }
                     Op::EndBatch => {
-                        t.end_batch();
+                        t.end_batch(&db).unwrap();
                         ended = batch.clone();
                     }
                     Op::Discard => {
@@ -343,7 +385,7 @@ mod tests {
                         batch = ended.clone();
                     }
                     Op::Commit => {
-                        t.end_batch();
+                        t.end_batch(&db).unwrap();
                         let mut wb = WriteBatch::default();
                         t.stage(&db, &mut wb, None);
                         db.rocks().write(wb).unwrap();
@@ -361,6 +403,10 @@ mod tests {
                         batch = committed.clone();
                     }
                     Op::Ask => prop_assert_eq!(t.live(&db).unwrap(), batch.len() as u64),
+                    Op::Over(limit) => {
+                        let n = batch.len() as u64;
+                        prop_assert_eq!(t.over(&db, limit).unwrap(), (n > limit).then_some(n));
+                    }
                 }
             }
             prop_assert_eq!(t.live(&db).unwrap(), batch.len() as u64);

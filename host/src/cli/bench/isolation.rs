@@ -1,7 +1,8 @@
 //! `eddy bench isolation`: the word count's events/s through the server path alone, and
 //! next to a hostile neighbour pipeline on the same workers and memory budget, in one
 //! run. The neighbours are the probe fixture (`tests/fixtures/probe`) given one hostile
-//! command on every record: a loop until the call deadline, a trap, big state writes.
+//! command on every record: a loop until the call deadline, a trap, writes, outputs or
+//! timers past the limits, and big state writes within them.
 
 use super::common::{WorkloadArgs, fresh_log, pipeline_record, produce_values};
 use crate::log::Log;
@@ -33,7 +34,11 @@ pub struct IsolationArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// The neighbours to measure next to.
-    #[arg(long, value_delimiter = ',', default_value = "loop,trap,big")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "loop,trap,huge,emit,timers,big"
+    )]
     neighbours: Vec<Neighbour>,
 }
 
@@ -44,7 +49,14 @@ pub enum Neighbour {
     Loop,
     /// Every record traps, then is skipped.
     Trap,
-    /// Every record writes 4 values of 4 MiB.
+    /// Every record writes 100 values of 10 MiB: past `max_batch_state_mb` (64), skipped.
+    Huge,
+    /// Every record emits 100 MiB: past `max_output_mb` (64), skipped.
+    Emit,
+    /// Every record sets a million timers: past `max_timers_per_call`, skipped.
+    Timers,
+    /// Every record writes 4 values of 4 MiB: within the limits, so work the neighbour
+    /// is entitled to.
     Big,
 }
 
@@ -53,6 +65,9 @@ impl Neighbour {
         match self {
             Neighbour::Loop => "loop",
             Neighbour::Trap => "trap",
+            Neighbour::Huge => "big s 100 10",
+            Neighbour::Emit => "emitbig 100",
+            Neighbour::Timers => "timers 1000000",
             Neighbour::Big => "big s 4 4",
         }
     }
@@ -62,6 +77,7 @@ impl Neighbour {
         match self {
             Neighbour::Loop => 1_000,
             Neighbour::Trap => 50_000,
+            Neighbour::Huge | Neighbour::Emit | Neighbour::Timers => 1_000,
             Neighbour::Big => 5_000,
         }
     }

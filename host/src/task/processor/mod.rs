@@ -294,7 +294,7 @@ impl Task {
         }
         self.uncommitted_late += late.len() as u64;
         self.uncommitted_in += late.len() as u64;
-        self.accept(outputs, self.position);
+        self.accept(outputs, self.position)?;
         let on_time = source.without(&late);
         if !on_time.offsets.is_empty() {
             self.process_on_time(&on_time, sink)?;
@@ -379,7 +379,7 @@ impl Task {
                 &sliced
             };
             match self.attempt(events) {
-                Ok(outputs) => self.complete(source, range, outputs),
+                Ok(outputs) => self.complete(source, range, outputs)?,
                 Err(Failure {
                     op: 0,
                     error: CallError::Rejected { index, .. },
@@ -568,14 +568,15 @@ impl Task {
     }
 
     /// An attempt succeeded: its writes and outputs join what the next commit writes.
-    fn accept(&mut self, outputs: Outputs, position: TaskPosition) {
+    fn accept(&mut self, outputs: Outputs, position: TaskPosition) -> Result<(), TaskError> {
         for op in &mut self.ops {
-            op.state().end_batch();
+            op.state().end_batch()?;
         }
         self.position = position;
         if !outputs.is_empty() {
             self.pending.push(outputs);
         }
+        Ok(())
     }
 
     /// The position after `range` of `source` was handled.
@@ -594,13 +595,18 @@ impl Task {
         }
     }
 
-    fn complete(&mut self, source: &SourceBatch, range: Range<usize>, outputs: Outputs) {
+    fn complete(
+        &mut self,
+        source: &SourceBatch,
+        range: Range<usize>,
+        outputs: Outputs,
+    ) -> Result<(), TaskError> {
         let position = self.position_after(source, &range);
         self.uncommitted_in += range.len() as u64;
         if let Some(p) = &mut self.probation {
             p.processed += range.len() as u64;
         }
-        self.accept(outputs, position);
+        self.accept(outputs, position)
     }
 
     fn record_error(&self, op: usize, offset: u64, error: &CallError) -> TaskError {
@@ -649,8 +655,7 @@ impl Task {
                 outputs.dead.push(r);
             }
         }
-        self.complete(source, i..i + 1, outputs);
-        Ok(())
+        self.complete(source, i..i + 1, outputs)
     }
 
     fn error_headers(&self, op: usize, error: &CallError) -> Vec<(String, Vec<u8>)> {

@@ -29,7 +29,7 @@ impl Task {
             }
             match self.attempt_timers(None) {
                 Ok(None) => return Ok(()),
-                Ok(Some(outputs)) => self.accept(outputs, self.position),
+                Ok(Some(outputs)) => self.accept(outputs, self.position)?,
                 Err((f, _)) if stopped(&f.error) => return Err(TaskError::Interrupted),
                 Err(_) => self.isolate_first_timer()?,
             }
@@ -138,10 +138,7 @@ impl Task {
             return Ok(());
         };
         match self.attempt_timers(Some((j, at, key.clone()))) {
-            Ok(outputs) => {
-                self.accept(outputs.unwrap_or_else(Outputs::empty), self.position);
-                Ok(())
-            }
+            Ok(outputs) => self.accept(outputs.unwrap_or_else(Outputs::empty), self.position),
             Err((f, _)) if stopped(&f.error) => Err(TaskError::Interrupted),
             Err((f, _)) => {
                 let err = TaskError::Timer {
@@ -176,9 +173,8 @@ impl Task {
                     tracing::warn!(task = %self.id, "skipped a timer ({n} errors so far): {err}");
                 }
                 // The timer is consumed either way.
-                self.ops[j].state().delete_timer(key, at)?;
-                self.accept(outputs, self.position);
-                Ok(())
+                self.ops[j].state().delete_timer(key, at);
+                self.accept(outputs, self.position)
             }
         }
     }
