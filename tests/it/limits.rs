@@ -78,22 +78,48 @@ fn each_limit_stops_the_call_and_names_its_setting() {
 fn timers_waiting_in_a_task_are_bounded_counting_each_timer_once() {
     let fx = Fixture::new();
     let mut p = probe(&fx, Limits::from_settings(&settings()));
-    // Ten timers, then the same ten again (set again, not added), then five more.
-    for command in ["timers 10", "timers 10", "timer a 50", "timer b 50"] {
-        p.process(&values(&[command]))
-            .unwrap_or_else(|e| panic!("{command}: {e}"));
+    // Each command is a batch that ends, every other one committed, so the count sees
+    // timers in the batch, in ended batches and committed ones.
+    let mut run = |p: &mut OperatorInstance, i: usize, command: &str| {
+        let result = p.process(&values(&[command]));
+        if result.is_ok() {
+            p.state().end_batch();
+            if i % 2 == 1 {
+                let mut commit =
+                    eddy_host::state::Commit::new(std::sync::Arc::clone(p.state().db()));
+                p.state().stage(&mut commit, None);
+                commit.write().unwrap();
+                p.state().committed();
+            }
+        }
+        result
+    };
+    // Ten timers, the same ten again (set again, not added), two more, one deleted,
+    // a delete of one that does not exist, and four more: 15, the limit.
+    let commands = [
+        "timers 10",
+        "timers 10",
+        "timer a 50",
+        "timer b 50",
+        "untimer a 50",
+        "untimer zz 1",
+        "timer c 50",
+        "timer d 50",
+        "timer e 50",
+        "timer f 50",
+        "timer b 50",
+    ];
+    for (i, command) in commands.iter().enumerate() {
+        run(&mut p, i, command).unwrap_or_else(|e| panic!("{command}: {e}"));
     }
-    for command in ["untimer a 50", "untimer zz 1", "timer c 50", "timer d 50"] {
-        p.process(&values(&[command])).unwrap();
-    }
-    p.process(&values(&["timer e 50"])).unwrap();
-    p.process(&values(&["timer f 50"])).unwrap();
-    match p.process(&values(&["timer g 50"])) {
+    match run(&mut p, 0, "timer g 50") {
         Err(CallError::Trap {
             kind: TrapKind::Limit,
             message,
         }) => assert!(
-            message.contains("more than settings.max_pending_timers = 15"),
+            message.contains(
+                "16 timers waiting in this task, more than settings.max_pending_timers = 15"
+            ),
             "{message}"
         ),
         other => panic!("expected the limit, got {other:?}"),

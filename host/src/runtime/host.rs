@@ -56,10 +56,11 @@ pub struct HostState {
 impl HostState {
     pub(crate) fn new(
         info: TaskInfo,
-        state: OperatorState,
+        mut state: OperatorState,
         limits: Limits,
         log_budget: SharedBudget,
     ) -> Self {
+        state.limit_timers(limits.call.max_pending_timers);
         let tag = info.tag();
         let stdout = GuestOutput::new(tag.clone(), "stdout", Arc::clone(&log_budget));
         let stderr = GuestOutput::new(tag.clone(), "stderr", Arc::clone(&log_budget));
@@ -332,18 +333,15 @@ impl timers::Host for HostState {
     fn set_event_timer(&mut self, key: Vec<u8>, at: i64) -> wasmtime::Result<()> {
         self.usage.timer(&self.call_limits)?;
         self.usage.write(&self.call_limits, key.len(), 8)?;
-        self.state.set_timer(key, at);
-        if let Some(n) = self
-            .state
-            .timers_over(self.call_limits.max_pending_timers)?
-        {
+        self.state.set_timer(key, at)?;
+        if let Some(n) = self.state.timers_over()? {
             return Err(self.call_limits.pending_timers(n).into());
         }
         Ok(())
     }
 
     fn delete_event_timer(&mut self, key: Vec<u8>, at: i64) -> wasmtime::Result<()> {
-        self.state.delete_timer(key, at);
+        self.state.delete_timer(key, at)?;
         Ok(())
     }
 }

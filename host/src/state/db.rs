@@ -103,7 +103,8 @@ impl Db {
             if cf == Cf::State {
                 // State is read by key, and a first read is usually of an absent key (a new
                 // word, a new user): bloom filters answer it without searching, the
-                // memtable's included. Logs and timers are only scanned.
+                // memtable's included. Logs and timers are scanned (timers are looked up
+                // by key only near an operator's max_pending_timers).
                 table.set_bloom_filter(10.0, false);
                 cf_opts.set_memtable_prefix_bloom_ratio(0.1);
                 cf_opts.set_memtable_whole_key_filtering(true);

@@ -157,23 +157,35 @@ impl OperatorState {
         self.stores.len()
     }
 
-    pub fn set_timer(&mut self, key: Vec<u8>, at: i64) {
-        self.timers.set(key, at)
+    pub fn set_timer(&mut self, key: Vec<u8>, at: i64) -> Result<(), StateError> {
+        self.timers.set(&self.db, key, at)
     }
 
-    pub fn delete_timer(&mut self, key: Vec<u8>, at: i64) {
-        self.timers.delete(key, at)
+    pub fn delete_timer(&mut self, key: Vec<u8>, at: i64) -> Result<(), StateError> {
+        self.timers.delete(&self.db, key, at)
     }
 
-    /// `Some(timers)` when the operator has more than `limit` timers in this task, as
-    /// the batch sees them (the first call counts them; every change keeps the count).
-    pub fn timers_over(&mut self, limit: u64) -> Result<Option<u64>, StateError> {
-        self.timers.over(&self.db, limit)
+    /// Bounds this operator's timers in this task (`max_pending_timers`).
+    pub fn limit_timers(&mut self, limit: u64) {
+        self.timers.set_limit(limit)
     }
 
-    /// Deletes a timer that fires (one [`OperatorState::due_timers`] returned, in order).
-    pub fn fired_timer(&mut self, key: Vec<u8>, at: i64) {
+    /// `Some(timers)` when the operator has more timers in this task than its limit, as
+    /// the batch sees them.
+    pub fn timers_over(&mut self) -> Result<Option<u64>, StateError> {
+        self.timers.over(&self.db)
+    }
+
+    /// Deletes a timer that fires (one [`OperatorState::due_timers`] returned, in order);
+    /// `false` when the batch deleted it since, so it must not fire.
+    pub fn fired_timer(&mut self, key: Vec<u8>, at: i64) -> bool {
         self.timers.fired(key, at)
+    }
+
+    /// Counts this operator's timers in this task unless they are counted already (for
+    /// `max_pending_timers`), so the count never runs inside a call.
+    pub fn count_timers(&mut self) -> Result<(), StateError> {
+        self.timers.counted(&self.db)
     }
 
     /// Up to `limit` timers due at `watermark`, earliest first.
@@ -201,13 +213,12 @@ impl OperatorState {
     }
 
     /// The current batch succeeded: its writes wait for the next commit.
-    pub fn end_batch(&mut self) -> Result<(), StateError> {
-        self.timers.end_batch(&self.db)?;
+    pub fn end_batch(&mut self) {
+        self.timers.end_batch();
         for store in &mut self.stores {
             store.end_batch();
         }
         self.account();
-        Ok(())
     }
 
     /// The current batch failed: forget its writes (earlier batches' writes stay).
@@ -314,7 +325,7 @@ mod tests {
     }
 
     fn commit(s: &mut OperatorState) {
-        s.end_batch().unwrap();
+        s.end_batch();
         let mut commit = crate::state::Commit::new(Arc::clone(s.db()));
         s.stage(&mut commit, None);
         commit.write().unwrap();
@@ -524,7 +535,7 @@ mod tests {
         // Batch 1 succeeds: a range delete and a write.
         s.delete_range(id, b"a".to_vec(), Some(b"c".to_vec()));
         s.set(id, b"bb".to_vec(), b"1".to_vec());
-        s.end_batch().unwrap();
+        s.end_batch();
         // Batch 2 fails.
         s.set(id, b"a".to_vec(), b"2".to_vec());
         s.delete(id, b"c".to_vec());
@@ -578,7 +589,7 @@ mod tests {
         let id = s.open_store("c").unwrap().unwrap();
         for i in 0..100 {
             s.set(id, format!("k{i}").into_bytes(), b"v".to_vec());
-            s.end_batch().unwrap();
+            s.end_batch();
         }
         assert!(s.has_pending() && s.dirty_bytes() > 64);
         commit(&mut s);
@@ -598,12 +609,12 @@ mod tests {
     fn timers_fire_in_order_and_respect_overlay() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
-        s.set_timer(b"x".to_vec(), 20);
-        s.set_timer(b"y".to_vec(), 10);
-        s.set_timer(b"z".to_vec(), -5);
+        s.set_timer(b"x".to_vec(), 20).unwrap();
+        s.set_timer(b"y".to_vec(), 10).unwrap();
+        s.set_timer(b"z".to_vec(), -5).unwrap();
         commit(&mut s);
-        s.delete_timer(b"y".to_vec(), 10);
-        s.set_timer(b"w".to_vec(), 15);
+        s.delete_timer(b"y".to_vec(), 10).unwrap();
+        s.set_timer(b"w".to_vec(), 15).unwrap();
         assert_eq!(
             s.due_timers(15, 10).unwrap(),
             vec![(-5, b"z".to_vec()), (15, b"w".to_vec())]
@@ -613,13 +624,13 @@ mod tests {
             vec![(-5, b"z".to_vec())]
         );
         s.discard_batch();
-        s.set_timer(b"v".to_vec(), 1);
-        s.end_batch().unwrap();
+        s.set_timer(b"v".to_vec(), 1).unwrap();
+        s.end_batch();
         assert_eq!(
             s.due_timers(1, 10).unwrap(),
             vec![(-5, b"z".to_vec()), (1, b"v".to_vec())]
         );
-        s.delete_timer(b"v".to_vec(), 1);
+        s.delete_timer(b"v".to_vec(), 1).unwrap();
         s.discard_batch();
         // The failed batch's delete is gone; the earlier batch's timer stays.
         assert_eq!(
@@ -635,7 +646,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 1 << 20);
         for i in 0..10 {
-            s.set_timer(format!("t{i}").into_bytes(), i);
+            s.set_timer(format!("t{i}").into_bytes(), i).unwrap();
         }
         commit(&mut s);
         let fire = |s: &mut OperatorState, wm: i64, n: usize| {
@@ -648,26 +659,26 @@ mod tests {
         assert_eq!(fire(&mut s, 100, 3), [0, 1, 2]);
         assert_eq!(fire(&mut s, 100, 2), [3, 4]);
         // A timer set before the last fired one (by an operator's on_timer).
-        s.set_timer(b"early".to_vec(), 1);
+        s.set_timer(b"early".to_vec(), 1).unwrap();
         assert_eq!(fire(&mut s, 100, 2), [1, 5]);
         // One set, while a list fires, between two of its timers: it fires next.
         let due = s.due_timers(100, 2).unwrap();
         assert_eq!(due.iter().map(|(at, _)| *at).collect::<Vec<_>>(), [6, 7]);
         s.fired_timer(due[0].1.clone(), due[0].0);
-        s.set_timer(b"u".to_vec(), 6);
+        s.set_timer(b"u".to_vec(), 6).unwrap();
         s.fired_timer(due[1].1.clone(), due[1].0);
         assert_eq!(fire(&mut s, 100, 1), [6]);
-        s.set_timer(b"t6".to_vec(), 6);
-        s.set_timer(b"t7".to_vec(), 7);
-        s.end_batch().unwrap();
+        s.set_timer(b"t6".to_vec(), 6).unwrap();
+        s.set_timer(b"t7".to_vec(), 7).unwrap();
+        s.end_batch();
         commit(&mut s);
         assert_eq!(fire(&mut s, 6, 10), [6]);
         // A failed batch undoes its firings: they are due again.
-        s.end_batch().unwrap();
+        s.end_batch();
         assert_eq!(fire(&mut s, 100, 2), [7, 8]);
         s.discard_batch();
         assert_eq!(fire(&mut s, 100, 10), [7, 8, 9]);
-        s.end_batch().unwrap();
+        s.end_batch();
         commit(&mut s);
         assert_eq!(s.timer_count().unwrap(), 0);
     }

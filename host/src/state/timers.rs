@@ -22,17 +22,20 @@ pub(crate) struct TimerState {
     rewound: bool,
     /// The last timer the last look for due timers returned.
     due_to: Option<(i64, Vec<u8>)>,
-    /// How many timers there are as of the last batch's end (committed and pending),
-    /// counted once when first asked for and kept since; `None` until then.
-    live: Option<u64>,
-    /// What the current batch's changes add to `live`, for those whose effect is known.
-    batch_delta: i64,
-    /// The batch's first changes of timers it had not changed before (a set is `true`):
-    /// whether they add or remove one depends on the timers below, looked up only when
-    /// the count must be exact (near the limit, at the batch's end). A call that sets
-    /// timers past a limit and fails never pays for the lookups.
-    unknown: Vec<((i64, Vec<u8>), bool)>,
-    unknown_sets: u64,
+    /// At least how many timers the ended batches leave (committed and pending): exact
+    /// when counted, then raised by every set whose timer may have existed already, so
+    /// that no look-up is needed while it stays under the limit. `None`: not counted.
+    ended: Option<u64>,
+    /// `ended` is exact.
+    exact: bool,
+    /// What the current batch adds to `ended`: exactly for changes of timers it had
+    /// changed before, at most one per first set of a timer.
+    batch_most: i64,
+    /// The batch changed a timer it had not changed before without looking under it,
+    /// so `batch_most` may be more than the batch adds.
+    batch_inexact: bool,
+    /// Most timers the operator may have (`max_pending_timers`).
+    limit: u64,
 }
 
 impl TimerState {
@@ -44,10 +47,24 @@ impl TimerState {
             fired_to: None,
             rewound: false,
             due_to: None,
-            live: None,
-            batch_delta: 0,
-            unknown: Vec::new(),
-            unknown_sets: 0,
+            ended: None,
+            exact: false,
+            batch_most: 0,
+            batch_inexact: false,
+            limit: u64::MAX,
+        }
+    }
+
+    /// Bounds the timers (see [`TimerState::over`]).
+    pub(crate) fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    /// Whether the timer is set as the ended batches see it.
+    fn below(&self, db: &Db, at: i64, key: &[u8]) -> Result<bool, StateError> {
+        match self.pending.get(&(at, key.to_vec())) {
+            Some(set) => Ok(*set),
+            None => self.committed_has(db, at, key),
         }
     }
 
@@ -56,80 +73,90 @@ impl TimerState {
         Ok(db.rocks().get_pinned_cf(db.cf(Cf::Timers), k)?.is_some())
     }
 
-    /// Whether the timer is set, as the ended batches see it.
-    fn ended_has(&self, db: &Db, at: i64, key: &[u8]) -> Result<bool, StateError> {
-        match self.pending.get(&(at, key.to_vec())) {
-            Some(set) => Ok(*set),
-            None => self.committed_has(db, at, key),
-        }
-    }
-
-    /// Counts the timers if they were never counted: a key scan, and a look at each
-    /// uncommitted change.
-    fn counted(&mut self, db: &Db) -> Result<u64, StateError> {
-        if let Some(n) = self.live {
-            return Ok(n);
-        }
+    /// Counts the timers exactly: a key scan, and a look-up under each uncommitted
+    /// change. The task counts once before it calls the operator (so the scan does not
+    /// run against a call's deadline); later counts happen only when the bound passes
+    /// the limit.
+    fn recount(&mut self, db: &Db) -> Result<(), StateError> {
         let mut n = self.count(db)? as i64;
         for ((at, key), set) in &self.pending {
             n += i64::from(*set) - i64::from(self.committed_has(db, *at, key)?);
         }
         let mut delta = 0;
         for ((at, key), set) in &self.overlay {
-            delta += i64::from(*set) - i64::from(self.ended_has(db, *at, key)?);
+            delta += i64::from(*set) - i64::from(self.below(db, *at, key)?);
         }
-        let n = n.max(0) as u64;
-        self.live = Some(n);
-        self.batch_delta = delta;
-        Ok(n)
+        self.ended = Some(n.max(0) as u64);
+        self.exact = true;
+        self.batch_most = delta;
+        self.batch_inexact = false;
+        Ok(())
     }
 
-    /// Looks up what the batch's first changes of timers did.
-    fn resolve(&mut self, db: &Db) -> Result<(), StateError> {
-        for ((at, key), set) in std::mem::take(&mut self.unknown) {
-            self.batch_delta += i64::from(set) - i64::from(self.ended_has(db, at, &key)?);
+    /// Counts the timers unless they are counted already.
+    pub(crate) fn counted(&mut self, db: &Db) -> Result<(), StateError> {
+        if self.ended.is_none() {
+            self.recount(db)?;
         }
-        self.unknown_sets = 0;
         Ok(())
+    }
+
+    /// At most how many timers the batch sees (exact when `self.exact` and not
+    /// `self.batch_inexact`).
+    fn most(&self) -> u64 {
+        self.ended
+            .unwrap_or_default()
+            .saturating_add_signed(self.batch_most)
     }
 
     /// The timers there are, as the batch sees them.
     pub(crate) fn live(&mut self, db: &Db) -> Result<u64, StateError> {
-        let base = self.counted(db)?;
-        self.resolve(db)?;
-        Ok(base.saturating_add_signed(self.batch_delta))
+        if self.ended.is_none() || !self.exact || self.batch_inexact {
+            self.recount(db)?;
+        }
+        Ok(self.most())
     }
 
-    /// `Some(timers)` when the batch sees more than `limit` timers. Exact, yet cheap while
-    /// the count is well under the limit.
-    pub(crate) fn over(&mut self, db: &Db, limit: u64) -> Result<Option<u64>, StateError> {
-        let base = self.counted(db)?;
-        let most = base
-            .saturating_add_signed(self.batch_delta)
-            .saturating_add(self.unknown_sets);
-        if most <= limit {
+    /// `Some(timers)` when the batch sees more than the limit: exact, without look-ups
+    /// while the bound stays under the limit.
+    pub(crate) fn over(&mut self, db: &Db) -> Result<Option<u64>, StateError> {
+        self.counted(db)?;
+        if self.most() <= self.limit {
             return Ok(None);
         }
         let n = self.live(db)?;
-        Ok((n > limit).then_some(n))
+        Ok((n > self.limit).then_some(n))
     }
 
-    /// Keeps the count across a change to `now` (once the timers are counted).
-    fn track(&mut self, at: i64, key: &[u8], now: bool) {
-        if self.live.is_none() {
-            return;
+    /// Within an eighth of the limit (and exact so far), each first change of a timer
+    /// looks under it, so the count stays exact there: a full count happens only when
+    /// the bound jumps past the limit from below that, after at least an eighth of the
+    /// limit of changes that did not look.
+    fn near(&self) -> bool {
+        self.exact && !self.batch_inexact && self.most() >= self.limit - self.limit / 8
+    }
+
+    /// Records a change of the timer to `now` and keeps the bound.
+    fn change(&mut self, db: &Db, key: Vec<u8>, at: i64, now: bool) -> Result<(), StateError> {
+        let look = (self.ended.is_some() && self.near()).then(|| key.clone());
+        let was = self.overlay.insert((at, key), now);
+        if self.ended.is_none() {
+            return Ok(());
         }
-        match self.overlay.get(&(at, key.to_vec())) {
-            Some(was) => self.batch_delta += i64::from(now) - i64::from(*was),
-            None => {
-                self.unknown.push(((at, key.to_vec()), now));
-                self.unknown_sets += u64::from(now);
+        match (was, look) {
+            (Some(was), _) => self.batch_most += i64::from(now) - i64::from(was),
+            (None, Some(key)) => {
+                self.batch_most += i64::from(now) - i64::from(self.below(db, at, &key)?);
+            }
+            (None, None) => {
+                self.batch_most += i64::from(now);
+                self.batch_inexact = true;
             }
         }
+        Ok(())
     }
 
-    pub(crate) fn set(&mut self, key: Vec<u8>, at: i64) {
-        self.track(at, &key, true);
+    pub(crate) fn set(&mut self, db: &Db, key: Vec<u8>, at: i64) -> Result<(), StateError> {
         // A timer set before the last one fired, or before the last of those the last
         // look returned (they fire next and move `fired_to` past it): look from the start
         // again.
@@ -141,24 +168,29 @@ impl TimerState {
             self.fired_to = None;
             self.rewound = true;
         }
-        self.overlay.insert((at, key), true);
+        self.change(db, key, at, true)
     }
 
-    pub(crate) fn delete(&mut self, key: Vec<u8>, at: i64) {
-        self.track(at, &key, false);
-        self.overlay.insert((at, key), false);
+    pub(crate) fn delete(&mut self, db: &Db, key: Vec<u8>, at: i64) -> Result<(), StateError> {
+        self.change(db, key, at, false)
     }
 
-    /// Deletes a timer that fires: the earliest due one (see [`TimerState::due`]), so
-    /// one that is set.
-    pub(crate) fn fired(&mut self, key: Vec<u8>, at: i64) {
+    /// Deletes a timer that fires: one [`TimerState::due`] returned, in order. `false`
+    /// when the batch deleted it since (an earlier timer's `on_timer` did): it must not
+    /// fire.
+    pub(crate) fn fired(&mut self, key: Vec<u8>, at: i64) -> bool {
         if !self.rewound {
             self.fired_to = Some((at, key.clone()));
         }
-        if self.live.is_some() {
-            self.batch_delta -= 1;
+        let was = self.overlay.insert((at, key), false);
+        if was == Some(false) {
+            return false;
         }
-        self.overlay.insert((at, key), false);
+        // Set in the batch, or (due returned it) in the layers below: one less.
+        if self.ended.is_some() {
+            self.batch_most -= 1;
+        }
+        true
     }
 
     /// Up to `limit` timers with `at <= watermark`, earliest first, as the batch sees them.
@@ -235,19 +267,15 @@ impl TimerState {
         !self.pending.is_empty()
     }
 
-    /// The batch succeeded: its changes join the ended ones (and the count, once the
-    /// batch's first changes are looked up).
-    pub(crate) fn end_batch(&mut self, db: &Db) -> Result<(), StateError> {
-        if self.live.is_some() {
-            self.resolve(db)?;
-        }
+    /// The batch succeeded: its changes join the ended ones, and its bound the count.
+    pub(crate) fn end_batch(&mut self) {
         let overlay = std::mem::take(&mut self.overlay);
         self.pending.extend(overlay);
-        if let Some(n) = &mut self.live {
-            *n = n.saturating_add_signed(self.batch_delta);
+        if self.ended.is_some() {
+            self.ended = Some(self.most());
+            self.exact &= !self.batch_inexact;
         }
-        self.batch_delta = 0;
-        Ok(())
+        self.forget_batch_count();
     }
 
     pub(crate) fn discard_batch(&mut self) {
@@ -291,15 +319,14 @@ impl TimerState {
     }
 
     fn forget_batch_count(&mut self) {
-        self.batch_delta = 0;
-        self.unknown.clear();
-        self.unknown_sets = 0;
+        self.batch_most = 0;
+        self.batch_inexact = false;
     }
 
     pub(crate) fn reset(&mut self) {
         self.pending.clear();
         self.overlay.clear();
-        self.live = None;
+        self.ended = None;
         self.forget_batch_count();
         self.fired_to = None;
         self.rewound = true;
@@ -317,28 +344,28 @@ mod tests {
     enum Op {
         Set(u8, i64),
         Delete(u8, i64),
-        Fire,
+        Fire(usize),
         EndBatch,
         Discard,
         Commit,
         Reset,
         Reopen,
         Ask,
-        Over(u64),
+        Over,
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             4 => (0u8..6, 0i64..4).prop_map(|(k, at)| Op::Set(k, at)),
             2 => (0u8..6, 0i64..4).prop_map(|(k, at)| Op::Delete(k, at)),
-            2 => Just(Op::Fire),
+            2 => (1usize..4).prop_map(Op::Fire),
             2 => Just(Op::EndBatch),
             1 => Just(Op::Discard),
             2 => Just(Op::Commit),
             1 => Just(Op::Reset),
             1 => Just(Op::Reopen),
             2 => Just(Op::Ask),
-            2 => (0u64..8).prop_map(Op::Over),
+            3 => Just(Op::Over),
         ]
     }
 
@@ -351,33 +378,43 @@ mod tests {
         /// batches and commits.
         #[test]
         fn the_kept_count_is_the_number_of_timers_the_batch_sees(
-            ops in proptest::collection::vec(op(), 1..80)
+            ops in proptest::collection::vec(op(), 1..80),
+            limit in 0u64..16,
         ) {
             let dir = tempfile::tempdir().unwrap();
             let db = Db::open(dir.path(), &DbOptions::default()).unwrap();
             let prefix = keys::task_prefix(7, 0);
             let mut t = TimerState::new(prefix.clone());
+            t.set_limit(limit);
             let (mut committed, mut ended, mut batch) = (Model::new(), Model::new(), Model::new());
             for op in ops {
                 match op {
                     Op::Set(k, at) => {
-                        t.set(vec![k], at);
+                        t.set(&db, vec![k], at).unwrap();
                         batch.insert((at, vec![k]));
                     }
                     Op::Delete(k, at) => {
-                        t.delete(vec![k], at);
+                        t.delete(&db, vec![k], at).unwrap();
                         batch.remove(&(at, vec![k]));
                     }
-                    Op::Fire => {
-                        let due = t.due(&db, i64::MAX, 1).unwrap();
-                        prop_assert_eq!(due.first(), batch.first());
-                        if let Some((at, key)) = due.into_iter().next() {
-                            t.fired(key.clone(), at);
-                            batch.remove(&(at, key));
+                    Op::Fire(n) => {
+                        // Fires up to `n` due timers; the first one's `on_timer` deletes
+                        // the last of them (which then must not fire).
+                        let due = t.due(&db, i64::MAX, n).unwrap();
+                        prop_assert_eq!(&due, &batch.iter().take(n).cloned().collect::<Vec<_>>());
+                        for (i, (at, key)) in due.iter().enumerate() {
+                            let fires = t.fired(key.clone(), *at);
+                            prop_assert_eq!(fires, i == 0 || i + 1 < due.len());
+                            batch.remove(&(*at, key.clone()));
+                            if i == 0 && due.len() > 1 {
+                                let (at, key) = due.last().unwrap().clone();
+                                t.delete(&db, key.clone(), at).unwrap();
+                                batch.remove(&(at, key));
+                            }
                         }
                     }
                     Op::EndBatch => {
-                        t.end_batch(&db).unwrap();
+                        t.end_batch();
                         ended = batch.clone();
                     }
                     Op::Discard => {
@@ -385,7 +422,7 @@ mod tests {
                         batch = ended.clone();
                     }
                     Op::Commit => {
-                        t.end_batch(&db).unwrap();
+                        t.end_batch();
                         let mut wb = WriteBatch::default();
                         t.stage(&db, &mut wb, None);
                         db.rocks().write(wb).unwrap();
@@ -398,14 +435,15 @@ mod tests {
                             t.reset();
                         } else {
                             t = TimerState::new(prefix.clone());
+                            t.set_limit(limit);
                         }
                         ended = committed.clone();
                         batch = committed.clone();
                     }
                     Op::Ask => prop_assert_eq!(t.live(&db).unwrap(), batch.len() as u64),
-                    Op::Over(limit) => {
+                    Op::Over => {
                         let n = batch.len() as u64;
-                        prop_assert_eq!(t.over(&db, limit).unwrap(), (n > limit).then_some(n));
+                        prop_assert_eq!(t.over(&db).unwrap(), (n > limit).then_some(n));
                     }
                 }
             }

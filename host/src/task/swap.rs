@@ -184,7 +184,7 @@ fn migrate(task: &mut Task, local: usize, db: &Db, from_version: u32) -> Result<
                     Some(v) => op.state().set(id, k.clone(), v),
                 }
             }
-            op.state().end_batch().map_err(|e| e.to_string())?;
+            op.state().end_batch();
             migrated += page.entries.len() as u64;
             match page.continuation {
                 Some(c) => continuation = Some(c),

@@ -213,6 +213,7 @@ impl Task {
         if self.halted() {
             return Ok(());
         }
+        self.count_timers()?;
         if !self.timers_caught_up {
             // Timers left due by a firing a stop (or a crash) cut short fire before any
             // input, as they would have without the stop.
@@ -294,7 +295,7 @@ impl Task {
         }
         self.uncommitted_late += late.len() as u64;
         self.uncommitted_in += late.len() as u64;
-        self.accept(outputs, self.position)?;
+        self.accept(outputs, self.position);
         let on_time = source.without(&late);
         if !on_time.offsets.is_empty() {
             self.process_on_time(&on_time, sink)?;
@@ -350,6 +351,16 @@ impl Task {
         Ok(true)
     }
 
+    /// Counts each operator's timers once (after a start or a reset), before any call
+    /// that may set one checks `max_pending_timers`: the key scan never runs inside a
+    /// call, against its deadline.
+    fn count_timers(&mut self) -> Result<(), TaskError> {
+        for op in &mut self.ops {
+            op.state().count_timers()?;
+        }
+        Ok(())
+    }
+
     /// Committed timers of all the task's operators (uncommitted ones not counted).
     pub fn timer_count(&mut self) -> Result<u64, TaskError> {
         let mut n = 0;
@@ -379,7 +390,7 @@ impl Task {
                 &sliced
             };
             match self.attempt(events) {
-                Ok(outputs) => self.complete(source, range, outputs)?,
+                Ok(outputs) => self.complete(source, range, outputs),
                 Err(Failure {
                     op: 0,
                     error: CallError::Rejected { index, .. },
@@ -568,15 +579,14 @@ impl Task {
     }
 
     /// An attempt succeeded: its writes and outputs join what the next commit writes.
-    fn accept(&mut self, outputs: Outputs, position: TaskPosition) -> Result<(), TaskError> {
+    fn accept(&mut self, outputs: Outputs, position: TaskPosition) {
         for op in &mut self.ops {
-            op.state().end_batch()?;
+            op.state().end_batch();
         }
         self.position = position;
         if !outputs.is_empty() {
             self.pending.push(outputs);
         }
-        Ok(())
     }
 
     /// The position after `range` of `source` was handled.
@@ -595,18 +605,13 @@ impl Task {
         }
     }
 
-    fn complete(
-        &mut self,
-        source: &SourceBatch,
-        range: Range<usize>,
-        outputs: Outputs,
-    ) -> Result<(), TaskError> {
+    fn complete(&mut self, source: &SourceBatch, range: Range<usize>, outputs: Outputs) {
         let position = self.position_after(source, &range);
         self.uncommitted_in += range.len() as u64;
         if let Some(p) = &mut self.probation {
             p.processed += range.len() as u64;
         }
-        self.accept(outputs, position)
+        self.accept(outputs, position);
     }
 
     fn record_error(&self, op: usize, offset: u64, error: &CallError) -> TaskError {
@@ -655,7 +660,8 @@ impl Task {
                 outputs.dead.push(r);
             }
         }
-        self.complete(source, i..i + 1, outputs)
+        self.complete(source, i..i + 1, outputs);
+        Ok(())
     }
 
     fn error_headers(&self, op: usize, error: &CallError) -> Vec<(String, Vec<u8>)> {

@@ -22,6 +22,7 @@ impl Task {
     /// not wait in memory for one commit, and a stop ends the firing between attempts
     /// (the rest fire before the task's next input, see [`Task::process`]).
     pub(super) fn fire_timers(&mut self, sink: &mut dyn Sink) -> Result<(), TaskError> {
+        self.count_timers()?;
         let mut attempts = 0usize;
         loop {
             if self.interrupted() {
@@ -29,7 +30,7 @@ impl Task {
             }
             match self.attempt_timers(None) {
                 Ok(None) => return Ok(()),
-                Ok(Some(outputs)) => self.accept(outputs, self.position)?,
+                Ok(Some(outputs)) => self.accept(outputs, self.position),
                 Err((f, _)) if stopped(&f.error) => return Err(TaskError::Interrupted),
                 Err(_) => self.isolate_first_timer()?,
             }
@@ -99,8 +100,10 @@ impl Task {
                 },
             };
             for (at, key) in due {
+                if !self.ops[j].state().fired_timer(key.clone(), at) {
+                    continue; // an earlier timer's on_timer deleted it
+                }
                 fired_any = true;
-                self.ops[j].state().fired_timer(key.clone(), at);
                 match self.ops[j].on_timer(&key, at).and_then(checked) {
                     Ok(out) => absorb(out, &mut main, &mut side),
                     Err(error) => {
@@ -138,7 +141,10 @@ impl Task {
             return Ok(());
         };
         match self.attempt_timers(Some((j, at, key.clone()))) {
-            Ok(outputs) => self.accept(outputs.unwrap_or_else(Outputs::empty), self.position),
+            Ok(outputs) => {
+                self.accept(outputs.unwrap_or_else(Outputs::empty), self.position);
+                Ok(())
+            }
             Err((f, _)) if stopped(&f.error) => Err(TaskError::Interrupted),
             Err((f, _)) => {
                 let err = TaskError::Timer {
@@ -173,8 +179,9 @@ impl Task {
                     tracing::warn!(task = %self.id, "skipped a timer ({n} errors so far): {err}");
                 }
                 // The timer is consumed either way.
-                self.ops[j].state().delete_timer(key, at);
-                self.accept(outputs, self.position)
+                self.ops[j].state().delete_timer(key, at)?;
+                self.accept(outputs, self.position);
+                Ok(())
             }
         }
     }
