@@ -80,7 +80,7 @@ fn timers_waiting_in_a_task_are_bounded_counting_each_timer_once() {
     let mut p = probe(&fx, Limits::from_settings(&settings()));
     // Each command is a batch that ends, every other one committed, so the count sees
     // timers in the batch, in ended batches and committed ones.
-    let mut run = |p: &mut OperatorInstance, i: usize, command: &str| {
+    let run = |p: &mut OperatorInstance, i: usize, command: &str| {
         let result = p.process(&values(&[command]));
         if result.is_ok() {
             p.state().end_batch();
