@@ -251,6 +251,12 @@ fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
         "clicks-per-minute",
     ]);
     assert!(upgraded.contains("upgrade succeeded"), "{upgraded}");
+    // The plain status shows the upgrade history.
+    let table = server.ok(&["pipeline", "status", "clicks"]);
+    assert!(
+        table.contains("upgrades:") && table.contains("1 → 2") && table.contains("succeeded"),
+        "{table}"
+    );
     // A last click without a page (skipped) moves the watermark past every window.
     let end = all.iter().map(|c| c.1).max().unwrap() + 3_600_000;
     produce(

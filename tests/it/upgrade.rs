@@ -337,3 +337,88 @@ async fn upgrades_that_cannot_start_are_undone_at_once_and_bad_requests_refused(
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
 }
+
+/// `eddy run --state-dir` with a new `state-version` of an operator runs its `migrate`
+/// over the stored state first (and says so), and gives the outputs the server's hot
+/// upgrade gives for the same input.
+#[tokio::test(flavor = "multi_thread")]
+async fn eddy_run_migrates_a_state_dir_like_the_servers_upgrade() {
+    let (first, second) = (events(0, 100, 10), events(100, 200, 10));
+    // The server: v1 over the first half, a hot upgrade to v2, the second half.
+    let t = TestApp::new();
+    t.push("counter", "fixture-counter-v1").await;
+    t.push("counter", "fixture-counter-v2").await;
+    t.create_topic("lines", 1).await;
+    t.create_pipeline(&spec("c", "counter", "probation_records = 10"))
+        .await;
+    t.produce("lines", &first).await;
+    t.wait_caught_up("c").await;
+    let (s, u) = t.upgrade("c", "counter", 2).await;
+    assert!(s.is_success() && u["result"] == "succeeded", "{u}");
+    t.produce("lines", &second).await;
+    t.wait_caught_up("c").await;
+    let served: Vec<(String, String)> = t
+        .records("out")
+        .await
+        .iter()
+        .skip(100)
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().into(),
+                r["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+
+    // eddy run: v1 over the first half, then v2 over the second, in one state directory.
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(
+        path("c.toml"),
+        "name = \"c\"\n[[operators]]\nname = \"counter\"\n",
+    )
+    .unwrap();
+    std::fs::write(path("first.jsonl"), &first).unwrap();
+    std::fs::write(path("second.jsonl"), &second).unwrap();
+    let run = |version: &str, input: &str| {
+        let operator = format!("counter={}", crate::support::guest(version).display());
+        let (ok, _, stderr) = crate::support::eddy_output(&[
+            "run",
+            &path("c.toml"),
+            "--input",
+            &path(input),
+            "--output",
+            &path("out.jsonl"),
+            "--state-dir",
+            &path("state"),
+            "--operator",
+            &operator,
+        ]);
+        assert!(ok, "{stderr}");
+        stderr
+    };
+    let said = run("fixture-counter-v1", "first.jsonl");
+    assert!(!said.contains("migrat"), "{said}");
+    let said = run("fixture-counter-v2", "second.jsonl");
+    assert!(
+        said.contains("state-version 1, the operator reads 2: migrating")
+            && said.contains("migrated 10 keys"),
+        "{said}"
+    );
+    let ran: Vec<(String, String)> = std::fs::read_to_string(path("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let r: Value = serde_json::from_str(l).unwrap();
+            (
+                r["key"].as_str().unwrap().into(),
+                r["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(ran, served);
+    assert!(ran.contains(&("w3".into(), "v2:20".into())), "{ran:?}");
+    // The version is recorded with the migrated state: the next run does not migrate.
+    let said = run("fixture-counter-v2", "second.jsonl");
+    assert!(!said.contains("migrat"), "{said}");
+}

@@ -276,19 +276,6 @@ fn sum(p: &Value, field: &str) -> u64 {
 }
 
 fn print_status(p: &Value) {
-    if let Some(last) = p["upgrades"].as_array().and_then(|a| a.last()) {
-        println!(
-            "  last upgrade: {} {} → {}: {}{}",
-            last["operator"].as_str().unwrap_or(""),
-            last["from_version"],
-            last["to_version"],
-            last["result"].as_str().unwrap_or(""),
-            last["reason"]
-                .as_str()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        );
-    }
     println!(
         "pipeline {}: {}",
         p["name"].as_str().unwrap_or(""),
@@ -360,6 +347,54 @@ fn print_status(p: &Value) {
             ),
         ]);
         t.add_row(row);
+    }
+    println!("{t}");
+    print_upgrades(p);
+}
+
+/// Upgrades a status shows, the latest last (`--json` has them all).
+const UPGRADES_SHOWN: usize = 10;
+
+/// The pipeline's upgrade history, oldest first, as a table.
+fn print_upgrades(p: &Value) {
+    let upgrades = p["upgrades"].as_array().cloned().unwrap_or_default();
+    if upgrades.is_empty() {
+        return;
+    }
+    let skipped = upgrades.len().saturating_sub(UPGRADES_SHOWN);
+    let title = if skipped > 0 {
+        format!(
+            "upgrades (the last {UPGRADES_SHOWN} of {}):",
+            upgrades.len()
+        )
+    } else {
+        "upgrades:".to_string()
+    };
+    println!("{title}");
+    let mut t = output::table(&[
+        "STARTED (UTC)",
+        "OPERATOR",
+        "VERSIONS",
+        "RESULT",
+        "PAUSE",
+        "MIGRATED",
+        "REASON",
+    ]);
+    for u in &upgrades[skipped..] {
+        let started = u["started_ms"]
+            .as_u64()
+            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+            .map(|at| humantime::format_rfc3339_seconds(at).to_string())
+            .unwrap_or_default();
+        t.add_row(vec![
+            started,
+            u["operator"].as_str().unwrap_or("").to_string(),
+            format!("{} → {}", u["from_version"], u["to_version"]),
+            u["result"].as_str().unwrap_or("").replace('_', " "),
+            format!("{:.1} ms", u["pause_ms"].as_f64().unwrap_or(0.0)),
+            u["migrated_keys"].to_string(),
+            one_line(u["reason"].as_str().unwrap_or("")),
+        ]);
     }
     println!("{t}");
 }

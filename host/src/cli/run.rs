@@ -5,7 +5,7 @@ use crate::model::PipelineSpec;
 use crate::record::batch;
 use crate::record::{self, Record};
 use crate::runtime::{Limits, Runtime, RuntimeConfig};
-use crate::state::{Db, DbOptions, TaskId};
+use crate::state::{Commit, Db, DbOptions, TaskId, load_state_version};
 use crate::task::{Operator, OperatorTemplate, Task, TaskConfig};
 use anyhow::{Context as _, bail};
 use std::collections::BTreeMap;
@@ -83,7 +83,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             (settings.state_cache_mb as usize) << 20,
         )
         .labelled(format!("operator {}", op.id()));
-        ops.push(Box::new(template.start(&db, 0, 1)?));
+        let mut operator: Box<dyn Operator> = Box::new(template.start(&db, 0, 1)?);
+        migrate_if_needed(operator.as_mut(), &db, &spec.name, op.id())?;
+        ops.push(operator);
     }
     // One task reads the whole file, so a repartition changes nothing here.
     let mut task = Task::new(
@@ -111,6 +113,40 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         lines,
         args.input.display()
     );
+    Ok(())
+}
+
+/// Runs the operator's `migrate` over its state when the state directory holds state of
+/// another `state-version` (as a server's upgrade does), and records the version the
+/// state is in, in the same commit.
+fn migrate_if_needed(
+    op: &mut dyn Operator,
+    db: &Arc<Db>,
+    pipeline: &str,
+    id: &str,
+) -> anyhow::Result<()> {
+    let now = op.state_version();
+    let before = load_state_version(db, pipeline, id)?;
+    if before == Some(now) {
+        return Ok(());
+    }
+    if let Some(before) = before {
+        eprintln!(
+            "operator {id}: the state was written in state-version {before}, the operator reads {now}: migrating it"
+        );
+        let started = Instant::now();
+        let keys = crate::task::migrate(op, db, before)
+            .map_err(|e| anyhow::anyhow!("operator {id}: cannot migrate its state: {e}"))?;
+        eprintln!(
+            "operator {id}: migrated {keys} keys in {} ms",
+            started.elapsed().as_millis()
+        );
+    }
+    let mut commit = Commit::new(Arc::clone(db));
+    op.state().stage(&mut commit, None);
+    commit.put_state_version(pipeline, id, now);
+    commit.write()?;
+    op.state().committed();
     Ok(())
 }
 

@@ -52,6 +52,15 @@ impl Commit {
         );
     }
 
+    /// The state format the operator's state is in once this commit lands.
+    pub fn put_state_version(&mut self, pipeline: &str, operator: &str, version: u32) {
+        self.batch.put_cf(
+            self.db.cf(Cf::Meta),
+            super::keys::state_version_key(pipeline, operator),
+            version.to_be_bytes(),
+        );
+    }
+
     /// The RocksDB batch, for the state stores and the embedded log.
     pub(crate) fn batch(&mut self) -> &mut WriteBatch {
         &mut self.batch

@@ -71,6 +71,15 @@ pub fn positions_prefix(pipeline: &str) -> Vec<u8> {
     key
 }
 
+/// The meta key of the state format (`state-version`) an operator's state was last
+/// written in, where no pipeline record keeps it (`eddy run --state-dir`).
+pub fn state_version_key(pipeline: &str, operator: &str) -> Vec<u8> {
+    let mut key = b"state-version".to_vec();
+    push_name(&mut key, pipeline);
+    push_name(&mut key, operator);
+    key
+}
+
 /// The smallest key greater than every key that starts with `prefix`; `None` when no
 /// such key exists (the prefix is all `0xff`).
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {

@@ -118,3 +118,23 @@ pub fn put_upstream_watermarks(db: &Db, batch: &mut WriteBatch, task: &TaskId, w
     let bytes: Vec<u8> = watermarks.iter().flat_map(|w| w.to_be_bytes()).collect();
     batch.put_cf(db.cf(Cf::Meta), upstream_key(task), bytes);
 }
+
+/// The state format an operator's state was last written in, as recorded by
+/// [`crate::state::Commit::put_state_version`]; `None` when never recorded.
+pub fn load_state_version(
+    db: &Db,
+    pipeline: &str,
+    operator: &str,
+) -> Result<Option<u32>, StateError> {
+    let Some(bytes) = db.get(Cf::Meta, &keys::state_version_key(pipeline, operator))? else {
+        return Ok(None);
+    };
+    let b: [u8; 4] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StateError::Corrupt {
+            what: "state version",
+            detail: format!("{} bytes, expected 4", bytes.len()),
+        })?;
+    Ok(Some(u32::from_be_bytes(b)))
+}

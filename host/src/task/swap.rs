@@ -105,7 +105,7 @@ pub fn converge(
         UpgradeResult::Probation | UpgradeResult::Succeeded if running == Some(old) => {
             let (from, to) = plan.swap(task, &plan.old, &plan.new)?;
             if from != to {
-                match migrate(task, plan.local, &plan.db, from) {
+                match migrate(task.operators_mut()[plan.local].as_mut(), &plan.db, from) {
                     Ok(n) => report.migrated_keys = n,
                     Err(reason) => {
                         task.discard_uncommitted();
@@ -138,10 +138,10 @@ pub fn converge(
     Ok(report)
 }
 
-/// Runs `migrate` of the operator at `local` over every store it has in the task's
-/// partition; returns how many keys it converted.
-fn migrate(task: &mut Task, local: usize, db: &Db, from_version: u32) -> Result<u64, String> {
-    let op = &mut task.operators_mut()[local];
+/// Runs the operator's `migrate` over every store it has in its task's partition, from
+/// the state format `from_version`; returns how many keys it converted. The converted
+/// state is pending, for the task's next commit.
+pub fn migrate(op: &mut dyn Operator, db: &Db, from_version: u32) -> Result<u64, String> {
     let scope = op.state().scope().clone();
     let names: Vec<String> = db
         .stores(&scope.pipeline, Some(&scope.operator))
