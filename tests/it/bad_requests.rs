@@ -52,6 +52,14 @@ async fn dotted_names_and_harmful_settings_are_refused() {
             "probation_records must be at least 1",
         ),
         (
+            "probation_max_error_rate = 1.5",
+            "probation_max_error_rate must be from 0 to 1",
+        ),
+        (
+            "max_pending_timers = 0",
+            "max_pending_timers = 0 must be 1 to 1000000000",
+        ),
+        (
             "state_cache_mb = 1000000000000",
             "state_cache_mb = 1000000000000 must be 0 to 4096",
         ),

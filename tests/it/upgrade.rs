@@ -422,3 +422,100 @@ async fn eddy_run_migrates_a_state_dir_like_the_servers_upgrade() {
     let said = run("fixture-counter-v2", "second.jsonl");
     assert!(!said.contains("migrat"), "{said}");
 }
+
+/// A word count, upgraded to the probe (which rejects `bad …` records the word count
+/// takes) while `during` arrives on probation; returns the upgrade's verdict and the
+/// outputs' values.
+async fn probe_upgrade(settings: &str, before: &str, during: &str) -> (Value, Vec<String>) {
+    let t = TestApp::new();
+    t.push("wordcount", "wordcount").await;
+    t.push("wordcount", "fixture-probe").await;
+    t.create_topic("lines", 1).await;
+    t.create_pipeline(&spec("wc", "wordcount", settings)).await;
+    t.produce("lines", before).await;
+    t.wait_caught_up("wc").await;
+    let body = json!({ "operator": "wordcount", "version": 2 }).to_string();
+    let (s, u) = t.post_json("/v1/pipelines/wc/upgrade", body).await;
+    assert!(s.is_success() && u["result"] == "probation", "{u}");
+    t.produce("lines", during).await;
+    let status = t
+        .wait_for("wc", "the verdict", |v| {
+            v["upgrades"][0]["result"] != "probation"
+        })
+        .await;
+    t.wait_caught_up("wc").await;
+    let values = t
+        .records("out")
+        .await
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_string())
+        .collect();
+    (status["upgrades"][0].clone(), values)
+}
+
+fn lines(values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{{\"value\":\"{v}\"}}\n"))
+        .collect()
+}
+
+/// Under `skip` and `dead-letter`, records the new version rejects (and the old one
+/// took) count against it: the first one rolls it back, the reason names it, and the old
+/// version handles every record once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_version_that_rejects_records_is_rolled_back_whatever_the_policy() {
+    for policy in ["skip", "dead-letter"] {
+        let settings =
+            format!("on_error = \"{policy}\"\nprobation_records = 20\nprobation_ms = 60000");
+        let before = lines(&["a", "b"]);
+        let during: Vec<&str> = (0..20)
+            .map(|i| if i == 5 { "bad x" } else { "a" })
+            .collect();
+        let (upgrade, values) = probe_upgrade(&settings, &before, &lines(&during)).await;
+        assert_eq!(upgrade["result"], "rolled_back", "{policy}: {upgrade}");
+        let reason = upgrade["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("rejected 1 of")
+                && reason.contains("more than the old version (0 of 2 records)")
+                && reason.contains("record 7 of partition 0"),
+            "{policy}: {reason}"
+        );
+        // The word count's counts only: a 1, b 1, then a 2..=20 with bad and x once.
+        let mut want: Vec<String> = ["1", "1"].iter().map(|s| s.to_string()).collect();
+        let mut a = 1;
+        for v in &during {
+            for _ in v.split(' ') {
+                if *v == "a" {
+                    a += 1;
+                    want.push(a.to_string());
+                } else {
+                    want.push("1".into());
+                }
+            }
+        }
+        assert_eq!(values, want, "{policy}");
+    }
+}
+
+/// With `probation_max_error_rate`, a new version may reject up to that share of its
+/// probation's records; past it, it is rolled back when the probation has its records.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_error_rate_a_probation_allows_is_a_setting() {
+    let during: Vec<&str> = (0..20)
+        .map(|i| if i % 10 == 0 { "bad x" } else { "a" })
+        .collect();
+    let settings = "on_error = \"skip\"\nprobation_records = 20\nprobation_ms = 60000";
+    let allows = format!("{settings}\nprobation_max_error_rate = 0.1");
+    let (upgrade, _) = probe_upgrade(&allows, &lines(&["a"]), &lines(&during)).await;
+    assert_eq!(upgrade["result"], "succeeded", "{upgrade}");
+    let strict = format!("{settings}\nprobation_max_error_rate = 0.05");
+    let (upgrade, _) = probe_upgrade(&strict, &lines(&["a"]), &lines(&during)).await;
+    assert_eq!(upgrade["result"], "rolled_back", "{upgrade}");
+    let reason = upgrade["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("rejected 2 of 20 records")
+            && reason.contains("probation_max_error_rate = 0.05"),
+        "{reason}"
+    );
+}

@@ -27,7 +27,7 @@ use crate::model::{
     UpgradeResult, VersionRef,
 };
 use crate::record::now_ms;
-use crate::task::{Command, SWAP_TIMEOUT, SwapPlan, ask_all};
+use crate::task::{Command, Probation, ProbationTotals, SWAP_TIMEOUT, SwapPlan, ask_all};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -102,8 +102,23 @@ impl Controller {
             let all_in = owners
                 .iter()
                 .all(|s| reports.iter().any(|(r, rep)| r == s && rep.swapped > 0));
-            let processed: u64 = reports.iter().map(|(_, r)| r.processed).sum();
-            let passed = processed >= settings.probation_records || started.elapsed() >= window;
+            let mut totals = ProbationTotals::default();
+            for (_, r) in &reports {
+                totals.add(&Probation {
+                    processed: r.processed,
+                    errors: r.errors,
+                    first_error: r.first_error.clone(),
+                    baseline_errors: r.baseline_errors,
+                    baseline_records: r.baseline_records,
+                    failure: None,
+                });
+            }
+            let max_rate = settings.probation_max_error_rate.map(|r| r.0);
+            let passed =
+                totals.processed >= settings.probation_records || started.elapsed() >= window;
+            if let Some(reason) = totals.rejected(max_rate, passed) {
+                break Err(reason);
+            }
             if passed && (all_in || started.elapsed() >= window + REPORT_GRACE) {
                 upgrade.pause_ms = reports.iter().map(|(_, r)| r.pause_ms).fold(0.0, f64::max);
                 upgrade.migrated_keys = reports.iter().map(|(_, r)| r.migrated_keys).sum();
@@ -254,6 +269,13 @@ impl Controller {
                         report.swapped += u32::from(s.on_new);
                         report.processed += s.processed;
                         report.failure = report.failure.take().or(s.failure.clone());
+                        if let Some(p) = &s.probation {
+                            report.errors += p.errors;
+                            report.baseline_errors += p.baseline_errors;
+                            report.baseline_records += p.baseline_records;
+                            report.first_error =
+                                report.first_error.take().or(p.first_error.clone());
+                        }
                         report.pause_ms = report.pause_ms.max(s.pause_ms);
                         report.migrated_keys += s.migrated_keys;
                         report.state_version = report.state_version.or(s.state_version);

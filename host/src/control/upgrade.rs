@@ -19,7 +19,9 @@ use crate::model::{
     VersionRef,
 };
 use crate::record::now_ms;
-use crate::task::{Command, SWAP_TIMEOUT, SwapPlan, TaskHandle, TaskState, ask_all};
+use crate::task::{
+    Command, ProbationTotals, SWAP_TIMEOUT, SwapPlan, TaskHandle, TaskState, ask_all,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -327,12 +329,17 @@ impl Controller {
             {
                 break Err(f);
             }
-            let processed: u64 = statuses
-                .iter()
-                .filter_map(|s| s.probation.as_ref())
-                .map(|p| p.processed)
-                .sum();
-            if processed >= settings.probation_records || started.elapsed() >= window {
+            let mut totals = ProbationTotals::default();
+            for p in statuses.iter().filter_map(|s| s.probation.as_ref()) {
+                totals.add(p);
+            }
+            let passed =
+                totals.processed >= settings.probation_records || started.elapsed() >= window;
+            let max_rate = settings.probation_max_error_rate.map(|r| r.0);
+            if let Some(reason) = totals.rejected(max_rate, passed) {
+                break Err(reason);
+            }
+            if passed {
                 break Ok(());
             }
             std::thread::sleep(Duration::from_millis(5));

@@ -32,6 +32,17 @@ pub struct ProbationReport {
     pub processed: u64,
     /// Why the new version failed here, if it did.
     pub failure: Option<String>,
+    /// Records the new version rejected here on probation (skipped or dead-lettered),
+    /// the first of them, and the old version's rejected and processed records in the
+    /// same tasks before (absent from servers before these fields: zero).
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub first_error: Option<String>,
+    #[serde(default)]
+    pub baseline_errors: u64,
+    #[serde(default)]
+    pub baseline_records: u64,
     /// The longest a task paused for its swap (and migration), in milliseconds.
     pub pause_ms: f64,
     pub migrated_keys: u64,

@@ -77,6 +77,19 @@ impl serde::de::Visitor<'_> for DurationVisitor {
     }
 }
 
+/// A share from 0 to 1.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Rate(pub f64);
+
+impl PartialEq for Rate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Rate {}
+
 /// How a pipeline runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -112,6 +125,12 @@ pub struct Settings {
     /// ... or this much time passed, whichever comes first. A trap (or an error under
     /// `on_error = "fail"`) during probation rolls the upgrade back.
     pub probation_ms: u64,
+    /// The share of its records (0 to 1) the new version may reject on probation (skipped
+    /// or dead-lettered) before it is rolled back. Unset: the old version's share in the
+    /// same tasks, so a version that rejects records the old one took is rolled back
+    /// (at its first rejected record when the old one rejected none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probation_max_error_rate: Option<Rate>,
     /// With a Kafka sink: commit outputs, changelogs and source offsets in one Kafka
     /// transaction per task. `false` gives at-least-once with plain commits.
     pub exactly_once: bool,
@@ -261,6 +280,7 @@ impl Default for Settings {
             state_cache_mb: 32,
             probation_records: 1000,
             probation_ms: 5000,
+            probation_max_error_rate: None,
             exactly_once: true,
             max_value_mb: 16,
             max_batch_state_mb: 64,
@@ -280,6 +300,14 @@ impl Settings {
         if s.probation_records == 0 {
             return Err(SpecError::Invalid(
                 "settings.probation_records must be at least 1 (a probation that needs no records proves nothing)".into(),
+            ));
+        }
+        if s.probation_max_error_rate
+            .is_some_and(|r| !(0.0..=1.0).contains(&r.0))
+        {
+            return Err(SpecError::Invalid(
+                "settings.probation_max_error_rate must be from 0 to 1 (a share of the records)"
+                    .into(),
             ));
         }
         if s.call_timeout_ms == 0 {

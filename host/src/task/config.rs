@@ -86,4 +86,67 @@ pub struct Probation {
     pub processed: u64,
     /// Why the new version failed, if it did (the task then stops processing).
     pub failure: Option<String>,
+    /// Records the new version rejected (skipped or dead-lettered) on probation.
+    pub errors: u64,
+    /// The first of them: partition, offset and error.
+    pub first_error: Option<String>,
+    /// Records the old version rejected in this task before the probation, and the
+    /// records it processed: its error rate, to compare the new version's with.
+    pub baseline_errors: u64,
+    pub baseline_records: u64,
+}
+
+/// The probation of every task of an upgrade, added up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProbationTotals {
+    pub processed: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub baseline_errors: u64,
+    pub baseline_records: u64,
+}
+
+impl ProbationTotals {
+    pub fn add(&mut self, p: &Probation) {
+        self.processed += p.processed;
+        self.errors += p.errors;
+        self.baseline_errors += p.baseline_errors;
+        self.baseline_records += p.baseline_records;
+        if self.first_error.is_none() {
+            self.first_error = p.first_error.clone();
+        }
+    }
+
+    /// Why the new version is rolled back for the records it rejects, if it is:
+    /// `max_rate` (`probation_max_error_rate`) or else the old version's rate is the
+    /// most it may reject. A rejected record where none may be fails it at once; a rate
+    /// is judged when the probation has its records (`done`).
+    pub fn rejected(&self, max_rate: Option<f64>, done: bool) -> Option<String> {
+        if self.errors == 0 {
+            return None;
+        }
+        let old_rate = if self.baseline_records == 0 {
+            0.0
+        } else {
+            self.baseline_errors as f64 / self.baseline_records as f64
+        };
+        let allowed = max_rate.unwrap_or(old_rate);
+        let rate = self.errors as f64 / self.processed.max(1) as f64;
+        if allowed > 0.0 && !(done && rate > allowed) {
+            return None;
+        }
+        let bound = match max_rate {
+            Some(r) => format!("more than settings.probation_max_error_rate = {r}"),
+            None => format!(
+                "more than the old version ({} of {} records)",
+                self.baseline_errors, self.baseline_records
+            ),
+        };
+        Some(format!(
+            "the new version rejected {} of {} records on probation, {bound}; the first: {}",
+            self.errors,
+            self.processed,
+            self.first_error.as_deref().unwrap_or("?")
+        ))
+    }
 }

@@ -18,7 +18,7 @@ mod swap;
 mod upstream;
 
 pub use clock::{REMOTE_REPORT_TTL_MS, StageClock};
-pub use config::{Probation, TaskConfig, TaskStats};
+pub use config::{Probation, ProbationTotals, TaskConfig, TaskStats};
 pub use error::TaskError;
 pub use factory::{MakeOperators, StartError, TaskFactory};
 pub use handle::{Command, Reply, TaskHandle, TaskState, TaskStatus, ask_all};

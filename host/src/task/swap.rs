@@ -47,6 +47,8 @@ pub struct SwapReport {
     pub processed: u64,
     /// Why the new version failed in this task, if it did.
     pub failure: Option<String>,
+    /// The probation's records, rejected records and the old version's error rate.
+    pub probation: Option<super::Probation>,
     /// How long the swap (and migration) held the task, when it swapped now.
     pub pause_ms: f64,
     /// Keys `migrate` converted, when it swapped now.
@@ -134,6 +136,7 @@ pub fn converge(
     if let Some(p) = task.probation() {
         report.processed = p.processed;
         report.failure = p.failure.clone();
+        report.probation = Some(p.clone());
     }
     Ok(report)
 }

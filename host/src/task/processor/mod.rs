@@ -141,7 +141,21 @@ impl Task {
     /// Starts a probation: commits are held until [`Task::end_probation`]; a trap or an
     /// error the policy would fail on stops processing and is reported instead.
     pub fn begin_probation(&mut self) {
-        self.probation = Some(Probation::default());
+        self.probation = Some(Probation {
+            baseline_errors: self.stats.errors,
+            baseline_records: self.stats.events_in,
+            ..Probation::default()
+        });
+    }
+
+    /// A record (or timer) the new version rejected on probation, by the error policy.
+    fn count_probation_error(&mut self, err: &TaskError) {
+        if let Some(p) = &mut self.probation {
+            p.errors += 1;
+            if p.first_error.is_none() {
+                p.first_error = Some(err.to_string());
+            }
+        }
     }
 
     pub fn probation(&self) -> Option<&Probation> {
@@ -635,6 +649,7 @@ impl Task {
         let err = self.record_error(f.op, offset, &f.error);
         self.stats.errors += 1;
         self.stats.last_error = Some(err.to_string());
+        self.count_probation_error(&err);
         if let CallError::Trap { kind, .. } = &f.error
             && !matches!(kind, TrapKind::Deadline | TrapKind::Stopped)
         {
