@@ -424,9 +424,13 @@ async fn eddy_run_migrates_a_state_dir_like_the_servers_upgrade() {
 }
 
 /// A word count, upgraded to the probe (which rejects `bad …` records the word count
-/// takes) while `during` arrives on probation; returns the upgrade's verdict and the
-/// outputs' values.
-async fn probe_upgrade(settings: &str, before: &str, during: &str) -> (Value, Vec<String>) {
+/// takes) while `during` arrives on probation; returns the server, the upgrade's
+/// verdict and the outputs' values.
+async fn probe_upgrade(
+    settings: &str,
+    before: &str,
+    during: &str,
+) -> (TestApp, Value, Vec<String>) {
     let t = TestApp::new();
     t.push("wordcount", "wordcount").await;
     t.push("wordcount", "fixture-probe").await;
@@ -434,23 +438,29 @@ async fn probe_upgrade(settings: &str, before: &str, during: &str) -> (Value, Ve
     t.create_pipeline(&spec("wc", "wordcount", settings)).await;
     t.produce("lines", before).await;
     t.wait_caught_up("wc").await;
-    let body = json!({ "operator": "wordcount", "version": 2 }).to_string();
-    let (s, u) = t.post_json("/v1/pipelines/wc/upgrade", body).await;
-    assert!(s.is_success() && u["result"] == "probation", "{u}");
-    t.produce("lines", during).await;
-    let status = t
-        .wait_for("wc", "the verdict", |v| {
-            v["upgrades"][0]["result"] != "probation"
-        })
-        .await;
-    t.wait_caught_up("wc").await;
+    let upgrade = try_probe(&t, during, 0).await;
     let values = t
         .records("out")
         .await
         .iter()
         .map(|r| r["value"].as_str().unwrap().to_string())
         .collect();
-    (status["upgrades"][0].clone(), values)
+    (t, upgrade, values)
+}
+
+/// Upgrade number `n` of the word count to the probe, with `during` on probation.
+async fn try_probe(t: &TestApp, during: &str, n: usize) -> Value {
+    let body = json!({ "operator": "wordcount", "version": 2 }).to_string();
+    let (s, u) = t.post_json("/v1/pipelines/wc/upgrade", body).await;
+    assert!(s.is_success() && u["result"] == "probation", "{u}");
+    t.produce("lines", during).await;
+    let status = t
+        .wait_for("wc", "the verdict", |v| {
+            v["upgrades"][n]["result"] != "probation"
+        })
+        .await;
+    t.wait_caught_up("wc").await;
+    status["upgrades"][n].clone()
 }
 
 fn lines(values: &[&str]) -> String {
@@ -472,7 +482,7 @@ async fn a_new_version_that_rejects_records_is_rolled_back_whatever_the_policy()
         let during: Vec<&str> = (0..20)
             .map(|i| if i == 5 { "bad x" } else { "a" })
             .collect();
-        let (upgrade, values) = probe_upgrade(&settings, &before, &lines(&during)).await;
+        let (t, upgrade, values) = probe_upgrade(&settings, &before, &lines(&during)).await;
         assert_eq!(upgrade["result"], "rolled_back", "{policy}: {upgrade}");
         let reason = upgrade["reason"].as_str().unwrap();
         assert!(
@@ -495,6 +505,15 @@ async fn a_new_version_that_rejects_records_is_rolled_back_whatever_the_policy()
             }
         }
         assert_eq!(values, want, "{policy}");
+        // Tried again, it is judged against the old version's records alone: the 22 it
+        // committed, none rejected (the rolled-back version's rejection is not theirs).
+        let again = try_probe(&t, &lines(&during), 1).await;
+        assert_eq!(again["result"], "rolled_back", "{policy}: {again}");
+        let reason = again["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("more than the old version (0 of 22 records)"),
+            "{policy}: {reason}"
+        );
     }
 }
 
@@ -507,10 +526,10 @@ async fn the_error_rate_a_probation_allows_is_a_setting() {
         .collect();
     let settings = "on_error = \"skip\"\nprobation_records = 20\nprobation_ms = 60000";
     let allows = format!("{settings}\nprobation_max_error_rate = 0.1");
-    let (upgrade, _) = probe_upgrade(&allows, &lines(&["a"]), &lines(&during)).await;
+    let (_, upgrade, _) = probe_upgrade(&allows, &lines(&["a"]), &lines(&during)).await;
     assert_eq!(upgrade["result"], "succeeded", "{upgrade}");
     let strict = format!("{settings}\nprobation_max_error_rate = 0.05");
-    let (upgrade, _) = probe_upgrade(&strict, &lines(&["a"]), &lines(&during)).await;
+    let (_, upgrade, _) = probe_upgrade(&strict, &lines(&["a"]), &lines(&during)).await;
     assert_eq!(upgrade["result"], "rolled_back", "{upgrade}");
     let reason = upgrade["reason"].as_str().unwrap();
     assert!(

@@ -126,9 +126,24 @@ fn migrate_if_needed(
     id: &str,
 ) -> anyhow::Result<()> {
     let now = op.state_version();
-    let before = load_state_version(db, pipeline, id)?;
-    if before == Some(now) {
+    let recorded = load_state_version(db, pipeline, id)?;
+    if recorded == Some(now) {
         return Ok(());
+    }
+    // State without a recorded version (a directory from before versions were recorded,
+    // or a copy of a server's): the format of a first version, the SDKs' default.
+    let stored = !db
+        .stores(pipeline, Some(id))?
+        .iter()
+        .all(|(name, _)| name.store == crate::state::TIMERS);
+    let before = recorded.or_else(|| {
+        stored.then(|| {
+            eprintln!("operator {id}: no state-version recorded with its state: taking it as 1");
+            1
+        })
+    });
+    if before == Some(now) {
+        return record_state_version(op, db, pipeline, id, now);
     }
     if let Some(before) = before {
         eprintln!(
@@ -142,9 +157,20 @@ fn migrate_if_needed(
             started.elapsed().as_millis()
         );
     }
+    record_state_version(op, db, pipeline, id, now)
+}
+
+/// Commits what the operator's state holds with the state-version it is in.
+fn record_state_version(
+    op: &mut dyn Operator,
+    db: &Arc<Db>,
+    pipeline: &str,
+    id: &str,
+    version: u32,
+) -> anyhow::Result<()> {
     let mut commit = Commit::new(Arc::clone(db));
     op.state().stage(&mut commit, None);
-    commit.put_state_version(pipeline, id, now);
+    commit.put_state_version(pipeline, id, version);
     commit.write()?;
     op.state().committed();
     Ok(())

@@ -116,10 +116,13 @@ impl Controller {
             let max_rate = settings.probation_max_error_rate.map(|r| r.0);
             let passed =
                 totals.processed >= settings.probation_records || started.elapsed() >= window;
-            if let Some(reason) = totals.rejected(max_rate, passed) {
+            // A rate is judged on every server's report (a rejected record where none
+            // may be is judged at once).
+            let done = passed && (all_in || started.elapsed() >= window + REPORT_GRACE);
+            if let Some(reason) = totals.rejected(max_rate, done) {
                 break Err(reason);
             }
-            if passed && (all_in || started.elapsed() >= window + REPORT_GRACE) {
+            if done {
                 upgrade.pause_ms = reports.iter().map(|(_, r)| r.pause_ms).fold(0.0, f64::max);
                 upgrade.migrated_keys = reports.iter().map(|(_, r)| r.migrated_keys).sum();
                 break Ok(reports.iter().find_map(|(_, r)| r.state_version));

@@ -137,6 +137,7 @@ impl ProbationTotals {
         }
         let bound = match max_rate {
             Some(r) => format!("more than settings.probation_max_error_rate = {r}"),
+            None if self.baseline_records == 0 => "and the old version has no records in these tasks to compare with (set settings.probation_max_error_rate to allow some)".to_string(),
             None => format!(
                 "more than the old version ({} of {} records)",
                 self.baseline_errors, self.baseline_records

@@ -130,7 +130,7 @@ pub fn converge(
         _ => {}
     }
     if target == UpgradeResult::Succeeded {
-        task.end_probation();
+        task.accept_probation();
     }
     report.on_new = task.operators_mut()[plan.local].version() == Some(new);
     if let Some(p) = task.probation() {

@@ -51,6 +51,15 @@ pub struct Task {
     /// when the commit does, and go with a rollback, like the outputs.
     uncommitted_in: u64,
     uncommitted_late: u64,
+    /// Records rejected since the last commit, and committed ones: with the committed
+    /// events, the running version's error rate, which a new version on probation may
+    /// not pass.
+    uncommitted_errors: u64,
+    committed_errors: u64,
+    /// Committed rejected records and events when the running version took over (the
+    /// task's start, or the last accepted upgrade), and when the probation began.
+    version_from: (u64, u64),
+    probation_from: Option<(u64, u64)>,
     last_commit: Instant,
     stats: TaskStats,
     probation: Option<Probation>,
@@ -89,6 +98,10 @@ impl Task {
             last_commit: Instant::now(),
             uncommitted_in: 0,
             uncommitted_late: 0,
+            uncommitted_errors: 0,
+            committed_errors: 0,
+            version_from: (0, 0),
+            probation_from: None,
             stats: TaskStats::default(),
             probation: None,
             interrupt: None,
@@ -138,19 +151,35 @@ impl Task {
             .is_some_and(|f| f.load(Ordering::Acquire))
     }
 
-    /// Starts a probation: commits are held until [`Task::end_probation`]; a trap or an
+    /// Starts a probation: commits are held until [`Task::accept_probation`]; a trap or an
     /// error the policy would fail on stops processing and is reported instead.
     pub fn begin_probation(&mut self) {
+        let now = (self.committed_errors, self.stats.events_in);
         self.probation = Some(Probation {
-            baseline_errors: self.stats.errors,
-            baseline_records: self.stats.events_in,
+            baseline_errors: now.0 - self.version_from.0,
+            baseline_records: now.1 - self.version_from.1,
             ..Probation::default()
         });
+        self.probation_from = Some(now);
     }
 
-    /// A record (or timer) the new version rejected on probation, by the error policy.
-    fn count_probation_error(&mut self, err: &TaskError) {
+    /// The new version passed: the probation ends (the held work commits at the next
+    /// flush) and the version's error rate counts from where it took over.
+    pub fn accept_probation(&mut self) {
+        let now = (self.committed_errors, self.stats.events_in);
+        self.version_from = self.probation_from.take().unwrap_or(now);
+        self.probation = None;
+    }
+
+    /// A record (or a timer: `timer`) the pipeline rejected by its error policy.
+    fn count_rejected(&mut self, err: &TaskError, timer: bool) {
+        if !timer {
+            self.uncommitted_errors += 1;
+        }
         if let Some(p) = &mut self.probation {
+            if timer {
+                p.processed += 1; // a timer is an input too: the rate stays a share
+            }
             p.errors += 1;
             if p.first_error.is_none() {
                 p.first_error = Some(err.to_string());
@@ -162,9 +191,10 @@ impl Task {
         self.probation.as_ref()
     }
 
-    /// Ends a probation; the held work is committed at the next flush.
+    /// Ends a probation that failed (the old version goes on).
     pub fn end_probation(&mut self) {
         self.probation = None;
+        self.probation_from = None;
     }
 
     /// Whether the task must not process input now (its probation failed).
@@ -181,6 +211,7 @@ impl Task {
         self.pending.clear();
         self.uncommitted_in = 0;
         self.uncommitted_late = 0;
+        self.uncommitted_errors = 0;
         self.position = self.committed;
         self.upstream = self.committed_upstream.clone();
     }
@@ -552,6 +583,7 @@ impl Task {
         self.stats.events_out += emitted;
         self.stats.events_in += std::mem::take(&mut self.uncommitted_in);
         self.stats.late += std::mem::take(&mut self.uncommitted_late);
+        self.committed_errors += std::mem::take(&mut self.uncommitted_errors);
         Ok(())
     }
 
@@ -649,7 +681,7 @@ impl Task {
         let err = self.record_error(f.op, offset, &f.error);
         self.stats.errors += 1;
         self.stats.last_error = Some(err.to_string());
-        self.count_probation_error(&err);
+        self.count_rejected(&err, false);
         if let CallError::Trap { kind, .. } = &f.error
             && !matches!(kind, TrapKind::Deadline | TrapKind::Stopped)
         {

@@ -158,7 +158,7 @@ impl Task {
                 if self.probation.is_some() && matches!(f.error, CallError::Trap { .. }) {
                     return Err(err);
                 }
-                self.count_probation_error(&err);
+                self.count_rejected(&err, true);
                 if f.error.is_fatal() || self.config.policy == OnError::Fail {
                     return Err(match f.error {
                         CallError::Host(e) => e.into(),
