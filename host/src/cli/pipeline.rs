@@ -357,9 +357,17 @@ const UPGRADES_SHOWN: usize = 10;
 
 /// The pipeline's upgrade history, oldest first, as a table.
 fn print_upgrades(p: &Value) {
+    if let Some(text) = upgrades_text(p) {
+        println!("{text}");
+    }
+}
+
+/// The upgrade history as a titled table; an upgrade on probation shows how far its
+/// probation is (records its tasks processed of `probation_records`, rejected ones).
+fn upgrades_text(p: &Value) -> Option<String> {
     let upgrades = p["upgrades"].as_array().cloned().unwrap_or_default();
     if upgrades.is_empty() {
-        return;
+        return None;
     }
     let skipped = upgrades.len().saturating_sub(UPGRADES_SHOWN);
     let title = if skipped > 0 {
@@ -370,7 +378,6 @@ fn print_upgrades(p: &Value) {
     } else {
         "upgrades:".to_string()
     };
-    println!("{title}");
     let mut t = output::table(&[
         "STARTED (UTC)",
         "OPERATOR",
@@ -386,17 +393,32 @@ fn print_upgrades(p: &Value) {
             .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
             .map(|at| humantime::format_rfc3339_seconds(at).to_string())
             .unwrap_or_default();
+        let mut result = u["result"].as_str().unwrap_or("").replace('_', " ");
+        if result == "probation" {
+            let probations = p["tasks"].as_array().into_iter().flatten();
+            let (done, rejected) =
+                probations
+                    .filter_map(|t| t["probation"].as_object())
+                    .fold((0, 0), |(d, r), p| {
+                        (
+                            d + p["processed"].as_u64().unwrap_or(0),
+                            r + p["errors"].as_u64().unwrap_or(0),
+                        )
+                    });
+            let of = &p["spec"]["settings"]["probation_records"];
+            result = format!("on probation: {done} of {of} records, {rejected} rejected");
+        }
         t.add_row(vec![
             started,
             u["operator"].as_str().unwrap_or("").to_string(),
             format!("{} → {}", u["from_version"], u["to_version"]),
-            u["result"].as_str().unwrap_or("").replace('_', " "),
+            result,
             format!("{:.1} ms", u["pause_ms"].as_f64().unwrap_or(0.0)),
             u["migrated_keys"].to_string(),
             one_line(u["reason"].as_str().unwrap_or("")),
         ]);
     }
-    println!("{t}");
+    Some(format!("{title}\n{t}"))
 }
 
 /// Longest error a status table shows (`--json` has the whole text).
@@ -548,5 +570,39 @@ mod tests {
         let short = "failed:\nKeyError: 'max'";
         assert_eq!(one_line(short), "failed: … KeyError: 'max'");
         assert!(one_line(&"x".repeat(500)).chars().count() <= ERROR_WIDTH);
+    }
+
+    #[test]
+    fn the_upgrade_history_shows_how_far_a_probation_is() {
+        let status = serde_json::json!({
+            "spec": { "settings": { "probation_records": 1000 } },
+            "tasks": [
+                { "probation": { "processed": 40, "errors": 1 } },
+                { "probation": { "processed": 2, "errors": 0 } },
+                {},
+            ],
+            "upgrades": [
+                { "operator": "fraud", "from_version": 1, "to_version": 2,
+                  "result": "rolled_back", "reason": "a task failed:\nKeyError: 'max'",
+                  "pause_ms": 3.25, "migrated_keys": 7, "started_ms": 0 },
+                { "operator": "fraud", "from_version": 1, "to_version": 3,
+                  "result": "probation", "pause_ms": 1.0, "migrated_keys": 0,
+                  "started_ms": 1_000 },
+            ],
+        });
+        let text = upgrades_text(&status).unwrap();
+        assert!(text.starts_with("upgrades:\n"), "{text}");
+        assert!(text.contains("1970-01-01T00:00:00Z"), "{text}");
+        assert!(
+            text.contains("1 → 2") && text.contains("rolled back"),
+            "{text}"
+        );
+        assert!(text.contains("a task failed: … KeyError: 'max'"), "{text}");
+        assert!(text.contains("3.2 ms") && text.contains("7"), "{text}");
+        assert!(
+            text.contains("on probation: 42 of 1000 records, 1 rejected"),
+            "{text}"
+        );
+        assert_eq!(upgrades_text(&serde_json::json!({ "upgrades": [] })), None);
     }
 }
