@@ -68,7 +68,14 @@ impl Queue {
                 self.busy.clear();
                 self.round += 1;
                 let taken = std::mem::take(&mut self.taken);
-                if !std::mem::take(&mut self.worked) {
+                // A task that stepped idle in the round just over and got a command (or
+                // a stop) since: it goes in the new round at once, not after IDLE_WAIT
+                // (which made an upgrade's pause and swap wait 20 ms each).
+                let called = self.slots.iter().any(|s| {
+                    let h = s.runner.handle();
+                    h.stop_requested() || h.has_commands()
+                });
+                if !std::mem::take(&mut self.worked) && !called {
                     self.quiet = Some((seen, now));
                     return None;
                 }
