@@ -558,3 +558,46 @@ fn a_missing_toolchain_is_named_with_how_to_install_it() {
         );
     }
 }
+
+/// `eddy run --state-dir` across a Python operator's state-version change runs its
+/// `migrate`; one that returns text instead of bytes fails with a message naming the
+/// store, the key and the mistake, without the SDK's internals.
+#[test]
+fn a_python_migrate_that_returns_text_fails_naming_the_store_and_the_key() {
+    let built = build_all(&["examples/wordcount-python", "tests/fixtures/python-migrate"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(
+        path("wc.toml"),
+        "name = \"wc\"\n[[operators]]\nname = \"wc\"\n",
+    )
+    .unwrap();
+    std::fs::write(path("in.jsonl"), "{\"value\": \"a b a\"}\n").unwrap();
+    let run = |component: &Path| {
+        eddy_output(&[
+            "run",
+            &path("wc.toml"),
+            "--input",
+            &path("in.jsonl"),
+            "--output",
+            &path("out.jsonl"),
+            "--state-dir",
+            &path("state"),
+            "--operator",
+            &format!("wc={}", component.display()),
+        ])
+    };
+    let (ok, _, stderr) = run(&built[0]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&built[1]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("cannot migrate its state")
+            && stderr.contains("migrating store 'counts' key 'a': migrate returned str; return bytes (or None to drop the key)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("StateScope") && !stderr.contains("Traceback"),
+        "{stderr}"
+    );
+}

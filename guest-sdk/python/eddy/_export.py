@@ -1,11 +1,24 @@
 """The exported ``handler``: one operator instance per component instance."""
 
+import base64
+
 from componentize_py_types import Err
 
 from wit_world.imports import types as t
 
 from . import _flat
 from ._api import BadInput, Context, Error, Fatal
+
+
+def _key_text(key: bytes) -> str:
+    """A key for a message: quoted text when it is printable UTF-8, else base64."""
+    try:
+        text = key.decode("utf-8")
+        if text.isprintable():
+            return repr(text)
+    except UnicodeDecodeError:
+        pass
+    return "base64:" + base64.b64encode(key).decode("ascii")
 
 
 def _wit_error(e: Error):
@@ -59,10 +72,19 @@ def export(operator_class):
             op = state["op"]
             values = []
             for key, value in _flat.kv_entries(entries):
+                where = f"migrating store {store!r} key {_key_text(key)}"
                 try:
-                    values.append(op.migrate(store, key, value, from_version))
+                    v = op.migrate(store, key, value, from_version)
                 except Error as e:
-                    raise Err(f"migrating store {store!r} key {key!r}: {e.message}")
+                    raise Err(f"{where}: {e.message}")
+                except Exception as e:  # the operator's own bug: its type and message
+                    raise Err(f"{where}: {type(e).__name__}: {e}")
+                if v is not None and not isinstance(v, (bytes, bytearray, memoryview)):
+                    raise Err(
+                        f"{where}: migrate returned {type(v).__name__}; "
+                        "return bytes (or None to drop the key)"
+                    )
+                values.append(None if v is None else bytes(v))
             return _flat.byte_list(values)
 
     return Handler
