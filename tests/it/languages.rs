@@ -559,45 +559,64 @@ fn a_missing_toolchain_is_named_with_how_to_install_it() {
     }
 }
 
-/// `eddy run --state-dir` across a Python operator's state-version change runs its
-/// `migrate`; one that returns text instead of bytes fails with a message naming the
-/// store, the key and the mistake, without the SDK's internals.
+/// `eddy run --state-dir` across an operator's state-version change runs its `migrate`;
+/// one that returns the wrong type fails with a message naming the store, the key and
+/// the mistake, without the SDK's internals: in Python and in JavaScript.
 #[test]
-fn a_python_migrate_that_returns_text_fails_naming_the_store_and_the_key() {
-    let built = build_all(&["examples/wordcount-python", "tests/fixtures/python-migrate"]);
-    let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name).display().to_string();
-    std::fs::write(
-        path("wc.toml"),
-        "name = \"wc\"\n[[operators]]\nname = \"wc\"\n",
-    )
-    .unwrap();
-    std::fs::write(path("in.jsonl"), "{\"value\": \"a b a\"}\n").unwrap();
-    let run = |component: &Path| {
-        eddy_output(&[
-            "run",
-            &path("wc.toml"),
-            "--input",
-            &path("in.jsonl"),
-            "--output",
-            &path("out.jsonl"),
-            "--state-dir",
-            &path("state"),
-            "--operator",
-            &format!("wc={}", component.display()),
-        ])
-    };
-    let (ok, _, stderr) = run(&built[0]);
-    assert!(ok, "{stderr}");
-    let (ok, _, stderr) = run(&built[1]);
-    assert!(!ok, "{stderr}");
-    assert!(
-        stderr.contains("cannot migrate its state")
-            && stderr.contains("migrating store 'counts' key 'a': migrate returned str; return bytes (or None to drop the key)"),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("StateScope") && !stderr.contains("Traceback"),
-        "{stderr}"
-    );
+fn a_migrate_that_returns_the_wrong_type_fails_naming_the_store_and_the_key() {
+    let built = build_all(&[
+        "examples/wordcount-python",
+        "tests/fixtures/python-migrate",
+        "examples/wordcount-js",
+        "tests/fixtures/js-migrate",
+    ]);
+    let cases = [
+        (
+            &built[0],
+            &built[1],
+            "migrating store 'counts' key base64:AXg=: migrate returned str; return bytes (or None to drop the key)",
+        ),
+        (
+            &built[2],
+            &built[3],
+            "migrating store \"counts\" key base64:AXg=: migrate returned number; return a Uint8Array or a string (or null to drop the key)",
+        ),
+    ];
+    for (v1, v2, says) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(
+            path("wc.toml"),
+            "name = \"wc\"\n[[operators]]\nname = \"wc\"\n",
+        )
+        .unwrap();
+        // The first key in order, "\u{1}x", is not printable: it is shown in base64.
+        std::fs::write(path("in.jsonl"), "{\"value\": \"\\u0001x a b a\"}\n").unwrap();
+        let run = |component: &Path| {
+            eddy_output(&[
+                "run",
+                &path("wc.toml"),
+                "--input",
+                &path("in.jsonl"),
+                "--output",
+                &path("out.jsonl"),
+                "--state-dir",
+                &path("state"),
+                "--operator",
+                &format!("wc={}", component.display()),
+            ])
+        };
+        let (ok, _, stderr) = run(v1);
+        assert!(ok, "{stderr}");
+        let (ok, _, stderr) = run(v2);
+        assert!(!ok, "{stderr}");
+        assert!(
+            stderr.contains("cannot migrate its state") && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("StateScope") && !stderr.contains("Traceback"),
+            "{stderr}"
+        );
+    }
 }

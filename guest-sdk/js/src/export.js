@@ -2,7 +2,19 @@
 
 import { Event, Context } from "./api.js";
 import { EddyError, BadInput } from "./errors.js";
-import { Builder, get, headerName, kvEntries, byteList } from "./flat.js";
+import { Builder, base64, bytesOf, get, headerName, kvEntries, byteList } from "./flat.js";
+import { decode } from "./utf8.js";
+
+/** A key for a message: quoted when it is printable UTF-8 text, else base64. */
+function keyText(key) {
+  try {
+    const text = decode(key);
+    if (!/[\u0000-\u001f\u007f]/.test(text)) return JSON.stringify(text);
+  } catch (_) {
+    // not UTF-8
+  }
+  return "base64:" + base64(key);
+}
 
 /** Builds an `output-batch`. */
 class Outputs {
@@ -112,11 +124,22 @@ export function exportOperator(OperatorClass) {
     migrate(store, fromVersion, entries) {
       const values = [];
       for (const [key, value] of kvEntries(entries)) {
+        const where = "migrating store " + JSON.stringify(store) + " key " + keyText(key);
+        let v;
         try {
-          const v = op.migrate(store, key, value, fromVersion);
-          values.push(v === null || v === undefined ? null : v);
+          v = op.migrate(store, key, value, fromVersion);
         } catch (e) {
-          throw "migrating store " + store + ": " + (e && e.message ? e.message : String(e));
+          const what = e instanceof EddyError || !(e && e.name) ? "" : e.name + ": ";
+          throw where + ": " + what + (e && e.message ? e.message : String(e));
+        }
+        if (v === null || v === undefined) {
+          values.push(null);
+          continue;
+        }
+        try {
+          values.push(bytesOf(v));
+        } catch (_) {
+          throw where + ": migrate returned " + typeof v + "; return a Uint8Array or a string (or null to drop the key)";
         }
       }
       return byteList(values);
