@@ -56,6 +56,18 @@ async fn dotted_names_and_harmful_settings_are_refused() {
             "probation_max_error_rate must be from 0 to 1",
         ),
         (
+            "probation_timeout = \"1s\"",
+            "probation_timeout = 1s is shorter than settings.probation_ms = 5000",
+        ),
+        (
+            "on_probation_timeout = \"accept\"",
+            "on_probation_timeout needs settings.probation_timeout",
+        ),
+        (
+            "probation_timeout = \"1m\"\non_probation_timeout = \"maybe\"",
+            "unknown variant `maybe`",
+        ),
+        (
             "max_pending_timers = 0",
             "max_pending_timers = 0 must be 1 to 1000000000",
         ),

@@ -232,10 +232,8 @@ fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
         mid_stream >= 2,
         "only {mid_stream} kills hit open work; make the chunks bigger"
     );
-    // A new version after more clicks: open windows and their timers carry over.
-    let second = clicks(&mut rng, 10_000, all.last().unwrap().1 + 1);
-    produce(&server, dir.path(), "second.jsonl", &jsonl(&second));
-    all.extend(second);
+    // A new version, then more clicks for its probation: open windows and their timers
+    // carry over.
     let v2 = new_version_of(&wasm, dir.path());
     server.ok(&[
         "operator",
@@ -243,13 +241,30 @@ fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
         "clicks-per-minute",
         v2.to_str().unwrap(),
     ]);
-    let upgraded = server.ok(&[
-        "pipeline",
-        "upgrade",
-        "clicks",
-        "--operator",
-        "clicks-per-minute",
-    ]);
+    let upgraded = std::thread::scope(|s| {
+        let upgrading = s.spawn(|| {
+            server.ok(&[
+                "pipeline",
+                "upgrade",
+                "clicks",
+                "--operator",
+                "clicks-per-minute",
+            ])
+        });
+        // The probation waits for its records.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !server
+            .ok(&["pipeline", "status", "clicks"])
+            .contains("on probation: 0 of 200 records")
+        {
+            assert!(std::time::Instant::now() < deadline, "no probation");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let second = clicks(&mut rng, 10_000, all.last().unwrap().1 + 1);
+        produce(&server, dir.path(), "second.jsonl", &jsonl(&second));
+        all.extend(second);
+        upgrading.join().unwrap()
+    });
     assert!(upgraded.contains("upgrade succeeded"), "{upgraded}");
     // The plain status shows the upgrade history.
     let table = server.ok(&["pipeline", "status", "clicks"]);

@@ -346,6 +346,7 @@ fn a_panic_in_a_task_fails_it_and_its_worker_goes_on() {
         created_ms: 0,
         updated_ms: 0,
         upgrades: Vec::new(),
+        canary: None,
     };
     let handles = factory
         .start_with(&record, None, &mut |_, partition, _| {

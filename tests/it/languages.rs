@@ -257,9 +257,10 @@ async fn state_written_by_python_survives_a_hot_upgrade_to_javascript() {
     };
     t.produce("lines", &events(0..30)).await;
     t.wait_caught_up("wc").await;
-    let (s, u) = t.upgrade("wc", "wc", 2).await;
+    let (s, u) = t.start_upgrade("wc", "wc", 2, None).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     t.produce("lines", &events(30..60)).await;
+    assert_eq!(t.upgrade_outcome("wc").await["result"], "succeeded");
     let status = t.wait_caught_up("wc").await;
     assert_eq!(status["operators"][0]["version"], 2, "{status}");
     assert_eq!(status["upgrades"][0]["result"], "succeeded", "{status}");

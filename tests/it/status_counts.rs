@@ -52,14 +52,24 @@ async fn outputs_state_size_and_the_last_error_are_reported_as_they_are() {
         .unwrap_or_else(|| panic!("no eddy_state_bytes for p:\n{metrics}"));
     assert!(bytes > 0, "{metrics}");
 
-    // After an upgrade the old version's last error is gone.
+    // After an upgrade the old version's last error is gone. Without traffic the
+    // probation waits, until a user promotes it.
     t.push("probe", "wordcount").await;
-    let (s, u) = t.upgrade("p", "probe", 2).await;
+    let (s, u) = t.start_upgrade("p", "probe", 2, None).await;
     assert_eq!(s, StatusCode::OK, "{u}");
-    let v = t
-        .wait_for("p", "the upgrade's end", |v| {
-            v["upgrades"][0]["result"] != "probation"
-        })
-        .await;
+    let (s, u) = t.post_json("/v1/pipelines/p/upgrade/promote", "").await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    assert_eq!(u["result"], "succeeded_unexercised", "{u}");
+    assert!(
+        u["reason"]
+            .as_str()
+            .unwrap()
+            .contains("promoted by request after 0 of 1000 records"),
+        "{u}"
+    );
+    let v = t.wait_caught_up("p").await;
+    assert_eq!(v["operators"][0]["version"], 2, "{v}");
     assert_eq!(v["tasks"][0]["last_error"], serde_json::Value::Null, "{v}");
+    let (s, again) = t.post_json("/v1/pipelines/p/upgrade/rollback", "").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{again}");
 }

@@ -230,10 +230,11 @@ async fn a_new_state_format_is_migrated_during_the_upgrade() {
     t.produce("lines", &events(0, 100, 10)).await;
     let before = t.wait_caught_up("c").await;
     assert_eq!(before["operators"][0]["state_version"], 1);
-    let (s, u) = t.upgrade("c", "counter", 2).await;
+    let (s, u) = t.start_upgrade("c", "counter", 2, None).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(u["migrated_keys"], 10, "{u}");
     t.produce("lines", &events(100, 200, 10)).await;
+    let u = t.upgrade_outcome("c").await;
     let after = t.wait_caught_up("c").await;
     assert_eq!(u["result"], "succeeded", "{u}");
     assert_eq!(
@@ -325,6 +326,58 @@ async fn upgrades_that_cannot_start_are_undone_at_once_and_bad_requests_refused(
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    // A config is checked before anything moves; the same config is no change.
+    for (body, code, says) in [
+        (
+            r#"{"operator":"wordcount","version":1,"config":{"":"x"}}"#,
+            StatusCode::BAD_REQUEST,
+            "must not be empty",
+        ),
+        (
+            r#"{"operator":"wordcount","version":1,"config":{"a":[1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "config",
+        ),
+        (
+            r#"{"operator":"wordcount","version":1,"config":{}}"#,
+            StatusCode::CONFLICT,
+            "already runs",
+        ),
+    ] {
+        let (s, e) = t
+            .json(Method::POST, "/v1/pipelines/wc/upgrade", body, &js)
+            .await;
+        assert_eq!(s, code, "{body}: {e}");
+        assert!(e["detail"].as_str().unwrap().contains(says), "{body}: {e}");
+    }
+    let many: serde_json::Map<String, Value> =
+        (0..1001).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let body = json!({ "operator": "wordcount", "version": 1, "config": many }).to_string();
+    let (s, e) = t.post_json("/v1/pipelines/wc/upgrade", body).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("more than 1000"),
+        "{e}"
+    );
+    for action in ["promote", "rollback"] {
+        let (s, e) = t
+            .post_json(&format!("/v1/pipelines/wc/upgrade/{action}"), "")
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{e}");
+        assert!(
+            e["detail"]
+                .as_str()
+                .unwrap()
+                .contains("no upgrade on probation"),
+            "{e}"
+        );
+    }
+    let status = t.wait_caught_up("wc").await;
+    assert_eq!(
+        status["upgrades"].as_array().unwrap().len(),
+        1,
+        "refused requests leave no trace"
+    );
     t.json(Method::POST, "/v1/pipelines/wc/stop", Body::empty(), &[])
         .await;
     let (s, e) = t
@@ -353,9 +406,11 @@ async fn eddy_run_migrates_a_state_dir_like_the_servers_upgrade() {
         .await;
     t.produce("lines", &first).await;
     t.wait_caught_up("c").await;
-    let (s, u) = t.upgrade("c", "counter", 2).await;
-    assert!(s.is_success() && u["result"] == "succeeded", "{u}");
+    let (s, u) = t.start_upgrade("c", "counter", 2, None).await;
+    assert!(s.is_success() && u["result"] == "probation", "{u}");
     t.produce("lines", &second).await;
+    let u = t.upgrade_outcome("c").await;
+    assert_eq!(u["result"], "succeeded", "{u}");
     t.wait_caught_up("c").await;
     let served: Vec<(String, String)> = t
         .records("out")
@@ -524,7 +579,7 @@ async fn the_error_rate_a_probation_allows_is_a_setting() {
     let during: Vec<&str> = (0..20)
         .map(|i| if i % 10 == 0 { "bad x" } else { "a" })
         .collect();
-    let settings = "on_error = \"skip\"\nprobation_records = 20\nprobation_ms = 60000";
+    let settings = "on_error = \"skip\"\nprobation_records = 20\nprobation_ms = 300";
     let allows = format!("{settings}\nprobation_max_error_rate = 0.1");
     let (_, upgrade, _) = probe_upgrade(&allows, &lines(&["a"]), &lines(&during)).await;
     assert_eq!(upgrade["result"], "succeeded", "{upgrade}");

@@ -89,6 +89,7 @@ impl From<ControlError> for ApiError {
             | ControlError::UnknownVersion(_)
             | ControlError::NoSuchOperator { .. }
             | ControlError::NoSuchSavepoint(_)
+            | ControlError::BadCanary(_)
             | ControlError::Start(_)
             | ControlError::CannotStart { .. } => {
                 ApiError::bad_request("invalid pipeline", e.to_string())
@@ -97,6 +98,9 @@ impl From<ControlError> for ApiError {
             ControlError::Running { .. }
             | ControlError::NotRunning(_)
             | ControlError::AlreadyRuns { .. }
+            | ControlError::NoProbation(_)
+            | ControlError::CanaryRuns { .. }
+            | ControlError::CanaryNotShared
             | ControlError::Stage(_)
             | ControlError::Pause(_)
             | ControlError::Export(_)

@@ -2,7 +2,10 @@
 
 use super::extract::{ApiJson, ApiQuery, LimitedBody};
 use super::{ApiError, AppState, ErrorBody, blocking};
-use crate::control::{PipelineSpec, PipelineStatus, UpgradeRecord, VersionRef};
+use crate::control::{
+    OperatorConfig, PipelineSpec, PipelineStatus, UpgradeDecision, UpgradeRecord, UpgradeTo,
+    VersionRef,
+};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -16,6 +19,8 @@ pub fn routes() -> Router<AppState> {
         .route("/pipelines/{name}/start", post(start))
         .route("/pipelines/{name}/rebuild-state", post(rebuild_state))
         .route("/pipelines/{name}/upgrade", post(upgrade))
+        .route("/pipelines/{name}/upgrade/promote", post(promote))
+        .route("/pipelines/{name}/upgrade/rollback", post(rollback))
 }
 
 /// Reads a spec as JSON (Content-Type: application/json, or a body starting with `{`)
@@ -136,6 +141,15 @@ pub struct UpgradeRequest {
     /// A registry version number, or `"latest"` (the default).
     #[serde(default)]
     pub version: Option<VersionRef>,
+    /// The operator's new config, whole, handed to the new instances' `init` (values
+    /// may be strings, numbers or booleans). With the version it runs, this is a
+    /// reconfigure.
+    #[serde(default)]
+    pub config: Option<OperatorConfig>,
+    /// Only these partitions (of the operator's stage) switch, with probation: a canary,
+    /// until `promote` upgrades the others or `rollback` sends it back.
+    #[serde(default)]
+    pub partitions: Option<Vec<u32>>,
 }
 
 /// Whether to wait for the probation's end.
@@ -162,6 +176,51 @@ async fn upgrade(
     let controller = state.controller.clone();
     let wait = q.wait.unwrap_or(false);
     Ok(Json(
-        blocking(move || Ok(controller.upgrade(&name, &req.operator, req.version, wait)?)).await?,
+        blocking(move || {
+            let to = UpgradeTo {
+                operator: req.operator,
+                version: req.version,
+                config: req.config.map(|c| c.0),
+                partitions: req.partitions,
+            };
+            Ok(controller.upgrade(&name, &to, wait)?)
+        })
+        .await?,
+    ))
+}
+
+/// Ends the pipeline's upgrade on probation now and keeps the new version (recorded as
+/// `succeeded_unexercised` when it had not handled `probation_records` records yet), and
+/// answers with the upgrade once it ended; or upgrades the partitions a canary does not
+/// cover to its version (answering with that upgrade, on probation).
+#[utoipa::path(post, operation_id = "pipelines_upgrade_promote", path = "/v1/pipelines/{name}/upgrade/promote", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = UpgradeRecord), (status = 404, body = ErrorBody), (status = 409, description = "No upgrade on probation", body = ErrorBody)))]
+async fn promote(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<UpgradeRecord>, ApiError> {
+    decide(state, name, UpgradeDecision::Promote).await
+}
+
+/// Ends the pipeline's upgrade on probation now and goes back to the old version (the
+/// new version's held work is dropped), or sends a canary's partitions back to the
+/// version the others run. Answers with the upgrade once it ended.
+#[utoipa::path(post, operation_id = "pipelines_upgrade_rollback", path = "/v1/pipelines/{name}/upgrade/rollback", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = UpgradeRecord), (status = 404, body = ErrorBody), (status = 409, description = "No upgrade on probation", body = ErrorBody)))]
+async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<UpgradeRecord>, ApiError> {
+    decide(state, name, UpgradeDecision::RollBack).await
+}
+
+async fn decide(
+    state: AppState,
+    name: String,
+    decision: UpgradeDecision,
+) -> Result<Json<UpgradeRecord>, ApiError> {
+    let controller = state.controller.clone();
+    Ok(Json(
+        blocking(move || Ok(controller.end_upgrade(&name, decision)?)).await?,
     ))
 }

@@ -12,6 +12,7 @@ mod run;
 mod savepoint;
 mod serve;
 mod topic;
+mod upgrade;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

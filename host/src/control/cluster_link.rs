@@ -6,6 +6,7 @@ use crate::cluster::Catalog;
 use crate::model::{Held, Hold, ProbationReport};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 pub(super) struct ClusterLink {
     pub(super) catalog: Arc<Catalog>,
@@ -40,8 +41,11 @@ impl ClusterLink {
     }
 }
 
-/// What each server last reported about a pipeline.
-pub(super) struct ServerReports<T>(Mutex<HashMap<String, BTreeMap<String, T>>>);
+/// What each server last reported about a pipeline, and when it arrived.
+pub(super) struct ServerReports<T>(Mutex<HashMap<String, Heard<T>>>);
+
+/// Per server: its last report and when it arrived.
+type Heard<T> = BTreeMap<String, (T, Instant)>;
 
 impl<T> Default for ServerReports<T> {
     fn default() -> Self {
@@ -56,7 +60,13 @@ impl<T: Clone> ServerReports<T> {
             .expect("reports lock")
             .entry(pipeline.to_string())
             .or_default()
-            .insert(server.to_string(), report);
+            .insert(server.to_string(), (report, Instant::now()));
+    }
+
+    /// When `server`'s last report about `pipeline` arrived.
+    pub(super) fn heard(&self, pipeline: &str, server: &str) -> Option<Instant> {
+        let reports = self.0.lock().expect("reports lock");
+        reports.get(pipeline)?.get(server).map(|(_, at)| *at)
     }
 
     /// Every server's last report about `pipeline`, by server.
@@ -67,7 +77,7 @@ impl<T: Clone> ServerReports<T> {
             .get(pipeline)
             .into_iter()
             .flatten()
-            .map(|(s, r)| (s.clone(), r.clone()))
+            .map(|(s, (r, _))| (s.clone(), r.clone()))
             .collect()
     }
 }

@@ -266,6 +266,16 @@ impl Controller {
                 let entry = o.into_mut();
                 entry.record.operators = record.operators;
                 entry.record.upgrades = record.upgrades;
+                // An upgrade may have changed an operator's config.
+                for (mine, theirs) in entry
+                    .record
+                    .spec
+                    .operators
+                    .iter_mut()
+                    .zip(&record.spec.operators)
+                {
+                    mine.config = theirs.config.clone();
+                }
                 entry
             }
         };

@@ -6,10 +6,13 @@
 //!    their next batch boundary and puts them on probation: they process but hold their
 //!    commits (with Kafka: no transaction is begun for them). Each server reports its
 //!    tasks' probation through the catalog (`upgrade/<pipeline>/<server>`).
-//! 2. The deciding server waits until every server running the pipeline has reported and
-//!    the probation window (records or time) has passed, or until any report names a
-//!    failure; it then writes the verdict into the record: `succeeded` with the new
-//!    version pinned, or `rolled_back` with the reason.
+//! 2. The deciding server (the record's `judge`) waits until every server running the
+//!    pipeline has reported and the probation has its records and its time (see
+//!    `probation`), until any report names a failure, the probation times out, or a user
+//!    asks (the record's `decision`, written by any server); it then writes the verdict
+//!    into the record: `succeeded` with the new version pinned, or `rolled_back` with the
+//!    reason. A server that hears nothing from the judge for a minute rolls back on its
+//!    own (the judge went away).
 //! 3. On `succeeded` the tasks end their probation (the held work commits) and any task
 //!    still on the old version (one started during the probation) is swapped; on
 //!    `rolled_back` the tasks drop the held work and go back to the old version, from
@@ -22,19 +25,22 @@
 
 use super::controller::Controller;
 use super::error::ControlError;
+use super::probation::{self, Outcome, Progress};
 use crate::model::{
     PinnedOperator, PipelineRecord, PipelineState, ProbationReport, Settings, UpgradeRecord,
-    UpgradeResult, VersionRef,
+    UpgradeResult, UpgradeTo,
 };
 use crate::record::now_ms;
-use crate::task::{Command, Probation, ProbationTotals, SWAP_TIMEOUT, SwapPlan, ask_all};
+use crate::task::{
+    Command, ConfigChange, Probation, ProbationTotals, SWAP_TIMEOUT, SwapPlan, ask_all,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// A server without a verdict this long after the probation window rolls back on its
-/// own (the deciding server went away).
+/// A server that heard nothing from the deciding server this long rolls back on its own
+/// (the deciding server went away). Every server reports at least once a second.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the deciding server waits for a server's first report after the window.
 const REPORT_GRACE: Duration = Duration::from_secs(10);
@@ -47,13 +53,12 @@ impl Controller {
     pub(super) fn begin_shared_upgrade(
         self: &Arc<Self>,
         name: &str,
-        operator: &str,
-        version: Option<VersionRef>,
+        to: &UpgradeTo,
     ) -> Result<(UpgradeRecord, Option<JoinHandle<UpgradeRecord>>), ControlError> {
         // Validates and compiles both versions before any task moves.
-        let request = self.upgrade_request(name, operator, version)?;
+        let request = self.upgrade_request(name, to, false)?;
         let upgrade = UpgradeRecord {
-            operator: operator.to_string(),
+            operator: to.operator.clone(),
             from_version: request.plan.old.pinned.version,
             to_version: request.plan.new.pinned.version,
             savepoint: String::new(),
@@ -63,6 +68,11 @@ impl Controller {
             reason: None,
             started_ms: now_ms(),
             finished_ms: None,
+            judge: self.cluster.get().map(|l| l.me().to_string()),
+            decision: None,
+            partitions: None,
+            old_config: request.config.old.clone(),
+            new_config: request.config.new.clone(),
         };
         self.record_upgrade(name, &upgrade, None)?;
         self.reconcile_upgrade(name);
@@ -82,8 +92,16 @@ impl Controller {
         settings: Settings,
     ) -> UpgradeRecord {
         let started = Instant::now();
-        let window = Duration::from_millis(settings.probation_ms);
-        let verdict = loop {
+        let grace = Duration::from_millis(settings.probation_ms) + REPORT_GRACE;
+        let (outcome, state_version) = loop {
+            // A user's decision, or a follower that rolled back on its own, is in the record.
+            let recorded = self.recorded_upgrade(name, upgrade.started_ms);
+            if let Some(u) = recorded.filter(|u| u.result != UpgradeResult::Probation) {
+                self.reconcile_upgrade(name);
+                self.release(name);
+                return u;
+            }
+            let recorded = self.recorded_upgrade(name, upgrade.started_ms);
             let reports: Vec<(String, ProbationReport)> = self
                 .cluster
                 .get()
@@ -96,7 +114,7 @@ impl Controller {
                 .iter()
                 .find_map(|(s, r)| r.failure.as_ref().map(|f| (s, f)))
             {
-                break Err(format!("on server {server}: {f}"));
+                break (Outcome::RollBack(format!("on server {server}: {f}")), None);
             }
             let owners = self.owner_servers(name);
             let all_in = owners
@@ -113,28 +131,35 @@ impl Controller {
                     failure: None,
                 });
             }
-            let max_rate = settings.probation_max_error_rate.map(|r| r.0);
-            let passed =
-                totals.processed >= settings.probation_records || started.elapsed() >= window;
             // A rate is judged on every server's report (a rejected record where none
             // may be is judged at once).
-            let done = passed && (all_in || started.elapsed() >= window + REPORT_GRACE);
-            if let Some(reason) = totals.rejected(max_rate, done) {
-                break Err(reason);
-            }
-            if done {
+            let progress = Progress {
+                totals: &totals,
+                elapsed: started.elapsed(),
+                reports_in: all_in || started.elapsed() >= grace,
+                decision: recorded.and_then(|u| u.decision),
+            };
+            if let Some(outcome) = probation::outcome(&settings, &progress) {
                 upgrade.pause_ms = reports.iter().map(|(_, r)| r.pause_ms).fold(0.0, f64::max);
                 upgrade.migrated_keys = reports.iter().map(|(_, r)| r.migrated_keys).sum();
-                break Ok(reports.iter().find_map(|(_, r)| r.state_version));
+                break (outcome, reports.iter().find_map(|(_, r)| r.state_version));
             }
             if !self.is_running(name) {
-                break Err("the pipeline stopped during the probation".into());
+                break (
+                    Outcome::RollBack("the pipeline stopped during the probation".into()),
+                    None,
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let verdict =
-            verdict.map(|state_version| self.pinned_target(name, &upgrade, state_version));
-        let upgrade = self.conclude_upgrade(name, upgrade, verdict);
+        let pin = match outcome {
+            Outcome::Accept { .. } => self.pinned_target(name, &upgrade, state_version),
+            Outcome::RollBack(_) => None,
+        };
+        if let Some(u) = self.recorded_upgrade(name, upgrade.started_ms) {
+            upgrade.decision = u.decision;
+        }
+        let upgrade = self.conclude_upgrade(name, upgrade, outcome, pin);
         self.reconcile_upgrade(name);
         self.release(name);
         upgrade
@@ -216,6 +241,7 @@ impl Controller {
     fn converge_tasks(&self, name: &str) {
         let mut plan: Option<(i64, Arc<SwapPlan>)> = None;
         let mut sent: Option<(ProbationReport, Instant)> = None;
+        let following = Instant::now();
         loop {
             let Ok((record, tasks)) = self.record_and_tasks(name) else {
                 return;
@@ -301,9 +327,7 @@ impl Controller {
                 self.send_probation_report(name, &report);
                 sent = Some((report, Instant::now()));
             }
-            let waited = Duration::from_millis((now_ms() - upgrade.started_ms).max(0) as u64);
-            if waited >= Duration::from_millis(record.spec.settings.probation_ms) + VERDICT_TIMEOUT
-            {
+            if self.judge_went_away(name, &upgrade, following) {
                 // The deciding server went away: roll back here and say so.
                 let mut rolled = upgrade.clone();
                 rolled.result = UpgradeResult::RolledBack;
@@ -315,6 +339,35 @@ impl Controller {
                 continue;
             }
             std::thread::sleep(RECONCILE_EVERY);
+        }
+    }
+
+    /// Whether the server judging an upgrade on probation went quiet: nothing heard from
+    /// it for [`VERDICT_TIMEOUT`] since this server began following. (An upgrade
+    /// recorded without a judge, by an older server, waits its probation window and the
+    /// timeout.)
+    fn judge_went_away(&self, name: &str, upgrade: &UpgradeRecord, following: Instant) -> bool {
+        let Some(link) = self.cluster.get() else {
+            return false;
+        };
+        match &upgrade.judge {
+            Some(judge) if judge == link.me() => false,
+            Some(judge) => {
+                let heard = link
+                    .probation
+                    .heard(name, judge)
+                    .map_or(following, |at| at.max(following));
+                heard.elapsed() >= VERDICT_TIMEOUT
+            }
+            None => {
+                let waited = Duration::from_millis((now_ms() - upgrade.started_ms).max(0) as u64);
+                let window = Duration::from_millis(
+                    self.table()
+                        .get(name)
+                        .map_or(0, |e| e.record.spec.settings.probation_ms),
+                );
+                waited >= window + VERDICT_TIMEOUT
+            }
         }
     }
 
@@ -332,8 +385,12 @@ impl Controller {
         old.version = upgrade.from_version;
         let target = self.registry().version(&old.name, upgrade.to_version)?;
         old.digest = self.registry().version(&old.name, old.version)?.digest;
+        let config = ConfigChange {
+            old: upgrade.old_config.clone(),
+            new: upgrade.new_config.clone(),
+        };
         self.factory
-            .swap_plan(record, i, &old, &target)
+            .swap_plan(record, i, &old, &target, &config)
             .map_err(ControlError::stage)
     }
 

@@ -78,6 +78,22 @@ pub enum ControlError {
     },
     #[error("pipeline {0:?} is not running; start it, then upgrade")]
     NotRunning(String),
+    #[error("pipeline {0:?} has no upgrade on probation, and no canary, to promote or roll back")]
+    NoProbation(String),
+    #[error("{0}")]
+    BadCanary(String),
+    #[error(
+        "pipeline {pipeline:?} runs a canary of {operator} on partitions {partitions:?}: promote it or roll it back first (eddy pipeline upgrade {pipeline} --promote | --rollback)"
+    )]
+    CanaryRuns {
+        pipeline: String,
+        operator: String,
+        partitions: Vec<u32>,
+    },
+    #[error(
+        "canary upgrades of a pipeline shared across a cluster are not supported yet: upgrade every partition"
+    )]
+    CanaryNotShared,
     #[error("operator {operator} already runs {name}@{version}")]
     AlreadyRuns {
         operator: String,

@@ -10,7 +10,8 @@ use crate::kafka;
 use crate::log::Replayed;
 use crate::log::{LogError, TopicConfig, catch_up};
 use crate::model::{
-    PinnedOperator, PipelineRecord, PipelineSpec, PipelineState, UpgradeResult, stages,
+    PinnedOperator, PipelineRecord, PipelineSpec, PipelineState, UpgradeDecision, UpgradeResult,
+    stages,
 };
 use crate::record::now_ms;
 use crate::registry::RegistryError;
@@ -142,6 +143,7 @@ impl Controller {
             created_ms: now,
             updated_ms: now,
             upgrades: Vec::new(),
+            canary: None,
         };
         let name = record.spec.name.clone();
         // The name is claimed and the pipeline shows as starting while its state is
@@ -252,6 +254,14 @@ impl Controller {
 
     /// Stops a running pipeline; its tasks commit first, so a start resumes exactly there.
     pub fn stop(&self, name: &str) -> Result<PipelineStatus, ControlError> {
+        // A stop ends an upgrade's probation first, as a server stop does: the held work
+        // is dropped and the old version commits from where it was.
+        let on_probation = self.with_entry(name, |e| {
+            Ok(e.record.upgrades.last().map(|u| u.result) == Some(UpgradeResult::Probation))
+        })?;
+        if on_probation {
+            self.decide_upgrade(name, UpgradeDecision::RollBack)?;
+        }
         let running = self.with_entry(name, |entry| {
             entry.check_idle()?;
             match entry.record.state {

@@ -16,12 +16,14 @@ mod error;
 mod manifest;
 mod manifest_check;
 mod pause;
+mod probation;
 mod records;
 mod savepoint_archive;
 pub mod savepoints;
 mod topics;
 
 // The operations, one concern each.
+mod canary;
 mod cluster_hold;
 mod cluster_members;
 mod cluster_savepoints;
@@ -38,8 +40,8 @@ mod upgrade;
 pub use crate::log::{ReplayError, Replayed, catch_up, changelog_topics};
 pub use crate::model::spec;
 pub use crate::model::{
-    Held, Hold, PinnedOperator, PipelineRecord, PipelineState, ProbationReport, UpgradeRecord,
-    UpgradeResult,
+    Held, Hold, PinnedOperator, PipelineRecord, PipelineState, ProbationReport, UpgradeDecision,
+    UpgradeRecord, UpgradeResult, UpgradeTo,
 };
 pub use compaction::CompactionError;
 pub use controller::Controller;
@@ -47,5 +49,8 @@ pub use error::{ControlError, RunError};
 pub use restore::Restored;
 pub use savepoint_archive::ArchiveLimits;
 pub use savepoints::{Manifest, SavepointError, Savepoints};
-pub use spec::{LateEvents, OnError, OperatorSpec, PipelineSpec, Settings, SpecError, VersionRef};
+pub use spec::{
+    LateEvents, OnError, OperatorConfig, OperatorSpec, PipelineSpec, Settings, SpecError,
+    VersionRef,
+};
 pub use status::{PipelineStatus, ServerStatus};

@@ -6,7 +6,9 @@ use super::entry::{Entry, STARTING, STOPPING};
 use super::error::ControlError;
 use super::topics::all_topics;
 use crate::memory::MemoryUsage;
-use crate::model::{PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord, stages};
+use crate::model::{
+    Canary, PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord, stages,
+};
 use crate::state::{TaskId, load_position};
 use crate::task::{TaskState, TaskStatus};
 use serde::Serialize;
@@ -36,6 +38,8 @@ pub struct PipelineStatus {
     pub spec: PipelineSpec,
     /// Upgrades, oldest first.
     pub upgrades: Vec<UpgradeRecord>,
+    /// Partitions that run a canary version of one operator, if any.
+    pub canary: Option<Canary>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -84,6 +88,17 @@ impl Controller {
                 t.lag = t.end_offset - t.committed_offset;
             }
         }
+        if let Some(c) = &r.canary {
+            let i = r.operators.iter().position(|o| o.id == c.operator.id);
+            let stage = stages
+                .iter()
+                .find(|s| i.is_some_and(|i| s.ops.contains(&i)));
+            for t in &mut tasks {
+                if stage.is_some_and(|s| s.index == t.stage) && c.covers(t.partition) {
+                    t.canary = Some(format!("{}@{}", c.operator.id, c.operator.version));
+                }
+            }
+        }
         PipelineStatus {
             name: r.spec.name.clone(),
             state: match entry.busy {
@@ -98,6 +113,7 @@ impl Controller {
             tasks,
             spec: r.spec.clone(),
             upgrades: r.upgrades.clone(),
+            canary: r.canary.clone(),
             created_ms: r.created_ms,
             updated_ms: r.updated_ms,
         }

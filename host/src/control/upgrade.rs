@@ -14,25 +14,54 @@
 use super::controller::Controller;
 use super::error::ControlError;
 use super::pause::resume;
+use super::probation::{self, Outcome, Progress};
 use crate::model::{
-    PinnedOperator, PipelineRecord, PipelineState, Settings, UpgradeRecord, UpgradeResult,
-    VersionRef,
+    Canary, PinnedOperator, PipelineRecord, PipelineState, Settings, UpgradeDecision,
+    UpgradeRecord, UpgradeResult, UpgradeTo,
 };
 use crate::record::now_ms;
 use crate::task::{
-    Command, ProbationTotals, SWAP_TIMEOUT, SwapPlan, TaskHandle, TaskState, ask_all,
+    Command, ConfigChange, ProbationTotals, SWAP_TIMEOUT, SwapPlan, TaskHandle, TaskState, ask_all,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What an upgrade claims a pipeline for.
-const UPGRADE: &str = "an upgrade";
+const UPGRADE: &str = "an upgrade (a probation waits for its records: `eddy pipeline upgrade <name> --promote` or `--rollback` ends it now)";
+/// Longest a request to end a probation waits for the judge to act on it.
+const DECISION_WAIT: Duration = Duration::from_secs(30);
 
 /// A checked upgrade request: the pipeline, its tasks, and how to swap the operator.
 pub(super) struct UpgradeRequest {
     pub(super) record: PipelineRecord,
     pub(super) tasks: Vec<Arc<TaskHandle>>,
     pub(super) plan: Arc<SwapPlan>,
+    pub(super) config: ConfigChange,
+}
+
+/// Checks a canary's partitions against the `count` of its stage.
+fn check_canary(partitions: &[u32], count: u32) -> Result<(), ControlError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let why = if partitions.is_empty() {
+        Some("name at least one".to_string())
+    } else if let Some(p) = partitions.iter().find(|p| **p >= count) {
+        Some(format!(
+            "partition {p} is not one of the operator's stage (0 to {})",
+            count.saturating_sub(1)
+        ))
+    } else if let Some(p) = partitions.iter().find(|p| !seen.insert(**p)) {
+        Some(format!("partition {p} is named twice"))
+    } else if seen.len() as u32 == count {
+        Some("they are every partition: upgrade without --partitions".to_string())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(ControlError::BadCanary(format!(
+            "canary partitions {partitions:?}: {why}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The thread that decides an upgrade's probation; it returns the upgrade as recorded.
@@ -43,6 +72,10 @@ struct OnProbation {
     plan: Arc<SwapPlan>,
     tasks: Vec<Arc<TaskHandle>>,
     settings: Settings,
+    /// Which upgrade (its `started_ms`).
+    started_ms: i64,
+    /// Its tasks are a canary's: on success they go on as one.
+    canary: bool,
 }
 
 impl Controller {
@@ -52,15 +85,25 @@ impl Controller {
     pub fn upgrade(
         self: &Arc<Self>,
         name: &str,
-        operator: &str,
-        version: Option<VersionRef>,
+        to: &UpgradeTo,
         wait: bool,
     ) -> Result<UpgradeRecord, ControlError> {
+        self.upgrade_as(name, to, wait, false)
+    }
+
+    /// An upgrade, or with `promoting` the promotion of a canary to the other partitions.
+    pub(super) fn upgrade_as(
+        self: &Arc<Self>,
+        name: &str,
+        to: &UpgradeTo,
+        wait: bool,
+        promoting: bool,
+    ) -> Result<UpgradeRecord, ControlError> {
         self.claim(name, UPGRADE)?;
-        let begun = if self.is_shared(name) {
-            self.begin_shared_upgrade(name, operator, version)
-        } else {
-            self.begin_local_upgrade(name, operator, version)
+        let begun = match self.is_shared(name) {
+            true if to.partitions.is_some() => Err(ControlError::CanaryNotShared),
+            true => self.begin_shared_upgrade(name, to),
+            false => self.begin_local_upgrade(name, to, promoting),
         };
         let (upgrade, verdict) = match begun {
             Ok(b) => b,
@@ -86,10 +129,10 @@ impl Controller {
     fn begin_local_upgrade(
         self: &Arc<Self>,
         name: &str,
-        operator: &str,
-        version: Option<VersionRef>,
+        to: &UpgradeTo,
+        promoting: bool,
     ) -> Result<(UpgradeRecord, Option<Verdict>), ControlError> {
-        let (upgrade, probation) = self.begin_upgrade(name, operator, version)?;
+        let (upgrade, probation) = self.begin_upgrade(name, to, promoting)?;
         let watcher = probation.map(|probation| {
             let this = Arc::clone(self);
             let pipeline = name.to_string();
@@ -105,17 +148,27 @@ impl Controller {
             .is_some_and(|e| self.distributed(&e.record.spec))
     }
 
-    /// Checks an upgrade request against a pipeline: it runs, has the operator, and the
-    /// version asked is another one. Both versions are compiled before anything moves.
+    /// Checks an upgrade request against a pipeline: it runs, has the operator, runs no
+    /// canary (unless `promoting` it), the version or the config asked is another one,
+    /// and a canary's partitions are some of the operator's stage. Both versions are
+    /// compiled before anything moves.
     pub(super) fn upgrade_request(
         &self,
         name: &str,
-        operator: &str,
-        version: Option<VersionRef>,
+        to: &UpgradeTo,
+        promoting: bool,
     ) -> Result<UpgradeRequest, ControlError> {
+        let operator = to.operator.as_str();
         let (record, tasks) = self.record_and_tasks(name)?;
         if record.state != PipelineState::Running {
             return Err(ControlError::NotRunning(name.to_string()));
+        }
+        if let Some(c) = record.canary.as_ref().filter(|_| !promoting) {
+            return Err(ControlError::CanaryRuns {
+                pipeline: name.to_string(),
+                operator: format!("{}@{}", c.operator.id, c.operator.version),
+                partitions: c.partitions.clone(),
+            });
         }
         let index = record
             .spec
@@ -133,8 +186,19 @@ impl Controller {
                     .collect(),
             })?;
         let old = record.operators[index].clone();
-        let target = self.registry().resolve(&old.name, version)?;
-        if target.version == old.version {
+        let target = self.registry().resolve(&old.name, to.version)?;
+        let old_config = &record.spec.operators[index].config;
+        let config = match &to.config {
+            Some(c) if c != old_config => {
+                UpgradeTo::check_config(c)?;
+                ConfigChange {
+                    old: Some(old_config.clone()),
+                    new: Some(c.clone()),
+                }
+            }
+            _ => ConfigChange::default(),
+        };
+        if target.version == old.version && config.new.is_none() {
             return Err(ControlError::AlreadyRuns {
                 operator: operator.to_string(),
                 name: target.name,
@@ -143,12 +207,17 @@ impl Controller {
         }
         let plan = self
             .factory
-            .swap_plan(&record, index, &old, &target)
+            .swap_plan(&record, index, &old, &target, &config)
             .map_err(ControlError::stage)?;
+        if let Some(partitions) = to.partitions.as_ref().filter(|_| !promoting) {
+            let count = tasks.iter().filter(|t| t.id.stage == plan.stage).count() as u32;
+            check_canary(partitions, count)?;
+        }
         Ok(UpgradeRequest {
             record,
             tasks,
             plan: Arc::new(plan),
+            config,
         })
     }
 
@@ -158,19 +227,26 @@ impl Controller {
     fn begin_upgrade(
         &self,
         name: &str,
-        operator: &str,
-        version: Option<VersionRef>,
+        to: &UpgradeTo,
+        promoting: bool,
     ) -> Result<(UpgradeRecord, Option<OnProbation>), ControlError> {
         let UpgradeRequest {
             record,
             tasks,
             plan,
-        } = self.upgrade_request(name, operator, version)?;
+            config,
+        } = self.upgrade_request(name, to, promoting)?;
         let stage_tasks: Vec<Arc<TaskHandle>> = tasks
             .iter()
             .filter(|t| t.id.stage == plan.stage)
+            .filter(|t| {
+                to.partitions
+                    .as_ref()
+                    .is_none_or(|p| p.contains(&t.id.partition))
+            })
             .cloned()
             .collect();
+        let canary = to.partitions.is_some() && !promoting;
         let started = Instant::now();
         let started_ms = now_ms();
         self.pause_pipeline(&record, &tasks)?;
@@ -186,7 +262,17 @@ impl Controller {
             |reply| Command::Upgrade(Arc::clone(&plan), reply),
             SWAP_TIMEOUT,
         );
-        let failure = replies.iter().find_map(|r| r.as_ref().err().cloned());
+        let mut failure = replies.iter().find_map(|r| r.as_ref().err().cloned());
+        let old_format = plan.old.pinned.state_version;
+        if let Some(v) = replies
+            .iter()
+            .filter_map(|r| r.as_ref().ok()?.state_version)
+            .find(|v| canary && *v != old_format)
+        {
+            failure = failure.or(Some(format!(
+                "a canary cannot change the state format (state-version {old_format} → {v}): its partitions could not go back; upgrade every partition"
+            )));
+        }
         if failure.is_some() {
             // Undo the swap where it happened; nothing was processed in between.
             let swapped: Vec<Arc<TaskHandle>> = stage_tasks
@@ -206,7 +292,7 @@ impl Controller {
             new.state_version = v;
         }
         let upgrade = UpgradeRecord {
-            operator: operator.to_string(),
+            operator: to.operator.clone(),
             from_version: plan.old.pinned.version,
             to_version: new.version,
             savepoint: manifest.id,
@@ -220,6 +306,11 @@ impl Controller {
             reason: failure.clone(),
             started_ms,
             finished_ms: failure.as_ref().map(|_| now_ms()),
+            judge: None,
+            decision: None,
+            partitions: to.partitions.clone(),
+            old_config: config.old,
+            new_config: config.new,
         };
         self.record_upgrade(name, &upgrade, None)?;
         let probation = failure.is_none().then(|| OnProbation {
@@ -232,6 +323,8 @@ impl Controller {
             }),
             tasks: stage_tasks,
             settings: record.spec.settings.clone(),
+            started_ms,
+            canary,
         });
         Ok((upgrade, probation))
     }
@@ -249,7 +342,7 @@ impl Controller {
     }
 
     /// Adds or updates (the last) upgrade in the pipeline's record; with `pin`, the
-    /// operator now runs that version for good.
+    /// operator now runs that version for good (or, for a canary, on its partitions).
     pub(super) fn record_upgrade(
         &self,
         name: &str,
@@ -267,10 +360,29 @@ impl Controller {
                 }
                 _ => history.push(upgrade.clone()),
             }
-            if let Some(pin) = pin
+            if let Some(pin) = pin.filter(|_| upgrade.result == UpgradeResult::Canary) {
+                entry.record.canary = Some(Canary {
+                    operator: pin.clone(),
+                    config: upgrade.new_config.clone(),
+                    partitions: upgrade.partitions.clone().unwrap_or_default(),
+                    started_ms: upgrade.started_ms,
+                });
+            } else if let Some(pin) = pin
                 && let Some(o) = entry.record.operators.iter_mut().find(|o| o.id == pin.id)
             {
+                // Every partition runs it now (a promoted canary is no more).
+                entry.record.canary = None;
                 *o = pin.clone();
+                if let Some(config) = &upgrade.new_config
+                    && let Some(o) = entry
+                        .record
+                        .spec
+                        .operators
+                        .iter_mut()
+                        .find(|o| o.id() == pin.id)
+                {
+                    o.config = config.clone();
+                }
             }
             self.store.touch(&mut entry.record)?;
             // A shared pipeline's servers follow its upgrades through the catalog.
@@ -279,21 +391,23 @@ impl Controller {
         })
     }
 
-    /// Writes an upgrade's verdict into the pipeline's record: succeeded (with the
+    /// Writes an upgrade's outcome into the pipeline's record: succeeded (with the
     /// operator's new version pinned) or rolled back with the reason.
     pub(super) fn conclude_upgrade(
         &self,
         name: &str,
         mut upgrade: UpgradeRecord,
-        verdict: Result<Option<PinnedOperator>, String>,
+        outcome: Outcome,
+        pin: Option<PinnedOperator>,
     ) -> UpgradeRecord {
         upgrade.finished_ms = Some(now_ms());
-        let pin = match verdict {
-            Ok(pin) => {
-                upgrade.result = UpgradeResult::Succeeded;
+        let pin = match outcome {
+            Outcome::Accept { result, note } => {
+                upgrade.result = result;
+                upgrade.reason = note;
                 pin
             }
-            Err(reason) => {
+            Outcome::RollBack(reason) => {
                 tracing::warn!(pipeline = %name, "upgrade rolled back: {reason}");
                 upgrade.result = UpgradeResult::RolledBack;
                 upgrade.reason = Some(reason);
@@ -306,19 +420,72 @@ impl Controller {
         upgrade
     }
 
-    /// Waits out a probation, then commits the new version or rolls back.
+    /// The pipeline's upgrade that started at `started_ms`, as recorded now.
+    pub(super) fn recorded_upgrade(&self, name: &str, started_ms: i64) -> Option<UpgradeRecord> {
+        self.table().get(name).and_then(|e| {
+            e.record
+                .upgrades
+                .iter()
+                .rev()
+                .find(|u| u.started_ms == started_ms)
+                .cloned()
+        })
+    }
+
+    /// Ends the pipeline's upgrade on probation now, as the user asks: the server that
+    /// judges it (this one, or in a cluster the one that started it) reads the decision
+    /// in the record. Returns the upgrade once it ended (or, when the judge has not
+    /// acted within [`DECISION_WAIT`], as it stands).
+    pub fn decide_upgrade(
+        &self,
+        name: &str,
+        decision: UpgradeDecision,
+    ) -> Result<UpgradeRecord, ControlError> {
+        let started_ms = self.with_entry(name, |entry| {
+            let Some(last) = entry
+                .record
+                .upgrades
+                .last_mut()
+                .filter(|u| u.result == UpgradeResult::Probation)
+            else {
+                return Err(ControlError::NoProbation(name.to_string()));
+            };
+            last.decision = Some(decision);
+            let started_ms = last.started_ms;
+            self.store.touch(&mut entry.record)?;
+            self.share(&entry.record);
+            Ok(started_ms)
+        })?;
+        let asked = Instant::now();
+        loop {
+            let upgrade = self
+                .recorded_upgrade(name, started_ms)
+                .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+            // Done once the judge also let go of the pipeline.
+            let released = self.table().get(name).is_some_and(|e| e.busy.is_none());
+            let ended = upgrade.result != UpgradeResult::Probation && released;
+            if ended || asked.elapsed() >= DECISION_WAIT {
+                return Ok(upgrade);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Watches a probation until it has an outcome (see `probation`), then commits the
+    /// new version or rolls back.
     fn watch_probation(&self, name: &str, probation: OnProbation) -> UpgradeRecord {
         let OnProbation {
             plan,
             tasks,
             settings,
+            started_ms,
+            canary,
         } = probation;
         let started = Instant::now();
-        let window = Duration::from_millis(settings.probation_ms);
-        let verdict = loop {
+        let outcome = loop {
             let statuses: Vec<_> = tasks.iter().map(|t| t.status()).collect();
             if let Some(s) = statuses.iter().find(|s| s.state == TaskState::Failed) {
-                break Err(format!(
+                break Outcome::RollBack(format!(
                     "a task failed: {}",
                     s.failure.clone().unwrap_or_default()
                 ));
@@ -327,30 +494,37 @@ impl Controller {
                 .iter()
                 .find_map(|s| s.probation.as_ref().and_then(|p| p.failure.clone()))
             {
-                break Err(f);
+                break Outcome::RollBack(f);
             }
             let mut totals = ProbationTotals::default();
             for p in statuses.iter().filter_map(|s| s.probation.as_ref()) {
                 totals.add(p);
             }
-            let passed =
-                totals.processed >= settings.probation_records || started.elapsed() >= window;
-            let max_rate = settings.probation_max_error_rate.map(|r| r.0);
-            if let Some(reason) = totals.rejected(max_rate, passed) {
-                break Err(reason);
-            }
-            if passed {
-                break Ok(());
+            let progress = Progress {
+                totals: &totals,
+                elapsed: started.elapsed(),
+                reports_in: true,
+                decision: self
+                    .recorded_upgrade(name, started_ms)
+                    .and_then(|u| u.decision),
+            };
+            if let Some(outcome) = probation::outcome(&settings, &progress) {
+                break outcome;
             }
             std::thread::sleep(Duration::from_millis(5));
         };
         let upgrade = self
-            .table()
-            .get(name)
-            .and_then(|e| e.record.upgrades.last().cloned())
+            .recorded_upgrade(name, started_ms)
             .expect("the upgrade was recorded");
-        let verdict = match verdict {
-            Ok(()) => {
+        let outcome = match outcome {
+            Outcome::Accept { note, .. } if canary => Outcome::Accept {
+                result: UpgradeResult::Canary,
+                note,
+            },
+            o => o,
+        };
+        let pin = match &outcome {
+            Outcome::Accept { .. } => {
                 let replies = ask_all(
                     &tasks,
                     |reply| Command::Accept(Arc::clone(&plan), reply),
@@ -359,16 +533,16 @@ impl Controller {
                 for e in replies.iter().filter_map(|r| r.as_ref().err()) {
                     tracing::error!(pipeline = %name, "ending a probation: {e}");
                 }
-                Ok(Some(plan.new.pinned.clone()))
+                Some(plan.new.pinned.clone())
             }
-            Err(reason) => {
+            Outcome::RollBack(_) => {
                 let live: Vec<Arc<TaskHandle>> =
                     tasks.iter().filter(|t| !t.is_finished()).cloned().collect();
                 self.roll_back(name, &plan, &live, "rolling back");
-                Err(reason)
+                None
             }
         };
-        let upgrade = self.conclude_upgrade(name, upgrade, verdict);
+        let upgrade = self.conclude_upgrade(name, upgrade, outcome, pin);
         self.release(name);
         upgrade
     }

@@ -9,9 +9,12 @@ pub mod spec;
 pub mod topology;
 
 pub use cluster::{Held, Hold, ProbationReport, TaskClock};
-pub use pipeline::{PinnedOperator, PipelineRecord, PipelineState, UpgradeRecord, UpgradeResult};
+pub use pipeline::{
+    Canary, PinnedOperator, PipelineRecord, PipelineState, UpgradeDecision, UpgradeRecord,
+    UpgradeResult, UpgradeTo,
+};
 pub use spec::{
-    KafkaEndpoint, LateEvents, OnError, OperatorSpec, PipelineSpec, Settings, SpecError, TopicRef,
-    VersionRef,
+    DurationText, KafkaEndpoint, LateEvents, OnError, OnProbationTimeout, OperatorConfig,
+    OperatorSpec, PipelineSpec, Settings, SpecError, TopicRef, VersionRef,
 };
 pub use topology::{Stage, repartition_topic, stages};

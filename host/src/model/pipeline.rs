@@ -1,8 +1,9 @@
 //! What is stored about a pipeline: its record (spec, pinned operators, state, upgrade
 //! history).
 
-use super::spec::PipelineSpec;
+use super::spec::{PipelineSpec, SpecError, VersionRef};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The lifecycle of a pipeline: created → running → stopped | failed | recovering (and back
 /// to running with start, or by itself from recovering); `starting` and `stopping` show
@@ -50,6 +51,73 @@ pub enum UpgradeResult {
     Succeeded,
     /// The new version failed; the old one runs again from the savepoint's state.
     RolledBack,
+    /// The new version passed its probation on the canary partitions, and runs there
+    /// until it is promoted to the others or rolled back.
+    Canary,
+    /// The new version runs for good without having handled `probation_records` records:
+    /// its probation timed out under `on_probation_timeout = "accept"`, or it was
+    /// promoted by request before.
+    SucceededUnexercised,
+}
+
+impl UpgradeResult {
+    /// Whether the new version runs for good.
+    pub fn succeeded(self) -> bool {
+        matches!(
+            self,
+            UpgradeResult::Succeeded | UpgradeResult::SucceededUnexercised
+        )
+    }
+}
+
+/// What a user asked of an upgrade on probation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpgradeDecision {
+    /// End the probation now and go back to the old version.
+    RollBack,
+    /// End the probation now and keep the new version.
+    Promote,
+}
+
+/// What an upgrade moves an operator to.
+#[derive(Debug, Clone)]
+pub struct UpgradeTo {
+    /// The operator's id in the pipeline.
+    pub operator: String,
+    /// The registry version (the latest when `None`).
+    pub version: Option<VersionRef>,
+    /// The new instances' config (the operator's whole config), when it changes.
+    pub config: Option<BTreeMap<String, String>>,
+    /// Only these partitions (of the operator's stage) switch: a canary.
+    pub partitions: Option<Vec<u32>>,
+}
+
+/// Most keys, and longest key or value, of an operator's config given at an upgrade.
+const CONFIG_KEYS_MAX: usize = 1000;
+const CONFIG_TEXT_MAX: usize = 64 << 10;
+
+impl UpgradeTo {
+    /// Checks a config given at an upgrade, before anything moves.
+    pub fn check_config(config: &BTreeMap<String, String>) -> Result<(), SpecError> {
+        if config.len() > CONFIG_KEYS_MAX {
+            return Err(SpecError::Invalid(format!(
+                "config has {} keys, more than {CONFIG_KEYS_MAX}",
+                config.len()
+            )));
+        }
+        let too_long = |t: &String| t.len() > CONFIG_TEXT_MAX;
+        if let Some((k, _)) = config
+            .iter()
+            .find(|(k, v)| k.is_empty() || too_long(k) || too_long(v))
+        {
+            let shown: String = k.chars().take(40).collect();
+            return Err(SpecError::Invalid(format!(
+                "config key {shown:?}: a key must not be empty, and a key or value must be at most {CONFIG_TEXT_MAX} bytes"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// One upgrade of one operator of a pipeline.
@@ -66,10 +134,28 @@ pub struct UpgradeRecord {
     /// Keys converted by the new version's `migrate` (0 when the state format is the same).
     pub migrated_keys: u64,
     pub result: UpgradeResult,
-    /// Why the upgrade was rolled back.
+    /// Why the upgrade was rolled back (or succeeded unexercised).
     pub reason: Option<String>,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
+    /// The server that judges a shared pipeline's probation (its followers roll back on
+    /// their own when it goes quiet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
+    /// A canary upgrade's partitions (of the operator's stage), or a promotion's: the
+    /// others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<u32>>,
+    /// The operator's config before and after, when the upgrade changed it (the new one
+    /// is handed to the new instances' `init`, and becomes the pipeline's on success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_config: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_config: Option<BTreeMap<String, String>>,
+    /// What a user asked of the probation (`eddy pipeline upgrade --rollback|--promote`),
+    /// for the server that judges it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<UpgradeDecision>,
 }
 
 /// The stored record of a pipeline.
@@ -85,4 +171,29 @@ pub struct PipelineRecord {
     /// Upgrades, oldest first.
     #[serde(default)]
     pub upgrades: Vec<UpgradeRecord>,
+    /// A canary upgrade that passed its probation: some partitions run another version
+    /// of one operator until it is promoted or rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+/// Partitions that run another version (or config) of one operator than the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Canary {
+    /// The version the canary partitions run (its `id` is the operator's).
+    pub operator: PinnedOperator,
+    /// Its config, when the canary changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<BTreeMap<String, String>>,
+    /// The partitions of the operator's stage that run it.
+    pub partitions: Vec<u32>,
+    /// Which upgrade made it (its `started_ms`).
+    pub started_ms: i64,
+}
+
+impl Canary {
+    /// Whether the task of `partition` in the operator's stage runs the canary.
+    pub fn covers(&self, partition: u32) -> bool {
+        self.partitions.contains(&partition)
+    }
 }

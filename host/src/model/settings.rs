@@ -32,6 +32,18 @@ pub enum LateEvents {
     SideOutput,
 }
 
+/// What happens to an upgrade whose probation timed out before the new version handled
+/// its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnProbationTimeout {
+    /// Go back to the old version (the held work is dropped).
+    #[default]
+    RollBack,
+    /// Keep the new version; the upgrade is recorded as `succeeded_unexercised`.
+    Accept,
+}
+
 /// A duration written as text (`"5s"`, `"250ms"`, `"1m"`), as in Flink's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationText(pub std::time::Duration);
@@ -119,12 +131,20 @@ pub struct Settings {
     pub memory_limit_mb: u64,
     /// Committed state cached in memory per store and task.
     pub state_cache_mb: u64,
-    /// After an upgrade, the new version is on probation until it processed this many
-    /// records (over all tasks) ...
+    /// After an upgrade, the new version is on probation until it handled this many
+    /// records (over all its tasks) ...
     pub probation_records: u64,
-    /// ... or this much time passed, whichever comes first. A trap (or an error under
-    /// `on_error = "fail"`) during probation rolls the upgrade back.
+    /// ... and at least this much time passed; time alone never ends a probation. A
+    /// trap (or an error under `on_error = "fail"`) during probation rolls the upgrade
+    /// back.
     pub probation_ms: u64,
+    /// How long a probation may wait for its records (`"10m"`), after which
+    /// `on_probation_timeout` decides. Unset: it waits for traffic as long as it takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probation_timeout: Option<DurationText>,
+    /// What a probation that timed out does: `"roll-back"` (the default) or `"accept"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_probation_timeout: Option<OnProbationTimeout>,
     /// The share of its records (0 to 1) the new version may reject on probation (skipped
     /// or dead-lettered) before it is rolled back. Unset: the old version's share in the
     /// same tasks, so a version that rejects records the old one took is rolled back
@@ -280,6 +300,8 @@ impl Default for Settings {
             state_cache_mb: 32,
             probation_records: 1000,
             probation_ms: 5000,
+            probation_timeout: None,
+            on_probation_timeout: None,
             probation_max_error_rate: None,
             exactly_once: true,
             max_value_mb: 16,
@@ -339,9 +361,24 @@ impl Settings {
                 "settings.idle_timeout must be above 0 (leave it out to wait for input)".into(),
             ));
         }
+        if let Some(t) = s.probation_timeout
+            && t.0.as_millis() < u128::from(s.probation_ms)
+        {
+            return Err(SpecError::Invalid(format!(
+                "settings.probation_timeout = {} is shorter than settings.probation_ms = {} (the least a probation lasts)",
+                humantime::format_duration(t.0),
+                s.probation_ms
+            )));
+        }
+        if s.on_probation_timeout.is_some() && s.probation_timeout.is_none() {
+            return Err(SpecError::Invalid(
+                "settings.on_probation_timeout needs settings.probation_timeout (without it a probation waits for traffic as long as it takes)".into(),
+            ));
+        }
         for (name, d) in [
             ("max_out_of_orderness", s.max_out_of_orderness),
             ("idle_timeout", s.idle_timeout),
+            ("probation_timeout", s.probation_timeout),
         ] {
             if d.is_some_and(|d| d.0.as_millis() > u128::from(MAX_DELAY_MS)) {
                 return Err(SpecError::Invalid(format!(

@@ -17,8 +17,8 @@
 //! ```
 
 pub use super::settings::{
-    Bound, DurationText, LateEvents, MAX_DELAY_MS, OnError, SETTING_BOUNDS, STATE_CACHE_MB_MAX,
-    Settings,
+    Bound, DurationText, LateEvents, MAX_DELAY_MS, OnError, OnProbationTimeout, SETTING_BOUNDS,
+    STATE_CACHE_MB_MAX, Settings,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -259,6 +259,14 @@ impl utoipa::PartialSchema for VersionRef {
 }
 
 impl utoipa::ToSchema for VersionRef {}
+
+/// An operator's config as a request gives it: values may be strings, numbers or
+/// booleans (kept as text, as `init` takes them).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct OperatorConfig(
+    #[serde(deserialize_with = "config_values")] pub BTreeMap<String, String>,
+);
 
 fn config_values<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]

@@ -5,20 +5,20 @@
 
 use super::clock::StageClock;
 use super::operator::{OperatorStartError, OperatorTemplate};
-use super::swap::{SwapPlan, Version};
+use super::swap::{ConfigChange, SwapPlan, Version};
 use super::{Operator, Task, TaskConfig, TaskError, TaskHandle, TaskRunner, WorkerPool};
 use crate::io::{Sink, TaskSource};
 use crate::kafka::{self, Connection, KafkaError};
 use crate::log::{Log, LogError, ReplayError, TopicConfig, TopicSink, TopicSource, catch_up};
 use crate::metrics::Metrics;
 use crate::model::{
-    OnError, PinnedOperator, PipelineRecord, PipelineSpec, Stage, TopicRef, stages,
+    Canary, OnError, PinnedOperator, PipelineRecord, PipelineSpec, Stage, TopicRef, stages,
     topology::stage_of,
 };
 use crate::registry::{OperatorVersion, Registry, RegistryError};
 use crate::runtime::Limits;
 use crate::state::{Db, TaskId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Why a pipeline's tasks could not be built.
@@ -146,6 +146,31 @@ impl TaskFactory {
             .collect()
     }
 
+    /// How to start the canary's operator in its partitions, if the pipeline has one:
+    /// the operator's index in the spec, the canary, and the template.
+    fn canary_template<'r>(
+        &self,
+        record: &'r PipelineRecord,
+    ) -> Result<Option<(usize, &'r Canary, OperatorTemplate)>, StartError> {
+        let Some(canary) = &record.canary else {
+            return Ok(None);
+        };
+        let pinned = &canary.operator;
+        let Some(i) = record.operators.iter().position(|o| o.id == pinned.id) else {
+            return Ok(None);
+        };
+        let version = self
+            .registry
+            .version(&pinned.name, pinned.version)
+            .map_err(|error| registry_error(pinned, error))?;
+        let config = match &canary.config {
+            Some(c) => c.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => record.spec.operators[i].config_pairs(),
+        };
+        let template = self.template(record, pinned, &version, config)?;
+        Ok(Some((i, canary, template)))
+    }
+
     fn template(
         &self,
         record: &PipelineRecord,
@@ -195,11 +220,16 @@ impl TaskFactory {
             return Ok(Vec::new());
         }
         let templates = self.templates(record)?;
+        let canary = self.canary_template(record)?;
         let mut versions = Vec::new();
         let handles = self.start_with(record, only, &mut |stage, partition, partitions| {
             let mut ops: Vec<Box<dyn Operator>> = Vec::new();
             for &i in &stage.ops {
-                let op = templates[i].start(&self.db, partition, partitions)?;
+                let template = match &canary {
+                    Some((at, c, t)) if *at == i && c.covers(partition) => t,
+                    _ => &templates[i],
+                };
+                let op = template.start(&self.db, partition, partitions)?;
                 versions.push((i, op.state_version()));
                 ops.push(Box::new(op));
             }
@@ -387,16 +417,23 @@ impl TaskFactory {
         Ok((source, sink))
     }
 
-    /// How to move operator `i` of a pipeline from `old` to `target` in its tasks (both
-    /// versions compiled before anything moves).
+    /// How to move operator `i` of a pipeline from `old` to `target` in its tasks, and
+    /// from one config to another when `changes` says (both versions compiled before
+    /// anything moves).
     pub fn swap_plan(
         &self,
         record: &PipelineRecord,
         i: usize,
         old: &PinnedOperator,
         target: &OperatorVersion,
+        changes: &ConfigChange,
     ) -> Result<SwapPlan, StartError> {
-        let config = record.spec.operators[i].config_pairs();
+        let pairs = |c: &BTreeMap<String, String>| -> Vec<(String, String)> {
+            c.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let spec_config = &record.spec.operators[i].config;
+        let config = pairs(changes.old.as_ref().unwrap_or(spec_config));
+        let new_config = pairs(changes.new.as_ref().unwrap_or(spec_config));
         let old_version = self
             .registry
             .version(&old.name, old.version)
@@ -409,7 +446,7 @@ impl TaskFactory {
             digest: target.digest.clone(),
             state_version: old.state_version,
         };
-        let new_template = self.template(record, &new_pinned, target, config)?;
+        let new_template = self.template(record, &new_pinned, target, new_config)?;
         let (stage, local) = stage_of(&record.spec, i).expect("every operator is in a stage");
         Ok(SwapPlan {
             stage: stage.index,

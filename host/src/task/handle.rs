@@ -55,7 +55,9 @@ impl Command {
     ) -> impl FnOnce(Reply<Result<SwapReport, String>>) -> Command {
         move |reply| match verdict {
             UpgradeResult::Probation => Command::Upgrade(plan, reply),
-            UpgradeResult::Succeeded => Command::Accept(plan, reply),
+            UpgradeResult::Succeeded
+            | UpgradeResult::SucceededUnexercised
+            | UpgradeResult::Canary => Command::Accept(plan, reply),
             UpgradeResult::RolledBack => Command::RollBack(plan, reply),
         }
     }
@@ -103,6 +105,9 @@ pub struct TaskStatus {
     /// In a cluster: the server that runs the task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// The canary version (`operator@version`) the task runs, when a canary covers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -132,6 +137,7 @@ impl TaskStatus {
             backoff_ms: None,
             memory_waits: 0,
             server: None,
+            canary: None,
         }
     }
 }

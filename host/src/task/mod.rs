@@ -27,5 +27,5 @@ pub use operator::{Operator, OperatorStartError, OperatorTemplate, Unavailable, 
 pub use pool::WorkerPool;
 pub use processor::{LATE_PORT, Task};
 pub use runner::{Step, TaskRunner};
-pub use swap::{SWAP_TIMEOUT, SwapPlan, SwapReport, Version, migrate};
+pub use swap::{ConfigChange, SWAP_TIMEOUT, SwapPlan, SwapReport, Version, migrate};
 pub use upstream::UpstreamWatermarks;

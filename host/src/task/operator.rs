@@ -20,6 +20,10 @@ pub trait Operator: Send {
     fn version(&self) -> Option<u32> {
         None
     }
+    /// The config its `init` got.
+    fn config(&self) -> &[(String, String)] {
+        &[]
+    }
     /// Handles a batch.
     fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError>;
     /// Fires one timer.
@@ -147,6 +151,10 @@ impl Operator for WasmOperator {
 
     fn version(&self) -> Option<u32> {
         Some(self.info.version)
+    }
+
+    fn config(&self) -> &[(String, String)] {
+        &self.config
     }
 
     fn set_interrupt(&mut self, flag: Interrupt) {

@@ -6,6 +6,7 @@ use super::operator::{OperatorTemplate, Unavailable};
 use super::{Operator, Task};
 use crate::model::{PinnedOperator, UpgradeResult};
 use crate::state::{Db, TIMERS};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +16,14 @@ const MIGRATE_PAGE_BYTES: usize = 16 << 20;
 /// Longest a task may take to answer a swap (with its migration) before the upgrade is
 /// abandoned.
 pub const SWAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The operator's config before and after an upgrade that changes it (`None`: as the
+/// pipeline's spec says).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigChange {
+    pub old: Option<BTreeMap<String, String>>,
+    pub new: Option<BTreeMap<String, String>>,
+}
 
 /// One version of the operator being swapped: how to start it, and what the pipeline
 /// record pins.
@@ -55,6 +64,13 @@ pub struct SwapReport {
     pub migrated_keys: u64,
     /// The new version's state format, when it swapped now.
     pub state_version: Option<u32>,
+}
+
+impl Version {
+    /// Whether `op` runs this version (and config).
+    fn runs_in(&self, op: &dyn Operator) -> bool {
+        op.version() == Some(self.pinned.version) && op.config() == self.template.config
+    }
 }
 
 impl SwapPlan {
@@ -99,12 +115,12 @@ pub fn converge(
     plan: &SwapPlan,
     target: UpgradeResult,
 ) -> Result<SwapReport, String> {
-    let (old, new) = (plan.old.pinned.version, plan.new.pinned.version);
-    let running = task.operators_mut()[plan.local].version();
+    let on_old = plan.old.runs_in(task.operators_mut()[plan.local].as_ref());
+    let on_new = plan.new.runs_in(task.operators_mut()[plan.local].as_ref());
     let mut report = SwapReport::default();
     let started = Instant::now();
     match target {
-        UpgradeResult::Probation | UpgradeResult::Succeeded if running == Some(old) => {
+        UpgradeResult::Probation | UpgradeResult::Succeeded if on_old => {
             let (from, to) = plan.swap(task, &plan.old, &plan.new)?;
             if from != to {
                 match migrate(task.operators_mut()[plan.local].as_mut(), &plan.db, from) {
@@ -122,7 +138,7 @@ pub fn converge(
             }
             report.pause_ms = started.elapsed().as_secs_f64() * 1e3;
         }
-        UpgradeResult::RolledBack if running == Some(new) => {
+        UpgradeResult::RolledBack if on_new => {
             task.end_probation();
             task.discard_uncommitted();
             plan.swap(task, &plan.new, &plan.old)?;
@@ -132,7 +148,7 @@ pub fn converge(
     if target == UpgradeResult::Succeeded {
         task.accept_probation();
     }
-    report.on_new = task.operators_mut()[plan.local].version() == Some(new);
+    report.on_new = plan.new.runs_in(task.operators_mut()[plan.local].as_ref());
     if let Some(p) = task.probation() {
         report.processed = p.processed;
         report.failure = p.failure.clone();

@@ -171,7 +171,8 @@ impl TestApp {
         .await
     }
 
-    /// Upgrades `operator` of `pipeline` to `version` and waits for the outcome.
+    /// Upgrades `operator` of `pipeline` to `version` and waits for the outcome (a
+    /// probation needs records: the test sends them meanwhile).
     pub async fn upgrade(
         &self,
         pipeline: &str,
@@ -179,8 +180,42 @@ impl TestApp {
         version: u32,
     ) -> (StatusCode, serde_json::Value) {
         let body = serde_json::json!({ "operator": operator, "version": version }).to_string();
-        self.post_json(&format!("/v1/pipelines/{pipeline}/upgrade?wait=true"), body)
+        let uri = format!("/v1/pipelines/{pipeline}/upgrade?wait=true");
+        let call = self.post_json(&uri, body);
+        tokio::time::timeout(Duration::from_secs(120), call)
             .await
+            .expect("the upgrade is still on probation after 2 minutes: did its records come?")
+    }
+
+    /// Starts an upgrade of `operator` to `version` with `config` (when given); answers
+    /// once the new version runs on probation (or the swap failed and was undone).
+    pub async fn start_upgrade(
+        &self,
+        pipeline: &str,
+        operator: &str,
+        version: u32,
+        config: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut body = serde_json::json!({ "operator": operator, "version": version });
+        if let Some(c) = config {
+            body["config"] = c;
+        }
+        self.post_json(
+            &format!("/v1/pipelines/{pipeline}/upgrade"),
+            body.to_string(),
+        )
+        .await
+    }
+
+    /// Waits for the last upgrade of `pipeline` to end; returns it as recorded.
+    pub async fn upgrade_outcome(&self, pipeline: &str) -> serde_json::Value {
+        let last = |v: &serde_json::Value| v["upgrades"].as_array().and_then(|a| a.last()).cloned();
+        let v = self
+            .wait_for(pipeline, "the upgrade's end", |v| {
+                last(v).is_some_and(|u| u["result"] != "probation")
+            })
+            .await;
+        last(&v).expect("an upgrade")
     }
 
     pub async fn push(&self, name: &str, guest_name: &str) -> serde_json::Value {

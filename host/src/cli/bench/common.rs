@@ -221,6 +221,7 @@ pub fn pipeline_record(
         created_ms: 0,
         updated_ms: 0,
         upgrades: Vec::new(),
+        canary: None,
     }
 }
 

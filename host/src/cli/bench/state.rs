@@ -79,7 +79,7 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         },
     )?;
     let spec = PipelineSpec::from_toml(
-        "name = \"wc\"\n[source]\ntopic = \"lines\"\n[sink]\ntopic = \"counts\"\n[[operators]]\nname = \"wordcount\"\nversion = 1\n[settings]\nprobation_records = 1000000000\nprobation_ms = 200\n",
+        "name = \"wc\"\n[source]\ntopic = \"lines\"\n[sink]\ntopic = \"counts\"\n[[operators]]\nname = \"wordcount\"\nversion = 1\n[settings]\nprobation_records = 1000\nprobation_ms = 200\n",
     )?;
     c.create(spec)?;
 
@@ -114,10 +114,40 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         savepoint.keys
     );
 
+    // An upgrade, fed 1,000 records of the keys there are on `feed`'s partitions (a
+    // probation needs records), to its verdict.
+    let upgrade = |version: u32, partitions: Option<Vec<u32>>, feed: &[u32], promote: bool| {
+        let to = crate::control::UpgradeTo {
+            operator: "wordcount".into(),
+            version: Some(VersionRef::Number(version)),
+            config: None,
+            partitions,
+        };
+        let started = if promote {
+            c.end_upgrade("wc", crate::control::UpgradeDecision::Promote)?
+        } else {
+            c.upgrade("wc", &to, false)?
+        };
+        let step = (args.keys / 1000).max(1);
+        let records: Vec<(Record, Option<u32>)> = (0..1000)
+            .map(|i| {
+                let w = format!("key-{:08}", i * step % args.keys.max(1));
+                let r = Record {
+                    key: Some(w.clone().into_bytes()),
+                    value: w.into_bytes(),
+                    ..Record::default()
+                };
+                (r, Some(feed[i % feed.len()]))
+            })
+            .collect();
+        c.log().produce(&topic, &records)?;
+        verdict(&c, "wc", started.started_ms)
+    };
+    let all: Vec<u32> = (0..args.partitions).collect();
     let mut pauses = Vec::new();
     for i in 0..args.upgrades {
         let version = if i % 2 == 0 { 2 } else { 1 };
-        let u = c.upgrade("wc", "wordcount", Some(VersionRef::Number(version)), true)?;
+        let u = upgrade(version, None, &all, false)?;
         anyhow::ensure!(
             u.result == crate::control::UpgradeResult::Succeeded,
             "upgrade {i}: {:?} {:?}",
@@ -129,6 +159,26 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
     }
     pauses.sort_by(f64::total_cmp);
     let median_pause = pauses[pauses.len() / 2];
+    // A canary on partition 0, then its promotion to the others.
+    let other = if args.upgrades.is_multiple_of(2) {
+        2
+    } else {
+        1
+    };
+    let canary = upgrade(other, Some(vec![0]), &[0], false)?;
+    anyhow::ensure!(
+        canary.result == crate::control::UpgradeResult::Canary,
+        "canary: {:?} {:?}",
+        canary.result,
+        canary.reason
+    );
+    let promoted = upgrade(other, None, &all[1..], true)?;
+    anyhow::ensure!(
+        promoted.result == crate::control::UpgradeResult::Succeeded,
+        "promotion: {:?} {:?}",
+        promoted.result,
+        promoted.reason
+    );
 
     c.stop("wc")?;
     let t = Instant::now();
@@ -169,6 +219,16 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         format!("{median_pause:.1} ms")
     );
     println!(
+        "{:<40} {:>12}",
+        "canary upgrade pause (partition 0)",
+        format!("{:.1} ms", canary.pause_ms)
+    );
+    println!(
+        "{:<40} {:>12}",
+        "canary promotion pause (the others)",
+        format!("{:.1} ms", promoted.pause_ms)
+    );
+    println!(
         "upgrade pauses: {}",
         pauses
             .iter()
@@ -178,4 +238,26 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
     );
     app.shutdown();
     Ok(())
+}
+
+/// Waits for the end of the probation of the upgrade that started at `started_ms`.
+fn verdict(
+    c: &crate::control::Controller,
+    name: &str,
+    started_ms: i64,
+) -> anyhow::Result<crate::control::UpgradeRecord> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let status = c.status(name)?;
+        if let Some(u) = status.upgrades.iter().find(|u| u.started_ms == started_ms)
+            && u.result != crate::control::UpgradeResult::Probation
+        {
+            return Ok(u.clone());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the upgrade's probation did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

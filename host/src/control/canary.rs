@@ -1,0 +1,117 @@
+//! Ending an upgrade by hand: a probation (see `upgrade`), or a canary that passed its
+//! probation on some partitions: `promote` upgrades the other partitions to it (a hot
+//! upgrade of those, with its own probation), `rollback` sends the canary partitions
+//! back to the version the others run, from their last commit.
+
+use super::controller::Controller;
+use super::error::ControlError;
+use crate::model::{UpgradeDecision, UpgradeRecord, UpgradeResult, UpgradeTo, VersionRef};
+use crate::record::now_ms;
+use crate::task::{Command, ConfigChange, SWAP_TIMEOUT, ask_all};
+use std::sync::Arc;
+
+impl Controller {
+    /// Ends the pipeline's upgrade on probation, or its canary, as the user asks.
+    pub fn end_upgrade(
+        self: &Arc<Self>,
+        name: &str,
+        decision: UpgradeDecision,
+    ) -> Result<UpgradeRecord, ControlError> {
+        match self.decide_upgrade(name, decision) {
+            Err(ControlError::NoProbation(_)) if self.has_canary(name) => match decision {
+                UpgradeDecision::Promote => self.promote_canary(name),
+                UpgradeDecision::RollBack => self.roll_back_canary(name),
+            },
+            r => r,
+        }
+    }
+
+    fn has_canary(&self, name: &str) -> bool {
+        self.table()
+            .get(name)
+            .is_some_and(|e| e.record.canary.is_some())
+    }
+
+    /// Upgrades the partitions the canary does not cover to its version and config;
+    /// returns the upgrade on probation.
+    fn promote_canary(self: &Arc<Self>, name: &str) -> Result<UpgradeRecord, ControlError> {
+        let (record, tasks) = self.record_and_tasks(name)?;
+        let canary = record
+            .canary
+            .clone()
+            .ok_or_else(|| ControlError::NoProbation(name.to_string()))?;
+        let stage = tasks
+            .iter()
+            .find(|t| canary.covers(t.id.partition))
+            .map(|t| t.id.stage);
+        let rest: Vec<u32> = tasks
+            .iter()
+            .filter(|t| Some(t.id.stage) == stage && !canary.covers(t.id.partition))
+            .map(|t| t.id.partition)
+            .collect();
+        let to = UpgradeTo {
+            operator: canary.operator.id.clone(),
+            version: Some(VersionRef::Number(canary.operator.version)),
+            config: canary.config.clone(),
+            partitions: Some(rest),
+        };
+        self.upgrade_as(name, &to, false, true)
+    }
+
+    /// Sends the canary partitions back to the version the others run.
+    fn roll_back_canary(&self, name: &str) -> Result<UpgradeRecord, ControlError> {
+        let _claim = self.claim_guard(name, "a canary's rollback")?;
+        let (record, tasks) = self.record_and_tasks(name)?;
+        let canary = record
+            .canary
+            .clone()
+            .ok_or_else(|| ControlError::NoProbation(name.to_string()))?;
+        let index = record
+            .operators
+            .iter()
+            .position(|o| o.id == canary.operator.id)
+            .ok_or_else(|| ControlError::NotFound(canary.operator.id.clone()))?;
+        let old = record.operators[index].clone();
+        let target = self
+            .registry()
+            .version(&canary.operator.name, canary.operator.version)?;
+        let config = ConfigChange {
+            old: None,
+            new: canary.config.clone(),
+        };
+        let plan = Arc::new(
+            self.factory
+                .swap_plan(&record, index, &old, &target, &config)
+                .map_err(ControlError::stage)?,
+        );
+        let canaries: Vec<_> = tasks
+            .into_iter()
+            .filter(|t| t.id.stage == plan.stage && canary.covers(t.id.partition))
+            .collect();
+        let replies = ask_all(
+            &canaries,
+            |reply| Command::RollBack(Arc::clone(&plan), reply),
+            SWAP_TIMEOUT,
+        );
+        for e in replies.iter().filter_map(|r| r.as_ref().err()) {
+            tracing::error!(pipeline = %name, "rolling a canary back: {e}");
+        }
+        self.with_entry(name, |entry| {
+            entry.record.canary = None;
+            let upgrade = entry
+                .record
+                .upgrades
+                .iter_mut()
+                .rev()
+                .find(|u| u.started_ms == canary.started_ms && u.result == UpgradeResult::Canary)
+                .map(|u| {
+                    u.result = UpgradeResult::RolledBack;
+                    u.reason = Some("the canary was rolled back by request".into());
+                    u.finished_ms = Some(now_ms());
+                    u.clone()
+                });
+            self.store.touch(&mut entry.record)?;
+            upgrade.ok_or_else(|| ControlError::NoProbation(name.to_string()))
+        })
+    }
+}
