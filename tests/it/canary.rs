@@ -113,7 +113,7 @@ fn runs(formats: &BTreeMap<String, String>, canary: &str, others: &str) {
 async fn a_canary_runs_on_its_partitions_until_it_is_promoted() {
     let t = pipeline().await;
     canary(&t).await;
-    // Another upgrade waits for the canary's end.
+    // Another upgrade is refused while the canary runs.
     let body = json!({ "operator": "wc", "version": 1, "config": { "lowercase": true } });
     let (s, e) = t
         .post_json("/v1/pipelines/p/upgrade", body.to_string())

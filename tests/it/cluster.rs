@@ -15,6 +15,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod probation;
+
 /// The Kafka word count, committing often in small batches.
 fn spec() -> String {
     crate::kafka::SPEC.replace(

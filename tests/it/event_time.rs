@@ -252,14 +252,22 @@ fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
             ])
         });
         // The probation waits for its records.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !server
-            .ok(&["pipeline", "status", "clicks"])
-            .contains("on probation: 0 of 200 records")
-        {
-            assert!(std::time::Instant::now() < deadline, "no probation");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = status(&server);
+            if v["upgrades"]
+                .as_array()
+                .and_then(|u| u.last())
+                .map(|u| &u["result"])
+                == Some(&serde_json::Value::from("probation"))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no probation: {v}");
             std::thread::sleep(Duration::from_millis(100));
         }
+        let table = server.ok(&["pipeline", "status", "clicks"]);
+        assert!(table.contains("on probation: "), "{table}");
         let second = clicks(&mut rng, 10_000, all.last().unwrap().1 + 1);
         produce(&server, dir.path(), "second.jsonl", &jsonl(&second));
         all.extend(second);

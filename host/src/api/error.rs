@@ -101,6 +101,7 @@ impl From<ControlError> for ApiError {
             | ControlError::NoProbation(_)
             | ControlError::CanaryRuns { .. }
             | ControlError::CanaryNotShared
+            | ControlError::NotTheJudge { .. }
             | ControlError::Stage(_)
             | ControlError::Pause(_)
             | ControlError::Export(_)

@@ -148,7 +148,7 @@ pub struct UpgradeRequest {
     pub config: Option<OperatorConfig>,
     /// Only these partitions (of the operator's stage) switch, with probation: a canary,
     /// until `promote` upgrades the others or `rollback` sends it back.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::number::whole_list")]
     pub partitions: Option<Vec<u32>>,
 }
 

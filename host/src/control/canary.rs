@@ -5,10 +5,16 @@
 
 use super::controller::Controller;
 use super::error::ControlError;
-use crate::model::{UpgradeDecision, UpgradeRecord, UpgradeResult, UpgradeTo, VersionRef};
+use crate::model::topology::stage_of;
+use crate::model::{
+    Canary, PipelineRecord, UpgradeDecision, UpgradeRecord, UpgradeResult, UpgradeTo, VersionRef,
+};
 use crate::record::now_ms;
-use crate::task::{Command, ConfigChange, SWAP_TIMEOUT, ask_all};
+use crate::task::{Command, ConfigChange, SWAP_TIMEOUT, TaskHandle, ask_all};
 use std::sync::Arc;
+
+/// A pipeline's record and tasks, its canary, and the canary operator's index.
+type CanaryAt = (PipelineRecord, Vec<Arc<TaskHandle>>, Canary, usize);
 
 impl Controller {
     /// Ends the pipeline's upgrade on probation, or its canary, as the user asks.
@@ -26,6 +32,25 @@ impl Controller {
         }
     }
 
+    /// The pipeline's record and tasks, its canary, and where the canary's operator is.
+    fn canary_of(&self, name: &str) -> Result<CanaryAt, ControlError> {
+        let (record, tasks) = self.record_and_tasks(name)?;
+        let canary = record
+            .canary
+            .clone()
+            .ok_or_else(|| ControlError::NoProbation(name.to_string()))?;
+        let index = record
+            .operators
+            .iter()
+            .position(|o| o.id == canary.operator.id)
+            .ok_or_else(|| ControlError::NoSuchOperator {
+                pipeline: name.to_string(),
+                operator: canary.operator.id.clone(),
+                ids: record.operators.iter().map(|o| o.id.clone()).collect(),
+            })?;
+        Ok((record, tasks, canary, index))
+    }
+
     fn has_canary(&self, name: &str) -> bool {
         self.table()
             .get(name)
@@ -35,15 +60,8 @@ impl Controller {
     /// Upgrades the partitions the canary does not cover to its version and config;
     /// returns the upgrade on probation.
     fn promote_canary(self: &Arc<Self>, name: &str) -> Result<UpgradeRecord, ControlError> {
-        let (record, tasks) = self.record_and_tasks(name)?;
-        let canary = record
-            .canary
-            .clone()
-            .ok_or_else(|| ControlError::NoProbation(name.to_string()))?;
-        let stage = tasks
-            .iter()
-            .find(|t| canary.covers(t.id.partition))
-            .map(|t| t.id.stage);
+        let (record, tasks, canary, index) = self.canary_of(name)?;
+        let stage = stage_of(&record.spec, index).map(|(s, _)| s.index);
         let rest: Vec<u32> = tasks
             .iter()
             .filter(|t| Some(t.id.stage) == stage && !canary.covers(t.id.partition))
@@ -55,22 +73,13 @@ impl Controller {
             config: canary.config.clone(),
             partitions: Some(rest),
         };
-        self.upgrade_as(name, &to, false, true)
+        self.upgrade_as(name, &to, false, Some(canary.started_ms))
     }
 
     /// Sends the canary partitions back to the version the others run.
     fn roll_back_canary(&self, name: &str) -> Result<UpgradeRecord, ControlError> {
         let _claim = self.claim_guard(name, "a canary's rollback")?;
-        let (record, tasks) = self.record_and_tasks(name)?;
-        let canary = record
-            .canary
-            .clone()
-            .ok_or_else(|| ControlError::NoProbation(name.to_string()))?;
-        let index = record
-            .operators
-            .iter()
-            .position(|o| o.id == canary.operator.id)
-            .ok_or_else(|| ControlError::NotFound(canary.operator.id.clone()))?;
+        let (record, tasks, canary, index) = self.canary_of(name)?;
         let old = record.operators[index].clone();
         let target = self
             .registry()

@@ -21,6 +21,8 @@ pub(super) struct ClusterLink {
     /// Pipelines whose upgrade this server's tasks are following, and whether the record
     /// changed since the follower last looked.
     pub(super) reconciling: Mutex<HashMap<String, bool>>,
+    /// Upgrades this server judges now: pipeline and the upgrade's `started_ms`.
+    pub(super) judging: Mutex<std::collections::HashSet<(String, i64)>>,
 }
 
 impl ClusterLink {
@@ -32,12 +34,29 @@ impl ClusterLink {
             held: ServerReports::default(),
             holds: Mutex::default(),
             reconciling: Mutex::default(),
+            judging: Mutex::default(),
         }
     }
 
     /// This server's name in the cluster.
     pub(super) fn me(&self) -> &str {
         self.catalog.server()
+    }
+
+    /// Marks an upgrade as judged here (`true`), or no more.
+    pub(super) fn set_judging(&self, pipeline: &str, started_ms: i64, on: bool) {
+        let mut judging = self.judging.lock().expect("judging lock");
+        let key = (pipeline.to_string(), started_ms);
+        if on {
+            judging.insert(key);
+        } else {
+            judging.remove(&key);
+        }
+    }
+
+    pub(super) fn judges(&self, pipeline: &str, started_ms: i64) -> bool {
+        let judging = self.judging.lock().expect("judging lock");
+        judging.contains(&(pipeline.to_string(), started_ms))
     }
 }
 

@@ -56,7 +56,8 @@ impl Controller {
         to: &UpgradeTo,
     ) -> Result<(UpgradeRecord, Option<JoinHandle<UpgradeRecord>>), ControlError> {
         // Validates and compiles both versions before any task moves.
-        let request = self.upgrade_request(name, to, false)?;
+        let request = self.upgrade_request(name, to, None)?;
+        let upgrade_started = now_ms();
         let upgrade = UpgradeRecord {
             operator: to.operator.clone(),
             from_version: request.plan.old.pinned.version,
@@ -66,15 +67,24 @@ impl Controller {
             migrated_keys: 0,
             result: UpgradeResult::Probation,
             reason: None,
-            started_ms: now_ms(),
+            started_ms: upgrade_started,
             finished_ms: None,
-            judge: self.cluster.get().map(|l| l.me().to_string()),
+            judge: self.cluster.get().map(|l| {
+                // Judged here from now on, before any follower can look.
+                l.set_judging(name, upgrade_started, true);
+                l.me().to_string()
+            }),
             decision: None,
             partitions: None,
             old_config: request.config.old.clone(),
             new_config: request.config.new.clone(),
         };
-        self.record_upgrade(name, &upgrade, None)?;
+        if let Err(e) = self.record_upgrade(name, &upgrade, None) {
+            if let Some(l) = self.cluster.get() {
+                l.set_judging(name, upgrade_started, false);
+            }
+            return Err(e);
+        }
         self.reconcile_upgrade(name);
         let this = Arc::clone(self);
         let pipeline = name.to_string();
@@ -86,6 +96,20 @@ impl Controller {
 
     /// Waits for every server's probation, then writes the verdict into the record.
     fn judge_shared(
+        self: &Arc<Self>,
+        name: &str,
+        upgrade: UpgradeRecord,
+        settings: Settings,
+    ) -> UpgradeRecord {
+        let started_ms = upgrade.started_ms;
+        let judged = self.judge_until_verdict(name, upgrade, settings);
+        if let Some(l) = self.cluster.get() {
+            l.set_judging(name, started_ms, false);
+        }
+        judged
+    }
+
+    fn judge_until_verdict(
         self: &Arc<Self>,
         name: &str,
         mut upgrade: UpgradeRecord,
@@ -150,6 +174,10 @@ impl Controller {
                     None,
                 );
             }
+            if let Some(failure) = self.failed_task(name) {
+                break (Outcome::RollBack(failure), None);
+            }
+            self.heartbeat(name, upgrade.started_ms);
             std::thread::sleep(Duration::from_millis(20));
         };
         let pin = match outcome {
@@ -351,7 +379,8 @@ impl Controller {
             return false;
         };
         match &upgrade.judge {
-            Some(judge) if judge == link.me() => false,
+            // Judged here only while the judging thread runs (not after a restart).
+            Some(judge) if judge == link.me() => !link.judges(name, upgrade.started_ms),
             Some(judge) => {
                 let heard = link
                     .probation
@@ -392,6 +421,32 @@ impl Controller {
         self.factory
             .swap_plan(record, i, &old, &target, &config)
             .map_err(ControlError::stage)
+    }
+
+    /// The judge says it is there: its server's last report goes out again once a
+    /// second, whatever this server's tasks are busy with.
+    fn heartbeat(&self, name: &str, started_ms: i64) {
+        let Some(link) = self.cluster.get() else {
+            return;
+        };
+        let quiet = link
+            .probation
+            .heard(name, link.me())
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if !quiet {
+            return;
+        }
+        let mine = link
+            .probation
+            .of(name)
+            .into_iter()
+            .find(|(s, r)| s == link.me() && r.started_ms == started_ms)
+            .map(|(_, r)| r)
+            .unwrap_or(ProbationReport {
+                started_ms,
+                ..ProbationReport::default()
+            });
+        self.send_probation_report(name, &mine);
     }
 
     /// Keeps a report here and shares it with the deciding server.

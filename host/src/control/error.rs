@@ -83,6 +83,10 @@ pub enum ControlError {
     #[error("{0}")]
     BadCanary(String),
     #[error(
+        "the upgrade of pipeline {pipeline:?} is judged by server {judge:?}: ask it there to promote, roll back or stop"
+    )]
+    NotTheJudge { pipeline: String, judge: String },
+    #[error(
         "pipeline {pipeline:?} runs a canary of {operator} on partitions {partitions:?}: promote it or roll it back first (eddy pipeline upgrade {pipeline} --promote | --rollback)"
     )]
     CanaryRuns {

@@ -260,7 +260,11 @@ impl Controller {
             Ok(e.record.upgrades.last().map(|u| u.result) == Some(UpgradeResult::Probation))
         })?;
         if on_probation {
-            self.decide_upgrade(name, UpgradeDecision::RollBack)?;
+            match self.decide_upgrade(name, UpgradeDecision::RollBack) {
+                // It ended meanwhile.
+                Ok(_) | Err(ControlError::NoProbation(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         let running = self.with_entry(name, |entry| {
             entry.check_idle()?;

@@ -88,16 +88,17 @@ impl Controller {
         to: &UpgradeTo,
         wait: bool,
     ) -> Result<UpgradeRecord, ControlError> {
-        self.upgrade_as(name, to, wait, false)
+        self.upgrade_as(name, to, wait, None)
     }
 
-    /// An upgrade, or with `promoting` the promotion of a canary to the other partitions.
+    /// An upgrade, or with `promoting` the promotion of the canary that started then to
+    /// the other partitions.
     pub(super) fn upgrade_as(
         self: &Arc<Self>,
         name: &str,
         to: &UpgradeTo,
         wait: bool,
-        promoting: bool,
+        promoting: Option<i64>,
     ) -> Result<UpgradeRecord, ControlError> {
         self.claim(name, UPGRADE)?;
         let begun = match self.is_shared(name) {
@@ -130,7 +131,7 @@ impl Controller {
         self: &Arc<Self>,
         name: &str,
         to: &UpgradeTo,
-        promoting: bool,
+        promoting: Option<i64>,
     ) -> Result<(UpgradeRecord, Option<Verdict>), ControlError> {
         let (upgrade, probation) = self.begin_upgrade(name, to, promoting)?;
         let watcher = probation.map(|probation| {
@@ -156,14 +157,18 @@ impl Controller {
         &self,
         name: &str,
         to: &UpgradeTo,
-        promoting: bool,
+        promoting: Option<i64>,
     ) -> Result<UpgradeRequest, ControlError> {
         let operator = to.operator.as_str();
         let (record, tasks) = self.record_and_tasks(name)?;
         if record.state != PipelineState::Running {
             return Err(ControlError::NotRunning(name.to_string()));
         }
-        if let Some(c) = record.canary.as_ref().filter(|_| !promoting) {
+        // A promotion is of the canary it was asked for (a rollback may have come first).
+        if promoting.is_some() && record.canary.as_ref().map(|c| c.started_ms) != promoting {
+            return Err(ControlError::NoProbation(name.to_string()));
+        }
+        if let Some(c) = record.canary.as_ref().filter(|_| promoting.is_none()) {
             return Err(ControlError::CanaryRuns {
                 pipeline: name.to_string(),
                 operator: format!("{}@{}", c.operator.id, c.operator.version),
@@ -209,7 +214,7 @@ impl Controller {
             .factory
             .swap_plan(&record, index, &old, &target, &config)
             .map_err(ControlError::stage)?;
-        if let Some(partitions) = to.partitions.as_ref().filter(|_| !promoting) {
+        if let Some(partitions) = to.partitions.as_ref().filter(|_| promoting.is_none()) {
             let count = tasks.iter().filter(|t| t.id.stage == plan.stage).count() as u32;
             check_canary(partitions, count)?;
         }
@@ -228,7 +233,7 @@ impl Controller {
         &self,
         name: &str,
         to: &UpgradeTo,
-        promoting: bool,
+        promoting: Option<i64>,
     ) -> Result<(UpgradeRecord, Option<OnProbation>), ControlError> {
         let UpgradeRequest {
             record,
@@ -246,7 +251,7 @@ impl Controller {
             })
             .cloned()
             .collect();
-        let canary = to.partitions.is_some() && !promoting;
+        let canary = to.partitions.is_some() && promoting.is_none();
         let started = Instant::now();
         let started_ms = now_ms();
         self.pause_pipeline(&record, &tasks)?;
@@ -420,6 +425,20 @@ impl Controller {
         upgrade
     }
 
+    /// Why a task of the pipeline on this server failed, if one did.
+    pub(super) fn failed_task(&self, name: &str) -> Option<String> {
+        let (_, tasks) = self.record_and_tasks(name).ok()?;
+        tasks.iter().map(|t| t.status()).find_map(|s| {
+            (s.state == TaskState::Failed).then(|| {
+                format!(
+                    "the task of partition {} failed: {}",
+                    s.partition,
+                    s.failure.unwrap_or_default()
+                )
+            })
+        })
+    }
+
     /// The pipeline's upgrade that started at `started_ms`, as recorded now.
     pub(super) fn recorded_upgrade(&self, name: &str, started_ms: i64) -> Option<UpgradeRecord> {
         self.table().get(name).and_then(|e| {
@@ -450,6 +469,14 @@ impl Controller {
             else {
                 return Err(ControlError::NoProbation(name.to_string()));
             };
+            // A follower would publish its copy of the record over the judge's verdict.
+            let me = self.cluster.get().map(|l| l.me().to_string());
+            if let Some(judge) = last.judge.clone().filter(|j| Some(j) != me.as_ref()) {
+                return Err(ControlError::NotTheJudge {
+                    pipeline: name.to_string(),
+                    judge,
+                });
+            }
             last.decision = Some(decision);
             let started_ms = last.started_ms;
             self.store.touch(&mut entry.record)?;
@@ -484,11 +511,9 @@ impl Controller {
         let started = Instant::now();
         let outcome = loop {
             let statuses: Vec<_> = tasks.iter().map(|t| t.status()).collect();
-            if let Some(s) = statuses.iter().find(|s| s.state == TaskState::Failed) {
-                break Outcome::RollBack(format!(
-                    "a task failed: {}",
-                    s.failure.clone().unwrap_or_default()
-                ));
+            // Any task of the pipeline: one that fed the probation may have failed.
+            if let Some(failure) = self.failed_task(name) {
+                break Outcome::RollBack(failure);
             }
             if let Some(f) = statuses
                 .iter()
