@@ -230,3 +230,121 @@ async fn a_canary_rolled_back_goes_on_with_the_old_version_from_its_state() {
         "refused requests leave no trace"
     );
 }
+
+/// The CLI's upgrade flags against a real server: a reconfigure with `--config`, a
+/// canary with `--partitions` shown in the status table, and `--promote`.
+#[test]
+fn the_cli_reconfigures_runs_a_canary_and_promotes_it() {
+    use crate::support::server::ServerProcess;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"), &[]);
+    for v in ["wordcount", "wordcount-v2"] {
+        server.ok(&[
+            "operator",
+            "push",
+            "wc",
+            crate::support::guest(v).to_str().unwrap(),
+        ]);
+    }
+    server.ok(&["topic", "create", "lines", "--partitions", "4"]);
+    let spec = dir.path().join("p.toml");
+    std::fs::write(
+        &spec,
+        SPEC.replace(
+            "version = 1\n",
+            "version = 1\nconfig = { lowercase = false, keep = \"me\" }\n",
+        ),
+    )
+    .unwrap();
+    server.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    let input = dir.path().join("round.jsonl");
+    std::fs::write(&input, round().replace("\"w", "\"W")).unwrap();
+    let produce = || {
+        server.ok(&[
+            "topic",
+            "produce",
+            "lines",
+            "--file",
+            input.to_str().unwrap(),
+        ])
+    };
+    let last = |result: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let v: Value =
+                serde_json::from_str(&server.ok(&["pipeline", "status", "p", "--json"])).unwrap();
+            let u = v["upgrades"]
+                .as_array()
+                .and_then(|u| u.last())
+                .cloned()
+                .unwrap_or_default();
+            if u["result"] == result {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "no {result}: {v}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    produce();
+
+    // One key changes, the others stay, the version too.
+    let out = server.ok(&[
+        "pipeline",
+        "upgrade",
+        "p",
+        "--operator",
+        "wc",
+        "--config",
+        "lowercase=true",
+        "--no-wait",
+    ]);
+    assert!(
+        out.contains("wc: 1 → 1") && out.contains("runs on probation"),
+        "{out}"
+    );
+    produce();
+    let v = last("succeeded");
+    assert_eq!(
+        v["spec"]["operators"][0]["config"],
+        json!({ "lowercase": "true", "keep": "me" }),
+        "{v}"
+    );
+
+    // A canary on partitions 0 and 3, in the status table.
+    let out = server.ok(&[
+        "pipeline",
+        "upgrade",
+        "p",
+        "--operator",
+        "wc@2",
+        "--partitions",
+        "0,3",
+        "--no-wait",
+    ]);
+    assert!(out.contains("runs on probation"), "{out}");
+    produce();
+    last("canary");
+    let table = server.ok(&["pipeline", "status", "p"]);
+    assert!(
+        table.contains("canary: wc@2 runs on partitions [0,3]") && table.contains("CANARY"),
+        "{table}"
+    );
+    assert_eq!(
+        table.matches("wc@2").count(),
+        3,
+        "the line and two tasks: {table}"
+    );
+
+    // Promoted: the others switch once their probation has its records.
+    let out = server.ok(&["pipeline", "upgrade", "p", "--promote", "--no-wait"]);
+    assert!(out.contains("runs on probation"), "{out}");
+    produce();
+    let v = last("succeeded");
+    assert_eq!(
+        (v["operators"][0]["version"].as_u64(), &v["canary"]),
+        (Some(2), &Value::Null),
+        "{v}"
+    );
+    server.ok(&["pipeline", "wait", "p"]);
+    server.stop();
+}
