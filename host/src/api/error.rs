@@ -100,7 +100,6 @@ impl From<ControlError> for ApiError {
             | ControlError::AlreadyRuns { .. }
             | ControlError::NoProbation(_)
             | ControlError::CanaryRuns { .. }
-            | ControlError::CanaryNotShared
             | ControlError::NotTheJudge { .. }
             | ControlError::Stage(_)
             | ControlError::Pause(_)

@@ -1,7 +1,8 @@
 //! Ending an upgrade by hand: a probation (see `upgrade`), or a canary that passed its
 //! probation on some partitions: `promote` upgrades the other partitions to it (a hot
 //! upgrade of those, with its own probation), `rollback` sends the canary partitions
-//! back to the version the others run, from their last commit.
+//! back to the version the others run, from their last commit (in a cluster, this
+//! server's at once and the others' as they follow the record).
 
 use super::controller::Controller;
 use super::error::ControlError;
@@ -60,12 +61,11 @@ impl Controller {
     /// Upgrades the partitions the canary does not cover to its version and config;
     /// returns the upgrade on probation.
     fn promote_canary(self: &Arc<Self>, name: &str) -> Result<UpgradeRecord, ControlError> {
-        let (record, tasks, canary, index) = self.canary_of(name)?;
-        let stage = stage_of(&record.spec, index).map(|(s, _)| s.index);
-        let rest: Vec<u32> = tasks
-            .iter()
-            .filter(|t| Some(t.id.stage) == stage && !canary.covers(t.id.partition))
-            .map(|t| t.id.partition)
+        let (record, _, canary, index) = self.canary_of(name)?;
+        // Every other partition of the stage (in a cluster, not only this server's).
+        let (stage, _) = stage_of(&record.spec, index).expect("every operator is in a stage");
+        let rest: Vec<u32> = (0..self.stage_partitions(&record.spec, &stage)?)
+            .filter(|p| !canary.covers(*p))
             .collect();
         let to = UpgradeTo {
             operator: canary.operator.id.clone(),
@@ -120,6 +120,8 @@ impl Controller {
                     u.clone()
                 });
             self.store.touch(&mut entry.record)?;
+            // A shared pipeline's other servers send their canary tasks back too.
+            self.share(&entry.record);
             upgrade.ok_or_else(|| ControlError::NoProbation(name.to_string()))
         })
     }

@@ -266,6 +266,7 @@ impl Controller {
                 let entry = o.into_mut();
                 entry.record.operators = record.operators;
                 entry.record.upgrades = record.upgrades;
+                entry.record.canary = record.canary;
                 // An upgrade may have changed an operator's config.
                 for (mine, theirs) in entry
                     .record

@@ -47,6 +47,16 @@ const REPORT_GRACE: Duration = Duration::from_secs(10);
 /// How often a server looks at its tasks during an upgrade.
 const RECONCILE_EVERY: Duration = Duration::from_millis(50);
 
+/// What the judge of a shared upgrade needs.
+struct Judged {
+    upgrade: UpgradeRecord,
+    settings: Settings,
+    /// Its partitions go on as a canary when it passes.
+    canary: bool,
+    /// The state format of the version the canary partitions leave.
+    old_format: u32,
+}
+
 impl Controller {
     /// Starts a hot upgrade of a shared pipeline (the caller claimed it; see the module
     /// documentation): records it as on probation and returns the thread that judges it.
@@ -54,9 +64,10 @@ impl Controller {
         self: &Arc<Self>,
         name: &str,
         to: &UpgradeTo,
+        promoting: Option<i64>,
     ) -> Result<(UpgradeRecord, Option<JoinHandle<UpgradeRecord>>), ControlError> {
         // Validates and compiles both versions before any task moves.
-        let request = self.upgrade_request(name, to, None)?;
+        let request = self.upgrade_request(name, to, promoting)?;
         let upgrade_started = now_ms();
         let upgrade = UpgradeRecord {
             operator: to.operator.clone(),
@@ -75,7 +86,7 @@ impl Controller {
                 l.me().to_string()
             }),
             decision: None,
-            partitions: None,
+            partitions: to.partitions.clone(),
             old_config: request.config.old.clone(),
             new_config: request.config.new.clone(),
         };
@@ -88,33 +99,33 @@ impl Controller {
         self.reconcile_upgrade(name);
         let this = Arc::clone(self);
         let pipeline = name.to_string();
-        let settings = request.record.spec.settings.clone();
-        let judged = upgrade.clone();
-        let judge = std::thread::spawn(move || this.judge_shared(&pipeline, judged, settings));
+        let judged = Judged {
+            upgrade: upgrade.clone(),
+            settings: request.record.spec.settings.clone(),
+            canary: to.partitions.is_some() && promoting.is_none(),
+            old_format: request.plan.old.pinned.state_version,
+        };
+        let judge = std::thread::spawn(move || this.judge_shared(&pipeline, judged));
         Ok((upgrade, Some(judge)))
     }
 
     /// Waits for every server's probation, then writes the verdict into the record.
-    fn judge_shared(
-        self: &Arc<Self>,
-        name: &str,
-        upgrade: UpgradeRecord,
-        settings: Settings,
-    ) -> UpgradeRecord {
-        let started_ms = upgrade.started_ms;
-        let judged = self.judge_until_verdict(name, upgrade, settings);
+    fn judge_shared(self: &Arc<Self>, name: &str, judged: Judged) -> UpgradeRecord {
+        let started_ms = judged.upgrade.started_ms;
+        let judged = self.judge_until_verdict(name, judged);
         if let Some(l) = self.cluster.get() {
             l.set_judging(name, started_ms, false);
         }
         judged
     }
 
-    fn judge_until_verdict(
-        self: &Arc<Self>,
-        name: &str,
-        mut upgrade: UpgradeRecord,
-        settings: Settings,
-    ) -> UpgradeRecord {
+    fn judge_until_verdict(self: &Arc<Self>, name: &str, judged: Judged) -> UpgradeRecord {
+        let Judged {
+            mut upgrade,
+            settings,
+            canary,
+            old_format,
+        } = judged;
         let started = Instant::now();
         let grace = Duration::from_millis(settings.probation_ms) + REPORT_GRACE;
         let (outcome, state_version) = loop {
@@ -140,7 +151,20 @@ impl Controller {
             {
                 break (Outcome::RollBack(format!("on server {server}: {f}")), None);
             }
-            let owners = self.owner_servers(name);
+            // A canary's (or a promotion's) servers: those that run its partitions.
+            let owners = self.owner_servers(name, upgrade.partitions.as_deref());
+            if let Some(v) = reports
+                .iter()
+                .filter_map(|(_, r)| r.state_version)
+                .find(|v| canary && *v != old_format)
+            {
+                break (
+                    Outcome::RollBack(format!(
+                        "a canary cannot change the state format (state-version {old_format} → {v}): its partitions could not go back; upgrade every partition"
+                    )),
+                    None,
+                );
+            }
             let all_in = owners
                 .iter()
                 .all(|s| reports.iter().any(|(r, rep)| r == s && rep.swapped > 0));
@@ -179,6 +203,13 @@ impl Controller {
             }
             self.heartbeat(name, upgrade.started_ms);
             std::thread::sleep(Duration::from_millis(20));
+        };
+        let outcome = match outcome {
+            Outcome::Accept { note, .. } if canary => Outcome::Accept {
+                result: UpgradeResult::Canary,
+                note,
+            },
+            o => o,
         };
         let pin = match outcome {
             Outcome::Accept { .. } => self.pinned_target(name, &upgrade, state_version),
@@ -300,9 +331,16 @@ impl Controller {
                 }
             }
             let (_, p) = plan.as_ref().expect("built above");
+            // A canary (or its promotion) moves only its partitions.
             let live: Vec<_> = tasks
                 .into_iter()
                 .filter(|t| t.id.stage == p.stage && !t.is_finished())
+                .filter(|t| {
+                    upgrade
+                        .partitions
+                        .as_ref()
+                        .is_none_or(|ps| ps.contains(&t.id.partition))
+                })
                 .collect();
             let result = upgrade.result;
             let steps = ask_all(
@@ -356,18 +394,36 @@ impl Controller {
                 sent = Some((report, Instant::now()));
             }
             if self.judge_went_away(name, &upgrade, following) {
-                // The deciding server went away: roll back here and say so.
-                let mut rolled = upgrade.clone();
-                rolled.result = UpgradeResult::RolledBack;
-                rolled.reason = Some("no verdict from the server that started the upgrade".into());
-                rolled.finished_ms = Some(now_ms());
-                if let Err(e) = self.record_upgrade(name, &rolled, None) {
+                // The deciding server went away: roll back here and say so (unless its
+                // verdict came in since this loop read the record).
+                if let Err(e) = self.roll_back_unjudged(name, upgrade.started_ms) {
                     tracing::error!(pipeline = %name, "cannot record the rollback: {e}");
                 }
                 continue;
             }
             std::thread::sleep(RECONCILE_EVERY);
         }
+    }
+
+    /// Records the upgrade that started at `started_ms` as rolled back for want of a
+    /// verdict, if it is still the last one and on probation.
+    fn roll_back_unjudged(&self, name: &str, started_ms: i64) -> Result<(), ControlError> {
+        self.with_entry(name, |entry| {
+            let Some(last) = entry
+                .record
+                .upgrades
+                .last_mut()
+                .filter(|u| u.started_ms == started_ms && u.result == UpgradeResult::Probation)
+            else {
+                return Ok(());
+            };
+            last.result = UpgradeResult::RolledBack;
+            last.reason = Some("no verdict from the server that started the upgrade".into());
+            last.finished_ms = Some(now_ms());
+            self.store.touch(&mut entry.record)?;
+            self.share(&entry.record);
+            Ok(())
+        })
     }
 
     /// Whether the server judging an upgrade on probation went quiet: nothing heard from
@@ -460,11 +516,16 @@ impl Controller {
         }
     }
 
-    /// The servers that run a shared pipeline's partitions now.
-    fn owner_servers(&self, name: &str) -> BTreeSet<String> {
-        self.cluster
-            .get()
-            .map(|l| l.catalog.owners(name).into_values().collect())
-            .unwrap_or_default()
+    /// The servers that run a shared pipeline's partitions (or `only` these) now.
+    fn owner_servers(&self, name: &str, only: Option<&[u32]>) -> BTreeSet<String> {
+        let Some(link) = self.cluster.get() else {
+            return BTreeSet::new();
+        };
+        link.catalog
+            .owners(name)
+            .into_iter()
+            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+            .map(|(_, server)| server)
+            .collect()
     }
 }

@@ -94,10 +94,6 @@ pub enum ControlError {
         operator: String,
         partitions: Vec<u32>,
     },
-    #[error(
-        "canary upgrades of a pipeline shared across a cluster are not supported yet: upgrade every partition"
-    )]
-    CanaryNotShared,
     #[error("operator {operator} already runs {name}@{version}")]
     AlreadyRuns {
         operator: String,

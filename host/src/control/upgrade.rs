@@ -15,6 +15,7 @@ use super::controller::Controller;
 use super::error::ControlError;
 use super::pause::resume;
 use super::probation::{self, Outcome, Progress};
+use crate::model::topology::stage_of;
 use crate::model::{
     Canary, PinnedOperator, PipelineRecord, PipelineState, Settings, UpgradeDecision,
     UpgradeRecord, UpgradeResult, UpgradeTo,
@@ -101,10 +102,10 @@ impl Controller {
         promoting: Option<i64>,
     ) -> Result<UpgradeRecord, ControlError> {
         self.claim(name, UPGRADE)?;
-        let begun = match self.is_shared(name) {
-            true if to.partitions.is_some() => Err(ControlError::CanaryNotShared),
-            true => self.begin_shared_upgrade(name, to),
-            false => self.begin_local_upgrade(name, to, promoting),
+        let begun = if self.is_shared(name) {
+            self.begin_shared_upgrade(name, to, promoting)
+        } else {
+            self.begin_local_upgrade(name, to, promoting)
         };
         let (upgrade, verdict) = match begun {
             Ok(b) => b,
@@ -215,8 +216,9 @@ impl Controller {
             .swap_plan(&record, index, &old, &target, &config)
             .map_err(ControlError::stage)?;
         if let Some(partitions) = to.partitions.as_ref().filter(|_| promoting.is_none()) {
-            let count = tasks.iter().filter(|t| t.id.stage == plan.stage).count() as u32;
-            check_canary(partitions, count)?;
+            // Every partition of the stage (in a cluster, not only this server's).
+            let (stage, _) = stage_of(&record.spec, index).expect("every operator is in a stage");
+            check_canary(partitions, self.stage_partitions(&record.spec, &stage)?)?;
         }
         Ok(UpgradeRequest {
             record,
