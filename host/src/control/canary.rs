@@ -11,7 +11,7 @@ use crate::model::{
     Canary, PipelineRecord, UpgradeDecision, UpgradeRecord, UpgradeResult, UpgradeTo, VersionRef,
 };
 use crate::record::now_ms;
-use crate::task::{Command, ConfigChange, SWAP_TIMEOUT, TaskHandle, ask_all};
+use crate::task::{ConfigChange, TaskHandle};
 use std::sync::Arc;
 
 /// A pipeline's record and tasks, its canary, and the canary operator's index.
@@ -97,14 +97,7 @@ impl Controller {
             .into_iter()
             .filter(|t| t.id.stage == plan.stage && canary.covers(t.id.partition))
             .collect();
-        let replies = ask_all(
-            &canaries,
-            |reply| Command::RollBack(Arc::clone(&plan), reply),
-            SWAP_TIMEOUT,
-        );
-        for e in replies.iter().filter_map(|r| r.as_ref().err()) {
-            tracing::error!(pipeline = %name, "rolling a canary back: {e}");
-        }
+        self.roll_back(name, &plan, &canaries, "rolling a canary back");
         self.with_entry(name, |entry| {
             entry.record.canary = None;
             let upgrade = entry

@@ -58,9 +58,8 @@ fn check_canary(partitions: &[u32], count: u32) -> Result<(), ControlError> {
         None
     };
     match why {
-        Some(why) => Err(ControlError::BadCanary(format!(
-            "canary partitions {partitions:?}: {why}"
-        ))),
+        // The list itself is not repeated: it may be long.
+        Some(why) => Err(ControlError::BadCanary(format!("canary partitions: {why}"))),
         None => Ok(()),
     }
 }
@@ -337,7 +336,13 @@ impl Controller {
     }
 
     /// Sends the tasks back to the plan's old version, dropping what they hold.
-    fn roll_back(&self, name: &str, plan: &Arc<SwapPlan>, tasks: &[Arc<TaskHandle>], what: &str) {
+    pub(super) fn roll_back(
+        &self,
+        name: &str,
+        plan: &Arc<SwapPlan>,
+        tasks: &[Arc<TaskHandle>],
+        what: &str,
+    ) {
         let replies = ask_all(
             tasks,
             |reply| Command::RollBack(Arc::clone(plan), reply),

@@ -60,16 +60,6 @@ pub enum UpgradeResult {
     SucceededUnexercised,
 }
 
-impl UpgradeResult {
-    /// Whether the new version runs for good.
-    pub fn succeeded(self) -> bool {
-        matches!(
-            self,
-            UpgradeResult::Succeeded | UpgradeResult::SucceededUnexercised
-        )
-    }
-}
-
 /// What a user asked of an upgrade on probation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// A pipeline status's last upgrade (`null` before any).
+fn last(v: &Value) -> Value {
+    v["upgrades"]
+        .as_array()
+        .and_then(|u| u.last())
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// A shared upgrade without traffic stays on probation on every server; it is ended on
 /// the server that judges it (another one names that server), and a stop there rolls it
 /// back everywhere.
@@ -24,13 +33,6 @@ fn a_shared_probation_waits_for_traffic_and_is_ended_on_the_server_that_judges_i
     ]);
     assert!(started.contains("runs on probation"), "{started}");
     std::thread::sleep(Duration::from_secs(2));
-    let last = |v: &Value| {
-        v["upgrades"]
-            .as_array()
-            .and_then(|u| u.last())
-            .cloned()
-            .unwrap_or_default()
-    };
     for server in [&a, &b] {
         let u = last(&wait_status(server, "the upgrade in the record", |v| {
             last(v)["result"] == "probation"
@@ -66,13 +68,6 @@ fn a_shared_canary_switches_only_its_partitions_and_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = upgradable(dir.path(), &broker, "probation_ms = 200");
     let all = partition_words(1600);
-    let last = |v: &Value| {
-        v["upgrades"]
-            .as_array()
-            .and_then(|u| u.last())
-            .cloned()
-            .unwrap_or_default()
-    };
     let round = |r: usize| {
         broker.produce("lines", 4, &all[r * 400..(r + 1) * 400], 1_700_000_000_000);
         wait_committed(&[(&a, "a"), (&b, "b")], (r as u64 + 1) * 100);
