@@ -21,6 +21,7 @@ pub struct Metrics {
     pub pipelines: IntGaugeVec,
     /// The server's memory budget and its use, by `part`.
     pub memory: IntGaugeVec,
+    pub shadow: IntGaugeVec,
 }
 
 /// The metric handles of one task.
@@ -136,7 +137,15 @@ impl Metrics {
         registry
             .register(Box::new(state_bytes.clone()))
             .expect("metric names are unique");
-        for g in [&pipelines, &memory] {
+        let shadow = IntGaugeVec::new(
+            Opts::new(
+                "eddy_shadow_inputs",
+                "A running shadow run's inputs by how the versions compared (outcome=compared, same, different, only_live, only_shadow, errors; committed)",
+            ),
+            &["pipeline", "outcome"],
+        )
+        .expect("valid metric");
+        for g in [&pipelines, &memory, &shadow] {
             registry
                 .register(Box::new(g.clone()))
                 .expect("metric names are unique");
@@ -154,6 +163,7 @@ impl Metrics {
             state_bytes,
             pipelines,
             memory,
+            shadow,
         }
     }
 

@@ -28,6 +28,7 @@ mod runtime;
 mod savepoint;
 mod server;
 mod setup;
+mod shadow;
 mod status_counts;
 mod task;
 mod upgrade;

@@ -76,6 +76,7 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         match e {
             ControlError::NotFound(_) => ApiError::not_found("pipeline not found", e.to_string()),
+            ControlError::NoShadow(_) => ApiError::not_found("no shadow", e.to_string()),
             ControlError::Exists(_) => ApiError::conflict("pipeline exists", e.to_string()),
             ControlError::Spec(_)
             | ControlError::NoSource
@@ -90,6 +91,7 @@ impl From<ControlError> for ApiError {
             | ControlError::NoSuchOperator { .. }
             | ControlError::NoSuchSavepoint(_)
             | ControlError::BadCanary(_)
+            | ControlError::BadShadow(_)
             | ControlError::Start(_)
             | ControlError::CannotStart { .. } => {
                 ApiError::bad_request("invalid pipeline", e.to_string())
@@ -100,6 +102,9 @@ impl From<ControlError> for ApiError {
             | ControlError::AlreadyRuns { .. }
             | ControlError::NoProbation(_)
             | ControlError::CanaryRuns { .. }
+            | ControlError::ShadowRuns { .. }
+            | ControlError::SharedShadow(_)
+            | ControlError::ShadowTask(_)
             | ControlError::NotTheJudge { .. }
             | ControlError::Stage(_)
             | ControlError::Pause(_)

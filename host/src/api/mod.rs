@@ -12,6 +12,7 @@ mod openapi;
 mod operators;
 mod pipelines;
 mod savepoints;
+mod shadow;
 mod system;
 mod topics;
 
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(operators::routes())
         .merge(topics::routes())
         .merge(pipelines::routes())
+        .merge(shadow::routes())
         .merge(savepoints::routes())
         .route("/openapi.json", axum::routing::get(openapi::document));
     Router::new()

@@ -11,6 +11,7 @@ mod progress;
 mod run;
 mod savepoint;
 mod serve;
+mod shadow;
 mod topic;
 mod upgrade;
 

@@ -33,9 +33,13 @@ pub enum PipelineCommand {
     },
     /// Restore a stopped pipeline from a savepoint.
     Restore { name: String, savepoint: String },
-    /// Hot-upgrade one operator of a running pipeline (--operator ID[@VERSION]), or end
-    /// the upgrade on probation (--promote, --rollback).
+    /// Hot-upgrade one operator of a running pipeline (--operator ID[@VERSION]), end
+    /// the upgrade on probation (--promote, --rollback), or start a shadow run
+    /// (--shadow).
     Upgrade(super::upgrade::UpgradeArgs),
+    /// Show a pipeline's shadow run and how it compares, or promote it to an upgrade
+    /// (--promote), or drop it (--discard).
+    Shadow(super::shadow::ShadowArgs),
     /// Wait until the pipeline has committed everything in its source topics.
     Wait {
         name: String,
@@ -216,6 +220,9 @@ pub async fn run(cmd: PipelineCommand, args: &ServerArgs) -> anyhow::Result<()> 
         PipelineCommand::Upgrade(upgrade) => {
             return super::upgrade::run(&client, args, upgrade).await;
         }
+        PipelineCommand::Shadow(shadow) => {
+            return super::shadow::run(&client, args, shadow).await;
+        }
         PipelineCommand::Delete { name } => {
             client
                 .send(
@@ -286,6 +293,9 @@ fn print_status(p: &Value) {
             c["partitions"],
             p["name"].as_str().unwrap_or("")
         );
+    }
+    if let Some(line) = shadow_line(p) {
+        println!("{line}");
     }
     let tasks = p["tasks"].as_array().cloned().unwrap_or_default();
     let staged = tasks.iter().any(|t| t["stage"].as_u64().unwrap_or(0) > 0);
@@ -359,6 +369,28 @@ fn print_status(p: &Value) {
     if let Some(text) = super::upgrade::history_text(p) {
         println!("{text}");
     }
+}
+
+/// The shadow run's line of a status: its version, where it is and how it compares so
+/// far (the tasks' committed counts).
+fn shadow_line(p: &Value) -> Option<String> {
+    let s = p["shadow"].as_object()?;
+    let mut counts = super::shadow::Counts::default();
+    for t in p["tasks"].as_array().into_iter().flatten() {
+        counts.add(&t["shadow"]);
+    }
+    let state = s["state"].as_str().unwrap_or("?");
+    Some(format!(
+        "  shadow: {}@{} {state}: {} (eddy pipeline shadow {} for the report)",
+        s["operator"]["id"].as_str().unwrap_or("?"),
+        s["operator"]["version"],
+        if state == "running" {
+            counts.text()
+        } else {
+            output::one_line(s["reason"].as_str().unwrap_or("see its report"))
+        },
+        p["name"].as_str().unwrap_or("")
+    ))
 }
 
 /// A task's watermark as a time (`-` before the first event, `end` at the end of input),

@@ -39,6 +39,16 @@ pub struct UpgradeArgs {
     /// Return once the new version runs, without waiting for its probation.
     #[arg(long)]
     no_wait: bool,
+    /// Do not upgrade: run the version beside the live one on a copy of its state and
+    /// compare their outputs record by record (`eddy pipeline shadow` shows the report).
+    #[arg(long, requires = "operator", conflicts_with_all = ["partitions", "no_wait"])]
+    shadow: bool,
+    /// With --shadow: finish once this many records (and timers) were compared.
+    #[arg(long, value_name = "N", requires = "shadow")]
+    records: Option<u64>,
+    /// With --shadow: finish after this long (e.g. 10m, 2h).
+    #[arg(long = "for", value_name = "DURATION", requires = "shadow", value_parser = humantime::parse_duration)]
+    for_: Option<std::time::Duration>,
 }
 
 pub async fn run(client: &Client, args: &ServerArgs, up: UpgradeArgs) -> anyhow::Result<()> {
@@ -52,6 +62,35 @@ pub async fn run(client: &Client, args: &ServerArgs, up: UpgradeArgs) -> anyhow:
                 None,
             )
             .await?
+    } else if up.shadow {
+        let operator = up.operator.as_deref().unwrap_or_default();
+        let mut body = request(client, name, operator, &up).await?;
+        if let Some(n) = up.records {
+            body["records"] = serde_json::json!(n);
+        }
+        if let Some(d) = up.for_ {
+            body["for_ms"] = serde_json::json!(d.as_millis() as u64);
+        }
+        let r: Value = client
+            .json(
+                Method::POST,
+                &format!("/v1/pipelines/{}/shadow", seg(name)),
+                Some((body.to_string().into_bytes(), "application/json")),
+            )
+            .await?;
+        if args.json {
+            output::json(&r);
+        } else {
+            let s = &r["shadow"];
+            println!(
+                "shadow of {} started: {}@{} runs beside the live version, its outputs go to {} (`eddy pipeline shadow {name}` for the report)",
+                s["operator"]["id"].as_str().unwrap_or("?"),
+                s["operator"]["id"].as_str().unwrap_or("?"),
+                s["operator"]["version"],
+                r["topic"].as_str().unwrap_or("")
+            );
+        }
+        return Ok(());
     } else {
         let operator = up.operator.as_deref().unwrap_or_default();
         start(client, args, name, operator, &up).await?
@@ -69,6 +108,33 @@ pub async fn run(client: &Client, args: &ServerArgs, up: UpgradeArgs) -> anyhow:
 async fn start(
     client: &Client,
     args: &ServerArgs,
+    name: &str,
+    operator: &str,
+    up: &UpgradeArgs,
+) -> anyhow::Result<Value> {
+    let mut body = request(client, name, operator, up).await?;
+    if !up.partitions.is_empty() {
+        body["partitions"] = serde_json::json!(up.partitions);
+    }
+    let id = body["operator"].as_str().unwrap_or_default().to_string();
+    let spinner = super::progress::spinner(
+        &format!("upgrading {id} in {name}: pausing, savepoint, swap"),
+        args.json,
+    );
+    let u: Value = client
+        .json(
+            Method::POST,
+            &format!("/v1/pipelines/{}/upgrade", seg(name)),
+            Some((body.to_string().into_bytes(), "application/json")),
+        )
+        .await?;
+    spinner.finish_and_clear();
+    Ok(u)
+}
+
+/// The operator, version and config an upgrade (or a shadow) asks for.
+async fn request(
+    client: &Client,
     name: &str,
     operator: &str,
     up: &UpgradeArgs,
@@ -102,26 +168,11 @@ async fn start(
             body["version"] = o["version"].clone();
         }
     }
-    if !up.partitions.is_empty() {
-        body["partitions"] = serde_json::json!(up.partitions);
-    }
-    let spinner = super::progress::spinner(
-        &format!("upgrading {id} in {name}: pausing, savepoint, swap"),
-        args.json,
-    );
-    let u: Value = client
-        .json(
-            Method::POST,
-            &format!("/v1/pipelines/{}/upgrade", seg(name)),
-            Some((body.to_string().into_bytes(), "application/json")),
-        )
-        .await?;
-    spinner.finish_and_clear();
-    Ok(u)
+    Ok(body)
 }
 
 /// Follows an upgrade on probation to its end.
-async fn follow(
+pub(super) async fn follow(
     client: &Client,
     args: &ServerArgs,
     name: &str,
@@ -198,7 +249,7 @@ fn probation_progress(status: &Value) -> (u64, u64) {
 }
 
 /// Prints how an upgrade went; an error when it was rolled back.
-fn report(args: &ServerArgs, name: &str, u: &Value) -> anyhow::Result<()> {
+pub(super) fn report(args: &ServerArgs, name: &str, u: &Value) -> anyhow::Result<()> {
     let id = u["operator"].as_str().unwrap_or("?");
     if args.json {
         output::json(u);

@@ -94,6 +94,23 @@ pub enum ControlError {
         operator: String,
         partitions: Vec<u32>,
     },
+    #[error(
+        "pipeline {pipeline:?} runs a shadow of {operator}: promote or discard it first (eddy pipeline shadow {pipeline} --promote | --discard)"
+    )]
+    ShadowRuns { pipeline: String, operator: String },
+    #[error(
+        "pipeline {0:?} has no shadow run; start one with eddy pipeline upgrade {0} --operator <id>@<version> --shadow"
+    )]
+    NoShadow(String),
+    #[error(
+        "pipeline {0:?} is shared across the cluster: shadow runs are for pipelines on one server (use a canary: eddy pipeline upgrade --partitions)"
+    )]
+    SharedShadow(String),
+    #[error("{0}")]
+    BadShadow(String),
+    /// A task could not start or end its share of a shadow run.
+    #[error("{0}")]
+    ShadowTask(String),
     #[error("operator {operator} already runs {name}@{version}")]
     AlreadyRuns {
         operator: String,

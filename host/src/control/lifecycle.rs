@@ -144,6 +144,7 @@ impl Controller {
             updated_ms: now,
             upgrades: Vec::new(),
             canary: None,
+            shadow: None,
         };
         let name = record.spec.name.clone();
         // The name is claimed and the pipeline shows as starting while its state is
@@ -366,6 +367,18 @@ impl Controller {
                 });
             }
             self.db().delete_pipeline_stores(name)?;
+            // A shadow's copy of the state is not in any changelog: it ends here.
+            if let Some(s) = entry
+                .record
+                .shadow
+                .as_mut()
+                .filter(|s| s.state == crate::model::ShadowState::Running)
+            {
+                s.state = crate::model::ShadowState::Dropped;
+                s.reason = Some("the pipeline's state was rebuilt from its changelogs, without the shadow's copy".into());
+                s.finished_ms = Some(now_ms());
+                self.store.touch(&mut entry.record)?;
+            }
             let ids: Vec<&str> = entry.record.spec.operators.iter().map(|o| o.id()).collect();
             catch_up(self.db(), self.log(), name, &ids).map_err(|error| ControlError::Rebuild {
                 pipeline: name.to_string(),
@@ -397,6 +410,7 @@ impl Controller {
                 tracing::error!(pipeline = %name, "cannot stop the failed pipeline: {e}");
             }
         }
+        self.supervise_shadows();
         self.refresh_gauges();
         self.retry_recovering();
     }

@@ -34,6 +34,7 @@ mod recovery;
 mod restore;
 mod run;
 mod savepoint_ops;
+mod shadow;
 mod status;
 mod upgrade;
 
@@ -49,6 +50,7 @@ pub use error::{ControlError, RunError};
 pub use restore::Restored;
 pub use savepoint_archive::ArchiveLimits;
 pub use savepoints::{Manifest, SavepointError, Savepoints};
+pub use shadow::{PartitionShadow, ShadowReport};
 pub use spec::{
     LateEvents, OnError, OperatorConfig, OperatorSpec, PipelineSpec, Settings, SpecError,
     VersionRef,

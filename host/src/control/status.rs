@@ -40,6 +40,10 @@ pub struct PipelineStatus {
     pub upgrades: Vec<UpgradeRecord>,
     /// Partitions that run a canary version of one operator, if any.
     pub canary: Option<Canary>,
+    /// The pipeline's shadow run, if it has one (`GET /v1/pipelines/{name}/shadow` has
+    /// its report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<crate::model::ShadowRun>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -114,6 +118,7 @@ impl Controller {
             spec: r.spec.clone(),
             upgrades: r.upgrades.clone(),
             canary: r.canary.clone(),
+            shadow: r.shadow.clone(),
             created_ms: r.created_ms,
             updated_ms: r.updated_ms,
         }
@@ -237,11 +242,43 @@ impl Controller {
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default();
             self.metrics().pipelines.with_label_values(&[&state]).inc();
+            self.shadow_gauges(e);
             if let Ok(bytes) = self.db().pipeline_state_bytes(e.name()) {
                 self.metrics()
                     .state_bytes
                     .with_label_values(&[e.name()])
                     .set(bytes as i64);
+            }
+        }
+    }
+
+    /// The shadow gauges of a pipeline: its running shadow's counts, summed over its
+    /// tasks (gone when it runs none).
+    fn shadow_gauges(&self, e: &Entry) {
+        let m = &self.metrics().shadow;
+        let running = e
+            .record
+            .shadow
+            .as_ref()
+            .is_some_and(|s| s.state == crate::model::ShadowState::Running);
+        let mut total = crate::task::shadow::ShadowCounts::default();
+        for t in &e.tasks {
+            if let Some(c) = &t.status().shadow {
+                total.add(c);
+            }
+        }
+        for (outcome, n) in [
+            ("compared", total.compared),
+            ("same", total.same),
+            ("different", total.different),
+            ("only_live", total.only_live),
+            ("only_shadow", total.only_shadow),
+            ("errors", total.errors),
+        ] {
+            if running {
+                m.with_label_values(&[e.name(), outcome]).set(n as i64);
+            } else {
+                let _ = m.remove_label_values(&[e.name(), outcome]);
             }
         }
     }

@@ -175,6 +175,16 @@ impl Controller {
                 partitions: c.partitions.clone(),
             });
         }
+        if let Some(s) = record
+            .shadow
+            .as_ref()
+            .filter(|s| s.state == crate::model::ShadowState::Running)
+        {
+            return Err(ControlError::ShadowRuns {
+                pipeline: name.to_string(),
+                operator: format!("{}@{}", s.operator.id, s.operator.version),
+            });
+        }
         let index = record
             .spec
             .operators

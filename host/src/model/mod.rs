@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod pipeline;
 pub mod settings;
+pub mod shadow;
 pub mod spec;
 pub mod topology;
 
@@ -13,6 +14,7 @@ pub use pipeline::{
     Canary, PinnedOperator, PipelineRecord, PipelineState, UpgradeDecision, UpgradeRecord,
     UpgradeResult, UpgradeTo,
 };
+pub use shadow::{ShadowLimits, ShadowRun, ShadowState};
 pub use spec::{
     DurationText, KafkaEndpoint, LateEvents, OnError, OnProbationTimeout, OperatorConfig,
     OperatorSpec, PipelineSpec, Settings, SpecError, TopicRef, VersionRef,

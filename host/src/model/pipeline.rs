@@ -165,6 +165,9 @@ pub struct PipelineRecord {
     /// of one operator until it is promoted or rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    /// The pipeline's shadow run, while it runs and after (until promoted or discarded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<super::ShadowRun>,
 }
 
 /// Partitions that run another version (or config) of one operator than the others.

@@ -221,7 +221,11 @@ impl Db {
     ) -> Result<std::collections::BTreeMap<(String, String, u32, Vec<u8>), Vec<u8>>, StateError>
     {
         let mut out = std::collections::BTreeMap::new();
-        for (name, id) in self.stores(pipeline, None)? {
+        let stores = self.stores(pipeline, None)?;
+        for (name, id) in stores
+            .into_iter()
+            .filter(|(n, _)| !super::is_shadow_scope(&n.operator))
+        {
             let (cf, store) = if name.store == super::TIMERS {
                 (Cf::Timers, super::changelog::TIMERS_STORE.to_string())
             } else {

@@ -15,6 +15,7 @@ mod operator_state;
 pub mod records;
 pub mod savepoint;
 pub mod scan;
+mod shadow;
 mod store;
 mod timers;
 
@@ -27,6 +28,7 @@ pub use meta::{
 };
 pub use operator_state::{OperatorState, StateScope, StoreId};
 pub use scan::ScanPage;
+pub use shadow::{SHADOW_SUFFIX, is_shadow_scope, load_shadow_report};
 pub use store::{CounterError, STORE_NAME_MAX, check_store_name};
 
 /// A failure of the storage engine itself (not of an operator's use of it).

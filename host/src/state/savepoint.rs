@@ -70,7 +70,12 @@ pub fn export_pipeline(
     dir: &Path,
 ) -> Result<Vec<StoreFile>, StateError> {
     let mut files = Vec::new();
-    for (name, id) in db.stores(pipeline, None)? {
+    // A shadow's copy is not the pipeline's state: it never goes into a savepoint.
+    let stores = db.stores(pipeline, None)?;
+    for (name, id) in stores
+        .into_iter()
+        .filter(|(n, _)| !super::is_shadow_scope(&n.operator))
+    {
         let (cf, store) = if name.store == TIMERS {
             (Cf::Timers, TIMERS_STORE.to_string())
         } else {

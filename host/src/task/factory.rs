@@ -5,6 +5,7 @@
 
 use super::clock::StageClock;
 use super::operator::{OperatorStartError, OperatorTemplate};
+use super::shadow::ShadowPlan;
 use super::swap::{ConfigChange, SwapPlan, Version};
 use super::{Operator, Task, TaskConfig, TaskError, TaskHandle, TaskRunner, WorkerPool};
 use crate::io::{Sink, TaskSource};
@@ -12,8 +13,8 @@ use crate::kafka::{self, Connection, KafkaError};
 use crate::log::{Log, LogError, ReplayError, TopicConfig, TopicSink, TopicSource, catch_up};
 use crate::metrics::Metrics;
 use crate::model::{
-    Canary, OnError, PinnedOperator, PipelineRecord, PipelineSpec, Stage, TopicRef, stages,
-    topology::stage_of,
+    Canary, OnError, PinnedOperator, PipelineRecord, PipelineSpec, ShadowState, Stage, TopicRef,
+    stages, topology::stage_of,
 };
 use crate::registry::{OperatorVersion, Registry, RegistryError};
 use crate::runtime::Limits;
@@ -130,20 +131,57 @@ impl TaskFactory {
         Ok(self.log.topic(&stage.source)?.partition_count())
     }
 
+    /// The stage of the pipeline's shadow, while one runs, and how to run it in its
+    /// tasks (`Err`: why it cannot). The partitions are the stage's, set per task.
+    #[allow(clippy::type_complexity)]
+    fn shadow_plan(&self, record: &PipelineRecord) -> Option<(u32, Result<ShadowPlan, String>)> {
+        let run = record.shadow.as_ref()?;
+        if run.state != ShadowState::Running {
+            return None;
+        }
+        let pinned = &run.operator;
+        let i = record.operators.iter().position(|o| o.id == pinned.id)?;
+        let (stage, local) = stage_of(&record.spec, i).expect("every operator is in a stage");
+        let plan = self
+            .template_of(record, i, pinned, run.config.as_ref())
+            .map(|template| ShadowPlan {
+                stage: stage.index,
+                local,
+                template,
+                partitions: 0,
+                db: Arc::clone(&self.db),
+            });
+        Some((stage.index, plan.map_err(|e| e.to_string())))
+    }
+
     /// How to start every operator of a pipeline (by its index in the spec).
     fn templates(&self, record: &PipelineRecord) -> Result<Vec<OperatorTemplate>, StartError> {
         record
             .operators
             .iter()
-            .zip(&record.spec.operators)
-            .map(|(pinned, op)| {
-                let version = self
-                    .registry
-                    .version(&pinned.name, pinned.version)
-                    .map_err(|error| registry_error(pinned, error))?;
-                self.template(record, pinned, &version, op.config_pairs())
-            })
+            .enumerate()
+            .map(|(i, pinned)| self.template_of(record, i, pinned, None))
             .collect()
+    }
+
+    /// How to start version `pinned` of operator `i` (by its index in the spec) with
+    /// `config` (the spec's when `None`).
+    fn template_of(
+        &self,
+        record: &PipelineRecord,
+        i: usize,
+        pinned: &PinnedOperator,
+        config: Option<&BTreeMap<String, String>>,
+    ) -> Result<OperatorTemplate, StartError> {
+        let version = self
+            .registry
+            .version(&pinned.name, pinned.version)
+            .map_err(|error| registry_error(pinned, error))?;
+        let config = match config {
+            Some(c) => c.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => record.spec.operators[i].config_pairs(),
+        };
+        self.template(record, pinned, &version, config)
     }
 
     /// How to start the canary's operator in its partitions, if the pipeline has one:
@@ -159,15 +197,7 @@ impl TaskFactory {
         let Some(i) = record.operators.iter().position(|o| o.id == pinned.id) else {
             return Ok(None);
         };
-        let version = self
-            .registry
-            .version(&pinned.name, pinned.version)
-            .map_err(|error| registry_error(pinned, error))?;
-        let config = match &canary.config {
-            Some(c) => c.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            None => record.spec.operators[i].config_pairs(),
-        };
-        let template = self.template(record, pinned, &version, config)?;
+        let template = self.template_of(record, i, pinned, canary.config.as_ref())?;
         Ok(Some((i, canary, template)))
     }
 
@@ -284,6 +314,7 @@ impl TaskFactory {
             self.log
                 .ensure_topic(&format!("{}.dlq", spec.name), &config)?;
         }
+        let shadow = self.shadow_plan(record);
         let mut runners = Vec::new();
         // A later stage's watermark comes from the previous stage's tasks.
         let mut upstream_partitions = None;
@@ -319,12 +350,29 @@ impl TaskFactory {
                     ..TaskConfig::from_settings(&spec.settings)
                 };
                 let ops = make(stage, p, partitions)?;
-                let task = Task::new(id.clone(), ops, config, Arc::clone(&self.db))?;
+                let mut task = Task::new(id.clone(), ops, config, Arc::clone(&self.db))?;
+                // A shadow that cannot go on says why; the task runs without it.
+                let shadow_failure = match shadow.as_ref().filter(|s| s.0 == stage.index) {
+                    Some((_, Ok(plan))) => task
+                        .start_shadow(
+                            &ShadowPlan {
+                                partitions,
+                                ..plan.clone()
+                            },
+                            false,
+                        )
+                        .err(),
+                    Some((_, Err(reason))) => Some(reason.clone()),
+                    None => None,
+                };
                 let handle = Arc::new(TaskHandle::new(
                     id,
                     task.committed_position().offset,
                     Arc::clone(self.log.signal()),
                 ));
+                if let Some(reason) = shadow_failure {
+                    handle.update(|s| s.shadow_failure = Some(reason));
+                }
                 let metrics_name = match stage.index {
                     0 => spec.name.clone(),
                     s => format!("{}/{s}", spec.name),

@@ -2,6 +2,7 @@
 //! (each with its own reply), status out. Sending a command wakes the workers.
 
 use super::Probation;
+use super::shadow::{ShadowCounts, ShadowPlan};
 use super::swap::{SwapPlan, SwapReport};
 use crate::log::Signal;
 use crate::model::UpgradeResult;
@@ -44,6 +45,11 @@ pub enum Command {
     Accept(Arc<SwapPlan>, Reply<Result<SwapReport, String>>),
     /// The upgrade failed: drop the held work and go back to the old version.
     RollBack(Arc<SwapPlan>, Reply<Result<SwapReport, String>>),
+    /// Commit, then start a new shadow of the plan's version beside the live operator,
+    /// on a copy of its state.
+    Shadow(Arc<ShadowPlan>, Reply<Result<(), String>>),
+    /// Commit, then end the shadow and delete its state (its report stays).
+    EndShadow(Reply<Result<(), String>>),
 }
 
 impl Command {
@@ -108,6 +114,12 @@ pub struct TaskStatus {
     /// The canary version (`operator@version`) the task runs, when a canary covers it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<String>,
+    /// While a shadow runs in the task: how it compared so far (committed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowCounts>,
+    /// Why the task's shadow stopped on its own, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_failure: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -138,6 +150,8 @@ impl TaskStatus {
             memory_waits: 0,
             server: None,
             canary: None,
+            shadow: None,
+            shadow_failure: None,
         }
     }
 }

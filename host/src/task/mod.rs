@@ -14,6 +14,7 @@ mod operator;
 mod pool;
 mod processor;
 mod runner;
+pub mod shadow;
 mod swap;
 mod upstream;
 

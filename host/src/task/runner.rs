@@ -130,6 +130,22 @@ impl TaskRunner {
                 Command::RollBack(plan, reply) => {
                     let _ = reply.send(converge(&mut self.task, &plan, UpgradeResult::RolledBack));
                 }
+                Command::Shadow(plan, reply) => {
+                    let started = self
+                        .task
+                        .flush(self.sink.as_mut())
+                        .map_err(|e| e.to_string())
+                        .and_then(|_| self.task.start_shadow(&plan, true));
+                    let _ = reply.send(started);
+                }
+                Command::EndShadow(reply) => {
+                    let ended = self
+                        .task
+                        .flush(self.sink.as_mut())
+                        .map_err(|e| e.to_string())
+                        .and_then(|_| self.task.end_shadow());
+                    let _ = reply.send(ended);
+                }
             }
             self.report();
         }
@@ -259,6 +275,7 @@ impl TaskRunner {
         self.reported = (stats.events_in, stats.events_out, stats.errors, stats.late);
         let paused = self.paused;
         let probation = self.task.probation().cloned();
+        let shadow = self.task.shadow_report().cloned();
         let backoff_ms = self
             .resume_at
             .map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64)
@@ -272,6 +289,12 @@ impl TaskRunner {
                 };
             }
             s.probation = probation;
+            if let Some(report) = shadow {
+                s.shadow = Some(report.counts);
+                s.shadow_failure = report.failure;
+            } else {
+                s.shadow = None;
+            }
             s.committed_offset = committed;
             s.end_offset = end;
             s.lag = end - committed;

@@ -222,6 +222,7 @@ pub fn pipeline_record(
         updated_ms: 0,
         upgrades: Vec::new(),
         canary: None,
+        shadow: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::batch::{checked, split_output};
 use super::config::{Probation, TaskConfig, TaskStats};
+use super::shadow::{SHADOW_PORT, ShadowLane};
 use super::upstream::UpstreamWatermarks;
 use super::{Operator, TaskError};
 use crate::io::{Outputs, Sink, SourceBatch, read_watermark};
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+mod shadowing;
 mod timers;
 
 /// The side output late events go to under `late_events = "side-output"`.
@@ -67,6 +69,8 @@ pub struct Task {
     interrupt: Option<Interrupt>,
     /// Timers due at the committed watermark have fired since the task started.
     timers_caught_up: bool,
+    /// Another version of one operator running beside it, compared record by record.
+    shadow: Option<ShadowLane>,
 }
 
 impl Task {
@@ -106,6 +110,7 @@ impl Task {
             probation: None,
             interrupt: None,
             timers_caught_up: false,
+            shadow: None,
         })
     }
 
@@ -209,6 +214,9 @@ impl Task {
             op.state().reset();
         }
         self.pending.clear();
+        if let Some(lane) = &mut self.shadow {
+            lane.reset();
+        }
         self.uncommitted_in = 0;
         self.uncommitted_late = 0;
         self.uncommitted_errors = 0;
@@ -556,6 +564,9 @@ impl Task {
                 op.state().stage(&mut commit, None);
             }
         }
+        if let Some(lane) = &mut self.shadow {
+            lane.stage(&mut commit, &self.id);
+        }
         commit.put_position(&self.id, self.position);
         if let Some(up) = &self.upstream
             && self.committed_upstream.as_ref() != Some(up)
@@ -563,10 +574,18 @@ impl Task {
             commit.put_upstream_watermarks(&self.id, up.as_slice());
         }
         let outputs = std::mem::take(&mut self.pending);
-        // Outputs are main and side outputs (dead letters count as errors).
+        // Outputs are main and side outputs (dead letters count as errors, a shadow's
+        // records are not the pipeline's).
         let emitted: u64 = outputs
             .iter()
-            .map(|o| (o.main.events.len() + o.side.len()) as u64)
+            .map(|o| {
+                let side = o
+                    .side
+                    .iter()
+                    .filter(|(port, _)| port != SHADOW_PORT)
+                    .count();
+                (o.main.events.len() + side) as u64
+            })
             .sum();
         let bytes = commit.size() as u64;
         sink.position(self.position);
@@ -577,6 +596,9 @@ impl Task {
         self.last_commit = Instant::now();
         for op in &mut self.ops {
             op.state().committed();
+        }
+        if let Some(lane) = &mut self.shadow {
+            lane.committed();
         }
         self.committed = self.position;
         self.committed_upstream = self.upstream.clone();
@@ -598,7 +620,14 @@ impl Task {
                 break;
             }
             self.ops[j].state().watermark = watermark;
-            match self.ops[j].process(input).and_then(checked) {
+            let result = self.ops[j].process(input).and_then(checked);
+            let result = match &mut self.shadow {
+                Some(lane) if lane.local() == j => {
+                    lane.on_process(self.ops[j].as_mut(), input, result)
+                }
+                _ => result,
+            };
+            match result {
                 Ok(out) => {
                     let (main, s) = split_output(out);
                     side.extend(s);
@@ -622,12 +651,21 @@ impl Task {
         for op in &mut self.ops {
             op.state().discard_batch();
         }
+        if let Some(lane) = &mut self.shadow {
+            lane.on_discard();
+        }
     }
 
     /// An attempt succeeded: its writes and outputs join what the next commit writes.
-    fn accept(&mut self, outputs: Outputs, position: TaskPosition) {
+    fn accept(&mut self, mut outputs: Outputs, position: TaskPosition) {
         for op in &mut self.ops {
             op.state().end_batch();
+        }
+        if let Some(lane) = &mut self.shadow {
+            let records = lane.on_accept();
+            outputs
+                .side
+                .extend(records.into_iter().map(|r| (SHADOW_PORT.to_string(), r)));
         }
         self.position = position;
         if !outputs.is_empty() {
@@ -656,6 +694,9 @@ impl Task {
         self.uncommitted_in += range.len() as u64;
         if let Some(p) = &mut self.probation {
             p.processed += range.len() as u64;
+        }
+        if let Some(lane) = &mut self.shadow {
+            lane.set_offsets(&source.offsets[range]);
         }
         self.accept(outputs, position);
     }
@@ -688,6 +729,12 @@ impl Task {
             self.stats.traps += 1;
         }
         let mut outputs = Outputs::empty();
+        if let Some(lane) = self.shadow.as_mut().filter(|l| l.local() == f.op) {
+            let records = lane.on_live_rejected(offset, &f.error.to_string());
+            outputs
+                .side
+                .extend(records.into_iter().map(|r| (SHADOW_PORT.to_string(), r)));
+        }
         match self.config.policy {
             OnError::Fail => {
                 // What succeeded before the failing record is kept.

@@ -29,7 +29,7 @@ impl Task {
                 return Err(TaskError::Interrupted);
             }
             match self.attempt_timers(None) {
-                Ok(None) => return Ok(()),
+                Ok(None) => return self.fire_shadow_timers(),
                 Ok(Some(outputs)) => self.accept(outputs, self.position),
                 Err((f, _)) if stopped(&f.error) => return Err(TaskError::Interrupted),
                 Err(_) => self.isolate_first_timer()?,
@@ -71,7 +71,14 @@ impl Task {
             self.ops[j].state().watermark = watermark;
             let mut main = batch::empty();
             if !carried.events.is_empty() {
-                match self.ops[j].process(&carried).and_then(checked) {
+                let result = self.ops[j].process(&carried).and_then(checked);
+                let result = match &mut self.shadow {
+                    Some(lane) if lane.local() == j => {
+                        lane.on_process(self.ops[j].as_mut(), &carried, result)
+                    }
+                    _ => result,
+                };
+                match result {
                     Ok(out) => absorb(out, &mut main, &mut side),
                     Err(error) => {
                         self.discard();
@@ -105,7 +112,12 @@ impl Task {
                 }
                 fired_any = true;
                 match self.ops[j].on_timer(&key, at).and_then(checked) {
-                    Ok(out) => absorb(out, &mut main, &mut side),
+                    Ok(out) => {
+                        if let Some(lane) = self.shadow.as_mut().filter(|l| l.local() == j) {
+                            lane.on_live_timer(&key, at, &out);
+                        }
+                        absorb(out, &mut main, &mut side)
+                    }
                     Err(error) => {
                         self.discard();
                         return Err((Failure { op: j, error }, at));
@@ -155,6 +167,9 @@ impl Task {
                 };
                 self.stats.errors += 1;
                 self.stats.last_error = Some(err.to_string());
+                if let Some(lane) = self.shadow.as_mut().filter(|l| l.local() == j) {
+                    lane.on_live_timer_failed(&key, at, f.error.to_string());
+                }
                 if self.probation.is_some() && matches!(f.error, CallError::Trap { .. }) {
                     return Err(err);
                 }

@@ -1,0 +1,51 @@
+//! A task's side of a shadow run: starting and ending the lane, and firing its timers
+//! where the live version's end.
+
+use super::Task;
+use crate::io::Outputs;
+use crate::task::TaskError;
+use crate::task::shadow::{SHADOW_PORT, ShadowLane, ShadowPlan, TaskReport};
+
+impl Task {
+    /// Starts the plan's shadow (see [`ShadowLane::start`]); the task must have
+    /// committed everything first, so the copy is of the state at its position.
+    pub fn start_shadow(&mut self, plan: &ShadowPlan, fresh: bool) -> Result<(), String> {
+        if self.position != self.committed || !self.pending.is_empty() {
+            return Err("the task has uncommitted work".into());
+        }
+        let lane = ShadowLane::start(&self.id, self.ops[plan.local].as_mut(), plan, fresh)?;
+        self.shadow = Some(lane);
+        Ok(())
+    }
+
+    /// Ends the shadow, deleting its state (its committed report stays); the task
+    /// must have committed everything first.
+    pub fn end_shadow(&mut self) -> Result<(), String> {
+        match self.shadow.take() {
+            Some(lane) => lane.end().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// The shadow's report as of the last commit, while one runs.
+    pub fn shadow_report(&self) -> Option<&TaskReport> {
+        self.shadow.as_ref().map(ShadowLane::committed_report)
+    }
+
+    /// The live version's timers are all fired: the shadow fires its own.
+    pub(super) fn fire_shadow_timers(&mut self) -> Result<(), TaskError> {
+        let Some(lane) = &mut self.shadow else {
+            return Ok(());
+        };
+        let records = lane.fire_timers(self.position.watermark)?;
+        if !records.is_empty() {
+            let mut outputs = Outputs::empty();
+            outputs.side = records
+                .into_iter()
+                .map(|r| (SHADOW_PORT.to_string(), r))
+                .collect();
+            self.pending.push(outputs);
+        }
+        Ok(())
+    }
+}
