@@ -549,3 +549,61 @@ fn a_kafka_pipeline_recovers_by_itself_when_the_brokers_come_back() {
     let out = broker.read_committed("counts", expected.len(), Duration::from_secs(60));
     assert_eq!(counts(&out), expected);
 }
+
+/// A shadow of a Kafka pipeline: its records go to the Kafka topic `wc.shadow` in the
+/// task's transactions, the sink holds the live version's outputs only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shadow_of_a_kafka_pipeline_writes_its_own_topic() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 2);
+    let t = TestApp::with_kafka(&broker.brokers);
+    t.push("wordcount", "wordcount").await;
+    t.push("wordcount", "wordcount-v2").await;
+    let spec = SPEC.replace("version = \"latest\"", "version = 1");
+    let (s, v) = t.create_pipeline(&spec).await;
+    assert_eq!(s, axum::http::StatusCode::CREATED, "{v}");
+    let body = serde_json::json!({ "operator": "wordcount", "version": 2 }).to_string();
+    let (s, r) = t.post_json("/v1/pipelines/wc/shadow", body).await;
+    assert_eq!(s, axum::http::StatusCode::OK, "{r}");
+
+    let values = lines(300, 21);
+    broker.produce("lines", 2, &values, 1_700_000_000_000);
+    let expected = expected_counts(&as_source(&values, 2));
+    let n = expected.len();
+    let brokers = broker.brokers.clone();
+    let (sink, shadow) = tokio::task::spawn_blocking(move || {
+        let b = Broker::attach(&brokers);
+        let sink = b.read_committed("counts", n, Duration::from_secs(60));
+        let shadow = b.read_committed("wc.shadow", n, Duration::from_secs(60));
+        (sink, shadow)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        counts(&sink),
+        expected,
+        "the live version's outputs, exactly"
+    );
+    // The shadow (version 2) emits the same counts as JSON.
+    let mut shadowed: Vec<(String, u64)> = shadow
+        .iter()
+        .map(|(_, _, k, v)| {
+            let (count, json) = either_format(v);
+            assert!(json, "version 2's format");
+            (String::from_utf8(k.clone().unwrap()).unwrap(), count)
+        })
+        .collect();
+    shadowed.sort();
+    assert_eq!(shadowed, expected);
+    // The report lands with the task's local commit, just after its transaction.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let (_, r) = t.get("/v1/pipelines/wc/shadow").await;
+        if r["counts"]["compared"] == 300 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(r["counts"]["compared"], 300, "{r}");
+    assert_eq!(r["counts"]["different"], 300, "{r}");
+}

@@ -61,6 +61,9 @@ impl SourceBatch {
     }
 }
 
+/// The port (and so the topic `<pipeline>.shadow`) of a shadow run's records.
+pub const SHADOW_PORT: &str = "shadow";
+
 /// What one committed unit of work produced.
 pub struct Outputs {
     /// The last operator's main output, for the sink.
@@ -69,6 +72,8 @@ pub struct Outputs {
     pub side: Vec<(String, Record)>,
     /// Records for the dead-letter topic, the error in their headers.
     pub dead: Vec<Record>,
+    /// A shadow run's records, for topic `<pipeline>.shadow`.
+    pub shadow: EventBatch,
 }
 
 impl Outputs {
@@ -77,11 +82,15 @@ impl Outputs {
             main: EventBatch::default(),
             side: Vec::new(),
             dead: Vec::new(),
+            shadow: EventBatch::default(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.main.events.is_empty() && self.side.is_empty() && self.dead.is_empty()
+        self.main.events.is_empty()
+            && self.side.is_empty()
+            && self.dead.is_empty()
+            && self.shadow.events.is_empty()
     }
 }
 

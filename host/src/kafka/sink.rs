@@ -291,6 +291,19 @@ impl KafkaSink {
             for r in &o.dead {
                 self.send_record(&format!("{}.dlq", self.pipeline), r)?;
             }
+            if !o.shadow.events.is_empty() {
+                let topic = format!("{}.{}", self.pipeline, crate::io::SHADOW_PORT);
+                let n = self.topic(&topic, false)?;
+                for i in 0..o.shadow.events.len() {
+                    let (key, value, ts, headers) = batch::parts(&o.shadow, i);
+                    let headers: Vec<(&str, &[u8])> = headers
+                        .iter()
+                        .map(|(k, v)| (std::str::from_utf8(k).unwrap_or("?"), *v))
+                        .collect();
+                    let p = self.partition_of(key, n);
+                    self.send(&topic, p, key, Some(value), ts, &headers)?;
+                }
+            }
         }
         // Each change names the position of its transaction, so a restore can tell the
         // changes of a transaction that never recorded its position (aborted) apart.

@@ -143,6 +143,16 @@ impl Sink for TopicSink {
                 let t = self.side_topic("dlq")?;
                 self.push_record(&mut appends, &t, r, now);
             }
+            if !o.shadow.events.is_empty() {
+                let t = self.side_topic(crate::io::SHADOW_PORT)?;
+                for i in 0..o.shadow.events.len() {
+                    let (key, value, ts, headers) = batch::parts(&o.shadow, i);
+                    let p = self.partition(&t, key);
+                    appends.push_with(&t, p, |buf| {
+                        codec::encode_into(buf, key, value, ts, &headers, now)
+                    });
+                }
+            }
         }
         for op in &changes {
             let scope = StateScope {

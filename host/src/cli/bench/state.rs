@@ -1,5 +1,6 @@
-//! `eddy bench state`: savepoint, restore, changelog rebuild and upgrade pause of a
-//! word-count pipeline holding many keys, through the server's own code paths.
+//! `eddy bench state`: savepoint, restore, changelog rebuild, upgrade pause and a
+//! shadow run's cost of a word-count pipeline holding many keys, through the server's
+//! own code paths.
 
 use crate::control::{PipelineSpec, VersionRef};
 use crate::log::TopicConfig;
@@ -180,6 +181,53 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         promoted.reason
     );
 
+    // A shadow's cost: the same records through the stopped pipeline, started and
+    // timed to its catch-up, without and then with a shadow doing the same work (the
+    // running version with its default config written out).
+    let phase = |seed: usize| -> anyhow::Result<f64> {
+        c.stop("wc")?;
+        let n = args.keys.max(1);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
+            let records: Vec<(Record, Option<u32>)> = chunk
+                .iter()
+                .map(|i| {
+                    let w = format!("key-{:08}", (i * 7919 + seed) % n);
+                    let r = Record {
+                        key: Some(w.clone().into_bytes()),
+                        value: w.into_bytes(),
+                        ..Record::default()
+                    };
+                    (r, None)
+                })
+                .collect();
+            c.log().produce(&topic, &records)?;
+        }
+        let t = Instant::now();
+        c.start("wc")?;
+        wait_caught_up(&app, "wc")?;
+        Ok(n as f64 / t.elapsed().as_secs_f64())
+    };
+    let alone = phase(1)?;
+    let version = c.status("wc")?.operators[0].version;
+    let t = Instant::now();
+    let to = crate::control::UpgradeTo {
+        operator: "wordcount".into(),
+        version: Some(VersionRef::Number(version)),
+        config: Some([("lowercase".to_string(), "false".to_string())].into()),
+        partitions: None,
+    };
+    c.start_shadow("wc", &to, crate::model::ShadowLimits::default())?;
+    let shadow_start_secs = t.elapsed().as_secs_f64();
+    let shadowed = phase(2)?;
+    let report = c.shadow_report("wc")?;
+    anyhow::ensure!(
+        report.counts.compared == args.keys.max(1) as u64
+            && report.counts.same == report.counts.compared,
+        "the shadow compared {:?}",
+        report.counts
+    );
+    c.discard_shadow("wc")?;
+
     c.stop("wc")?;
     let t = Instant::now();
     let restored = c.restore("wc", &savepoint.id)?;
@@ -227,6 +275,26 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         "{:<40} {:>12}",
         "canary promotion pause (the others)",
         format!("{:.1} ms", promoted.pause_ms)
+    );
+    println!(
+        "{:<40} {:>12}",
+        "shadow start (copy of the state)",
+        format!("{:.2} s", shadow_start_secs)
+    );
+    println!(
+        "{:<40} {:>12}",
+        "events/s without a shadow",
+        format!("{alone:.0}")
+    );
+    println!(
+        "{:<40} {:>12}",
+        "events/s with a shadow (same work)",
+        format!("{shadowed:.0}")
+    );
+    println!(
+        "{:<40} {:>12}",
+        "ratio with/without",
+        format!("{:.2}", shadowed / alone)
     );
     println!(
         "upgrade pauses: {}",

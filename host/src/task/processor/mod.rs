@@ -3,7 +3,7 @@
 
 use super::batch::{checked, split_output};
 use super::config::{Probation, TaskConfig, TaskStats};
-use super::shadow::{SHADOW_PORT, ShadowLane};
+use super::shadow::ShadowLane;
 use super::upstream::UpstreamWatermarks;
 use super::{Operator, TaskError};
 use crate::io::{Outputs, Sink, SourceBatch, read_watermark};
@@ -578,14 +578,7 @@ impl Task {
         // records are not the pipeline's).
         let emitted: u64 = outputs
             .iter()
-            .map(|o| {
-                let side = o
-                    .side
-                    .iter()
-                    .filter(|(port, _)| port != SHADOW_PORT)
-                    .count();
-                (o.main.events.len() + side) as u64
-            })
+            .map(|o| (o.main.events.len() + o.side.len()) as u64)
             .sum();
         let bytes = commit.size() as u64;
         sink.position(self.position);
@@ -643,7 +636,7 @@ impl Task {
         Ok(Outputs {
             main: carried.unwrap_or_else(|| events.clone()),
             side,
-            dead: Vec::new(),
+            ..Outputs::empty()
         })
     }
 
@@ -662,10 +655,7 @@ impl Task {
             op.state().end_batch();
         }
         if let Some(lane) = &mut self.shadow {
-            let records = lane.on_accept();
-            outputs
-                .side
-                .extend(records.into_iter().map(|r| (SHADOW_PORT.to_string(), r)));
+            lane.on_accept(&mut outputs.shadow);
         }
         self.position = position;
         if !outputs.is_empty() {
@@ -730,10 +720,7 @@ impl Task {
         }
         let mut outputs = Outputs::empty();
         if let Some(lane) = self.shadow.as_mut().filter(|l| l.local() == f.op) {
-            let records = lane.on_live_rejected(offset, &f.error.to_string());
-            outputs
-                .side
-                .extend(records.into_iter().map(|r| (SHADOW_PORT.to_string(), r)));
+            lane.on_live_rejected(offset, &f.error.to_string(), &mut outputs.shadow);
         }
         match self.config.policy {
             OnError::Fail => {

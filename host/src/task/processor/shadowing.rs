@@ -4,7 +4,7 @@
 use super::Task;
 use crate::io::Outputs;
 use crate::task::TaskError;
-use crate::task::shadow::{SHADOW_PORT, ShadowLane, ShadowPlan, TaskReport};
+use crate::task::shadow::{ShadowLane, ShadowPlan, TaskReport};
 
 impl Task {
     /// Starts the plan's shadow (see [`ShadowLane::start`]); the task must have
@@ -37,13 +37,9 @@ impl Task {
         let Some(lane) = &mut self.shadow else {
             return Ok(());
         };
-        let records = lane.fire_timers(self.position.watermark)?;
-        if !records.is_empty() {
-            let mut outputs = Outputs::empty();
-            outputs.side = records
-                .into_iter()
-                .map(|r| (SHADOW_PORT.to_string(), r))
-                .collect();
+        let mut outputs = Outputs::empty();
+        lane.fire_timers(self.position.watermark, &mut outputs.shadow)?;
+        if !outputs.is_empty() {
             self.pending.push(outputs);
         }
         Ok(())

@@ -129,7 +129,7 @@ impl Task {
         Ok(fired_any.then_some(Outputs {
             main: carried,
             side,
-            dead: Vec::new(),
+            ..Outputs::empty()
         }))
     }
 

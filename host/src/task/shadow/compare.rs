@@ -2,7 +2,7 @@
 //! concatenation of per-record outputs, and records for the shadow's topic.
 
 use crate::record::Record;
-use crate::record::batch::{self, HeaderMeta, OutputBatch, OutputMeta, Span};
+use crate::record::batch::{self, EventBatch, HeaderMeta, OutputBatch, OutputMeta, Span};
 
 /// The header naming the side-output port of a shadow's record (its topic holds the
 /// main and side outputs of the shadow together).
@@ -79,14 +79,33 @@ pub fn records(out: &OutputBatch) -> Vec<(Record, Option<String>)> {
         .collect()
 }
 
-/// A shadow's outputs as records for its topic: a side output's port goes in a header.
-pub fn for_topic(emitted: Vec<(Record, Option<String>)>) -> impl Iterator<Item = Record> {
-    emitted.into_iter().map(|(mut r, port)| {
+/// Appends a shadow's output batch to the records of its topic, reusing its buffers
+/// when it has main outputs only (a side output's port goes in a header).
+pub fn append_batch(to: &mut EventBatch, out: OutputBatch) {
+    if out.outputs.iter().any(|o| !o.port.is_absent()) {
+        return append_records(to, records(&out));
+    }
+    let main = EventBatch {
+        data: out.data,
+        events: out.outputs.into_iter().map(|o| o.event).collect(),
+        headers: out.headers,
+    };
+    if to.events.is_empty() {
+        *to = main;
+    } else {
+        batch::extend(to, &main);
+    }
+}
+
+/// Appends a shadow's outputs as records of its topic (a side output's port goes in a
+/// header).
+pub fn append_records(to: &mut EventBatch, emitted: Vec<(Record, Option<String>)>) {
+    for (mut r, port) in emitted {
         if let Some(port) = port {
             r.headers.push((PORT_HEADER.to_string(), port.into_bytes()));
         }
-        r
-    })
+        batch::push_record(to, &r);
+    }
 }
 
 #[cfg(test)]
@@ -132,11 +151,15 @@ mod tests {
 
     #[test]
     fn side_outputs_keep_their_port_in_a_header() {
-        let recs: Vec<Record> =
-            for_topic(records(&out(&[("x", None), ("y", Some("p"))]))).collect();
-        assert!(recs[0].headers.is_empty());
+        let mut to = EventBatch::default();
+        append_batch(&mut to, out(&[("w", None)]));
+        append_batch(&mut to, out(&[("x", None), ("y", Some("p"))]));
+        let recs: Vec<Record> = batch::records(&to).collect();
+        assert_eq!(recs.len(), 3);
+        assert!(recs[0].headers.is_empty() && recs[1].headers.is_empty());
+        assert_eq!(recs[0].value, b"w");
         assert_eq!(
-            recs[1].headers,
+            recs[2].headers,
             vec![(PORT_HEADER.to_string(), b"p".to_vec())]
         );
     }

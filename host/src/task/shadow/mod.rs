@@ -22,8 +22,6 @@ use report::{Compared, Handled};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The side-output port (and so the topic `<pipeline>.shadow`) of a shadow's records.
-pub const SHADOW_PORT: &str = "shadow";
 /// Traps after which a task's shadow stops: a version that traps on every record would
 /// otherwise cost the live pipeline a fresh instance per record.
 const MAX_TRAPS: u32 = 20;
@@ -250,9 +248,9 @@ impl ShadowLane {
         }
     }
 
-    /// The attempt was accepted: settles the shadow's share and returns its records for
-    /// the shadow topic.
-    pub fn on_accept(&mut self) -> Vec<Record> {
+    /// The attempt was accepted: settles the shadow's share and adds its records to
+    /// `to`, for the shadow topic.
+    pub fn on_accept(&mut self, to: &mut EventBatch) {
         let offsets = self.offsets.take();
         self.round_timers.append(&mut self.attempt_timers);
         let mut out = Vec::new();
@@ -263,7 +261,8 @@ impl ShadowLane {
                 let n = &mut self.report.counts;
                 n.compared += records;
                 n.same += records;
-                out = compare::records(&shadow);
+                n.shadow_outputs += shadow.outputs.len() as u64;
+                compare::append_batch(to, shadow);
             }
             Some(Pending::PerRecord { input, live }) => {
                 let offsets = offsets.filter(|o| o.len() == input.events.len());
@@ -292,17 +291,17 @@ impl ShadowLane {
                 }
             }
         }
-        self.emitted(out)
+        self.emitted(out, to)
     }
 
     /// The live version failed on record `offset` (`error`), which its policy skipped or
-    /// dead-lettered: the shadow is given it too.
-    pub fn on_live_rejected(&mut self, offset: u64, error: &str) -> Vec<Record> {
+    /// dead-lettered: the shadow is given it too (its records go to `to`).
+    pub fn on_live_rejected(&mut self, offset: u64, error: &str, to: &mut EventBatch) {
         let Some(input) = self.rejected.take() else {
-            return Vec::new();
+            return;
         };
         if !self.active() {
-            return Vec::new();
+            return;
         }
         let shadow = self.call(|op| op.process(&input));
         let message;
@@ -324,16 +323,16 @@ impl ShadowLane {
             live: Handled::Failed(error),
             shadow,
         });
-        self.emitted(out)
+        self.emitted(out, to)
     }
 
     /// A round of the live version's timers ended at `watermark`: the shadow fires its
     /// own due timers, and each timer either version fired is compared.
-    pub fn fire_timers(&mut self, watermark: i64) -> Result<Vec<Record>, StateError> {
+    pub fn fire_timers(&mut self, watermark: i64, to: &mut EventBatch) -> Result<(), StateError> {
         self.attempt_timers.clear();
         if !self.active() {
             self.round_timers.clear();
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.op.state().watermark = watermark;
         let mut fired: BTreeMap<TimerKey, Fired> = BTreeMap::new();
@@ -385,7 +384,8 @@ impl ShadowLane {
                 shadow,
             });
         }
-        Ok(self.emitted(out))
+        self.emitted(out, to);
+        Ok(())
     }
 
     /// Runs one call of the shadow on its own: its writes stand when it succeeds and go
@@ -417,10 +417,10 @@ impl ShadowLane {
         }
     }
 
-    /// Counts the shadow's records and makes them records of its topic.
-    fn emitted(&mut self, out: Vec<(Record, Option<String>)>) -> Vec<Record> {
+    /// Counts the shadow's records and adds them to `to`, for its topic.
+    fn emitted(&mut self, out: Vec<(Record, Option<String>)>, to: &mut EventBatch) {
         self.report.counts.shadow_outputs += out.len() as u64;
-        compare::for_topic(out).collect()
+        compare::append_records(to, out);
     }
 
     /// Adds the shadow's state and report to the task's commit.
