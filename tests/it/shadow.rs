@@ -561,3 +561,67 @@ async fn timers_are_compared_per_timer() {
         }
     }
 }
+
+/// Records the live version's policy skips are given to the shadow too (and counted as
+/// errors of either); a shadow that cannot start leaves no trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_records_reach_the_shadow_and_a_refused_start_leaves_nothing() {
+    let t = TestApp::new();
+    t.push("probe", "fixture-probe").await;
+    t.create_topic("cmds", 1).await;
+    let spec = "name = \"p\"\n[source]\ntopic = \"cmds\"\n[sink]\ntopic = \"out\"\n[[operators]]\nname = \"probe\"\nversion = 1\n[settings]\non_error = \"skip\"\n";
+    let (s, e) = t.create_pipeline(spec).await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+
+    // An init that fails: refused, and nothing of it stays.
+    let body = json!({ "operator": "probe", "version": 1, "config": { "fail_init": "no" } });
+    let (s, e) = t
+        .post_json("/v1/pipelines/p/shadow", body.to_string())
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("could not start"),
+        "{e}"
+    );
+    let (s, _) = t.get("/v1/pipelines/p/shadow").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, status) = t.get("/v1/pipelines/p").await;
+    assert!(status["shadow"].is_null(), "{status}");
+
+    let body = json!({ "operator": "probe", "version": 1, "config": { "x": "1" } });
+    let (s, r) = t
+        .post_json("/v1/pipelines/p/shadow", body.to_string())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let values = ["a", "b", "bad input", "c", "trap", "d"];
+    let lines: Vec<String> = values
+        .iter()
+        .map(|v| json!({ "value": v }).to_string())
+        .collect();
+    t.produce("cmds", &lines.join("\n")).await;
+    t.wait_caught_up("p").await;
+    let r = report_when(&t, "every record compared", |r| {
+        r["counts"]["compared"] == 6
+    })
+    .await;
+    let c = &r["counts"];
+    assert_eq!(
+        (
+            c["same"].as_u64(),
+            c["errors"].as_u64(),
+            c["live_errors"].as_u64(),
+            c["shadow_errors"].as_u64()
+        ),
+        (Some(4), Some(2), Some(2), Some(2)),
+        "{r}"
+    );
+    let offsets: Vec<&Value> = r["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["offset"])
+        .collect();
+    assert_eq!(offsets, [&json!(2), &json!(4)], "{r}");
+    assert_eq!(r["sample"][0]["input"]["value"], "bad input", "{r}");
+    assert!(r["sample"][0]["shadow_error"].is_string(), "{r}");
+}

@@ -103,6 +103,7 @@ impl From<ControlError> for ApiError {
             | ControlError::NoProbation(_)
             | ControlError::CanaryRuns { .. }
             | ControlError::ShadowRuns { .. }
+            | ControlError::ShadowKept { .. }
             | ControlError::SharedShadow(_)
             | ControlError::ShadowTask(_)
             | ControlError::NotTheJudge { .. }

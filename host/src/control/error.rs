@@ -99,6 +99,10 @@ pub enum ControlError {
     )]
     ShadowRuns { pipeline: String, operator: String },
     #[error(
+        "pipeline {pipeline:?} keeps the report of a shadow run of {operator} that ended: promote or discard it first (eddy pipeline shadow {pipeline} --promote | --discard)"
+    )]
+    ShadowKept { pipeline: String, operator: String },
+    #[error(
         "pipeline {0:?} has no shadow run; start one with eddy pipeline upgrade {0} --operator <id>@<version> --shadow"
     )]
     NoShadow(String),

@@ -93,6 +93,18 @@ impl Controller {
         // The last run's task statuses no longer describe the pipeline.
         if let Some(e) = self.table().get_mut(name) {
             e.tasks.clear();
+            // The shadow's copy of the state and its report went with the old state.
+            if let Some(s) = e
+                .record
+                .shadow
+                .as_mut()
+                .filter(|s| s.state == crate::model::ShadowState::Running)
+            {
+                s.state = crate::model::ShadowState::Dropped;
+                s.reason = Some(format!("the pipeline was restored from savepoint {}", m.id));
+                s.finished_ms = Some(crate::record::now_ms());
+                self.store.touch(&mut e.record)?;
+            }
             if e.record.state == PipelineState::Failed
                 && e.record
                     .reason

@@ -13,7 +13,7 @@ use crate::model::{
     VersionRef,
 };
 use crate::record::now_ms;
-use crate::state::{StateScope, TaskId, load_shadow_report};
+use crate::state::{StateError, StateScope, TaskId, load_shadow_report};
 use crate::task::shadow::{Difference, ShadowCounts, ShadowPlan, TaskReport, delete_task_shadow};
 use crate::task::{Command, SWAP_TIMEOUT, TaskHandle, ask_all};
 use serde::Serialize;
@@ -25,6 +25,9 @@ const SHADOW: &str = "the start of a shadow run";
 const LONGEST_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Differences a report shows at most (each task keeps up to 10).
 const SAMPLE_SHOWN: usize = 50;
+/// Longest a task may take to end its lane (it commits first); the supervision tries
+/// again later.
+const END_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One partition's share of a shadow's report.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -71,14 +74,15 @@ impl Controller {
                 "a shadow runs in every partition: leave out the partitions".into(),
             ));
         }
+        let started_ms = now_ms();
         let plan = Arc::new(ShadowPlan {
             stage: req.plan.stage,
             local: req.plan.local,
             template: req.plan.new.template.clone(),
             partitions: req.plan.partitions,
             db: Arc::clone(self.db()),
+            run: started_ms,
         });
-        let started_ms = now_ms();
         let run = ShadowRun {
             operator: req.plan.new.pinned.clone(),
             live_version: req.plan.old.pinned.version,
@@ -90,10 +94,16 @@ impl Controller {
             finished_ms: None,
             reason: None,
         };
-        let before = req.record.shadow.clone();
+        if let Some(before) = &req.record.shadow {
+            // A run that ended keeps its report until it is promoted or discarded.
+            return Err(ControlError::ShadowKept {
+                pipeline: name.to_string(),
+                operator: format!("{}@{}", before.operator.id, before.operator.version),
+            });
+        }
         // The record first: a crash after the tasks started leaves a shadow that the
         // next start resumes, never one nobody knows of.
-        self.set_shadow(name, Some(run))?;
+        self.set_shadow(name, Some(run.clone()))?;
         let tasks = stage_tasks(&req.tasks, plan.stage);
         let replies = ask_all(
             &tasks,
@@ -103,9 +113,13 @@ impl Controller {
         if let Some(reason) = replies.iter().find_map(|r| r.as_ref().err().cloned()) {
             // Nothing of it may stay: the tasks that started it end it, and every
             // task's copy and report go.
-            ask_all(&tasks, Command::EndShadow, SWAP_TIMEOUT);
-            self.delete_shadow_data(&req.record)?;
-            self.set_shadow(name, before)?;
+            ask_all(&tasks, Command::EndShadow, END_TIMEOUT);
+            let refused = PipelineRecord {
+                shadow: Some(run),
+                ..req.record.clone()
+            };
+            self.delete_shadow_data(&refused)?;
+            self.set_shadow(name, None)?;
             return Err(ControlError::ShadowTask(format!(
                 "the shadow could not start: {reason}"
             )));
@@ -138,11 +152,11 @@ impl Controller {
             let Some(bytes) = load_shadow_report(self.db(), &id)? else {
                 continue;
             };
-            let task: TaskReport = serde_json::from_slice(&bytes).map_err(|e| {
-                ControlError::BadShadow(format!(
-                    "the shadow report of partition {partition} is unreadable: {e}"
-                ))
-            })?;
+            let task: TaskReport =
+                serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                    what: "shadow report",
+                    detail: format!("partition {partition}: {e}"),
+                })?;
             report.counts.add(&task.counts);
             report.sample.extend(task.sample);
             report.partitions.push(PartitionShadow {
@@ -183,6 +197,30 @@ impl Controller {
             .ok_or_else(|| ControlError::NoShadow(name.to_string()))?;
         if record.state != PipelineState::Running {
             return Err(ControlError::NotRunning(name.to_string()));
+        }
+        // What the upgrade would refuse, refused before the shadow goes.
+        let i = record
+            .operators
+            .iter()
+            .position(|o| o.id == run.operator.id)
+            .ok_or_else(|| ControlError::NoShadow(name.to_string()))?;
+        let live = &record.operators[i];
+        let live_config = &record.spec.operators[i].config;
+        if live.version == run.operator.version
+            && run.config.as_ref().is_none_or(|c| c == live_config)
+        {
+            return Err(ControlError::AlreadyRuns {
+                operator: live.id.clone(),
+                name: live.name.clone(),
+                version: live.version,
+            });
+        }
+        if let Some(c) = &record.canary {
+            return Err(ControlError::CanaryRuns {
+                pipeline: name.to_string(),
+                operator: format!("{}@{}", c.operator.id, c.operator.version),
+                partitions: c.partitions.clone(),
+            });
         }
         let to = UpgradeTo {
             operator: run.operator.id.clone(),
@@ -309,7 +347,7 @@ fn stage_tasks(tasks: &[Arc<TaskHandle>], stage: u32) -> Vec<Arc<TaskHandle>> {
 
 /// Ends the shadow's lanes in the running tasks of its stage (each commits first).
 fn end_lanes(tasks: &[Arc<TaskHandle>], stage: u32) -> Result<(), ControlError> {
-    for r in ask_all(&stage_tasks(tasks, stage), Command::EndShadow, SWAP_TIMEOUT) {
+    for r in ask_all(&stage_tasks(tasks, stage), Command::EndShadow, END_TIMEOUT) {
         r.map_err(|e| ControlError::ShadowTask(format!("the shadow could not end: {e}")))?;
     }
     Ok(())

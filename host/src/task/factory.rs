@@ -150,6 +150,7 @@ impl TaskFactory {
                 template,
                 partitions: 0,
                 db: Arc::clone(&self.db),
+                run: run.started_ms,
             });
         Some((stage.index, plan.map_err(|e| e.to_string())))
     }

@@ -131,20 +131,20 @@ impl TaskRunner {
                     let _ = reply.send(converge(&mut self.task, &plan, UpgradeResult::RolledBack));
                 }
                 Command::Shadow(plan, reply) => {
-                    let started = self
-                        .task
-                        .flush(self.sink.as_mut())
-                        .map_err(|e| e.to_string())
-                        .and_then(|_| self.task.start_shadow(&plan, true));
-                    let _ = reply.send(started);
+                    if let Err(e) = self.task.flush(self.sink.as_mut()) {
+                        let _ = reply.send(Err(e.to_string()));
+                        return self.end(Some(e));
+                    }
+                    self.handle.update(|s| s.shadow_failure = None);
+                    let _ = reply.send(self.task.start_shadow(&plan, true));
                 }
                 Command::EndShadow(reply) => {
-                    let ended = self
-                        .task
-                        .flush(self.sink.as_mut())
-                        .map_err(|e| e.to_string())
-                        .and_then(|_| self.task.end_shadow());
-                    let _ = reply.send(ended);
+                    if let Err(e) = self.task.flush(self.sink.as_mut()) {
+                        let _ = reply.send(Err(e.to_string()));
+                        return self.end(Some(e));
+                    }
+                    self.handle.update(|s| s.shadow_failure = None);
+                    let _ = reply.send(self.task.end_shadow());
                 }
             }
             self.report();

@@ -146,6 +146,9 @@ impl Task {
         for op in &mut self.ops {
             op.set_interrupt(Arc::clone(&flag));
         }
+        if let Some(lane) = &mut self.shadow {
+            lane.set_interrupt(Arc::clone(&flag));
+        }
         self.interrupt = Some(flag);
     }
 
@@ -545,9 +548,11 @@ impl Task {
             // Held until the probation ends; a stop or crash before that drops it.
             return Ok(());
         }
+        self.fire_shadow_timers(false)?;
         if self.position == self.committed
             && self.pending.is_empty()
             && !self.ops.iter_mut().any(|op| op.state().has_pending())
+            && !self.shadow.as_mut().is_some_and(|l| l.has_pending())
         {
             return Ok(());
         }
@@ -565,7 +570,7 @@ impl Task {
             }
         }
         if let Some(lane) = &mut self.shadow {
-            lane.stage(&mut commit, &self.id);
+            lane.stage(&mut commit, &self.id, self.position.offset);
         }
         commit.put_position(&self.id, self.position);
         if let Some(up) = &self.upstream
@@ -719,7 +724,9 @@ impl Task {
             self.stats.traps += 1;
         }
         let mut outputs = Outputs::empty();
-        if let Some(lane) = self.shadow.as_mut().filter(|l| l.local() == f.op) {
+        if self.config.policy != OnError::Fail
+            && let Some(lane) = self.shadow.as_mut().filter(|l| l.local() == f.op)
+        {
             lane.on_live_rejected(offset, &f.error.to_string(), &mut outputs.shadow);
         }
         match self.config.policy {

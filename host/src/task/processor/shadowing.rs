@@ -5,6 +5,7 @@ use super::Task;
 use crate::io::Outputs;
 use crate::task::TaskError;
 use crate::task::shadow::{ShadowLane, ShadowPlan, TaskReport};
+use std::sync::Arc;
 
 impl Task {
     /// Starts the plan's shadow (see [`ShadowLane::start`]); the task must have
@@ -13,7 +14,12 @@ impl Task {
         if self.position != self.committed || !self.pending.is_empty() {
             return Err("the task has uncommitted work".into());
         }
-        let lane = ShadowLane::start(&self.id, self.ops[plan.local].as_mut(), plan, fresh)?;
+        let offset = self.committed.offset;
+        let mut lane =
+            ShadowLane::start(&self.id, self.ops[plan.local].as_mut(), plan, fresh, offset)?;
+        if let Some(flag) = &self.interrupt {
+            lane.set_interrupt(Arc::clone(flag));
+        }
         self.shadow = Some(lane);
         Ok(())
     }
@@ -32,13 +38,14 @@ impl Task {
         self.shadow.as_ref().map(ShadowLane::committed_report)
     }
 
-    /// The live version's timers are all fired: the shadow fires its own.
-    pub(super) fn fire_shadow_timers(&mut self) -> Result<(), TaskError> {
+    /// The shadow fires its timers: all that are due when the live version's round
+    /// ended (`round_end`), else (before a commit) those up to the live version's last.
+    pub(super) fn fire_shadow_timers(&mut self, round_end: bool) -> Result<(), TaskError> {
         let Some(lane) = &mut self.shadow else {
             return Ok(());
         };
         let mut outputs = Outputs::empty();
-        lane.fire_timers(self.position.watermark, &mut outputs.shadow)?;
+        lane.fire_timers(self.position.watermark, round_end, &mut outputs.shadow)?;
         if !outputs.is_empty() {
             self.pending.push(outputs);
         }

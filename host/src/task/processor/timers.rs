@@ -29,7 +29,7 @@ impl Task {
                 return Err(TaskError::Interrupted);
             }
             match self.attempt_timers(None) {
-                Ok(None) => return self.fire_shadow_timers(),
+                Ok(None) => return self.fire_shadow_timers(true),
                 Ok(Some(outputs)) => self.accept(outputs, self.position),
                 Err((f, _)) if stopped(&f.error) => return Err(TaskError::Interrupted),
                 Err(_) => self.isolate_first_timer()?,

@@ -16,17 +16,21 @@ use super::operator::OperatorTemplate;
 use super::{Operator, swap::migrate};
 use crate::record::Record;
 use crate::record::batch::{self, EventBatch, OutputBatch};
-use crate::runtime::{CallError, TrapKind};
+use crate::runtime::{CallError, Interrupt, TrapKind};
 use crate::state::{Commit, Db, OperatorState, StateError, TaskId, load_shadow_report};
 use report::{Compared, Handled};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Traps after which a task's shadow stops: a version that traps on every record would
-/// otherwise cost the live pipeline a fresh instance per record.
+/// otherwise cost the live pipeline a fresh instance per record. A call that runs to its
+/// deadline stops it at once.
 const MAX_TRAPS: u32 = 20;
 /// Timers fired per look at the shadow's due timers.
 const TIMERS_PER_LOOK: usize = 1024;
+/// Timers the shadow may fire in one round beyond the live version's: one that keeps
+/// setting due timers from its `on-timer` would otherwise never end the round.
+const EXTRA_TIMERS_MAX: usize = 1_000_000;
 
 /// What a task needs to run a shadow of one of its operators.
 #[derive(Clone)]
@@ -39,6 +43,8 @@ pub struct ShadowPlan {
     /// Partitions of the stage (what the operator's `context` reports).
     pub partitions: u32,
     pub db: Arc<Db>,
+    /// Which run (its `started_ms`): a report of another run is not resumed.
+    pub run: i64,
 }
 
 /// A timer: when, and its key.
@@ -76,17 +82,23 @@ pub struct ShadowLane {
     attempt_timers: Vec<(TimerKey, Fired)>,
     round_timers: Vec<(TimerKey, Fired)>,
     traps: u32,
+    /// The live operator's watermark in the attempt in flight.
+    watermark: i64,
+    /// Set when the task is stopping: the shadow's timer round ends early.
+    interrupt: Option<Interrupt>,
 }
 
 impl ShadowLane {
-    /// Starts the plan's shadow of `live` in task `task`. `fresh`: a new shadow, from a
-    /// copy of the live state (migrated when the formats differ); otherwise the one
-    /// the task committed goes on (or starts fresh if it has none).
+    /// Starts the plan's shadow of `live` in task `task`, whose committed position is
+    /// `offset`. `fresh`: a new shadow, from a copy of the live state (migrated when the
+    /// formats differ); otherwise the one the task committed goes on (or starts fresh if
+    /// the task has none of this run).
     pub fn start(
         task: &TaskId,
         live: &mut dyn Operator,
         plan: &ShadowPlan,
         fresh: bool,
+        offset: u64,
     ) -> Result<Self, String> {
         let db = &plan.db;
         let scope = live.state().scope().shadow();
@@ -95,18 +107,52 @@ impl ShadowLane {
         } else {
             load_shadow_report(db, task).map_err(|e| e.to_string())?
         };
-        let report: Option<TaskReport> = match saved {
-            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+        let report = match saved {
+            Some(bytes) => Some(serde_json::from_slice::<TaskReport>(&bytes).map_err(|e| {
                 format!("the shadow's report in the state database is unreadable: {e}")
             })?),
             None => None,
-        };
-        if report.is_none() {
+        }
+        .filter(|r| r.run == plan.run);
+        if let Some(r) = &report
+            && r.offset != offset
+        {
+            // With a Kafka sink the transaction commits before the local write: a crash
+            // between them leaves the shadow's state a commit behind the live state,
+            // which was caught up from Kafka.
+            return Err(format!(
+                "the shadow's state is at offset {} and the task at {offset} (the server stopped between a Kafka transaction and its local commit): start a new shadow",
+                r.offset
+            ));
+        }
+        let copied = report.is_none();
+        if copied {
             let mut copy = Commit::new(Arc::clone(db));
             copy.copy_task_state(live.state().scope(), &scope)
                 .and_then(|_| copy.write())
                 .map_err(|e| format!("copying the live state: {e}"))?;
         }
+        let started = Self::start_on_copy(task, live, plan, report, offset);
+        if started.is_err() && copied {
+            // A refused start leaves no copy behind (best effort: a later start or a
+            // discard deletes it too).
+            let mut undo = Commit::new(Arc::clone(db));
+            if undo.delete_task_state(&scope).is_ok() {
+                let _ = undo.write();
+            }
+        }
+        started
+    }
+
+    fn start_on_copy(
+        task: &TaskId,
+        live: &mut dyn Operator,
+        plan: &ShadowPlan,
+        report: Option<TaskReport>,
+        offset: u64,
+    ) -> Result<Self, String> {
+        let db = &plan.db;
+        let scope = live.state().scope().shadow();
         let state = OperatorState::new(Arc::clone(db), scope, plan.template.cache_bytes)
             .map_err(|e| e.to_string())?;
         let mut op: Box<dyn Operator> = match plan.template.start_on(state, plan.partitions) {
@@ -121,7 +167,11 @@ impl ShadowLane {
                     migrate(op.as_mut(), db, from)?;
                 }
                 // The copy, its migration and an empty report land together.
-                let report = TaskReport::default();
+                let report = TaskReport {
+                    run: plan.run,
+                    offset,
+                    ..TaskReport::default()
+                };
                 let mut commit = Commit::new(Arc::clone(db));
                 op.state().stage(&mut commit, None);
                 commit.put_shadow_report(task, &encode(&report));
@@ -143,7 +193,15 @@ impl ShadowLane {
             attempt_timers: Vec::new(),
             round_timers: Vec::new(),
             traps: 0,
+            watermark: i64::MIN,
+            interrupt: None,
         })
+    }
+
+    /// Lets `flag` end the shadow's timer round early when the task is stopping (its
+    /// calls are not interrupted: they would leave the shadow behind the live work).
+    pub fn set_interrupt(&mut self, flag: Interrupt) {
+        self.interrupt = Some(flag);
     }
 
     /// The shadowed operator's index in the chain.
@@ -160,6 +218,11 @@ impl ShadowLane {
         self.report.failure.is_none()
     }
 
+    /// Whether anything of the shadow awaits a commit.
+    pub fn has_pending(&mut self) -> bool {
+        self.report != self.committed || self.op.state().has_pending()
+    }
+
     /// The live version handled `input` with `out` in an attempt: the shadow handles it
     /// too. Returns the live output for the chain (the same records; when the versions
     /// differ, the live version's record-by-record output).
@@ -169,30 +232,47 @@ impl ShadowLane {
         input: &EventBatch,
         out: Result<OutputBatch, CallError>,
     ) -> Result<OutputBatch, CallError> {
+        self.rejected = None;
+        if !self.active() {
+            return out;
+        }
+        self.watermark = live.state().watermark;
         let out = match out {
             Ok(out) => out,
             Err(e) => {
-                if self.active() && input.events.len() == 1 {
-                    self.rejected = Some(input.clone());
-                }
+                // If the policy rejects it, the shadow is given the same input.
+                self.rejected = Some(input.clone());
                 return Err(e);
             }
         };
-        if !self.active() || input.events.is_empty() {
+        if input.events.is_empty() {
             return Ok(out);
         }
+        self.op.state().watermark = self.watermark;
         let shadow = self.op.process(input).and_then(super::batch::checked);
-        if let Ok(s) = &shadow
-            && compare::same_outputs(&out, s)
-        {
-            let shadow = shadow.expect("just matched");
-            self.pending = Some(Pending::Same {
-                records: input.events.len() as u64,
-                shadow,
-            });
-            return Ok(out);
+        match shadow {
+            Ok(s) if compare::same_outputs(&out, &s) => {
+                self.pending = Some(Pending::Same {
+                    records: input.events.len() as u64,
+                    shadow: s,
+                });
+                return Ok(out);
+            }
+            Ok(_) => {}
+            Err(e) => self.note_error(&e),
         }
         self.op.state().discard_batch();
+        if input.events.len() == 1 || !self.active() {
+            // One record is pinned already (and a shadow that just stopped compares
+            // nothing more): the live output stands as it is.
+            if self.active() {
+                self.pending = Some(Pending::PerRecord {
+                    input: input.clone(),
+                    live: vec![out.clone()],
+                });
+            }
+            return Ok(out);
+        }
         live.state().discard_batch();
         let mut outputs = Vec::with_capacity(input.events.len());
         for i in 0..input.events.len() {
@@ -252,7 +332,9 @@ impl ShadowLane {
     /// `to`, for the shadow topic.
     pub fn on_accept(&mut self, to: &mut EventBatch) {
         let offsets = self.offsets.take();
+        self.rejected = None;
         self.round_timers.append(&mut self.attempt_timers);
+        self.op.state().watermark = self.watermark;
         let mut out = Vec::new();
         match self.pending.take() {
             None => {}
@@ -267,6 +349,9 @@ impl ShadowLane {
             Some(Pending::PerRecord { input, live }) => {
                 let offsets = offsets.filter(|o| o.len() == input.events.len());
                 for (i, live_out) in live.iter().enumerate() {
+                    if !self.active() {
+                        break;
+                    }
                     let one = batch::slice(&input, i..i + 1);
                     let shadow = self.call(|op| op.process(&one));
                     let message;
@@ -303,6 +388,7 @@ impl ShadowLane {
         if !self.active() {
             return;
         }
+        self.op.state().watermark = self.watermark;
         let shadow = self.call(|op| op.process(&input));
         let message;
         let (shadow, out) = match shadow {
@@ -326,22 +412,39 @@ impl ShadowLane {
         self.emitted(out, to)
     }
 
-    /// A round of the live version's timers ended at `watermark`: the shadow fires its
-    /// own due timers, and each timer either version fired is compared.
-    pub fn fire_timers(&mut self, watermark: i64, to: &mut EventBatch) -> Result<(), StateError> {
+    /// The shadow fires its own due timers at `watermark` and each timer either version
+    /// fired is compared: at the end of the live version's round (`round_end`) all of
+    /// them; before a commit in the middle of a round, those up to the last one the live
+    /// version fired (both fire in time and key order), so each commit holds both sides
+    /// of its timers.
+    pub fn fire_timers(
+        &mut self,
+        watermark: i64,
+        round_end: bool,
+        to: &mut EventBatch,
+    ) -> Result<(), StateError> {
         self.attempt_timers.clear();
         if !self.active() {
             self.round_timers.clear();
             return Ok(());
         }
+        let upto = match self.round_timers.iter().map(|(k, _)| k).max() {
+            _ if round_end => None,
+            None => return Ok(()),
+            Some(last) => Some(last.clone()),
+        };
         self.op.state().watermark = watermark;
         let mut fired: BTreeMap<TimerKey, Fired> = BTreeMap::new();
-        loop {
+        let most = self.round_timers.len() + EXTRA_TIMERS_MAX;
+        'round: loop {
             let due = self.op.state().due_timers(watermark, TIMERS_PER_LOOK)?;
             if due.is_empty() {
                 break;
             }
             for (at, key) in due {
+                if upto.as_ref().is_some_and(|u| (at, &key) > (u.0, &u.1)) {
+                    break 'round;
+                }
                 if !self.op.state().fired_timer(key.clone(), at) {
                     continue;
                 }
@@ -352,9 +455,15 @@ impl ShadowLane {
                     self.op.state().end_batch();
                 }
                 fired.insert((at, key), r);
-            }
-            if !self.active() {
-                break;
+                if fired.len() > most {
+                    self.report.failure = Some(format!(
+                        "the shadow fired over {EXTRA_TIMERS_MAX} timers more than the live version in one round in partition {}: its timers keep coming due",
+                        self.partition
+                    ));
+                }
+                if !self.active() || self.interrupted() {
+                    break 'round;
+                }
             }
         }
         // Each timer either version fired, with what each did (a timer one of them did
@@ -388,6 +497,32 @@ impl ShadowLane {
         Ok(())
     }
 
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// A call of the shadow failed: traps count towards [`MAX_TRAPS`], and a call that
+    /// ran to its deadline stops the shadow at once.
+    fn note_error(&mut self, e: &CallError) {
+        let CallError::Trap { kind, .. } = e else {
+            return;
+        };
+        self.traps += 1;
+        if *kind == TrapKind::Deadline {
+            self.report.failure = Some(format!(
+                "the shadow ran to its call deadline in partition {}: {e}",
+                self.partition
+            ));
+        } else if self.traps >= MAX_TRAPS {
+            self.report.failure = Some(format!(
+                "the shadow trapped {MAX_TRAPS} times in partition {}; the last: {e}",
+                self.partition
+            ));
+        }
+    }
+
     /// Runs one call of the shadow on its own: its writes stand when it succeeds and go
     /// when it fails (a failure is the shadow's error, counted by the caller).
     fn call(
@@ -401,17 +536,7 @@ impl ShadowLane {
             }
             Err(e) => {
                 self.op.state().discard_batch();
-                if let CallError::Trap { kind, .. } = &e
-                    && *kind != TrapKind::Stopped
-                {
-                    self.traps += 1;
-                    if self.traps >= MAX_TRAPS {
-                        self.report.failure = Some(format!(
-                            "the shadow trapped {MAX_TRAPS} times in partition {}; the last: {e}",
-                            self.partition
-                        ));
-                    }
-                }
+                self.note_error(&e);
                 Err(e.to_string())
             }
         }
@@ -423,9 +548,11 @@ impl ShadowLane {
         compare::append_records(to, out);
     }
 
-    /// Adds the shadow's state and report to the task's commit.
-    pub fn stage(&mut self, commit: &mut Commit, task: &TaskId) {
+    /// Adds the shadow's state and report to the task's commit, which moves the task
+    /// to `offset`.
+    pub fn stage(&mut self, commit: &mut Commit, task: &TaskId, offset: u64) {
         self.op.state().stage(commit, None);
+        self.report.offset = offset;
         if self.report != self.committed {
             commit.put_shadow_report(task, &encode(&self.report));
         }

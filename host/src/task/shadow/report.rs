@@ -127,6 +127,12 @@ pub struct Difference {
 /// One task's report, committed with its work.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskReport {
+    /// Which run (its `started_ms`).
+    #[serde(default)]
+    pub run: i64,
+    /// The task's position (the next source offset) as of the commit that wrote it.
+    #[serde(default)]
+    pub offset: u64,
     pub counts: ShadowCounts,
     pub sample: Vec<Difference>,
     /// Why the shadow stopped in this task, when it did on its own.
