@@ -625,3 +625,60 @@ async fn rejected_records_reach_the_shadow_and_a_refused_start_leaves_nothing() 
     assert_eq!(r["sample"][0]["input"]["value"], "bad input", "{r}");
     assert!(r["sample"][0]["shadow_error"].is_string(), "{r}");
 }
+
+/// A savepoint leaves the shadow out; a restore drops a running shadow with the reason
+/// (its copy went with the old state), and the pipeline then runs without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_drops_a_running_shadow() {
+    let t = pipeline(&[]).await;
+    let body = json!({ "operator": "wc", "version": 1, "config": { "lowercase": "false" } });
+    let (s, r) = t
+        .post_json("/v1/pipelines/p/shadow", body.to_string())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    t.produce("lines", &round(100, 8)).await;
+    t.wait_caught_up("p").await;
+    let (s, m) = t.post_json("/v1/pipelines/p/savepoints", "").await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    let (_, all) = t
+        .get(&format!("/v1/savepoints/{}", m["id"].as_str().unwrap()))
+        .await;
+    assert!(!all.to_string().contains("~shadow"), "{all}");
+    let (s, _) = t.post_json("/v1/pipelines/p/stop", "").await;
+    assert_eq!(s, StatusCode::OK);
+    let restore = json!({ "savepoint": m["id"] }).to_string();
+    let (s, r) = t.post_json("/v1/pipelines/p/restore", restore).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (_, status) = t.get("/v1/pipelines/p").await;
+    assert_eq!(status["shadow"]["state"], "dropped", "{status}");
+    assert!(
+        status["shadow"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("restored from savepoint"),
+        "{status}"
+    );
+    let (s, _) = t.post_json("/v1/pipelines/p/start", "").await;
+    assert_eq!(s, StatusCode::OK);
+    t.produce("lines", &round(40, 9)).await;
+    let status = t.wait_caught_up("p").await;
+    assert!(
+        status["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["shadow"].is_null()),
+        "no lane runs: {status}"
+    );
+    // A new shadow waits until the dropped one is discarded.
+    let (s, e) = t
+        .post_json("/v1/pipelines/p/shadow", body.to_string())
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    let (s, _) = t.post_json("/v1/pipelines/p/shadow/discard", "").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, r) = t
+        .post_json("/v1/pipelines/p/shadow", body.to_string())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+}

@@ -368,15 +368,13 @@ impl Controller {
             }
             self.db().delete_pipeline_stores(name)?;
             // A shadow's copy of the state is not in any changelog: it ends here.
-            if let Some(s) = entry
-                .record
-                .shadow
-                .as_mut()
-                .filter(|s| s.state == crate::model::ShadowState::Running)
-            {
-                s.state = crate::model::ShadowState::Dropped;
-                s.reason = Some("the pipeline's state was rebuilt from its changelogs, without the shadow's copy".into());
-                s.finished_ms = Some(now_ms());
+            let reason =
+                "the pipeline's state was rebuilt from its changelogs, without the shadow's copy";
+            if crate::model::ShadowRun::drop_running(
+                &mut entry.record.shadow,
+                reason.into(),
+                now_ms(),
+            ) {
                 self.store.touch(&mut entry.record)?;
             }
             let ids: Vec<&str> = entry.record.spec.operators.iter().map(|o| o.id()).collect();

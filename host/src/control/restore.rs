@@ -94,15 +94,12 @@ impl Controller {
         if let Some(e) = self.table().get_mut(name) {
             e.tasks.clear();
             // The shadow's copy of the state and its report went with the old state.
-            if let Some(s) = e
-                .record
-                .shadow
-                .as_mut()
-                .filter(|s| s.state == crate::model::ShadowState::Running)
-            {
-                s.state = crate::model::ShadowState::Dropped;
-                s.reason = Some(format!("the pipeline was restored from savepoint {}", m.id));
-                s.finished_ms = Some(crate::record::now_ms());
+            let reason = format!("the pipeline was restored from savepoint {}", m.id);
+            if crate::model::ShadowRun::drop_running(
+                &mut e.record.shadow,
+                reason,
+                crate::record::now_ms(),
+            ) {
                 self.store.touch(&mut e.record)?;
             }
             if e.record.state == PipelineState::Failed

@@ -49,3 +49,18 @@ pub struct ShadowRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+impl ShadowRun {
+    /// Records a running shadow as dropped for `reason` at `now_ms`; whether it ran.
+    pub fn drop_running(run: &mut Option<ShadowRun>, reason: String, now_ms: i64) -> bool {
+        match run.as_mut().filter(|s| s.state == ShadowState::Running) {
+            Some(s) => {
+                s.state = ShadowState::Dropped;
+                s.reason = Some(reason);
+                s.finished_ms = Some(now_ms);
+                true
+            }
+            None => false,
+        }
+    }
+}
