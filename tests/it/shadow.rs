@@ -267,9 +267,30 @@ async fn a_shadow_reports_exactly_the_records_that_differ_and_is_discarded() {
         expected.shadow_outputs
     );
 
-    // The plain status says it.
+    // The status says it, and /metrics (refreshed by the supervision, every second).
     let (_, status) = t.get("/v1/pipelines/p").await;
     assert_eq!(status["shadow"]["operator"]["version"], 1, "{status}");
+    let gauge = format!(
+        "eddy_shadow_inputs{{outcome=\"different\",pipeline=\"p\"}} {}",
+        expected.different
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, m) = t
+            .call(
+                axum::http::Method::GET,
+                "/metrics",
+                axum::body::Body::empty(),
+                &[],
+            )
+            .await;
+        let m = String::from_utf8(m).unwrap();
+        if m.contains(&gauge) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{gauge} missing from:\n{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Discarded: no report any more, and a new shadow starts from the live state again.
     let (s, r) = t.post_json("/v1/pipelines/p/shadow/discard", "").await;
