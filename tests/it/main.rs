@@ -18,6 +18,7 @@ mod isolation;
 mod kafka;
 mod kafka_recovery;
 mod languages;
+mod latency;
 mod layers;
 mod limits;
 mod openapi_fuzz;

@@ -111,6 +111,11 @@ pub struct Settings {
     /// Longest time between commits. Outputs become visible at commits; a crash
     /// re-processes at most this much (exactly once all the same).
     pub commit_interval_ms: u64,
+    /// A task that has caught up with its input commits at once, so its outputs are
+    /// visible within milliseconds at low load; `false` waits out `commit_interval_ms`
+    /// (fewer, larger commits). Under load, batches are full and the interval decides.
+    #[serde(skip_serializing_if = "is_true")]
+    pub commit_when_caught_up: bool,
     pub on_error: OnError,
     /// Bounded out-of-orderness: the watermark trails the largest event time seen by
     /// this much (`"5s"`). Events below the watermark are late (see `late_events`).
@@ -285,11 +290,18 @@ impl Settings {
     }
 }
 
+/// Whether a flag is on (its default, which the stored record leaves out so an older
+/// Eddy still reads it).
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             batch_size: 512,
             commit_interval_ms: 100,
+            commit_when_caught_up: true,
             on_error: OnError::Fail,
             max_out_of_orderness: None,
             watermark_delay_ms: 0,

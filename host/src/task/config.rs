@@ -17,6 +17,8 @@ pub struct TaskConfig {
     pub idle_timeout: Option<Duration>,
     /// Longest time between commits while records flow.
     pub commit_interval: Duration,
+    /// Commit at once when the input is caught up (a short or empty poll).
+    pub commit_when_caught_up: bool,
     /// Commit early once this much state awaits a commit.
     pub max_pending_bytes: usize,
     /// Hand every state change to the sink for the changelogs.
@@ -37,6 +39,7 @@ impl TaskConfig {
             late_events: s.late_events,
             idle_timeout: s.idle_timeout.map(|d| d.0),
             commit_interval: Duration::from_millis(s.commit_interval_ms),
+            commit_when_caught_up: s.commit_when_caught_up,
             max_pending_bytes: 64 << 20,
             changelog: false,
             upstream_partitions: None,

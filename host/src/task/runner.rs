@@ -162,9 +162,14 @@ impl TaskRunner {
             Ok(b) => b,
             Err(e) => return self.end(Some(e.into())),
         };
+        // A poll shorter than a batch means the task caught up with its input: with
+        // `commit_when_caught_up` it commits now rather than at the interval, so the
+        // outputs are visible at once (a commit with nothing in it writes nothing).
+        let caught_up = self.task.config().commit_when_caught_up
+            && batch.offsets.len() < self.task.config().batch_size;
         let result = if batch.offsets.is_empty() {
             self.follow_stage()
-                .and_then(|_| self.task.maybe_commit(self.sink.as_mut()))
+                .and_then(|_| self.commit(caught_up))
                 .map(|_| Step::Idle)
         } else {
             self.last_input = Instant::now();
@@ -173,6 +178,7 @@ impl TaskRunner {
             let r = self
                 .task
                 .process(&batch, self.sink.as_mut())
+                .and_then(|_| self.commit(caught_up))
                 .map(|_| Step::Worked);
             self.pace(before);
             if let Some(m) = &self.metrics {
@@ -223,6 +229,15 @@ impl TaskRunner {
                 self.task.count_memory_wait();
                 self.resume_at = Some(Instant::now() + MEMORY_WAIT);
             }
+        }
+    }
+
+    /// Commits now (`now`: the input is caught up), or when the interval says.
+    fn commit(&mut self, now: bool) -> Result<(), TaskError> {
+        if now {
+            self.task.flush(self.sink.as_mut())
+        } else {
+            self.task.maybe_commit(self.sink.as_mut())
         }
     }
 

@@ -6,6 +6,7 @@ mod host;
 mod isolation;
 mod kafka;
 mod languages;
+mod latency;
 mod server;
 mod state;
 
@@ -19,6 +20,8 @@ pub enum BenchCommand {
     Kafka(kafka::KafkaArgs),
     /// The same word count in several languages: events/s, size, start-up cost.
     Languages(languages::LanguagesArgs),
+    /// End-to-end latency at a fixed rate, and throughput at saturation, on the embedded log.
+    Latency(latency::LatencyArgs),
     /// Savepoint, restore, changelog rebuild and upgrade pause with many keys of state.
     State(state::StateArgs),
     /// The word count alone and next to a hostile pipeline (loops, traps, big writes).
@@ -31,6 +34,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Server(args) => server::run(args),
         BenchCommand::State(args) => state::run(args),
         BenchCommand::Languages(args) => languages::run(args),
+        BenchCommand::Latency(args) => latency::run(args),
         BenchCommand::Kafka(args) => kafka::run(args),
         BenchCommand::Isolation(args) => isolation::run(args),
     }
