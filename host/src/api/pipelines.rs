@@ -142,7 +142,7 @@ pub struct UpgradeRequest {
     #[serde(default)]
     pub version: Option<VersionRef>,
     /// The operator's new config, whole, handed to the new instances' `init` (values
-    /// may be strings, numbers or booleans). With the version it runs, this is a
+    /// may be strings, numbers, booleans, arrays or objects). With the version it runs, this is a
     /// reconfigure.
     #[serde(default)]
     pub config: Option<OperatorConfig>,

@@ -218,7 +218,7 @@ fn new_config(status: &Value, id: &str, given: &[String]) -> anyhow::Result<Map<
         if g.trim_start().starts_with('{') {
             config = serde_json::from_str(g).map_err(|e| {
                 anyhow::anyhow!(
-                    "--config {g}: not a JSON object of strings, numbers or booleans: {e}"
+                    "--config {g}: not a JSON object (of strings, numbers, booleans, arrays or objects): {e}"
                 )
             })?;
         } else {

@@ -173,7 +173,8 @@ pub struct OperatorSpec {
     /// stage, with one task per partition of that topic.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repartition: bool,
-    /// Handed to the operator's `init`. Values may be strings, numbers or booleans.
+    /// Handed to the operator's `init`. Values may be strings, numbers or booleans, or
+    /// arrays and tables (handed over as JSON text).
     #[serde(
         default,
         deserialize_with = "config_values",
@@ -261,7 +262,7 @@ impl utoipa::PartialSchema for VersionRef {
 impl utoipa::ToSchema for VersionRef {}
 
 /// An operator's config as a request gives it: values may be strings, numbers or
-/// booleans (kept as text, as `init` takes them).
+/// booleans (kept as text, as `init` takes them), arrays or objects (as JSON text).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct OperatorConfig(
@@ -269,27 +270,32 @@ pub struct OperatorConfig(
 );
 
 fn config_values<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        S(String),
-        B(bool),
-        I(i64),
-        F(f64),
-    }
-    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
-    Ok(raw
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Scalar::S(s) => s,
-                Scalar::B(b) => b.to_string(),
-                Scalar::I(i) => i.to_string(),
-                Scalar::F(f) => f.to_string(),
-            };
-            (k, v)
-        })
-        .collect())
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| config_text(&k, v).map(|v| (k, v)))
+        .collect()
+}
+
+/// A config value as `init` takes it: strings as they are, numbers and booleans as
+/// text, arrays and tables as JSON text (the SDKs' `list` and friends read them).
+fn config_text<E: serde::de::Error>(key: &str, v: serde_json::Value) -> Result<String, E> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::String(s) => s,
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) => f.to_string(),
+            _ => n.to_string(),
+        },
+        v @ (Value::Array(_) | Value::Object(_)) => v.to_string(),
+        Value::Null => {
+            return Err(E::custom(format!(
+                "config {key:?} is null: give a string, number, boolean, array or table"
+            )));
+        }
+    })
 }
 
 /// A spec that cannot run, and why.
@@ -408,6 +414,21 @@ mod tests {
         assert_eq!(spec.settings.batch_size, 64);
         assert_eq!(spec.settings.on_error, OnError::DeadLetter);
         assert_eq!(spec.settings.call_timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn config_arrays_and_tables_are_handed_over_as_json_text() {
+        let spec = PipelineSpec::from_toml(
+            "name = \"p\"\n[[operators]]\nname = \"op\"\nconfig = { pages = [\"home\", 7], limits = { max = 2.5 }, ratio = 5.0 }\n",
+        )
+        .unwrap();
+        let c = &spec.operators[0].config;
+        assert_eq!(c["pages"], r#"["home",7]"#);
+        assert_eq!(c["limits"], r#"{"max":2.5}"#);
+        assert_eq!(c["ratio"], "5", "a whole float reads as before");
+        let json = r#"{"name": "p", "operators": [{"name": "op", "config": {"x": null}}]}"#;
+        let e = PipelineSpec::from_json(json).unwrap_err().to_string();
+        assert!(e.contains("\"x\" is null"), "{e}");
     }
 
     #[test]
