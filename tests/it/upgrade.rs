@@ -334,9 +334,9 @@ async fn upgrades_that_cannot_start_are_undone_at_once_and_bad_requests_refused(
             "must not be empty",
         ),
         (
-            r#"{"operator":"wordcount","version":1,"config":{"a":[1]}}"#,
+            r#"{"operator":"wordcount","version":1,"config":{"a":null}}"#,
             StatusCode::BAD_REQUEST,
-            "config",
+            "is null",
         ),
         (
             r#"{"operator":"wordcount","version":1,"config":{}}"#,
