@@ -267,7 +267,7 @@ async fn a_shadow_reports_exactly_the_records_that_differ_and_is_discarded() {
         expected.shadow_outputs
     );
 
-    // The status says it, and /metrics (refreshed by the supervision, every second).
+    // The status says it, and /metrics (refreshed by the supervision, every 100 ms).
     let (_, status) = t.get("/v1/pipelines/p").await;
     assert_eq!(status["shadow"]["operator"]["version"], 1, "{status}");
     let gauge = format!(
