@@ -51,14 +51,14 @@ async fn operators_upload_version_download_and_delete() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|i| i == "eddy:operator/state@0.1.0")
+            .any(|i| i == "eddy:operator/state@0.1.1")
     );
     assert!(
         v1["exports"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e == "eddy:operator/handler@0.1.0")
+            .any(|e| e == "eddy:operator/handler@0.1.1")
     );
     // The same bytes again: the existing version.
     let (s, again) = t
@@ -155,7 +155,7 @@ async fn bad_uploads_are_refused_with_a_reason() {
             std::fs::read(guest("fixture-other-world")).unwrap(),
             "other",
             StatusCode::BAD_REQUEST,
-            "does not export `eddy:operator/handler@0.1.0`",
+            "does not export `eddy:operator/handler@0.1.x`",
         ),
         (
             std::fs::read(guest("fixture-forbidden-import")).unwrap(),

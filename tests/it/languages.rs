@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Copies a project (examples/NAME or tests/fixtures/NAME) into a scratch directory, so
 /// the source tree stays clean, and builds it with `eddy build` once per test process.
-fn built(project: &str) -> PathBuf {
+pub(crate) fn built(project: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, Arc<OnceLock<PathBuf>>>>> = OnceLock::new();
     let cell = BUILT
         .get_or_init(Default::default)
@@ -74,7 +74,7 @@ const WORDCOUNTS: &[&str] = &[
     "examples/wordcount-c",
 ];
 
-fn wordcount_spec(dir: &Path, component: &Path) -> PathBuf {
+pub(crate) fn wordcount_spec(dir: &Path, component: &Path) -> PathBuf {
     let spec = dir.join(format!(
         "{}.toml",
         component.file_stem().unwrap().to_str().unwrap()
@@ -114,7 +114,7 @@ fn tricky_input(dir: &Path) -> PathBuf {
     path
 }
 
-fn run_to_string(spec: &Path, input: &Path, out: &Path) -> String {
+pub(crate) fn run_to_string(spec: &Path, input: &Path, out: &Path) -> String {
     let (ok, _, stderr) = eddy_output(&[
         "run",
         spec.to_str().unwrap(),

@@ -10,6 +10,7 @@ mod budget;
 mod canary;
 mod changelog;
 mod cluster;
+mod compat;
 mod event_time;
 mod golden;
 mod hostile;

@@ -184,7 +184,7 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit() {
                 "--operator".into(),
                 format!("probe={}", guest("fixture-other-world").display()),
             ],
-            "does not export `eddy:operator/handler@0.1.0`",
+            "does not export `eddy:operator/handler@0.1.x`",
         ),
         (
             vec![

@@ -1,12 +1,12 @@
 // The public API: events, stores, the context and the operator base class.
 
-import { Store as HostStore } from "eddy:operator/state@0.1.0";
-import { watermark, setEventTimer, deleteEventTimer } from "eddy:operator/timers@0.1.0";
-import { info } from "eddy:operator/context@0.1.0";
-import { log } from "eddy:operator/log@0.1.0";
+import { Store as HostStore } from "eddy:operator/state@0.1.1";
+import { watermark, setEventTimer, deleteEventTimer } from "eddy:operator/timers@0.1.1";
+import { info } from "eddy:operator/context@0.1.1";
+import { log } from "eddy:operator/log@0.1.1";
 
 import { BadInput, Fatal } from "./errors.js";
-import { byteList, byteListItems, bytesOf, kvBatch, kvEntries } from "./flat.js";
+import { Builder, byteList, byteListItems, bytesOf, kvEntries, putS64, s64 } from "./flat.js";
 import { decode } from "./utf8.js";
 
 /** Entries fetched per host call while a scan is iterated. */
@@ -113,10 +113,46 @@ function isNotACounter(e) {
   return Boolean(v && typeof v === "object" && v.tag === "not-a-counter");
 }
 
+/** Values a store keeps between batches, at most (it starts over when it has more). */
+export const CACHE_ENTRIES = 16384;
+
+/** A Map key for a store key: an ASCII string as it is, anything else one char per byte
+ * of its UTF-8 (so "a" and Uint8Array [97] are the same key). */
+const ASCII = /^[\x00-\x7f]*$/;
+
+function cacheKey(key) {
+  if (typeof key === "string" && ASCII.test(key)) return key;
+  const bytes = bytesOf(key);
+  let s = "";
+  for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
+  return s;
+}
+
+function counterBytes(n) {
+  const b = new Uint8Array(8);
+  putS64(b, 0, n);
+  return b;
+}
+
+/** A cache entry's value; a counter kept as a number (`n`) becomes its bytes on demand. */
+function valueOf(e) {
+  if (e.n !== undefined) {
+    e.value = counterBytes(e.n);
+    e.n = undefined;
+  }
+  return e.value;
+}
+
 /**
  * A durable key-value store of the operator, scoped to its source partition. Writes are
  * visible at once and become durable when the host commits the batch, together with the
  * source offset and the outputs.
+ *
+ * The store keeps what it read and wrote in a cache and hands the writes to the host in
+ * one call when a batch ends (or before a scan), so a key used by many records crosses
+ * to the host once. The cache outlives a batch while the host says (by its state epoch)
+ * that nothing this instance wrote was forgotten, up to `CACHE_ENTRIES` values. A failed
+ * batch drops the cache, and the host drops the batch's writes: nothing of it remains.
  */
 export class Store {
   constructor(name) {
@@ -126,12 +162,53 @@ export class Store {
     } catch (e) {
       throw new Fatal("cannot open store " + name + ": " + hostMessage(e));
     }
+    /** cache key -> {key: bytes, value: bytes or null (absent), n: a counter's number
+     * when it was incremented since `value` was set}, as the batch sees it */
+    this.cache = new Map();
+    /** cache keys written since the last flush */
+    this.dirty = new Set();
+  }
+
+  /** Hands the cached writes to the host. */
+  _flush() {
+    if (this.dirty.size === 0) return;
+    // One call for every write: key and value spans as 32-bit words (`packed-writes`).
+    const data = new Builder();
+    const words = new Uint32Array(this.dirty.size * 4);
+    let at = 0;
+    for (const ck of this.dirty) {
+      const e = this.cache.get(ck);
+      words[at] = data.len;
+      words[at + 1] = data.put(e.key);
+      words[at + 2] = data.len;
+      words[at + 3] = data.put(valueOf(e));
+      at += 4;
+    }
+    this.handle.writePacked({ data: data.take(), entries: new Uint8Array(words.buffer) });
+    this.dirty.clear();
+  }
+
+  _reset() {
+    this.cache.clear();
+    this.dirty.clear();
+  }
+
+  _write(key, value) {
+    const ck = cacheKey(key);
+    this.cache.set(ck, { key: bytesOf(key), value, n: undefined });
+    this.dirty.add(ck);
   }
 
   /** The value under `key` (a Uint8Array), or null. */
   get(key) {
-    const v = this.handle.get(bytesOf(key));
-    return v === undefined ? null : v;
+    const ck = cacheKey(key);
+    const e = this.cache.get(ck);
+    if (e !== undefined) return valueOf(e);
+    const bytes = bytesOf(key);
+    const v = this.handle.get(bytes);
+    const value = v === undefined ? null : v;
+    this.cache.set(ck, { key: bytes, value, n: undefined });
+    return value;
   }
 
   getString(key) {
@@ -150,11 +227,16 @@ export class Store {
   }
 
   getMany(keys) {
-    return byteListItems(this.handle.getMany(byteList(keys.map(bytesOf))));
+    const missing = keys.filter((k) => !this.cache.has(cacheKey(k))).map(bytesOf);
+    if (missing.length) {
+      const values = byteListItems(this.handle.getMany(byteList(missing)));
+      missing.forEach((k, i) => this.cache.set(cacheKey(k), { key: k, value: values[i], n: undefined }));
+    }
+    return keys.map((k) => valueOf(this.cache.get(cacheKey(k))));
   }
 
   set(key, value) {
-    this.handle.set(bytesOf(key), bytesOf(value));
+    this._write(key, bytesOf(value));
   }
 
   setJson(key, value) {
@@ -162,15 +244,17 @@ export class Store {
   }
 
   setMany(entries) {
-    this.handle.setMany(kvBatch(entries.map(([k, v]) => [bytesOf(k), bytesOf(v)])));
+    for (const [k, v] of entries) this.set(k, v);
   }
 
   delete(key) {
-    this.handle.delete(bytesOf(key));
+    this._write(key, null);
   }
 
   /** Removes every key in `[start, end)` (to the end of the store without `end`). */
   deleteRange(start, end = null) {
+    this._flush();
+    this.cache.clear();
     this.handle.deleteRange(bytesOf(start), end === null ? undefined : bytesOf(end));
   }
 
@@ -180,6 +264,7 @@ export class Store {
     const e = end === null ? undefined : bytesOf(end);
     let continuation;
     for (;;) {
+      this._flush();
       const page = this.handle.scan(s, e, SCAN_PAGE, continuation);
       yield* kvEntries(page.entries);
       continuation = page.continuation;
@@ -197,19 +282,46 @@ export class Store {
 
   /** Adds `delta` to the counter under `key` (8-byte little-endian integers); the new value. */
   increment(key, delta = 1) {
-    try {
-      return Number(this.handle.increment(bytesOf(key), delta));
-    } catch (e) {
-      throw this.counterError(e);
+    const ck = cacheKey(key);
+    const e = this.cache.get(ck);
+    if (e !== undefined && typeof delta === "number") {
+      let n;
+      if (e.n !== undefined) n = e.n + delta;
+      else if (e.value === null) n = delta;
+      else if (e.value.length === 8) n = s64(e.value, 0) + delta;
+      else {
+        const text = decode(e.key, 0, e.key.length, false);
+        throw new BadInput(
+          "store " + this.name + ": value under key " + JSON.stringify(text) + " is " + e.value.length +
+            " bytes, not an 8-byte little-endian counter",
+        );
+      }
+      if (Number.isSafeInteger(n)) {
+        e.n = n;
+        this.dirty.add(ck);
+        return n;
+      }
     }
+    // A key not seen lately (or a counter past 2^53, which the host wraps exactly): the
+    // host adds and answers in one call.
+    this._flush();
+    const bytes = bytesOf(key);
+    let n;
+    try {
+      n = Number(this.handle.increment(bytes, delta));
+    } catch (err) {
+      throw this.counterError(err);
+    }
+    if (Number.isSafeInteger(n)) this.cache.set(ck, { key: bytes, value: null, n });
+    else this.cache.delete(ck);
+    return n;
   }
 
   incrementMany(keys, deltas) {
-    try {
-      return Array.from(this.handle.incrementMany(byteList(keys.map(bytesOf)), deltas), Number);
-    } catch (e) {
-      throw this.counterError(e);
+    if (keys.length !== deltas.length) {
+      throw new Fatal("incrementMany got " + keys.length + " keys and " + deltas.length + " deltas");
     }
+    return keys.map((k, i) => this.increment(k, deltas[i]));
   }
 
   counterError(e) {
@@ -223,7 +335,30 @@ export class Context {
   constructor(outputs) {
     this.outputs = outputs;
     this.stores = new Map();
+    this.epoch = null;
     this.currentTimestamp = 0;
+  }
+
+  /** Starts a call: the caches stay only when the host's state epoch is the one they
+   * were filled in (no write of this instance was forgotten since). */
+  _begin(epoch) {
+    if (epoch === null || epoch !== this.epoch) this._discard();
+    this.epoch = epoch;
+  }
+
+  /** Hands the call's cached writes to the host; `keep` keeps the cached values for the
+   * next batch, up to a bound. */
+  _flush(keep) {
+    for (const s of this.stores.values()) {
+      s._flush();
+      if (!keep || s.cache.size > CACHE_ENTRIES) s._reset();
+    }
+  }
+
+  /** Forgets the caches (after a failed call the host drops its writes too). */
+  _discard() {
+    this.epoch = null;
+    for (const s of this.stores.values()) s._reset();
   }
 
   store(name) {

@@ -2,7 +2,23 @@
 
 import { Event, Context } from "./api.js";
 import { EddyError, BadInput } from "./errors.js";
-import { Builder, base64, bytesOf, get, headerName, kvEntries, byteList } from "./flat.js";
+import {
+  ABSENT,
+  Builder,
+  EVENT_WORDS,
+  HEADER_WORDS,
+  OUTPUT_WORDS,
+  Packer,
+  base64,
+  byteList,
+  bytesOf,
+  get,
+  headerName,
+  kvEntries,
+  words32,
+} from "./flat.js";
+
+const TWO_32 = 4294967296;
 import { decode } from "./utf8.js";
 
 /** A key for a message: quoted when it is printable UTF-8 text, else base64. */
@@ -16,52 +32,143 @@ function keyText(key) {
   return "base64:" + base64(key);
 }
 
-/** Builds an `output-batch`. */
+const EMPTY = new Uint8Array(0);
+
+/** Collects what an operator emits, packed; `takePacked` hands it over as a
+ * `packed-output`, `take` as an `output-batch`. */
 class Outputs {
   constructor() {
     this.data = new Builder();
-    this.clear();
+    this.outputs = new Packer();
+    this.headers = new Packer();
+    this.headerCount = 0;
   }
 
   clear() {
     this.data.clear();
-    this.outputs = [];
-    this.headers = [];
+    this.outputs.clear();
+    this.headers.clear();
+    this.headerCount = 0;
   }
 
   push(port, event, currentTimestamp) {
     const d = this.data;
-    const key = d.push(event._key);
-    const value = d.push(event._value);
-    const headersStart = this.headers.length;
-    for (const [name, v] of event.headers) this.headers.push({ name: d.push(name), value: d.push(v) });
-    const timestamp = event.timestamp === null || event.timestamp === undefined ? currentTimestamp : event.timestamp;
-    const meta = { key, value, timestamp, headersStart, headersLen: event.headers.length };
-    this.outputs.push({ event: meta, port: d.push(port) });
+    const ko = d.len;
+    const kl = d.put(event._key);
+    const vo = d.len;
+    const vl = d.put(event._value);
+    const headers = event.headers;
+    const hs = this.headerCount;
+    for (const [name, v] of headers) {
+      const no = d.len;
+      const nl = d.put(name);
+      const hvo = d.len;
+      const hvl = d.put(v);
+      const at = this.headers.grow(HEADER_WORDS);
+      const w = this.headers.words;
+      w[at] = no;
+      w[at + 1] = nl;
+      w[at + 2] = hvo;
+      w[at + 3] = hvl;
+    }
+    this.headerCount += headers.length;
+    const po = d.len;
+    const pl = d.put(port);
+    let ts = event.timestamp === null || event.timestamp === undefined ? currentTimestamp : event.timestamp;
+    if (typeof ts !== "number") ts = Number(ts);
+    const hi = Math.floor(ts / TWO_32);
+    const at = this.outputs.grow(OUTPUT_WORDS);
+    const w = this.outputs.words;
+    w[at] = kl === ABSENT ? 0 : ko;
+    w[at + 1] = kl;
+    w[at + 2] = vo;
+    w[at + 3] = vl;
+    w[at + 4] = ts - hi * TWO_32;
+    w[at + 5] = hi;
+    w[at + 6] = hs;
+    w[at + 7] = headers.length;
+    w[at + 8] = pl === ABSENT ? 0 : po;
+    w[at + 9] = pl;
+  }
+
+  takePacked() {
+    const batch = { data: this.data.take(), outputs: this.outputs.take(), headers: this.headers.take() };
+    this.clear();
+    return batch;
   }
 
   take() {
-    const batch = { data: this.data.take(), outputs: this.outputs, headers: this.headers };
+    // componentize-qjs lowers a u32 by saturating to i32: -1 wraps to ABSENT.
+    const span = (w, at) => (w[at + 1] === ABSENT ? { offset: 0, len: -1 } : { offset: w[at], len: w[at + 1] });
+    const o = this.outputs.words;
+    const outputs = [];
+    for (let at = 0; at < this.outputs.len; at += OUTPUT_WORDS) {
+      const event = {
+        key: span(o, at),
+        value: span(o, at + 2),
+        timestamp: (o[at + 5] | 0) * TWO_32 + o[at + 4],
+        headersStart: o[at + 6],
+        headersLen: o[at + 7],
+      };
+      outputs.push({ event, port: span(o, at + 8) });
+    }
+    const h = this.headers.words;
+    const headers = [];
+    for (let at = 0; at < this.headers.len; at += HEADER_WORDS) {
+      headers.push({ name: span(h, at), value: span(h, at + 2) });
+    }
+    const batch = { data: this.data.take(), outputs, headers };
     this.clear();
     return batch;
   }
 }
 
+/** The events of an `event-batch` (from hosts older than `packed-handler`). */
 function events(batch) {
   const data = batch.data;
   const headers = batch.headers;
   return batch.events.map((m) => {
     const e = Object.create(Event.prototype);
     e._key = get(data, m.key);
-    e._value = get(data, m.value) || new Uint8Array(0);
+    e._value = get(data, m.value) || EMPTY;
     e.timestamp = m.timestamp;
     e.headers = [];
     for (let i = m.headersStart; i < m.headersStart + m.headersLen; i++) {
       const h = headers[i];
-      e.headers.push([headerName(data, h.name), get(data, h.value) || new Uint8Array(0)]);
+      e.headers.push([headerName(data, h.name), get(data, h.value) || EMPTY]);
     }
     return e;
   });
+}
+
+/** The events of a `packed-batch`. */
+function packedEvents(batch) {
+  const data = batch.data;
+  const m = words32(batch.events);
+  const h = words32(batch.headers);
+  const n = m.length / EVENT_WORDS;
+  const out = new Array(n);
+  for (let i = 0, at = 0; i < n; i++, at += EVENT_WORDS) {
+    const e = Object.create(Event.prototype);
+    const ko = m[at];
+    const kl = m[at + 1];
+    e._key = kl === ABSENT ? null : data.subarray(ko, ko + kl);
+    const vo = m[at + 2];
+    const vl = m[at + 3];
+    e._value = vl === ABSENT ? EMPTY : data.subarray(vo, vo + vl);
+    e.timestamp = (m[at + 5] | 0) * TWO_32 + m[at + 4];
+    const hl = m[at + 7];
+    const headers = [];
+    for (let j = m[at + 6], end = j + hl; j < end; j++) {
+      const x = j * HEADER_WORDS;
+      const name = { offset: h[x], len: h[x + 1] };
+      const value = { offset: h[x + 2], len: h[x + 3] };
+      headers.push([headerName(data, name), get(data, value) || EMPTY]);
+    }
+    e.headers = headers;
+    out[i] = e;
+  }
+  return out;
 }
 
 function wireError(e) {
@@ -69,13 +176,34 @@ function wireError(e) {
   return { tag: "fatal", val: e.message };
 }
 
-/** Turns an operator class into the `handler` export: `export const handler = exportOperator(MyOperator)`. */
+/** Turns an operator class into the `handler` export: `export const handler = exportOperator(MyOperator)`.
+ * Its `packed` member is the `packed-handler` export (batches packed as bytes). */
 export function exportOperator(OperatorClass) {
   let op = null;
   let ctx = null;
   const outputs = new Outputs();
 
-  return {
+  /** Runs a batch; with the host's state `epoch`, the stores' caches may outlive it. */
+  function run(list, epoch) {
+    outputs.clear();
+    ctx._begin(epoch);
+    let index = 0;
+    try {
+      for (; index < list.length; index++) {
+        const event = list[index];
+        ctx.currentTimestamp = event.timestamp;
+        op.process(event, ctx);
+      }
+      ctx._flush(epoch !== null);
+    } catch (e) {
+      ctx._discard();
+      if (!(e instanceof EddyError)) throw e; // a bug in the operator: the instance traps
+      outputs.clear();
+      throw { index: Math.max(0, Math.min(index, list.length - 1)), error: wireError(e) };
+    }
+  }
+
+  const handler = {
     init(config) {
       const settings = {};
       for (const [k, v] of config) settings[k] = v;
@@ -92,28 +220,20 @@ export function exportOperator(OperatorClass) {
     },
 
     process(batch) {
-      outputs.clear();
-      const list = events(batch);
-      for (let index = 0; index < list.length; index++) {
-        const event = list[index];
-        ctx.currentTimestamp = event.timestamp;
-        try {
-          op.process(event, ctx);
-        } catch (e) {
-          if (!(e instanceof EddyError)) throw e; // a bug in the operator: the instance traps
-          outputs.clear();
-          throw { index, error: wireError(e) };
-        }
-      }
+      run(events(batch), null);
       return outputs.take();
     },
 
     onTimer(key, at) {
       outputs.clear();
       ctx.currentTimestamp = at;
+      // No epoch comes with a timer: it starts from the host's values.
+      ctx._begin(null);
       try {
         op.onTimer(key, at, ctx);
+        ctx._flush(false);
       } catch (e) {
+        ctx._discard();
         if (!(e instanceof EddyError)) throw e;
         outputs.clear();
         throw wireError(e);
@@ -145,4 +265,12 @@ export function exportOperator(OperatorClass) {
       return byteList(values);
     },
   };
+  // `eddy build` exports it as `packedHandler` next to the module's `handler`.
+  handler.packed = {
+    process(batch) {
+      run(packedEvents(batch), batch.stateEpoch);
+      return outputs.takePacked();
+    },
+  };
+  return handler;
 }

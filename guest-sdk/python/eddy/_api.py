@@ -1,6 +1,7 @@
 """The public API: events, stores, the context, the operator base class, errors."""
 
 import json
+import struct
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _host
@@ -12,6 +13,9 @@ Bytes = Union[bytes, bytearray, str]
 INHERIT_TIMESTAMP = -(2**63)
 
 SCAN_PAGE = 256
+
+#: Values a store keeps between batches, at most (it starts over when it has more).
+CACHE_ENTRIES = 16384
 
 
 def _b(value: Bytes) -> bytes:
@@ -42,10 +46,11 @@ class Event:
     __slots__ = ("key", "value", "timestamp", "headers")
 
     def __init__(self, key: Optional[Bytes], value: Bytes, timestamp: int = INHERIT_TIMESTAMP, headers=None):
-        self.key = None if key is None else _b(key)
-        self.value = _b(value)
+        # `str` is the common case: encode it without a call to `_b`.
+        self.key = None if key is None else key.encode() if type(key) is str else _b(key)
+        self.value = value.encode() if type(value) is str else _b(value)
         self.timestamp = timestamp
-        self.headers: List[Tuple[str, bytes]] = [(n, _b(v)) for n, v in (headers or [])]
+        self.headers: List[Tuple[str, bytes]] = [(n, _b(v)) for n, v in headers] if headers else []
 
     @staticmethod
     def keyless(value: Bytes) -> "Event":
@@ -97,34 +102,82 @@ class Event:
         )
 
 
+_COUNTER = struct.Struct("<q")
+_pack_counter, _unpack_counter = _COUNTER.pack, _COUNTER.unpack
+_MISSING = object()
+
+
+def _not_a_counter(key: bytes, value: bytes) -> "BadInput":
+    text = key.decode("utf-8", "replace")
+    return BadInput(f"value under key {json.dumps(text)} is {len(value)} bytes, not an 8-byte little-endian counter")
+
+
 class Store:
     """A durable key-value store of the operator, scoped to its source partition.
 
     Keys and values are bytes (``str`` is taken as UTF-8). Writes are visible at once and
     become durable when the host commits the batch, with the source offset and outputs.
+
+    The store keeps what it read and wrote in a cache and hands the writes to the host in
+    one call when a batch ends (or before a scan), so a key used by many records crosses
+    to the host once. The cache outlives a batch while the host says (by its state epoch)
+    that nothing this instance wrote was forgotten, up to ``CACHE_ENTRIES`` values. A
+    failed batch drops the cache, and the host drops the batch's writes: nothing of it
+    remains.
     """
 
     def __init__(self, name: str):
         self.name = name
         self._handle = _host.open_store(name)
+        # key -> value (None: absent) as the batch sees it; `_dirty` holds the keys
+        # written since the last flush.
+        self._cache: Dict[bytes, Optional[bytes]] = {}
+        self._dirty: Dict[bytes, None] = {}
+
+    def _flush(self) -> None:
+        if self._dirty:
+            _host.write_packed(self._handle, [(key, self._cache[key]) for key in self._dirty])
+            self._dirty.clear()
+
+    def _reset(self) -> None:
+        self._cache.clear()
+        self._dirty.clear()
 
     def get(self, key: Bytes) -> Optional[bytes]:
-        return self._handle.get(_b(key))
+        key = _b(key)
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = self._cache[key] = self._handle.get(key)
+            return value
 
     def get_many(self, keys: Sequence[Bytes]) -> List[Optional[bytes]]:
-        return _host.get_many(self._handle, [_b(k) for k in keys])
+        keys = [_b(k) for k in keys]
+        cache = self._cache
+        missing = [k for k in keys if k not in cache]
+        if missing:
+            for k, v in zip(missing, _host.get_many(self._handle, missing)):
+                cache[k] = v
+        return [cache[k] for k in keys]
 
     def set(self, key: Bytes, value: Bytes) -> None:
-        self._handle.set(_b(key), _b(value))
+        key = _b(key)
+        self._cache[key] = _b(value)
+        self._dirty[key] = None
 
     def set_many(self, entries: Sequence[Tuple[Bytes, Bytes]]) -> None:
-        _host.set_many(self._handle, [(_b(k), _b(v)) for k, v in entries])
+        for k, v in entries:
+            self.set(k, v)
 
     def delete(self, key: Bytes) -> None:
-        self._handle.delete(_b(key))
+        key = _b(key)
+        self._cache[key] = None
+        self._dirty[key] = None
 
     def delete_range(self, start: Bytes, end: Optional[Bytes] = None) -> None:
         """Removes every key in ``[start, end)`` (to the end of the store without ``end``)."""
+        self._flush()
+        self._cache.clear()
         self._handle.delete_range(_b(start), None if end is None else _b(end))
 
     def scan(self, start: Bytes = b"", end: Optional[Bytes] = None) -> Iterator[Tuple[bytes, bytes]]:
@@ -132,6 +185,7 @@ class Store:
         start, end = _b(start), None if end is None else _b(end)
         continuation = None
         while True:
+            self._flush()
             entries, continuation = _host.scan(self._handle, start, end, SCAN_PAGE, continuation)
             yield from entries
             if continuation is None:
@@ -148,10 +202,30 @@ class Store:
 
     def increment(self, key: Bytes, delta: int = 1) -> int:
         """Adds ``delta`` to the counter under ``key`` (8-byte little-endian integers)."""
-        return _host.increment(self._handle, _b(key), delta)
+        key = key.encode() if type(key) is str else _b(key)
+        cache = self._cache
+        value = cache.get(key, _MISSING)
+        if value is _MISSING:
+            # A key not seen lately: the host adds and answers in one call.
+            n = _host.increment(self._handle, key, delta)
+            cache[key] = _pack_counter(n)
+            return n
+        if value is None:
+            n = delta
+        elif len(value) == 8:
+            n = _unpack_counter(value)[0] + delta
+        else:
+            raise _not_a_counter(key, value)
+        if not -(2**63) <= n < 2**63:
+            n = (n + 2**63) % 2**64 - 2**63  # wraps, as the host's counters do
+        cache[key] = _pack_counter(n)
+        self._dirty[key] = None
+        return n
 
     def increment_many(self, keys: Sequence[Bytes], deltas: Sequence[int]) -> List[int]:
-        return _host.increment_many(self._handle, [_b(k) for k in keys], list(deltas))
+        if len(keys) != len(deltas):
+            raise Fatal(f"increment_many got {len(keys)} keys and {len(deltas)} deltas")
+        return [self.increment(k, d) for k, d in zip(keys, deltas)]
 
     def get_json(self, key: Bytes):
         raw = self.get(key)
@@ -180,7 +254,29 @@ class Context:
     def __init__(self, outputs):
         self._out = outputs
         self._stores: Dict[str, Store] = {}
+        self._epoch: Optional[int] = None
         self.current_timestamp = 0
+
+    def _begin(self, epoch: Optional[int]) -> None:
+        """Starts a call: the caches stay only when the host's state epoch is the one they
+        were filled in (no write of this instance was forgotten since)."""
+        if epoch is None or epoch != self._epoch:
+            self._discard()
+        self._epoch = epoch
+
+    def _flush(self, keep: bool) -> None:
+        """Hands the call's cached writes to the host (at the end of a batch or timer);
+        ``keep`` keeps the cached values for the next batch, up to a bound."""
+        for s in self._stores.values():
+            s._flush()
+            if not keep or len(s._cache) > CACHE_ENTRIES:
+                s._reset()
+
+    def _discard(self) -> None:
+        """Forgets the caches (after a failed call the host drops its writes too)."""
+        self._epoch = None
+        for s in self._stores.values():
+            s._reset()
 
     def store(self, name: str) -> Store:
         s = self._stores.get(name)

@@ -1,4 +1,5 @@
-"""The exported ``handler``: one operator instance per component instance."""
+"""The exported ``handler`` and ``packed-handler``: one operator instance per component
+instance."""
 
 import base64
 
@@ -32,6 +33,31 @@ def export(operator_class):
 
     state = {}
 
+    def run(events, epoch=None):
+        """Runs a batch; with the host's state ``epoch``, the stores' caches may outlive it."""
+        op, outputs, ctx = state["op"], state["outputs"], state["ctx"]
+        outputs.clear()
+        ctx._begin(epoch)
+        process = op.process
+        index = 0
+        try:
+            for index, event in enumerate(events):
+                ctx.current_timestamp = event.timestamp
+                process(event, ctx)
+            ctx._flush(keep=epoch is not None)
+        except Error as e:
+            outputs.clear()
+            ctx._discard()
+            raise Err(t.BatchError(index=index, error=_wit_error(e)))
+        except BaseException:
+            ctx._discard()
+            raise
+
+    class PackedHandler:
+        def process(self, batch):
+            run(_flat.packed_events(batch), batch.state_epoch)
+            return state["outputs"].take_packed()
+
     class Handler:
         def init(self, config):
             op = operator_class()
@@ -46,26 +72,25 @@ def export(operator_class):
             return t.OperatorInfo(state_version=operator_class.STATE_VERSION)
 
         def process(self, batch):
-            op, outputs, ctx = state["op"], state["outputs"], state["ctx"]
-            outputs.clear()
-            for index, event in enumerate(_flat.events(batch)):
-                ctx.current_timestamp = event.timestamp
-                try:
-                    op.process(event, ctx)
-                except Error as e:
-                    outputs.clear()
-                    raise Err(t.BatchError(index=index, error=_wit_error(e)))
-            return outputs.take()
+            run(_flat.events(batch))
+            return state["outputs"].take()
 
         def on_timer(self, key, at):
             op, outputs, ctx = state["op"], state["outputs"], state["ctx"]
             outputs.clear()
             ctx.current_timestamp = at
+            # No epoch comes with a timer: it starts from the host's values.
+            ctx._begin(None)
             try:
                 op.on_timer(key, at, ctx)
+                ctx._flush(keep=False)
             except Error as e:
                 outputs.clear()
+                ctx._discard()
                 raise Err(_wit_error(e))
+            except BaseException:
+                ctx._discard()
+                raise
             return outputs.take()
 
         def migrate(self, store, from_version, entries):
@@ -87,4 +112,6 @@ def export(operator_class):
                 values.append(None if v is None else bytes(v))
             return _flat.byte_list(values)
 
+    # `eddy build` exports it as `PackedHandler` next to the module's `Handler`.
+    Handler.Packed = PackedHandler
     return Handler

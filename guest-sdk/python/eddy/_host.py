@@ -40,8 +40,9 @@ def get_many(handle, keys):
     return _flat.byte_list_items(out)
 
 
-def set_many(handle, entries):
-    handle.set_many(_flat.kv_batch(entries))
+def write_packed(handle, writes):
+    """Sets (and, for a ``None`` value, deletes) many keys in one call."""
+    handle.write_packed(_flat.packed_writes(writes))
 
 
 def scan(handle, start, end, limit, continuation):

@@ -10,6 +10,8 @@ use std::sync::Arc;
 pub struct OperatorComponent {
     parts: Arc<EngineParts>,
     pre: bindings::OperatorPre<HostState>,
+    /// Where `packed-handler` is, when the component exports it.
+    packed: Option<bindings::packed::GuestIndices>,
     digest: String,
     size: usize,
     imports: Arc<Vec<String>>,
@@ -46,11 +48,19 @@ pub(crate) fn load(
         .linker
         .instantiate_pre(&component)
         .map_err(|e| ComponentError::Incompatible(format!("{e:#}")))?;
+    let packed = match exports.iter().any(|e| validate::is_packed_handler(e)) {
+        true => Some(
+            bindings::packed::GuestIndices::new(&instance_pre)
+                .map_err(|e| ComponentError::Incompatible(format!("{e:#}")))?,
+        ),
+        false => None,
+    };
     let pre = bindings::OperatorPre::new(instance_pre)
         .map_err(|e| ComponentError::Incompatible(format!("{e:#}")))?;
     Ok(OperatorComponent {
         parts: Arc::clone(parts),
         pre,
+        packed,
         digest,
         size: bytes.len(),
         imports: Arc::new(imports),
@@ -87,6 +97,13 @@ impl OperatorComponent {
         state: OperatorState,
         limits: Limits,
     ) -> Result<OperatorInstance, (super::CallError, OperatorState)> {
-        OperatorInstance::new(&self.parts, &self.pre, info, state, limits)
+        OperatorInstance::new(
+            &self.parts,
+            &self.pre,
+            self.packed.as_ref(),
+            info,
+            state,
+            limits,
+        )
     }
 }

@@ -26,7 +26,7 @@ pub enum ComponentError {
     #[error("invalid component: {0}")]
     Invalid(String),
     #[error(
-        "the component does not export `eddy:operator/handler@0.1.0` (it exports: {exports}); \
+        "the component does not export `eddy:operator/handler@0.1.x` (it exports: {exports}); \
          build it against the `operator` world of Eddy's wit/ folder"
     )]
     WrongWorld { exports: String },

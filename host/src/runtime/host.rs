@@ -3,9 +3,10 @@
 
 use super::Limits;
 use super::bindings::eddy::operator::{context, log, state, timers, types};
-use super::bindings::{ByteList, KvBatch, Span};
+use super::bindings::{ByteList, KvBatch, PackedWrites, Span};
 use super::limits::{CallLimits, CallUsage, InstanceLimits};
 use super::output::{GuestOutput, SharedBudget};
+use super::packed;
 use crate::memory::{Charge, Holder};
 use crate::state::{OperatorState, StoreId};
 use std::sync::Arc;
@@ -226,6 +227,45 @@ impl state::HostStore for HostState {
             self.usage
                 .write(&self.call_limits, key.len(), value.len())?;
             self.state.set(id, key, value);
+        }
+        Ok(())
+    }
+
+    fn write_packed(
+        &mut self,
+        store: Resource<StoreHandle>,
+        writes: PackedWrites,
+    ) -> wasmtime::Result<()> {
+        let id = self.store_id(&store)?;
+        if !writes.entries.len().is_multiple_of(packed::WRITE) {
+            wasmtime::bail!(
+                "write-packed got {} bytes of entries: not whole {}-byte entries",
+                writes.entries.len(),
+                packed::WRITE
+            );
+        }
+        for entry in writes.entries.chunks_exact(packed::WRITE) {
+            let to_span = |at| {
+                let s = packed::span_at(entry, at);
+                Span {
+                    offset: s.offset,
+                    len: s.len,
+                }
+            };
+            let key = span_bytes(&writes.data, &to_span(0))?
+                .unwrap_or_default()
+                .to_vec();
+            match span_bytes(&writes.data, &to_span(8))? {
+                Some(value) => {
+                    self.usage
+                        .write(&self.call_limits, key.len(), value.len())?;
+                    self.state.set(id, key, value.to_vec());
+                }
+                None => {
+                    self.usage.write(&self.call_limits, key.len(), 0)?;
+                    self.state.delete(id, key);
+                }
+            }
         }
         Ok(())
     }

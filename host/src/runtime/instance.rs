@@ -3,6 +3,7 @@ use super::edge;
 use super::engine::{EngineParts, deadline_ticks};
 use super::host::{HostState, TaskInfo};
 use super::limits::{CallLimits, CallUsage, Interrupt, Interrupted, LimitExceeded};
+use super::packed;
 use super::{CallError, Limits, MemoryLimitExceeded, TrapKind};
 use crate::memory::BudgetExhausted;
 use crate::record::batch::{EventBatch, OutputBatch};
@@ -17,19 +18,42 @@ use wasmtime::{Store, UpdateDeadline};
 /// [`OperatorInstance::into_state`]) and instantiate a new one.
 pub struct OperatorInstance {
     store: Store<HostState>,
-    bindings: bindings::Operator,
+    guest: Guest,
     deadline_ticks: u64,
     deadline_secs: f64,
     /// The last batch in WIT form, kept for its buffers.
     scratch: bindings::EventBatch,
+    /// The same in packed form, for a guest with `packed-handler`.
+    packed_scratch: bindings::PackedBatch,
     /// What one call may emit.
     call_limits: CallLimits,
+}
+
+/// The exports of one instance.
+struct Guest {
+    operator: bindings::Operator,
+    /// `packed-handler`, which takes `process` calls when the component has it.
+    packed: Option<bindings::packed::PackedGuest>,
+}
+
+fn instantiate(
+    store: &mut Store<HostState>,
+    pre: &bindings::OperatorPre<HostState>,
+    packed: Option<&bindings::packed::GuestIndices>,
+) -> wasmtime::Result<Guest> {
+    let instance = pre.instance_pre().instantiate(&mut *store)?;
+    let operator = bindings::Operator::new(&mut *store, &instance)?;
+    let packed = packed
+        .map(|indices| indices.load(&mut *store, &instance))
+        .transpose()?;
+    Ok(Guest { operator, packed })
 }
 
 impl OperatorInstance {
     pub(crate) fn new(
         parts: &Arc<EngineParts>,
         pre: &bindings::OperatorPre<HostState>,
+        packed: Option<&bindings::packed::GuestIndices>,
         info: TaskInfo,
         state: OperatorState,
         limits: Limits,
@@ -59,13 +83,14 @@ impl OperatorInstance {
         });
         store.set_epoch_deadline(1);
         let deadline_secs = limits.call_deadline.as_secs_f64();
-        match pre.instantiate(&mut store) {
-            Ok(bindings) => Ok(OperatorInstance {
+        match instantiate(&mut store, pre, packed) {
+            Ok(guest) => Ok(OperatorInstance {
                 store,
-                bindings,
+                guest,
                 deadline_ticks,
                 deadline_secs,
                 scratch: edge::empty_event_batch(),
+                packed_scratch: packed::empty_batch(),
                 call_limits: limits.call,
             }),
             Err(e) => {
@@ -77,13 +102,13 @@ impl OperatorInstance {
 
     fn call<R>(
         &mut self,
-        f: impl FnOnce(&bindings::Operator, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.store.data_mut().ticks_left = self.deadline_ticks;
         self.store.set_epoch_deadline(1);
         self.store.data().stderr.clear_recent();
         self.store.data_mut().usage = CallUsage::default();
-        f(&self.bindings, &mut self.store)
+        f(&self.guest, &mut self.store)
             .map_err(|e| classify(e, &self.store.data().stderr.recent(), self.deadline_secs))
     }
 
@@ -94,15 +119,18 @@ impl OperatorInstance {
 
     /// Starts the operator with its config; a refusal is `CallError::Failed(Fatal(..))`.
     pub fn init(&mut self, config: &[(String, String)]) -> Result<OperatorInfo, CallError> {
-        self.call(|b, s| b.eddy_operator_handler().call_init(s, config))?
+        self.call(|b, s| b.operator.eddy_operator_handler().call_init(s, config))?
             .map_err(|msg| CallError::Failed(GuestError::Fatal(msg)))
     }
 
     /// Hands a batch to the operator.
     pub fn process(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError> {
+        if self.guest.packed.is_some() {
+            return self.process_packed(batch);
+        }
         let mut scratch = std::mem::replace(&mut self.scratch, edge::empty_event_batch());
         edge::event_batch_in(batch, &mut scratch);
-        let result = self.call(|b, s| b.eddy_operator_handler().call_process(s, &scratch));
+        let result = self.call(|b, s| b.operator.eddy_operator_handler().call_process(s, &scratch));
         self.scratch = scratch;
         let out = result?.map_err(|e| CallError::Rejected {
             index: e.index,
@@ -111,10 +139,35 @@ impl OperatorInstance {
         self.checked(out)
     }
 
+    /// `process` through `packed-handler`.
+    fn process_packed(&mut self, batch: &EventBatch) -> Result<OutputBatch, CallError> {
+        let mut scratch = std::mem::replace(&mut self.packed_scratch, packed::empty_batch());
+        packed::batch_in(batch, self.store.data().state.epoch(), &mut scratch);
+        let result = self.call(|g, s| match &g.packed {
+            Some(p) => p.call_process(s, &scratch),
+            None => Err(wasmtime::Error::msg("the component has no packed-handler")),
+        });
+        self.packed_scratch = scratch;
+        let out = result?.map_err(|e| CallError::Rejected {
+            index: e.index,
+            error: e.error,
+        })?;
+        self.call_limits
+            .output(out.data.len() + out.outputs.len() + out.headers.len())
+            .map_err(|m| CallError::Trap {
+                kind: TrapKind::Limit,
+                message: m.to_string(),
+            })?;
+        packed::output_out(out).map_err(|message| CallError::Trap {
+            kind: TrapKind::Other,
+            message,
+        })
+    }
+
     /// Fires one timer.
     pub fn on_timer(&mut self, key: &[u8], at: i64) -> Result<OutputBatch, CallError> {
         let out = self
-            .call(|b, s| b.eddy_operator_handler().call_on_timer(s, key, at))?
+            .call(|b, s| b.operator.eddy_operator_handler().call_on_timer(s, key, at))?
             .map_err(CallError::Failed)?;
         self.checked(out)
     }
@@ -131,7 +184,8 @@ impl OperatorInstance {
         let fatal = |msg| CallError::Failed(GuestError::Fatal(msg));
         let list = self
             .call(|b, s| {
-                b.eddy_operator_handler()
+                b.operator
+                    .eddy_operator_handler()
                     .call_migrate(s, store, from_version, &batch)
             })?
             .map_err(fatal)?;

@@ -20,6 +20,7 @@ pub(crate) mod host;
 mod instance;
 mod limits;
 mod output;
+mod packed;
 mod validate;
 
 pub use component::{OperatorComponent, digest_of};

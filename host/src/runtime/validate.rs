@@ -5,8 +5,18 @@ use super::ComponentError;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The export every operator must have.
-pub(crate) const HANDLER_EXPORT: &str = "eddy:operator/handler@0.1.0";
+/// Whether `name` is `interface` of Eddy's package at a 0.1.x version (the world only
+/// grows additively, so `handler@0.1.0` is what every operator exports).
+fn is_eddy_export(name: &str, interface: &str) -> bool {
+    name.split_once('@').is_some_and(|(path, version)| {
+        path.strip_prefix("eddy:operator/") == Some(interface) && version.starts_with("0.1.")
+    })
+}
+
+/// Whether `name` is the optional export with packed batches (since 0.1.1).
+pub(crate) fn is_packed_handler(name: &str) -> bool {
+    is_eddy_export(name, "packed-handler")
+}
 
 /// Interfaces a component may import: Eddy's own, and WASI 0.2 (linked locked down).
 fn is_granted(import: &str) -> bool {
@@ -61,7 +71,7 @@ pub(crate) fn check_world(
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    if !exports.iter().any(|e| e == HANDLER_EXPORT) {
+    if !exports.iter().any(|e| is_eddy_export(e, "handler")) {
         let exports = if exports.is_empty() {
             "nothing".to_string()
         } else {
@@ -84,6 +94,7 @@ mod tests {
     #[test]
     fn grants_eddy_and_wasi_p2_only() {
         assert!(is_granted("eddy:operator/state@0.1.0"));
+        assert!(is_granted("eddy:operator/state@0.1.1"));
         assert!(is_granted("wasi:sockets/tcp@0.2.6"));
         assert!(is_granted("wasi:cli/environment@0.2.0"));
         assert!(!is_granted("wasi:http/outgoing-handler@0.2.0"));
@@ -91,6 +102,16 @@ mod tests {
         assert!(!is_granted("eddy:forbidden/raw-network"));
         assert!(!is_granted("wasi:cli/environment@0.3.0"));
         assert!(!is_granted("env"));
+    }
+
+    #[test]
+    fn knows_the_handlers_of_every_0_1_version() {
+        assert!(is_eddy_export("eddy:operator/handler@0.1.0", "handler"));
+        assert!(is_eddy_export("eddy:operator/handler@0.1.1", "handler"));
+        assert!(!is_eddy_export("eddy:operator/handler@0.2.0", "handler"));
+        assert!(!is_eddy_export("eddy:operator/handler", "handler"));
+        assert!(is_packed_handler("eddy:operator/packed-handler@0.1.1"));
+        assert!(!is_packed_handler("eddy:operator/handler@0.1.1"));
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct OperatorState {
     charge: Charge,
     /// The task's watermark as of the current batch.
     pub watermark: i64,
+    /// Goes up whenever writes the operator made are forgotten (a failed batch, a reset):
+    /// a guest may keep what it read and wrote while it stays the same.
+    epoch: u64,
 }
 
 impl OperatorState {
@@ -73,7 +76,14 @@ impl OperatorState {
             cache_limit,
             charge,
             watermark: i64::MIN,
+            epoch: 0,
         })
+    }
+
+    /// See [`OperatorState::epoch`]'s field: changes when the operator's writes were
+    /// forgotten, so a guest's copies of values may be stale.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn scope(&self) -> &StateScope {
@@ -223,6 +233,7 @@ impl OperatorState {
 
     /// The current batch failed: forget its writes (earlier batches' writes stay).
     pub fn discard_batch(&mut self) {
+        self.epoch += 1;
         self.each(StoreState::discard_batch, TimerState::discard_batch);
         self.account();
     }
@@ -275,6 +286,7 @@ impl OperatorState {
     /// Forgets everything not committed and every cached value: the state underneath
     /// was replaced (a restore), or the task goes back to its last commit.
     pub fn reset(&mut self) {
+        self.epoch += 1;
         self.each(StoreState::reset, TimerState::reset);
         self.account();
     }
@@ -357,6 +369,26 @@ mod tests {
         let mut fresh = OperatorState::new(Arc::clone(s.db()), s.scope().clone(), 1 << 20).unwrap();
         let id2 = fresh.open_store("counts").unwrap().unwrap();
         assert_eq!(fresh.get(id2, b"a").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn the_epoch_moves_only_when_writes_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = state(&dir, 1 << 20);
+        let id = s.open_store("counts").unwrap().unwrap();
+        let start = s.epoch();
+        s.set(id, b"a".to_vec(), b"1".to_vec());
+        commit(&mut s);
+        assert_eq!(
+            s.epoch(),
+            start,
+            "a batch that succeeded keeps the guest's copies good"
+        );
+        s.set(id, b"a".to_vec(), b"2".to_vec());
+        s.discard_batch();
+        assert_eq!(s.epoch(), start + 1);
+        s.reset();
+        assert_eq!(s.epoch(), start + 2);
     }
 
     #[test]
