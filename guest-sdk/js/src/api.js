@@ -163,40 +163,64 @@ export class Store {
       throw new Fatal("cannot open store " + name + ": " + hostMessage(e));
     }
     /** cache key -> {key: bytes, value: bytes or null (absent), n: a counter's number
-     * when it was incremented since `value` was set}, as the batch sees it */
+     * when it was incremented since `value` was set, dirty: in `this.dirty`}, as the
+     * batch sees it. An entry is never replaced while it is dirty. */
     this.cache = new Map();
-    /** cache keys written since the last flush */
-    this.dirty = new Set();
+    /** the entries written since the last flush */
+    this.dirty = [];
   }
 
   /** Hands the cached writes to the host. */
   _flush() {
-    if (this.dirty.size === 0) return;
+    const dirty = this.dirty;
+    if (dirty.length === 0) return;
     // One call for every write: key and value spans as 32-bit words (`packed-writes`).
     const data = new Builder();
-    const words = new Uint32Array(this.dirty.size * 4);
-    let at = 0;
-    for (const ck of this.dirty) {
-      const e = this.cache.get(ck);
+    const words = new Uint32Array(dirty.length * 4);
+    for (let i = 0, at = 0; i < dirty.length; i++, at += 4) {
+      const e = dirty[i];
+      e.dirty = false;
       words[at] = data.len;
       words[at + 1] = data.put(e.key);
       words[at + 2] = data.len;
-      words[at + 3] = data.put(valueOf(e));
-      at += 4;
+      if (e.n !== undefined) {
+        // A counter goes straight into the buffer, without a Uint8Array of its own.
+        data.reserve(8);
+        putS64(data.buf, data.len, e.n);
+        data.len += 8;
+        words[at + 3] = 8;
+      } else {
+        words[at + 3] = data.put(e.value);
+      }
     }
     this.handle.writePacked({ data: data.take(), entries: new Uint8Array(words.buffer) });
-    this.dirty.clear();
+    dirty.length = 0;
   }
 
   _reset() {
     this.cache.clear();
-    this.dirty.clear();
+    this.dirty.length = 0;
+  }
+
+  /** Marks a cached entry written since the last flush. */
+  _dirty(e) {
+    if (!e.dirty) {
+      e.dirty = true;
+      this.dirty.push(e);
+    }
   }
 
   _write(key, value) {
     const ck = cacheKey(key);
-    this.cache.set(ck, { key: bytesOf(key), value, n: undefined });
-    this.dirty.add(ck);
+    let e = this.cache.get(ck);
+    if (e === undefined) {
+      e = { key: bytesOf(key), value, n: undefined, dirty: false };
+      this.cache.set(ck, e);
+    } else {
+      e.value = value;
+      e.n = undefined;
+    }
+    this._dirty(e);
   }
 
   /** The value under `key` (a Uint8Array), or null. */
@@ -207,7 +231,7 @@ export class Store {
     const bytes = bytesOf(key);
     const v = this.handle.get(bytes);
     const value = v === undefined ? null : v;
-    this.cache.set(ck, { key: bytes, value, n: undefined });
+    this.cache.set(ck, { key: bytes, value, n: undefined, dirty: false });
     return value;
   }
 
@@ -230,7 +254,7 @@ export class Store {
     const missing = keys.filter((k) => !this.cache.has(cacheKey(k))).map(bytesOf);
     if (missing.length) {
       const values = byteListItems(this.handle.getMany(byteList(missing)));
-      missing.forEach((k, i) => this.cache.set(cacheKey(k), { key: k, value: values[i], n: undefined }));
+      missing.forEach((k, i) => this.cache.set(cacheKey(k), { key: k, value: values[i], n: undefined, dirty: false }));
     }
     return keys.map((k) => valueOf(this.cache.get(cacheKey(k))));
   }
@@ -298,7 +322,7 @@ export class Store {
       }
       if (Number.isSafeInteger(n)) {
         e.n = n;
-        this.dirty.add(ck);
+        this._dirty(e);
         return n;
       }
     }
@@ -312,7 +336,8 @@ export class Store {
     } catch (err) {
       throw this.counterError(err);
     }
-    if (Number.isSafeInteger(n)) this.cache.set(ck, { key: bytes, value: null, n });
+    // The flush above left nothing dirty, so the entry may be replaced.
+    if (Number.isSafeInteger(n)) this.cache.set(ck, { key: bytes, value: null, n, dirty: false });
     else this.cache.delete(ck);
     return n;
   }
