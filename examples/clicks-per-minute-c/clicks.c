@@ -15,25 +15,12 @@
 
 static eddy_windows windows;
 
-static eddy_status number(const eddy_config *config, const char *name, int64_t fallback, int64_t *out) {
-    const char *v = eddy_config_get(config, name);
-    if (v == NULL) {
-        *out = fallback;
-        return EDDY_OK;
-    }
-    char *end;
-    long long n = strtoll(v, &end, 10);
-    if (*v == '\0' || *end != '\0') return eddy_fatal("bad config: %s = %s is not a whole number", name, v);
-    *out = n;
-    return EDDY_OK;
-}
-
 eddy_status eddy_init(const eddy_config *config) {
     int64_t size, slide, lateness;
     eddy_status s;
-    if ((s = number(config, "size_ms", 60000, &size)) != EDDY_OK) return s;
-    if ((s = number(config, "slide_ms", size, &slide)) != EDDY_OK) return s;
-    if ((s = number(config, "lateness_ms", 0, &lateness)) != EDDY_OK) return s;
+    if ((s = eddy_config_int(config, "size_ms", 60000, &size)) != EDDY_OK) return s;
+    if ((s = eddy_config_int(config, "slide_ms", size, &slide)) != EDDY_OK) return s;
+    if ((s = eddy_config_int(config, "lateness_ms", 0, &lateness)) != EDDY_OK) return s;
     if (size <= 0 || slide <= 0 || lateness < 0)
         return eddy_fatal("size_ms and slide_ms must be above 0, lateness_ms not below 0");
     windows = slide == size ? eddy_tumbling(size) : eddy_sliding(size, slide);

@@ -24,12 +24,9 @@ def result(w):
 
 class ClicksPerMinute(eddy.Operator):
     def init(self, config):
-        try:
-            size = int(config.get("size_ms", "60000"))
-            slide = int(config.get("slide_ms", str(size)))
-            lateness = int(config.get("lateness_ms", "0"))
-        except ValueError as e:
-            raise eddy.Fatal(f"bad config: {e}")
+        size = config.int("size_ms", 60000)
+        slide = config.int("slide_ms", size)
+        lateness = config.int("lateness_ms", 0)
         if size <= 0 or slide <= 0 or lateness < 0:
             raise eddy.Fatal("size_ms and slide_ms must be above 0, lateness_ms not below 0")
         windows = Windows.tumbling(size) if slide == size else Windows.sliding(size, slide)

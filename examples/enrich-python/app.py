@@ -5,7 +5,7 @@ to the side output `rejected`.
 Input value:   {"order": "o-1", "customer": "c-7", "country": "DE", "amount": 25.0}
 Output value:  the order plus "region", "country_name" and "customer_total".
 Config:
-  countries   JSON object: country code -> {"name": ..., "region": ...}
+  countries   a table: country code -> {name, region}
   min_amount  orders below it are dropped (default 0)
 """
 
@@ -16,11 +16,12 @@ import eddy
 
 class Enrich(eddy.Operator):
     def init(self, config):
+        self.min_amount = config.float("min_amount", 0.0)
         try:
+            # A table in the spec arrives as JSON text.
             self.countries = json.loads(config.get("countries", "{}"))
-            self.min_amount = float(config.get("min_amount", "0"))
         except ValueError as e:
-            raise eddy.Fatal(f"bad config: {e}")
+            raise eddy.Fatal(f"config `countries` is not JSON: {e}")
         if not isinstance(self.countries, dict):
             raise eddy.Fatal("config `countries` must be a JSON object of code -> {name, region}")
 

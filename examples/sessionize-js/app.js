@@ -8,10 +8,8 @@ import { Operator, Event, BadInput, Fatal, exportOperator, utf8Decode } from "ed
 
 class Sessionize extends Operator {
   init(config) {
-    this.gap = Number(config.gap_ms ?? "1800000");
-    if (!Number.isInteger(this.gap) || this.gap <= 0) {
-      throw new Fatal(`config \`gap_ms\` = ${JSON.stringify(config.gap_ms)} is invalid: use a positive integer`);
-    }
+    this.gap = config.int("gap_ms", 1800000);
+    if (this.gap <= 0) throw new Fatal(`config \`gap_ms\` = ${this.gap}: expected a number above 0`);
   }
 
   process(event, ctx) {

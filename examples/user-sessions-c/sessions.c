@@ -14,14 +14,10 @@
 static eddy_windows windows;
 
 eddy_status eddy_init(const eddy_config *config) {
-    const char *v = eddy_config_get(config, "gap_ms");
-    long long gap = 30LL * 60 * 1000;
-    if (v != NULL) {
-        char *end;
-        gap = strtoll(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || gap <= 0)
-            return eddy_fatal("bad config: gap_ms = %s is not a positive whole number", v);
-    }
+    int64_t gap;
+    eddy_status s = eddy_config_int(config, "gap_ms", 30LL * 60 * 1000, &gap);
+    if (s != EDDY_OK) return s;
+    if (gap <= 0) return eddy_fatal("config `gap_ms` = %lld: expected a number above 0", (long long)gap);
     windows = eddy_session(gap);
     return EDDY_OK;
 }

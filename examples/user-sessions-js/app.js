@@ -13,10 +13,8 @@ function result(w) {
 
 class UserSessions extends Operator {
   init(config) {
-    const gap = Number(config.gap_ms ?? "1800000");
-    if (!Number.isInteger(gap) || gap <= 0) {
-      throw new Fatal(`config \`gap_ms\` = ${JSON.stringify(config.gap_ms)} is invalid: use a positive integer`);
-    }
+    const gap = config.int("gap_ms", 1800000);
+    if (gap <= 0) throw new Fatal(`config \`gap_ms\` = ${gap}: expected a number above 0`);
     this.windows = Windows.session(gap);
   }
 

@@ -1,9 +1,9 @@
 // Word count in JavaScript, with exactly the semantics of examples/wordcount (Rust): words
 // are runs of non-whitespace (ASCII whitespace separates them) with ASCII punctuation
-// trimmed from both ends; `config.lowercase = "true"` lowercases ASCII letters; counts are
+// trimmed from both ends; `config.lowercase = true` lowercases ASCII letters; counts are
 // 8-byte little-endian integers in the store `counts`.
 
-import { Operator, Event, Fatal, exportOperator } from "eddy";
+import { Operator, Event, exportOperator } from "eddy";
 
 const PUNCTUATION = new Set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~");
 
@@ -21,11 +21,7 @@ const asciiLower = (word) => word.replace(/[A-Z]+/g, (s) => s.toLowerCase());
 
 class WordCount extends Operator {
   init(config) {
-    const value = (config.lowercase ?? "false").trim();
-    if (value !== "true" && value !== "false") {
-      throw new Fatal(`config \`lowercase\` = ${JSON.stringify(value)} is invalid: use true or false`);
-    }
-    this.lowercase = value === "true";
+    this.lowercase = config.bool("lowercase", false);
   }
 
   process(event, ctx) {

@@ -1,6 +1,6 @@
 """Word count in Python, with exactly the semantics of examples/wordcount (Rust): words
 are runs of non-whitespace (ASCII whitespace separates them) with ASCII punctuation
-trimmed from both ends; `config.lowercase = "true"` lowercases ASCII letters; counts are
+trimmed from both ends; `config.lowercase = true` lowercases ASCII letters; counts are
 8-byte little-endian integers in the store `counts`."""
 
 import re
@@ -21,10 +21,7 @@ def words(text):
 
 class WordCount(eddy.Operator):
     def init(self, config):
-        value = config.get("lowercase", "false").strip()
-        if value not in ("true", "false"):
-            raise eddy.Fatal(f"config `lowercase` = {value!r} is invalid: use true or false")
-        self.lowercase = value == "true"
+        self.lowercase = config.bool("lowercase", False)
 
     def process(self, event, ctx):
         counts = ctx.store("counts")

@@ -343,25 +343,6 @@ const char *eddy_config_get(const eddy_config *c, const char *name) {
     return NULL;
 }
 
-eddy_status eddy_config_bool(const eddy_config *c, const char *name, bool fallback, bool *out) {
-    const char *v = eddy_config_get(c, name);
-    if (v == NULL) {
-        *out = fallback;
-        return EDDY_OK;
-    }
-    while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r') v++;
-    size_t n = strlen(v);
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\n' || v[n - 1] == '\r')) n--;
-    if (n == 4 && memcmp(v, "true", 4) == 0) {
-        *out = true;
-    } else if (n == 5 && memcmp(v, "false", 5) == 0) {
-        *out = false;
-    } else {
-        return eddy_fatal("config `%s` = \"%.*s\" is invalid: use true or false", name, (int)n, v);
-    }
-    return EDDY_OK;
-}
-
 /* ---- defaults for the optional callbacks ---------------------------------------------- */
 
 __attribute__((weak)) eddy_status eddy_init(const eddy_config *c) {

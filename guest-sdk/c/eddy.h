@@ -100,9 +100,25 @@ typedef struct eddy_config eddy_config;
 
 /* The value of `name` (NUL-terminated, valid until the operator is replaced), or NULL. */
 const char *eddy_config_get(const eddy_config *config, const char *name);
-/* Parses `name` as `true` or `false` (surrounding whitespace allowed); `fallback` when
- * it is absent. Anything else is EDDY_FATAL with a message naming the key. */
+/* Typed values (eddy_config.c). Each takes `fallback` when `name` is absent, allows
+ * surrounding whitespace, and returns EDDY_FATAL with a message naming the key, the value
+ * and what was expected when the value does not parse: return it from `eddy_init`. */
+/* `lowercase = true`: `true` or `false`. */
 eddy_status eddy_config_bool(const eddy_config *config, const char *name, bool fallback, bool *out);
+/* `threshold = 5`: a whole number. */
+eddy_status eddy_config_int(const eddy_config *config, const char *name, int64_t fallback, int64_t *out);
+/* `ratio = 0.5`: a finite number in decimal notation. */
+eddy_status eddy_config_float(const eddy_config *config, const char *name, double fallback, double *out);
+/* The text of `name`, or `fallback`. */
+const char *eddy_config_string(const eddy_config *config, const char *name, const char *fallback);
+/* `window = "1m"` in milliseconds: a whole number with ms, s, m, h or d; `fallback` is
+ * written the same way. */
+eddy_status eddy_config_duration_ms(const eddy_config *config, const char *name, const char *fallback, int64_t *out);
+/* `pages = ["home", 7, true]` (the host hands arrays over as JSON text): each item as a
+ * NUL-terminated string (numbers and booleans as written); none when `name` is absent.
+ * Free the list with `eddy_config_list_free`. */
+eddy_status eddy_config_list(const eddy_config *config, const char *name, char ***items, size_t *count);
+void eddy_config_list_free(char **items, size_t count);
 
 /* What an operator can do while it handles a record or a timer. */
 typedef struct eddy_ctx eddy_ctx;

@@ -4,7 +4,7 @@
 //! it, and toolchain errors passed through.
 
 use crate::support::server::TestApp;
-use crate::support::{eddy_output, guest, workspace_root};
+use crate::support::{eddy_output, eddy_run, guest, workspace_root};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -115,14 +115,7 @@ fn tricky_input(dir: &Path) -> PathBuf {
 }
 
 pub(crate) fn run_to_string(spec: &Path, input: &Path, out: &Path) -> String {
-    let (ok, _, stderr) = eddy_output(&[
-        "run",
-        spec.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, _, stderr) = eddy_run(spec, input, out);
     assert!(ok, "eddy run {}: {stderr}", spec.display());
     std::fs::read_to_string(out).unwrap()
 }

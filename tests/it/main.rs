@@ -33,4 +33,5 @@ mod setup;
 mod shadow;
 mod status_counts;
 mod task;
+mod typed_config;
 mod upgrade;

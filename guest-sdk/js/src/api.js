@@ -113,8 +113,14 @@ function isNotACounter(e) {
   return Boolean(v && typeof v === "object" && v.tag === "not-a-counter");
 }
 
-/** Values a store keeps between batches, at most (it starts over when it has more). */
+/** Values a store's cache holds, at most, and their bytes (keys and values): past
+ * either, it hands its writes to the host and starts over, within a batch too. */
 export const CACHE_ENTRIES = 16384;
+export const CACHE_BYTES = 4 << 20;
+
+/** Every store opened in this instance (through `ctx.store` or `new Store(name)`): their
+ * caches are flushed and dropped together. */
+const STORES = [];
 
 /** A Map key for a store key: an ASCII string as it is, anything else one char per byte
  * of its UTF-8 (so "a" and Uint8Array [97] are the same key). */
@@ -134,6 +140,17 @@ function counterBytes(n) {
   return b;
 }
 
+/** `key` or `value` as bytes the cache owns: a caller's Uint8Array (or a view into a
+ * batch) is copied, so changing it later changes nothing stored. */
+function ownBytes(value) {
+  return typeof value === "string" ? bytesOf(value) : bytesOf(value).slice();
+}
+
+/** A cached value handed to the operator: a copy, so changing it changes nothing stored. */
+function copyOf(value) {
+  return value === null ? null : value.slice();
+}
+
 /** A cache entry's value; a counter kept as a number (`n`) becomes its bytes on demand. */
 function valueOf(e) {
   if (e.n !== undefined) {
@@ -151,7 +168,8 @@ function valueOf(e) {
  * The store keeps what it read and wrote in a cache and hands the writes to the host in
  * one call when a batch ends (or before a scan), so a key used by many records crosses
  * to the host once. The cache outlives a batch while the host says (by its state epoch)
- * that nothing this instance wrote was forgotten, up to `CACHE_ENTRIES` values. A failed
+ * that nothing this instance wrote was forgotten, within `CACHE_ENTRIES` values and
+ * `CACHE_BYTES`. A failed
  * batch drops the cache, and the host drops the batch's writes: nothing of it remains.
  */
 export class Store {
@@ -168,6 +186,8 @@ export class Store {
     this.cache = new Map();
     /** the entries written since the last flush */
     this.dirty = [];
+    this.bytes = 0;
+    STORES.push(this);
   }
 
   /** Hands the cached writes to the host. */
@@ -200,6 +220,22 @@ export class Store {
   _reset() {
     this.cache.clear();
     this.dirty.length = 0;
+    this.bytes = 0;
+  }
+
+  /** Caches a new entry under `ck`; past the cache's bounds, hands the writes to the host
+   * and starts over (the host keeps them in the batch, so a failure still drops them). */
+  _insert(ck, e) {
+    this.cache.set(ck, e);
+    this._grew(e.key.length + (e.value === null ? 8 : e.value.length));
+  }
+
+  _grew(bytes) {
+    this.bytes += bytes;
+    if (this.bytes > CACHE_BYTES || this.cache.size > CACHE_ENTRIES) {
+      this._flush();
+      this._reset();
+    }
   }
 
   /** Marks a cached entry written since the last flush. */
@@ -210,29 +246,32 @@ export class Store {
     }
   }
 
+  /** Caches a write; `value` (null: a delete) must be the cache's own copy. */
   _write(key, value) {
     const ck = cacheKey(key);
-    let e = this.cache.get(ck);
+    const e = this.cache.get(ck);
     if (e === undefined) {
-      e = { key: bytesOf(key), value, n: undefined, dirty: false };
-      this.cache.set(ck, e);
+      const fresh = { key: ownBytes(key), value, n: undefined, dirty: false };
+      this._dirty(fresh);
+      this._insert(ck, fresh);
     } else {
       e.value = value;
       e.n = undefined;
+      this._dirty(e);
+      this._grew(value === null ? 0 : value.length);
     }
-    this._dirty(e);
   }
 
   /** The value under `key` (a Uint8Array), or null. */
   get(key) {
     const ck = cacheKey(key);
     const e = this.cache.get(ck);
-    if (e !== undefined) return valueOf(e);
-    const bytes = bytesOf(key);
+    if (e !== undefined) return copyOf(valueOf(e));
+    const bytes = ownBytes(key);
     const v = this.handle.get(bytes);
     const value = v === undefined ? null : v;
-    this.cache.set(ck, { key: bytes, value, n: undefined, dirty: false });
-    return value;
+    this._insert(ck, { key: bytes, value, n: undefined, dirty: false });
+    return copyOf(value);
   }
 
   getString(key) {
@@ -251,16 +290,23 @@ export class Store {
   }
 
   getMany(keys) {
-    const missing = keys.filter((k) => !this.cache.has(cacheKey(k))).map(bytesOf);
+    const missing = keys.filter((k) => !this.cache.has(cacheKey(k))).map(ownBytes);
+    const found = new Map();
     if (missing.length) {
       const values = byteListItems(this.handle.getMany(byteList(missing)));
-      missing.forEach((k, i) => this.cache.set(cacheKey(k), { key: k, value: values[i], n: undefined, dirty: false }));
+      missing.forEach((k, i) => found.set(cacheKey(k), { key: k, value: values[i], n: undefined, dirty: false }));
     }
-    return keys.map((k) => valueOf(this.cache.get(cacheKey(k))));
+    // Answer first: caching may start the cache over.
+    const answer = keys.map((k) => {
+      const ck = cacheKey(k);
+      return copyOf(valueOf(found.get(ck) ?? this.cache.get(ck)));
+    });
+    for (const [ck, e] of found) this._insert(ck, e);
+    return answer;
   }
 
   set(key, value) {
-    this._write(key, bytesOf(value));
+    this._write(key, ownBytes(value));
   }
 
   setJson(key, value) {
@@ -278,7 +324,7 @@ export class Store {
   /** Removes every key in `[start, end)` (to the end of the store without `end`). */
   deleteRange(start, end = null) {
     this._flush();
-    this.cache.clear();
+    this._reset();
     this.handle.deleteRange(bytesOf(start), end === null ? undefined : bytesOf(end));
   }
 
@@ -309,10 +355,10 @@ export class Store {
     const ck = cacheKey(key);
     const e = this.cache.get(ck);
     if (e !== undefined && typeof delta === "number") {
-      let n;
-      if (e.n !== undefined) n = e.n + delta;
-      else if (e.value === null) n = delta;
-      else if (e.value.length === 8) n = s64(e.value, 0) + delta;
+      let current;
+      if (e.n !== undefined) current = e.n;
+      else if (e.value === null) current = 0;
+      else if (e.value.length === 8) current = s64(e.value, 0);
       else {
         const text = decode(e.key, 0, e.key.length, false);
         throw new BadInput(
@@ -320,7 +366,8 @@ export class Store {
             " bytes, not an 8-byte little-endian counter",
         );
       }
-      if (Number.isSafeInteger(n)) {
+      const n = current + delta;
+      if (Number.isSafeInteger(current) && Number.isSafeInteger(n)) {
         e.n = n;
         this._dirty(e);
         return n;
@@ -329,7 +376,7 @@ export class Store {
     // A key not seen lately (or a counter past 2^53, which the host wraps exactly): the
     // host adds and answers in one call.
     this._flush();
-    const bytes = bytesOf(key);
+    const bytes = ownBytes(key);
     let n;
     try {
       n = Number(this.handle.increment(bytes, delta));
@@ -337,7 +384,7 @@ export class Store {
       throw this.counterError(err);
     }
     // The flush above left nothing dirty, so the entry may be replaced.
-    if (Number.isSafeInteger(n)) this.cache.set(ck, { key: bytes, value: null, n, dirty: false });
+    if (Number.isSafeInteger(n)) this._insert(ck, { key: bytes, value: null, n, dirty: false });
     else this.cache.delete(ck);
     return n;
   }
@@ -367,23 +414,23 @@ export class Context {
   /** Starts a call: the caches stay only when the host's state epoch is the one they
    * were filled in (no write of this instance was forgotten since). */
   _begin(epoch) {
-    if (epoch === null || epoch !== this.epoch) this._discard();
-    this.epoch = epoch;
+    if (epoch === null || epoch === undefined || epoch !== this.epoch) this._discard();
+    this.epoch = epoch ?? null;
   }
 
   /** Hands the call's cached writes to the host; `keep` keeps the cached values for the
    * next batch, up to a bound. */
   _flush(keep) {
-    for (const s of this.stores.values()) {
+    for (const s of STORES) {
       s._flush();
-      if (!keep || s.cache.size > CACHE_ENTRIES) s._reset();
+      if (!keep) s._reset();
     }
   }
 
   /** Forgets the caches (after a failed call the host drops its writes too). */
   _discard() {
     this.epoch = null;
-    for (const s of this.stores.values()) s._reset();
+    for (const s of STORES) s._reset();
   }
 
   store(name) {

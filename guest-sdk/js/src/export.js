@@ -1,6 +1,7 @@
 // The exported `handler`: one operator instance per component instance.
 
 import { Event, Context } from "./api.js";
+import { Config } from "./config.js";
 import { EddyError, BadInput } from "./errors.js";
 import {
   ABSENT,
@@ -19,6 +20,8 @@ import {
 } from "./flat.js";
 
 const TWO_32 = 4294967296;
+/** 2^63, which is also how a number rounds s64's largest value. */
+const MAX_S64 = 9223372036854775808;
 import { decode } from "./utf8.js";
 
 /** A key for a message: quoted when it is printable UTF-8 text, else base64. */
@@ -76,14 +79,20 @@ class Outputs {
     const pl = d.put(port);
     let ts = event.timestamp === null || event.timestamp === undefined ? currentTimestamp : event.timestamp;
     if (typeof ts !== "number") ts = Number(ts);
-    const hi = Math.floor(ts / TWO_32);
+    // Past ±2^53 a number is not exact: s64's largest value rounds to 2^63, its end.
+    let lo = 0xffffffff;
+    let hi = 0x7fffffff;
+    if (ts < MAX_S64) {
+      hi = Math.floor(ts / TWO_32);
+      lo = ts - hi * TWO_32;
+    }
     const at = this.outputs.grow(OUTPUT_WORDS);
     const w = this.outputs.words;
     w[at] = kl === ABSENT ? 0 : ko;
     w[at + 1] = kl;
     w[at + 2] = vo;
     w[at + 3] = vl;
-    w[at + 4] = ts - hi * TWO_32;
+    w[at + 4] = lo;
     w[at + 5] = hi;
     w[at + 6] = hs;
     w[at + 7] = headers.length;
@@ -205,8 +214,7 @@ export function exportOperator(OperatorClass) {
 
   const handler = {
     init(config) {
-      const settings = {};
-      for (const [k, v] of config) settings[k] = v;
+      const settings = new Config(config);
       const candidate = new OperatorClass();
       try {
         candidate.init(settings);

@@ -28,4 +28,5 @@ from ._api import (  # noqa: F401
     Store,
     TaskInfo,
 )
+from ._config import Config  # noqa: F401
 from ._export import export  # noqa: F401

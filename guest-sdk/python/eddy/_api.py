@@ -14,8 +14,14 @@ INHERIT_TIMESTAMP = -(2**63)
 
 SCAN_PAGE = 256
 
-#: Values a store keeps between batches, at most (it starts over when it has more).
+#: Values a store's cache holds, at most, and their bytes (keys and values): past either,
+#: it hands its writes to the host and starts over, within a batch too.
 CACHE_ENTRIES = 16384
+CACHE_BYTES = 4 << 20
+
+#: Every store opened in this instance (through ``ctx.store`` or ``Store(name)``): their
+#: caches are flushed and dropped together.
+_STORES: List["Store"] = []
 
 
 def _b(value: Bytes) -> bytes:
@@ -121,9 +127,9 @@ class Store:
     The store keeps what it read and wrote in a cache and hands the writes to the host in
     one call when a batch ends (or before a scan), so a key used by many records crosses
     to the host once. The cache outlives a batch while the host says (by its state epoch)
-    that nothing this instance wrote was forgotten, up to ``CACHE_ENTRIES`` values. A
-    failed batch drops the cache, and the host drops the batch's writes: nothing of it
-    remains.
+    that nothing this instance wrote was forgotten, within ``CACHE_ENTRIES`` values and
+    ``CACHE_BYTES``. A failed batch drops the cache, and the host drops the batch's
+    writes: nothing of it remains.
     """
 
     def __init__(self, name: str):
@@ -133,6 +139,8 @@ class Store:
         # written since the last flush.
         self._cache: Dict[bytes, Optional[bytes]] = {}
         self._dirty: Dict[bytes, None] = {}
+        self._bytes = 0
+        _STORES.append(self)
 
     def _flush(self) -> None:
         if self._dirty:
@@ -142,28 +150,44 @@ class Store:
     def _reset(self) -> None:
         self._cache.clear()
         self._dirty.clear()
+        self._bytes = 0
+
+    def _put(self, key: bytes, value: Optional[bytes]) -> None:
+        """Caches ``value`` under ``key``; past the cache's bounds, hands the writes to the
+        host and starts over (the host keeps them in the batch, so a failure still drops
+        them)."""
+        self._cache[key] = value
+        self._bytes += len(key) + (0 if value is None else len(value))
+        if self._bytes > CACHE_BYTES or len(self._cache) > CACHE_ENTRIES:
+            self._flush()
+            self._reset()
 
     def get(self, key: Bytes) -> Optional[bytes]:
         key = _b(key)
         try:
             return self._cache[key]
         except KeyError:
-            value = self._cache[key] = self._handle.get(key)
+            value = self._handle.get(key)
+            self._put(key, value)
             return value
 
     def get_many(self, keys: Sequence[Bytes]) -> List[Optional[bytes]]:
         keys = [_b(k) for k in keys]
         cache = self._cache
         missing = [k for k in keys if k not in cache]
-        if missing:
-            for k, v in zip(missing, _host.get_many(self._handle, missing)):
-                cache[k] = v
-        return [cache[k] for k in keys]
+        if not missing:
+            return [cache[k] for k in keys]
+        found = dict(zip(missing, _host.get_many(self._handle, missing)))
+        # Answer first: caching may start the cache over.
+        values = [found[k] if k in found else cache[k] for k in keys]
+        for k, v in found.items():
+            self._put(k, v)
+        return values
 
     def set(self, key: Bytes, value: Bytes) -> None:
         key = _b(key)
-        self._cache[key] = _b(value)
         self._dirty[key] = None
+        self._put(key, _b(value))
 
     def set_many(self, entries: Sequence[Tuple[Bytes, Bytes]]) -> None:
         for k, v in entries:
@@ -171,13 +195,13 @@ class Store:
 
     def delete(self, key: Bytes) -> None:
         key = _b(key)
-        self._cache[key] = None
         self._dirty[key] = None
+        self._put(key, None)
 
     def delete_range(self, start: Bytes, end: Optional[Bytes] = None) -> None:
         """Removes every key in ``[start, end)`` (to the end of the store without ``end``)."""
         self._flush()
-        self._cache.clear()
+        self._reset()
         self._handle.delete_range(_b(start), None if end is None else _b(end))
 
     def scan(self, start: Bytes = b"", end: Optional[Bytes] = None) -> Iterator[Tuple[bytes, bytes]]:
@@ -203,12 +227,14 @@ class Store:
     def increment(self, key: Bytes, delta: int = 1) -> int:
         """Adds ``delta`` to the counter under ``key`` (8-byte little-endian integers)."""
         key = key.encode() if type(key) is str else _b(key)
+        if not -(2**63) <= delta < 2**63:
+            raise Fatal(f"store {self.name}: increment by {delta}, outside the 64-bit range")
         cache = self._cache
         value = cache.get(key, _MISSING)
         if value is _MISSING:
             # A key not seen lately: the host adds and answers in one call.
             n = _host.increment(self._handle, key, delta)
-            cache[key] = _pack_counter(n)
+            self._put(key, _pack_counter(n))
             return n
         if value is None:
             n = delta
@@ -266,16 +292,16 @@ class Context:
 
     def _flush(self, keep: bool) -> None:
         """Hands the call's cached writes to the host (at the end of a batch or timer);
-        ``keep`` keeps the cached values for the next batch, up to a bound."""
-        for s in self._stores.values():
+        ``keep`` keeps the cached values for the next batch."""
+        for s in _STORES:
             s._flush()
-            if not keep or len(s._cache) > CACHE_ENTRIES:
+            if not keep:
                 s._reset()
 
     def _discard(self) -> None:
         """Forgets the caches (after a failed call the host drops its writes too)."""
         self._epoch = None
-        for s in self._stores.values():
+        for s in _STORES:
             s._reset()
 
     def store(self, name: str) -> Store:
@@ -319,8 +345,10 @@ class Operator:
     #: Version of the format this operator writes to its stores (see ``migrate``).
     STATE_VERSION = 1
 
-    def init(self, config: Dict[str, str]) -> None:
-        """Called once with the operator's ``config`` from the pipeline spec."""
+    def init(self, config) -> None:
+        """Called once with the operator's ``config`` from the pipeline spec: an
+        ``eddy.Config`` (a ``dict`` with ``int``, ``float``, ``bool``, ``string``,
+        ``duration`` and ``list``)."""
 
     def process(self, event: Event, ctx: Context) -> None:
         raise NotImplementedError("implement process(self, event, ctx)")

@@ -9,6 +9,7 @@ from wit_world.imports import types as t
 
 from . import _flat
 from ._api import BadInput, Context, Error, Fatal
+from ._config import Config
 
 
 def _key_text(key: bytes) -> str:
@@ -62,7 +63,7 @@ def export(operator_class):
         def init(self, config):
             op = operator_class()
             try:
-                op.init(dict(config))
+                op.init(Config(config))
             except Error as e:
                 raise Err(e.message)
             except Exception as e:  # a bad config, say: refuse to start, with the reason

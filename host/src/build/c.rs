@@ -61,6 +61,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
             .args(&sources)
             .arg(work.join("operator.c"))
             .arg(work.join("eddy.c"))
+            .arg(work.join("eddy_config.c"))
             .arg(work.join("operator_component_type.o"))
             .arg("-o")
             .arg(&module),

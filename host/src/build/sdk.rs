@@ -17,13 +17,13 @@ pub const WIT: Files = embed!("wit": "operator.wit");
 
 /// The Python package `eddy`.
 pub const PYTHON: Files = embed!("guest-sdk/python":
-    "eddy/__init__.py", "eddy/_api.py", "eddy/_export.py", "eddy/_flat.py", "eddy/_host.py",
-    "eddy/window.py");
+    "eddy/__init__.py", "eddy/_api.py", "eddy/_config.py", "eddy/_export.py", "eddy/_flat.py",
+    "eddy/_host.py", "eddy/window.py");
 
 /// The JavaScript package `eddy`.
 pub const JS: Files = embed!("guest-sdk/js":
-    "package.json", "src/index.js", "src/api.js", "src/errors.js", "src/export.js", "src/flat.js", "src/utf8.js",
-    "src/window.js");
+    "package.json", "src/index.js", "src/api.js", "src/config.js", "src/errors.js", "src/export.js", "src/flat.js",
+    "src/utf8.js", "src/window.js");
 
 /// The Rust crate `eddy-guest` (its manifest is [`RUST_MANIFEST`]: the real one names
 /// workspace settings).
@@ -61,7 +61,7 @@ pub fn write_rust(project: &Path) -> Result<(), BuildError> {
 }
 
 /// The C helper.
-pub const C: Files = embed!("guest-sdk/c": "eddy.h", "eddy.c");
+pub const C: Files = embed!("guest-sdk/c": "eddy.h", "eddy.c", "eddy_config.c");
 
 /// Writes `files` under `dir`.
 pub fn write(files: Files, dir: &Path) -> Result<(), BuildError> {

@@ -119,16 +119,15 @@ fn span_bytes<'a>(data: &'a [u8], span: &Span) -> wasmtime::Result<Option<&'a [u
         return Ok(None);
     }
     let start = span.offset as usize;
-    data.get(start..start + span.len as usize)
-        .map(Some)
-        .ok_or_else(|| {
-            wasmtime::format_err!(
-                "span {}+{} outside a {}-byte buffer",
-                span.offset,
-                span.len,
-                data.len()
-            )
-        })
+    let end = start.saturating_add(span.len as usize);
+    data.get(start..end).map(Some).ok_or_else(|| {
+        wasmtime::format_err!(
+            "span {}+{} outside a {}-byte buffer",
+            span.offset,
+            span.len,
+            data.len()
+        )
+    })
 }
 
 fn push_span(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> Span {

@@ -106,6 +106,18 @@ pub fn eddy_output(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `eddy run SPEC --input INPUT --output OUT`, returning (success, stdout, stderr).
+pub fn eddy_run(spec: &Path, input: &Path, out: &Path) -> (bool, String, String) {
+    eddy_output(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+}
+
 /// Runs `eddy` with `args` in directory `dir`, returning (success, stdout, stderr).
 pub fn eddy_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let out = eddy()
