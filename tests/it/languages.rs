@@ -92,7 +92,7 @@ pub(crate) fn wordcount_spec(dir: &Path, component: &Path) -> PathBuf {
 
 /// Input with what tells word counts apart: punctuation at both ends, mixed case,
 /// non-ASCII letters, tabs and runs of spaces, an empty line, keys and headers.
-fn tricky_input(dir: &Path) -> PathBuf {
+pub(crate) fn tricky_input(dir: &Path) -> PathBuf {
     let mut text =
         std::fs::read_to_string(workspace_root().join("examples/wordcount/sample.jsonl")).unwrap();
     for (i, line) in [

@@ -13,6 +13,7 @@ mod cluster;
 mod compat;
 mod event_time;
 mod golden;
+mod harness;
 mod hostile;
 mod hostile_savepoints;
 mod isolation;

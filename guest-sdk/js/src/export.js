@@ -273,6 +273,8 @@ export function exportOperator(OperatorClass) {
       return byteList(values);
     },
   };
+  // The class, for `eddy/testing`'s Harness.
+  handler.operator = OperatorClass;
   // `eddy build` exports it as `packedHandler` next to the module's `handler`.
   handler.packed = {
     process(batch) {

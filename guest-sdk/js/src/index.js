@@ -19,4 +19,4 @@ export { EddyError, BadInput, Fatal } from "./errors.js";
 export { exportOperator } from "./export.js";
 export { Config } from "./config.js";
 export { encode as utf8Encode, decode as utf8Decode } from "./utf8.js";
-export { Windows, COUNT } from "./window.js";
+export { Windows, COUNT, Acc } from "./window.js";

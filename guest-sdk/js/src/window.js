@@ -12,8 +12,12 @@
 // A window [start, end) closes once the watermark reaches `end`. With
 // `allowedLateness(ms)` a closed window is kept that much longer and a late event
 // re-emits it (`update` set); later events are dropped (`dropped` in what `add` returns).
+// `add` also returns `windows`: every window the event went into, with its running
+// accumulator (`COUNT.value(w.acc)` is the count so far). `Acc` reads and writes
+// accumulators for your own aggregates without DataView or BigInt.
 
 import { Fatal } from "./errors.js";
+import { decode as decode8, encode as encode8 } from "./utf8.js";
 
 const FLIP = 1n << 63n;
 
@@ -28,6 +32,34 @@ export const COUNT = {
   },
   merge(a, b) {
     return int64(COUNT.value(a) + COUNT.value(b));
+  },
+};
+
+/** Accumulator bytes for your own aggregates: numbers and JSON in and out. */
+export const Acc = {
+  /** An 8-byte little-endian integer as a number (0 for null). */
+  int(acc) {
+    return COUNT.value(acc);
+  },
+  fromInt(n) {
+    return int64(n);
+  },
+  /** An 8-byte little-endian float (0 for null). */
+  float(acc) {
+    if (!acc || acc.length !== 8) return 0;
+    return new DataView(acc.buffer, acc.byteOffset, 8).getFloat64(0, true);
+  },
+  fromFloat(x) {
+    const out = new Uint8Array(8);
+    new DataView(out.buffer).setFloat64(0, x, true);
+    return out;
+  },
+  /** A JSON value (null for null). */
+  json(acc) {
+    return acc === null || acc === undefined ? null : JSON.parse(decode8(acc));
+  },
+  fromJson(value) {
+    return encode8(JSON.stringify(value));
   },
 };
 
@@ -124,7 +156,7 @@ export class Windows {
     const key = event.key ?? new Uint8Array(0);
     const ts = event.timestamp;
     const watermark = ctx.watermark();
-    const added = { updates: [], dropped: false };
+    const added = { updates: [], windows: [], dropped: false };
     let windows;
     if (this.kind === "session") {
       if (ts + this.gap + this.lateness <= watermark) {
@@ -156,6 +188,7 @@ export class Windows {
         acc = agg.add(merged, event);
       }
       store.set(id, encode(end, closed, acc));
+      added.windows.push({ key, start, end, acc, update: closed });
       if (closed) {
         added.updates.push({ key, start, end, acc, update: true });
         ctx.setTimer(id, end + this.lateness);

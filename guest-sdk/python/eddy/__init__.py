@@ -29,4 +29,9 @@ from ._api import (  # noqa: F401
     TaskInfo,
 )
 from ._config import Config  # noqa: F401
-from ._export import export  # noqa: F401
+from ._env import IN_COMPONENT
+
+if IN_COMPONENT:
+    from ._export import export  # noqa: F401
+else:  # plain CPython: the operator's module imports, and eddy.testing runs it
+    from .testing import export  # noqa: F401

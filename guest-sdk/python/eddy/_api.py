@@ -4,7 +4,12 @@ import json
 import struct
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from . import _host
+from ._env import IN_COMPONENT
+
+if IN_COMPONENT:
+    from . import _host
+else:  # plain CPython: the in-memory host of `eddy.testing`
+    from . import _memory_host as _host
 
 Bytes = Union[bytes, bytearray, str]
 

@@ -18,8 +18,10 @@ the two produce the same results)::
 A window ``[start, end)`` closes once the watermark reaches ``end``. With
 ``allowed_lateness(ms)`` a closed window is kept that much longer and a late event
 re-emits it (``update`` set); later events are dropped (``Added.dropped``).
+``add`` returns the running accumulators of the event's windows too (``Added.windows``).
 """
 
+import json
 import struct
 from typing import List, Optional
 
@@ -27,13 +29,45 @@ from ._api import Error, Fatal
 
 
 class Aggregate:
-    """How a window's events fold into its accumulator (bytes, kept in the store)."""
+    """How a window's events fold into its accumulator (bytes, kept in the store).
+    Subclass it for other aggregates than ``COUNT``; ``acc_int``, ``int_acc``,
+    ``acc_float``, ``float_acc``, ``acc_json`` and ``json_acc`` convert accumulators."""
 
     def add(self, acc: Optional[bytes], event) -> bytes:
+        """The accumulator after ``event`` (an ``eddy.Event``); ``acc`` is ``None`` for
+        the window's first event (or the merged accumulator of sessions it joined)."""
         raise NotImplementedError
 
     def merge(self, a: bytes, b: bytes) -> bytes:
+        """One accumulator of two (sessions that an event joined into one)."""
         raise NotImplementedError
+
+
+def acc_int(acc: Optional[bytes]) -> int:
+    """An 8-byte little-endian integer accumulator (0 for ``None``)."""
+    return struct.unpack("<q", acc)[0] if acc is not None and len(acc) == 8 else 0
+
+
+def int_acc(n: int) -> bytes:
+    return struct.pack("<q", n)
+
+
+def acc_float(acc: Optional[bytes]) -> float:
+    """An 8-byte little-endian float accumulator (0.0 for ``None``)."""
+    return struct.unpack("<d", acc)[0] if acc is not None and len(acc) == 8 else 0.0
+
+
+def float_acc(x: float) -> bytes:
+    return struct.pack("<d", x)
+
+
+def acc_json(acc: Optional[bytes]):
+    """A JSON accumulator (``None`` for ``None``)."""
+    return None if acc is None else json.loads(acc)
+
+
+def json_acc(value) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
 class Count(Aggregate):
@@ -63,12 +97,15 @@ class Closed:
 
 
 class Added:
-    """What ``Windows.add`` did: updated results of closed windows, and whether the event
-    came too late for every window it belongs to."""
+    """What ``Windows.add`` did: ``windows``, every window the event went into with its
+    running accumulator (``COUNT.value(w.acc)`` is the count so far); ``updates``, the
+    re-emitted results of closed windows; and ``dropped``, whether the event came too late
+    for every window it belongs to."""
 
-    __slots__ = ("updates", "dropped")
+    __slots__ = ("windows", "updates", "dropped")
 
     def __init__(self):
+        self.windows: List[Closed] = []
         self.updates: List[Closed] = []
         self.dropped = False
 
@@ -165,6 +202,7 @@ class Windows:
             else:
                 acc = agg.add(merged, event)
             store.set(wid, _encode(end, closed, acc))
+            added.windows.append(Closed(key, start, end, acc, closed))
             if closed:
                 added.updates.append(Closed(key, start, end, acc, True))
                 ctx.set_timer(wid, end + self._lateness)
@@ -228,4 +266,18 @@ class Windows:
         return start, end, merged
 
 
-__all__ = ["Aggregate", "Count", "COUNT", "Closed", "Added", "Windows", "Error"]
+__all__ = [
+    "Aggregate",
+    "Count",
+    "COUNT",
+    "Closed",
+    "Added",
+    "Windows",
+    "Error",
+    "acc_int",
+    "int_acc",
+    "acc_float",
+    "float_acc",
+    "acc_json",
+    "json_acc",
+]

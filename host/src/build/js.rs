@@ -55,6 +55,12 @@ fn main_module(dir: &Path, entry: &Path) -> Result<String, BuildError> {
     ))
 }
 
+/// Writes the `eddy` package where bare imports find it, for `eddy build` and the
+/// project's tests: `node_modules/eddy`.
+pub fn write_sdk(dir: &Path) -> Result<(), BuildError> {
+    sdk::write(sdk::JS, &dir.join("node_modules").join("eddy"))
+}
+
 pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
     let entry = entry(dir).filter(|e| e.is_file()).ok_or_else(|| {
         BuildError::Project(format!(
@@ -65,8 +71,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
     let tool = COMPONENTIZE_QJS.find("JavaScript operators")?;
     let work = super::work_dir(dir)?;
     sdk::write(sdk::WIT, &work.join("wit"))?;
-    // Bare imports resolve through node_modules under the module root.
-    sdk::write(sdk::JS, &dir.join("node_modules").join("eddy"))?;
+    write_sdk(dir)?;
     let name = package(dir)
         .and_then(|p| p["name"].as_str().map(String::from))
         .unwrap_or_else(|| super::dir_name(dir));

@@ -5,8 +5,8 @@
 //! needs nothing from the Eddy source tree.
 
 mod c;
-mod js;
-mod python;
+pub(crate) mod js;
+pub(crate) mod python;
 mod rust;
 pub mod sdk;
 mod toolchain;

@@ -25,11 +25,17 @@ const COMPONENTIZE_PY: Tool = Tool {
     install: "pip install componentize-py==0.25.*",
 };
 
+/// Writes the SDK where `eddy build` and the project's tests find it: `.eddy/python`.
+pub fn write_sdk(dir: &Path) -> Result<PathBuf, BuildError> {
+    let work = super::work_dir(dir)?;
+    sdk::write(sdk::PYTHON, &work.join("python"))?;
+    Ok(work)
+}
+
 pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
     let tool = COMPONENTIZE_PY.find("Python operators")?;
-    let work = super::work_dir(dir)?;
+    let work = write_sdk(dir)?;
     sdk::write(sdk::WIT, &work.join("wit"))?;
-    sdk::write(sdk::PYTHON, &work.join("python"))?;
     write_if_changed(&work.join("python").join("eddy_main.py"), MAIN.as_bytes())?;
     let out = super::output_path(dir, &super::dir_name(dir));
     COMPONENTIZE_PY.run(

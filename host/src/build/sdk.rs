@@ -17,13 +17,14 @@ pub const WIT: Files = embed!("wit": "operator.wit");
 
 /// The Python package `eddy`.
 pub const PYTHON: Files = embed!("guest-sdk/python":
-    "eddy/__init__.py", "eddy/_api.py", "eddy/_config.py", "eddy/_export.py", "eddy/_flat.py",
-    "eddy/_host.py", "eddy/window.py");
+    "eddy/__init__.py", "eddy/_api.py", "eddy/_config.py", "eddy/_env.py", "eddy/_export.py",
+    "eddy/_flat.py", "eddy/_host.py", "eddy/_memory_host.py", "eddy/testing.py", "eddy/window.py");
 
 /// The JavaScript package `eddy`.
 pub const JS: Files = embed!("guest-sdk/js":
     "package.json", "src/index.js", "src/api.js", "src/config.js", "src/errors.js", "src/export.js", "src/flat.js",
-    "src/utf8.js", "src/window.js");
+    "src/memory-host.js", "src/testing.js", "src/testing-hooks.js", "src/testing-register.js", "src/utf8.js",
+    "src/window.js");
 
 /// The Rust crate `eddy-guest` (its manifest is [`RUST_MANIFEST`]: the real one names
 /// workspace settings).

@@ -19,8 +19,13 @@ const COMMON: Template = template!(
 );
 const RUST: Template =
     template!("Cargo.toml" => "rust/Cargo.toml", "src/lib.rs" => "rust/src/lib.rs");
-const PYTHON: Template = template!("app.py" => "python/app.py");
-const JS: Template = template!("app.js" => "js/app.js", "package.json" => "js/package.json");
+const PYTHON: Template =
+    template!("app.py" => "python/app.py", "test_app.py" => "python/test_app.py");
+const JS: Template = template!(
+    "app.js" => "js/app.js",
+    "app.test.js" => "js/app.test.js",
+    "package.json" => "js/package.json",
+);
 const C: Template = template!("operator.c" => "c/operator.c");
 
 /// Creates the project `dir` (which must not exist or be empty); its last path
@@ -62,9 +67,15 @@ pub fn create(language: Language, dir: &Path) -> Result<PathBuf, BuildError> {
         }
         std::fs::write(&path, text).map_err(|e| BuildError::io(&path, e))?;
     }
-    if language == Language::Rust {
+    match language {
         // So cargo and editors see the SDK before the first `eddy build`.
-        build::sdk::write_rust(dir)?;
+        Language::Rust => build::sdk::write_rust(dir)?,
+        // So the tests run (`python3 -m unittest`, `npm test`) before the first `eddy build`.
+        Language::Python => {
+            build::python::write_sdk(dir)?;
+        }
+        Language::Js => build::js::write_sdk(dir)?,
+        Language::C => {}
     }
     Ok(dir.to_path_buf())
 }

@@ -4,7 +4,7 @@ import { Operator, Event, BadInput, exportOperator } from "eddy";
 
 class Counter extends Operator {
   init(config) {
-    this.greeting = config.greeting ?? "hello";
+    this.greeting = config.string("greeting", "hello");
   }
 
   process(event, ctx) {

@@ -5,7 +5,7 @@ import eddy
 
 class Counter(eddy.Operator):
     def init(self, config):
-        self.greeting = config.get("greeting", "hello")
+        self.greeting = config.string("greeting", "hello")
 
     def process(self, event, ctx):
         key = event.key_str()

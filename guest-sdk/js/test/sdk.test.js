@@ -1,0 +1,121 @@
+// The JavaScript SDK in Node, through its harness: typed config, the store cache,
+// windows' running values and accumulator helpers. Run from guest-sdk/js:
+// node --import ./src/testing-register.js --test test/ (the repository's test suite does).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Acc, BadInput, COUNT, Config, Event, Fatal, Operator, Windows } from "../src/index.js";
+import { BatchFailed, Harness } from "../src/testing.js";
+
+const text = (b) => new TextDecoder().decode(b);
+const values = (out) => out.map((o) => o.event.valueString());
+
+test("typed config parses or names the key, the value and what was expected", () => {
+  const c = new Config([["threshold", " 5"], ["ratio", "0.5"], ["on", "true"], ["window", "2m"],
+                        ["pages", '["home", 7, true, 1.5]'], ["bad", "five"]]);
+  assert.equal(c.int("threshold", 1), 5);
+  assert.equal(c.int("missing", 1), 1);
+  assert.equal(c.float("ratio"), 0.5);
+  assert.equal(c.bool("on"), true);
+  assert.equal(c.duration("window", "1s"), 120000);
+  assert.equal(c.duration("missing", "250ms"), 250);
+  assert.deepEqual(c.list("pages"), ["home", "7", "true", "1.5"]);
+  assert.deepEqual(c.list("missing"), []);
+  assert.equal(c.string("missing", "x"), "x");
+  assert.equal(c.threshold, " 5");
+  for (const [read, says] of [[(n) => c.int(n), "a whole number"], [(n) => c.float(n), "a number"],
+                              [(n) => c.bool(n), "true or false"], [(n) => c.duration(n, "1s"), "a duration"],
+                              [(n) => c.list(n), "a list"]]) {
+    assert.throws(() => read("bad"), (e) => e instanceof Fatal && e.message.includes("`bad`") &&
+                                            e.message.includes('"five"') && e.message.includes(says));
+  }
+  for (const bad of ["1_000", "5.0", "9007199254740993", "0x10"]) assert.throws(() => new Config([["n", bad]]).int("n"));
+  for (const bad of ["Infinity", "NaN", "1_0", "0x10", ""]) assert.throws(() => new Config([["n", bad]]).float("n"));
+  for (const bad of ["5 parsecs", "-1s", "99999999999999999999d"]) assert.throws(() => new Config([["d", bad]]).duration("d", "1s"));
+});
+
+class Tally extends Operator {
+  process(event, ctx) {
+    const s = ctx.store("s");
+    const n = s.increment(event.key, 1);
+    s.set("last", event.value);
+    if (text(s.get("last")) !== event.valueString() || Acc.int(s.getMany([event.key])[0]) !== n) {
+      throw new Fatal("a read does not see the batch's write");
+    }
+    if (event.valueString() === "bad") throw new BadInput("bad");
+    if (event.valueString() === "drop") s.delete(event.key);
+    ctx.emit(new Event(event.key, String(n)));
+  }
+}
+
+test("reads see writes and a failed batch leaves no trace", () => {
+  const h = new Harness(Tally);
+  assert.deepEqual(values(h.process([new Event("a", "x"), new Event("a", "y"), new Event("b", "z")])), ["1", "2", "1"]);
+  assert.throws(() => h.process([new Event("a", "x"), new Event("c", "bad")]), (e) => e instanceof BatchFailed && e.index === 1);
+  assert.deepEqual(h.store("s").map(([k, v]) => [text(k), k.length === 4 ? text(v) : Acc.int(v)]), [["a", 2], ["b", 1], ["last", "z"]]);
+  assert.deepEqual(values(h.process([new Event("a", "drop"), new Event("a", "x")])), ["3", "1"]);
+});
+
+test("a value handed to the store or read from it is a copy", () => {
+  class Copies extends Operator {
+    process(event, ctx) {
+      const s = ctx.store("s");
+      const key = new Uint8Array([107]);
+      s.set(key, "v1");
+      key[0] = 108; // the stored key stays "k"
+      s.get("k")[0] = 0; // the stored value stays "v1"
+      ctx.emit(new Event(null, text(s.get("k"))));
+    }
+  }
+  const h = new Harness(Copies);
+  assert.deepEqual(values(h.process(new Event(null, "x"))), ["v1"]);
+  assert.deepEqual(h.store("s").map(([k, v]) => [text(k), text(v)]), [["k", "v1"]]);
+});
+
+test("a scan sees cached writes, and counters past 2^53 are exact", () => {
+  class Scan extends Operator {
+    process(event, ctx) {
+      const s = ctx.store("s");
+      s.set("k1", "v");
+      s.set("k2", "w");
+      s.delete("k0");
+      ctx.emit(new Event(null, [...s.scanPrefix("k")].map(([k]) => text(k)).join(",")));
+      s.increment("big", 1);
+      s.increment("big", 1);
+    }
+  }
+  const h = new Harness(Scan);
+  h.state.stores.set("s", new Map([["k0", new Uint8Array([1])], ["big", Acc.fromInt(2 ** 53 - 1)]]));
+  assert.deepEqual(values(h.process(new Event(null, "go"))), ["k1,k2"]);
+  const big = h.store("s").find(([k]) => text(k) === "big")[1];
+  assert.equal(new DataView(big.buffer, big.byteOffset, 8).getBigInt64(0, true), 2n ** 53n + 1n);
+});
+
+test("windows return running values and timers close them", () => {
+  class PerMinute extends Operator {
+    init() {
+      this.windows = Windows.tumbling(60000);
+    }
+    process(event, ctx) {
+      const added = this.windows.add(ctx, event, COUNT);
+      ctx.emit(new Event(event.key, String(COUNT.value(added.windows[0].acc))));
+    }
+    onTimer(key, at, ctx) {
+      for (const w of this.windows.onTimer(ctx, key, at)) ctx.emit(new Event(w.key, `closed ${COUNT.value(w.acc)}`, w.end - 1));
+    }
+  }
+  const h = new Harness(PerMinute);
+  assert.deepEqual(values(h.process([new Event("p", "", 1000), new Event("p", "", 2000), new Event("q", "", 3000)])), ["1", "2", "1"]);
+  assert.deepEqual(h.timers().map(([at]) => at), [60000, 60000]);
+  const closed = h.advanceWatermark(60000).map((o) => [o.event.keyString(), o.event.valueString(), o.event.timestamp]).sort();
+  assert.deepEqual(closed, [["p", "closed 2", 59999], ["q", "closed 1", 59999]]);
+  assert.deepEqual(h.timers(), []);
+});
+
+test("accumulator helpers round-trip", () => {
+  assert.equal(Acc.int(Acc.fromInt(-5)), -5);
+  assert.equal(Acc.int(null), 0);
+  assert.equal(Acc.float(Acc.fromFloat(0.25)), 0.25);
+  assert.deepEqual(Acc.json(Acc.fromJson({ a: [1] })), { a: [1] });
+  assert.equal(Acc.json(null), null);
+});

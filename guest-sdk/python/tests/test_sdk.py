@@ -1,0 +1,151 @@
+"""The Python SDK in plain CPython, through its harness: typed config, the store cache,
+windows' running values and accumulator helpers. Run: python3 -m unittest discover
+guest-sdk/python/tests (the repository's test suite does)."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import eddy  # noqa: E402
+from eddy.testing import BatchFailed, Harness  # noqa: E402
+from eddy.window import COUNT, Aggregate, Windows, acc_float, acc_int, acc_json, float_acc, int_acc, json_acc  # noqa: E402
+
+
+class ConfigTest(unittest.TestCase):
+    def test_typed_values_parse_or_name_the_key_the_value_and_what_was_expected(self):
+        c = eddy.Config({"threshold": " 5", "ratio": "0.5", "on": "true", "window": "2m",
+                         "pages": '["home", 7, true, 1.5]', "bad": "five"})
+        self.assertEqual(c.int("threshold", 1), 5)
+        self.assertEqual(c.int("missing", 1), 1)
+        self.assertEqual(c.float("ratio"), 0.5)
+        self.assertIs(c.bool("on"), True)
+        self.assertEqual(c.duration("window", "1s"), 120_000)
+        self.assertEqual(c.duration("missing", "250ms"), 250)
+        self.assertEqual(c.list("pages"), ["home", "7", "true", "1.5"])
+        self.assertEqual(c.list("missing"), [])
+        self.assertEqual(c.string("missing", "x"), "x")
+        for read, says in [(c.int, "a whole number"), (c.float, "a number"), (c.bool, "true or false"),
+                           (lambda n: c.duration(n, "1s"), "a duration"), (c.list, "a list")]:
+            with self.assertRaises(eddy.Fatal) as e:
+                read("bad")
+            self.assertIn("`bad`", e.exception.message)
+            self.assertIn('"five"', e.exception.message)
+            self.assertIn(says, e.exception.message)
+        for bad in ["1_000", "5.0", "9223372036854775808"]:
+            with self.assertRaises(eddy.Fatal):
+                eddy.Config({"n": bad}).int("n")
+        for bad in ["inf", "nan", "1_0"]:
+            with self.assertRaises(eddy.Fatal):
+                eddy.Config({"n": bad}).float("n")
+        for bad in ["5 parsecs", "-1s", "99999999999999999999d"]:
+            with self.assertRaises(eddy.Fatal):
+                eddy.Config({"d": bad}).duration("d", "1s")
+
+
+class Tally(eddy.Operator):
+    """Counts per key, reads back and rejects "bad" after writing."""
+
+    def process(self, event, ctx):
+        s = ctx.store("s")
+        n = s.increment(event.key, 1)
+        s.set(b"last", event.value)
+        if s.get(b"last") != event.value or s.get_many([event.key])[0] != int_acc(n):
+            raise eddy.Fatal("a read does not see the batch's write")
+        if event.value == b"bad":
+            raise eddy.BadInput("bad")
+        if event.value == b"drop":
+            s.delete(event.key)
+        ctx.emit(eddy.Event(event.key, str(n)))
+
+
+class StoreCacheTest(unittest.TestCase):
+    def test_reads_see_writes_and_a_failed_batch_leaves_no_trace(self):
+        h = Harness(Tally)
+        out = h.process([eddy.Event("a", "x"), eddy.Event("a", "y"), eddy.Event("b", "z")])
+        self.assertEqual([o.event.value for o in out], [b"1", b"2", b"1"])
+        with self.assertRaises(BatchFailed) as e:
+            h.process([eddy.Event("a", "x"), eddy.Event("c", "bad")])
+        self.assertEqual(e.exception.index, 1)
+        self.assertEqual(h.store("s"), {b"a": int_acc(2), b"b": int_acc(1), b"last": b"z"})
+        out = h.process([eddy.Event("a", "drop"), eddy.Event("a", "x")])
+        self.assertEqual([o.event.value for o in out], [b"3", b"1"])
+
+    def test_a_scan_sees_cached_writes_and_counters_wrap(self):
+        class Scan(eddy.Operator):
+            def process(self, event, ctx):
+                s = ctx.store("s")
+                s.set(b"k1", b"v")
+                s.set(b"k2", b"w")
+                s.delete(b"k0")
+                ctx.emit(eddy.Event(None, ",".join(k.decode() for k, _ in s.scan_prefix(b"k"))))
+                ctx.emit(eddy.Event(None, str(s.increment(b"max", 1))))
+
+        h = Harness(Scan)
+        h.put("s", b"k0", b"gone")
+        h.put("s", b"max", int_acc(2**63 - 1))
+        out = h.process(eddy.Event(None, "go"))
+        self.assertEqual([o.event.value for o in out], [b"k1,k2", str(-(2**63)).encode()])
+
+    def test_increment_of_a_non_counter_is_bad_input(self):
+        class Incr(eddy.Operator):
+            def process(self, event, ctx):
+                ctx.store("s").increment(b"k", 1)
+
+        h = Harness(Incr)
+        h.put("s", b"k", b"text")
+        with self.assertRaises(eddy.BadInput) as e:
+            h.process(eddy.Event(None, "x"))
+        self.assertIn("not an 8-byte little-endian counter", e.exception.message)
+
+
+class WindowsTest(unittest.TestCase):
+    def test_add_returns_running_values_and_timers_close_windows(self):
+        class PerMinute(eddy.Operator):
+            def init(self, config):
+                self.windows = Windows.tumbling(60_000)
+
+            def process(self, event, ctx):
+                added = self.windows.add(ctx, event, COUNT)
+                ctx.emit(eddy.Event(event.key, str(COUNT.value(added.windows[0].acc))))
+
+            def on_timer(self, key, at, ctx):
+                for w in self.windows.on_timer(ctx, key, at):
+                    ctx.emit(eddy.Event(w.key, f"closed {COUNT.value(w.acc)}").at(w.end - 1))
+
+        h = Harness(PerMinute)
+        out = h.process([eddy.Event("p", "", 1_000), eddy.Event("p", "", 2_000), eddy.Event("q", "", 3_000)])
+        self.assertEqual([o.event.value for o in out], [b"1", b"2", b"1"])
+        self.assertEqual([at for at, _ in h.timers()], [60_000, 60_000])
+        out = h.advance_watermark(60_000)
+        self.assertEqual(sorted((o.event.key, o.event.value, o.event.timestamp) for o in out),
+                         [(b"p", b"closed 2", 59_999), (b"q", b"closed 1", 59_999)])
+        self.assertEqual(h.timers(), [])
+
+    def test_accumulator_helpers_round_trip(self):
+        self.assertEqual(acc_int(int_acc(-5)), -5)
+        self.assertEqual(acc_int(None), 0)
+        self.assertEqual(acc_float(float_acc(0.25)), 0.25)
+        self.assertEqual(acc_json(json_acc({"a": [1]})), {"a": [1]})
+        self.assertIsNone(acc_json(None))
+
+        class Sum(Aggregate):
+            def add(self, acc, event):
+                return float_acc(acc_float(acc) + float(event.value))
+
+            def merge(self, a, b):
+                return float_acc(acc_float(a) + acc_float(b))
+
+        class Totals(eddy.Operator):
+            def process(self, event, ctx):
+                w = Windows.tumbling(10).add(ctx, event, Sum()).windows[0]
+                ctx.emit(eddy.Event(event.key, str(acc_float(w.acc))))
+
+        h = Harness(Totals)
+        out = h.process([eddy.Event("k", "1.5", 1), eddy.Event("k", "2", 2)])
+        self.assertEqual([o.event.value for o in out], [b"1.5", b"3.5"])
+
+
+if __name__ == "__main__":
+    unittest.main()
