@@ -40,6 +40,9 @@ impl KafkaSource {
                 ("isolation.level", "read_committed"),
                 ("auto.offset.reset", "earliest"),
                 ("enable.partition.eof", "false"),
+                // A broker that holds an empty fetch for the whole wait (Tansu does)
+                // adds it to the latency of the next record; Kafka answers at once.
+                ("fetch.wait.max.ms", "20"),
             ])
             .create()
             .map_err(|e| conn.error(e))?;

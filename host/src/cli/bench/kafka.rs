@@ -38,7 +38,7 @@ pub struct KafkaArgs {
     at_least_once: bool,
 }
 
-fn conn(brokers: &str) -> Connection {
+pub(super) fn conn(brokers: &str) -> Connection {
     Connection {
         brokers: brokers.to_string(),
         properties: Vec::new(),
@@ -318,7 +318,7 @@ pub fn run(args: KafkaArgs) -> anyhow::Result<()> {
 }
 
 /// Sends a record, serving the producer while its queue is full.
-fn send_waiting<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>)
+pub(super) fn send_waiting<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>)
 where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,

@@ -1,7 +1,8 @@
-//! `eddy bench latency`: end-to-end latency of a word count on the embedded log at a
-//! fixed input rate (p50, p99, max), and its throughput at saturation, with commits when
-//! a task caught up (the default) and with commits at the interval only (the baseline),
-//! in one run, so neither figure is traded away silently.
+//! `eddy bench latency`: end-to-end latency of a word count on the embedded log (or with
+//! `--kafka`, on Kafka topics with exactly-once) at a fixed input rate (p50, p99, max),
+//! and its throughput at saturation, with commits when a task caught up (the default) and
+//! with commits at the interval only (the baseline), in one run, so neither figure is
+//! traded away silently.
 
 use crate::control::PipelineSpec;
 use crate::log::TopicConfig;
@@ -19,25 +20,29 @@ pub struct LatencyArgs {
     wasm: PathBuf,
     /// Events per second produced while latency is measured.
     #[arg(long, default_value_t = 10_000)]
-    rate: u64,
+    pub(super) rate: u64,
     /// How long latency is measured.
     #[arg(long, default_value_t = 5)]
-    seconds: u64,
+    pub(super) seconds: u64,
     #[arg(long, default_value_t = 4)]
-    partitions: u32,
+    pub(super) partitions: u32,
     /// Events in the backlog that measures the throughput at saturation.
     #[arg(long, default_value_t = 1_000_000)]
-    backlog: usize,
+    pub(super) backlog: usize,
+    /// Measure on Kafka topics of these bootstrap servers (exactly-once, the outputs read
+    /// `read_committed`) instead of the embedded log.
+    #[arg(long, env = "EDDY_KAFKA_BROKERS")]
+    kafka: Option<String>,
 }
 
 /// What one mode measured.
-struct Measured {
+pub(super) struct Measured {
     /// End-to-end latencies, microseconds, sorted.
-    latencies: Vec<u64>,
-    saturation: f64,
+    pub(super) latencies: Vec<u64>,
+    pub(super) saturation: f64,
 }
 
-fn now_us() -> u64 {
+pub(super) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
@@ -47,12 +52,22 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
     let wasm = std::fs::read(&args.wasm).with_context(|| args.wasm.display().to_string())?;
     let mut rows = Vec::new();
     for caught_up in [true, false] {
-        let m = measure(&args, &wasm, caught_up)?;
+        let m = match &args.kafka {
+            Some(brokers) => super::latency_kafka::measure(&args, brokers, &wasm, caught_up)?,
+            None => measure(&args, &wasm, caught_up)?,
+        };
         rows.push((caught_up, m));
     }
     println!(
-        "word count on {} partitions, {} events/s for {} s (latency from the event's time, 1 ms resolution), saturation over {} events",
-        args.partitions, args.rate, args.seconds, args.backlog
+        "word count on {} partitions ({}), {} events/s for {} s (latency from the event's time, 1 ms resolution), saturation over {} events",
+        args.partitions,
+        match &args.kafka {
+            Some(_) => "Kafka topics, exactly-once, read_committed",
+            None => "embedded log",
+        },
+        args.rate,
+        args.seconds,
+        args.backlog
     );
     println!(
         "{:<34} {:>9} {:>9} {:>9} {:>14}",
@@ -74,6 +89,16 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
             pct(0.99),
             pct(1.0),
             m.saturation
+        );
+    }
+    if let Some(brokers) = &args.kafka {
+        let t = super::latency_kafka::transaction_cost(brokers, args.partitions, 50)?;
+        println!(
+            "{:<34} {:>9} {:>9} {:>9}",
+            "a bare transaction (the floor)",
+            format!("{:.1} ms", t[t.len() / 2] as f64 / 1000.0),
+            format!("{:.1} ms", t[t.len() * 99 / 100] as f64 / 1000.0),
+            format!("{:.1} ms", t[t.len() - 1] as f64 / 1000.0),
         );
     }
     println!(

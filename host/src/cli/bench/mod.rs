@@ -7,6 +7,7 @@ mod isolation;
 mod kafka;
 mod languages;
 mod latency;
+mod latency_kafka;
 mod server;
 mod state;
 
