@@ -14,30 +14,29 @@ static eddy_status invalid(const char *name, const char *raw, const char *expect
     return eddy_fatal("config `%s` = \"%s\": expected %s", name, raw, expected);
 }
 
-/* `raw` without surrounding whitespace, copied into `buf` (NUL-terminated); false when
- * it does not fit. */
-static bool trimmed(const char *raw, char *buf, size_t size) {
+/* `raw` without surrounding whitespace, as a new string (NULL when out of memory). */
+static char *trimmed(const char *raw) {
     while (*raw == ' ' || *raw == '\t' || *raw == '\n' || *raw == '\r') raw++;
     size_t n = strlen(raw);
     while (n && (raw[n - 1] == ' ' || raw[n - 1] == '\t' || raw[n - 1] == '\n' || raw[n - 1] == '\r')) n--;
-    if (n >= size) return false;
-    memcpy(buf, raw, n);
-    buf[n] = '\0';
-    return true;
+    char *out = malloc(n + 1);
+    if (out == NULL) return NULL;
+    memcpy(out, raw, n);
+    out[n] = '\0';
+    return out;
 }
 
 eddy_status eddy_config_bool(const eddy_config *c, const char *name, bool fallback, bool *out) {
     const char *raw = eddy_config_get(c, name);
-    char v[8];
     if (raw == NULL) {
         *out = fallback;
-    } else if (trimmed(raw, v, sizeof v) && strcmp(v, "true") == 0) {
-        *out = true;
-    } else if (trimmed(raw, v, sizeof v) && strcmp(v, "false") == 0) {
-        *out = false;
-    } else {
-        return invalid(name, raw, "true or false");
+        return EDDY_OK;
     }
+    char *v = trimmed(raw);
+    bool yes = v != NULL && strcmp(v, "true") == 0, no = v != NULL && strcmp(v, "false") == 0;
+    free(v);
+    if (!yes && !no) return invalid(name, raw, "true or false");
+    *out = yes;
     return EDDY_OK;
 }
 
@@ -47,12 +46,12 @@ eddy_status eddy_config_int(const eddy_config *c, const char *name, int64_t fall
         *out = fallback;
         return EDDY_OK;
     }
-    char v[32];
-    if (!trimmed(raw, v, sizeof v) || v[0] == '\0') return invalid(name, raw, "a whole number, such as 5");
-    char *end;
+    char *v = trimmed(raw), *end = NULL;
     errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (*end != '\0' || errno == ERANGE) return invalid(name, raw, "a whole number, such as 5");
+    long long n = v != NULL && v[0] != '\0' && v[0] != ' ' ? strtoll(v, &end, 10) : 0;
+    bool ok = end != NULL && *end == '\0' && errno != ERANGE;
+    free(v);
+    if (!ok) return invalid(name, raw, "a whole number, such as 5");
     *out = n;
     return EDDY_OK;
 }
@@ -63,13 +62,13 @@ eddy_status eddy_config_float(const eddy_config *c, const char *name, double fal
         *out = fallback;
         return EDDY_OK;
     }
-    char v[64];
     /* strtod also reads hex, "inf" and "nan": only decimal notation is a number here. */
-    if (!trimmed(raw, v, sizeof v) || v[0] == '\0' || strspn(v, "+-0123456789.eE") != strlen(v))
-        return invalid(name, raw, "a number, such as 0.5");
-    char *end;
-    double f = strtod(v, &end);
-    if (*end != '\0' || !isfinite(f)) return invalid(name, raw, "a number, such as 0.5");
+    char *v = trimmed(raw), *end = NULL;
+    double f = 0;
+    if (v != NULL && v[0] != '\0' && strspn(v, "+-0123456789.eE") == strlen(v)) f = strtod(v, &end);
+    bool ok = end != NULL && *end == '\0' && isfinite(f);
+    free(v);
+    if (!ok) return invalid(name, raw, "a number, such as 0.5");
     *out = f;
     return EDDY_OK;
 }
@@ -82,9 +81,12 @@ const char *eddy_config_string(const eddy_config *c, const char *name, const cha
 eddy_status eddy_config_duration_ms(const eddy_config *c, const char *name, const char *fallback, int64_t *out) {
     const char *raw = eddy_config_get(c, name);
     if (raw == NULL) raw = fallback;
-    char v[40];
     const char *how = "a duration such as \"250ms\", \"5s\", \"1m\", \"2h\" or \"1d\"";
-    if (!trimmed(raw, v, sizeof v) || v[0] < '0' || v[0] > '9') return invalid(name, raw, how);
+    char *v = trimmed(raw);
+    if (v == NULL || v[0] < '0' || v[0] > '9') {
+        free(v);
+        return invalid(name, raw, how);
+    }
     char *unit;
     errno = 0;
     unsigned long long n = strtoull(v, &unit, 10);
@@ -95,7 +97,9 @@ eddy_status eddy_config_duration_ms(const eddy_config *c, const char *name, cons
                     : strcmp(unit, "h") == 0 ? 3600000
                     : strcmp(unit, "d") == 0 ? 86400000
                                              : 0;
-    if (scale == 0 || errno == ERANGE || n > (unsigned long long)(INT64_MAX / scale)) return invalid(name, raw, how);
+    bool ok = scale != 0 && errno != ERANGE && n <= (unsigned long long)(INT64_MAX / (scale ? scale : 1));
+    free(v);
+    if (!ok) return invalid(name, raw, how);
     *out = (int64_t)n * scale;
     return EDDY_OK;
 }
@@ -198,11 +202,11 @@ eddy_status eddy_config_list(const eddy_config *c, const char *name, char ***ite
             p = skip_space(p + 1);
         }
         char *item = malloc(strlen(p) + 1);
-        if (item == NULL) goto bad;
-        char **grown = realloc(list, (n + 1) * sizeof *list);
+        char **grown = item == NULL ? NULL : realloc(list, (n + 1) * sizeof *list);
         if (grown == NULL) {
             free(item);
-            goto bad;
+            eddy_config_list_free(list, n);
+            return eddy_fatal("config `%s`: out of memory reading the list", name);
         }
         list = grown;
         list[n++] = item;
@@ -224,6 +228,9 @@ eddy_status eddy_config_list(const eddy_config *c, const char *name, char ***ite
             if (*end != '\0') goto bad;
             p += len;
         }
+        /* Each item keeps only its own bytes (it was given room for the rest of the text). */
+        char *fit = realloc(item, strlen(item) + 1);
+        if (fit != NULL) list[n - 1] = fit;
         p = skip_space(p);
     }
     if (*skip_space(p + 1) != '\0') goto bad;

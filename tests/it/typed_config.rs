@@ -94,3 +94,31 @@ fn a_config_value_of_the_wrong_kind_fails_init_naming_it() {
         );
     }
 }
+
+#[test]
+fn the_c_config_parsers_pass_their_own_tests_natively() {
+    let root = crate::support::workspace_root();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("config_test");
+    let out = std::process::Command::new("clang")
+        .args(["-Wall", "-Werror", "-g", "-I"])
+        .arg(root.join("guest-sdk/c"))
+        .arg(root.join("guest-sdk/c/tests/config_test.c"))
+        .arg(root.join("guest-sdk/c/eddy_config.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-lm")
+        .output()
+        .expect("clang runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::process::Command::new(&exe).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

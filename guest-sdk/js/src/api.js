@@ -118,9 +118,10 @@ function isNotACounter(e) {
 export const CACHE_ENTRIES = 16384;
 export const CACHE_BYTES = 4 << 20;
 
-/** Every store opened in this instance (through `ctx.store` or `new Store(name)`): their
- * caches are flushed and dropped together. */
-const STORES = [];
+/** Every store opened in this instance (through `ctx.store` or `new Store(name)`), by
+ * name: one object, so one cache, per store; their caches are flushed and dropped
+ * together. */
+const STORES = new Map();
 
 /** A Map key for a store key: an ASCII string as it is, anything else one char per byte
  * of its UTF-8 (so "a" and Uint8Array [97] are the same key). */
@@ -174,6 +175,9 @@ function valueOf(e) {
  */
 export class Store {
   constructor(name) {
+    // One object per store: two would each cache, and miss the other's writes.
+    const existing = STORES.get(name);
+    if (existing !== undefined) return existing;
     this.name = name;
     try {
       this.handle = HostStore.open(name);
@@ -187,7 +191,7 @@ export class Store {
     /** the entries written since the last flush */
     this.dirty = [];
     this.bytes = 0;
-    STORES.push(this);
+    STORES.set(name, this);
   }
 
   /** Hands the cached writes to the host. */
@@ -421,7 +425,7 @@ export class Context {
   /** Hands the call's cached writes to the host; `keep` keeps the cached values for the
    * next batch, up to a bound. */
   _flush(keep) {
-    for (const s of STORES) {
+    for (const s of STORES.values()) {
       s._flush();
       if (!keep) s._reset();
     }
@@ -430,7 +434,7 @@ export class Context {
   /** Forgets the caches (after a failed call the host drops its writes too). */
   _discard() {
     this.epoch = null;
-    for (const s of STORES) s._reset();
+    for (const s of STORES.values()) s._reset();
   }
 
   store(name) {

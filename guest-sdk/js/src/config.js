@@ -7,6 +7,19 @@ const FLOAT = /^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/;
 const DURATION = /^([0-9]+)\s*(ms|s|m|h|d)$/;
 const UNIT_MS = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000 };
 
+/** The text of `name` (an own property, whatever methods it hides), or undefined. */
+function lookup(config, name) {
+  return Object.prototype.hasOwnProperty.call(config, name) ? config[name] : undefined;
+}
+
+function typed(config, name, fallback, expected, parse) {
+  const raw = lookup(config, name);
+  if (raw === undefined) return fallback;
+  const value = parse(raw.trim());
+  if (value === undefined) throw invalid(name, raw, expected);
+  return value;
+}
+
 function invalid(name, raw, expected) {
   return new Fatal("config `" + name + "` = " + JSON.stringify(raw) + ": expected " + expected);
 }
@@ -21,7 +34,8 @@ function invalid(name, raw, expected) {
  *       this.windowMs = config.duration("window", "1m");
  *     }
  *
- * (A key named like an accessor hides it; read such keys with `Config.prototype.int.call`.)
+ * (A key named like an accessor hides it from `config.name(...)`; the accessors still read
+ * it: `Config.prototype.int.call(config, "int", 0)`.)
  */
 export class Config {
   constructor(entries = []) {
@@ -30,20 +44,12 @@ export class Config {
 
   /** The text of `name`, or undefined. */
   get(name) {
-    return Object.prototype.hasOwnProperty.call(this, name) ? this[name] : undefined;
-  }
-
-  _typed(name, fallback, expected, parse) {
-    const raw = this.get(name);
-    if (raw === undefined) return fallback;
-    const value = parse(raw.trim());
-    if (value === undefined) throw invalid(name, raw, expected);
-    return value;
+    return lookup(this, name);
   }
 
   /** `threshold = 5`: a whole number (exact up to 2^53). */
   int(name, fallback = 0) {
-    return this._typed(name, fallback, "a whole number, such as 5", (v) => {
+    return typed(this, name, fallback, "a whole number, such as 5", (v) => {
       const n = INT.test(v) ? Number(v) : NaN;
       return Number.isSafeInteger(n) ? n : undefined;
     });
@@ -51,7 +57,7 @@ export class Config {
 
   /** `ratio = 0.5`: a finite number. */
   float(name, fallback = 0) {
-    return this._typed(name, fallback, "a number, such as 0.5", (v) => {
+    return typed(this, name, fallback, "a number, such as 0.5", (v) => {
       const n = FLOAT.test(v) ? Number(v) : NaN;
       return Number.isFinite(n) ? n : undefined;
     });
@@ -59,19 +65,19 @@ export class Config {
 
   /** `lowercase = true`: `true` or `false`. */
   bool(name, fallback = false) {
-    return this._typed(name, fallback, "true or false", (v) => (v === "true" ? true : v === "false" ? false : undefined));
+    return typed(this, name, fallback, "true or false", (v) => (v === "true" ? true : v === "false" ? false : undefined));
   }
 
   /** The value as text. */
   string(name, fallback = "") {
-    const raw = this.get(name);
+    const raw = lookup(this, name);
     return raw === undefined ? fallback : raw;
   }
 
   /** `window = "1m"`, in milliseconds: a whole number with `ms`, `s`, `m`, `h` or `d`;
    * `fallback` is written the same way. */
   duration(name, fallback) {
-    const raw = this.get(name) ?? fallback;
+    const raw = lookup(this, name) ?? fallback;
     const m = DURATION.exec(raw.trim());
     const ms = m ? Number(m[1]) * UNIT_MS[m[2]] : NaN;
     if (!Number.isSafeInteger(ms)) {
@@ -83,7 +89,7 @@ export class Config {
   /** `pages = ["home", "cart"]`: each item as text (numbers and booleans too); empty when
    * unset. */
   list(name) {
-    const raw = this.get(name);
+    const raw = lookup(this, name);
     if (raw === undefined) return [];
     const how = 'a list of strings, numbers or booleans, such as ["a", "b"]';
     let items;

@@ -79,10 +79,14 @@ class Outputs {
     const pl = d.put(port);
     let ts = event.timestamp === null || event.timestamp === undefined ? currentTimestamp : event.timestamp;
     if (typeof ts !== "number") ts = Number(ts);
-    // Past ±2^53 a number is not exact: s64's largest value rounds to 2^63, its end.
+    // Past ±2^53 a number is not exact: s64's largest value rounds to 2^63; anything
+    // beyond either end (or not a number) stays at that end.
     let lo = 0xffffffff;
     let hi = 0x7fffffff;
-    if (ts < MAX_S64) {
+    if (!(ts >= -MAX_S64)) {
+      lo = 0;
+      hi = 0x80000000;
+    } else if (ts < MAX_S64) {
       hi = Math.floor(ts / TWO_32);
       lo = ts - hi * TWO_32;
     }

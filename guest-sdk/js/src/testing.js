@@ -31,6 +31,13 @@ export class BatchFailed extends Error {
   }
 }
 
+/** A config value as a spec hands it over: text, numbers and booleans as written, arrays
+ * and objects as JSON. */
+function configText(key, value) {
+  if (value === null || value === undefined) throw new TypeError(`config ${key} is ${value}: give a string, number, boolean, array or object`);
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
 /** What the operator emits, with timestamps resolved as the host resolves them. */
 class Collect {
   constructor() {
@@ -57,7 +64,7 @@ export class Harness {
     // An operator class, an instance, or the module's `handler` (which names its class).
     const cls = operator && operator.operator ? operator.operator : operator;
     this.op = typeof cls === "function" ? new cls() : cls;
-    this.op.init(new Config(Object.entries(config).map(([k, v]) => [k, String(v)])));
+    this.op.init(new Config(Object.entries(config).map(([k, v]) => [k, configText(k, v)])));
     this.out = new Collect();
     this.ctx = new Context(this.out);
   }
@@ -66,9 +73,9 @@ export class Harness {
     return this.op.constructor.stateVersion ?? 1;
   }
 
-  call(body) {
+  call(body, before = null) {
     host.state = this.state;
-    const before = this.state.snapshot();
+    if (before === null) before = this.state.snapshot();
     this.out.clear();
     this.ctx._begin(null);
     try {
@@ -109,6 +116,8 @@ export class Harness {
     const outputs = [];
     for (;;) {
       host.state = this.state;
+      // Taken before the timer leaves the set: a failed call puts it back.
+      const before = this.state.snapshot();
       const due = dueTimer(this.state.watermark);
       if (due === null) return outputs;
       const [at, key] = due;
@@ -116,7 +125,7 @@ export class Harness {
         ...this.call(() => {
           this.ctx.currentTimestamp = at;
           this.op.onTimer(key, at, this.ctx);
-        }),
+        }, before),
       );
     }
   }

@@ -4,7 +4,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Acc, BadInput, COUNT, Config, Event, Fatal, Operator, Windows } from "../src/index.js";
+import { Acc, BadInput, COUNT, Config, Event, Fatal, Operator, Store, Windows } from "../src/index.js";
 import { BatchFailed, Harness } from "../src/testing.js";
 
 const text = (b) => new TextDecoder().decode(b);
@@ -119,3 +119,45 @@ test("accumulator helpers round-trip", () => {
   assert.deepEqual(Acc.json(Acc.fromJson({ a: [1] })), { a: [1] });
   assert.equal(Acc.json(null), null);
 });
+
+test("a failed timer stays set, and config reads as from a spec", () => {
+  class Flaky extends Operator {
+    init(config) {
+      this.pages = config.list("pages");
+      this.on = config.bool("on");
+      this.fail = true;
+    }
+    process(event, ctx) {
+      ctx.setTimer("t", 10);
+      ctx.store("s").set("k", "v");
+    }
+    onTimer(key, at, ctx) {
+      ctx.store("s").delete("k");
+      if (this.fail) {
+        this.fail = false;
+        throw new Fatal("not yet");
+      }
+      ctx.emit(new Event(null, this.pages.join(",") + " " + this.on));
+    }
+  }
+  const h = new Harness(Flaky, { pages: ["a", 1, true], on: true });
+  h.process(new Event(null, "x"));
+  assert.throws(() => h.advanceWatermark(10), Fatal);
+  assert.deepEqual(h.timers().map(([at, key]) => [at, text(key)]), [[10, "t"]]);
+  assert.equal(h.store("s").length, 1);
+  assert.deepEqual(values(h.advanceWatermark(10)), ["a,1,true true"]);
+  assert.equal(h.store("s").length, 0);
+});
+
+test("two handles on one store share its writes; a key named get still reads", () => {
+  class Two extends Operator {
+    process(event, ctx) {
+      new Store("s").set("k", "v");
+      ctx.emit(new Event(null, ctx.store("s").getString("k") ?? "none"));
+    }
+  }
+  assert.deepEqual(values(new Harness(Two).process(new Event(null, "x"))), ["v"]);
+  const c = new Config([["get", "5"]]);
+  assert.equal(c.int("get", 0), 5);
+});
+

@@ -24,9 +24,10 @@ SCAN_PAGE = 256
 CACHE_ENTRIES = 16384
 CACHE_BYTES = 4 << 20
 
-#: Every store opened in this instance (through ``ctx.store`` or ``Store(name)``): their
-#: caches are flushed and dropped together.
-_STORES: List["Store"] = []
+#: Every store opened in this instance (through ``ctx.store`` or ``Store(name)``), by
+#: name: one object, so one cache, per store; their caches are flushed and dropped
+#: together.
+_STORES: Dict[str, "Store"] = {}
 
 
 def _b(value: Bytes) -> bytes:
@@ -137,7 +138,16 @@ class Store:
     writes: nothing of it remains.
     """
 
+    def __new__(cls, name: str):
+        # One object per store: two would each cache, and miss the other's writes.
+        existing = _STORES.get(name)
+        if existing is not None:
+            return existing
+        return super().__new__(cls)
+
     def __init__(self, name: str):
+        if _STORES.get(name) is self:
+            return
         self.name = name
         self._handle = _host.open_store(name)
         # key -> value (None: absent) as the batch sees it; `_dirty` holds the keys
@@ -145,7 +155,7 @@ class Store:
         self._cache: Dict[bytes, Optional[bytes]] = {}
         self._dirty: Dict[bytes, None] = {}
         self._bytes = 0
-        _STORES.append(self)
+        _STORES[name] = self
 
     def _flush(self) -> None:
         if self._dirty:
@@ -298,7 +308,7 @@ class Context:
     def _flush(self, keep: bool) -> None:
         """Hands the call's cached writes to the host (at the end of a batch or timer);
         ``keep`` keeps the cached values for the next batch."""
-        for s in _STORES:
+        for s in _STORES.values():
             s._flush()
             if not keep:
                 s._reset()
@@ -306,7 +316,7 @@ class Context:
     def _discard(self) -> None:
         """Forgets the caches (after a failed call the host drops its writes too)."""
         self._epoch = None
-        for s in _STORES:
+        for s in _STORES.values():
             s._reset()
 
     def store(self, name: str) -> Store:

@@ -5,7 +5,8 @@ import math
 import re
 from typing import List, Optional
 
-_INT = re.compile(r"[+-]?[0-9]+")
+_INT = re.compile(r"[+-]?[0-9]{1,40}")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _DURATION = re.compile(r"([0-9]+)\s*(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
@@ -49,11 +50,10 @@ class Config(dict):
         """``ratio = 0.5``: a finite number."""
 
         def parse(v):
-            try:
-                f = float(v)
-            except ValueError:
+            if not _FLOAT.fullmatch(v):
                 return None
-            return f if "_" not in v and math.isfinite(f) else None
+            f = float(v)
+            return f if math.isfinite(f) else None
 
         return self._typed(name, default, "a number, such as 0.5", parse)
 
@@ -71,7 +71,7 @@ class Config(dict):
         raw = self.get(name, default)
         m = _DURATION.fullmatch(raw.strip())
         ms = int(m.group(1)) * _UNIT_MS[m.group(2)] if m else None
-        if ms is None or ms >= 2**64:
+        if ms is None or ms >= 2**63:
             raise _invalid(name, raw, 'a duration such as "250ms", "5s", "1m", "2h" or "1d"')
         return ms
 

@@ -1,9 +1,7 @@
-"""Where the SDK runs: inside a component built by `eddy build` (componentize-py), or in
-plain CPython, where `eddy.testing` runs operators against an in-memory host."""
+"""Where the SDK runs: inside a component built by `eddy build` (componentize-py's CPython
+runs on WASI), or in plain CPython, where `eddy.testing` runs operators against an
+in-memory host."""
 
-try:
-    import componentize_py_types  # noqa: F401
+import sys
 
-    IN_COMPONENT = True
-except ImportError:
-    IN_COMPONENT = False
+IN_COMPONENT = sys.platform == "wasi"

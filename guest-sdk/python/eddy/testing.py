@@ -13,6 +13,7 @@ stores, timers and a watermark you move, and what it emits is returned::
 A batch that fails leaves no trace in state or timers, as on a server.
 """
 
+import json
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 from . import _memory_host
@@ -35,6 +36,18 @@ class BatchFailed(Exception):
     def __init__(self, index: int, error: Error):
         super().__init__(f"record {index}: {type(error).__name__}: {error.message}")
         self.index, self.error = index, error
+
+
+def _config_text(key: str, value) -> str:
+    """A config value as a spec hands it over: text, booleans as true/false, arrays and
+    tables as JSON."""
+    if value is None:
+        raise ValueError(f"config {key!r} is None: give a string, number, boolean, list or dict")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 class _Collect:
@@ -72,7 +85,7 @@ class Harness:
         self._state = _memory_host.STATE = _memory_host.MemoryState()
         self._state.info = info or TaskInfo("test", "operator", 1, 0, 1)
         self.op = operator() if isinstance(operator, type) else operator
-        self.op.init(Config({k: str(v) for k, v in (config or {}).items()}))
+        self.op.init(Config({k: _config_text(k, v) for k, v in (config or {}).items()}))
         self._out = _Collect()
         self._ctx = Context(self._out)
 
@@ -80,9 +93,10 @@ class Harness:
     def state_version(self) -> int:
         return type(self.op).STATE_VERSION
 
-    def _call(self, body) -> List[Output]:
+    def _call(self, body, before=None) -> List[Output]:
         _memory_host.STATE = self._state
-        before = self._state.snapshot()
+        if before is None:
+            before = self._state.snapshot()
         self._out.clear()
         self._ctx._begin(None)
         try:
@@ -120,6 +134,9 @@ class Harness:
         self._state.watermark = max(self._state.watermark, watermark)
         outputs: List[Output] = []
         while True:
+            _memory_host.STATE = self._state
+            # Taken before the timer leaves the set: a failed call puts it back.
+            before = self._state.snapshot()
             due = _memory_host.due_timer(self._state.watermark)
             if due is None:
                 return outputs
@@ -129,7 +146,7 @@ class Harness:
                 self._ctx.current_timestamp = at
                 self.op.on_timer(key, at, self._ctx)
 
-            outputs.extend(self._call(fire))
+            outputs.extend(self._call(fire, before))
 
     def store(self, name: str) -> Dict[bytes, bytes]:
         """Every entry of store ``name``, in key order."""

@@ -100,6 +100,45 @@ class StoreCacheTest(unittest.TestCase):
         self.assertIn("not an 8-byte little-endian counter", e.exception.message)
 
 
+class HarnessTest(unittest.TestCase):
+    def test_a_failed_timer_stays_set_and_config_reads_as_from_a_spec(self):
+        class Flaky(eddy.Operator):
+            def init(self, config):
+                self.pages = config.list("pages")
+                self.on = config.bool("on")
+                self.fail = True
+
+            def process(self, event, ctx):
+                ctx.set_timer(b"t", 10)
+                ctx.store("s").set(b"k", b"v")
+
+            def on_timer(self, key, at, ctx):
+                ctx.store("s").delete(b"k")
+                if self.fail:
+                    self.fail = False
+                    raise eddy.Fatal("not yet")
+                ctx.emit(eddy.Event(None, ",".join(self.pages) + f" {self.on}"))
+
+        h = Harness(Flaky, config={"pages": ["a", 1, True], "on": True})
+        h.process(eddy.Event(None, "x"))
+        with self.assertRaises(eddy.Fatal):
+            h.advance_watermark(10)
+        self.assertEqual(h.timers(), [(10, b"t")])
+        self.assertEqual(h.store("s"), {b"k": b"v"})
+        out = h.advance_watermark(10)
+        self.assertEqual([o.event.value for o in out], [b"a,1,true True"])
+        self.assertEqual(h.store("s"), {})
+
+    def test_two_handles_on_one_store_share_its_writes(self):
+        class Two(eddy.Operator):
+            def process(self, event, ctx):
+                eddy.Store("s").set(b"k", b"v")
+                ctx.emit(eddy.Event(None, ctx.store("s").get(b"k") or b"none"))
+
+        out = Harness(Two).process(eddy.Event(None, "x"))
+        self.assertEqual([o.event.value for o in out], [b"v"])
+
+
 class WindowsTest(unittest.TestCase):
     def test_add_returns_running_values_and_timers_close_windows(self):
         class PerMinute(eddy.Operator):
