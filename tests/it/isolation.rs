@@ -316,11 +316,7 @@ fn a_panic_in_a_task_fails_it_and_its_worker_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(Db::open(&dir.path().join("db"), &DbOptions::default()).unwrap());
     let log = Arc::new(Log::open(Arc::clone(&db)).unwrap());
-    let config = TopicConfig {
-        partitions: 2,
-        retention_ms: None,
-        retention_bytes: None,
-    };
+    let config = TopicConfig::kept(2);
     let source = log.create_topic("in", &config).unwrap();
     log.create_topic("out", &config).unwrap();
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();

@@ -114,10 +114,6 @@ export class Store {
     this.data.set(k, out);
     return n;
   }
-
-  incrementMany(list, deltas) {
-    return list.items.map((s, i) => this.increment(span(list, s), deltas[i]));
-  }
 }
 
 export function watermark() {

@@ -57,13 +57,6 @@ def increment(handle, key, delta):
         raise _state_error(e)
 
 
-def increment_many(handle, keys, deltas):
-    try:
-        return handle.increment_many(_flat.byte_list(keys), deltas)
-    except Err as e:
-        raise _state_error(e)
-
-
 def watermark():
     return _timers.watermark()
 

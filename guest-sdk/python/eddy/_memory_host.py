@@ -86,10 +86,6 @@ def increment(handle, key, delta):
     return n
 
 
-def increment_many(handle, keys, deltas):
-    return [increment(handle, k, d) for k, d in zip(keys, deltas)]
-
-
 def watermark():
     return STATE.watermark
 

@@ -414,11 +414,7 @@ impl Controller {
     ) -> Result<(), ControlError> {
         let topic = self.log().ensure_topic(
             &changelog_topic(&scope.pipeline, &scope.operator, store),
-            &TopicConfig {
-                partitions,
-                retention_ms: None,
-                retention_bytes: None,
-            },
+            &TopicConfig::kept(partitions),
         )?;
         let prefix = keys::task_prefix(id, scope.partition);
         let flush = |appends: &mut Appends| -> Result<(), ControlError> {

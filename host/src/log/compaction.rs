@@ -112,16 +112,7 @@ mod tests {
             Db::open(dir.path(), &DbOptions::default()).unwrap(),
         ))
         .unwrap();
-        let t = log
-            .create_topic(
-                "c",
-                &TopicConfig {
-                    partitions: 1,
-                    retention_ms: None,
-                    retention_bytes: None,
-                },
-            )
-            .unwrap();
+        let t = log.create_topic("c", &TopicConfig::kept(1)).unwrap();
         let put = |k: &str, v: &str| Change::Put {
             key: k.into(),
             value: v.into(),

@@ -66,11 +66,7 @@ impl TopicSink {
         if let Some(t) = self.changelogs.get(&name) {
             return Ok(Arc::clone(t));
         }
-        let config = TopicConfig {
-            partitions: self.state_partitions,
-            retention_ms: None,
-            retention_bytes: None,
-        };
+        let config = TopicConfig::kept(self.state_partitions);
         let t = self
             .log
             .ensure_topic(&name, &config)

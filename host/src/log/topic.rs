@@ -25,6 +25,18 @@ pub struct TopicConfig {
     pub retention_bytes: Option<u64>,
 }
 
+impl TopicConfig {
+    /// `partitions`, keeping every record (no retention): changelogs, and benchmarks'
+    /// topics.
+    pub fn kept(partitions: u32) -> Self {
+        TopicConfig {
+            partitions,
+            retention_ms: None,
+            retention_bytes: None,
+        }
+    }
+}
+
 impl Default for TopicConfig {
     fn default() -> Self {
         // Kafka's default retention: seven days.

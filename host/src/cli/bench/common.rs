@@ -243,11 +243,7 @@ pub fn fresh_log(
         &crate::state::DbOptions::default(),
     )?);
     let log = Arc::new(crate::log::Log::open(Arc::clone(&db))?);
-    let config = crate::log::TopicConfig {
-        partitions,
-        retention_ms: None,
-        retention_bytes: None,
-    };
+    let config = crate::log::TopicConfig::kept(partitions);
     for topic in topics {
         log.create_topic(topic, &config)?;
     }

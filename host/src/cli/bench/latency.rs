@@ -118,14 +118,9 @@ fn measure(args: &LatencyArgs, wasm: &[u8], caught_up: bool) -> anyhow::Result<M
     let app = App::open(&config)?;
     let c = Arc::clone(&app.controller);
     c.registry().put("wordcount", wasm)?;
-    let topic = c.log().create_topic(
-        "lines",
-        &TopicConfig {
-            partitions: args.partitions,
-            retention_ms: None,
-            retention_bytes: None,
-        },
-    )?;
+    let topic = c
+        .log()
+        .create_topic("lines", &TopicConfig::kept(args.partitions))?;
     let spec = PipelineSpec::from_toml(&format!(
         "name = \"wc\"\n[source]\ntopic = \"lines\"\n[sink]\ntopic = \"counts\"\n[[operators]]\nname = \"wordcount\"\nversion = 1\n[settings]\ncommit_when_caught_up = {caught_up}\n"
     ))?;

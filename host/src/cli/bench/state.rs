@@ -71,14 +71,9 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         "wordcount",
         &std::fs::read(&args.wasm_v2).with_context(|| args.wasm_v2.display().to_string())?,
     )?;
-    let topic = c.log().create_topic(
-        "lines",
-        &TopicConfig {
-            partitions: args.partitions,
-            retention_ms: None,
-            retention_bytes: None,
-        },
-    )?;
+    let topic = c
+        .log()
+        .create_topic("lines", &TopicConfig::kept(args.partitions))?;
     let spec = PipelineSpec::from_toml(
         "name = \"wc\"\n[source]\ntopic = \"lines\"\n[sink]\ntopic = \"counts\"\n[[operators]]\nname = \"wordcount\"\nversion = 1\n[settings]\nprobation_records = 1000\nprobation_ms = 200\n",
     )?;
