@@ -19,12 +19,12 @@ pub struct LatencyArgs {
     #[arg(long)]
     wasm: PathBuf,
     /// Events per second produced while latency is measured.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) rate: u64,
     /// How long latency is measured.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) seconds: u64,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub(super) partitions: u32,
     /// Events in the backlog that measures the throughput at saturation.
     #[arg(long, default_value_t = 1_000_000)]
