@@ -5,7 +5,7 @@
 //! and `eddy new python|js` scaffolds tests that pass before any build.
 
 use crate::languages::{built, tricky_input, wordcount_spec};
-use crate::support::{eddy_output, eddy_run, workspace_root};
+use crate::support::{eddy, eddy_output, eddy_run, workspace_root};
 use eddy_host::model::spec::PipelineSpec;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -204,28 +204,21 @@ fn examples_give_the_same_outputs_in_the_harnesses_as_through_eddy_run() {
     assert_eq!(harness_outputs(&example, &input, &config), expected);
 }
 
-#[test]
-fn eddy_new_scaffolds_python_and_javascript_tests_that_pass_without_a_build() {
-    let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("op-python");
-    let (ok, _, stderr) = eddy_output(&["new", "python", project.to_str().unwrap()]);
-    assert!(ok, "{stderr}");
+/// `python3 -m unittest` in a Python project: (passed, what it printed).
+fn python_project_tests(project: &Path) -> (bool, String) {
     let out = Command::new("python3")
         .args(["-m", "unittest", "-v"])
-        .current_dir(&project)
+        .current_dir(project)
         .output()
         .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains("Ran 2 tests") && text.contains("OK"),
-        "{text}"
-    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
-    let project = dir.path().join("op-js");
-    let (ok, _, stderr) = eddy_output(&["new", "js", project.to_str().unwrap()]);
-    assert!(ok, "{stderr}");
-    // What `npm test` runs (package.json's script), without npm.
+/// What `npm test` runs in a JavaScript project (package.json's script), without npm.
+fn js_project_tests(project: &Path) -> (bool, String) {
     let package: Value =
         serde_json::from_str(&std::fs::read_to_string(project.join("package.json")).unwrap())
             .unwrap();
@@ -233,15 +226,95 @@ fn eddy_new_scaffolds_python_and_javascript_tests_that_pass_without_a_build() {
     let mut words = script.split_whitespace();
     let out = Command::new(words.next().unwrap())
         .args(words)
-        .current_dir(&project)
+        .current_dir(project)
         .output()
         .expect("node runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// `eddy build --sdk-only DIR` with the language's toolchain out of reach.
+fn write_sdk_only(project: &Path) -> String {
+    let out = eddy()
+        .args(["build", "--sdk-only", project.to_str().unwrap()])
+        .env("EDDY_COMPONENTIZE_PY", "/nonexistent/componentize-py")
+        .env("EDDY_COMPONENTIZE_QJS", "/nonexistent/componentize-qjs")
+        .output()
+        .expect("run eddy");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn scaffolded_tests_pass_without_a_build_and_after_a_fresh_clone_with_sdk_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("op-python");
+    let (ok, _, stderr) = eddy_output(&["new", "python", project.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let (ok, text) = python_project_tests(&project);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("Ran 2 tests") && text.contains("OK"),
+        "{text}"
+    );
+    // A fresh clone has no `.eddy` (the scaffold's .gitignore names it): the tests cannot
+    // import the SDK until `eddy build --sdk-only` writes it, without componentize-py.
+    assert!(
+        std::fs::read_to_string(project.join(".gitignore"))
+            .unwrap()
+            .contains(".eddy/")
+    );
+    std::fs::remove_dir_all(project.join(".eddy")).unwrap();
+    let (ok, text) = python_project_tests(&project);
+    assert!(!ok && text.contains("No module named 'eddy'"), "{text}");
+    let written = write_sdk_only(&project);
+    assert_eq!(Path::new(&written), project.join(".eddy/python"));
+    let (ok, text) = python_project_tests(&project);
+    assert!(ok && text.contains("Ran 2 tests"), "{text}");
+
+    let project = dir.path().join("op-js");
+    let (ok, _, stderr) = eddy_output(&["new", "js", project.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let (ok, text) = js_project_tests(&project);
+    assert!(ok, "{text}");
     assert!(
         text.contains("# pass 2") && text.contains("# fail 0"),
         "{text}"
     );
+    assert!(
+        std::fs::read_to_string(project.join(".gitignore"))
+            .unwrap()
+            .contains("node_modules/")
+    );
+    std::fs::remove_dir_all(project.join("node_modules")).unwrap();
+    let (ok, text) = js_project_tests(&project);
+    assert!(!ok, "{text}");
+    let written = write_sdk_only(&project);
+    assert_eq!(Path::new(&written), project.join("node_modules/eddy"));
+    let (ok, text) = js_project_tests(&project);
+    assert!(ok && text.contains("# pass 2"), "{text}");
+
+    // Rust and C projects get their vendored crate and headers back the same way.
+    for (lang, file) in [
+        ("rust", ".eddy/rust/eddy-guest/Cargo.toml"),
+        ("c", ".eddy/c/eddy.h"),
+    ] {
+        let project = dir.path().join(format!("op-{lang}"));
+        let (ok, _, stderr) = eddy_output(&["new", lang, project.to_str().unwrap()]);
+        assert!(ok, "{stderr}");
+        std::fs::remove_dir_all(project.join(".eddy")).unwrap();
+        write_sdk_only(&project);
+        assert!(project.join(file).is_file(), "{lang}: no {file}");
+    }
+
+    // Nothing to detect: refused with the reason, and nothing written.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (ok, _, stderr) = eddy_output(&["build", "--sdk-only", empty.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("eddy new"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }
 
 #[test]

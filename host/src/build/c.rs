@@ -42,9 +42,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
     }
     let clang = CLANG.find("C operators")?;
     let sysroot = sysroot()?;
-    let work = super::work_dir(dir)?.join("c");
-    generate_bindings(&work)?;
-    sdk::write(sdk::C, &work)?;
+    let work = write_sdk(dir)?;
 
     let module = work.join("module.wasm");
     CLANG.run(
@@ -71,6 +69,14 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
     let out = super::output_path(dir, &super::dir_name(dir));
     std::fs::write(&out, component).map_err(|e| BuildError::io(&out, e))?;
     Ok(out)
+}
+
+/// Writes the bindings and the SDK's sources and headers into `.eddy/c`, and returns it.
+pub fn write_sdk(dir: &Path) -> Result<PathBuf, BuildError> {
+    let work = super::work_dir(dir)?.join("c");
+    generate_bindings(&work)?;
+    sdk::write(sdk::C, &work)?;
+    Ok(work)
 }
 
 /// wasi-libc's root: `EDDY_WASI_SYSROOT`, else Debian's layout under /usr.

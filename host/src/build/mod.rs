@@ -47,16 +47,7 @@ pub struct Built {
 /// Builds the project in `dir` (its language detected unless given) and writes
 /// `<dir>/<name>.wasm`.
 pub fn build(dir: &Path, language: Option<Language>) -> Result<Built, BuildError> {
-    if !dir.is_dir() {
-        return Err(BuildError::NotAProject {
-            dir: dir.to_path_buf(),
-            reason: "it is not a directory".into(),
-        });
-    }
-    let language = match language {
-        Some(l) => l,
-        None => detect(dir)?,
-    };
+    let language = project_language(dir, language)?;
     let path = match language {
         Language::Rust => rust::build(dir)?,
         Language::Python => python::build(dir)?,
@@ -71,6 +62,44 @@ pub fn build(dir: &Path, language: Option<Language>) -> Result<Built, BuildError
         path,
         size,
     })
+}
+
+/// Writes the SDK that a project's tests and editor read, without building: the vendored
+/// crate (Rust), `.eddy/python`, `node_modules/eddy` or the C headers in `.eddy/c`. These
+/// are ignored by git, so a fresh clone of a project needs this (or a build) before its
+/// tests run. Returns the language and where the SDK went.
+pub fn write_sdk(
+    dir: &Path,
+    language: Option<Language>,
+) -> Result<(Language, PathBuf), BuildError> {
+    let language = project_language(dir, language)?;
+    let written = match language {
+        Language::Rust => {
+            sdk::write_rust(dir)?;
+            dir.join(sdk::RUST_VENDOR_DIR)
+        }
+        Language::Python => python::write_sdk(dir)?.join("python"),
+        Language::Js => {
+            js::write_sdk(dir)?;
+            dir.join("node_modules").join("eddy")
+        }
+        Language::C => c::write_sdk(dir)?,
+    };
+    Ok((language, written))
+}
+
+/// The language given, or the one detected; `dir` must be an existing directory.
+fn project_language(dir: &Path, language: Option<Language>) -> Result<Language, BuildError> {
+    if !dir.is_dir() {
+        return Err(BuildError::NotAProject {
+            dir: dir.to_path_buf(),
+            reason: "it is not a directory".into(),
+        });
+    }
+    match language {
+        Some(l) => Ok(l),
+        None => detect(dir),
+    }
 }
 
 /// The language of the project in `dir`, from the files it holds.

@@ -11,10 +11,20 @@ pub struct BuildArgs {
     /// The project's language, when its files do not say.
     #[arg(long, value_enum)]
     lang: Option<Language>,
+    /// Only write the SDK the project's tests and editor read (ignored by git, so a fresh
+    /// clone lacks it), without building or needing the language's toolchain.
+    #[arg(long)]
+    sdk_only: bool,
 }
 
 /// Builds, then prints the component's path alone on stdout (for `$(eddy build DIR)`).
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    if args.sdk_only {
+        let (language, path) = build::write_sdk(&args.dir, args.lang)?;
+        eprintln!("wrote the {language} SDK: {}", path.display());
+        println!("{}", path.display());
+        return Ok(());
+    }
     let built = build::build(&args.dir, args.lang)?;
     eprintln!(
         "built a {} operator: {} ({:.1} KiB)",

@@ -67,15 +67,8 @@ pub fn create(language: Language, dir: &Path) -> Result<PathBuf, BuildError> {
         }
         std::fs::write(&path, text).map_err(|e| BuildError::io(&path, e))?;
     }
-    match language {
-        // So cargo and editors see the SDK before the first `eddy build`.
-        Language::Rust => build::sdk::write_rust(dir)?,
-        // So the tests run (`python3 -m unittest`, `npm test`) before the first `eddy build`.
-        Language::Python => {
-            build::python::write_sdk(dir)?;
-        }
-        Language::Js => build::js::write_sdk(dir)?,
-        Language::C => {}
-    }
+    // So the tests (`cargo test`, `python3 -m unittest`, `npm test`) and editors see the
+    // SDK before the first `eddy build`.
+    build::write_sdk(dir, Some(language))?;
     Ok(dir.to_path_buf())
 }
