@@ -1,8 +1,8 @@
-//! The generated bindings for the `operator` world. Private to the SDK: operator authors
+//! The generated bindings for the `packed-operator` world (`operator` with batches packed). Private to the SDK: operator authors
 //! see `Event`, `Context` and `Store`, never these types.
 
 wit_bindgen::generate!({
-    world: "operator",
+    world: "packed-operator",
     path: "../wit",
     pub_export_macro: true,
     default_bindings_module: "::eddy_guest::__private::bindings",

@@ -34,6 +34,9 @@ pub struct Context {
     stores: Vec<Store>,
     /// Timestamp of the record or timer being handled; inherited by emitted events.
     pub(crate) current_timestamp: i64,
+    /// The host's state epoch the stores' caches belong to; `None`: they hold nothing
+    /// that may outlive the current call.
+    epoch: Option<u64>,
 }
 
 impl Context {
@@ -42,7 +45,33 @@ impl Context {
             out: OutputBuilder::default(),
             stores: Vec::new(),
             current_timestamp: 0,
+            epoch: None,
         }
+    }
+
+    /// Starts a call. The stores keep their cached values only when the host's state
+    /// `epoch` is the one they were cached under; a call without one starts empty.
+    pub(crate) fn begin(&mut self, epoch: Option<u64>) {
+        if epoch.is_none() || epoch != self.epoch {
+            self.stores.iter().for_each(Store::forget);
+        }
+        self.epoch = epoch;
+    }
+
+    /// Ends a call that succeeded: the stores' writes go to the host. With `keep`, their
+    /// cached values may serve the next call under the same epoch.
+    pub(crate) fn finish(&mut self, keep: bool) {
+        self.stores.iter().for_each(Store::write_out);
+        if !keep {
+            self.stores.iter().for_each(Store::forget);
+            self.epoch = None;
+        }
+    }
+
+    /// Ends a call that failed: the host forgets its writes, so the stores forget them too.
+    pub(crate) fn discard(&mut self) {
+        self.stores.iter().for_each(Store::forget);
+        self.epoch = None;
     }
 
     /// The store called `name` (opened once, then cached).

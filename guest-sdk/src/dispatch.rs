@@ -3,13 +3,15 @@
 
 use crate::bindings::eddy::operator::types::{
     BatchError, ByteList, Error as WitError, EventBatch, KvBatch, OperatorInfo, OutputBatch,
+    PackedBatch, PackedOutput,
 };
-use crate::{Config, Context, Error, Operator, flat};
+use crate::{Config, Context, Error, Event, Operator, flat, packed};
 use std::cell::RefCell;
 
 /// An operator with its context, behind a trait object so the export glue is not generic.
 pub(crate) trait Dispatch {
     fn process(&mut self, batch: EventBatch) -> Result<OutputBatch, BatchError>;
+    fn process_packed(&mut self, batch: PackedBatch) -> Result<PackedOutput, BatchError>;
     fn on_timer(&mut self, key: Vec<u8>, at: i64) -> Result<OutputBatch, WitError>;
     fn migrate(
         &mut self,
@@ -53,29 +55,57 @@ impl<O: Operator> Runner<O> {
     }
 }
 
-impl<O: Operator> Dispatch for Runner<O> {
-    fn process(&mut self, batch: EventBatch) -> Result<OutputBatch, BatchError> {
+impl<O: Operator> Runner<O> {
+    /// Runs the events of a batch; under a state `epoch`, the stores' caches may serve
+    /// the next batch too.
+    fn run<'a>(
+        &mut self,
+        events: impl Iterator<Item = Event<'a>>,
+        epoch: Option<u64>,
+    ) -> Result<(), BatchError> {
         self.ctx.out.clear();
-        for (index, event) in flat::events(&batch).enumerate() {
+        self.ctx.begin(epoch);
+        for (index, event) in events.enumerate() {
             self.ctx.current_timestamp = event.timestamp;
             if let Err(error) = self.op.process(event, &mut self.ctx) {
                 self.ctx.out.clear();
+                self.ctx.discard();
                 return Err(BatchError {
                     index: index as u32,
                     error: error.into(),
                 });
             }
         }
+        self.ctx.finish(epoch.is_some());
+        Ok(())
+    }
+}
+
+impl<O: Operator> Dispatch for Runner<O> {
+    fn process(&mut self, batch: EventBatch) -> Result<OutputBatch, BatchError> {
+        // No state epoch comes this way: the caches last one batch.
+        self.run(flat::events(&batch), None)?;
+        Ok(self.ctx.out.take_flat())
+    }
+
+    fn process_packed(&mut self, batch: PackedBatch) -> Result<PackedOutput, BatchError> {
+        self.run(packed::events(&batch), Some(batch.state_epoch))?;
         Ok(self.ctx.out.take())
     }
 
     fn on_timer(&mut self, key: Vec<u8>, at: i64) -> Result<OutputBatch, WitError> {
         self.ctx.out.clear();
         self.ctx.current_timestamp = at;
+        // No state epoch comes with a timer: it starts from the host's values.
+        self.ctx.begin(None);
         match self.op.on_timer(key, at, &mut self.ctx) {
-            Ok(()) => Ok(self.ctx.out.take()),
+            Ok(()) => {
+                self.ctx.finish(false);
+                Ok(self.ctx.out.take_flat())
+            }
             Err(e) => {
                 self.ctx.out.clear();
+                self.ctx.discard();
                 Err(e.into())
             }
         }
@@ -128,6 +158,10 @@ pub fn init<O: Operator + Default + 'static>(
 
 pub fn process(batch: EventBatch) -> Result<OutputBatch, BatchError> {
     with_runner(|r| r.process(batch))
+}
+
+pub fn process_packed(batch: PackedBatch) -> Result<PackedOutput, BatchError> {
+    with_runner(|r| r.process_packed(batch))
 }
 
 pub fn on_timer(key: Vec<u8>, at: i64) -> Result<OutputBatch, WitError> {

@@ -2,7 +2,7 @@
 //! fixed-size spans pointing into it.
 
 use crate::bindings::eddy::operator::types::{
-    ByteList, EventBatch, EventMeta, HeaderMeta, KvBatch, OutputBatch, OutputMeta, Span,
+    ByteList, EventBatch, EventMeta, HeaderMeta, KvBatch, OutputBatch, PackedOutput, Span,
 };
 use crate::event::Event;
 use std::borrow::Cow;
@@ -42,7 +42,7 @@ fn get_str(data: &[u8], span: Span) -> Cow<'_, str> {
     String::from_utf8_lossy(get(data, span).unwrap_or_default())
 }
 
-fn decode<'a>(data: &'a [u8], headers: &[HeaderMeta], meta: &EventMeta) -> Event<'a> {
+pub(crate) fn decode<'a>(data: &'a [u8], headers: &[HeaderMeta], meta: &EventMeta) -> Event<'a> {
     let headers = headers[meta.headers_start as usize..][..meta.headers_len as usize]
         .iter()
         .map(|h| {
@@ -109,57 +109,49 @@ fn push_event(
     }
 }
 
-/// Accumulates emitted events into an `output-batch`.
+/// Accumulates emitted events into a `packed-output` (or, for `handler.process`, the
+/// `output-batch` it unpacks to).
 #[derive(Default)]
 pub(crate) struct OutputBuilder {
-    batch: Option<OutputBatch>,
+    data: Vec<u8>,
+    outputs: Vec<u8>,
+    headers: Vec<HeaderMeta>,
 }
 
 impl OutputBuilder {
-    fn batch(&mut self) -> &mut OutputBatch {
-        self.batch.get_or_insert_with(|| OutputBatch {
-            data: Vec::new(),
-            outputs: Vec::new(),
-            headers: Vec::new(),
-        })
-    }
-
     /// Appends `event` (with `timestamp`) to the output, on `port` or the main output.
     pub(crate) fn push(&mut self, port: Option<&str>, event: &Event<'_>, timestamp: i64) {
-        let batch = self.batch();
-        let meta = push_event(&mut batch.data, &mut batch.headers, event, timestamp);
-        let port = push_opt(&mut batch.data, port.map(str::as_bytes));
-        batch.outputs.push(OutputMeta { event: meta, port });
+        let meta = push_event(&mut self.data, &mut self.headers, event, timestamp);
+        let port = push_opt(&mut self.data, port.map(str::as_bytes));
+        crate::packed::put_output(&mut self.outputs, &meta, port);
     }
 
-    /// The batch built so far; the builder starts over empty.
-    pub(crate) fn take(&mut self) -> OutputBatch {
-        self.batch.take().unwrap_or(OutputBatch {
-            data: Vec::new(),
-            outputs: Vec::new(),
-            headers: Vec::new(),
-        })
+    /// What was emitted so far, packed; the builder starts over empty.
+    pub(crate) fn take(&mut self) -> PackedOutput {
+        let mut headers = Vec::with_capacity(self.headers.len() * 16);
+        for h in self.headers.drain(..) {
+            for n in [h.name.offset, h.name.len, h.value.offset, h.value.len] {
+                headers.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        PackedOutput {
+            data: std::mem::take(&mut self.data),
+            outputs: std::mem::take(&mut self.outputs),
+            headers,
+        }
+    }
+
+    /// What was emitted so far, as an `output-batch`; the builder starts over empty.
+    pub(crate) fn take_flat(&mut self) -> OutputBatch {
+        crate::packed::unpack_output(self.take())
     }
 
     /// Drops what was emitted so far.
     pub(crate) fn clear(&mut self) {
-        if let Some(batch) = &mut self.batch {
-            batch.data.clear();
-            batch.outputs.clear();
-            batch.headers.clear();
-        }
+        self.data.clear();
+        self.outputs.clear();
+        self.headers.clear();
     }
-}
-
-/// Decodes one output of an `output-batch`: its port and event.
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-pub(crate) fn outputs(
-    batch: &OutputBatch,
-) -> impl Iterator<Item = (Option<String>, Event<'_>)> + '_ {
-    batch.outputs.iter().map(move |out| {
-        let port = get(&batch.data, out.port).map(|p| String::from_utf8_lossy(p).into_owned());
-        (port, decode(&batch.data, &batch.headers, &out.event))
-    })
 }
 
 /// A `byte-list` of `items` (absent items allowed).
@@ -233,16 +225,21 @@ mod tests {
         let mut out = OutputBuilder::default();
         out.push(None, &Event::new("a", "1"), 5);
         out.push(Some("late"), &Event::keyless("2").with_header("h", "v"), 6);
-        let batch = out.take();
-        let decoded: Vec<_> = outputs(&batch).collect();
+        let packed = out.take();
+        let decoded: Vec<_> = crate::packed::outputs(&packed).collect();
         assert_eq!(decoded[0], (None, Event::new("a", "1").at(5)));
-        assert_eq!(
-            decoded[1],
-            (
-                Some("late".into()),
-                Event::keyless("2").at(6).with_header("h", "v")
-            )
+        let late = (
+            Some("late".into()),
+            Event::keyless("2").at(6).with_header("h", "v"),
         );
+        assert_eq!(decoded[1], late);
+        // The record form holds the same outputs.
+        out.push(Some("late"), &Event::keyless("2").with_header("h", "v"), 6);
+        let flat = out.take_flat();
+        assert_eq!(flat.outputs.len(), 1);
+        assert_eq!(flat.outputs[0].event.timestamp, 6);
+        assert_eq!(get(&flat.data, flat.outputs[0].port), Some(&b"late"[..]));
+        assert_eq!(flat.headers.len(), 1);
         assert!(out.take().outputs.is_empty());
         out.push(None, &Event::new("b", "2"), 1);
         out.clear();

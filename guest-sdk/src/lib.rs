@@ -35,6 +35,7 @@ extern crate self as eddy_guest;
 mod backend;
 #[doc(hidden)]
 pub mod bindings;
+mod cache;
 mod config;
 mod context;
 mod dispatch;
@@ -42,6 +43,7 @@ mod error;
 mod event;
 mod flat;
 mod operator;
+mod packed;
 mod store;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -60,7 +62,7 @@ pub mod prelude {
 }
 
 /// Exports an [`Operator`] type (which must implement `Default`) as the component's
-/// `handler`. Call it once per operator crate.
+/// `handler` (and `packed-handler`, which the host prefers). Call it once per operator crate.
 #[macro_export]
 macro_rules! export {
     ($operator:ty) => {
@@ -96,6 +98,14 @@ macro_rules! export {
                 }
             }
 
+            impl $crate::__private::PackedGuest for __EddyHandler {
+                fn process(
+                    batch: $crate::__private::PackedBatch,
+                ) -> ::std::result::Result<$crate::__private::PackedOutput, $crate::__private::BatchError> {
+                    $crate::__private::process_packed(batch)
+                }
+            }
+
             $crate::__private::bindings::export!(__EddyHandler with_types_in $crate::__private::bindings);
         };
     };
@@ -107,8 +117,10 @@ pub mod __private {
     pub use crate::bindings;
     pub use crate::bindings::eddy::operator::types::{
         BatchError, ByteList, Error as WitError, EventBatch, KvBatch, OperatorInfo, OutputBatch,
+        PackedBatch, PackedOutput,
     };
     pub use crate::bindings::exports::eddy::operator::handler::Guest;
-    pub use crate::dispatch::{init, migrate, on_timer, process};
+    pub use crate::bindings::exports::eddy::operator::packed_handler::Guest as PackedGuest;
+    pub use crate::dispatch::{init, migrate, on_timer, process, process_packed};
     pub use wit_bindgen;
 }

@@ -1,5 +1,7 @@
 use crate::backend::StoreHandle;
+use crate::cache::Cache;
 use crate::{Error, flat};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// A durable key-value store of the operator, scoped to its source partition.
@@ -7,10 +9,19 @@ use std::rc::Rc;
 /// Get one with [`crate::Context::store`]. Writes are visible at once and become durable
 /// when the host commits the batch, atomically with the source offset and the outputs.
 /// Cloning a `Store` is cheap; every clone is the same store.
+///
+/// Values are cached inside the operator: a key is read from the host once and the
+/// batch's writes reach it in one call when the batch ends, so a hot key costs no
+/// crossing of the component boundary per record.
 #[derive(Clone)]
 pub struct Store {
-    handle: Rc<StoreHandle>,
-    name: Rc<str>,
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    handle: StoreHandle,
+    name: Box<str>,
+    cache: RefCell<Cache>,
 }
 
 /// Entries per host call while iterating a [`Scan`].
@@ -19,25 +30,43 @@ const SCAN_PAGE: u32 = 256;
 impl Store {
     pub(crate) fn open(name: &str) -> Result<Self, Error> {
         Ok(Store {
-            handle: Rc::new(StoreHandle::open(name)?),
-            name: name.into(),
+            inner: Rc::new(Inner {
+                handle: StoreHandle::open(name)?,
+                name: name.into(),
+                cache: RefCell::default(),
+            }),
         })
     }
 
     /// The store's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
+    }
+
+    fn cache(&self) -> std::cell::RefMut<'_, Cache> {
+        self.inner.cache.borrow_mut()
+    }
+
+    /// Sends the cached writes to the host (so it can answer from current state).
+    pub(crate) fn write_out(&self) {
+        self.cache().write_out(&self.inner.handle)
+    }
+
+    /// Forgets the cached values (the host may have forgotten writes they reflect).
+    pub(crate) fn forget(&self) {
+        self.cache().clear()
     }
 
     /// The value under `key`.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Option<Vec<u8>> {
-        self.handle.get(key.as_ref())
+        self.cache().get(&self.inner.handle, key.as_ref())
     }
 
-    /// The values under `keys`, in the same order, in one host call.
+    /// The values under `keys`, in the same order.
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Option<Vec<u8>>> {
+        self.write_out();
         let list = flat::byte_list(keys.iter().map(|k| Some(k.as_ref())));
-        let values = self.handle.get_many(&list);
+        let values = self.inner.handle.get_many(&list);
         flat::byte_list_items(&values)
             .map(|v| v.map(<[u8]>::to_vec))
             .collect()
@@ -45,23 +74,29 @@ impl Store {
 
     /// Stores `value` under `key`.
     pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.handle.set(key.as_ref(), value.as_ref())
+        self.cache()
+            .put(&self.inner.handle, key.as_ref(), Some(value.as_ref()))
     }
 
-    /// Stores many pairs in one host call.
+    /// Stores many pairs.
     pub fn set_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, entries: &[(K, V)]) {
-        let batch = flat::kv_batch(entries.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
-        self.handle.set_many(&batch)
+        let mut cache = self.cache();
+        for (k, v) in entries {
+            cache.put(&self.inner.handle, k.as_ref(), Some(v.as_ref()));
+        }
     }
 
     /// Removes `key`.
     pub fn delete(&self, key: impl AsRef<[u8]>) {
-        self.handle.delete(key.as_ref())
+        self.cache().put(&self.inner.handle, key.as_ref(), None)
     }
 
     /// Removes every key in `[start, end)`; `end = None` removes to the end of the store.
     pub fn delete_range(&self, start: impl AsRef<[u8]>, end: Option<&[u8]>) {
-        self.handle.delete_range(start.as_ref(), end)
+        let mut cache = self.cache();
+        cache.write_out(&self.inner.handle);
+        cache.clear();
+        self.inner.handle.delete_range(start.as_ref(), end)
     }
 
     /// Iterates the entries with keys in `[start, end)` in key order, fetching pages
@@ -87,17 +122,28 @@ impl Store {
     /// Adds `delta` to the counter under `key` (absent counts as 0) and returns the new
     /// value. Counters are 8-byte little-endian integers; any other value is bad input.
     pub fn increment(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64, Error> {
-        self.handle.increment(key.as_ref(), delta)
+        self.cache()
+            .increment(&self.inner.handle, key.as_ref(), delta)
     }
 
-    /// [`Store::increment`] over many keys in one host call.
+    /// [`Store::increment`] over many keys, in order; stops at the first that fails.
     pub fn increment_many<K: AsRef<[u8]>>(
         &self,
         keys: &[K],
         deltas: &[i64],
     ) -> Result<Vec<i64>, Error> {
-        let list = flat::byte_list(keys.iter().map(|k| Some(k.as_ref())));
-        self.handle.increment_many(&list, deltas)
+        if keys.len() != deltas.len() {
+            return Err(Error::Fatal(format!(
+                "increment_many got {} keys and {} deltas",
+                keys.len(),
+                deltas.len()
+            )));
+        }
+        let mut cache = self.cache();
+        keys.iter()
+            .zip(deltas)
+            .map(|(k, d)| cache.increment(&self.inner.handle, k.as_ref(), *d))
+            .collect()
     }
 
     /// The value under `key`, decoded from JSON.
@@ -111,7 +157,7 @@ impl Store {
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 Error::Fatal(format!(
                     "store {}: stored value is not the expected JSON: {e}",
-                    self.name
+                    self.name()
                 ))
             }),
         }
@@ -127,7 +173,7 @@ impl Store {
         let bytes = serde_json::to_vec(value).map_err(|e| {
             Error::Fatal(format!(
                 "store {}: cannot encode value as JSON: {e}",
-                self.name
+                self.name()
             ))
         })?;
         self.set(key, bytes);
@@ -163,7 +209,9 @@ impl Iterator for Scan {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.page.is_empty() && !self.done {
-            let page = self.store.handle.scan(
+            // The host answers from its state: give it the writes made since.
+            self.store.write_out();
+            let page = self.store.inner.handle.scan(
                 &self.start,
                 self.end.as_deref(),
                 SCAN_PAGE,

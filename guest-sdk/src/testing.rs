@@ -20,9 +20,10 @@
 //! ```
 
 use crate::backend::native::{NativeHost, with_host};
+use crate::bindings::eddy::operator::types::PackedOutput;
 use crate::dispatch::{Dispatch, Runner};
-use crate::{Error, Event, LogLevel, Operator, TaskInfo, flat};
-use std::collections::BTreeMap;
+use crate::{Error, Event, LogLevel, Operator, TaskInfo, flat, packed};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One emitted event and its side-output port (`None`: the main output).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +32,33 @@ pub struct Output {
     pub event: Event<'static>,
 }
 
-/// Drives one operator through the same flat-batch path as the Wasm host. State, timers
-/// and logs live in memory on the calling thread; creating a harness resets them.
+/// Drives one operator through the same packed-batch path as the Wasm host. State,
+/// timers and logs live in memory on the calling thread; creating a harness resets them.
+/// As on the host, a batch or timer that fails leaves no trace in stores or timers.
 pub struct Harness<O> {
     runner: Runner<O>,
     state_version: u32,
+    /// The state epoch handed with each batch: it changes whenever the in-memory host
+    /// loses or gains writes the operator did not make (a failure, `put`, `migrate`),
+    /// as the host's does, so the stores' caches are dropped exactly then.
+    epoch: u64,
+}
+
+/// Stores and timers, to put back when a call fails.
+type Snapshot = (
+    BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
+    BTreeSet<(i64, Vec<u8>)>,
+);
+
+fn snapshot() -> Snapshot {
+    with_host(|h| (h.stores.clone(), h.timers.clone()))
+}
+
+fn restore((stores, timers): Snapshot) {
+    with_host(|h| {
+        h.stores = stores;
+        h.timers = timers;
+    })
 }
 
 impl<O: Operator> Harness<O> {
@@ -55,6 +78,7 @@ impl<O: Operator> Harness<O> {
         Ok(Harness {
             runner,
             state_version: info.state_version,
+            epoch: 0,
         })
     }
 
@@ -74,12 +98,20 @@ impl<O: Operator> Harness<O> {
             .map_err(|(_, e)| e)
     }
 
-    /// Handles a batch; on failure returns the failing index and the error.
+    /// Handles a batch; on failure returns the failing index and the error, and the
+    /// batch leaves no trace (the host would then re-run the records before the index).
     pub fn process_batch(&mut self, events: &[Event<'_>]) -> Result<Vec<Output>, (usize, Error)> {
-        let batch = flat::event_batch(events);
-        match self.runner.process(batch) {
+        let before = snapshot();
+        match self
+            .runner
+            .process_packed(packed::batch(events, self.epoch))
+        {
             Ok(out) => Ok(decode(&out)),
-            Err(e) => Err((e.index as usize, wit_error(e.error))),
+            Err(e) => {
+                restore(before);
+                self.epoch += 1;
+                Err((e.index as usize, wit_error(e.error)))
+            }
         }
     }
 
@@ -88,6 +120,8 @@ impl<O: Operator> Harness<O> {
         with_host(|h| h.watermark = h.watermark.max(watermark));
         let mut outputs = Vec::new();
         loop {
+            // Taken before the due timer is: a failed timer stays set, as on the host.
+            let before = snapshot();
             let due = with_host(|h| {
                 let first = h.timers.iter().next().cloned();
                 match first {
@@ -99,8 +133,14 @@ impl<O: Operator> Harness<O> {
                 }
             });
             let Some((at, key)) = due else { break };
-            let out = self.runner.on_timer(key, at).map_err(wit_error)?;
-            outputs.extend(decode(&out));
+            match self.runner.on_timer(key, at) {
+                Ok(out) => outputs.extend(flat_outputs(&out)),
+                Err(e) => {
+                    restore(before);
+                    self.epoch += 1;
+                    return Err(wit_error(e));
+                }
+            }
         }
         Ok(outputs)
     }
@@ -112,6 +152,7 @@ impl<O: Operator> Harness<O> {
 
     /// Writes an entry directly into store `name` (to set up a test).
     pub fn put(&mut self, name: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.epoch += 1;
         with_host(|h| {
             h.stores
                 .entry(name.to_string())
@@ -132,6 +173,7 @@ impl<O: Operator> Harness<O> {
 
     /// Runs the operator's migration over store `name`, as a host upgrade would.
     pub fn migrate(&mut self, name: &str, from_version: u32) -> Result<(), Error> {
+        self.epoch += 1;
         let entries = self.store(name);
         let batch = flat::kv_batch(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
         let values = self
@@ -154,11 +196,22 @@ impl<O: Operator> Harness<O> {
     }
 }
 
-fn decode(batch: &crate::bindings::eddy::operator::types::OutputBatch) -> Vec<Output> {
-    flat::outputs(batch)
+fn decode(out: &PackedOutput) -> Vec<Output> {
+    packed::outputs(out)
         .map(|(port, event)| Output {
             port,
             event: event.into_owned(),
+        })
+        .collect()
+}
+
+/// A timer's outputs (timers return the record form).
+fn flat_outputs(out: &crate::bindings::eddy::operator::types::OutputBatch) -> Vec<Output> {
+    out.outputs
+        .iter()
+        .map(|o| Output {
+            port: flat::get(&out.data, o.port).map(|p| String::from_utf8_lossy(p).into_owned()),
+            event: flat::decode(&out.data, &out.headers, &o.event).into_owned(),
         })
         .collect()
 }

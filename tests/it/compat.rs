@@ -1,7 +1,7 @@
 //! The WIT world grows additively: a component built with the 0.1.0 SDK (a binary
 //! fixture) runs on today's host unchanged. And the packed batches and store caches of
-//! the Python and JavaScript SDKs (0.1.1) keep every count exact when records fail in
-//! the middle of batches, in either operator of a chain.
+//! the Rust, Python and JavaScript SDKs (0.1.1) keep every count exact when records fail
+//! in the middle of batches, in either operator of a chain.
 
 use crate::languages::{built, run_to_string as run, wordcount_spec};
 use crate::support::{guest, workspace_root};
@@ -94,14 +94,21 @@ fn expected_tallies(records: &[(String, String)]) -> Vec<(String, String, String
 }
 
 #[test]
-fn python_and_javascript_counts_stay_exact_when_records_fail_mid_batch_in_a_chain() {
+fn cached_counts_stay_exact_when_records_fail_mid_batch_in_a_chain() {
     let python = built("tests/fixtures/python-tally");
     let js = built("tests/fixtures/js-tally");
+    let rust = guest("fixture-tally");
     let dir = tempfile::tempdir().unwrap();
     let (input, records) = tally_input(dir.path());
     let expected = expected_tallies(&records);
-    // Both orders, and batch sizes that put failures at every position of a batch.
-    for (first, second) in [(&python, &js), (&js, &python)] {
+    // Each SDK first and second, and batch sizes that put failures at every position of
+    // a batch.
+    for (first, second) in [
+        (&python, &js),
+        (&js, &python),
+        (&rust, &python),
+        (&js, &rust),
+    ] {
         for batch_size in [1, 5, 64] {
             let spec = dir.path().join("tally.toml");
             std::fs::write(

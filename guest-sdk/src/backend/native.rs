@@ -1,8 +1,9 @@
 //! An in-memory host with the same semantics as Eddy's, for native unit tests.
 
 use crate::bindings::eddy::operator::state::ScanPage as WitScanPage;
-use crate::bindings::eddy::operator::types::{ByteList, KvBatch};
+use crate::bindings::eddy::operator::types::{ByteList, PackedWrites};
 use crate::flat;
+use crate::packed::Writes;
 use crate::{Error, LogLevel, TaskInfo};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,7 +60,7 @@ fn counter(key: &[u8], value: Option<&Vec<u8>>) -> Result<i64, Error> {
         Some(v) => match <[u8; 8]>::try_from(v.as_slice()) {
             Ok(b) => Ok(i64::from_le_bytes(b)),
             Err(_) => Err(Error::BadInput(format!(
-                "value under key {:?} is {} bytes, not an 8-byte counter",
+                "value under key {:?} is {} bytes, not an 8-byte little-endian counter",
                 String::from_utf8_lossy(key),
                 v.len()
             ))),
@@ -91,16 +92,15 @@ impl StoreHandle {
             .collect();
         flat::byte_list(values.iter().map(|v| v.as_deref()))
     }
-    pub(crate) fn set(&self, key: &[u8], value: &[u8]) {
-        with_store(&self.0, |s| s.insert(key.to_vec(), value.to_vec()));
-    }
-    pub(crate) fn set_many(&self, entries: &KvBatch) {
-        for (k, v) in flat::kv_entries(entries) {
-            self.set(k, v);
-        }
-    }
-    pub(crate) fn delete(&self, key: &[u8]) {
-        with_store(&self.0, |s| s.remove(key));
+    pub(crate) fn write_packed(&self, writes: PackedWrites) {
+        with_store(&self.0, |s| {
+            for (key, value) in Writes::decode(&writes) {
+                match value {
+                    Some(v) => s.insert(key.to_vec(), v.to_vec()),
+                    None => s.remove(key),
+                };
+            }
+        });
     }
     pub(crate) fn delete_range(&self, start: &[u8], end: Option<&[u8]>) {
         with_store(&self.0, |s| {
@@ -147,26 +147,6 @@ impl StoreHandle {
             s.insert(key.to_vec(), next.to_le_bytes().to_vec());
             Ok(next)
         })
-    }
-    pub(crate) fn increment_many(
-        &self,
-        keys: &ByteList,
-        deltas: &[i64],
-    ) -> Result<Vec<i64>, Error> {
-        let keys: Vec<&[u8]> = flat::byte_list_items(keys)
-            .map(Option::unwrap_or_default)
-            .collect();
-        if keys.len() != deltas.len() {
-            return Err(Error::Fatal(format!(
-                "increment-many got {} keys and {} deltas",
-                keys.len(),
-                deltas.len()
-            )));
-        }
-        keys.iter()
-            .zip(deltas)
-            .map(|(k, d)| self.increment(k, *d))
-            .collect()
     }
 }
 

@@ -27,14 +27,8 @@ impl StoreHandle {
     pub(crate) fn get_many(&self, keys: &types::ByteList) -> types::ByteList {
         self.0.get_many(keys)
     }
-    pub(crate) fn set(&self, key: &[u8], value: &[u8]) {
-        self.0.set(key, value)
-    }
-    pub(crate) fn set_many(&self, entries: &types::KvBatch) {
-        self.0.set_many(entries)
-    }
-    pub(crate) fn delete(&self, key: &[u8]) {
-        self.0.delete(key)
+    pub(crate) fn write_packed(&self, writes: types::PackedWrites) {
+        self.0.write_packed(&writes)
     }
     pub(crate) fn delete_range(&self, start: &[u8], end: Option<&[u8]>) {
         self.0.delete_range(start, end)
@@ -50,13 +44,6 @@ impl StoreHandle {
     }
     pub(crate) fn increment(&self, key: &[u8], delta: i64) -> Result<i64, Error> {
         self.0.increment(key, delta).map_err(state_error)
-    }
-    pub(crate) fn increment_many(
-        &self,
-        keys: &types::ByteList,
-        deltas: &[i64],
-    ) -> Result<Vec<i64>, Error> {
-        self.0.increment_many(keys, deltas).map_err(state_error)
     }
 }
 

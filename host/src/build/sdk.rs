@@ -31,17 +31,19 @@ pub const JS: Files = embed!("guest-sdk/js":
 pub const RUST: Files = embed!("guest-sdk":
     "src/lib.rs", "src/bindings.rs", "src/backend/mod.rs", "src/backend/native.rs", "src/backend/wasm.rs",
     "src/testing.rs", "src/flat.rs", "src/event.rs", "src/context.rs", "src/dispatch.rs", "src/error.rs",
-    "src/store.rs", "src/operator.rs", "src/config.rs", "src/window.rs");
+    "src/store.rs", "src/operator.rs", "src/config.rs", "src/window.rs", "src/cache.rs", "src/packed.rs");
 
 pub const RUST_MANIFEST: &str = r#"# Vendored by `eddy new` / `eddy build`: do not edit, it is overwritten.
 [package]
 name = "eddy-guest"
 version = "0.1.0"
 edition = "2024"
+rust-version = "1.87"
 publish = false
 
 [dependencies]
 wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc"] }
+foldhash = "0.2"
 serde = { version = "1", features = ["derive"], optional = true }
 serde_json = { version = "1", optional = true }
 

@@ -251,20 +251,11 @@ impl state::HostStore for HostState {
                     len: s.len,
                 }
             };
-            let key = span_bytes(&writes.data, &to_span(0))?
-                .unwrap_or_default()
-                .to_vec();
-            match span_bytes(&writes.data, &to_span(8))? {
-                Some(value) => {
-                    self.usage
-                        .write(&self.call_limits, key.len(), value.len())?;
-                    self.state.set(id, key, value.to_vec());
-                }
-                None => {
-                    self.usage.write(&self.call_limits, key.len(), 0)?;
-                    self.state.delete(id, key);
-                }
-            }
+            let key = span_bytes(&writes.data, &to_span(0))?.unwrap_or_default();
+            let value = span_bytes(&writes.data, &to_span(8))?;
+            self.usage
+                .write(&self.call_limits, key.len(), value.map_or(0, <[u8]>::len))?;
+            self.state.put(id, key, value);
         }
         Ok(())
     }

@@ -129,6 +129,11 @@ impl OperatorState {
         self.store(id).delete(key)
     }
 
+    /// A set (`Some`) or delete (`None`) from borrowed bytes.
+    pub fn put(&mut self, id: StoreId, key: &[u8], value: Option<&[u8]>) {
+        self.store(id).put(key, value)
+    }
+
     pub fn delete_range(&mut self, id: StoreId, start: Vec<u8>, end: Option<Vec<u8>>) {
         self.store(id).delete_range(start, end)
     }

@@ -218,6 +218,29 @@ impl StoreState {
         self.write(key, None);
     }
 
+    /// `set` (or, with `None`, `delete`) from borrowed bytes: a key the batch already
+    /// wrote costs one lookup and no allocation (guests that cache write each key once
+    /// per batch, and this is most of what the host does for them).
+    pub(crate) fn put(&mut self, key: &[u8], value: Option<&[u8]>) {
+        match self.cache.get_mut(key) {
+            Some(e) => match (&mut e.batch, value) {
+                (Some(Some(buf)), Some(v)) => {
+                    buf.clear();
+                    buf.extend_from_slice(v);
+                }
+                (slot, v) => {
+                    if slot.replace(v.map(<[u8]>::to_vec)).is_none() {
+                        self.batch_keys.push(key.to_vec());
+                    }
+                }
+            },
+            None => {
+                self.ensure_entry(key);
+                self.write(key.to_vec(), value.map(<[u8]>::to_vec));
+            }
+        }
+    }
+
     pub(crate) fn delete_range(&mut self, start: Vec<u8>, end: Option<Vec<u8>>) {
         if end.as_ref().is_some_and(|e| *e <= start) {
             return;

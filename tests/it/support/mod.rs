@@ -23,6 +23,7 @@ const GUESTS: &[&str] = &[
     "fixture-counter-v1",
     "fixture-counter-v2",
     "fixture-fail-init",
+    "fixture-tally",
 ];
 
 pub fn workspace_root() -> &'static Path {
