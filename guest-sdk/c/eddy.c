@@ -1,24 +1,23 @@
 /*
  * The per-record API of eddy.h over the bindings wit-bindgen generates for the world
- * (operator.h): it walks the flat batches, builds the output batch and maps errors.
+ * (packed_operator.h): it walks the batches (packed, or flat from `handler.process`),
+ * builds the output batch and maps errors. Stores live in eddy_store.c.
  *
  * Ownership follows wit-bindgen's C ABI: an export owns its arguments (freed here) and
  * hands over malloc'd results (freed by the generated post-return); an import borrows
  * its arguments and hands over its results (freed here).
  */
-#include "eddy.h"
-#include "operator.h"
+#include "eddy_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#define ABSENT_LEN UINT32_MAX
-#define SCAN_PAGE 256
-
 typedef eddy_operator_types_span_t span_t;
 
-static void *xrealloc(void *ptr, size_t size) {
+#define xrealloc eddy_xrealloc
+
+void *eddy_xrealloc(void *ptr, size_t size) {
     void *p = realloc(ptr, size ? size : 1);
     if (p == NULL) abort(); /* out of memory: the host sees a trap and replaces the instance */
     return p;
@@ -175,114 +174,11 @@ static eddy_operator_types_output_batch_t take_outputs(eddy_ctx *ctx) {
     return b;
 }
 
-/* ---- stores --------------------------------------------------------------------------- */
-
-struct eddy_store {
-    char *name;
-    eddy_operator_state_own_store_t handle;
-    struct eddy_store *next;
-};
-
-static struct eddy_store *stores;
+/* ---- timers, log ---------------------------------------------------------------------- */
 
 static operator_list_u8_t as_list(eddy_bytes b) {
     return (operator_list_u8_t){(uint8_t *)(b.ptr ? b.ptr : (const uint8_t *)""), b.len};
 }
-
-static eddy_operator_state_borrow_store_t borrow(eddy_store *s) {
-    return eddy_operator_state_borrow_store(s->handle);
-}
-
-static const char *state_error_text(eddy_operator_state_state_error_t *e, char *buf, size_t cap) {
-    operator_string_t *m = e->tag == EDDY_OPERATOR_STATE_STATE_ERROR_NOT_A_COUNTER ? &e->val.not_a_counter
-                                                                                   : &e->val.invalid_argument;
-    snprintf(buf, cap, "%.*s", (int)m->len, (const char *)m->ptr);
-    eddy_operator_state_state_error_free(e);
-    return buf;
-}
-
-eddy_store *eddy_store_open(eddy_ctx *ctx, const char *name) {
-    (void)ctx;
-    for (struct eddy_store *s = stores; s; s = s->next) {
-        if (strcmp(s->name, name) == 0) return s;
-    }
-    operator_string_t wit_name = {(uint8_t *)name, strlen(name)};
-    eddy_operator_state_own_store_t handle;
-    eddy_operator_state_state_error_t err;
-    if (!eddy_operator_state_static_store_open(&wit_name, &handle, &err)) {
-        char text[512];
-        eddy_fatal("cannot open store %s: %s", name, state_error_text(&err, text, sizeof text));
-        return NULL;
-    }
-    struct eddy_store *s = xrealloc(NULL, sizeof *s);
-    s->name = strdup(name);
-    s->handle = handle;
-    s->next = stores;
-    stores = s;
-    return s;
-}
-
-static operator_list_u8_t last_value;
-
-eddy_bytes eddy_get(eddy_store *store, eddy_bytes key) {
-    operator_list_u8_free(&last_value);
-    operator_list_u8_t k = as_list(key);
-    if (!eddy_operator_state_method_store_get(borrow(store), &k, &last_value)) {
-        last_value = (operator_list_u8_t){NULL, 0};
-        return EDDY_ABSENT;
-    }
-    return eddy_bytes_of(last_value.ptr, last_value.len);
-}
-
-void eddy_set(eddy_store *store, eddy_bytes key, eddy_bytes value) {
-    operator_list_u8_t k = as_list(key), v = as_list(value);
-    eddy_operator_state_method_store_set(borrow(store), &k, &v);
-}
-
-void eddy_delete(eddy_store *store, eddy_bytes key) {
-    operator_list_u8_t k = as_list(key);
-    eddy_operator_state_method_store_delete(borrow(store), &k);
-}
-
-void eddy_delete_range(eddy_store *store, eddy_bytes start, eddy_bytes end) {
-    operator_list_u8_t s = as_list(start), e = as_list(end);
-    eddy_operator_state_method_store_delete_range(borrow(store), &s, end.ptr ? &e : NULL);
-}
-
-eddy_status eddy_increment(eddy_store *store, eddy_bytes key, int64_t delta, int64_t *out) {
-    operator_list_u8_t k = as_list(key);
-    eddy_operator_state_state_error_t err;
-    if (eddy_operator_state_method_store_increment(borrow(store), &k, delta, out, &err)) return EDDY_OK;
-    bool not_a_counter = err.tag == EDDY_OPERATOR_STATE_STATE_ERROR_NOT_A_COUNTER;
-    char text[512];
-    state_error_text(&err, text, sizeof text);
-    return not_a_counter ? eddy_bad_input("store %s: %s", store->name, text)
-                         : eddy_fatal("store %s: %s", store->name, text);
-}
-
-void eddy_scan(eddy_store *store, eddy_bytes start, eddy_bytes end, eddy_scan_visitor visit, void *user) {
-    operator_list_u8_t s = as_list(start), e = as_list(end);
-    operator_option_list_u8_t cont = {false, {NULL, 0}};
-    for (;;) {
-        eddy_operator_state_scan_page_t page;
-        eddy_operator_state_method_store_scan(borrow(store), &s, end.ptr ? &e : NULL, SCAN_PAGE,
-                                              cont.is_some ? &cont.val : NULL, &page);
-        operator_option_list_u8_free(&cont);
-        bool go_on = true;
-        for (size_t i = 0; go_on && i < page.entries.entries.len; i++) {
-            eddy_operator_types_kv_meta_t m = page.entries.entries.ptr[i];
-            go_on = visit(in_span(&page.entries.data, m.key), in_span(&page.entries.data, m.value), user);
-        }
-        eddy_operator_types_kv_batch_free(&page.entries);
-        cont = page.continuation;
-        if (!go_on || !cont.is_some) {
-            operator_option_list_u8_free(&cont);
-            return;
-        }
-    }
-}
-
-/* ---- timers, log ---------------------------------------------------------------------- */
 
 int64_t eddy_watermark(eddy_ctx *ctx) {
     (void)ctx;
@@ -386,42 +282,147 @@ bool exports_eddy_operator_handler_init(operator_list_tuple2_string_string_t *cf
     return true;
 }
 
-bool exports_eddy_operator_handler_process(exports_eddy_operator_handler_event_batch_t *batch,
-                                           exports_eddy_operator_handler_output_batch_t *ret,
-                                           exports_eddy_operator_handler_batch_error_t *err) {
+/* One event of a batch, whichever form it came in. */
+typedef struct {
+    span_t key, value;
+    int64_t timestamp;
+    uint32_t headers_start, headers_len;
+} event_meta;
+
+/* Where a batch's events and headers are, flat or packed. */
+typedef struct {
+    const operator_list_u8_t *data;
+    size_t count;
+    event_meta (*event)(const void *batch, size_t i);
+    bool (*header)(const void *batch, uint32_t i, span_t *name, span_t *value);
+    const void *batch;
+} batch_view;
+
+/* Runs the operator over every event, the stores' caches kept under `epoch` when there
+ * is one. On failure drops what the batch emitted and cached, fills `err` and returns
+ * false. */
+static bool run_batch(const batch_view *b, bool has_epoch, uint64_t epoch, eddy_operator_types_batch_error_t *err) {
     eddy_ctx *ctx = &context;
     reset_outputs(ctx);
+    eddy_stores_begin(has_epoch, epoch);
     eddy_header *headers = NULL;
     size_t headers_cap = 0;
-    for (size_t i = 0; i < batch->events.len; i++) {
-        eddy_operator_types_event_meta_t m = batch->events.ptr[i];
+    for (size_t i = 0; i < b->count; i++) {
+        event_meta m = b->event(b->batch, i);
         if (m.headers_len > headers_cap) {
             headers_cap = m.headers_len;
             headers = xrealloc(headers, headers_cap * sizeof *headers);
         }
-        for (uint32_t h = 0; h < m.headers_len && m.headers_start + h < batch->headers.len; h++) {
-            eddy_operator_types_header_meta_t hm = batch->headers.ptr[m.headers_start + h];
-            headers[h].name = in_span(&batch->data, hm.name);
-            headers[h].value = in_span(&batch->data, hm.value);
+        uint32_t n = 0;
+        for (uint32_t h = 0; h < m.headers_len; h++) {
+            span_t name, value;
+            if (!b->header(b->batch, m.headers_start + h, &name, &value)) break;
+            headers[n].name = in_span(b->data, name);
+            headers[n].value = in_span(b->data, value);
+            n++;
         }
-        eddy_bytes value = in_span(&batch->data, m.value);
-        eddy_event e = {in_span(&batch->data, m.key), value.ptr ? value : eddy_bytes_of("", 0), m.timestamp,
-                        headers, m.headers_len};
+        eddy_bytes value = in_span(b->data, m.value);
+        eddy_event e = {in_span(b->data, m.key), value.ptr ? value : eddy_bytes_of("", 0), m.timestamp, headers, n};
         ctx->current_timestamp = m.timestamp;
         eddy_status s = eddy_process(&e, ctx);
         if (s != EDDY_OK) {
-            reset_outputs(ctx);
             free(headers);
-            exports_eddy_operator_handler_event_batch_free(batch);
+            reset_outputs(ctx);
+            eddy_stores_discard();
             err->index = (uint32_t)i;
             err->error = wire_error(s);
             return false;
         }
     }
     free(headers);
-    exports_eddy_operator_handler_event_batch_free(batch);
-    *ret = take_outputs(ctx);
+    eddy_stores_finish(has_epoch);
     return true;
+}
+
+static event_meta flat_event(const void *batch, size_t i) {
+    eddy_operator_types_event_meta_t m = ((const exports_eddy_operator_handler_event_batch_t *)batch)->events.ptr[i];
+    return (event_meta){m.key, m.value, m.timestamp, m.headers_start, m.headers_len};
+}
+
+static bool flat_header(const void *batch, uint32_t i, span_t *name, span_t *value) {
+    const exports_eddy_operator_handler_event_batch_t *b = batch;
+    if (i >= b->headers.len) return false;
+    *name = b->headers.ptr[i].name;
+    *value = b->headers.ptr[i].value;
+    return true;
+}
+
+bool exports_eddy_operator_handler_process(exports_eddy_operator_handler_event_batch_t *batch,
+                                           exports_eddy_operator_handler_output_batch_t *ret,
+                                           exports_eddy_operator_handler_batch_error_t *err) {
+    /* No state epoch comes this way: the caches last one batch. */
+    batch_view view = {&batch->data, batch->events.len, flat_event, flat_header, batch};
+    bool ok = run_batch(&view, false, 0, err);
+    exports_eddy_operator_handler_event_batch_free(batch);
+    if (ok) *ret = take_outputs(&context);
+    return ok;
+}
+
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
+}
+
+static event_meta packed_event(const void *batch, size_t i) {
+    const uint8_t *p = ((const exports_eddy_operator_packed_handler_packed_batch_t *)batch)->events.ptr + i * 32;
+    uint64_t ts = (uint64_t)le32(p + 16) | (uint64_t)le32(p + 20) << 32;
+    return (event_meta){{le32(p), le32(p + 4)}, {le32(p + 8), le32(p + 12)}, (int64_t)ts, le32(p + 24), le32(p + 28)};
+}
+
+static bool packed_header(const void *batch, uint32_t i, span_t *name, span_t *value) {
+    const exports_eddy_operator_packed_handler_packed_batch_t *b = batch;
+    if (i >= b->headers.len / 16) return false;
+    const uint8_t *p = b->headers.ptr + (size_t)i * 16;
+    *name = (span_t){le32(p), le32(p + 4)};
+    *value = (span_t){le32(p + 8), le32(p + 12)};
+    return true;
+}
+
+/* The built outputs, packed: 40 bytes per output, 16 per header. */
+static exports_eddy_operator_packed_handler_packed_output_t take_packed_outputs(eddy_ctx *ctx) {
+    eddy_operator_types_output_batch_t flat = take_outputs(ctx);
+    exports_eddy_operator_packed_handler_packed_output_t out;
+    out.data = flat.data;
+    out.outputs.len = flat.outputs.len * 40;
+    out.outputs.ptr = out.outputs.len ? xrealloc(NULL, out.outputs.len) : NULL;
+    for (size_t i = 0; i < flat.outputs.len; i++) {
+        eddy_operator_types_output_meta_t o = flat.outputs.ptr[i];
+        uint8_t *p = out.outputs.ptr + i * 40;
+        uint64_t ts = (uint64_t)o.event.timestamp;
+        uint32_t words[10] = {o.event.key.offset, o.event.key.len, o.event.value.offset, o.event.value.len,
+                              (uint32_t)ts, (uint32_t)(ts >> 32), o.event.headers_start, o.event.headers_len,
+                              o.port.offset, o.port.len};
+        for (int w = 0; w < 10; w++) put_le32(p + w * 4, words[w]);
+    }
+    out.headers.len = flat.headers.len * 16;
+    out.headers.ptr = out.headers.len ? xrealloc(NULL, out.headers.len) : NULL;
+    for (size_t i = 0; i < flat.headers.len; i++) {
+        eddy_operator_types_header_meta_t h = flat.headers.ptr[i];
+        uint8_t *p = out.headers.ptr + i * 16;
+        put_le32(p, h.name.offset), put_le32(p + 4, h.name.len);
+        put_le32(p + 8, h.value.offset), put_le32(p + 12, h.value.len);
+    }
+    free(flat.outputs.ptr);
+    free(flat.headers.ptr);
+    return out;
+}
+
+bool exports_eddy_operator_packed_handler_process(exports_eddy_operator_packed_handler_packed_batch_t *batch,
+                                                  exports_eddy_operator_packed_handler_packed_output_t *ret,
+                                                  exports_eddy_operator_packed_handler_batch_error_t *err) {
+    batch_view view = {&batch->data, batch->events.len / 32, packed_event, packed_header, batch};
+    bool ok = run_batch(&view, true, batch->state_epoch, err);
+    exports_eddy_operator_packed_handler_packed_batch_free(batch);
+    if (ok) *ret = take_packed_outputs(&context);
+    return ok;
 }
 
 bool exports_eddy_operator_handler_on_timer(operator_list_u8_t *key, int64_t at,
@@ -430,13 +431,17 @@ bool exports_eddy_operator_handler_on_timer(operator_list_u8_t *key, int64_t at,
     eddy_ctx *ctx = &context;
     reset_outputs(ctx);
     ctx->current_timestamp = at;
+    /* No state epoch comes with a timer: it starts from the host's values. */
+    eddy_stores_begin(false, 0);
     eddy_status s = eddy_on_timer(eddy_bytes_of(key->ptr, key->len), at, ctx);
     operator_list_u8_free(key);
     if (s != EDDY_OK) {
         reset_outputs(ctx);
+        eddy_stores_discard();
         *err = wire_error(s);
         return false;
     }
+    eddy_stores_finish(false);
     *ret = take_outputs(ctx);
     return true;
 }

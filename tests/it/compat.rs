@@ -1,9 +1,9 @@
 //! The WIT world grows additively: a component built with the 0.1.0 SDK (a binary
 //! fixture) runs on today's host unchanged. And the packed batches and store caches of
-//! the Rust, Python and JavaScript SDKs (0.1.1) keep every count exact when records fail
-//! in the middle of batches, in either operator of a chain.
+//! the Rust, Python, JavaScript and C SDKs (0.1.1) keep every count exact when records
+//! fail in the middle of batches, in either operator of a chain.
 
-use crate::languages::{built, run_to_string as run, wordcount_spec};
+use crate::languages::{built, key_values, run_to_string as run, wordcount_spec};
 use crate::support::{guest, workspace_root};
 use eddy_host::runtime::{Runtime, RuntimeConfig};
 use serde_json::{Value, json};
@@ -98,6 +98,7 @@ fn cached_counts_stay_exact_when_records_fail_mid_batch_in_a_chain() {
     let python = built("tests/fixtures/python-tally");
     let js = built("tests/fixtures/js-tally");
     let rust = guest("fixture-tally");
+    let c = built("tests/fixtures/c-tally");
     let dir = tempfile::tempdir().unwrap();
     let (input, records) = tally_input(dir.path());
     let expected = expected_tallies(&records);
@@ -108,6 +109,8 @@ fn cached_counts_stay_exact_when_records_fail_mid_batch_in_a_chain() {
         (&js, &python),
         (&rust, &python),
         (&js, &rust),
+        (&c, &js),
+        (&rust, &c),
     ] {
         for batch_size in [1, 5, 64] {
             let spec = dir.path().join("tally.toml");
@@ -158,5 +161,53 @@ on_error = "skip"
                 second.display()
             );
         }
+    }
+}
+
+#[test]
+fn the_c_sdk_s_store_cache_answers_like_the_host() {
+    let commands = built("tests/fixtures/c-commands");
+    let dir = tempfile::tempdir().unwrap();
+    // (key, commands, what the record emits); a record that fails emits nothing and
+    // leaves no trace (on_error = "skip").
+    let script: &[(&str, &str, &[&str])] = &[
+        ("x", "inc", &["1"]),
+        ("y", "set:hello scan", &["x=1,y=hello"]),
+        ("z", "inc get del get", &["1", "1", "-"]),
+        ("y", "clear get inc scan", &["-", "1", "y=1"]),
+        ("t", "set:abc", &[]),
+        ("t", "inc", &[]), // not a counter: refused by the host, skipped
+        ("t", "get", &["abc"]),
+        ("a", "inc inc fail", &[]),
+        ("a", "get", &["-"]),
+        // Past the cache's 65,536 entries, within a call and across calls.
+        ("b", "bulk:70000", &[]),
+        ("b", "bulk:70000 bulk:10 sum", &["n=70000 sum=140010"]),
+        ("a", "inc scan", &["1", "a=1,t=abc,y=1"]),
+        ("b", "sum", &["n=70000 sum=140010"]),
+    ];
+    let mut text = String::new();
+    let mut expected = Vec::new();
+    for (i, (key, cmds, out)) in script.iter().enumerate() {
+        let event =
+            json!({"key": key, "value": cmds, "timestamp": 1_700_000_000_000u64 + i as u64});
+        text.push_str(&format!("{event}\n"));
+        expected.extend(out.iter().map(|v| (key.to_string(), v.to_string())));
+    }
+    let input = dir.path().join("commands.jsonl");
+    std::fs::write(&input, text).unwrap();
+    for batch_size in [1, 64] {
+        let spec = dir.path().join("commands.toml");
+        std::fs::write(
+            &spec,
+            format!(
+                "name = \"commands\"\n[[operators]]\nname = \"c\"\npath = {commands:?}\n\
+                 [settings]\nbatch_size = {batch_size}\non_error = \"skip\"\n"
+            ),
+        )
+        .unwrap();
+        let out = run(&spec, &input, &dir.path().join("out.jsonl"));
+        let got: Vec<(String, String)> = key_values(&out).collect();
+        assert_eq!(got, expected, "batch {batch_size}");
     }
 }

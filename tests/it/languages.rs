@@ -11,6 +11,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// The (key, value) of every line of an output file, both text.
+pub(crate) fn key_values(out: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    out.lines().map(|l| {
+        let v: Value = serde_json::from_str(l).unwrap();
+        (
+            v["key"].as_str().unwrap().to_string(),
+            v["value"].as_str().unwrap().to_string(),
+        )
+    })
+}
+
 /// Copies a project (examples/NAME or tests/fixtures/NAME) into a scratch directory, so
 /// the source tree stays clean, and builds it with `eddy build` once per test process.
 pub(crate) fn built(project: &str) -> PathBuf {
@@ -318,16 +329,7 @@ fn a_guest_that_reaches_for_files_sockets_or_the_environment_gets_errors_inside_
     .unwrap();
     let out = run_to_string(&spec, &input, &dir.path().join("out.jsonl"));
 
-    let results: BTreeMap<String, String> = out
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (
-                v["key"].as_str().unwrap().to_string(),
-                v["value"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let results: BTreeMap<String, String> = key_values(&out).collect();
     assert_eq!(results.len(), commands.len(), "{out}");
     for c in &commands[..6] {
         assert!(results[c].starts_with("denied: "), "{c}: {}", results[c]);

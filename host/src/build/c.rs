@@ -57,10 +57,11 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
             .arg("-I")
             .arg(&work)
             .args(&sources)
-            .arg(work.join("operator.c"))
+            .arg(work.join("packed_operator.c"))
             .arg(work.join("eddy.c"))
+            .arg(work.join("eddy_store.c"))
             .arg(work.join("eddy_config.c"))
-            .arg(work.join("operator_component_type.o"))
+            .arg(work.join("packed_operator_component_type.o"))
             .arg("-o")
             .arg(&module),
     )?;
@@ -98,7 +99,8 @@ fn sysroot() -> Result<PathBuf, BuildError> {
     }
 }
 
-/// Writes `operator.h`, `operator.c` and `operator_component_type.o` for the world.
+/// Writes `packed_operator.h`, `packed_operator.c` and `packed_operator_component_type.o`
+/// for the world `packed-operator`.
 fn generate_bindings(work: &Path) -> Result<(), BuildError> {
     let mut resolve = Resolve::default();
     let (wit_path, wit_text) = sdk::WIT[0];
@@ -106,9 +108,11 @@ fn generate_bindings(work: &Path) -> Result<(), BuildError> {
         .push_str(wit_path, wit_text)
         .map_err(|e| BuildError::Project(format!("the embedded WIT does not parse: {e:#}")))?;
     let world = resolve
-        .select_world(&[package], Some("operator"))
+        .select_world(&[package], Some("packed-operator"))
         .map_err(|e| {
-            BuildError::Project(format!("the embedded WIT has no world `operator`: {e:#}"))
+            BuildError::Project(format!(
+                "the embedded WIT has no world `packed-operator`: {e:#}"
+            ))
         })?;
     let mut files = wit_bindgen_core::Files::default();
     wit_bindgen_c::Opts::default()

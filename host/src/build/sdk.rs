@@ -64,7 +64,8 @@ pub fn write_rust(project: &Path) -> Result<(), BuildError> {
 }
 
 /// The C helper.
-pub const C: Files = embed!("guest-sdk/c": "eddy.h", "eddy.c", "eddy_config.c");
+pub const C: Files = embed!("guest-sdk/c":
+    "eddy.h", "eddy_internal.h", "eddy.c", "eddy_store.c", "eddy_config.c");
 
 /// Writes `files` under `dir`.
 pub fn write(files: Files, dir: &Path) -> Result<(), BuildError> {
