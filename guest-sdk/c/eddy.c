@@ -274,10 +274,14 @@ bool exports_eddy_operator_handler_init(operator_list_tuple2_string_string_t *cf
         config.values[i] = dup_string(&cfg->ptr[i].f1);
     }
     operator_list_tuple2_string_string_free(cfg);
+    eddy_stores_begin(false, 0);
     if (eddy_init(&config) != EDDY_OK) {
+        eddy_stores_discard();
         *err = take_error("init failed (the operator gave no message)");
         return false;
     }
+    /* Stores written in init reach the host like a call's writes. */
+    eddy_stores_finish(false);
     ret->state_version = eddy_state_version();
     return true;
 }
@@ -293,6 +297,7 @@ typedef struct {
 typedef struct {
     const operator_list_u8_t *data;
     size_t count;
+    size_t header_count;
     event_meta (*event)(const void *batch, size_t i);
     bool (*header)(const void *batch, uint32_t i, span_t *name, span_t *value);
     const void *batch;
@@ -309,6 +314,9 @@ static bool run_batch(const batch_view *b, bool has_epoch, uint64_t epoch, eddy_
     size_t headers_cap = 0;
     for (size_t i = 0; i < b->count; i++) {
         event_meta m = b->event(b->batch, i);
+        /* The host's descriptions are checked anyway: no more headers than the batch has. */
+        if (m.headers_start > b->header_count) m.headers_len = 0;
+        if (m.headers_len > b->header_count - m.headers_start) m.headers_len = (uint32_t)(b->header_count - m.headers_start);
         if (m.headers_len > headers_cap) {
             headers_cap = m.headers_len;
             headers = xrealloc(headers, headers_cap * sizeof *headers);
@@ -356,7 +364,7 @@ bool exports_eddy_operator_handler_process(exports_eddy_operator_handler_event_b
                                            exports_eddy_operator_handler_output_batch_t *ret,
                                            exports_eddy_operator_handler_batch_error_t *err) {
     /* No state epoch comes this way: the caches last one batch. */
-    batch_view view = {&batch->data, batch->events.len, flat_event, flat_header, batch};
+    batch_view view = {&batch->data, batch->events.len, batch->headers.len, flat_event, flat_header, batch};
     bool ok = run_batch(&view, false, 0, err);
     exports_eddy_operator_handler_event_batch_free(batch);
     if (ok) *ret = take_outputs(&context);
@@ -418,7 +426,8 @@ static exports_eddy_operator_packed_handler_packed_output_t take_packed_outputs(
 bool exports_eddy_operator_packed_handler_process(exports_eddy_operator_packed_handler_packed_batch_t *batch,
                                                   exports_eddy_operator_packed_handler_packed_output_t *ret,
                                                   exports_eddy_operator_packed_handler_batch_error_t *err) {
-    batch_view view = {&batch->data, batch->events.len / 32, packed_event, packed_header, batch};
+    batch_view view = {&batch->data, batch->events.len / 32, batch->headers.len / 16, packed_event, packed_header,
+                       batch};
     bool ok = run_batch(&view, true, batch->state_epoch, err);
     exports_eddy_operator_packed_handler_packed_batch_free(batch);
     if (ok) *ret = take_packed_outputs(&context);

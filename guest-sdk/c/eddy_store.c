@@ -117,7 +117,7 @@ static void rebuild(cache *c, size_t cap, bool only_used) {
         size_t j = find(c, eddy_bytes_of(s->key, s->key_len), s->hash);
         c->slots[j] = *s;
         c->len++;
-        c->bytes += SLOT_BYTES + s->key_len + s->value_len;
+        c->bytes += SLOT_BYTES + s->key_len + s->value_cap;
         if (s->dirty) {
             if (c->dirty_len == c->dirty_cap) {
                 c->dirty_cap = c->dirty_cap ? c->dirty_cap * 2 : 64;
@@ -129,9 +129,17 @@ static void rebuild(cache *c, size_t cap, bool only_used) {
     free(old);
 }
 
+/* Forgets every entry. A large table is freed, not kept: timer calls start from an empty
+ * cache, and sweeping a big empty table for each of them would cost more than regrowing. */
 static void clear(cache *c) {
-    for (size_t i = 0; i < c->cap; i++) {
-        if (c->slots[i].key) free_slot(&c->slots[i]);
+    if (c->len == 0 && c->cap <= 64) return;
+    for (size_t i = 0; c->len && i < c->cap; i++) {
+        if (c->slots[i].key) free_slot(&c->slots[i]), c->len--;
+    }
+    if (c->cap > 64) {
+        free(c->slots);
+        c->slots = NULL;
+        c->cap = 0;
     }
     c->len = c->bytes = c->dirty_len = 0;
 }
@@ -185,18 +193,26 @@ static void make_room(eddy_store *store, size_t size) {
     if ((c->len + 1) * 2 > c->cap) rebuild(c, c->cap ? c->cap * 2 : 64, false);
 }
 
-static void set_value(slot *s, eddy_bytes value) {
+/* Sets the slot's value (EDDY_ABSENT: none), counting its buffer in the cache's bytes. */
+static void set_value(cache *c, slot *s, eddy_bytes value) {
     s->present = value.ptr != NULL;
-    if (!s->present) {
-        s->value_len = 0;
-        return;
+    size_t len = s->present ? value.len : 0;
+    if (len > s->value_cap || (len < s->value_cap / 4 && s->value_cap > 64)) {
+        c->bytes -= s->value_cap;
+        s->value = len ? eddy_xrealloc(s->value, len) : (free(s->value), NULL);
+        s->value_cap = (uint32_t)len;
+        c->bytes += s->value_cap;
     }
-    if (value.len > s->value_cap) {
-        s->value = eddy_xrealloc(s->value, value.len);
-        s->value_cap = (uint32_t)value.len;
+    if (len) memcpy(s->value, value.ptr, len);
+    s->value_len = (uint32_t)len;
+}
+
+/* After a write made a value grow past the bound: writes out and starts over. */
+static void check_bound(eddy_store *store) {
+    if (store->cache.bytes > MAX_BYTES) {
+        write_out(store);
+        clear(&store->cache);
     }
-    if (value.len) memcpy(s->value, value.ptr, value.len);
-    s->value_len = (uint32_t)value.len;
 }
 
 /* Inserts `key` (not cached yet) with `value` (EDDY_ABSENT: no value) and returns its slot. */
@@ -208,9 +224,9 @@ static slot *insert(eddy_store *store, eddy_bytes key, uint32_t hash, eddy_bytes
     if (key.len) memcpy(s->key, key.ptr, key.len);
     s->key_len = (uint32_t)key.len;
     s->hash = hash;
-    set_value(s, value);
     c->len++;
-    c->bytes += SLOT_BYTES + key.len + s->value_len;
+    c->bytes += SLOT_BYTES + key.len;
+    set_value(c, s, value);
     return s;
 }
 
@@ -254,13 +270,12 @@ static void put(eddy_store *store, eddy_bytes key, eddy_bytes value) {
     }
     if (s) {
         s->used = true;
-        c->bytes -= s->value_len;
-        set_value(s, value);
-        c->bytes += s->value_len;
+        set_value(c, s, value);
     } else {
         s = insert(store, key, hash, value);
     }
     mark_dirty(store, s);
+    check_bound(store);
 }
 
 /* ---- the API ------------------------------------------------------------------------------ */
@@ -320,7 +335,8 @@ void eddy_delete_range(eddy_store *store, eddy_bytes start, eddy_bytes end) {
 eddy_status eddy_increment(eddy_store *store, eddy_bytes key, int64_t delta, int64_t *out) {
     slot *s = lookup(store, key);
     if (s->present && s->value_len != 8) {
-        /* Not a counter: the host says so, in its own words (and changes nothing). */
+        /* Not a counter: the host says so, in its own words, and changes nothing, so the
+         * cached value stays right. */
         write_out(store);
         operator_list_u8_t k = as_list(key);
         eddy_operator_state_state_error_t err;
@@ -336,12 +352,17 @@ eddy_status eddy_increment(eddy_store *store, eddy_bytes key, int64_t delta, int
     n += (uint64_t)delta; /* wraps, as the host's counters do */
     uint8_t bytes[8];
     for (int i = 0; i < 8; i++) bytes[i] = (uint8_t)(n >> (8 * i));
-    store->cache.bytes -= s->value_len;
-    set_value(s, eddy_bytes_of(bytes, 8));
-    store->cache.bytes += 8;
+    set_value(&store->cache, s, eddy_bytes_of(bytes, 8));
     mark_dirty(store, s);
     *out = (int64_t)n;
+    check_bound(store);
     return EDDY_OK;
+}
+
+/* The bytes of a span of a scan page; absent when it does not fit (a host bug). */
+static eddy_bytes in_page(const operator_list_u8_t *data, eddy_operator_types_span_t s) {
+    if (s.len == ABSENT_LEN || (uint64_t)s.offset + s.len > data->len) return EDDY_ABSENT;
+    return eddy_bytes_of(data->ptr + s.offset, s.len);
 }
 
 void eddy_scan(eddy_store *store, eddy_bytes start, eddy_bytes end, eddy_scan_visitor visit, void *user) {
@@ -357,12 +378,7 @@ void eddy_scan(eddy_store *store, eddy_bytes start, eddy_bytes end, eddy_scan_vi
         bool go_on = true;
         for (size_t i = 0; go_on && i < page.entries.entries.len; i++) {
             eddy_operator_types_kv_meta_t m = page.entries.entries.ptr[i];
-            eddy_bytes key = m.key.len == ABSENT_LEN ? EDDY_ABSENT
-                                                     : eddy_bytes_of(page.entries.data.ptr + m.key.offset, m.key.len);
-            eddy_bytes value = m.value.len == ABSENT_LEN
-                                   ? EDDY_ABSENT
-                                   : eddy_bytes_of(page.entries.data.ptr + m.value.offset, m.value.len);
-            go_on = visit(key, value, user);
+            go_on = visit(in_page(&page.entries.data, m.key), in_page(&page.entries.data, m.value), user);
         }
         eddy_operator_types_kv_batch_free(&page.entries);
         cont = page.continuation;

@@ -172,9 +172,15 @@ impl Cache {
         host.write_packed(writes.into_wit());
     }
 
-    /// Forgets everything, written out or not.
+    /// Forgets everything, written out or not. A large table is dropped, not kept: timer
+    /// calls start from an empty cache, and clearing a big empty table for each of them
+    /// would cost more than growing it again.
     pub(crate) fn clear(&mut self) {
-        self.entries.clear();
+        if self.entries.capacity() > 1024 {
+            self.entries = HashMap::default();
+        } else {
+            self.entries.clear();
+        }
         self.dirty.clear();
         self.bytes = 0;
     }

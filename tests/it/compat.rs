@@ -185,6 +185,12 @@ fn the_c_sdk_s_store_cache_answers_like_the_host() {
         ("b", "bulk:70000 bulk:10 sum", &["n=70000 sum=140010"]),
         ("a", "inc scan", &["1", "a=1,t=abc,y=1"]),
         ("b", "sum", &["n=70000 sum=140010"]),
+        // Past its 8 MiB: a new key, and a cached one that grows.
+        ("g", "big:9000000 len", &["9000000"]),
+        ("h", "set:x", &[]),
+        ("h", "big:8500000 len", &["8500000"]),
+        ("h", "len", &["8500000"]),
+        ("g", "len", &["9000000"]),
     ];
     let mut text = String::new();
     let mut expected = Vec::new();
