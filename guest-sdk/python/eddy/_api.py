@@ -119,6 +119,11 @@ _pack_counter, _unpack_counter = _COUNTER.pack, _COUNTER.unpack
 _MISSING = object()
 
 
+def _as_bytes(value):
+    """A cached value as the host holds it (counters are cached as numbers)."""
+    return _pack_counter(value) if type(value) is int else value
+
+
 def _not_a_counter(key: bytes, value: bytes) -> "BadInput":
     text = key.decode("utf-8", "replace")
     return BadInput(f"value under key {json.dumps(text)} is {len(value)} bytes, not an 8-byte little-endian counter")
@@ -150,16 +155,18 @@ class Store:
             return
         self.name = name
         self._handle = _host.open_store(name)
-        # key -> value (None: absent) as the batch sees it; `_dirty` holds the keys
+        # key -> value (None: absent; an int: a counter, kept as the number so that an
+        # increment needs no packing) as the batch sees it; `_dirty` holds the keys
         # written since the last flush.
-        self._cache: Dict[bytes, Optional[bytes]] = {}
+        self._cache: Dict[bytes, Union[None, bytes, int]] = {}
         self._dirty: Dict[bytes, None] = {}
         self._bytes = 0
         _STORES[name] = self
 
     def _flush(self) -> None:
         if self._dirty:
-            _host.write_packed(self._handle, [(key, self._cache[key]) for key in self._dirty])
+            cache = self._cache
+            _host.write_packed(self._handle, [(key, _as_bytes(cache[key])) for key in self._dirty])
             self._dirty.clear()
 
     def _reset(self) -> None:
@@ -172,7 +179,7 @@ class Store:
         host and starts over (the host keeps them in the batch, so a failure still drops
         them)."""
         self._cache[key] = value
-        self._bytes += len(key) + (0 if value is None else len(value))
+        self._bytes += len(key) + (0 if value is None else 8 if type(value) is int else len(value))
         if self._bytes > CACHE_BYTES or len(self._cache) > CACHE_ENTRIES:
             self._flush()
             self._reset()
@@ -180,7 +187,7 @@ class Store:
     def get(self, key: Bytes) -> Optional[bytes]:
         key = _b(key)
         try:
-            return self._cache[key]
+            return _as_bytes(self._cache[key])
         except KeyError:
             value = self._handle.get(key)
             self._put(key, value)
@@ -191,10 +198,10 @@ class Store:
         cache = self._cache
         missing = [k for k in keys if k not in cache]
         if not missing:
-            return [cache[k] for k in keys]
+            return [_as_bytes(cache[k]) for k in keys]
         found = dict(zip(missing, _host.get_many(self._handle, missing)))
         # Answer first: caching may start the cache over.
-        values = [found[k] if k in found else cache[k] for k in keys]
+        values = [found[k] if k in found else _as_bytes(cache[k]) for k in keys]
         for k, v in found.items():
             self._put(k, v)
         return values
@@ -246,12 +253,14 @@ class Store:
             raise Fatal(f"store {self.name}: increment by {delta}, outside the 64-bit range")
         cache = self._cache
         value = cache.get(key, _MISSING)
-        if value is _MISSING:
+        if type(value) is int:
+            n = value + delta
+        elif value is _MISSING:
             # A key not seen lately: the host adds and answers in one call.
             n = _host.increment(self._handle, key, delta)
-            self._put(key, _pack_counter(n))
+            self._put(key, n)
             return n
-        if value is None:
+        elif value is None:
             n = delta
         elif len(value) == 8:
             n = _unpack_counter(value)[0] + delta
@@ -259,7 +268,7 @@ class Store:
             raise _not_a_counter(key, value)
         if not -(2**63) <= n < 2**63:
             n = (n + 2**63) % 2**64 - 2**63  # wraps, as the host's counters do
-        cache[key] = _pack_counter(n)
+        cache[key] = n
         self._dirty[key] = None
         return n
 
