@@ -378,8 +378,10 @@ export class Store {
       }
     }
     // A key not seen lately (or a counter past 2^53, which the host wraps exactly): the
-    // host adds and answers in one call.
-    this._flush();
+    // host adds and answers in one call. A cached key may have a write the host has not
+    // seen yet: hand the writes over first. An uncached one has none (an entry leaves the
+    // cache only when everything was handed over), so the host's value is current.
+    if (e !== undefined) this._flush();
     const bytes = ownBytes(key);
     let n;
     try {
@@ -387,7 +389,8 @@ export class Store {
     } catch (err) {
       throw this.counterError(err);
     }
-    // The flush above left nothing dirty, so the entry may be replaced.
+    // Nothing of this key is dirty (flushed above, or never cached), so the entry may be
+    // replaced.
     if (Number.isSafeInteger(n)) this._insert(ck, { key: bytes, value: null, n, dirty: false });
     else this.cache.delete(ck);
     return n;
