@@ -205,13 +205,15 @@ fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
     let wasm = guest("clicks-per-minute");
     // Clicks come in chunks, each followed by a kill -9 a random moment later. A kill
     // after the task caught up tests less, so rounds go on (up to 10) until two kills
-    // hit uncommitted work.
+    // hit uncommitted work, and a chunk the task finished before the kill makes the next
+    // one twice as big (a faster task, a faster machine).
     let mut all: Vec<(String, i64)> = Vec::new();
     let mut mid_stream = 0;
     let mut round = 0;
+    let mut chunk_size = 60_000;
     while round < 4 || (mid_stream < 2 && round < 10) {
         let from = all.last().map_or(1_700_000_000_000, |c| c.1 + 1);
-        let chunk = clicks(&mut rng, 60_000, from);
+        let chunk = clicks(&mut rng, chunk_size, from);
         produce(
             &server,
             dir.path(),
@@ -227,7 +229,11 @@ fn windows_close_exactly_once_through_kill_9_and_a_hot_upgrade() {
             all.len(),
             v["tasks"][0]["timers"]
         );
-        mid_stream += usize::from(committed < all.len() as u64);
+        if committed < all.len() as u64 {
+            mid_stream += 1;
+        } else {
+            chunk_size = (chunk_size * 2).min(480_000);
+        }
         server.kill();
         server = ServerProcess::start(&data, &[]);
         round += 1;

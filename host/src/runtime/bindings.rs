@@ -1,5 +1,6 @@
 //! The `bindgen!`s of the host: the `operator` world every component satisfies, and the
-//! optional `packed-handler` export (WIT 0.1.1) of components built by today's SDKs. Every other module imports the generated types from here.
+//! optional `packed-handler` export (WIT 0.1.1) of components built by today's SDKs.
+//! Every other module imports the generated types from here.
 
 wasmtime::component::bindgen!({
     world: "operator",

@@ -620,6 +620,32 @@ mod tests {
     }
 
     #[test]
+    fn puts_from_borrowed_bytes_act_as_sets_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = state(&dir, 1 << 20);
+        let id = s.open_store("s").unwrap().unwrap();
+        s.set(id, b"k".to_vec(), b"committed".to_vec());
+        commit(&mut s);
+        // Blind, then over the batch's own write (in place), then a delete and a set again.
+        s.put(id, b"k", Some(b"one"));
+        s.put(id, b"k", Some(b"two!"));
+        assert_eq!(s.get(id, b"k").unwrap(), Some(b"two!".to_vec()));
+        s.put(id, b"j", Some(b"x"));
+        s.put(id, b"j", None);
+        assert_eq!(s.get(id, b"j").unwrap(), None);
+        // A failed batch forgets them all.
+        s.discard_batch();
+        assert_eq!(s.get(id, b"k").unwrap(), Some(b"committed".to_vec()));
+        s.put(id, b"k", None);
+        s.put(id, b"k", Some(b"three"));
+        s.put(id, b"m", Some(b""));
+        commit(&mut s);
+        assert_eq!(s.get(id, b"k").unwrap(), Some(b"three".to_vec()));
+        assert_eq!(s.get(id, b"m").unwrap(), Some(Vec::new()));
+        assert_eq!(all_keys(&mut s, id), vec![b"k".to_vec(), b"m".to_vec()]);
+    }
+
+    #[test]
     fn dirty_entries_survive_a_tiny_cache_until_committed() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state(&dir, 64);
