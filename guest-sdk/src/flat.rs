@@ -200,19 +200,24 @@ pub(crate) fn kv_batch<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8]
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn event_batch_round_trips() {
-        let events = vec![
+    /// Events with and without keys and headers, empty and binary, for round trips.
+    pub(crate) fn sample_events() -> Vec<Event<'static>> {
+        vec![
             Event::new("k1", "v1")
                 .at(1)
                 .with_header("a", "x")
                 .with_header("b", vec![0u8, 1]),
             Event::keyless(vec![0xffu8]).at(2),
             Event::new("", "").at(-3),
-        ];
+        ]
+    }
+
+    #[test]
+    fn event_batch_round_trips() {
+        let events = sample_events();
         let batch = event_batch(&events);
         assert_eq!(batch.events.len(), 3);
         assert_eq!(batch.headers.len(), 2);

@@ -187,14 +187,7 @@ mod tests {
 
     #[test]
     fn packed_batches_round_trip() {
-        let events = vec![
-            Event::new("k1", "v1")
-                .at(1)
-                .with_header("a", "x")
-                .with_header("b", vec![0u8, 1]),
-            Event::keyless(vec![0xffu8]).at(2),
-            Event::new("", "").at(-3),
-        ];
+        let events = crate::flat::tests::sample_events();
         let packed = batch(&events, 7);
         assert_eq!(packed.state_epoch, 7);
         assert_eq!(packed.events.len(), 3 * EVENT);

@@ -38,6 +38,30 @@ pub struct KafkaArgs {
     at_least_once: bool,
 }
 
+/// A `read_committed` reader of every partition of `topic`, from the beginning, with
+/// `extra` settings.
+pub(super) fn committed_reader(
+    c: &Connection,
+    group: &str,
+    topic: &str,
+    partitions: u32,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<BaseConsumer> {
+    let mut settings = vec![
+        ("group.id", group),
+        ("enable.auto.commit", "false"),
+        ("isolation.level", "read_committed"),
+    ];
+    settings.extend_from_slice(extra);
+    let consumer: BaseConsumer = c.config(&settings).create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
 pub(super) fn conn(brokers: &str) -> Connection {
     Connection {
         brokers: brokers.to_string(),
@@ -133,18 +157,7 @@ fn verify(c: &Connection, topic: &str, words: &[String], partitions: u32) -> any
     for ((_, w), n) in per_partition {
         expected.entry(w).or_default().extend(1..=n);
     }
-    let consumer: BaseConsumer = c
-        .config(&[
-            ("group.id", "eddy-bench-verify"),
-            ("enable.auto.commit", "false"),
-            ("isolation.level", "read_committed"),
-        ])
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    let consumer = committed_reader(c, "eddy-bench-verify", topic, partitions, &[])?;
     let mut got: HashMap<String, Vec<u64>> = HashMap::new();
     let mut records = 0usize;
     // Up to the expected count, then a further second to catch any extra record.

@@ -3,15 +3,13 @@
 //! rdkafka producer, the reader a `read_committed` consumer of the sink, so an output
 //! counts when its transaction committed.
 
-use super::kafka::{conn, send_waiting};
+use super::kafka::{committed_reader, conn, send_waiting};
 use super::latency::{LatencyArgs, Measured, now_us};
 use crate::control::PipelineSpec;
-use crate::kafka::{Connection, ensure_topic};
+use crate::kafka::ensure_topic;
 use crate::server::{App, ServerConfig};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,26 +20,6 @@ fn produce(producer: &BaseProducer, topic: &str, i: u64, partitions: u64, ts_ms:
         .partition((i % partitions) as i32)
         .timestamp(ts_ms);
     send_waiting(producer, record);
-}
-
-/// A `read_committed` reader of every partition of `topic`, from the beginning.
-fn reader(c: &Connection, topic: &str, partitions: u32) -> anyhow::Result<BaseConsumer> {
-    let consumer: BaseConsumer = c
-        .config(&[
-            ("group.id", "eddy-bench-latency"),
-            ("enable.auto.commit", "false"),
-            ("isolation.level", "read_committed"),
-            // A broker that holds an empty fetch for its whole wait would add it to
-            // every latency.
-            ("fetch.wait.max.ms", "10"),
-        ])
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    Ok(consumer)
 }
 
 /// The broker's floor for an exactly-once output: a transactional producer's
@@ -105,7 +83,14 @@ pub fn measure(
     ))?;
     let name = format!("wc-{run}");
     controller.create(spec)?;
-    let consumer = reader(&c, &sink, args.partitions)?;
+    // A broker that holds an empty fetch for its whole wait would add it to every latency.
+    let consumer = committed_reader(
+        &c,
+        "eddy-bench-latency",
+        &sink,
+        args.partitions,
+        &[("fetch.wait.max.ms", "10")],
+    )?;
     let partitions = args.partitions as u64;
 
     // A producer at a fixed rate, in 1 ms ticks, each event stamped with its wall-clock
