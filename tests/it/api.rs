@@ -575,6 +575,64 @@ async fn bad_pipelines_are_refused_and_leave_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn named_outputs_write_the_topics_the_spec_gives_their_ports() {
+    let t = TestApp::new();
+    t.push("probe", "fixture-probe").await;
+    t.create_topic("commands", 2).await;
+    let spec = "name = \"named\"\n[source]\ntopic = \"commands\"\n[sink]\ntopic = \"echo\"\n[outputs]\nalerts = { topic = \"fraud-alerts\" }\ndlq = { topic = \"rejects\" }\n[[operators]]\nname = \"probe\"\n[settings]\non_error = \"dead-letter\"\n";
+    let (s, body) = t.create_pipeline(spec).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    t.produce(
+        "commands",
+        "{\"key\":\"a\",\"value\":\"emit alerts card-7\"}\n{\"key\":\"b\",\"value\":\"emit audit seen\"}\n{\"key\":\"c\",\"value\":\"bad amount\"}\n{\"key\":\"d\",\"value\":\"plain\"}\n",
+    )
+    .await;
+    t.wait_caught_up("named").await;
+    let values = |records: Vec<serde_json::Value>| -> Vec<String> {
+        records
+            .iter()
+            .map(|r| r["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(values(t.records("fraud-alerts").await), ["card-7"]);
+    assert_eq!(
+        values(t.records("named.audit").await),
+        ["seen"],
+        "an unnamed port keeps <pipeline>.<port>"
+    );
+    assert_eq!(values(t.records("rejects").await), ["bad amount"]);
+    assert_eq!(values(t.records("echo").await), ["plain"]);
+    let (s, _) = t.get("/v1/topics/named.alerts").await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "the named port wrote nothing to <pipeline>.<port>"
+    );
+    let (s, _) = t.get("/v1/topics/named.dlq").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Refused before anything is created: a reserved port, a Kafka topic beside an
+    // embedded sink, the pipeline's own source, a bad topic name.
+    for (outputs, says) in [
+        ("shadow = { topic = \"x\" }", "reserved"),
+        (
+            "alerts = { kafka = { topic = \"x\" } }",
+            "same commit as the sink",
+        ),
+        ("alerts = { topic = \"commands\" }", "its own outputs"),
+        ("alerts = { topic = \"a/b\" }", "invalid"),
+    ] {
+        let spec = format!(
+            "name = \"refused\"\n[source]\ntopic = \"commands\"\n[sink]\ntopic = \"echo\"\n[outputs]\n{outputs}\n[[operators]]\nname = \"probe\"\n"
+        );
+        let (s, e) = t.create_pipeline(&spec).await;
+        assert_error(s, &e, StatusCode::BAD_REQUEST, says);
+        let (s, _) = t.get("/v1/pipelines/refused").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{outputs}: nothing was created");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_failing_pipeline_does_not_stop_another() {
     let t = TestApp::new();
     t.push("probe", "fixture-probe").await;

@@ -8,6 +8,7 @@
 use super::{Connection, KafkaError, REQUEST_TIMEOUT, admin};
 use crate::io::{IoError, Outputs, Sink};
 use crate::log::partitioner::partition_for_key;
+use crate::model::PortTopics;
 use crate::record::Record;
 use crate::record::batch;
 use crate::state::changelog::{Change, OperatorChanges, changelog_topic};
@@ -122,6 +123,8 @@ pub struct KafkaSink {
     state_partitions: u32,
     main: String,
     main_partitions: u32,
+    /// The topic of each side-output port.
+    ports: PortTopics,
     source: Option<SourceOffsets>,
     /// Where each commit records the task's position (see `positions_topic`).
     positions: String,
@@ -178,10 +181,17 @@ impl KafkaSink {
             state_partitions: task.state_partitions,
             main: task.main.to_string(),
             main_partitions: task.main_partitions,
+            ports: PortTopics::derived(task.pipeline),
             source,
             topics: HashMap::from([(task.main.to_string(), task.main_partitions)]),
             position: TaskPosition::START,
         })
+    }
+
+    /// Side outputs go to the topics `ports` names.
+    pub fn with_ports(mut self, ports: PortTopics) -> Self {
+        self.ports = ports;
+        self
     }
 
     /// Partitions of a derived topic, created when missing (changelogs compacted, with
@@ -286,10 +296,10 @@ impl KafkaSink {
                 self.send(&self.main, p, key, Some(value), ts, &headers)?;
             }
             for (port, r) in &o.side {
-                self.send_record(&format!("{}.{port}", self.pipeline), r)?;
+                self.send_record(&self.ports.topic(port), r)?;
             }
             for r in &o.dead {
-                self.send_record(&format!("{}.dlq", self.pipeline), r)?;
+                self.send_record(&self.ports.topic("dlq"), r)?;
             }
             if !o.shadow.events.is_empty() {
                 let topic = format!("{}.{}", self.pipeline, crate::io::SHADOW_PORT);

@@ -1,5 +1,6 @@
 //! The sink of a task whose outputs go to embedded topics: main outputs to the pipeline's
-//! sink topic, side outputs to `<pipeline>.<port>`, dead letters to `<pipeline>.dlq`,
+//! sink topic, side outputs to `<pipeline>.<port>` (or the topic `[outputs]` names for the
+//! port), dead letters to `<pipeline>.dlq` (the port `dlq`),
 //! all in the same RocksDB write as the task's state and position.
 
 use super::codec;
@@ -7,6 +8,7 @@ use super::embedded::{Appends, Log};
 use super::partitioner::partition_for_key;
 use super::topic::{Topic, TopicConfig};
 use crate::io::{IoError, Outputs, Sink, watermark_record};
+use crate::model::PortTopics;
 use crate::record::batch;
 use crate::record::{Record, now_ms};
 use crate::state::TaskPosition;
@@ -24,6 +26,8 @@ pub struct TopicSink {
     /// (modulo), so a replay after a crash puts them where the first run did.
     partition: u32,
     main: Arc<Topic>,
+    /// The topic of each side-output port.
+    ports: PortTopics,
     side: HashMap<String, Arc<Topic>>,
     changelogs: HashMap<String, Arc<Topic>>,
     /// Into a repartition topic: the watermark to mark in every partition at the next
@@ -47,10 +51,17 @@ impl TopicSink {
             state_partitions,
             partition,
             main,
+            ports: PortTopics::derived(pipeline),
             side: HashMap::new(),
             changelogs: HashMap::new(),
             watermarks: None,
         }
+    }
+
+    /// Side outputs go to the topics `ports` names.
+    pub fn with_ports(mut self, ports: PortTopics) -> Self {
+        self.ports = ports;
+        self
     }
 
     /// The main topic is a repartition topic: every commit that moves the task's
@@ -79,7 +90,7 @@ impl TopicSink {
         if let Some(t) = self.side.get(port) {
             return Ok(Arc::clone(t));
         }
-        let name = format!("{}.{port}", self.pipeline);
+        let name = self.ports.topic(port);
         let config = TopicConfig {
             partitions: self.main.partition_count(),
             ..TopicConfig::default()

@@ -17,6 +17,6 @@ pub use pipeline::{
 pub use shadow::{ShadowLimits, ShadowRun, ShadowState};
 pub use spec::{
     DurationText, KafkaEndpoint, LateEvents, OnError, OnProbationTimeout, OperatorConfig,
-    OperatorSpec, PipelineSpec, Settings, SpecError, TopicRef, VersionRef,
+    OperatorSpec, PipelineSpec, PortTopics, Settings, SpecError, TopicRef, VersionRef,
 };
 pub use topology::{Stage, repartition_topic, stages};

@@ -44,6 +44,12 @@ pub struct PipelineSpec {
     pub sink: Option<TopicRef>,
     /// The operators, in processing order; each one's main output feeds the next.
     pub operators: Vec<OperatorSpec>,
+    /// Topics of the user's choosing for side-output ports (and `dlq`, the dead letters):
+    /// `[outputs] alerts = { topic = "fraud-alerts" }`. A port not named here writes to
+    /// `<pipeline>.<port>`. Its topic lives where the sink's does (embedded, or the
+    /// sink's Kafka cluster).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, TopicRef>,
     /// Start from this savepoint's state and source offsets (server only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_savepoint: Option<String>,
@@ -386,8 +392,94 @@ impl PipelineSpec {
         for topic in [&self.source, &self.sink].into_iter().flatten() {
             check_name("topic", &topic.topic)?;
         }
+        self.check_outputs()?;
         self.settings.validate()?;
         Ok(())
+    }
+
+    /// Named outputs: valid names, no reserved port, and each topic where the sink's is.
+    fn check_outputs(&self) -> Result<(), SpecError> {
+        for (port, to) in &self.outputs {
+            check_name("port", port)?;
+            check_name("topic", &to.topic)?;
+            if port == SHADOW_PORT {
+                return Err(SpecError::Invalid(format!(
+                    "[outputs] {port}: the port {SHADOW_PORT:?} is reserved for shadow runs (<pipeline>.{SHADOW_PORT})"
+                )));
+            }
+            if let Some(source) = &self.source
+                && source.topic == to.topic
+                && source.is_kafka() == to.is_kafka()
+            {
+                return Err(SpecError::Invalid(format!(
+                    "[outputs] {port}: topic {:?} is the pipeline's source; writing it would feed the pipeline its own outputs",
+                    to.topic
+                )));
+            }
+            let Some(sink) = &self.sink else { continue };
+            let same_place = match (&sink.kafka, &to.kafka) {
+                (None, None) => true,
+                (Some(s), Some(t)) => {
+                    t.brokers
+                        .as_ref()
+                        .is_none_or(|b| Some(b) == s.brokers.as_ref())
+                        && (t.properties.is_empty() || t.properties == s.properties)
+                }
+                _ => false,
+            };
+            if !same_place {
+                let sink_place = if sink.is_kafka() {
+                    "the sink's Kafka cluster: `{ kafka = { topic = \"...\" } }` without other brokers or properties"
+                } else {
+                    "the embedded log, as the sink: `{ topic = \"...\" }`"
+                };
+                return Err(SpecError::Invalid(format!(
+                    "[outputs] {port}: a port's topic is written in the same commit as the sink's, so it must live in {sink_place}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every named output as port -> topic name.
+    pub fn port_topics(&self) -> PortTopics {
+        PortTopics {
+            pipeline: self.name.clone(),
+            named: self
+                .outputs
+                .iter()
+                .map(|(p, t)| (p.clone(), t.topic.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// The port of a shadow run's records (`io::SHADOW_PORT`; the model sits below `io`).
+const SHADOW_PORT: &str = "shadow";
+
+/// Where each side-output port of a pipeline writes, as a sink needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortTopics {
+    pub pipeline: String,
+    /// Ports the spec names under `[outputs]`, to their topics.
+    pub named: BTreeMap<String, String>,
+}
+
+impl PortTopics {
+    /// Only `<pipeline>.<port>` topics.
+    pub fn derived(pipeline: &str) -> Self {
+        PortTopics {
+            pipeline: pipeline.to_string(),
+            named: BTreeMap::new(),
+        }
+    }
+
+    /// The topic of `port`.
+    pub fn topic(&self, port: &str) -> String {
+        match self.named.get(port) {
+            Some(t) => t.clone(),
+            None => format!("{}.{port}", self.pipeline),
+        }
     }
 }
 
@@ -513,6 +605,51 @@ name = "wordcount"
             let text = format!("name = \"p\"\n{bad}\n[[operators]]\nname = \"w\"\n");
             let e = PipelineSpec::from_toml(&text).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn named_outputs_map_ports_to_topics_where_the_sink_lives() {
+        let spec = PipelineSpec::from_toml(
+            r#"
+name = "fraud"
+[source]
+kafka = { topic = "payments" }
+[sink]
+kafka = { topic = "scores", brokers = "k1:9092" }
+[outputs]
+alerts = { kafka = { topic = "fraud-alerts" } }
+late = { kafka = { topic = "late-payments", brokers = "k1:9092" } }
+[[operators]]
+name = "detector"
+"#,
+        )
+        .unwrap();
+        let ports = spec.port_topics();
+        assert_eq!(ports.topic("alerts"), "fraud-alerts");
+        assert_eq!(ports.topic("late"), "late-payments");
+        assert_eq!(ports.topic("audit"), "fraud.audit");
+        let again: PipelineSpec =
+            serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(again, spec);
+        for (outputs, says) in [
+            (
+                "alerts = { kafka = { topic = \"a\", brokers = \"k2:9092\" } }",
+                "same commit",
+            ),
+            ("alerts = { topic = \"a\" }", "sink's Kafka cluster"),
+            (
+                "alerts = { kafka = { topic = \"payments\" } }",
+                "its own outputs",
+            ),
+            ("shadow = { kafka = { topic = \"a\" } }", "reserved"),
+            ("\"a b\" = { kafka = { topic = \"a\" } }", "port name"),
+        ] {
+            let text = format!(
+                "name = \"p\"\n[source]\nkafka = {{ topic = \"payments\" }}\n[sink]\nkafka = {{ topic = \"s\", brokers = \"k1:9092\" }}\n[outputs]\n{outputs}\n[[operators]]\nname = \"w\"\n"
+            );
+            let e = PipelineSpec::from_toml(&text).unwrap_err().to_string();
+            assert!(e.contains(says), "{outputs}: {e}");
         }
     }
 

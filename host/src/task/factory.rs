@@ -313,7 +313,7 @@ impl TaskFactory {
                 ..TopicConfig::default()
             };
             self.log
-                .ensure_topic(&format!("{}.dlq", spec.name), &config)?;
+                .ensure_topic(&spec.port_topics().topic("dlq"), &config)?;
         }
         let shadow = self.shadow_plan(record);
         let mut runners = Vec::new();
@@ -426,7 +426,8 @@ impl TaskFactory {
                     p,
                     partitions,
                     self.log.topic(&stage.sink)?,
-                );
+                )
+                .with_ports(spec.port_topics());
                 Box::new(if io.last {
                     s
                 } else {
@@ -446,7 +447,8 @@ impl TaskFactory {
                     consumer,
                     topic: stage.source.clone(),
                 });
-                let s = kafka::KafkaSink::new(conn, &task, spec.settings.exactly_once, offsets)?;
+                let s = kafka::KafkaSink::new(conn, &task, spec.settings.exactly_once, offsets)?
+                    .with_ports(spec.port_topics());
                 // Local state may be behind the changelogs and offsets in Kafka (a crash
                 // after a transaction committed, an empty data dir, a partition another
                 // server ran): catch up first.
