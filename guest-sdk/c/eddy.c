@@ -103,6 +103,9 @@ struct eddy_ctx {
     eddy_operator_types_header_meta_t *headers;
     size_t headers_len, headers_cap;
     int64_t current_timestamp;
+    /* The pipeline input of the batch being handled (one per batch). */
+    operator_string_t input;
+    bool has_input;
 };
 
 static eddy_ctx context;
@@ -183,6 +186,16 @@ static operator_list_u8_t as_list(eddy_bytes b) {
 int64_t eddy_watermark(eddy_ctx *ctx) {
     (void)ctx;
     return eddy_operator_timers_watermark();
+}
+
+/* Reads the batch's input from the host (none: a timer call). */
+static void take_input(eddy_ctx *ctx, bool from_host) {
+    if (ctx->has_input) operator_string_free(&ctx->input);
+    ctx->has_input = from_host && eddy_operator_context_current_input(&ctx->input);
+}
+
+eddy_bytes eddy_input(const eddy_ctx *ctx) {
+    return ctx->has_input ? eddy_bytes_of(ctx->input.ptr, ctx->input.len) : (eddy_bytes){NULL, 0};
 }
 
 void eddy_set_timer(eddy_ctx *ctx, eddy_bytes key, int64_t at) {
@@ -310,6 +323,7 @@ static bool run_batch(const batch_view *b, bool has_epoch, uint64_t epoch, eddy_
     eddy_ctx *ctx = &context;
     reset_outputs(ctx);
     eddy_stores_begin(has_epoch, epoch);
+    take_input(ctx, true);
     eddy_header *headers = NULL;
     size_t headers_cap = 0;
     for (size_t i = 0; i < b->count; i++) {
@@ -440,6 +454,7 @@ bool exports_eddy_operator_handler_on_timer(operator_list_u8_t *key, int64_t at,
     eddy_ctx *ctx = &context;
     reset_outputs(ctx);
     ctx->current_timestamp = at;
+    take_input(ctx, false);
     /* No state epoch comes with a timer: it starts from the host's values. */
     eddy_stores_begin(false, 0);
     eddy_status s = eddy_on_timer(eddy_bytes_of(key->ptr, key->len), at, ctx);

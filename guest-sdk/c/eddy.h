@@ -155,6 +155,10 @@ void eddy_emit_event(eddy_ctx *ctx, const char *port, const eddy_event *event);
 int64_t eddy_watermark(eddy_ctx *ctx);
 /* Calls `eddy_on_timer(key, at)` once the watermark passes `at`. */
 void eddy_set_timer(eddy_ctx *ctx, eddy_bytes key, int64_t at);
+/* The name of the pipeline input the event being handled came from: its [[inputs]]
+ * name, or "source" for a pipeline with one [source]; absent (eddy_is_absent) in eddy_on_timer
+ * and after a repartition. Valid until the batch ends. */
+eddy_bytes eddy_input(const eddy_ctx *ctx);
 void eddy_delete_timer(eddy_ctx *ctx, eddy_bytes key, int64_t at);
 
 /* ---- Windows ---------------------------------------------------------------------------

@@ -65,6 +65,7 @@ impl<O: Operator> Runner<O> {
     ) -> Result<(), BatchError> {
         self.ctx.out.clear();
         self.ctx.begin(epoch);
+        crate::event::set_current_input(crate::backend::current_input().as_deref());
         for (index, event) in events.enumerate() {
             self.ctx.current_timestamp = event.timestamp;
             if let Err(error) = self.op.process(event, &mut self.ctx) {
@@ -96,6 +97,7 @@ impl<O: Operator> Dispatch for Runner<O> {
     fn on_timer(&mut self, key: Vec<u8>, at: i64) -> Result<OutputBatch, WitError> {
         self.ctx.out.clear();
         self.ctx.current_timestamp = at;
+        crate::event::set_current_input(None);
         // No state epoch comes with a timer: it starts from the host's values.
         self.ctx.begin(None);
         match self.op.on_timer(key, at, &mut self.ctx) {

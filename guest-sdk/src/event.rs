@@ -1,5 +1,23 @@
 use crate::Error;
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+thread_local! {
+    /// The pipeline input of the batch being handled (one per batch: the host hands
+    /// batches over one input at a time).
+    static INPUT: RefCell<Option<Rc<str>>> = const { RefCell::new(None) };
+}
+
+/// Sets what [`Event::input`] answers until the next batch or timer.
+pub(crate) fn set_current_input(input: Option<&str>) {
+    INPUT.with(|i| {
+        let mut i = i.borrow_mut();
+        if i.as_deref() != input {
+            *i = input.map(Rc::from);
+        }
+    });
+}
 
 /// Timestamp of an event built with [`Event::new`] before [`Event::at`] sets one: when
 /// emitted it takes the timestamp of the record (or timer) being handled, as in Flink.
@@ -78,6 +96,14 @@ impl<'a> IntoBytes<'a> for Cow<'a, str> {
 }
 
 impl<'a> Event<'a> {
+    /// The name of the pipeline input the event being handled came from: its
+    /// `[[inputs]]` name, or `"source"` for a pipeline with one `[source]`. `None` in
+    /// `on_timer` and in a stage after a repartition. (It is the input of the batch
+    /// being handled, so ask it inside `process`.)
+    pub fn input(&self) -> Option<Rc<str>> {
+        INPUT.with(|i| i.borrow().clone())
+    }
+
     /// A keyed event. Its timestamp is the handled record's unless set with [`Event::at`].
     pub fn new(key: impl IntoBytes<'a>, value: impl IntoBytes<'a>) -> Self {
         Event {

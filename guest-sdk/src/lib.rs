@@ -42,6 +42,7 @@ mod dispatch;
 mod error;
 mod event;
 mod flat;
+pub mod join;
 mod operator;
 mod packed;
 mod store;
@@ -55,6 +56,9 @@ pub use error::{Error, Result};
 pub use event::{Event, IntoBytes};
 pub use operator::Operator;
 pub use store::{Scan, Store};
+
+/// The input name of a pipeline with one `[source]` (what [`Event::input`] answers there).
+pub const SOURCE_INPUT: &str = "source";
 
 /// Everything an operator usually needs.
 pub mod prelude {

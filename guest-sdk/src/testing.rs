@@ -92,6 +92,18 @@ impl<O: Operator> Harness<O> {
         with_host(|h| h.info = info);
     }
 
+    /// Sets the input the next records come from (what [`Event::input`] answers):
+    /// `"source"` until set, as for a pipeline with one `[source]`.
+    pub fn set_input(&mut self, input: &str) {
+        with_host(|h| h.input = Some(input.to_string()));
+    }
+
+    /// Handles one record of input `input` and returns what it emitted.
+    pub fn process_from(&mut self, input: &str, event: Event<'_>) -> Result<Vec<Output>, Error> {
+        self.set_input(input);
+        self.process(event)
+    }
+
     /// Handles one record and returns what it emitted.
     pub fn process(&mut self, event: Event<'_>) -> Result<Vec<Output>, Error> {
         self.process_batch(std::slice::from_ref(&event))

@@ -51,14 +51,14 @@ async fn operators_upload_version_download_and_delete() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|i| i == "eddy:operator/state@0.1.1")
+            .any(|i| i == "eddy:operator/state@0.1.2")
     );
     assert!(
         v1["exports"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e == "eddy:operator/handler@0.1.1")
+            .any(|e| e == "eddy:operator/handler@0.1.2")
     );
     // The same bytes again: the existing version.
     let (s, again) = t

@@ -1,5 +1,5 @@
-//! The WIT world grows additively: a component built with the 0.1.0 SDK (a binary
-//! fixture) runs on today's host unchanged. And the packed batches and store caches of
+//! The WIT world grows additively: components built with the 0.1.0 and 0.1.1 SDKs
+//! (binary fixtures) run on today's host unchanged. And the packed batches and store caches of
 //! the Rust, Python, JavaScript and C SDKs (0.1.1) keep every count exact when records
 //! fail in the middle of batches, in either operator of a chain.
 
@@ -12,30 +12,40 @@ use std::path::Path;
 
 #[test]
 fn a_component_built_with_the_0_1_0_sdk_runs_unchanged() {
-    let fixture = workspace_root().join("tests/fixtures/compat/wordcount-0.1.0.wasm");
+    // The 0.1.0 world, without the packed handler of 0.1.1.
+    runs_unchanged("0.1.0", false);
+}
+
+#[test]
+fn a_component_built_with_the_0_1_1_sdk_runs_unchanged() {
+    // The 0.1.1 world: packed batches, the guest's store cache, no `current-input`.
+    runs_unchanged("0.1.1", true);
+}
+
+/// The word count built with the SDK of WIT `version` (a binary fixture) imports that
+/// version, and counts exactly as the word count built from today's SDK.
+fn runs_unchanged(version: &str, packed: bool) {
+    let fixture = workspace_root().join(format!("tests/fixtures/compat/wordcount-{version}.wasm"));
     let bytes = std::fs::read(&fixture).unwrap();
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let component = runtime.load(&bytes).unwrap();
-    // It is what it claims: the 0.1.0 world, without the packed handler of 0.1.1.
+    let exports = component.exports();
     assert!(
-        component
-            .exports()
+        exports
             .iter()
-            .any(|e| e == "eddy:operator/handler@0.1.0"),
-        "{:?}",
-        component.exports()
+            .any(|e| *e == format!("eddy:operator/handler@{version}")),
+        "{exports:?}"
     );
+    assert_eq!(
+        exports.iter().any(|e| e.contains("packed")),
+        packed,
+        "{exports:?}"
+    );
+    let imports = component.imports();
     assert!(
-        !component.exports().iter().any(|e| e.contains("packed")),
-        "{:?}",
-        component.exports()
+        imports.iter().any(|i| i.ends_with(&format!("@{version}"))),
+        "{imports:?}"
     );
-    assert!(
-        component.imports().iter().any(|i| i.ends_with("@0.1.0")),
-        "{:?}",
-        component.imports()
-    );
-    // It counts exactly as the word count built from today's SDK.
     let dir = tempfile::tempdir().unwrap();
     let input = workspace_root().join("examples/wordcount/sample.jsonl");
     let old = run(

@@ -193,6 +193,7 @@ fn a_batch_that_writes_too_much_is_retried_record_by_record() {
     let source = SourceBatch {
         events: batch::from_records(&records),
         offsets: vec![0, 1, 2],
+        source: 0,
     };
     task.process(&source, &mut sink).unwrap();
     task.flush(&mut sink).unwrap();
@@ -205,6 +206,7 @@ fn a_batch_that_writes_too_much_is_retried_record_by_record() {
             ..Default::default()
         }]),
         offsets: vec![3],
+        source: 0,
     };
     task.process(&alone, &mut sink).unwrap();
     task.flush(&mut sink).unwrap();

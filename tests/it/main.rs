@@ -17,6 +17,7 @@ mod harness;
 mod hostile;
 mod hostile_savepoints;
 mod isolation;
+mod joins;
 mod kafka;
 mod kafka_recovery;
 mod languages;

@@ -109,10 +109,10 @@ fn loads_an_operator_and_names_its_interfaces() {
     assert!(
         c.exports()
             .iter()
-            .any(|e| e == "eddy:operator/handler@0.1.1")
+            .any(|e| e == "eddy:operator/handler@0.1.2")
     );
     assert!(
-        c.imports().iter().any(|i| i == "eddy:operator/state@0.1.1"),
+        c.imports().iter().any(|i| i == "eddy:operator/state@0.1.2"),
         "{:?}",
         c.imports()
     );

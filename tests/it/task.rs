@@ -10,7 +10,8 @@ use eddy_host::record::batch;
 use eddy_host::runtime::TaskInfo;
 use eddy_host::state::{Commit, TaskId};
 use eddy_host::task::{
-    Operator, StageClock, Step, Task, TaskConfig, TaskError, TaskHandle, TaskRunner, WasmOperator,
+    Inputs, Operator, StageClock, Step, Task, TaskConfig, TaskError, TaskHandle, TaskRunner,
+    WasmOperator,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,6 +108,7 @@ fn source(first: u64, commands: &[&str]) -> SourceBatch {
     SourceBatch {
         events: batch::from_records(&records),
         offsets: (first..first + commands.len() as u64).collect(),
+        source: 0,
     }
 }
 
@@ -477,6 +479,7 @@ fn at_offsets(first: u64, records: &[Record]) -> SourceBatch {
     SourceBatch {
         events: batch::from_records(records),
         offsets: (first..first + records.len() as u64).collect(),
+        source: 0,
     }
 }
 
@@ -564,6 +567,7 @@ impl TaskSource for Feed {
             _ => Ok(SourceBatch {
                 events: batch::empty(),
                 offsets: Vec::new(),
+                source: 0,
             }),
         }
     }
@@ -618,8 +622,13 @@ fn an_idle_partition_follows_its_stage_watermark_after_the_idle_timeout() {
         let id = TaskId::new("p", p);
         let task = Task::new(id.clone(), vec![Box::new(op)], config, fx.db.clone()).unwrap();
         let handle = Arc::new(TaskHandle::new(id, 0, Arc::new(Signal::default())));
-        TaskRunner::new(task, Box::new(Feed(feed)), Box::new(sink.clone()), handle)
-            .with_clock(Arc::clone(&clock))
+        TaskRunner::new(
+            task,
+            Inputs::one(Box::new(Feed(feed))),
+            Box::new(sink.clone()),
+            handle,
+        )
+        .with_clock(Arc::clone(&clock))
     };
     // Partition 1 sets a timer at 5, then goes quiet; partition 0's input runs to 100.
     let (busy_out, quiet_out) = (Shared::default(), Shared::default());

@@ -1,9 +1,9 @@
 // The public API: events, stores, the context and the operator base class.
 
-import { Store as HostStore } from "eddy:operator/state@0.1.1";
-import { watermark, setEventTimer, deleteEventTimer } from "eddy:operator/timers@0.1.1";
-import { info } from "eddy:operator/context@0.1.1";
-import { log } from "eddy:operator/log@0.1.1";
+import { Store as HostStore } from "eddy:operator/state@0.1.2";
+import { watermark, setEventTimer, deleteEventTimer } from "eddy:operator/timers@0.1.2";
+import { info, currentInput } from "eddy:operator/context@0.1.2";
+import { log } from "eddy:operator/log@0.1.2";
 
 import { BadInput, Fatal } from "./errors.js";
 import { Builder, byteList, byteListItems, bytesOf, kvEntries, putS64, s64 } from "./flat.js";
@@ -18,6 +18,15 @@ const LEVELS = new Set(["trace", "debug", "info", "warn", "error"]);
  * are Uint8Arrays; the constructor also takes strings (as UTF-8). A `null` timestamp takes
  * the time of the record (or timer) being handled when the event is emitted.
  */
+/** The pipeline input of the batch being handled: the host hands batches over one input
+ * at a time. */
+const current = { input: null };
+
+/** Reads the batch's input from the host (`null`: a timer call). */
+export function _takeInput(fromHost) {
+  current.input = fromHost ? (currentInput() ?? null) : null;
+}
+
 export class Event {
   constructor(key, value, timestamp = null, headers = []) {
     // Strings stay strings until they are read as bytes or emitted: the output batch
@@ -26,6 +35,13 @@ export class Event {
     this._value = checked(value);
     this.timestamp = timestamp;
     this.headers = headers.map(([name, v]) => [name, bytesOf(v)]);
+  }
+
+  /** The name of the pipeline input this event came from: its `[[inputs]]` name, or
+   * "source" for a pipeline with one `[source]`; null in `onTimer` and after a
+   * repartition. (The input of the batch being handled: ask it in `process`.) */
+  input() {
+    return current.input;
   }
 
   /** The key as a Uint8Array, or null. */

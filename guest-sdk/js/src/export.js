@@ -1,6 +1,6 @@
 // The exported `handler`: one operator instance per component instance.
 
-import { Event, Context } from "./api.js";
+import { Event, Context, _takeInput } from "./api.js";
 import { Config } from "./config.js";
 import { EddyError, BadInput } from "./errors.js";
 import {
@@ -200,6 +200,7 @@ export function exportOperator(OperatorClass) {
   function run(list, epoch) {
     outputs.clear();
     ctx._begin(epoch);
+    _takeInput(true);
     let index = 0;
     try {
       for (; index < list.length; index++) {
@@ -239,6 +240,7 @@ export function exportOperator(OperatorClass) {
     onTimer(key, at) {
       outputs.clear();
       ctx.currentTimestamp = at;
+      _takeInput(false);
       // No epoch comes with a timer: it starts from the host's values.
       ctx._begin(null);
       try {

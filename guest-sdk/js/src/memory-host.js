@@ -13,6 +13,7 @@ export class MemoryState {
     this.watermark = -9223372036854775808;
     this.logs = [];
     this.info = { pipeline: "test", operator: "operator", version: 1, partition: 0, partitionCount: 1 };
+    this.input = "source";
   }
 
   snapshot() {
@@ -139,6 +140,10 @@ export function dueTimer(watermark) {
   if (first === null) return null;
   host.state.timers.delete(first[0]);
   return [first[1], first[2]];
+}
+
+export function currentInput() {
+  return host.state.input;
 }
 
 export function info() {

@@ -17,7 +17,7 @@
 //
 // A batch that fails leaves no trace in state or timers, as on a server.
 
-import { Context, Event } from "./api.js";
+import { Context, Event, _takeInput } from "./api.js";
 import { Config } from "./config.js";
 import { EddyError } from "./errors.js";
 import { MemoryState, dueTimer, host } from "./memory-host.js";
@@ -90,6 +90,7 @@ export class Harness {
   }
 
   one(event) {
+    _takeInput(true);
     this.ctx.currentTimestamp = event.timestamp ?? 0;
     this.op.process(event, this.ctx);
   }
@@ -109,6 +110,17 @@ export class Harness {
     );
   }
 
+  /** Handles records of pipeline input `input` (what `event.input()` answers; "source"
+   * with `process`). */
+  processFrom(input, events) {
+    this.state.input = input;
+    try {
+      return this.process(events);
+    } finally {
+      this.state.input = "source";
+    }
+  }
+
   /** Moves the watermark to `watermark` (never back) and fires every timer due, in time
    * order; returns what the timers emitted. */
   advanceWatermark(watermark) {
@@ -123,6 +135,7 @@ export class Harness {
       const [at, key] = due;
       outputs.push(
         ...this.call(() => {
+          _takeInput(false);
           this.ctx.currentTimestamp = at;
           this.op.onTimer(key, at, this.ctx);
         }, before),

@@ -161,3 +161,21 @@ test("two handles on one store share its writes; a key named get still reads", (
   assert.equal(c.int("get", 0), 5);
 });
 
+
+test("events name their input; a timer call has none", () => {
+  class Inputs extends Operator {
+    process(event, ctx) {
+      ctx.emit(new Event(event.key, String(event.input())));
+      ctx.setTimer("t", 5);
+    }
+    onTimer(key, at, ctx) {
+      ctx.emit(new Event(key, String(new Event(null, "").input())));
+    }
+  }
+  const h = new Harness(Inputs);
+  const text = (out) => out.map((o) => new TextDecoder().decode(o.event.value));
+  assert.deepEqual(text(h.process(new Event("k", "v"))), ["source"]);
+  assert.deepEqual(text(h.processFrom("customers", [new Event("k", "v"), new Event("j", "w")])), ["customers", "customers"]);
+  assert.deepEqual(text(h.advanceWatermark(10)), ["null"]);
+  assert.deepEqual(text(h.process(new Event("k", "v"))), ["source"]);
+});

@@ -24,6 +24,13 @@ SCAN_PAGE = 256
 CACHE_ENTRIES = 16384
 CACHE_BYTES = 4 << 20
 
+#: The name of the pipeline input of the batch being handled (``Event.input``): the host
+#: hands batches over one input at a time; ``None`` in ``on_timer``.
+_INPUT: List[Optional[str]] = [None]
+
+#: The input name of a pipeline with one ``[source]``.
+SOURCE_INPUT = "source"
+
 #: Every store opened in this instance (through ``ctx.store`` or ``Store(name)``), by
 #: name: one object, so one cache, per store; their caches are flushed and dropped
 #: together.
@@ -83,6 +90,13 @@ class Event:
             return self.key.decode("utf-8")
         except UnicodeDecodeError as e:
             raise BadInput(f"key is not UTF-8: {e}")
+
+    def input(self) -> Optional[str]:
+        """The name of the pipeline input this event came from: its ``[[inputs]]`` name,
+        or ``"source"`` for a pipeline with one ``[source]``; ``None`` in ``on_timer`` and
+        after a repartition. (The input of the batch being handled: ask it in
+        ``process``.)"""
+        return _INPUT[0]
 
     def value_str(self) -> str:
         try:

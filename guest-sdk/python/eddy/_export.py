@@ -8,6 +8,7 @@ from componentize_py_types import Err
 from wit_world.imports import types as t
 
 from . import _flat
+from . import _api, _host
 from ._api import BadInput, Context, Error, Fatal
 from ._config import Config
 
@@ -39,6 +40,7 @@ def export(operator_class):
         op, outputs, ctx = state["op"], state["outputs"], state["ctx"]
         outputs.clear()
         ctx._begin(epoch)
+        _api._INPUT[0] = _host.current_input()
         process = op.process
         index = 0
         try:
@@ -80,6 +82,7 @@ def export(operator_class):
             op, outputs, ctx = state["op"], state["outputs"], state["ctx"]
             outputs.clear()
             ctx.current_timestamp = at
+            _api._INPUT[0] = None
             # No epoch comes with a timer: it starts from the host's values.
             ctx._begin(None)
             try:

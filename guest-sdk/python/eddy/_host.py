@@ -76,6 +76,10 @@ def info():
     return TaskInfo(i.pipeline, i.operator, i.version, i.partition, i.partition_count)
 
 
+def current_input():
+    return _context.current_input()
+
+
 def log(level, message):
     _log.log(_LEVELS.get(level, _log.Level.INFO), message)
 

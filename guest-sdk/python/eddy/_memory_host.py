@@ -13,6 +13,7 @@ class MemoryState:
         self.watermark = -(2**63)
         self.logs: List[Tuple[str, str]] = []
         self.info = None
+        self.input = "source"
 
     def snapshot(self):
         return ({n: dict(s) for n, s in self.stores.items()}, set(self.timers))
@@ -111,6 +112,10 @@ def due_timer(watermark):
 
 def info():
     return STATE.info
+
+
+def current_input():
+    return STATE.input
 
 
 def log(level, message):

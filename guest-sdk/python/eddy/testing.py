@@ -16,7 +16,7 @@ A batch that fails leaves no trace in state or timers, as on a server.
 import json
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
-from . import _memory_host
+from . import _api, _memory_host
 from ._api import INHERIT_TIMESTAMP, Context, Error, Event, TaskInfo
 from ._config import Config
 from ._env import IN_COMPONENT
@@ -124,7 +124,17 @@ class Harness:
 
         return self._call(body)
 
+    def process_from(self, input: str, event: Union[Event, Sequence[Event]]) -> List[Output]:
+        """Handles records of pipeline input ``input`` (what ``event.input()`` answers;
+        ``"source"`` with ``process``)."""
+        self._state.input = input
+        try:
+            return self.process(event)
+        finally:
+            self._state.input = "source"
+
     def _one(self, event: Event) -> None:
+        _api._INPUT[0] = self._state.input
         self._ctx.current_timestamp = 0 if event.timestamp == INHERIT_TIMESTAMP else event.timestamp
         self.op.process(event, self._ctx)
 
@@ -143,6 +153,7 @@ class Harness:
             at, key = due
 
             def fire(at=at, key=key):
+                _api._INPUT[0] = None
                 self._ctx.current_timestamp = at
                 self.op.on_timer(key, at, self._ctx)
 

@@ -188,3 +188,54 @@ class WindowsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Enrich(eddy.Operator):
+    """Orders joined with the latest customer row."""
+
+    def init(self, config):
+        from eddy.join import TableJoin
+
+        self.customers = TableJoin("customers", config.string("join", "inner"))
+
+    def process(self, event, ctx):
+        if event.input() == "customers":
+            self.customers.update(ctx, event)
+            return
+        found = self.customers.join(ctx, event)
+        if found is not None:
+            ctx.emit(eddy.Event(event.key, event.value + b"|" + (found.row or b"null")))
+
+    def on_timer(self, key, at, ctx):
+        ctx.emit(eddy.Event(key, str(eddy.Event(None, b"").input())))
+
+
+class JoinTest(unittest.TestCase):
+    def test_inputs_name_their_events_and_a_table_join_sees_updates_and_deletes(self):
+        h = Harness(Enrich)
+        self.assertEqual(h.process(eddy.Event("c1", "o0")), [], "'source' is no table: an inner join drops it")
+        h.process_from("customers", eddy.Event("c1", "Ada"))
+        out = h.process_from("orders", eddy.Event("c1", "o1"))
+        self.assertEqual([o.event.value for o in out], [b"o1|Ada"])
+        h.process_from("customers", [eddy.Event("c1", "Ada L."), eddy.Event("c2", "Grace")])
+        out = h.process_from("orders", [eddy.Event("c1", "o2"), eddy.Event("c2", "o3"), eddy.Event("c3", "o4")])
+        self.assertEqual([o.event.value for o in out], [b"o2|Ada L.", b"o3|Grace"])
+        h.process_from("customers", eddy.Event("c1", ""))
+        self.assertEqual(h.process_from("orders", eddy.Event("c1", "o5")), [])
+        with self.assertRaises(eddy.BadInput):
+            h.process_from("customers", eddy.Event(None, "keyless"))
+
+    def test_a_left_join_keeps_events_without_a_row_and_timers_have_no_input(self):
+        h = Harness(Enrich, {"join": "left"})
+        out = h.process_from("orders", eddy.Event("c9", "o1"))
+        self.assertEqual([o.event.value for o in out], [b"o1|null"])
+        with self.assertRaises(eddy.Fatal):
+            Harness(Enrich, {"join": "outer"})
+
+        class Timed(Enrich):
+            def process(self, event, ctx):
+                ctx.set_timer(b"t", 5)
+
+        t = Harness(Timed)
+        t.process_from("orders", eddy.Event("c1", "x"))
+        self.assertEqual([o.event.value for o in t.advance_watermark(10)], [b"None"])

@@ -18,6 +18,8 @@ pub(crate) struct NativeHost {
     pub(crate) watermark: i64,
     pub(crate) info: TaskInfo,
     pub(crate) logs: Vec<(LogLevel, String)>,
+    /// The input of the batch being handled, as the harness sets it.
+    pub(crate) input: Option<String>,
 }
 
 impl Default for NativeHost {
@@ -34,6 +36,7 @@ impl Default for NativeHost {
                 partition_count: 1,
             },
             logs: Vec::new(),
+            input: Some(crate::SOURCE_INPUT.to_string()),
         }
     }
 }
@@ -168,4 +171,8 @@ pub(crate) fn log(level: LogLevel, message: &str) {
 
 pub(crate) fn info() -> TaskInfo {
     with_host(|h| h.info.clone())
+}
+
+pub(crate) fn current_input() -> Option<String> {
+    with_host(|h| h.input.clone())
 }

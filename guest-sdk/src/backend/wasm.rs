@@ -70,6 +70,10 @@ pub(crate) fn log(level: LogLevel, message: &str) {
     wit_log::log(level, message)
 }
 
+pub(crate) fn current_input() -> Option<String> {
+    context::current_input()
+}
+
 pub(crate) fn info() -> TaskInfo {
     let i = context::info();
     TaskInfo {

@@ -18,7 +18,8 @@ pub const WIT: Files = embed!("wit": "operator.wit");
 /// The Python package `eddy`.
 pub const PYTHON: Files = embed!("guest-sdk/python":
     "eddy/__init__.py", "eddy/_api.py", "eddy/_config.py", "eddy/_env.py", "eddy/_export.py",
-    "eddy/_flat.py", "eddy/_host.py", "eddy/_memory_host.py", "eddy/testing.py", "eddy/window.py");
+    "eddy/_flat.py", "eddy/_host.py", "eddy/_memory_host.py", "eddy/testing.py", "eddy/window.py",
+    "eddy/join.py");
 
 /// The JavaScript package `eddy`.
 pub const JS: Files = embed!("guest-sdk/js":
@@ -31,7 +32,8 @@ pub const JS: Files = embed!("guest-sdk/js":
 pub const RUST: Files = embed!("guest-sdk":
     "src/lib.rs", "src/bindings.rs", "src/backend/mod.rs", "src/backend/native.rs", "src/backend/wasm.rs",
     "src/testing.rs", "src/flat.rs", "src/event.rs", "src/context.rs", "src/dispatch.rs", "src/error.rs",
-    "src/store.rs", "src/operator.rs", "src/config.rs", "src/window.rs", "src/cache.rs", "src/packed.rs");
+    "src/store.rs", "src/operator.rs", "src/config.rs", "src/window.rs", "src/cache.rs", "src/packed.rs",
+    "src/join.rs");
 
 pub const RUST_MANIFEST: &str = r#"# Vendored by `eddy new` / `eddy build`: do not edit, it is overwritten.
 [package]

@@ -9,6 +9,7 @@ mod output;
 mod pipeline;
 mod progress;
 mod run;
+mod run_inputs;
 mod savepoint;
 mod serve;
 mod shadow;

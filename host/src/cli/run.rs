@@ -1,5 +1,6 @@
 //! `eddy run`: a pipeline over a bounded file, no server. The way to try an operator.
 
+use super::run_inputs;
 use crate::io::{AfterCommit, IoError, Outputs, Sink, SourceBatch};
 use crate::model::PipelineSpec;
 use crate::record::batch;
@@ -19,9 +20,10 @@ use std::time::Instant;
 pub struct RunArgs {
     /// The pipeline spec (TOML).
     pipeline: PathBuf,
-    /// Events to process, one JSON object per line.
-    #[arg(long)]
-    input: PathBuf,
+    /// Events to process, one JSON object per line: `--input FILE` for a pipeline with
+    /// one input, `--input NAME=FILE` for each of its `[[inputs]]`.
+    #[arg(long, required = true, value_name = "[NAME=]FILE")]
+    input: Vec<String>,
     /// Where the last operator's output goes, as JSON lines. Side outputs go to
     /// OUT.<port>.jsonl and dead letters to OUT.dlq.jsonl beside it.
     #[arg(long)]
@@ -44,7 +46,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let spec =
         PipelineSpec::from_toml(&text).with_context(|| args.pipeline.display().to_string())?;
     let paths = operator_paths(&spec, &args)?;
-    let lines = validate_input(&args.input)?;
+    let inputs = run_inputs::input_files(&spec, &args.input)?;
+    let mut lines = 0;
+    for (_, file) in &inputs {
+        lines += validate_input(file)?;
+    }
 
     let _temp;
     let state_dir = match &args.state_dir {
@@ -88,19 +94,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ops.push(operator);
     }
     // One task reads the whole file, so a repartition changes nothing here.
-    let mut task = Task::new(
-        TaskId::new(&spec.name, 0),
-        ops,
-        TaskConfig::from_settings(settings),
-        db,
-    )?;
+    let config = TaskConfig {
+        sources: run_inputs::task_sources(&inputs),
+        ..TaskConfig::from_settings(settings)
+    };
+    let mut task = Task::new(TaskId::new(&spec.name, 0), ops, config, db)?;
     let mut files = FileSink::create(&args.output)?;
-    feed(
-        &mut task,
-        &args,
-        settings.batch_size,
-        &mut AfterCommit(|outputs| files.write(outputs)),
-    )?;
+    {
+        let mut sink = AfterCommit(|outputs| files.write(outputs));
+        match &inputs[..] {
+            [(_, file)] => feed(&mut task, file, settings.batch_size, &mut sink)?,
+            _ => run_inputs::feed_merged(&mut task, &inputs, settings.batch_size, &mut sink)?,
+        }
+        if args.keep_open {
+            task.flush(&mut sink)?;
+        } else {
+            task.finish_input(&mut sink)?;
+        }
+    }
     files.finish()?;
     let stats = task.stats();
     eprintln!(
@@ -111,7 +122,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         stats.errors,
         started.elapsed().as_millis(),
         lines,
-        args.input.display()
+        inputs
+            .iter()
+            .map(|(_, f)| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
@@ -176,21 +191,19 @@ fn record_state_version(
     Ok(())
 }
 
-/// Runs the input file through the task in batches, then commits (firing every timer
-/// unless the input is to be continued).
+/// Runs the input file through the task in batches.
 fn feed(
     task: &mut Task,
-    args: &RunArgs,
+    path: &Path,
     batch_size: usize,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<()> {
-    let file =
-        File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut events = batch::empty();
     let mut offsets = Vec::new();
     let mut offset = 0u64;
     for line in BufReader::new(file).lines() {
-        let line = line.with_context(|| format!("cannot read {}", args.input.display()))?;
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -202,17 +215,20 @@ fn feed(
             let source = SourceBatch {
                 events: std::mem::replace(&mut events, batch::empty()),
                 offsets: std::mem::take(&mut offsets),
+                source: 0,
             };
             task.process(&source, sink)?;
         }
     }
     if !offsets.is_empty() {
-        task.process(&SourceBatch { events, offsets }, sink)?;
-    }
-    if args.keep_open {
-        task.flush(sink)?;
-    } else {
-        task.finish_input(sink)?;
+        task.process(
+            &SourceBatch {
+                events,
+                offsets,
+                source: 0,
+            },
+            sink,
+        )?;
     }
     Ok(())
 }

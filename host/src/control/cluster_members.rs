@@ -160,7 +160,7 @@ impl Controller {
     /// pipeline's source and sink are Kafka topics.
     pub(super) fn distributed(&self, spec: &PipelineSpec) -> bool {
         self.cluster.get().is_some()
-            && spec.source.as_ref().is_some_and(|t| t.kafka.is_some())
+            && spec.primary_source().is_some_and(|t| t.kafka.is_some())
             && spec.sink.as_ref().is_some_and(|t| t.kafka.is_some())
     }
 

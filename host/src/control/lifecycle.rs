@@ -88,7 +88,7 @@ impl Controller {
     /// Creates a pipeline and starts it. Nothing is kept if it cannot start.
     pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, ControlError> {
         spec.validate()?;
-        let source = spec.source.as_ref().ok_or(ControlError::NoSource)?;
+        let source = spec.primary_source().ok_or(ControlError::NoSource)?;
         let sink = spec.sink.as_ref().ok_or(ControlError::NoSink)?;
         // In a cluster, see every server's uploads and pipelines first.
         self.sync_cluster()?;
@@ -113,8 +113,17 @@ impl Controller {
                 .map_err(|_| ControlError::NoSourceTopic(source.topic.clone()))?
                 .partition_count(),
         };
+        for input in spec.input_specs().iter().skip(1) {
+            if !input.topic.is_kafka() && self.log().topic(&input.topic.topic).is_err() {
+                return Err(ControlError::NoSourceTopic(input.topic.topic.clone()));
+            }
+        }
         let operators = self.pin_operators(&spec)?;
-        if sink.topic == source.topic && source_kafka == sink_kafka {
+        let sink_is_input = spec
+            .input_specs()
+            .iter()
+            .any(|i| i.topic.topic == sink.topic && i.topic.is_kafka() == sink.is_kafka());
+        if sink_is_input {
             return Err(ControlError::SinkIsSource);
         }
         // The sink and any repartition topics get the source's partition count.

@@ -2,6 +2,7 @@
 //! valid: the vocabulary the savepoint store, its archives and its checks share.
 
 use crate::model::{PinnedOperator, PipelineSpec};
+use crate::state::SourcePosition;
 use crate::state::savepoint::StoreFile;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,11 @@ pub struct SavedTask {
     /// task's watermark is the lowest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream_watermarks: Vec<i64>,
+    /// A task reading several sources (a pipeline's inputs): where it stood in each
+    /// (topic, partition, next offset, the source's own watermark).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub sources: Vec<SourcePosition>,
 }
 
 /// What a savepoint holds.

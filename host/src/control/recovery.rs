@@ -20,10 +20,9 @@ impl Controller {
     /// Marks a pipeline that could not run: recovering (retried by itself) when Kafka
     /// was out of reach, failed otherwise.
     pub(super) fn fail_or_recover(&self, entry: &mut Entry, reason: String) {
-        let uses_kafka = [&entry.record.spec.source, &entry.record.spec.sink]
-            .into_iter()
-            .flatten()
-            .any(|t| t.kafka.is_some());
+        let spec = &entry.record.spec;
+        let uses_kafka = spec.sink.iter().any(|t| t.kafka.is_some())
+            || spec.input_specs().iter().any(|i| i.topic.kafka.is_some());
         let (state, reason) = if uses_kafka && kafka_trouble(&reason) {
             let attempt = entry.retry.as_ref().map_or(0, |r| r.attempt) + 1;
             let delay = Duration::from_secs(1 << (attempt - 1).min(5)).min(MAX_DELAY);

@@ -16,7 +16,7 @@ use crate::state::changelog::{Change, TIMERS_STORE, changelog_topic, marker_key}
 use crate::state::savepoint::{SstBuilder, for_each_entry, ingest};
 use crate::state::{
     Cf, Commit, StateError, StateScope, StoreName, TIMERS, TaskId, TaskPosition, keys,
-    put_position, put_upstream_watermarks,
+    put_position, put_source_positions, put_upstream_watermarks,
 };
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch};
 use std::path::PathBuf;
@@ -363,6 +363,9 @@ impl Controller {
             );
             // Always written, so watermarks from before the restore do not linger.
             put_upstream_watermarks(self.db(), &mut wb, &id, &t.upstream_watermarks);
+            if !t.sources.is_empty() {
+                put_source_positions(self.db(), &mut wb, &id, &t.sources);
+            }
         }
         self.db().write(wb)?;
         if let Some(conn) = &sink_kafka {

@@ -7,7 +7,7 @@ use super::savepoints::{FORMAT_VERSION, Manifest, SavedTask};
 use crate::model::{PipelineRecord, stages};
 use crate::record::now_ms;
 use crate::state::savepoint::export_pipeline;
-use crate::state::{TaskId, load_position, load_upstream_watermarks};
+use crate::state::{TaskId, load_position, load_source_positions, load_upstream_watermarks};
 use crate::task::TaskHandle;
 use std::sync::{Arc, mpsc};
 
@@ -92,6 +92,7 @@ impl Controller {
                     offset: pos.offset,
                     watermark: pos.watermark,
                     upstream_watermarks: load_upstream_watermarks(self.db(), &id)?,
+                    sources: load_source_positions(self.db(), &id)?,
                 });
             }
         }

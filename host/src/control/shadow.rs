@@ -69,6 +69,11 @@ impl Controller {
         if self.distributed(&req.record.spec) {
             return Err(ControlError::SharedShadow(name.to_string()));
         }
+        if req.record.spec.inputs.len() > 1 {
+            return Err(ControlError::BadShadow(
+                "shadow runs compare pipelines with one input in this version; try the new version with a canary (--partitions) instead".into(),
+            ));
+        }
         if to.partitions.is_some() {
             return Err(ControlError::BadShadow(
                 "a shadow runs in every partition: leave out the partitions".into(),

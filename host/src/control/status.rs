@@ -7,9 +7,9 @@ use super::error::ControlError;
 use super::topics::all_topics;
 use crate::memory::MemoryUsage;
 use crate::model::{
-    Canary, PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord, stages,
+    Canary, InputKind, PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord, stages,
 };
-use crate::state::{TaskId, load_position};
+use crate::state::{TaskId, load_position, load_source_positions};
 use crate::task::{TaskState, TaskStatus};
 use serde::Serialize;
 
@@ -76,8 +76,17 @@ impl Controller {
             entry.tasks.iter().map(|t| t.status()).collect()
         };
         // Lag against each stage's source as it is now, not as the task last saw it.
-        let kafka_source = r.spec.source.as_ref().is_some_and(|s| s.kafka.is_some());
+        let kafka_source = r.spec.primary_source().is_some_and(|s| s.kafka.is_some());
+        let several = r.spec.inputs.len() > 1;
         for t in &mut tasks {
+            if t.stage == 0 && several {
+                // Offsets and lag are sums over the task's sources.
+                if let Some(end) = self.sources_end(&stages[0], t.partition) {
+                    t.end_offset = end.max(t.committed_offset);
+                    t.lag = t.end_offset - t.committed_offset;
+                }
+                continue;
+            }
             if t.stage == 0 && kafka_source {
                 continue; // the task reports its Kafka partition's end itself
             }
@@ -111,7 +120,7 @@ impl Controller {
                 _ => r.state,
             },
             reason: r.reason.clone(),
-            source: topic(&r.spec.source),
+            source: topic(&r.spec.primary_source().cloned()),
             sink: topic(&r.spec.sink),
             operators: r.operators.clone(),
             tasks,
@@ -138,9 +147,12 @@ impl Controller {
                     stage: stage.index,
                     partition: p,
                 };
-                let committed = load_position(self.db(), &id)
-                    .map(|pos| pos.offset)
-                    .unwrap_or(0);
+                let committed = match load_source_positions(self.db(), &id) {
+                    Ok(sources) if !sources.is_empty() => sources.iter().map(|s| s.offset).sum(),
+                    _ => load_position(self.db(), &id)
+                        .map(|pos| pos.offset)
+                        .unwrap_or(0),
+                };
                 // A Kafka source's end is not asked for here (the lag of a stopped
                 // pipeline shows once it runs).
                 let end = topic
@@ -151,6 +163,22 @@ impl Controller {
             }));
         }
         out
+    }
+
+    /// The summed end offsets of the embedded topic partitions task `p` of a stage with
+    /// several inputs reads (partition `p` of streams and tables, all of broadcasts).
+    fn sources_end(&self, stage: &Stage, p: u32) -> Option<u64> {
+        let mut end = 0;
+        for input in &stage.inputs {
+            let topic = self.log().topic(&input.topic.topic).ok()?;
+            end += match input.kind {
+                InputKind::Broadcast => (0..topic.partition_count())
+                    .map(|q| topic.end_offset(q))
+                    .sum(),
+                _ => topic.end_offset(p),
+            };
+        }
+        Some(end)
     }
 
     /// The tasks of a shared pipeline: this server's, and the others' as the catalog

@@ -27,6 +27,8 @@ pub struct SourceBatch {
     pub events: EventBatch,
     /// The source offset of each event.
     pub offsets: Vec<u64>,
+    /// Which of the task's sources the events come from (0 unless it reads several).
+    pub source: usize,
 }
 
 impl SourceBatch {
@@ -35,6 +37,7 @@ impl SourceBatch {
         SourceBatch {
             events: batch::slice(&self.events, range.clone()),
             offsets: self.offsets[range].to_vec(),
+            source: self.source,
         }
     }
 
@@ -57,7 +60,11 @@ impl SourceBatch {
             }
             start = end + 1;
         }
-        SourceBatch { events, offsets }
+        SourceBatch {
+            events,
+            offsets,
+            source: self.source,
+        }
     }
 }
 

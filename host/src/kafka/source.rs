@@ -118,7 +118,11 @@ impl TaskSource for KafkaSource {
             offsets.push(offset);
             self.next = Some(offset + 1);
         }
-        Ok(SourceBatch { events, offsets })
+        Ok(SourceBatch {
+            events,
+            offsets,
+            source: 0,
+        })
     }
 
     fn end_offset(&self) -> u64 {

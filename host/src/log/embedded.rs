@@ -415,7 +415,11 @@ impl Log {
             it.next();
         }
         it.status()?;
-        Ok(SourceBatch { events, offsets })
+        Ok(SourceBatch {
+            events,
+            offsets,
+            source: 0,
+        })
     }
 
     /// Deletes records past their topic's retention; returns how many went.

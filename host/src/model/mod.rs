@@ -3,6 +3,7 @@
 //! else of the crate, so any layer may use it.
 
 pub mod cluster;
+pub mod inputs;
 pub mod pipeline;
 pub mod settings;
 pub mod shadow;
@@ -10,6 +11,7 @@ pub mod spec;
 pub mod topology;
 
 pub use cluster::{Held, Hold, ProbationReport, TaskClock};
+pub use inputs::{InputKind, InputSpec, SOURCE_INPUT};
 pub use pipeline::{
     Canary, PinnedOperator, PipelineRecord, PipelineState, UpgradeDecision, UpgradeRecord,
     UpgradeResult, UpgradeTo,

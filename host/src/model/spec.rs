@@ -16,6 +16,7 @@
 //! on_error = "fail"
 //! ```
 
+use super::inputs::{InputKind, InputSpec, SOURCE_INPUT, check_inputs};
 pub use super::settings::{
     Bound, DurationText, LateEvents, MAX_DELAY_MS, OnError, OnProbationTimeout, SETTING_BOUNDS,
     STATE_CACHE_MB_MAX, Settings,
@@ -39,6 +40,9 @@ pub struct PipelineSpec {
     /// Where records come from (the server; `eddy run` reads `--input`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<TopicRef>,
+    /// Several inputs instead of one `source`: streams, tables and broadcast inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputSpec>,
     /// Where the last operator's main output goes (the server; `eddy run` writes `--output`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink: Option<TopicRef>,
@@ -392,6 +396,7 @@ impl PipelineSpec {
         for topic in [&self.source, &self.sink].into_iter().flatten() {
             check_name("topic", &topic.topic)?;
         }
+        check_inputs(&self.inputs, self.source.is_some())?;
         self.check_outputs()?;
         self.settings.validate()?;
         Ok(())
@@ -407,9 +412,10 @@ impl PipelineSpec {
                     "[outputs] {port}: the port {SHADOW_PORT:?} is reserved for shadow runs (<pipeline>.{SHADOW_PORT})"
                 )));
             }
-            if let Some(source) = &self.source
-                && source.topic == to.topic
-                && source.is_kafka() == to.is_kafka()
+            if self
+                .input_specs()
+                .iter()
+                .any(|i| i.topic.topic == to.topic && i.topic.is_kafka() == to.is_kafka())
             {
                 return Err(SpecError::Invalid(format!(
                     "[outputs] {port}: topic {:?} is the pipeline's source; writing it would feed the pipeline its own outputs",
@@ -439,6 +445,40 @@ impl PipelineSpec {
             }
         }
         Ok(())
+    }
+
+    /// The pipeline's inputs, the one that numbers the tasks first (the first stream
+    /// input); `[source]` is one stream input named `source`.
+    pub fn input_specs(&self) -> Vec<InputSpec> {
+        if let Some(source) = &self.source {
+            return vec![InputSpec {
+                name: SOURCE_INPUT.to_string(),
+                topic: source.clone(),
+                kind: InputKind::Stream,
+            }];
+        }
+        let mut inputs = self.inputs.clone();
+        if let Some(i) = inputs.iter().position(|i| i.kind == InputKind::Stream) {
+            let primary = inputs.remove(i);
+            inputs.insert(0, primary);
+        }
+        inputs
+    }
+
+    /// The input whose partitions number the tasks: `[source]`, or the first stream of
+    /// `[[inputs]]`.
+    pub fn primary_source(&self) -> Option<&TopicRef> {
+        self.source.as_ref().or_else(|| {
+            self.inputs
+                .iter()
+                .find(|i| i.kind == InputKind::Stream)
+                .map(|i| &i.topic)
+        })
+    }
+
+    /// Whether the pipeline reads several inputs.
+    pub fn has_inputs(&self) -> bool {
+        !self.inputs.is_empty()
     }
 
     /// Every named output as port -> topic name.

@@ -1,13 +1,18 @@
 //! How a pipeline spec splits into stages: the operators between two repartitions, each
 //! stage reading one topic and writing the next.
 
-use super::PipelineSpec;
+use super::{InputSpec, PipelineSpec};
 
 /// The operators between two repartitions, with the topics they read and write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
     pub index: u32,
+    /// The topic whose partitions number the stage's tasks: the primary input's (the
+    /// first stage), or the repartition topic before it.
     pub source: String,
+    /// The first stage's inputs, the primary one first (`source` is its topic); empty
+    /// for a stage after a repartition, which reads only `source`.
+    pub inputs: Vec<InputSpec>,
     pub sink: String,
     /// Indices into the spec's operators.
     pub ops: Vec<usize>,
@@ -28,8 +33,7 @@ pub fn repartition_topic(pipeline: &str, id: &str) -> String {
 /// Splits a pipeline at its repartitions.
 pub fn stages(spec: &PipelineSpec) -> Vec<Stage> {
     let source = spec
-        .source
-        .as_ref()
+        .primary_source()
         .map(|t| t.topic.clone())
         .unwrap_or_default();
     let sink = spec
@@ -41,6 +45,7 @@ pub fn stages(spec: &PipelineSpec) -> Vec<Stage> {
     let mut current = Stage {
         index: 0,
         source,
+        inputs: spec.input_specs(),
         sink: String::new(),
         ops: Vec::new(),
     };
@@ -54,6 +59,7 @@ pub fn stages(spec: &PipelineSpec) -> Vec<Stage> {
                 Stage {
                     index,
                     source: topic,
+                    inputs: Vec::new(),
                     sink: String::new(),
                     ops: Vec::new(),
                 },
@@ -77,7 +83,15 @@ pub fn stage_of(spec: &PipelineSpec, i: usize) -> Option<(Stage, usize)> {
 pub fn stage_topics(spec: &PipelineSpec) -> Vec<String> {
     let mut topics: Vec<String> = stages(spec)
         .into_iter()
-        .flat_map(|s| [s.source, s.sink])
+        .flat_map(|s| {
+            let more: Vec<String> = s
+                .inputs
+                .iter()
+                .skip(1)
+                .map(|i| i.topic.topic.clone())
+                .collect();
+            [s.source, s.sink].into_iter().chain(more)
+        })
         .collect();
     topics.dedup();
     topics

@@ -409,4 +409,8 @@ impl context::Host for HostState {
             partition_count: i.partition_count,
         })
     }
+
+    fn current_input(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.state.input.as_deref().map(str::to_string))
+    }
 }

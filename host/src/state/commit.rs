@@ -2,7 +2,10 @@
 //! embedded sink) the outputs, written to RocksDB in one atomic write.
 
 use super::changelog::marker_key;
-use super::meta::{TaskId, TaskPosition, put_position, put_upstream_watermarks};
+use super::meta::{
+    SourcePosition, TaskId, TaskPosition, put_position, put_source_positions,
+    put_upstream_watermarks,
+};
 use super::{Cf, Db, StateError, StateScope};
 use rocksdb::WriteBatch;
 use std::sync::Arc;
@@ -41,6 +44,11 @@ impl Commit {
     /// pipeline's deletion takes them too).
     pub fn put_upstream_watermarks(&mut self, task: &TaskId, watermarks: &[i64]) {
         put_upstream_watermarks(&self.db, &mut self.batch, task, watermarks);
+    }
+
+    /// Where a task with several sources stands in each.
+    pub fn put_source_positions(&mut self, task: &TaskId, sources: &[SourcePosition]) {
+        put_source_positions(&self.db, &mut self.batch, task, sources);
     }
 
     /// The changelog offset a store's local state reflects once this commit lands.

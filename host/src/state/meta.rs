@@ -119,6 +119,47 @@ pub fn put_upstream_watermarks(db: &Db, batch: &mut WriteBatch, task: &TaskId, w
     batch.put_cf(db.cf(Cf::Meta), upstream_key(task), bytes);
 }
 
+/// Where a task reading several sources (input partitions) stands in one of them: the
+/// next offset to read and the source's own watermark. The task's `TaskPosition` holds
+/// the first source's offset and the task's watermark; these hold every source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourcePosition {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub watermark: i64,
+}
+
+/// The meta key of the source positions of a task with several sources.
+fn sources_key(task: &TaskId) -> Vec<u8> {
+    let mut key = keys::position_key(&task.pipeline, task.stage, task.partition);
+    key.extend_from_slice(b"/sources");
+    key
+}
+
+/// The committed source positions of a task with several sources (empty when none).
+pub fn load_source_positions(db: &Db, task: &TaskId) -> Result<Vec<SourcePosition>, StateError> {
+    let Some(bytes) = db.get(Cf::Meta, &sources_key(task))? else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+        what: "source positions",
+        detail: e.to_string(),
+    })
+}
+
+/// Adds a task's source positions to a commit (beside its position, so a pipeline's
+/// deletion takes them too).
+pub fn put_source_positions(
+    db: &Db,
+    batch: &mut WriteBatch,
+    task: &TaskId,
+    sources: &[SourcePosition],
+) {
+    let bytes = serde_json::to_vec(sources).expect("positions serialize");
+    batch.put_cf(db.cf(Cf::Meta), sources_key(task), bytes);
+}
+
 /// The state format an operator's state was last written in, as recorded by
 /// [`crate::state::Commit::put_state_version`]; `None` when never recorded.
 pub fn load_state_version(

@@ -23,8 +23,8 @@ pub use catalog::{StoreName, TIMERS};
 pub use commit::Commit;
 pub use db::{Cf, Db, DbOptions};
 pub use meta::{
-    TaskId, TaskPosition, load_position, load_state_version, load_upstream_watermarks,
-    put_position, put_upstream_watermarks,
+    SourcePosition, TaskId, TaskPosition, load_position, load_source_positions, load_state_version,
+    load_upstream_watermarks, put_position, put_source_positions, put_upstream_watermarks,
 };
 pub use operator_state::{OperatorState, StateScope, StoreId};
 pub use scan::ScanPage;

@@ -56,6 +56,8 @@ pub struct OperatorState {
     charge: Charge,
     /// The task's watermark as of the current batch.
     pub watermark: i64,
+    /// The pipeline input the current batch comes from (`None` in a timer call).
+    pub input: Option<Arc<str>>,
     /// Goes up whenever writes the operator made are forgotten (a failed batch, a reset):
     /// a guest may keep what it read and wrote while it stays the same.
     epoch: u64,
@@ -76,6 +78,7 @@ impl OperatorState {
             cache_limit,
             charge,
             watermark: i64::MIN,
+            input: None,
             epoch: 0,
         })
     }

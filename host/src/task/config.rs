@@ -1,6 +1,7 @@
 //! How a task runs (from a pipeline's settings) and what it counts about itself.
 
-use crate::model::{LateEvents, OnError};
+use crate::model::{InputKind, LateEvents, OnError};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How a task runs.
@@ -27,6 +28,19 @@ pub struct TaskConfig {
     /// tasks' watermarks, read from the watermark records in its source, not its events'
     /// timestamps.
     pub upstream_partitions: Option<u32>,
+    /// What the task reads, one entry per source (input partition), the one that numbers
+    /// the task first. Empty: one unnamed source (a stage after a repartition).
+    pub sources: Vec<TaskSourceInfo>,
+}
+
+/// One source of a task: which input, which topic partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSourceInfo {
+    /// The input's name, as operators see it.
+    pub input: Arc<str>,
+    pub kind: InputKind,
+    pub topic: String,
+    pub partition: u32,
 }
 
 impl TaskConfig {
@@ -43,6 +57,7 @@ impl TaskConfig {
             max_pending_bytes: 64 << 20,
             changelog: false,
             upstream_partitions: None,
+            sources: Vec::new(),
         }
     }
 }

@@ -7,14 +7,17 @@ use super::clock::StageClock;
 use super::operator::{OperatorStartError, OperatorTemplate};
 use super::shadow::ShadowPlan;
 use super::swap::{ConfigChange, SwapPlan, Version};
-use super::{Operator, Task, TaskConfig, TaskError, TaskHandle, TaskRunner, WorkerPool};
+use super::{
+    Inputs, Operator, Task, TaskConfig, TaskError, TaskHandle, TaskRunner, TaskSourceInfo,
+    WorkerPool,
+};
 use crate::io::{Sink, TaskSource};
 use crate::kafka::{self, Connection, KafkaError};
 use crate::log::{Log, LogError, ReplayError, TopicConfig, TopicSink, TopicSource, catch_up};
 use crate::metrics::Metrics;
 use crate::model::{
-    Canary, OnError, PinnedOperator, PipelineRecord, PipelineSpec, ShadowState, Stage, TopicRef,
-    stages, topology::stage_of,
+    Canary, InputKind, OnError, PinnedOperator, PipelineRecord, PipelineSpec, ShadowState, Stage,
+    TopicRef, stages, topology::stage_of,
 };
 use crate::registry::{OperatorVersion, Registry, RegistryError};
 use crate::runtime::Limits;
@@ -43,6 +46,8 @@ pub enum StartError {
     Operator(#[from] OperatorStartError),
     #[error(transparent)]
     Task(#[from] TaskError),
+    #[error("{0}")]
+    Inputs(String),
 }
 
 /// Makes the operators of one task: `(stage, partition, partitions of the stage)`.
@@ -123,7 +128,7 @@ impl TaskFactory {
     /// How many partitions (= tasks) a stage has: its source topic's, in Kafka or here.
     pub fn stage_partitions(&self, spec: &PipelineSpec, stage: &Stage) -> Result<u32, StartError> {
         if stage.is_first()
-            && let Some(source) = &spec.source
+            && let Some(source) = spec.primary_source()
             && let Some(conn) = self.kafka(source)?
         {
             return kafka::partition_count(&conn, &stage.source).map_err(StartError::Source);
@@ -303,7 +308,7 @@ impl TaskFactory {
         }
         let stages = stages(spec);
         let ends = Ends {
-            source: self.kafka(spec.source.as_ref().unwrap_or(&TopicRef::embedded("")))?,
+            source: self.kafka(spec.primary_source().unwrap_or(&TopicRef::embedded("")))?,
             sink: self.kafka(spec.sink.as_ref().unwrap_or(&TopicRef::embedded("")))?,
         };
         if spec.settings.on_error == OnError::DeadLetter && ends.sink.is_none() {
@@ -332,6 +337,7 @@ impl TaskFactory {
                 }
                 None => self.log.topic(&stage.source)?.partition_count(),
             };
+            let inputs = self.stage_inputs(stage, partitions)?;
             let sink_partitions = match io.sink {
                 Some(conn) => kafka::prepare(conn, &spec.name, &stage.sink, partitions)
                     .map_err(StartError::Sink)?,
@@ -345,9 +351,15 @@ impl TaskFactory {
                 };
                 let (source, sink) =
                     self.endpoints(record, stage, &io, &id, partitions, sink_partitions)?;
+                let sources = task_sources(&inputs, p);
+                let source = match &inputs[..] {
+                    [] | [_] => Inputs::new(vec![(source, InputKind::Stream)]),
+                    _ => self.multi_source(&sources)?,
+                };
                 let config = TaskConfig {
                     changelog: true,
                     upstream_partitions,
+                    sources,
                     ..TaskConfig::from_settings(&spec.settings)
                 };
                 let ops = make(stage, p, partitions)?;
@@ -387,6 +399,51 @@ impl TaskFactory {
             upstream_partitions = Some(partitions);
         }
         Ok(runners)
+    }
+
+    /// A stage's inputs with their partition counts (empty after a repartition). The
+    /// stream and table inputs must have the stage's partitions: task `p` reads
+    /// partition `p` of each.
+    fn stage_inputs(
+        &self,
+        stage: &Stage,
+        partitions: u32,
+    ) -> Result<Vec<(crate::model::InputSpec, u32)>, StartError> {
+        let mut out = Vec::new();
+        for input in &stage.inputs {
+            if stage.inputs.len() > 1 && input.topic.is_kafka() {
+                return Err(StartError::Inputs(format!(
+                    "input {:?}: a pipeline with several inputs reads embedded topics only in this version; Kafka inputs take `[source]`",
+                    input.name
+                )));
+            }
+            let n = match self.kafka(&input.topic)? {
+                Some(conn) => {
+                    kafka::partition_count(&conn, &input.topic.topic).map_err(StartError::Source)?
+                }
+                None => self.log.topic(&input.topic.topic)?.partition_count(),
+            };
+            if input.kind != InputKind::Broadcast && n != partitions {
+                return Err(StartError::Inputs(format!(
+                    "input {:?} (topic {}) has {n} partition(s) and the pipeline's tasks read {partitions} (input {:?}): stream and table inputs must be co-partitioned (same partition count, records keyed alike), so that task p reads partition p of each; give the topics the same partition count, or make a small input `kind = \"broadcast\"`",
+                    input.name, input.topic.topic, stage.inputs[0].name
+                )));
+            }
+            out.push((input.clone(), n));
+        }
+        Ok(out)
+    }
+
+    /// Readers of the embedded topics a task with several sources reads.
+    fn multi_source(&self, sources: &[TaskSourceInfo]) -> Result<Inputs, StartError> {
+        let mut readers = Vec::new();
+        for s in sources {
+            let topic = self.log.topic(&s.topic)?;
+            let reader: Box<dyn TaskSource> =
+                Box::new(TopicSource::new(Arc::clone(&self.log), topic, s.partition));
+            readers.push((reader, s.kind));
+        }
+        Ok(Inputs::new(readers))
     }
 
     /// The source and sink of one task; with a Kafka sink, the task's local state is
@@ -550,6 +607,28 @@ impl TaskFactory {
 
 /// Where one task reads and writes.
 type Endpoints = (Box<dyn TaskSource>, Box<dyn Sink + Send>);
+
+/// The sources of task `p` of a stage with `inputs`: partition `p` of each stream and
+/// table input, every partition of each broadcast input.
+fn task_sources(inputs: &[(crate::model::InputSpec, u32)], p: u32) -> Vec<TaskSourceInfo> {
+    let mut out = Vec::new();
+    for (input, partitions) in inputs {
+        let name: Arc<str> = Arc::from(input.name.as_str());
+        let partitions = match input.kind {
+            InputKind::Broadcast => (0..*partitions).collect(),
+            _ => vec![p],
+        };
+        for q in partitions {
+            out.push(TaskSourceInfo {
+                input: Arc::clone(&name),
+                kind: input.kind,
+                topic: input.topic.topic.clone(),
+                partition: q,
+            });
+        }
+    }
+    out
+}
 
 /// A pipeline's ends in Kafka (`None`: an embedded topic).
 struct Ends {

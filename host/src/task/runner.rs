@@ -2,9 +2,10 @@
 
 use super::clock::StageClock;
 use super::handle::{Command, TaskHandle, TaskState};
+use super::inputs::Inputs;
 use super::swap::converge;
 use super::{Task, TaskError};
-use crate::io::{Sink, TaskSource};
+use crate::io::Sink;
 use crate::metrics::TaskMetrics;
 use crate::model::UpgradeResult;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub enum Step {
 
 pub struct TaskRunner {
     task: Task,
-    source: Box<dyn TaskSource>,
+    inputs: Inputs,
     sink: Box<dyn Sink + Send>,
     handle: Arc<TaskHandle>,
     metrics: Option<TaskMetrics>,
@@ -51,10 +52,10 @@ pub struct TaskRunner {
 }
 
 impl TaskRunner {
-    /// Runs `task` over `source` into `sink`, reporting through `handle`.
+    /// Runs `task` over `inputs` into `sink`, reporting through `handle`.
     pub fn new(
         task: Task,
-        source: Box<dyn TaskSource>,
+        inputs: Inputs,
         sink: Box<dyn Sink + Send>,
         handle: Arc<TaskHandle>,
     ) -> Self {
@@ -63,7 +64,7 @@ impl TaskRunner {
         task.set_interrupt(handle.stop_flag());
         TaskRunner {
             task,
-            source,
+            inputs,
             sink,
             handle,
             metrics: None,
@@ -157,16 +158,19 @@ impl TaskRunner {
         {
             return Step::Idle;
         }
-        let from = self.task.position().offset;
-        let batch = match self.source.poll(from, self.task.config().batch_size) {
-            Ok(b) => b,
+        if let Err(e) = self.follow_idle_sources() {
+            return self.end(Some(e));
+        }
+        let offsets = self.task.source_offsets();
+        let polled = match self.inputs.poll(&offsets, self.task.config().batch_size) {
+            Ok(p) => p,
             Err(e) => return self.end(Some(e.into())),
         };
+        let batch = polled.batch;
         // A poll shorter than a batch means the task caught up with its input: with
         // `commit_when_caught_up` it commits now rather than at the interval, so the
         // outputs are visible at once (a commit with nothing in it writes nothing).
-        let caught_up = self.task.config().commit_when_caught_up
-            && batch.offsets.len() < self.task.config().batch_size;
+        let caught_up = self.task.config().commit_when_caught_up && polled.caught_up;
         let result = if batch.offsets.is_empty() {
             self.follow_stage()
                 .and_then(|_| self.commit(caught_up))
@@ -241,6 +245,19 @@ impl TaskRunner {
         }
     }
 
+    /// With several sources, those without input for the idle timeout stop holding the
+    /// task's watermark back.
+    fn follow_idle_sources(&mut self) -> Result<(), TaskError> {
+        let Some(timeout) = self.task.config().idle_timeout else {
+            return Ok(());
+        };
+        let idle = self.inputs.idle(timeout);
+        if idle.len() > 1 && self.task.set_idle_sources(&idle, self.sink.as_mut())? {
+            self.timers.1 = None; // fired timers: count again
+        }
+        Ok(())
+    }
+
     /// An idle partition's watermark follows the slowest active task of its stage.
     fn follow_stage(&mut self) -> Result<(), TaskError> {
         let (Some(clock), true) = (&self.clock, self.idle()) else {
@@ -274,8 +291,15 @@ impl TaskRunner {
         }
         let timers = self.timers.0;
         let stats = self.task.stats().clone();
-        let committed = self.task.committed_position().offset;
-        let end = self.source.end_offset().max(committed);
+        // With several sources, offsets and lag are their sums.
+        let (committed, end) = self
+            .task
+            .committed_offsets()
+            .into_iter()
+            .zip(self.inputs.end_offsets())
+            .fold((0, 0), |(c, e), (committed, end)| {
+                (c + committed, e + end.max(committed))
+            });
         if let Some(m) = &self.metrics {
             m.events_in.inc_by(stats.events_in - self.reported.0);
             m.events_out.inc_by(stats.events_out - self.reported.1);

@@ -16,6 +16,7 @@ const GUESTS: &[&str] = &[
     "split-words",
     "clicks-per-minute",
     "user-sessions",
+    "enrich-orders",
     "fixture-probe",
     "fixture-other-world",
     "fixture-forbidden-import",

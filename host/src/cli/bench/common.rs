@@ -110,6 +110,7 @@ pub fn batches(words: &[String], batch_size: usize) -> Vec<SourceBatch> {
             SourceBatch {
                 events: b,
                 offsets: (first..first + chunk.len() as u64).collect(),
+                source: 0,
             }
         })
         .collect()

@@ -11,13 +11,19 @@ use crate::model::{LateEvents, OnError};
 use crate::record::batch::{self, EventBatch};
 use crate::runtime::{CallError, Interrupt, TrapKind};
 use crate::state::changelog::OperatorChanges;
-use crate::state::{Commit, Db, TaskId, TaskPosition, load_position, load_upstream_watermarks};
+use crate::state::{
+    Commit, Db, SourcePosition, TaskId, TaskPosition, load_position, load_source_positions,
+    load_upstream_watermarks,
+};
+use sources::Sources;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+mod policy;
 mod shadowing;
+mod sources;
 mod timers;
 
 /// The side output late events go to under `late_events = "side-output"`.
@@ -47,6 +53,10 @@ pub struct Task {
     /// After a repartition: the upstream tasks' watermarks, as processed and as committed.
     upstream: Option<UpstreamWatermarks>,
     committed_upstream: Option<UpstreamWatermarks>,
+    /// With several sources: where the task stands in each, as processed and as
+    /// committed.
+    sources: Option<Sources>,
+    committed_sources: Vec<SourcePosition>,
     /// Outputs of the batches since the last commit.
     pending: Vec<Outputs>,
     /// Events (and late events) handled since the last commit: they join the counters
@@ -89,6 +99,14 @@ impl Task {
             )),
             None => None,
         };
+        let sources = match config.sources.len() {
+            0 | 1 => None,
+            _ => Some(Sources::new(
+                &config.sources,
+                load_source_positions(&db, &id)?,
+                position,
+            )),
+        };
         Ok(Task {
             id,
             ops,
@@ -98,6 +116,11 @@ impl Task {
             committed: position,
             committed_upstream: upstream.clone(),
             upstream,
+            committed_sources: sources
+                .as_ref()
+                .map(|s| s.positions.clone())
+                .unwrap_or_default(),
+            sources,
             pending: Vec::new(),
             last_commit: Instant::now(),
             uncommitted_in: 0,
@@ -225,6 +248,9 @@ impl Task {
         self.uncommitted_errors = 0;
         self.position = self.committed;
         self.upstream = self.committed_upstream.clone();
+        if let Some(s) = &mut self.sources {
+            s.positions = self.committed_sources.clone();
+        }
     }
 
     /// Replaces operator `j`: `swap` gets the current one (to take its state) and returns
@@ -355,8 +381,8 @@ impl Task {
         let on_time = source.without(&late);
         if !on_time.offsets.is_empty() {
             self.process_on_time(&on_time, sink)?;
-            if self.halted() || self.position.offset <= *on_time.offsets.last().expect("not empty")
-            {
+            let last = *on_time.offsets.last().expect("not empty");
+            if self.halted() || self.source_offset(source.source) <= last {
                 return Ok(());
             }
         }
@@ -366,7 +392,7 @@ impl Task {
             .last()
             .expect("a batch from the source has events")
             + 1;
-        self.position.offset = self.position.offset.max(end);
+        self.skip_to(source.source, end);
         self.maybe_commit(sink)
     }
 
@@ -374,13 +400,18 @@ impl Task {
     /// arrived. Decided record by record (not per batch), so a replay after a crash, with
     /// other batch boundaries, decides the same.
     fn late_indices(&self, source: &SourceBatch) -> Vec<usize> {
+        let src = source.source;
+        if !self.can_be_late(src) {
+            return Vec::new();
+        }
         let mut watermark = self.position.watermark;
+        let mut own = self.own_watermark(src);
         let mut late = Vec::new();
         for (i, e) in source.events.events.iter().enumerate() {
             if e.timestamp < watermark {
                 late.push(i);
             } else {
-                watermark = self.watermark_after(watermark, e.timestamp);
+                watermark = self.watermark_after_in(src, &mut own, watermark, e.timestamp);
             }
         }
         late
@@ -432,6 +463,10 @@ impl Task {
         sink: &mut dyn Sink,
     ) -> Result<(), TaskError> {
         let n = source.events.events.len();
+        let input = self.input_name(source.source);
+        for op in &mut self.ops {
+            op.state().input = input.clone();
+        }
         let mut todo: Vec<Range<usize>> = vec![0..n];
         while let Some(range) = todo.pop() {
             if range.is_empty() {
@@ -550,6 +585,7 @@ impl Task {
         }
         self.fire_shadow_timers(false)?;
         if self.position == self.committed
+            && !self.sources_moved()
             && self.pending.is_empty()
             && !self.ops.iter_mut().any(|op| op.state().has_pending())
             && !self.shadow.as_mut().is_some_and(|l| l.has_pending())
@@ -573,6 +609,9 @@ impl Task {
             lane.stage(&mut commit, &self.id, self.position.offset);
         }
         commit.put_position(&self.id, self.position);
+        if let Some(s) = self.sources.as_ref().filter(|_| self.sources_moved()) {
+            commit.put_source_positions(&self.id, &s.positions);
+        }
         if let Some(up) = &self.upstream
             && self.committed_upstream.as_ref() != Some(up)
         {
@@ -600,6 +639,9 @@ impl Task {
         }
         self.committed = self.position;
         self.committed_upstream = self.upstream.clone();
+        if let Some(s) = &self.sources {
+            self.committed_sources = s.positions.clone();
+        }
         self.stats.events_out += emitted;
         self.stats.events_in += std::mem::take(&mut self.uncommitted_in);
         self.stats.late += std::mem::take(&mut self.uncommitted_late);
@@ -685,7 +727,8 @@ impl Task {
     }
 
     fn complete(&mut self, source: &SourceBatch, range: Range<usize>, outputs: Outputs) {
-        let position = self.position_after(source, &range);
+        self.advance(source, &range);
+        let position = self.position;
         self.uncommitted_in += range.len() as u64;
         if let Some(p) = &mut self.probation {
             p.processed += range.len() as u64;
@@ -694,76 +737,6 @@ impl Task {
             lane.set_offsets(&source.offsets[range]);
         }
         self.accept(outputs, position);
-    }
-
-    fn record_error(&self, op: usize, offset: u64, error: &CallError) -> TaskError {
-        TaskError::Record {
-            operator: self.ops[op].label().to_string(),
-            partition: self.id.partition,
-            offset,
-            message: error.to_string(),
-        }
-    }
-
-    /// Record `i` failed on its own: fail, skip it, or dead-letter it.
-    fn apply_policy(
-        &mut self,
-        source: &SourceBatch,
-        i: usize,
-        f: Failure,
-        sink: &mut dyn Sink,
-    ) -> Result<(), TaskError> {
-        let offset = source.offsets[i];
-        let err = self.record_error(f.op, offset, &f.error);
-        self.stats.errors += 1;
-        self.stats.last_error = Some(err.to_string());
-        self.count_rejected(&err, false);
-        if let CallError::Trap { kind, .. } = &f.error
-            && !matches!(kind, TrapKind::Deadline | TrapKind::Stopped)
-        {
-            self.stats.traps += 1;
-        }
-        let mut outputs = Outputs::empty();
-        if self.config.policy != OnError::Fail
-            && let Some(lane) = self.shadow.as_mut().filter(|l| l.local() == f.op)
-        {
-            lane.on_live_rejected(offset, &f.error.to_string(), &mut outputs.shadow);
-        }
-        match self.config.policy {
-            OnError::Fail => {
-                // What succeeded before the failing record is kept.
-                self.flush(sink)?;
-                return Err(err);
-            }
-            OnError::Skip if self.stats.should_log_error() => {
-                let n = self.stats.errors;
-                tracing::warn!(task = %self.id, "skipped a record ({n} so far): {err}")
-            }
-            OnError::Skip => {}
-            OnError::DeadLetter => {
-                let mut r = batch::record(&source.events, i);
-                r.headers.extend(self.error_headers(f.op, &f.error));
-                r.headers
-                    .push(("eddy.offset".into(), offset.to_string().into_bytes()));
-                outputs.dead.push(r);
-            }
-        }
-        self.complete(source, i..i + 1, outputs);
-        Ok(())
-    }
-
-    fn error_headers(&self, op: usize, error: &CallError) -> Vec<(String, Vec<u8>)> {
-        vec![
-            ("eddy.error".into(), error.to_string().into_bytes()),
-            (
-                "eddy.operator".into(),
-                self.ops[op].label().as_bytes().to_vec(),
-            ),
-            (
-                "eddy.partition".into(),
-                self.id.partition.to_string().into_bytes(),
-            ),
-        ]
     }
 }
 

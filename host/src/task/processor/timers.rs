@@ -69,6 +69,8 @@ impl Task {
         let mut carried = batch::empty();
         for j in 0..self.ops.len() {
             self.ops[j].state().watermark = watermark;
+            // A timer's outputs come from no input.
+            self.ops[j].state().input = None;
             let mut main = batch::empty();
             if !carried.events.is_empty() {
                 let result = self.ops[j].process(&carried).and_then(checked);

@@ -237,6 +237,8 @@ impl ShadowLane {
             return out;
         }
         self.watermark = live.state().watermark;
+        // The shadow sees the batch's input as the live operator does.
+        self.op.state().input = live.state().input.clone();
         let out = match out {
             Ok(out) => out,
             Err(e) => {
@@ -434,6 +436,7 @@ impl ShadowLane {
             Some(last) => Some(last.clone()),
         };
         self.op.state().watermark = watermark;
+        self.op.state().input = None;
         let mut fired: BTreeMap<TimerKey, Fired> = BTreeMap::new();
         let most = self.round_timers.len() + EXTRA_TIMERS_MAX;
         'round: loop {

@@ -1,0 +1,301 @@
+//! What a task reads from: one source, or several (the partitions of a pipeline's
+//! inputs) merged by event time.
+//!
+//! With several sources, each step reads ahead in every source and hands the task the
+//! events of the one whose next event is the oldest, up to the next event of any other
+//! (as Kafka Streams picks the partition with the lowest head timestamp), so events of
+//! several inputs arrive in event-time order where their timestamps allow. On a tie a
+//! table or broadcast input goes first, so a row is in place before the stream events of
+//! the same time. When a task first reads a table or broadcast source (it stands at
+//! offset 0 there: the pipeline's first start, or a new input), it reads that source up
+//! to the end it had then before any stream source (bootstrap), as Kafka Streams loads a
+//! global table; later starts merge by event time from where the task stood.
+
+use crate::io::{IoError, SourceBatch, TaskSource};
+use crate::model::InputKind;
+use std::time::{Duration, Instant};
+
+/// A batch for the task, and whether every source is caught up after it.
+pub struct Polled {
+    pub batch: SourceBatch,
+    pub caught_up: bool,
+}
+
+pub struct Inputs {
+    sources: Vec<Reader>,
+    /// Whether the first poll decided which sources bootstrap.
+    started: bool,
+}
+
+struct Reader {
+    source: Box<dyn TaskSource>,
+    kind: InputKind,
+    /// Events read and not yet handed over, from the task's offset in this source on;
+    /// `short`: the read that got them returned less than asked (the source's end).
+    ahead: Option<SourceBatch>,
+    short: bool,
+    /// The offset `ahead` was read from: it holds every event from there on.
+    read_from: u64,
+    /// Until the task reaches this offset, only bootstrapping sources are read.
+    bootstrap_to: Option<u64>,
+    /// A table or broadcast source of a task with several sources.
+    bootstraps: bool,
+    last_data: Instant,
+}
+
+impl Inputs {
+    /// A task's one source.
+    pub fn one(source: Box<dyn TaskSource>) -> Self {
+        Inputs::new(vec![(source, InputKind::Stream)])
+    }
+
+    /// A task's sources, in the order of its positions.
+    pub fn new(sources: Vec<(Box<dyn TaskSource>, InputKind)>) -> Self {
+        let many = sources.len() > 1;
+        let sources = sources
+            .into_iter()
+            .map(|(source, kind)| Reader {
+                bootstrap_to: None,
+                bootstraps: many && kind.bootstraps(),
+                source,
+                kind,
+                ahead: None,
+                short: false,
+                read_from: 0,
+                last_data: Instant::now(),
+            })
+            .collect();
+        Inputs {
+            sources,
+            started: false,
+        }
+    }
+
+    /// Each source's current end offset.
+    pub fn end_offsets(&self) -> Vec<u64> {
+        self.sources.iter().map(|r| r.source.end_offset()).collect()
+    }
+
+    /// Which sources had no events for `timeout`.
+    pub fn idle(&self, timeout: Duration) -> Vec<bool> {
+        self.sources
+            .iter()
+            .map(|r| r.last_data.elapsed() >= timeout)
+            .collect()
+    }
+
+    /// Up to `max` events for a task that stands at `offsets` (one per source).
+    pub fn poll(&mut self, offsets: &[u64], max: usize) -> Result<Polled, IoError> {
+        if let [only] = self.sources.as_mut_slice() {
+            let batch = only.source.poll(offsets[0], max)?;
+            if !batch.offsets.is_empty() {
+                only.last_data = Instant::now();
+            }
+            let caught_up = batch.offsets.len() < max;
+            return Ok(Polled { batch, caught_up });
+        }
+        if !self.started {
+            self.started = true;
+            for (r, &from) in self.sources.iter_mut().zip(offsets) {
+                if r.bootstraps && from == 0 {
+                    r.bootstrap_to = Some(r.source.end_offset());
+                }
+            }
+        }
+        for (i, r) in self.sources.iter_mut().enumerate() {
+            r.fill(offsets[i], max, i)?;
+        }
+        let bootstrapping = self.sources.iter().any(|r| r.bootstrap_to.is_some());
+        let candidates: Vec<usize> = (0..self.sources.len())
+            .filter(|&i| self.sources[i].ahead.is_some())
+            .filter(|&i| !bootstrapping || self.sources[i].bootstrap_to.is_some())
+            .collect();
+        let Some(&pick) = candidates
+            .iter()
+            .min_by_key(|&&i| self.sources[i].order(self.sources[i].head_timestamp(), i))
+        else {
+            let empty = SourceBatch {
+                events: Default::default(),
+                offsets: Vec::new(),
+                source: 0,
+            };
+            let caught_up = self.sources.iter().all(|r| r.ahead.is_none());
+            return Ok(Polled {
+                batch: empty,
+                caught_up,
+            });
+        };
+        // The others' next events bound how far this batch may go: up to the first event
+        // that one of them would go before.
+        let bound = candidates
+            .iter()
+            .filter(|&&i| i != pick)
+            .map(|&i| self.sources[i].order(self.sources[i].head_timestamp(), i))
+            .min();
+        let r = &mut self.sources[pick];
+        let mut batch = r.ahead.take().expect("a candidate has events");
+        if let Some(bound) = bound {
+            let n = batch.events.events.len();
+            let cut = (1..n)
+                .find(|&k| r.order(batch.events.events[k].timestamp, pick) > bound)
+                .unwrap_or(n);
+            if cut < n {
+                let rest = batch.slice(cut..n);
+                r.read_from = rest.offsets[0];
+                r.ahead = Some(rest);
+                batch = batch.slice(0..cut);
+            }
+        }
+        let caught_up = r.short && self.sources.iter().all(|r| r.ahead.is_none());
+        Ok(Polled { batch, caught_up })
+    }
+}
+
+impl Reader {
+    /// Makes `ahead` start at `from` (the task's offset in this source): keeps what was
+    /// read ahead from there on, or reads.
+    fn fill(&mut self, from: u64, max: usize, index: usize) -> Result<(), IoError> {
+        if self.bootstrap_to.is_some_and(|end| from >= end) {
+            self.bootstrap_to = None;
+        }
+        // Offsets may have gaps (Kafka's transaction markers): what was read from an
+        // earlier offset holds everything from `from` on; after a rollback the task
+        // stands before it, and reads again.
+        if let Some(a) = self.ahead.take()
+            && self.read_from <= from
+            && let Some(k) = a.offsets.iter().position(|&o| o >= from)
+        {
+            self.ahead = Some(if k == 0 {
+                a
+            } else {
+                a.slice(k..a.offsets.len())
+            });
+            self.read_from = from;
+            return Ok(());
+        }
+        let mut batch = self.source.poll(from, max)?;
+        self.read_from = from;
+        self.short = batch.offsets.len() < max;
+        if batch.offsets.is_empty() {
+            if self.bootstrap_to.is_some() {
+                // Nothing left to read up to the end seen at the start (retention took it).
+                self.bootstrap_to = None;
+            }
+            return Ok(());
+        }
+        batch.source = index;
+        self.last_data = Instant::now();
+        self.ahead = Some(batch);
+        Ok(())
+    }
+
+    /// Where an event of this source (the task's source `index`) at `timestamp` goes
+    /// in the merge: by time, then tables and broadcast inputs first, then by source.
+    fn order(&self, timestamp: i64, index: usize) -> (i64, bool, usize) {
+        (timestamp, self.kind == InputKind::Stream, index)
+    }
+
+    fn head_timestamp(&self) -> i64 {
+        self.ahead
+            .as_ref()
+            .and_then(|a| a.events.events.first())
+            .map_or(i64::MAX, |e| e.timestamp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::batch;
+
+    /// A partition in memory: (timestamp, value) at offsets 0, 1, ...
+    struct Mem(Vec<(i64, &'static str)>);
+
+    impl TaskSource for Mem {
+        fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, IoError> {
+            let mut events = batch::empty();
+            let mut offsets = Vec::new();
+            for (i, (ts, v)) in self.0.iter().enumerate().skip(from as usize).take(max) {
+                batch::push(&mut events, None, v.as_bytes(), *ts, &[]);
+                offsets.push(i as u64);
+            }
+            Ok(SourceBatch {
+                events,
+                offsets,
+                source: 0,
+            })
+        }
+
+        fn end_offset(&self) -> u64 {
+            self.0.len() as u64
+        }
+    }
+
+    /// Polls until nothing is left, moving `offsets` as a task would; the values in
+    /// the order handed over.
+    fn drain(inputs: &mut Inputs, offsets: &mut [u64], max: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let p = inputs.poll(offsets, max).unwrap();
+            let Some(&last) = p.batch.offsets.last() else {
+                return out;
+            };
+            for i in 0..p.batch.offsets.len() {
+                let (_, v, _, _) = batch::parts(&p.batch.events, i);
+                out.push(String::from_utf8(v.to_vec()).unwrap());
+            }
+            offsets[p.batch.source] = last + 1;
+        }
+    }
+
+    #[test]
+    fn sources_merge_by_event_time_with_tables_first_on_a_tie() {
+        let stream = Mem(vec![(1, "s1"), (5, "s5"), (6, "s6"), (9, "s9")]);
+        let table = Mem(vec![(5, "t5"), (7, "t7")]);
+        let mut inputs = Inputs::new(vec![
+            (Box::new(stream), InputKind::Stream),
+            (Box::new(table), InputKind::Table),
+        ]);
+        // As after a start that was not the first: no bootstrap.
+        inputs.started = true;
+        let mut offsets = [0, 0];
+        assert_eq!(
+            drain(&mut inputs, &mut offsets, 100),
+            ["s1", "t5", "s5", "s6", "t7", "s9"]
+        );
+    }
+
+    #[test]
+    fn a_first_start_reads_tables_to_their_end_first() {
+        let stream = Mem(vec![(1, "s1"), (2, "s2")]);
+        let table = Mem(vec![(5, "t5"), (7, "t7")]);
+        let mut inputs = Inputs::new(vec![
+            (Box::new(stream), InputKind::Stream),
+            (Box::new(table), InputKind::Table),
+        ]);
+        let mut offsets = [0, 0];
+        assert_eq!(
+            drain(&mut inputs, &mut offsets, 1),
+            ["t5", "t7", "s1", "s2"]
+        );
+    }
+
+    #[test]
+    fn a_task_that_went_back_reads_again() {
+        let a = Mem(vec![(1, "a1"), (2, "a2"), (3, "a3")]);
+        let b = Mem(vec![(10, "b10")]);
+        let mut inputs = Inputs::new(vec![
+            (Box::new(a), InputKind::Stream),
+            (Box::new(b), InputKind::Stream),
+        ]);
+        let p = inputs.poll(&[0, 0], 2).unwrap();
+        assert_eq!(p.batch.offsets, [0, 1]);
+        // The batch was dropped (a failure, a rollback): the task still stands at 0.
+        let p = inputs.poll(&[0, 0], 2).unwrap();
+        assert_eq!((p.batch.source, p.batch.offsets.clone()), (0, vec![0, 1]));
+        let p = inputs.poll(&[2, 0], 2).unwrap();
+        assert_eq!(p.batch.offsets, [2]);
+        let p = inputs.poll(&[3, 0], 2).unwrap();
+        assert_eq!((p.batch.source, p.caught_up), (1, true));
+    }
+}

@@ -1,0 +1,211 @@
+//! A task that reads several sources (the partitions of a pipeline's inputs): where it
+//! stands in each, and the task's watermark as the lowest of its stream sources'.
+//!
+//! The task's `TaskPosition` keeps the first source's offset (the one that numbers the
+//! task) and the task's watermark, as for one source; [`Sources`] keeps every source's
+//! offset and own watermark, committed beside it in the same write.
+
+use super::Task;
+use crate::io::{Sink, SourceBatch};
+use crate::state::{SourcePosition, TaskPosition};
+use crate::task::TaskError;
+use crate::task::config::TaskSourceInfo;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Every source's position, with what the watermark rule needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Sources {
+    pub(super) positions: Vec<SourcePosition>,
+    /// Whether each source's event times move the task's watermark (streams do).
+    holds: Vec<bool>,
+    /// Sources without input for the idle timeout: they do not hold the watermark back.
+    idle: Vec<bool>,
+}
+
+impl Sources {
+    /// The sources `infos` describe, resuming from `saved` (matched by topic and
+    /// partition; a source not saved starts at offset 0) and from `primary`, the task's
+    /// own position, for the first.
+    pub(super) fn new(
+        infos: &[TaskSourceInfo],
+        saved: Vec<SourcePosition>,
+        primary: TaskPosition,
+    ) -> Self {
+        let positions = infos
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let found = saved
+                    .iter()
+                    .find(|p| p.topic == s.topic && p.partition == s.partition);
+                SourcePosition {
+                    topic: s.topic.clone(),
+                    partition: s.partition,
+                    offset: match (i, found) {
+                        (0, _) => primary.offset,
+                        (_, Some(p)) => p.offset,
+                        (_, None) => 0,
+                    },
+                    watermark: found.map_or(i64::MIN, |p| p.watermark),
+                }
+            })
+            .collect();
+        Sources {
+            positions,
+            holds: infos.iter().map(|s| s.kind.holds_watermark()).collect(),
+            idle: vec![false; infos.len()],
+        }
+    }
+
+    /// The task's watermark were source `src` at `watermark`: the lowest of the stream
+    /// sources that are not idle (`None` when every one is idle).
+    fn low_with(&self, src: usize, watermark: i64) -> Option<i64> {
+        (0..self.positions.len())
+            .filter(|&i| self.holds[i] && (i == src || !self.idle[i]))
+            .map(|i| {
+                if i == src {
+                    watermark
+                } else {
+                    self.positions[i].watermark
+                }
+            })
+            .min()
+    }
+}
+
+impl Task {
+    /// The next offset to read in each source (one entry for a task with one source).
+    pub fn source_offsets(&self) -> Vec<u64> {
+        match &self.sources {
+            Some(s) => s.positions.iter().map(|p| p.offset).collect(),
+            None => vec![self.position.offset],
+        }
+    }
+
+    /// The committed offset in each source.
+    pub fn committed_offsets(&self) -> Vec<u64> {
+        match &self.sources {
+            Some(_) => self.committed_sources.iter().map(|p| p.offset).collect(),
+            None => vec![self.committed.offset],
+        }
+    }
+
+    /// Marks which sources had no input for the idle timeout; when that lets the
+    /// watermark move (the idle sources held it back), moves it, fires the timers due
+    /// and commits. Tells whether it moved.
+    pub fn set_idle_sources(
+        &mut self,
+        idle: &[bool],
+        sink: &mut dyn Sink,
+    ) -> Result<bool, TaskError> {
+        let Some(s) = &mut self.sources else {
+            return Ok(false);
+        };
+        if s.idle == idle {
+            return Ok(false);
+        }
+        s.idle.copy_from_slice(idle);
+        match self.released_watermark() {
+            Some(to) => self.advance_watermark(to, sink),
+            None => Ok(false),
+        }
+    }
+
+    /// The next offset to read in source `src`.
+    pub(super) fn source_offset(&self, src: usize) -> u64 {
+        match &self.sources {
+            Some(s) => s.positions[src].offset,
+            None => self.position.offset,
+        }
+    }
+
+    /// Moves source `src` past offset `end - 1` (late events at the end of a batch).
+    pub(super) fn skip_to(&mut self, src: usize, end: u64) {
+        if let Some(s) = &mut self.sources {
+            let p = &mut s.positions[src];
+            p.offset = p.offset.max(end);
+        }
+        if src == 0 {
+            self.position.offset = self.position.offset.max(end);
+        }
+    }
+
+    /// Whether an event of source `src` can be late: events of tables and broadcast
+    /// inputs are row versions, never late.
+    pub(super) fn can_be_late(&self, src: usize) -> bool {
+        self.sources.as_ref().is_none_or(|s| s.holds[src])
+    }
+
+    /// The watermark after an event at `timestamp` of source `src` arrived, the task's
+    /// at `watermark` and the source's own at `own` (both updated).
+    pub(super) fn watermark_after_in(
+        &self,
+        src: usize,
+        own: &mut i64,
+        watermark: i64,
+        timestamp: i64,
+    ) -> i64 {
+        let Some(s) = &self.sources else {
+            return self.watermark_after(watermark, timestamp);
+        };
+        if !s.holds[src] {
+            return watermark;
+        }
+        *own = (*own).max(timestamp.saturating_sub(self.config.watermark_delay));
+        s.low_with(src, *own)
+            .map_or(watermark, |low| watermark.max(low))
+    }
+
+    /// The source's own watermark now (the task's, with one source).
+    pub(super) fn own_watermark(&self, src: usize) -> i64 {
+        match &self.sources {
+            Some(s) => s.positions[src].watermark,
+            None => self.position.watermark,
+        }
+    }
+
+    /// The position after `range` of `source` was handled; with several sources, the
+    /// source's own position moves too.
+    pub(super) fn advance(&mut self, source: &SourceBatch, range: &Range<usize>) {
+        let src = source.source;
+        let next = source.offsets[range.end - 1] + 1;
+        let Some(s) = &self.sources else {
+            self.position = self.position_after(source, range);
+            return;
+        };
+        let mut own = s.positions[src].watermark;
+        let mut watermark = self.position.watermark;
+        if s.holds[src] {
+            for e in &source.events.events[range.clone()] {
+                watermark = self.watermark_after_in(src, &mut own, watermark, e.timestamp);
+            }
+        }
+        let s = self.sources.as_mut().expect("several sources");
+        s.positions[src].offset = next;
+        s.positions[src].watermark = own;
+        self.position.watermark = watermark;
+        if src == 0 {
+            self.position.offset = next;
+        }
+    }
+
+    /// The watermark now that idle sources no longer hold it back (`None`: no move).
+    fn released_watermark(&self) -> Option<i64> {
+        let s = self.sources.as_ref()?;
+        let low = s.low_with(usize::MAX, i64::MIN)?;
+        (low > self.position.watermark).then_some(low)
+    }
+
+    /// Whether the sources moved since the last commit.
+    pub(super) fn sources_moved(&self) -> bool {
+        self.sources
+            .as_ref()
+            .is_some_and(|s| s.positions != self.committed_sources)
+    }
+
+    /// The name operators see for the input of source `src`.
+    pub(super) fn input_name(&self, src: usize) -> Option<Arc<str>> {
+        self.config.sources.get(src).map(|s| Arc::clone(&s.input))
+    }
+}
