@@ -1,6 +1,9 @@
 //! Joins over stores: plain library code, so their state survives restarts, savepoints
 //! and hot upgrades like any other.
 //!
+//! Two kinds: a stream–table join ([`TableJoin`]) and a windowed stream–stream join
+//! ([`WindowJoin`]).
+//!
 //! A stream–table join keeps the table in a store, the latest value per key (a record
 //! with an empty value deletes its key, as a tombstone in a compacted topic), and looks
 //! each stream event's key up in it. As in Kafka Streams, a table update changes what
@@ -42,6 +45,8 @@
 //! ```
 
 use crate::{Context, Error, Event};
+
+pub use crate::join_window::{Joined, Pair, Side, WindowJoin, WindowJoinKind};
 
 /// Which stream events a stream–table join lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,6 +43,7 @@ mod error;
 mod event;
 mod flat;
 pub mod join;
+mod join_window;
 mod operator;
 mod packed;
 mod store;

@@ -142,35 +142,82 @@ fn run(
     state: Option<&Path>,
 ) -> Vec<(String, String)> {
     let op = format!("enrich-orders={}", guest("enrich-orders").display());
-    let mut args = vec![
-        "run".to_string(),
-        spec.display().to_string(),
-        "--operator".into(),
-        op,
-        "--input".into(),
+    run_with(spec, &op, orders, customers, out, state)
+}
+
+/// `eddy run` with `--operator OP` (`NAME=FILE`).
+fn run_with(
+    spec: &Path,
+    op: &str,
+    orders: &Path,
+    customers: &Path,
+    out: &Path,
+    state: Option<&Path>,
+) -> Vec<(String, String)> {
+    let inputs = [
         format!("orders={}", orders.display()),
-        "--input".into(),
         format!("customers={}", customers.display()),
-        "--output".into(),
-        out.display().to_string(),
     ];
-    if let Some(s) = state {
-        args.extend(["--state-dir".into(), s.display().to_string()]);
+    let mut extra = vec!["--operator", op];
+    let state = state.map(|s| s.display().to_string());
+    if let Some(s) = &state {
+        extra.extend(["--state-dir", s]);
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_spec(spec, &inputs, out, &extra)
+}
+
+/// `eddy run SPEC` with `inputs` (`NAME=FILE` each) and `extra` arguments, writing `out`:
+/// each output's key (empty when keyless) and value.
+pub(crate) fn run_spec(
+    spec: &Path,
+    inputs: &[String],
+    out: &Path,
+    extra: &[&str],
+) -> Vec<(String, String)> {
+    let mut args = vec![
+        "run",
+        spec.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    for i in inputs {
+        args.extend(["--input", i.as_str()]);
+    }
+    args.extend(extra);
     let (ok, _, stderr) = eddy_output(&args);
     assert!(ok, "{stderr}");
-    std::fs::read_to_string(out)
+    read_outputs(out)
+}
+
+/// The key (empty when keyless) and value of each record of a JSON-lines file.
+pub(crate) fn read_outputs(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["key"].as_str().unwrap().to_string(),
-                v["value"].as_str().unwrap().to_string(),
-            )
+            let text = |f: &str| v[f].as_str().unwrap_or_default().to_string();
+            (text("key"), text("value"))
         })
         .collect()
+}
+
+/// Writes `records` (key, value, time; an empty key: none) as input `name`'s file in
+/// `dir`; answers `NAME=FILE` for `eddy run`.
+fn input_file(dir: &Path, name: &str, records: &[(&str, &str, i64)]) -> String {
+    let text: String = records
+        .iter()
+        .map(|(k, v, ts)| {
+            let mut r = json!({"value": v, "timestamp": ts});
+            if !k.is_empty() {
+                r["key"] = json!(k);
+            }
+            r.to_string() + "\n"
+        })
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    format!("{name}={}", path.display())
 }
 
 fn write(dir: &Path, name: &str, events: &[&Ev]) -> std::path::PathBuf {
@@ -451,7 +498,8 @@ fn kill_9_during_both_inputs_loses_and_duplicates_nothing() {
 fn a_c_operator_sees_the_input_of_each_record() {
     let commands = crate::languages::built("tests/fixtures/c-commands");
     let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("inputs.toml");
+    let d = dir.path();
+    let spec = d.join("inputs.toml");
     std::fs::write(
         &spec,
         format!(
@@ -461,46 +509,15 @@ fn a_c_operator_sees_the_input_of_each_record() {
         ),
     )
     .unwrap();
-    let file = |name: &str, records: &[(&str, i64)]| {
-        let text: String = records
-            .iter()
-            .map(|(k, ts)| json!({"key": k, "value": "input", "timestamp": ts}).to_string() + "\n")
-            .collect();
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    let clicks = file("clicks.jsonl", &[("c1", 5), ("c2", 20)]);
-    let pages = file("pages.jsonl", &[("p1", 10), ("p2", 30)]);
-    let out = dir.path().join("out.jsonl");
-    let (ok, _, stderr) = eddy_output(&[
-        "run",
-        spec.to_str().unwrap(),
-        "--input",
-        &format!("clicks={}", clicks.display()),
-        "--input",
-        &format!("pages={}", pages.display()),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
-    let got: Vec<String> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!(
-                "{}={}",
-                v["key"].as_str().unwrap(),
-                v["value"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let clicks = input_file(d, "clicks", &[("c1", "input", 5), ("c2", "input", 20)]);
+    let pages = input_file(d, "pages", &[("p1", "input", 10), ("p2", "input", 30)]);
+    let got = run_spec(&spec, &[clicks, pages], &d.join("out.jsonl"), &[]);
+    let got: Vec<String> = got.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     // The table is read first (a first start), then the stream.
     assert_eq!(got, ["p1=pages", "p2=pages", "c1=clicks", "c2=clicks"]);
 }
 
-const ENRICH: &str = "name = \"eo\"\n[[inputs]]\nname = \"orders\"\ntopic = \"orders\"\n[[inputs]]\nname = \"customers\"\ntopic = \"customers\"\nkind = \"table\"\n[sink]\ntopic = \"enriched\"\n[[operators]]\nname = \"enrich-orders\"\nconfig = { join = \"left\" }\n";
+const ENRICH: &str = "name = \"eo\"\n[[inputs]]\nname = \"orders\"\ntopic = \"orders\"\n[[inputs]]\nname = \"customers\"\ntopic = \"customers\"\nkind = \"table\"\n[sink]\ntopic = \"enriched\"\n[[operators]]\nname = \"enrich-orders\"\nconfig = { join = \"left\" }\n[settings]\nprobation_records = 20\nprobation_ms = 0\n";
 
 fn records_jsonl(events: &[Ev]) -> String {
     jsonl(&events.iter().collect::<Vec<_>>())
@@ -609,6 +626,31 @@ async fn a_savepoint_keeps_every_input_s_position_and_refusals_leave_nothing() {
                     b + t["end_offset"].as_u64().unwrap(),
                 )
             });
+    for task in status["tasks"].as_array().unwrap() {
+        let sources = task["sources"].as_array().unwrap();
+        let names: Vec<&str> = sources
+            .iter()
+            .map(|s| s["input"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["orders", "customers"], "{task}");
+        for s in sources {
+            assert_eq!(s["partition"], task["partition"], "{s}");
+            assert_eq!(
+                (s["lag"].as_u64(), s["committed_offset"] == s["end_offset"]),
+                (Some(0), true),
+                "{s}"
+            );
+        }
+        let sum: u64 = sources
+            .iter()
+            .map(|s| s["committed_offset"].as_u64().unwrap())
+            .sum();
+        assert_eq!(task["committed_offset"].as_u64(), Some(sum), "{task}");
+        assert!(
+            sources[0]["watermark"].as_i64().unwrap() >= 10_000,
+            "{task}"
+        );
+    }
     let all = initial.len() + first.len() + second.len();
     assert_eq!(
         (in_total as usize, end_total as usize),
@@ -676,6 +718,32 @@ async fn a_savepoint_keeps_every_input_s_position_and_refusals_leave_nothing() {
         "the replay emits what the second part did"
     );
 
+    // A hot upgrade under input: the join turns inner (a new config for version 1). The
+    // orders after it join the same rows; those without one are dropped now.
+    let (s, u) = t
+        .start_upgrade("eo", "enrich-orders", 1, Some(json!({"join": "inner"})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    let third: Vec<Ev> = (0..200)
+        .map(|i| Ev {
+            table: false,
+            key: format!("c{}", i % 30),
+            value: format!("{{\"id\":{}}}", 10_000 + i),
+            ts: 30_000 + i as i64,
+        })
+        .collect();
+    t.produce("orders", &records_jsonl(&third)).await;
+    let outcome = t.upgrade_outcome("eo").await;
+    assert_eq!(outcome["result"], "succeeded", "{outcome}");
+    t.wait_caught_up("eo").await;
+    let third_out = oracle(&mut table, &third.iter().collect::<Vec<_>>(), false);
+    assert!(!third_out.is_empty() && third_out.len() < third.len());
+    assert_eq!(
+        by_key(&t.records("enriched").await),
+        expected(&[&first_out, &second_out, &second_out, &third_out]),
+        "the upgraded join emitted exactly the inner join's records"
+    );
+
     // A shadow run is refused for a pipeline with several inputs (canaries work).
     t.push("enrich-orders", "wordcount").await;
     let (s, e) = t
@@ -694,7 +762,8 @@ async fn a_savepoint_keeps_every_input_s_position_and_refusals_leave_nothing() {
 #[test]
 fn the_watermark_is_the_lowest_of_the_stream_inputs_and_tables_do_not_hold_it() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("wm.toml");
+    let d = dir.path();
+    let spec = d.join("wm.toml");
     std::fs::write(
         &spec,
         format!(
@@ -705,45 +774,81 @@ fn the_watermark_is_the_lowest_of_the_stream_inputs_and_tables_do_not_hold_it() 
         ),
     )
     .unwrap();
-    let file = |name: &str, records: &[(&str, i64)]| {
-        let text: String = records
-            .iter()
-            .map(|(k, ts)| {
-                json!({"key": k, "value": "watermark", "timestamp": ts}).to_string() + "\n"
-            })
-            .collect();
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        format!("{name}={}", path.display())
-    };
-    let a = file("a", &[("a100", 100), ("a300", 300)]);
-    let b = file("b", &[("b200", 200), ("b400", 400)]);
-    let t = file("t", &[("t150", 150), ("t9000", 9_000)]);
-    let out = dir.path().join("out.jsonl");
-    let (ok, _, stderr) = eddy_output(&[
-        "run",
-        spec.to_str().unwrap(),
-        "--input",
-        &a,
-        "--input",
-        &b,
-        "--input",
-        &t,
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
-    let got: Vec<String> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["value"].as_str().unwrap().to_string()
-        })
+    let w = "watermark";
+    let inputs = [
+        input_file(d, "a", &[("a100", w, 100), ("a300", w, 300)]),
+        input_file(d, "b", &[("b200", w, 200), ("b400", w, 400)]),
+        input_file(d, "t", &[("t150", w, 150), ("t9000", w, 9_000)]),
+    ];
+    let got: Vec<String> = run_spec(&spec, &inputs, &d.join("out.jsonl"), &[])
+        .into_iter()
+        .map(|(_, v)| v)
         .collect();
     // In time order (the table first: t150, t9000, a100, b200, a300, b400), each record
     // sees the watermark before it: the lowest of a's and b's, whatever the table's times
     // (its records are versions of rows, not the clock).
     let min = i64::MIN.to_string();
     assert_eq!(got, [&min, &min, &min, &min, "100", "200"]);
+}
+
+#[test]
+fn a_merge_passes_every_input_s_records_on_in_time_order() {
+    // A merge needs no helper: an operator that emits each record it gets.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = d.join("merge.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"merge\"\n[[inputs]]\nname = \"eu\"\ntopic = \"eu\"\n[[inputs]]\nname = \"us\"\ntopic = \"us\"\n\
+             [[operators]]\nname = \"probe\"\npath = {:?}\n",
+            guest("fixture-probe")
+        ),
+    )
+    .unwrap();
+    let inputs = [
+        input_file(
+            d,
+            "eu",
+            &[("", "e1", 1), ("", "e3", 3), ("", "e4", 4), ("", "e9", 9)],
+        ),
+        input_file(d, "us", &[("", "u2", 2), ("", "u5", 5), ("", "u6", 6)]),
+    ];
+    let got: Vec<String> = run_spec(&spec, &inputs, &d.join("out.jsonl"), &[])
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(got, ["e1", "u2", "e3", "e4", "u5", "u6", "e9"]);
+}
+
+#[test]
+fn the_python_example_joins_as_the_rust_one() {
+    let component = crate::languages::built("examples/enrich-orders-python");
+    let dir = tempfile::tempdir().unwrap();
+    let example = workspace_root().join("examples/enrich-orders");
+    let spec = dir.path().join("pipeline.toml");
+    std::fs::copy(
+        workspace_root().join("examples/enrich-orders-python/pipeline.toml"),
+        &spec,
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let got = run_with(
+        &spec,
+        &format!("enrich-orders-python={}", component.display()),
+        &example.join("orders.jsonl"),
+        &example.join("customers.jsonl"),
+        &out,
+        None,
+    );
+    let rust = run(
+        &example.join("pipeline.toml"),
+        &example.join("orders.jsonl"),
+        &example.join("customers.jsonl"),
+        &dir.path().join("rust.jsonl"),
+        None,
+    );
+    assert_eq!(got, rust);
+    let expected = std::fs::read_to_string(example.join("expected.jsonl")).unwrap();
+    assert_eq!(got.len(), expected.lines().count());
 }

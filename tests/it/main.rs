@@ -37,3 +37,4 @@ mod status_counts;
 mod task;
 mod typed_config;
 mod upgrade;
+mod window_joins;

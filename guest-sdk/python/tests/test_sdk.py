@@ -239,3 +239,58 @@ class JoinTest(unittest.TestCase):
         t = Harness(Timed)
         t.process_from("orders", eddy.Event("c1", "x"))
         self.assertEqual([o.event.value for o in t.advance_watermark(10)], [b"None"])
+
+
+class Ads(eddy.Operator):
+    """Impressions (left) and clicks (right) within 10 ms: ``l|r`` per pair."""
+
+    def init(self, config):
+        from eddy.join import WindowJoin
+
+        self.join = WindowJoin("ads", 10, config.string("join", "inner"), before=config.int("before", 10))
+
+    def _emit(self, ctx, pairs):
+        show = lambda j: "-" if j is None else f"{j.value.decode()}@{j.timestamp}"  # noqa: E731
+        for p in pairs:
+            ctx.emit(eddy.Event(p.key, f"{show(p.left)}|{show(p.right)}"))
+
+    def process(self, event, ctx):
+        side = "right" if event.input() == "clicks" else "left"
+        self._emit(ctx, self.join.add(ctx, side, event))
+
+    def on_timer(self, key, at, ctx):
+        pairs = self.join.on_timer(ctx, key)
+        if pairs is not None:
+            self._emit(ctx, pairs)
+
+
+def _values(out):
+    return [o.event.value.decode() for o in out]
+
+
+class WindowJoinTest(unittest.TestCase):
+    def test_records_within_the_window_meet_either_way_round_and_leave_with_the_watermark(self):
+        h = Harness(Ads)
+        self.assertEqual(h.process_from("impressions", eddy.Event("a", "i1", 100)), [])
+        self.assertEqual(_values(h.process_from("clicks", eddy.Event("a", "c1", 105))), ["i1@100|c1@105"])
+        self.assertEqual(h.process_from("clicks", eddy.Event("a", "c3", 111)), [])
+        self.assertEqual(_values(h.process_from("impressions", eddy.Event("a", "i2", 112))),
+                         ["i2@112|c1@105", "i2@112|c3@111"])
+        self.assertEqual(h.advance_watermark(200), [])
+        self.assertEqual((h.store("ads.left"), h.store("ads.right")), ({}, {}))
+        self.assertEqual(h.process_from("clicks", eddy.Event("a", "c4", 113)), [])
+
+    def test_left_and_outer_joins_emit_records_that_met_none_and_the_layout_is_the_rust_sdk_s(self):
+        h = Harness(Ads, {"join": "left"})
+        h.process_from("impressions", [eddy.Event("a", "i1", 100), eddy.Event("b", "i3", 120)])
+        self.assertEqual(_values(h.process_from("clicks", eddy.Event("a", "c1", 104))), ["i1@100|c1@104"])
+        self.assertEqual(h.advance_watermark(110), [])
+        self.assertEqual(_values(h.advance_watermark(1_000)), ["i3@120|-"])
+        h = Harness(Ads, {"join": "outer", "before": 0})
+        h.process_from("clicks", eddy.Event("c", "c0", 95))
+        h.process_from("impressions", eddy.Event("c", "i1", 100))
+        # `len(key) key time` with the time's sign bit flipped; each record `met len value`.
+        self.assertEqual(h.store("ads.left"), {b"\0\0\0\x01c" + (100 ^ (1 << 63)).to_bytes(8, "big"): b"\0\0\0\0\x02i1"})
+        self.assertEqual(sorted(_values(h.advance_watermark(1_000))), ["-|c0@95", "i1@100|-"])
+        with self.assertRaises(eddy.BadInput):
+            h.process_from("clicks", eddy.Event(None, "x", 1))

@@ -33,7 +33,7 @@ pub const RUST: Files = embed!("guest-sdk":
     "src/lib.rs", "src/bindings.rs", "src/backend/mod.rs", "src/backend/native.rs", "src/backend/wasm.rs",
     "src/testing.rs", "src/flat.rs", "src/event.rs", "src/context.rs", "src/dispatch.rs", "src/error.rs",
     "src/store.rs", "src/operator.rs", "src/config.rs", "src/window.rs", "src/cache.rs", "src/packed.rs",
-    "src/join.rs");
+    "src/join.rs", "src/join_window.rs");
 
 pub const RUST_MANIFEST: &str = r#"# Vendored by `eddy new` / `eddy build`: do not edit, it is overwritten.
 [package]

@@ -281,7 +281,7 @@ fn print_status(p: &Value) {
     );
     println!(
         "  {} → {} → {}",
-        p["source"].as_str().unwrap_or(""),
+        inputs_of(p),
         operators_of(p),
         p["sink"].as_str().unwrap_or("")
     );
@@ -366,9 +366,70 @@ fn print_status(p: &Value) {
         t.add_row(row);
     }
     println!("{t}");
+    if let Some(sources) = sources_table(&tasks) {
+        println!("{sources}");
+    }
     if let Some(text) = super::upgrade::history_text(p) {
         println!("{text}");
     }
+}
+
+/// The pipeline's inputs: its source, or each of its `[[inputs]]` with its kind.
+fn inputs_of(p: &Value) -> String {
+    match p["spec"]["inputs"].as_array().filter(|i| !i.is_empty()) {
+        None => p["source"].as_str().unwrap_or("").to_string(),
+        Some(inputs) => inputs
+            .iter()
+            .map(|i| {
+                let name = i["name"].as_str().unwrap_or("?");
+                match i["kind"].as_str() {
+                    Some(kind) if kind != "stream" => format!("{name} ({kind})"),
+                    _ => name.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" + "),
+    }
+}
+
+/// Each source of the tasks of a pipeline with several inputs.
+fn sources_table(tasks: &[Value]) -> Option<String> {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .flat_map(|task| {
+            task["sources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |s| {
+                    vec![
+                        task["partition"].to_string(),
+                        s["input"].as_str().unwrap_or("?").to_string(),
+                        format!("{}/{}", s["topic"].as_str().unwrap_or("?"), s["partition"]),
+                        s["committed_offset"].to_string(),
+                        s["end_offset"].to_string(),
+                        s["lag"].to_string(),
+                        watermark_text(&s["watermark"], false),
+                    ]
+                })
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let mut t = output::table(&[
+        "PARTITION",
+        "INPUT",
+        "TOPIC/PARTITION",
+        "COMMITTED",
+        "END",
+        "LAG",
+        "WATERMARK",
+    ]);
+    for row in rows {
+        t.add_row(row);
+    }
+    Some(t.to_string())
 }
 
 /// The shadow run's line of a status: its version, where it is and how it compares so

@@ -81,6 +81,12 @@ impl Controller {
         for t in &mut tasks {
             if t.stage == 0 && several {
                 // Offsets and lag are sums over the task's sources.
+                for src in &mut t.sources {
+                    if let Ok(topic) = self.log().topic(&src.topic) {
+                        src.end_offset = topic.end_offset(src.partition).max(src.committed_offset);
+                        src.lag = src.end_offset - src.committed_offset;
+                    }
+                }
                 if let Some(end) = self.sources_end(&stages[0], t.partition) {
                     t.end_offset = end.max(t.committed_offset);
                     t.lag = t.end_offset - t.committed_offset;

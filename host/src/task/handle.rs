@@ -120,6 +120,25 @@ pub struct TaskStatus {
     /// Why the task's shadow stopped on its own, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow_failure: Option<String>,
+    /// A task of a pipeline with several inputs: each of its sources (input
+    /// partitions); the task's offsets and lag above are their sums.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceStatus>,
+}
+
+/// Where a task with several sources stands in one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SourceStatus {
+    /// The input's name in the spec.
+    pub input: String,
+    pub topic: String,
+    pub partition: u32,
+    pub committed_offset: u64,
+    pub end_offset: u64,
+    pub lag: u64,
+    /// The source's own watermark (the task's is the lowest of its stream inputs');
+    /// `null` before its first event.
+    pub watermark: Option<i64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -152,6 +171,7 @@ impl TaskStatus {
             canary: None,
             shadow: None,
             shadow_failure: None,
+            sources: Vec::new(),
         }
     }
 }

@@ -292,11 +292,13 @@ impl TaskRunner {
         let timers = self.timers.0;
         let stats = self.task.stats().clone();
         // With several sources, offsets and lag are their sums.
+        let ends = self.inputs.end_offsets();
+        let sources = self.task.source_statuses(&ends);
         let (committed, end) = self
             .task
             .committed_offsets()
             .into_iter()
-            .zip(self.inputs.end_offsets())
+            .zip(ends)
             .fold((0, 0), |(c, e), (committed, end)| {
                 (c + committed, e + end.max(committed))
             });
@@ -347,6 +349,7 @@ impl TaskRunner {
             s.idle = idle;
             s.backoff_ms = backoff_ms;
             s.memory_waits = stats.memory_waits;
+            s.sources = sources;
         });
     }
 

@@ -17,6 +17,7 @@ const GUESTS: &[&str] = &[
     "clicks-per-minute",
     "user-sessions",
     "enrich-orders",
+    "ad-attribution",
     "fixture-probe",
     "fixture-other-world",
     "fixture-forbidden-import",

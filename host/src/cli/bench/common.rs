@@ -159,22 +159,109 @@ pub fn native_wordcount() -> Box<crate::task::NativeProcess> {
                         index: 0,
                         error: GuestError::BadInput(err.to_string()),
                     })?;
-                let key = Span::push(&mut out.data, word.as_bytes());
-                let value = Span::push(&mut out.data, n.to_string().as_bytes());
-                out.outputs.push(OutputMeta {
-                    event: EventMeta {
-                        key,
-                        value,
-                        timestamp: e.timestamp,
-                        headers_start: 0,
-                        headers_len: 0,
-                    },
-                    port: Span::NONE,
-                });
+                push_output(
+                    &mut out,
+                    word.as_bytes(),
+                    n.to_string().as_bytes(),
+                    e.timestamp,
+                );
             }
         }
         Ok(out)
     })
+}
+
+/// Starts the benchmark pipeline `record` (its one operator `operator`) as the server
+/// builds its tasks: with the component at `wasm` (compiled before the clock starts), or
+/// with `native` as the operator. Returns when the clock started and the handles.
+pub fn start_pipeline(
+    path: BenchPath,
+    factory: &crate::task::TaskFactory,
+    record: &mut crate::model::PipelineRecord,
+    wasm: &std::path::Path,
+    native: &dyn Fn() -> Box<crate::task::NativeProcess>,
+) -> anyhow::Result<(
+    std::time::Instant,
+    Vec<std::sync::Arc<crate::task::TaskHandle>>,
+)> {
+    use crate::task::{NativeOperator, Operator};
+    use std::time::Instant;
+    let operator = record.operators[0].name.clone();
+    match path {
+        BenchPath::Wasm => {
+            let bytes = std::fs::read(wasm).with_context(|| wasm.display().to_string())?;
+            let registry = factory.registry();
+            let (v, _) = registry.put(&operator, &bytes)?;
+            registry.component(&v)?;
+            record.operators[0].version = v.version;
+            record.operators[0].digest = v.digest;
+            let started = Instant::now();
+            Ok((started, factory.start(record, None)?))
+        }
+        BenchPath::Native => {
+            let started = Instant::now();
+            let db = std::sync::Arc::clone(factory.db());
+            let handles = factory.start_with(record, None, &mut |_, p, _| {
+                let scope = crate::state::StateScope {
+                    pipeline: record.spec.name.clone(),
+                    operator: operator.clone(),
+                    partition: p,
+                };
+                let state = OperatorState::new(std::sync::Arc::clone(&db), scope, 64 << 20)
+                    .map_err(crate::task::TaskError::from)?;
+                let op: Box<dyn Operator> = Box::new(NativeOperator::new(
+                    format!("{operator}-native"),
+                    state,
+                    native(),
+                ));
+                Ok(vec![op])
+            })?;
+            Ok((started, handles))
+        }
+        BenchPath::Raw => anyhow::bail!("this benchmark measures wasm and native only"),
+    }
+}
+
+/// Appends a main output (key, value, time, no headers) to `out`.
+pub fn push_output(out: &mut OutputBatch, key: &[u8], value: &[u8], timestamp: i64) {
+    let key = Span::push(&mut out.data, key);
+    let value = Span::push(&mut out.data, value);
+    out.outputs.push(OutputMeta {
+        event: EventMeta {
+            key,
+            value,
+            timestamp,
+            headers_start: 0,
+            headers_len: 0,
+        },
+        port: Span::NONE,
+    });
+}
+
+/// Prints each path's best as `unit`/s and ns per one (`count` of them per run), then
+/// the Wasm / native ratio.
+pub fn print_best(best: &Best, count: usize, unit: &str, wasm: &str) {
+    println!(
+        "{:<44} {:>12} {:>10}",
+        "path",
+        format!("{unit}s/s"),
+        format!("ns/{unit}")
+    );
+    for (path, secs) in best.iter() {
+        let name = if *path == BenchPath::Wasm {
+            wasm
+        } else {
+            "native operator, same path"
+        };
+        println!(
+            "{name:<44} {:>12.0} {:>10.0}",
+            count as f64 / secs,
+            secs * 1e9 / count as f64
+        );
+    }
+    if let (Some(w), Some(n)) = (best.secs(BenchPath::Wasm), best.secs(BenchPath::Native)) {
+        println!("wasm / native: {:.2}", n / w);
+    }
 }
 
 /// Appends one record per value to `topic`, keyless, in chunks of 10,000.

@@ -4,6 +4,7 @@
 mod common;
 mod host;
 mod isolation;
+mod join;
 mod kafka;
 mod languages;
 mod latency;
@@ -27,6 +28,8 @@ pub enum BenchCommand {
     State(state::StateArgs),
     /// The word count alone and next to a hostile pipeline (loops, traps, big writes).
     Isolation(isolation::IsolationArgs),
+    /// Orders ⋈ customers (two inputs, a stream–table join) through the server path.
+    Join(join::JoinArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -38,5 +41,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Latency(args) => latency::run(args),
         BenchCommand::Kafka(args) => kafka::run(args),
         BenchCommand::Isolation(args) => isolation::run(args),
+        BenchCommand::Join(args) => join::run(args),
     }
 }

@@ -4,18 +4,17 @@
 //! one run.
 
 use super::common::{
-    BenchPath, Best, WorkloadArgs, fresh_log, native_wordcount, pipeline_record, produce_values,
+    BenchPath, Best, WorkloadArgs, fresh_log, native_wordcount, pipeline_record, print_best,
+    produce_values, start_pipeline,
 };
 use crate::metrics::Metrics;
 use crate::model::{PipelineRecord, PipelineSpec};
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::state::{OperatorState, StateScope};
-use crate::task::{NativeOperator, Operator, TaskFactory};
-use anyhow::Context as _;
+use crate::task::TaskFactory;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -59,38 +58,8 @@ fn measure(
         workers(args),
     );
     // The tasks are built as the server builds them; the clock runs from their start.
-    let (started, handles) = match path {
-        BenchPath::Wasm => {
-            let bytes =
-                std::fs::read(&args.w.wasm).with_context(|| args.w.wasm.display().to_string())?;
-            let (v, _) = registry.put("wordcount", &bytes)?;
-            registry.component(&v)?; // compiled before the clock starts
-            record.operators[0].version = v.version;
-            record.operators[0].digest = v.digest;
-            let started = Instant::now();
-            (started, factory.start(&mut record, None)?)
-        }
-        BenchPath::Native => {
-            let started = Instant::now();
-            let handles = factory.start_with(&record, None, &mut |_, p, _| {
-                let scope = StateScope {
-                    pipeline: "bench".into(),
-                    operator: "wordcount".into(),
-                    partition: p,
-                };
-                let state = OperatorState::new(Arc::clone(&db), scope, 64 << 20)
-                    .map_err(crate::task::TaskError::from)?;
-                let op: Box<dyn Operator> = Box::new(NativeOperator::new(
-                    "wordcount-native",
-                    state,
-                    native_wordcount(),
-                ));
-                Ok(vec![op])
-            })?;
-            (started, handles)
-        }
-        BenchPath::Raw => anyhow::bail!("the server benchmark measures wasm and native only"),
-    };
+    let (started, handles) =
+        start_pipeline(path, &factory, &mut record, &args.w.wasm, &native_wordcount)?;
     loop {
         if handles
             .iter()
@@ -152,22 +121,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         workers(&args),
         w.rounds
     );
-    println!("{:<44} {:>12} {:>10}", "path", "events/s", "ns/event");
-    for (path, secs) in best.iter() {
-        let name = if *path == BenchPath::Wasm {
-            "wasm operator, embedded log → sink topic"
-        } else {
-            "native operator, same path"
-        };
-        println!(
-            "{name:<44} {:>12.0} {:>10.0}",
-            w.events as f64 / secs,
-            secs * 1e9 / w.events as f64
-        );
-    }
-    if let (Some(wasm), Some(native)) = (best.secs(BenchPath::Wasm), best.secs(BenchPath::Native)) {
-        println!("wasm / native: {:.2}", native / wasm);
-    }
+    print_best(
+        &best,
+        w.events,
+        "event",
+        "wasm operator, embedded log → sink topic",
+    );
     Ok(())
 }
 

@@ -8,8 +8,8 @@
 use super::Task;
 use crate::io::{Sink, SourceBatch};
 use crate::state::{SourcePosition, TaskPosition};
-use crate::task::TaskError;
 use crate::task::config::TaskSourceInfo;
+use crate::task::{SourceStatus, TaskError};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -202,6 +202,30 @@ impl Task {
         self.sources
             .as_ref()
             .is_some_and(|s| s.positions != self.committed_sources)
+    }
+
+    /// Each source as committed, against its end offset in `ends`.
+    pub fn source_statuses(&self, ends: &[u64]) -> Vec<SourceStatus> {
+        if self.sources.is_none() {
+            return Vec::new();
+        }
+        self.committed_sources
+            .iter()
+            .zip(&self.config.sources)
+            .zip(ends)
+            .map(|((p, info), &end)| {
+                let end = end.max(p.offset);
+                SourceStatus {
+                    input: info.input.to_string(),
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    committed_offset: p.offset,
+                    end_offset: end,
+                    lag: end - p.offset,
+                    watermark: (p.watermark != i64::MIN).then_some(p.watermark),
+                }
+            })
+            .collect()
     }
 
     /// The name operators see for the input of source `src`.
