@@ -536,6 +536,17 @@ async fn a_savepoint_keeps_every_input_s_position_and_refusals_leave_nothing() {
     // Refused before anything is created, with the reason.
     let bad = [
         (
+            ENRICH.replace(
+                "[sink]\ntopic = \"enriched\"",
+                "[sink]\nkafka = { topic = \"enriched\" }",
+            ),
+            "embedded sink",
+        ),
+        (
+            ENRICH.replace("topic = \"customers\"", "kafka = { topic = \"customers\" }"),
+            "embedded topics only",
+        ),
+        (
             ENRICH.replace("topic = \"customers\"", "topic = \"few\""),
             "co-partitioned",
         ),

@@ -15,7 +15,7 @@ use crate::model::{
 };
 use crate::record::now_ms;
 use crate::registry::RegistryError;
-use crate::task::TaskState;
+use crate::task::{StartError, TaskState};
 use std::collections::BTreeMap;
 
 impl Controller {
@@ -89,6 +89,9 @@ impl Controller {
     pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, ControlError> {
         spec.validate()?;
         let source = spec.primary_source().ok_or(ControlError::NoSource)?;
+        if let Some(reason) = spec.kafka_with_inputs() {
+            return Err(ControlError::Start(StartError::Inputs(reason)));
+        }
         let sink = spec.sink.as_ref().ok_or(ControlError::NoSink)?;
         // In a cluster, see every server's uploads and pipelines first.
         self.sync_cluster()?;

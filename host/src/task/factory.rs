@@ -337,6 +337,9 @@ impl TaskFactory {
                 }
                 None => self.log.topic(&stage.source)?.partition_count(),
             };
+            if let Some(reason) = spec.kafka_with_inputs().filter(|_| stage.is_first()) {
+                return Err(StartError::Inputs(reason));
+            }
             let inputs = self.stage_inputs(stage, partitions)?;
             let sink_partitions = match io.sink {
                 Some(conn) => kafka::prepare(conn, &spec.name, &stage.sink, partitions)
@@ -411,12 +414,6 @@ impl TaskFactory {
     ) -> Result<Vec<(crate::model::InputSpec, u32)>, StartError> {
         let mut out = Vec::new();
         for input in &stage.inputs {
-            if stage.inputs.len() > 1 && input.topic.is_kafka() {
-                return Err(StartError::Inputs(format!(
-                    "input {:?}: a pipeline with several inputs reads embedded topics only in this version; Kafka inputs take `[source]`",
-                    input.name
-                )));
-            }
             let n = match self.kafka(&input.topic)? {
                 Some(conn) => {
                     kafka::partition_count(&conn, &input.topic.topic).map_err(StartError::Source)?
