@@ -8,6 +8,10 @@
 //! an event-time timer. A record that arrives meets the other side's waiting records at
 //! once (an inner join's results come then); a left (or outer) join also emits, when a
 //! record's window closes, the records of its side that met none.
+//!
+//! What a join emits depends only on which records are late, not on batch boundaries or
+//! restarts, when the host drops or sets aside late records (`late_events = "drop"` or
+//! `"side-output"`): a record at or above the watermark finds every partner still here.
 
 use crate::{Context, Error, Event};
 
@@ -126,7 +130,9 @@ impl WindowJoin {
         let other = ctx.store(&self.store(other_side(side)))?;
         let prefix = key_prefix(key);
         let start = entry_key(&prefix, lo);
-        let end = entry_key(&prefix, hi.saturating_add(1));
+        // Just past the key of time `hi` (the keys of one time have no suffix).
+        let mut end = entry_key(&prefix, hi);
+        end.push(0);
         let mut pairs = Vec::new();
         let mine = Joined {
             value: event.value.to_vec(),

@@ -101,7 +101,9 @@ impl<O: Operator> Harness<O> {
     /// Handles one record of input `input` and returns what it emitted.
     pub fn process_from(&mut self, input: &str, event: Event<'_>) -> Result<Vec<Output>, Error> {
         self.set_input(input);
-        self.process(event)
+        let out = self.process(event);
+        self.set_input(crate::SOURCE_INPUT);
+        out
     }
 
     /// Handles one record and returns what it emitted.

@@ -536,7 +536,7 @@ async fn bad_pipelines_are_refused_and_leave_nothing() {
         ),
         (
             &base.replace("\"in\"", "\"missing\""),
-            "source topic \"missing\" does not exist",
+            "input topic \"missing\" does not exist",
         ),
         (
             &base.replace("name = \"probe\"", "name = \"ghost\""),

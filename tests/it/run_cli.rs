@@ -297,3 +297,47 @@ fn the_window_examples_give_their_documented_output_on_their_samples() {
         assert_eq!(late_lines, late, "{example}: late clicks");
     }
 }
+
+#[test]
+fn records_after_one_that_traps_in_the_same_batch_are_still_handled() {
+    // A trap ends the task's batch there (the rest waits for the next read); `eddy run`
+    // hands the rest over again rather than dropping it.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "p.toml",
+        "name = \"probe\"\n[[operators]]\nname = \"probe\"\n[settings]\non_error = \"skip\"\n",
+    );
+    let input = write(
+        dir.path(),
+        "in.jsonl",
+        "{\"value\":\"a\",\"timestamp\":1}\n{\"value\":\"trap\",\"timestamp\":2}\n{\"value\":\"b\",\"timestamp\":3}\n{\"value\":\"trap\",\"timestamp\":4}\n{\"value\":\"c\",\"timestamp\":5}\n",
+    );
+    let out = dir.path().join("out.jsonl");
+    let (ok, _, stderr) = eddy_output(&[
+        "run",
+        &spec,
+        "--input",
+        &input,
+        "--output",
+        out.to_str().unwrap(),
+        "--operator",
+        &probe_arg(),
+    ]);
+    assert!(ok, "{stderr}");
+    let values: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["value"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(values, ["a", "b", "c"]);
+    assert!(
+        stderr.contains("5 events in, 3 out, 2 failed records"),
+        "{stderr}"
+    );
+}

@@ -93,6 +93,14 @@ class Pair(NamedTuple):
     right: Optional[Joined]
 
 
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def _sat(v: int) -> int:
+    """``v`` within the 64-bit range (times saturate there, as in the Rust SDK)."""
+    return max(_I64_MIN, min(_I64_MAX, v))
+
+
 def _key_prefix(key: bytes) -> bytes:
     return struct.pack(">I", len(key)) + key
 
@@ -151,14 +159,15 @@ class WindowJoin:
             raise BadInput(f"join {self.name}: a record has no key")
         key, t = bytes(event.key), event.timestamp
         if side == "left":
-            lo, hi = t - self.before, t + self.after
+            lo, hi = _sat(t - self.before), _sat(t + self.after)
         else:
-            lo, hi = t - self.after, t + self.before
+            lo, hi = _sat(t - self.after), _sat(t + self.before)
         other = ctx.store(f"{self.name}.{'right' if side == 'left' else 'left'}")
         prefix = _key_prefix(key)
         mine = Joined(bytes(event.value), t)
         pairs = []
-        for k, v in list(other.scan(_entry_key(prefix, lo), _entry_key(prefix, hi + 1))):
+        # Just past the key of time `hi` (the keys of one time have no suffix).
+        for k, v in list(other.scan(_entry_key(prefix, lo), _entry_key(prefix, hi) + b"\0")):
             records = _decode(v, self.name)
             at = _entry_time(k)
             for r in records:
@@ -173,8 +182,8 @@ class WindowJoin:
         records = _decode(held, self.name) if held is not None else []
         records.append([bool(pairs), bytes(event.value)])
         store.set(entry, _encode(records))
-        closes = t + (self.after if side == "left" else self.before)
-        ctx.set_timer(self._tag + (b"l" if side == "left" else b"r") + entry, closes + self.grace + 1)
+        closes = _sat(t + (self.after if side == "left" else self.before))
+        ctx.set_timer(self._tag + (b"l" if side == "left" else b"r") + entry, _sat(closes + self.grace + 1))
         return pairs
 
     def on_timer(self, ctx: Context, key: bytes) -> Optional[List[Pair]]:
@@ -182,12 +191,12 @@ class WindowJoin:
         window closed and returns those that met none (left and outer joins); ``None`` for
         another timer."""
         key = bytes(key)
-        if not key.startswith(self._tag) or len(key) <= len(self._tag):
+        if not key.startswith(self._tag):
             return None
-        side = {ord("l"): "left", ord("r"): "right"}.get(key[len(self._tag)])
-        if side is None:
-            raise Fatal(f"join {self.name}: timer key {key!r} is not its own")
+        side = {ord("l"): "left", ord("r"): "right"}.get(key[len(self._tag)]) if len(key) > len(self._tag) else None
         entry = key[len(self._tag) + 1 :]
+        if side is None or len(entry) < 12 or 12 + struct.unpack(">I", entry[:4])[0] != len(entry):
+            raise Fatal(f"join {self.name}: timer key {key!r} is not its own")
         store = ctx.store(f"{self.name}.{side}")
         held = store.get(entry)
         if held is None:

@@ -217,20 +217,39 @@ fn feed(
                 offsets: std::mem::take(&mut offsets),
                 source: 0,
             };
-            task.process(&source, sink)?;
+            process_whole(task, source, sink)?;
         }
     }
     if !offsets.is_empty() {
-        task.process(
-            &SourceBatch {
-                events,
-                offsets,
-                source: 0,
-            },
-            sink,
-        )?;
+        let source = SourceBatch {
+            events,
+            offsets,
+            source: 0,
+        };
+        process_whole(task, source, sink)?;
     }
     Ok(())
+}
+
+/// Hands `batch` to the task until it went past its end: a task leaves the rest of a
+/// batch after a record that trapped for its next read, as a server's task reads again.
+fn process_whole(
+    task: &mut Task,
+    mut batch: SourceBatch,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<()> {
+    loop {
+        task.process(&batch, sink)?;
+        let reached = task.source_offsets()[batch.source];
+        let last = *batch.offsets.last().expect("a batch has events");
+        let Some(k) = batch.offsets.iter().position(|&o| o >= reached) else {
+            return Ok(());
+        };
+        if k == 0 || reached > last || task.halted() {
+            return Ok(()); // done, or no further (a probation holds it)
+        }
+        batch = batch.slice(k..batch.offsets.len());
+    }
 }
 
 /// The file of each operator: `--operator NAME=FILE`, else `path` relative to the spec.

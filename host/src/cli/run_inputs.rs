@@ -88,7 +88,8 @@ pub(super) fn feed_merged(
     }
     let mut reader = Inputs::new(sources);
     loop {
-        let polled = reader.poll(&task.source_offsets(), batch_size)?;
+        let bootstrap = task.bootstrap_targets(&|i| reader.end_offset(i));
+        let polled = reader.poll(&task.source_offsets(), &bootstrap, batch_size)?;
         if polled.batch.offsets.is_empty() {
             return Ok(());
         }

@@ -31,7 +31,7 @@ pub enum ControlError {
     )]
     SharedRepartition,
     #[error(
-        "source topic {0:?} does not exist; create it first (eddy topic create {0} --partitions N)"
+        "input topic {0:?} does not exist; create it first (eddy topic create {0} --partitions N)"
     )]
     NoSourceTopic(String),
     /// A Kafka topic reference that cannot be used (no brokers to reach it).

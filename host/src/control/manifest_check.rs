@@ -106,6 +106,7 @@ pub fn check(m: &Manifest) -> Result<Shape, SavepointError> {
                 t.stage, t.partition
             )));
         }
+        check_sources(t)?;
     }
     let mut partitions = Vec::new();
     for (stage, set) in by_stage.iter().enumerate() {
@@ -193,3 +194,37 @@ pub fn check(m: &Manifest) -> Result<Shape, SavepointError> {
     }
     Ok(shape)
 }
+
+/// The source positions of a task with several inputs: valid topic names, each topic
+/// partition once, offsets within Kafka's range (and within what a task can hold).
+fn check_sources(t: &super::manifest::SavedTask) -> Result<(), SavepointError> {
+    if t.sources.len() > SOURCES_MAX {
+        return Err(corrupt(format!(
+            "stage {} partition {} has {} source positions (at most {SOURCES_MAX})",
+            t.stage,
+            t.partition,
+            t.sources.len()
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for s in &t.sources {
+        check_name("topic", &s.topic).map_err(|e| corrupt(e.to_string()))?;
+        if s.offset > i64::MAX as u64 || s.partition >= PARTITIONS_MAX {
+            return Err(corrupt(format!(
+                "stage {} partition {}: source {}/{} at offset {} is out of range",
+                t.stage, t.partition, s.topic, s.partition, s.offset
+            )));
+        }
+        if !seen.insert((s.topic.as_str(), s.partition)) {
+            return Err(corrupt(format!(
+                "stage {} partition {}: source {}/{} appears twice",
+                t.stage, t.partition, s.topic, s.partition
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Source positions one task may hold (its inputs' partitions: broadcast inputs add all
+/// of theirs).
+const SOURCES_MAX: usize = 65_536;

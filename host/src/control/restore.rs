@@ -389,8 +389,7 @@ impl Controller {
                 })
                 .collect();
             let kafka_source = spec
-                .source
-                .as_ref()
+                .primary_source()
                 .filter(|s| s.kafka.is_some() && stage.index == 0)
                 .map(|s| s.topic.as_str());
             let plan = crate::kafka::ResetPlan {

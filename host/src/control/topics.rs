@@ -20,5 +20,6 @@ pub(super) fn internal_topics(log: &Log, spec: &PipelineSpec) -> Vec<String> {
 pub(super) fn all_topics(log: &Log, spec: &PipelineSpec) -> Vec<String> {
     let mut topics = stage_topics(spec);
     topics.extend(internal_topics(log, spec));
+    topics.extend(spec.outputs.values().map(|t| t.topic.clone()));
     topics
 }

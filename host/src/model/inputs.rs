@@ -45,11 +45,6 @@ pub enum InputKind {
 }
 
 impl InputKind {
-    /// Read up to the end before any stream input when a task starts.
-    pub fn bootstraps(self) -> bool {
-        self != InputKind::Stream
-    }
-
     /// Its event times move the task's watermark.
     pub fn holds_watermark(self) -> bool {
         self == InputKind::Stream
@@ -117,6 +112,7 @@ pub(super) fn check_inputs(inputs: &[InputSpec], has_source: bool) -> Result<(),
         ));
     }
     let mut names = std::collections::BTreeSet::new();
+    let mut topics = std::collections::BTreeMap::new();
     for input in inputs {
         check_name("input", &input.name)?;
         check_name("topic", &input.topic.topic)?;
@@ -124,6 +120,13 @@ pub(super) fn check_inputs(inputs: &[InputSpec], has_source: bool) -> Result<(),
             return Err(SpecError::Invalid(format!(
                 "input {:?} appears twice; give each input a distinct `name`",
                 input.name
+            )));
+        }
+        // A task keeps one position per topic partition it reads.
+        if let Some(other) = topics.insert(input.topic.topic.as_str(), input.name.as_str()) {
+            return Err(SpecError::Invalid(format!(
+                "inputs {other:?} and {:?} both read topic {:?}; give each input its own topic",
+                input.name, input.topic.topic
             )));
         }
     }

@@ -422,6 +422,12 @@ impl PipelineSpec {
                     to.topic
                 )));
             }
+            if to.is_kafka() && self.operators.iter().any(|o| o.repartition) {
+                // The stages before a repartition commit to the embedded log.
+                return Err(SpecError::Invalid(format!(
+                    "[outputs] {port}: a pipeline that repartitions writes its ports to the embedded log (its first stages commit there); name an embedded topic or leave the port out"
+                )));
+            }
             let Some(sink) = &self.sink else { continue };
             let same_place = match (&sink.kafka, &to.kafka) {
                 (None, None) => true,
@@ -713,6 +719,16 @@ name = "detector"
             let e = PipelineSpec::from_toml(&text).unwrap_err().to_string();
             assert!(e.contains(says), "{outputs}: {e}");
         }
+    }
+
+    #[test]
+    fn a_pipeline_that_repartitions_writes_ports_to_the_embedded_log() {
+        let text = "name = \"p\"\n[source]\nkafka = { topic = \"in\" }\n[sink]\nkafka = { topic = \"out\" }\n[outputs]\nalerts = { kafka = { topic = \"a\" } }\n[[operators]]\nname = \"w\"\n[[operators]]\nname = \"c\"\nrepartition = true\n";
+        let e = PipelineSpec::from_toml(text).unwrap_err().to_string();
+        assert!(e.contains("repartitions"), "{e}");
+        let inputs = "name = \"p\"\n[[inputs]]\nname = \"a\"\ntopic = \"t\"\n[[inputs]]\nname = \"b\"\ntopic = \"t\"\nkind = \"table\"\n[[operators]]\nname = \"w\"\n";
+        let e = PipelineSpec::from_toml(inputs).unwrap_err().to_string();
+        assert!(e.contains("both read topic \"t\""), "{e}");
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub struct SourcePosition {
     pub partition: u32,
     pub offset: u64,
     pub watermark: i64,
+    /// A table or broadcast source being read to its end before any stream (the
+    /// bootstrap of a first start): that end, kept so a restart goes on with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_to: Option<u64>,
 }
 
 /// The meta key of the source positions of a task with several sources.

@@ -6,10 +6,9 @@
 //! (as Kafka Streams picks the partition with the lowest head timestamp), so events of
 //! several inputs arrive in event-time order where their timestamps allow. On a tie a
 //! table or broadcast input goes first, so a row is in place before the stream events of
-//! the same time. When a task first reads a table or broadcast source (it stands at
-//! offset 0 there: the pipeline's first start, or a new input), it reads that source up
-//! to the end it had then before any stream source (bootstrap), as Kafka Streams loads a
-//! global table; later starts merge by event time from where the task stood.
+//! the same time. While the task bootstraps a source (a table or broadcast source it
+//! had never read, up to the end it had then: `Task::bootstrap_targets`), only
+//! bootstrapping sources are read, as Kafka Streams loads a global table first.
 
 use crate::io::{IoError, SourceBatch, TaskSource};
 use crate::model::InputKind;
@@ -23,8 +22,6 @@ pub struct Polled {
 
 pub struct Inputs {
     sources: Vec<Reader>,
-    /// Whether the first poll decided which sources bootstrap.
-    started: bool,
 }
 
 struct Reader {
@@ -36,10 +33,6 @@ struct Reader {
     short: bool,
     /// The offset `ahead` was read from: it holds every event from there on.
     read_from: u64,
-    /// Until the task reaches this offset, only bootstrapping sources are read.
-    bootstrap_to: Option<u64>,
-    /// A table or broadcast source of a task with several sources.
-    bootstraps: bool,
     last_data: Instant,
 }
 
@@ -51,12 +44,9 @@ impl Inputs {
 
     /// A task's sources, in the order of its positions.
     pub fn new(sources: Vec<(Box<dyn TaskSource>, InputKind)>) -> Self {
-        let many = sources.len() > 1;
         let sources = sources
             .into_iter()
             .map(|(source, kind)| Reader {
-                bootstrap_to: None,
-                bootstraps: many && kind.bootstraps(),
                 source,
                 kind,
                 ahead: None,
@@ -65,10 +55,12 @@ impl Inputs {
                 last_data: Instant::now(),
             })
             .collect();
-        Inputs {
-            sources,
-            started: false,
-        }
+        Inputs { sources }
+    }
+
+    /// Source `i`'s current end offset.
+    pub fn end_offset(&self, i: usize) -> u64 {
+        self.sources[i].source.end_offset()
     }
 
     /// Each source's current end offset.
@@ -84,8 +76,15 @@ impl Inputs {
             .collect()
     }
 
-    /// Up to `max` events for a task that stands at `offsets` (one per source).
-    pub fn poll(&mut self, offsets: &[u64], max: usize) -> Result<Polled, IoError> {
+    /// Up to `max` events for a task that stands at `offsets` (one per source), reading
+    /// only the sources it bootstraps (`bootstrap`: where each one's ends) while any of
+    /// them has events.
+    pub fn poll(
+        &mut self,
+        offsets: &[u64],
+        bootstrap: &[Option<u64>],
+        max: usize,
+    ) -> Result<Polled, IoError> {
         if let [only] = self.sources.as_mut_slice() {
             let batch = only.source.poll(offsets[0], max)?;
             if !batch.offsets.is_empty() {
@@ -94,21 +93,23 @@ impl Inputs {
             let caught_up = batch.offsets.len() < max;
             return Ok(Polled { batch, caught_up });
         }
-        if !self.started {
-            self.started = true;
-            for (r, &from) in self.sources.iter_mut().zip(offsets) {
-                if r.bootstraps && from == 0 {
-                    r.bootstrap_to = Some(r.source.end_offset());
-                }
-            }
-        }
         for (i, r) in self.sources.iter_mut().enumerate() {
             r.fill(offsets[i], max, i)?;
         }
-        let bootstrapping = self.sources.iter().any(|r| r.bootstrap_to.is_some());
+        // A bootstrapping source with nothing to read (retention took what the end
+        // promised) does not hold the others back.
+        let booting = |i: usize| {
+            bootstrap
+                .get(i)
+                .copied()
+                .flatten()
+                .is_some_and(|end| offsets[i] < end)
+                && self.sources[i].ahead.is_some()
+        };
+        let bootstrapping = (0..self.sources.len()).any(booting);
         let candidates: Vec<usize> = (0..self.sources.len())
             .filter(|&i| self.sources[i].ahead.is_some())
-            .filter(|&i| !bootstrapping || self.sources[i].bootstrap_to.is_some())
+            .filter(|&i| !bootstrapping || booting(i))
             .collect();
         let Some(&pick) = candidates
             .iter()
@@ -155,9 +156,6 @@ impl Reader {
     /// Makes `ahead` start at `from` (the task's offset in this source): keeps what was
     /// read ahead from there on, or reads.
     fn fill(&mut self, from: u64, max: usize, index: usize) -> Result<(), IoError> {
-        if self.bootstrap_to.is_some_and(|end| from >= end) {
-            self.bootstrap_to = None;
-        }
         // Offsets may have gaps (Kafka's transaction markers): what was read from an
         // earlier offset holds everything from `from` on; after a rollback the task
         // stands before it, and reads again.
@@ -177,10 +175,6 @@ impl Reader {
         self.read_from = from;
         self.short = batch.offsets.len() < max;
         if batch.offsets.is_empty() {
-            if self.bootstrap_to.is_some() {
-                // Nothing left to read up to the end seen at the start (retention took it).
-                self.bootstrap_to = None;
-            }
             return Ok(());
         }
         batch.source = index;
@@ -231,12 +225,17 @@ mod tests {
         }
     }
 
-    /// Polls until nothing is left, moving `offsets` as a task would; the values in
-    /// the order handed over.
-    fn drain(inputs: &mut Inputs, offsets: &mut [u64], max: usize) -> Vec<String> {
+    /// Polls until nothing is left, moving `offsets` as a task would (bootstrapping
+    /// up to `bootstrap`); the values in the order handed over.
+    fn drain(
+        inputs: &mut Inputs,
+        offsets: &mut [u64],
+        bootstrap: &[Option<u64>],
+        max: usize,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         loop {
-            let p = inputs.poll(offsets, max).unwrap();
+            let p = inputs.poll(offsets, bootstrap, max).unwrap();
             let Some(&last) = p.batch.offsets.last() else {
                 return out;
             };
@@ -256,17 +255,15 @@ mod tests {
             (Box::new(stream), InputKind::Stream),
             (Box::new(table), InputKind::Table),
         ]);
-        // As after a start that was not the first: no bootstrap.
-        inputs.started = true;
         let mut offsets = [0, 0];
         assert_eq!(
-            drain(&mut inputs, &mut offsets, 100),
+            drain(&mut inputs, &mut offsets, &[None, None], 100),
             ["s1", "t5", "s5", "s6", "t7", "s9"]
         );
     }
 
     #[test]
-    fn a_first_start_reads_tables_to_their_end_first() {
+    fn a_bootstrap_reads_tables_to_their_end_first() {
         let stream = Mem(vec![(1, "s1"), (2, "s2")]);
         let table = Mem(vec![(5, "t5"), (7, "t7")]);
         let mut inputs = Inputs::new(vec![
@@ -275,7 +272,7 @@ mod tests {
         ]);
         let mut offsets = [0, 0];
         assert_eq!(
-            drain(&mut inputs, &mut offsets, 1),
+            drain(&mut inputs, &mut offsets, &[None, Some(2)], 1),
             ["t5", "t7", "s1", "s2"]
         );
     }
@@ -288,14 +285,15 @@ mod tests {
             (Box::new(a), InputKind::Stream),
             (Box::new(b), InputKind::Stream),
         ]);
-        let p = inputs.poll(&[0, 0], 2).unwrap();
+        let none = [None, None];
+        let p = inputs.poll(&[0, 0], &none, 2).unwrap();
         assert_eq!(p.batch.offsets, [0, 1]);
         // The batch was dropped (a failure, a rollback): the task still stands at 0.
-        let p = inputs.poll(&[0, 0], 2).unwrap();
+        let p = inputs.poll(&[0, 0], &none, 2).unwrap();
         assert_eq!((p.batch.source, p.batch.offsets.clone()), (0, vec![0, 1]));
-        let p = inputs.poll(&[2, 0], 2).unwrap();
+        let p = inputs.poll(&[2, 0], &none, 2).unwrap();
         assert_eq!(p.batch.offsets, [2]);
-        let p = inputs.poll(&[3, 0], 2).unwrap();
+        let p = inputs.poll(&[3, 0], &none, 2).unwrap();
         assert_eq!((p.batch.source, p.caught_up), (1, true));
     }
 }

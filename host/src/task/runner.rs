@@ -162,7 +162,10 @@ impl TaskRunner {
             return self.end(Some(e));
         }
         let offsets = self.task.source_offsets();
-        let polled = match self.inputs.poll(&offsets, self.task.config().batch_size) {
+        let inputs = &self.inputs;
+        let bootstrap = self.task.bootstrap_targets(&|i| inputs.end_offset(i));
+        let batch_size = self.task.config().batch_size;
+        let polled = match self.inputs.poll(&offsets, &bootstrap, batch_size) {
             Ok(p) => p,
             Err(e) => return self.end(Some(e.into())),
         };

@@ -248,9 +248,7 @@ impl Task {
         self.uncommitted_errors = 0;
         self.position = self.committed;
         self.upstream = self.committed_upstream.clone();
-        if let Some(s) = &mut self.sources {
-            s.positions = self.committed_sources.clone();
-        }
+        self.discard_sources();
     }
 
     /// Replaces operator `j`: `swap` gets the current one (to take its state) and returns
@@ -367,32 +365,37 @@ impl Task {
         if late.is_empty() {
             return self.process_on_time(source, sink);
         }
-        let mut outputs = Outputs::empty();
-        if self.config.late_events == LateEvents::SideOutput {
-            for &i in &late {
-                outputs
-                    .side
-                    .push((LATE_PORT.to_string(), batch::record(&source.events, i)));
+        // Runs of on-time events and runs of late ones, in order: a late event's count
+        // and side output join the commit that moves the position past it, so a batch cut
+        // short (a trap, a stop) neither loses nor repeats them.
+        let (n, src) = (source.offsets.len(), source.source);
+        let mut late = late.into_iter().peekable();
+        let mut start = 0;
+        while start < n {
+            let end = late.peek().copied().unwrap_or(n);
+            if end > start {
+                self.process_on_time(&source.slice(start..end), sink)?;
+                if self.halted() || self.source_offset(src) <= source.offsets[end - 1] {
+                    return Ok(()); // stopped inside the run: the rest is read again
+                }
             }
-        }
-        self.uncommitted_late += late.len() as u64;
-        self.uncommitted_in += late.len() as u64;
-        self.accept(outputs, self.position);
-        let on_time = source.without(&late);
-        if !on_time.offsets.is_empty() {
-            self.process_on_time(&on_time, sink)?;
-            let last = *on_time.offsets.last().expect("not empty");
-            if self.halted() || self.source_offset(source.source) <= last {
-                return Ok(());
+            let mut outputs = Outputs::empty();
+            let mut next = end;
+            while late.next_if_eq(&next).is_some() {
+                if self.config.late_events == LateEvents::SideOutput {
+                    let record = batch::record(&source.events, next);
+                    outputs.side.push((LATE_PORT.to_string(), record));
+                }
+                self.uncommitted_late += 1;
+                self.uncommitted_in += 1;
+                next += 1;
             }
+            if next > end {
+                self.skip_to(src, source.offsets[next - 1] + 1);
+                self.accept(outputs, self.position);
+            }
+            start = next;
         }
-        // Late events at the end of the batch are handled too: move past them.
-        let end = source
-            .offsets
-            .last()
-            .expect("a batch from the source has events")
-            + 1;
-        self.skip_to(source.source, end);
         self.maybe_commit(sink)
     }
 

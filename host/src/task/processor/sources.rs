@@ -21,6 +21,8 @@ pub(crate) struct Sources {
     holds: Vec<bool>,
     /// Sources without input for the idle timeout: they do not hold the watermark back.
     idle: Vec<bool>,
+    /// Each source's bootstrap end, once decided (`None` before the first read).
+    bootstrap: Option<Vec<Option<u64>>>,
 }
 
 impl Sources {
@@ -42,12 +44,15 @@ impl Sources {
                 SourcePosition {
                     topic: s.topic.clone(),
                     partition: s.partition,
+                    // The task's own position holds the first source's offset, unless the
+                    // sources were saved (the first input may have changed since).
                     offset: match (i, found) {
-                        (0, _) => primary.offset,
                         (_, Some(p)) => p.offset,
+                        (0, None) if saved.is_empty() => primary.offset,
                         (_, None) => 0,
                     },
                     watermark: found.map_or(i64::MIN, |p| p.watermark),
+                    bootstrap_to: found.and_then(|p| p.bootstrap_to),
                 }
             })
             .collect();
@@ -55,6 +60,7 @@ impl Sources {
             positions,
             holds: infos.iter().map(|s| s.kind.holds_watermark()).collect(),
             idle: vec![false; infos.len()],
+            bootstrap: None,
         }
     }
 
@@ -75,6 +81,50 @@ impl Sources {
 }
 
 impl Task {
+    /// Where each source's bootstrap ends (`None`: it is not read ahead of the streams).
+    /// Decided at the first read: a table or broadcast source the task never read
+    /// (offset 0) is read up to `end(i)`, its end now, before any stream; a bootstrap a
+    /// stop or crash interrupted goes on to the end it had (kept with the positions).
+    pub fn bootstrap_targets(&mut self, end: &dyn Fn(usize) -> u64) -> Vec<Option<u64>> {
+        let Some(s) = &mut self.sources else {
+            return vec![None];
+        };
+        if s.bootstrap.is_none() {
+            let targets = (0..s.positions.len())
+                .map(|i| {
+                    let p = &s.positions[i];
+                    match (s.holds[i], p.bootstrap_to) {
+                        (true, _) => None,
+                        (false, Some(kept)) => Some(kept),
+                        (false, None) if p.offset == 0 => Some(end(i)),
+                        (false, None) => None,
+                    }
+                })
+                .collect();
+            s.bootstrap = Some(targets);
+        }
+        let targets = s.bootstrap.as_mut().expect("decided");
+        for (i, t) in targets.iter_mut().enumerate() {
+            if t.is_some_and(|end| s.positions[i].offset >= end) {
+                *t = None; // done
+            }
+            s.positions[i].bootstrap_to = *t;
+        }
+        targets.clone()
+    }
+
+    /// Back to the committed source positions (a bootstrap decided since still holds).
+    pub(super) fn discard_sources(&mut self) {
+        if let Some(s) = &mut self.sources {
+            s.positions = self.committed_sources.clone();
+            if let Some(targets) = &s.bootstrap {
+                for (p, t) in s.positions.iter_mut().zip(targets) {
+                    p.bootstrap_to = *t;
+                }
+            }
+        }
+    }
+
     /// The next offset to read in each source (one entry for a task with one source).
     pub fn source_offsets(&self) -> Vec<u64> {
         match &self.sources {
@@ -231,5 +281,77 @@ impl Task {
     /// The name operators see for the input of source `src`.
     pub(super) fn input_name(&self, src: usize) -> Option<Arc<str>> {
         self.config.sources.get(src).map(|s| Arc::clone(&s.input))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::AfterCommit;
+    use crate::model::InputKind;
+    use crate::record::batch;
+    use crate::state::{Db, DbOptions, TaskId};
+    use crate::task::TaskConfig;
+
+    fn config() -> TaskConfig {
+        let source = |input: &str, kind| TaskSourceInfo {
+            input: Arc::from(input),
+            kind,
+            topic: input.to_string(),
+            partition: 0,
+        };
+        TaskConfig {
+            sources: vec![
+                source("orders", InputKind::Stream),
+                source("customers", InputKind::Table),
+            ],
+            ..TaskConfig::default()
+        }
+    }
+
+    fn rows(from: u64, n: u64) -> SourceBatch {
+        let mut events = batch::empty();
+        for i in 0..n {
+            batch::push(&mut events, Some(b"k"), b"row", 1_000 + i as i64, &[]);
+        }
+        SourceBatch {
+            events,
+            offsets: (from..from + n).collect(),
+            source: 1,
+        }
+    }
+
+    #[test]
+    fn a_bootstrap_cut_short_goes_on_to_the_same_end_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(&dir.path().join("db"), &DbOptions::default()).unwrap());
+        let id = TaskId::new("p", 0);
+        let mut sink = AfterCommit(|_| Ok(()));
+        let mut task = Task::new(id.clone(), Vec::new(), config(), Arc::clone(&db)).unwrap();
+        // A first read: the table (never read) goes to its end now, 100.
+        let ends = [5, 100];
+        assert_eq!(task.bootstrap_targets(&|i| ends[i]), [None, Some(100)]);
+        // A failed batch does not forget the decision.
+        task.process(&rows(0, 10), &mut sink).unwrap();
+        task.discard_uncommitted();
+        assert_eq!(task.bootstrap_targets(&|_| 999), [None, Some(100)]);
+        task.process(&rows(0, 40), &mut sink).unwrap();
+        task.flush(&mut sink).unwrap();
+        drop(task);
+        // Restarted mid-bootstrap, with the table grown: the same end.
+        let mut task = Task::new(id.clone(), Vec::new(), config(), Arc::clone(&db)).unwrap();
+        assert_eq!(task.source_offsets(), [0, 40]);
+        assert_eq!(task.bootstrap_targets(&|_| 500), [None, Some(100)]);
+        task.process(&rows(40, 60), &mut sink).unwrap();
+        assert_eq!(
+            task.bootstrap_targets(&|_| 500),
+            [None, None],
+            "done at 100"
+        );
+        task.flush(&mut sink).unwrap();
+        drop(task);
+        // A later start merges by time: no bootstrap again.
+        let mut task = Task::new(id, Vec::new(), config(), db).unwrap();
+        assert_eq!(task.bootstrap_targets(&|_| 500), [None, None]);
     }
 }
