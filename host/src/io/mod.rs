@@ -40,32 +40,6 @@ impl SourceBatch {
             source: self.source,
         }
     }
-
-    /// The batch without the events at `skip` (sorted indices).
-    pub fn without(&self, skip: &[usize]) -> SourceBatch {
-        let mut events = batch::empty();
-        let mut offsets = Vec::with_capacity(self.offsets.len() - skip.len());
-        let mut skip = skip.iter().peekable();
-        let mut start = 0;
-        // Copy the runs between skipped indices as slices.
-        let n = self.offsets.len();
-        while start < n {
-            let end = skip.peek().map_or(n, |&&i| i);
-            if end > start {
-                batch::extend(&mut events, &batch::slice(&self.events, start..end));
-                offsets.extend_from_slice(&self.offsets[start..end]);
-            }
-            if end < n {
-                skip.next();
-            }
-            start = end + 1;
-        }
-        SourceBatch {
-            events,
-            offsets,
-            source: self.source,
-        }
-    }
 }
 
 /// The port (and so the topic `<pipeline>.shadow`) of a shadow run's records.

@@ -68,11 +68,12 @@ impl Inputs {
         self.sources.iter().map(|r| r.source.end_offset()).collect()
     }
 
-    /// Which sources had no events for `timeout`.
+    /// Which sources had no events for `timeout` (events read and waiting their turn
+    /// count as events).
     pub fn idle(&self, timeout: Duration) -> Vec<bool> {
         self.sources
             .iter()
-            .map(|r| r.last_data.elapsed() >= timeout)
+            .map(|r| r.ahead.is_none() && r.last_data.elapsed() >= timeout)
             .collect()
     }
 
