@@ -4,7 +4,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Acc, BadInput, COUNT, Config, Event, Fatal, Operator, Store, Windows } from "../src/index.js";
+import { Acc, BadInput, COUNT, Config, Event, Fatal, Operator, Store, TableJoin, Windows } from "../src/index.js";
 import { BatchFailed, Harness } from "../src/testing.js";
 
 const text = (b) => new TextDecoder().decode(b);
@@ -178,4 +178,31 @@ test("events name their input; a timer call has none", () => {
   assert.deepEqual(text(h.processFrom("customers", [new Event("k", "v"), new Event("j", "w")])), ["customers", "customers"]);
   assert.deepEqual(text(h.advanceWatermark(10)), ["null"]);
   assert.deepEqual(text(h.process(new Event("k", "v"))), ["source"]);
+});
+
+test("a table join sees updates and deletes; a left join keeps events without a row", () => {
+  class Enrich extends Operator {
+    init(config) {
+      this.customers = new TableJoin("customers", config.string("join", "inner"));
+    }
+    process(event, ctx) {
+      if (event.input() === "customers") return this.customers.update(ctx, event);
+      const found = this.customers.join(ctx, event);
+      if (found === null) return;
+      const row = found.row === null ? "null" : new TextDecoder().decode(found.row);
+      ctx.emit(new Event(event.key, `${new TextDecoder().decode(event.value)}|${row}`));
+    }
+  }
+  const text = (out) => out.map((o) => new TextDecoder().decode(o.event.value));
+  const h = new Harness(Enrich);
+  h.processFrom("customers", new Event("c1", "Ada"));
+  assert.deepEqual(text(h.processFrom("orders", [new Event("c1", "o1"), new Event("c2", "o2")])), ["o1|Ada"]);
+  h.processFrom("customers", [new Event("c1", "Ada L."), new Event("c2", "Grace")]);
+  assert.deepEqual(text(h.processFrom("orders", [new Event("c1", "o3"), new Event("c2", "o4")])), ["o3|Ada L.", "o4|Grace"]);
+  h.processFrom("customers", new Event("c1", ""));
+  assert.deepEqual(text(h.processFrom("orders", new Event("c1", "o5"))), []);
+  assert.throws(() => h.processFrom("customers", new Event(null, "x")), BadInput);
+  const left = new Harness(Enrich, { join: "left" });
+  assert.deepEqual(text(left.processFrom("orders", new Event("c9", "o1"))), ["o1|null"]);
+  assert.throws(() => new Harness(Enrich, { join: "outer" }));
 });

@@ -25,7 +25,7 @@ pub const PYTHON: Files = embed!("guest-sdk/python":
 pub const JS: Files = embed!("guest-sdk/js":
     "package.json", "src/index.js", "src/api.js", "src/config.js", "src/errors.js", "src/export.js", "src/flat.js",
     "src/memory-host.js", "src/testing.js", "src/testing-hooks.js", "src/testing-register.js", "src/utf8.js",
-    "src/window.js");
+    "src/window.js", "src/join.js");
 
 /// The Rust crate `eddy-guest` (its manifest is [`RUST_MANIFEST`]: the real one names
 /// workspace settings).
