@@ -222,6 +222,30 @@ pub fn start_pipeline(
     }
 }
 
+/// Waits until `done` says the tasks committed everything (failing when a task fails),
+/// stops them, and returns the seconds since `started`.
+pub fn run_to_end(
+    started: std::time::Instant,
+    handles: &[std::sync::Arc<crate::task::TaskHandle>],
+    done: &dyn Fn(&[std::sync::Arc<crate::task::TaskHandle>]) -> bool,
+) -> anyhow::Result<f64> {
+    use std::time::Duration;
+    while !done(handles) {
+        if let Some(failed) = handles.iter().find_map(|h| h.status().failure) {
+            anyhow::bail!("a task failed: {failed}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    for h in handles {
+        h.request_stop();
+    }
+    for h in handles {
+        h.wait(Duration::from_secs(30));
+    }
+    Ok(secs)
+}
+
 /// Appends a main output (key, value, time, no headers) to `out`.
 pub fn push_output(out: &mut OutputBatch, key: &[u8], value: &[u8], timestamp: i64) {
     let key = Span::push(&mut out.data, key);

@@ -4,7 +4,8 @@
 //! and offsets. The Wasm operator and the same join compiled natively, in one run.
 
 use super::common::{
-    BenchPath, Best, fresh_log, pipeline_record, print_best, push_output, start_pipeline,
+    BenchPath, Best, fresh_log, pipeline_record, print_best, push_output, run_to_end,
+    start_pipeline,
 };
 use crate::metrics::Metrics;
 use crate::model::{PipelineRecord, PipelineSpec};
@@ -18,7 +19,6 @@ use crate::task::TaskFactory;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct JoinArgs {
@@ -129,23 +129,9 @@ fn measure(
     );
     let (started, handles) = start_pipeline(path, &factory, &mut record, &args.wasm, &native_join)?;
     let total = (work.customers.len() + work.orders.len()) as u64;
-    loop {
-        let committed: u64 = handles.iter().map(|h| h.status().committed_offset).sum();
-        if committed == total {
-            break;
-        }
-        if let Some(failed) = handles.iter().find_map(|h| h.status().failure) {
-            anyhow::bail!("a task failed: {failed}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let secs = started.elapsed().as_secs_f64();
-    for h in &handles {
-        h.request_stop();
-    }
-    for h in &handles {
-        h.wait(Duration::from_secs(30));
-    }
+    let secs = run_to_end(started, &handles, &|hs| {
+        hs.iter().map(|h| h.status().committed_offset).sum::<u64>() == total
+    })?;
     let sink = log.topic("enriched")?;
     let written: u64 = (0..args.partitions).map(|p| sink.end_offset(p)).sum();
     anyhow::ensure!(

@@ -5,7 +5,7 @@
 
 use super::common::{
     BenchPath, Best, WorkloadArgs, fresh_log, native_wordcount, pipeline_record, print_best,
-    produce_values, start_pipeline,
+    produce_values, run_to_end, start_pipeline,
 };
 use crate::metrics::Metrics;
 use crate::model::{PipelineRecord, PipelineSpec};
@@ -14,7 +14,6 @@ use crate::runtime::{Runtime, RuntimeConfig};
 use crate::task::TaskFactory;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -60,25 +59,10 @@ fn measure(
     // The tasks are built as the server builds them; the clock runs from their start.
     let (started, handles) =
         start_pipeline(path, &factory, &mut record, &args.w.wasm, &native_wordcount)?;
-    loop {
-        if handles
-            .iter()
+    let secs = run_to_end(started, &handles, &|hs| {
+        hs.iter()
             .all(|h| h.status().committed_offset == source.end_offset(h.id.partition))
-        {
-            break;
-        }
-        if let Some(failed) = handles.iter().find_map(|h| h.status().failure) {
-            anyhow::bail!("a task failed: {failed}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let secs = started.elapsed().as_secs_f64();
-    for h in &handles {
-        h.request_stop();
-    }
-    for h in &handles {
-        h.wait(Duration::from_secs(30));
-    }
+    })?;
     let written: u64 = (0..args.partitions).map(|p| sink.end_offset(p)).sum();
     anyhow::ensure!(
         written as usize == words.len(),
