@@ -96,6 +96,17 @@ export class Builder {
   }
 }
 
+/** The bytes of `parts`, one after another. */
+export function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 export function byteList(items) {
   const b = new Builder();
   const spans = items.map((item) => b.push(item));

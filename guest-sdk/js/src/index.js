@@ -20,4 +20,4 @@ export { exportOperator } from "./export.js";
 export { Config } from "./config.js";
 export { encode as utf8Encode, decode as utf8Decode } from "./utf8.js";
 export { Windows, COUNT, Acc } from "./window.js";
-export { TableJoin } from "./join.js";
+export { TableJoin, WindowJoin } from "./join.js";

@@ -17,6 +17,7 @@
 // accumulators for your own aggregates without DataView or BigInt.
 
 import { Fatal } from "./errors.js";
+import { concat } from "./flat.js";
 import { decode as decode8, encode as encode8 } from "./utf8.js";
 
 const FLIP = 1n << 63n;
@@ -66,16 +67,6 @@ export const Acc = {
 function int64(n) {
   const out = new Uint8Array(8);
   new DataView(out.buffer).setBigInt64(0, BigInt(n), true);
-  return out;
-}
-
-function concat(...parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
   return out;
 }
 

@@ -4,7 +4,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Acc, BadInput, COUNT, Config, Event, Fatal, Operator, Store, TableJoin, Windows } from "../src/index.js";
+import { Acc, BadInput, COUNT, Config, Event, Fatal, Operator, Store, TableJoin, WindowJoin, Windows } from "../src/index.js";
 import { BatchFailed, Harness } from "../src/testing.js";
 
 const text = (b) => new TextDecoder().decode(b);
@@ -205,4 +205,116 @@ test("a table join sees updates and deletes; a left join keeps events without a 
   const left = new Harness(Enrich, { join: "left" });
   assert.deepEqual(text(left.processFrom("orders", new Event("c9", "o1"))), ["o1|null"]);
   assert.throws(() => new Harness(Enrich, { join: "outer" }));
+});
+
+/** Impressions (left) and clicks (right) within 10 ms: `l|r` per pair, `-` for a side
+ * that met none (the Rust and Python SDKs' test operator). */
+class Ads extends Operator {
+  init(config) {
+    this.join = new WindowJoin("ads", 10, {
+      kind: config.string("join", "inner"),
+      before: config.int("before", 10),
+      after: config.int("after", 10),
+      grace: config.int("grace", 0),
+    });
+  }
+  emit(ctx, pairs) {
+    const show = (j) => (j === null ? "-" : `${text(j.value)}@${j.timestamp}`);
+    for (const p of pairs) ctx.emit(new Event(p.key, `${show(p.left)}|${show(p.right)}`));
+  }
+  process(event, ctx) {
+    this.emit(ctx, this.join.add(ctx, event.input() === "clicks" ? "right" : "left", event));
+  }
+  onTimer(key, at, ctx) {
+    const pairs = this.join.onTimer(ctx, key);
+    if (pairs !== null) this.emit(ctx, pairs);
+  }
+}
+
+const bytes = (...parts) => Uint8Array.from(parts.flatMap((p) => (typeof p === "string" ? [...p].map((c) => c.charCodeAt(0)) : [...p])));
+const I64_MIN = -(2 ** 63);
+
+test("a windowed join pairs records within the window either way round; they leave with the watermark", () => {
+  const h = new Harness(Ads);
+  assert.deepEqual(h.processFrom("impressions", new Event("a", "i1", 100)), []);
+  assert.deepEqual(values(h.processFrom("clicks", new Event("a", "c1", 105))), ["i1@100|c1@105"]);
+  // Another key, and a click too late for i1.
+  assert.deepEqual(h.processFrom("clicks", new Event("b", "c2", 106)), []);
+  assert.deepEqual(h.processFrom("clicks", new Event("a", "c3", 111)), []);
+  assert.deepEqual(values(h.processFrom("impressions", new Event("a", "i2", 112))), ["i2@112|c1@105", "i2@112|c3@111"]);
+  assert.deepEqual(h.advanceWatermark(200), []);
+  assert.deepEqual([h.store("ads.left"), h.store("ads.right"), h.timers()], [[], [], []]);
+  assert.deepEqual(h.processFrom("clicks", new Event("a", "c4", 113)), []);
+});
+
+test("left and outer windowed joins emit the records that met none when their window closes", () => {
+  const h = new Harness(Ads, { join: "left" });
+  h.processFrom("impressions", [new Event("a", "i1", 100), new Event("b", "i3", 120)]);
+  assert.deepEqual(values(h.processFrom("clicks", new Event("a", "c1", 104))), ["i1@100|c1@104"]);
+  assert.deepEqual(h.advanceWatermark(110), []);
+  assert.deepEqual(values(h.advanceWatermark(1000)), ["i3@120|-"]); // i1 met c1; clicks never alone
+  const o = new Harness(Ads, { join: "outer", before: 0 });
+  o.processFrom("clicks", new Event("c", "c0", 95));
+  o.processFrom("impressions", new Event("c", "i1", 100));
+  assert.deepEqual(values(o.advanceWatermark(1000)).sort(), ["-|c0@95", "i1@100|-"]);
+});
+
+test("a windowed join's before and after bounds differ; grace delays the close", () => {
+  const h = new Harness(Ads, { before: 2, after: 5 }); // clicks in [l - 2, l + 5]
+  h.processFrom("impressions", new Event("a", "i", 100));
+  const clicks = (key, times) => times.map((t) => values(h.processFrom("clicks", new Event(key, `c${t}`, t))));
+  assert.deepEqual(clicks("a", [97, 98, 105, 106]), [[], ["i@100|c98@98"], ["i@100|c105@105"], []]);
+  clicks("b", [197, 198, 205, 206]);
+  assert.deepEqual(values(h.processFrom("impressions", new Event("b", "i", 200))), ["i@200|c198@198", "i@200|c205@205"]);
+
+  const g = new Harness(Ads, { join: "left", grace: 5 });
+  g.processFrom("impressions", [new Event("a", "i1", 100), new Event("b", "i2", 100)]);
+  assert.deepEqual(g.timers().map(([at]) => at), [116, 116]); // 100 + 10 + 5 + 1
+  assert.deepEqual(g.advanceWatermark(115), []);
+  // Late, but within the grace: i1 still waits.
+  assert.deepEqual(values(g.processFrom("clicks", new Event("a", "c", 108))), ["i1@100|c@108"]);
+  assert.deepEqual(values(g.advanceWatermark(116)), ["i2@100|-"]);
+});
+
+test("a windowed join keeps the Rust and Python SDKs' store layout and timers", () => {
+  const h = new Harness(Ads, { join: "outer", before: 0 });
+  h.processFrom("clicks", new Event("c", "c0", 95));
+  h.processFrom("impressions", new Event("c", "i1", 100));
+  // `len(key) key time` with the time's sign bit flipped; each record `met len value`.
+  const left = bytes([0, 0, 0, 1], "c", [0x80, 0, 0, 0, 0, 0, 0, 100]);
+  const right = bytes([0, 0, 0, 1], "c", [0x80, 0, 0, 0, 0, 0, 0, 95]);
+  assert.deepEqual(h.store("ads.left"), [[left, bytes([0, 0, 0, 0, 2], "i1")]]);
+  assert.deepEqual(h.store("ads.right"), [[right, bytes([0, 0, 0, 0, 2], "c0")]]);
+  // A timer per entry, `\0wjoin\0<name>\0` and the side, once the window (and grace) closed.
+  assert.deepEqual(h.timers(), [[96, bytes("\0wjoin\0ads\0r", right)], [111, bytes("\0wjoin\0ads\0l", left)]]);
+  // Two records of one key and time share an entry; a met one is flagged.
+  h.processFrom("clicks", new Event("c", "c1", 100));
+  h.processFrom("impressions", new Event("c", "i2", 100));
+  assert.deepEqual(h.store("ads.left"), [[left, bytes([1, 0, 0, 0, 2], "i1", [1, 0, 0, 0, 2], "i2")]]);
+
+  // Times before zero sort first, and bounds saturate at the s64 range.
+  const s = new Harness(Ads);
+  s.processFrom("impressions", [new Event("k", "lo", I64_MIN), new Event("k", "neg", -1), new Event("k", "hi", 2 ** 63 - 1024)]);
+  assert.deepEqual(s.store("ads.left").map(([k]) => Array.from(k.slice(5))), [
+    [0, 0, 0, 0, 0, 0, 0, 0],
+    [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+    [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc, 0x00],
+  ]);
+  assert.deepEqual(s.timers().map(([at]) => at), [I64_MIN + 11, 10, 2 ** 63 - 1024]);
+  assert.deepEqual(values(s.processFrom("clicks", new Event("k", "c", I64_MIN))), [`lo@${I64_MIN}|c@${I64_MIN}`]);
+});
+
+test("a windowed join refuses keyless records, bad kinds and sides, and damaged state", () => {
+  const h = new Harness(Ads);
+  assert.throws(() => h.processFrom("clicks", new Event(null, "x", 1)), (e) => e instanceof BadInput && /no key/.test(e.message));
+  assert.throws(() => new Harness(Ads, { join: "full" }), (e) => e instanceof Fatal && /"full"/.test(e.message));
+  const join = new WindowJoin("ads", 10);
+  assert.throws(() => join.add(h.ctx, "middle", new Event("a", "x", 1)), (e) => e instanceof Fatal && /"middle"/.test(e.message));
+  assert.equal(join.onTimer(h.ctx, "some other timer"), null);
+  const notOwn = (e) => e instanceof Fatal && /is not its own/.test(e.message);
+  assert.throws(() => join.onTimer(h.ctx, "\0wjoin\0ads\0x"), notOwn);
+  assert.throws(() => join.onTimer(h.ctx, bytes("\0wjoin\0ads\0l", [0, 0, 0, 9], "c")), notOwn);
+  const entry = bytes([0, 0, 0, 1], "a", [0x80, 0, 0, 0, 0, 0, 0, 100]);
+  h.state.stores.set("ads.left", new Map([[String.fromCharCode(...entry), bytes([0, 0, 0, 0, 9], "short")]]));
+  assert.throws(() => h.processFrom("clicks", new Event("a", "c", 100)), (e) => e instanceof Fatal && /damaged/.test(e.message));
 });
