@@ -25,7 +25,7 @@ fn spec() -> String {
     )
 }
 
-fn member(data: &Path, broker: &Broker, name: &str) -> ServerProcess {
+pub(crate) fn member(data: &Path, broker: &Broker, name: &str) -> ServerProcess {
     ServerProcess::start(
         data,
         &[
@@ -86,7 +86,7 @@ fn status_of(server: &ServerProcess) -> Value {
 }
 
 /// The servers running the pipeline's tasks, as `server` reports them.
-fn servers_of(status: &Value) -> BTreeSet<String> {
+pub(crate) fn servers_of(status: &Value) -> BTreeSet<String> {
     status["tasks"]
         .as_array()
         .unwrap()
@@ -101,7 +101,7 @@ fn wait_status(server: &ServerProcess, what: &str, done: impl Fn(&Value) -> bool
 }
 
 /// Polls `server`'s status of `pipeline` until `done` holds.
-fn wait_status_of(
+pub(crate) fn wait_status_of(
     server: &ServerProcess,
     pipeline: &str,
     what: &str,

@@ -24,6 +24,7 @@ pub(super) fn input_files(
             name: SOURCE_INPUT.to_string(),
             topic: crate::model::TopicRef::embedded(SOURCE_INPUT),
             kind: InputKind::Stream,
+            repartition: false,
         });
     }
     let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
@@ -67,6 +68,8 @@ pub(super) fn task_sources(inputs: &[(InputSpec, PathBuf)]) -> Vec<TaskSourceInf
             kind: input.kind,
             topic: input.topic.topic.clone(),
             partition: 0,
+            // One task reads each file whole: every record is its own.
+            repartition: None,
         })
         .collect()
 }

@@ -179,9 +179,9 @@ impl Controller {
             return Ok(());
         };
         let spec = &entry.record.spec;
+        // The input whose partitions number the tasks (the others are co-partitioned).
         let source = spec
-            .source
-            .as_ref()
+            .primary_source()
             .expect("a shared pipeline has a source");
         let conn = self.kafka(source)?.expect("a shared pipeline reads Kafka");
         let partitions = kafka::partition_count(&conn, &source.topic).map_err(RunError::Source)?;

@@ -89,14 +89,19 @@ impl Controller {
     pub fn create(&self, spec: PipelineSpec) -> Result<PipelineStatus, ControlError> {
         spec.validate()?;
         let source = spec.primary_source().ok_or(ControlError::NoSource)?;
-        if let Some(reason) = spec.kafka_with_inputs() {
-            return Err(ControlError::Start(StartError::Inputs(reason)));
-        }
         let sink = spec.sink.as_ref().ok_or(ControlError::NoSink)?;
         // In a cluster, see every server's uploads and pipelines first.
         self.sync_cluster()?;
         if self.distributed(&spec) && stages(&spec).len() > 1 {
             return Err(ControlError::SharedRepartition);
+        }
+        if self.distributed(&spec)
+            && let Some(input) = spec.inputs.iter().find(|i| !i.topic.is_kafka())
+        {
+            return Err(ControlError::Start(StartError::Inputs(format!(
+                "input {:?}: the inputs of a pipeline the cluster shares must be Kafka topics (an embedded topic lives on one server)",
+                input.name
+            ))));
         }
         if self.table().contains_key(&spec.name) {
             return Err(ControlError::Exists(spec.name.clone()));
@@ -117,7 +122,10 @@ impl Controller {
                 .partition_count(),
         };
         for input in spec.input_specs().iter().skip(1) {
-            if !input.topic.is_kafka() && self.log().topic(&input.topic.topic).is_err() {
+            if input.topic.is_kafka() {
+                self.kafka(&input.topic)
+                    .map_err(ControlError::KafkaEndpoint)?;
+            } else if self.log().topic(&input.topic.topic).is_err() {
                 return Err(ControlError::NoSourceTopic(input.topic.topic.clone()));
             }
         }

@@ -10,8 +10,9 @@ use super::controller::Controller;
 use super::error::ControlError;
 use super::manifest_check::Shape;
 use super::savepoints::{Manifest, SavepointError};
+use crate::kafka::RecordedPosition;
 use crate::log::{Appends, LogError, TopicConfig, changelog_topics};
-use crate::model::{PinnedOperator, PipelineSpec, PipelineState, Stage, stages};
+use crate::model::{InputKind, PinnedOperator, PipelineSpec, PipelineState, Stage, stages};
 use crate::state::changelog::{Change, TIMERS_STORE, changelog_topic, marker_key};
 use crate::state::savepoint::{SstBuilder, for_each_entry, ingest};
 use crate::state::{
@@ -371,7 +372,7 @@ impl Controller {
         if let Some(conn) = &sink_kafka {
             let stage = all.last().expect("at least one stage");
             let operators: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
-            let tasks: Vec<(TaskId, TaskPosition)> = m
+            let tasks: Vec<(TaskId, RecordedPosition)> = m
                 .tasks
                 .iter()
                 .filter(|t| t.stage == stage.index)
@@ -381,27 +382,65 @@ impl Controller {
                         stage: t.stage,
                         partition: t.partition,
                     };
-                    let pos = TaskPosition {
-                        offset: t.offset,
-                        watermark: t.watermark,
+                    let pos = RecordedPosition {
+                        position: TaskPosition {
+                            offset: t.offset,
+                            watermark: t.watermark,
+                        },
+                        sources: t.sources.clone(),
                     };
                     (id, pos)
                 })
                 .collect();
-            let kafka_source = spec
-                .primary_source()
-                .filter(|s| s.kafka.is_some() && stage.index == 0)
-                .map(|s| s.topic.as_str());
+            let group_offsets = if stage.index == 0 {
+                self.group_offsets(spec, conn, &tasks)?
+            } else {
+                Vec::new()
+            };
             let plan = crate::kafka::ResetPlan {
                 pipeline: name,
                 operators: &operators,
                 tasks: &tasks,
-                kafka_source,
+                group_offsets: &group_offsets,
             };
             crate::kafka::reset_to_savepoint(self.db(), conn, &plan)
                 .map_err(ControlError::KafkaReset)?;
         }
         Ok(prepared.keys)
+    }
+
+    /// The pipeline group's offsets of restored first-stage tasks: each Kafka source
+    /// partition a task owns (not a broadcast's) on the sink's cluster `conn`, at its
+    /// restored offset.
+    fn group_offsets(
+        &self,
+        spec: &PipelineSpec,
+        conn: &crate::kafka::Connection,
+        tasks: &[(TaskId, RecordedPosition)],
+    ) -> Result<Vec<(String, u32, u64)>, ControlError> {
+        let mut owned = Vec::new();
+        for input in spec.input_specs() {
+            let same_cluster = self
+                .kafka(&input.topic)
+                .map_err(ControlError::KafkaEndpoint)?
+                == Some(conn.clone());
+            if same_cluster && input.kind != InputKind::Broadcast && !input.repartition {
+                owned.push(input.topic.topic);
+            }
+        }
+        let mut out = Vec::new();
+        for (id, pos) in tasks {
+            if pos.sources.is_empty() {
+                if let Some(topic) = owned.first() {
+                    out.push((topic.clone(), id.partition, pos.position.offset));
+                }
+                continue;
+            }
+            for s in pos.sources.iter().filter(|s| owned.contains(&s.topic)) {
+                out.push((s.topic.clone(), s.partition, s.offset));
+            }
+        }
+        Ok(out)
     }
 
     /// Makes a restored store partition the whole content of its embedded changelog, so

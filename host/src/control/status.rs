@@ -81,7 +81,14 @@ impl Controller {
         for t in &mut tasks {
             if t.stage == 0 && several {
                 // Offsets and lag are sums over the task's sources.
-                for src in &mut t.sources {
+                // Kafka sources report their ends themselves.
+                let embedded = |input: &str| {
+                    r.spec
+                        .inputs
+                        .iter()
+                        .any(|i| i.name == input && !i.topic.is_kafka())
+                };
+                for src in t.sources.iter_mut().filter(|s| embedded(&s.input)) {
                     if let Ok(topic) = self.log().topic(&src.topic) {
                         src.end_offset = topic.end_offset(src.partition).max(src.committed_offset);
                         src.lag = src.end_offset - src.committed_offset;
@@ -176,12 +183,17 @@ impl Controller {
     fn sources_end(&self, stage: &Stage, p: u32) -> Option<u64> {
         let mut end = 0;
         for input in &stage.inputs {
+            if input.topic.is_kafka() {
+                return None; // the task reports its sources' ends itself
+            }
             let topic = self.log().topic(&input.topic.topic).ok()?;
-            end += match input.kind {
-                InputKind::Broadcast => (0..topic.partition_count())
+            let whole = input.kind == InputKind::Broadcast || input.repartition;
+            end += if whole {
+                (0..topic.partition_count())
                     .map(|q| topic.end_offset(q))
-                    .sum(),
-                _ => topic.end_offset(p),
+                    .sum()
+            } else {
+                topic.end_offset(p)
             };
         }
         Some(end)

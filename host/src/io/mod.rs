@@ -9,7 +9,7 @@ pub use watermark::{WATERMARK_HEADER, read_watermark, watermark_record};
 use crate::record::Record;
 use crate::record::batch::{self, EventBatch};
 use crate::state::changelog::OperatorChanges;
-use crate::state::{Commit, StateError, TaskPosition};
+use crate::state::{Commit, SourcePosition, StateError, TaskPosition};
 
 /// Why a source could not be read or a sink could not commit.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +91,10 @@ pub trait Sink {
     /// The position the next commit makes durable (a Kafka sink commits it as the
     /// source offset in its transaction).
     fn position(&mut self, _position: TaskPosition) {}
+
+    /// Every source's position the next commit makes durable, for a task reading
+    /// several sources (a Kafka sink records them in its transaction).
+    fn sources(&mut self, _sources: &[SourcePosition]) {}
 
     /// Writes `commit` with `outputs`. `changes` lists the commit's state changes for
     /// the changelogs (empty when the task keeps none).

@@ -3,12 +3,14 @@
 //! state from changelog topics in Kafka.
 
 mod admin;
+mod position;
 mod reset;
 mod restore;
 mod sink;
 mod source;
 
 pub use admin::{ensure_topic, partition_count};
+pub use position::RecordedPosition;
 pub use reset::{ResetPlan, reset_to_savepoint};
 pub use restore::{RestoreReport, restore_task};
 pub use sink::{KafkaSink, SinkTask, SourceOffsets, fence, prepare};

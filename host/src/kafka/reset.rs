@@ -4,9 +4,10 @@
 //! group the savepoint's offsets ("seek the group"). A replay from any earlier point then
 //! ends in the restored state, and a restart resumes at the savepoint.
 
+use super::position::RecordedPosition;
 use super::{Connection, KafkaError, REQUEST_TIMEOUT, ensure_topic};
 use crate::state::changelog::{Change, changelog_store, changelog_topic, marker_key};
-use crate::state::{Cf, Db, StateScope, TaskId, TaskPosition};
+use crate::state::{Cf, Db, StateScope, TaskId};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -20,9 +21,10 @@ pub struct ResetPlan<'a> {
     /// The stage's operator ids.
     pub operators: &'a [&'a str],
     /// Every task of the stage with its restored position.
-    pub tasks: &'a [(TaskId, TaskPosition)],
-    /// The stage's source topic, when it is in Kafka (its group offsets are set too).
-    pub kafka_source: Option<&'a str>,
+    pub tasks: &'a [(TaskId, RecordedPosition)],
+    /// The group offsets to set: the restored offset of each Kafka source partition a
+    /// task owns, as (topic, partition, offset).
+    pub group_offsets: &'a [(String, u32, u64)],
 }
 
 /// Rewrites Kafka after the local state of `plan`'s tasks became a savepoint's; returns
@@ -69,7 +71,7 @@ pub fn reset_to_savepoint(
     let mut deliveries = Vec::new();
     let mut written = 0u64;
     for (task, pos) in plan.tasks {
-        let position = pos.offset.to_string();
+        let position = pos.progress().to_string();
         let p = task.partition;
         for (op, store) in &stores {
             let topic = changelog_topic(plan.pipeline, op, store);
@@ -111,7 +113,7 @@ pub fn reset_to_savepoint(
             }
         }
         let key = super::position_key(task.stage, p);
-        let value = format!("{},{}", pos.offset, pos.watermark);
+        let value = pos.encode();
         let record = FutureRecord::to(&positions)
             .partition(p as i32)
             .key(&key)
@@ -134,7 +136,7 @@ pub fn reset_to_savepoint(
             *end = (*end).max(offset + 1);
         }
     }
-    if let Some(source) = plan.kafka_source {
+    if !plan.group_offsets.is_empty() {
         let consumer: BaseConsumer = conn
             .config(&[
                 ("group.id", &super::group_id(plan.pipeline)),
@@ -143,13 +145,9 @@ pub fn reset_to_savepoint(
             .create()
             .map_err(|e| conn.error(e))?;
         let mut tpl = TopicPartitionList::new();
-        for (task, pos) in plan.tasks {
-            tpl.add_partition_offset(
-                source,
-                task.partition as i32,
-                Offset::Offset(pos.offset as i64),
-            )
-            .map_err(|e| conn.error(e))?;
+        for (topic, partition, offset) in plan.group_offsets {
+            tpl.add_partition_offset(topic, *partition as i32, Offset::Offset(*offset as i64))
+                .map_err(|e| conn.error(e))?;
         }
         consumer
             .commit(&tpl, CommitMode::Sync)

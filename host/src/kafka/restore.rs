@@ -4,9 +4,13 @@
 //! the state reflects ends in the right state (every change overwrites), so the marker
 //! of the last RocksDB write is a safe start.
 
+use super::position::{RecordedPosition, progress};
 use super::{Connection, KafkaError, REQUEST_TIMEOUT};
 use crate::state::changelog::{Change, ChangeApplier, changelog_store, load_marker, marker_key};
-use crate::state::{Cf, Db, StateScope, TaskId, load_position, put_position};
+use crate::state::{
+    Cf, Db, StateScope, TaskId, load_position, load_source_positions, put_position,
+    put_source_positions,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Headers, Message};
@@ -77,23 +81,27 @@ pub fn restore_task(
         .then(|| recorded_position(conn, &readers, task))
         .transpose()?
         .flatten();
-    if let Some((offset, watermark)) = recorded {
+    if let Some(recorded) = &recorded {
         let mut position = load_position(db, task).map_err(|e| conn.error(e))?;
+        let sources = load_source_positions(db, task).map_err(|e| conn.error(e))?;
         // Forward only: local state is written after its transaction committed, so Kafka
         // is never behind it, except when the broker hides a committed record for a while
         // (Tansu does, under load). A restore elsewhere that rewinds Kafka makes every
         // other server drop its local state first (the catalog's `restored/` record).
-        if offset > position.offset {
-            position.offset = offset;
-            position.watermark = position.watermark.max(watermark);
+        if recorded.progress() > progress(position, &sources) {
+            position.offset = recorded.position.offset;
+            position.watermark = position.watermark.max(recorded.position.watermark);
             let mut wb = WriteBatch::default();
             put_position(db, &mut wb, task, position);
+            if !recorded.sources.is_empty() {
+                put_source_positions(db, &mut wb, task, &recorded.sources);
+            }
             db.write(wb).map_err(|e| conn.error(e))?;
-            report.advanced_to = Some(offset);
+            report.advanced_to = Some(recorded.position.offset);
         }
     }
     // Changes beyond the recorded position belong to transactions that never committed.
-    let recorded_offset = recorded.map_or(0, |(o, _)| o);
+    let recorded_offset = recorded.as_ref().map_or(0, RecordedPosition::progress);
     for t in metadata.topics() {
         let Some((operator, store)) = changelog_store(&task.pipeline, operators, t.name()) else {
             continue;
@@ -154,18 +162,15 @@ fn recorded_position(
     conn: &Connection,
     readers: &Readers<'_>,
     task: &TaskId,
-) -> Result<Option<(u64, i64)>, KafkaError> {
+) -> Result<Option<RecordedPosition>, KafkaError> {
     let topic = super::positions_topic(&task.pipeline);
     let key = super::position_key(task.stage, task.partition);
     let mut last = None;
     read_to_end(conn, readers, &topic, task.partition, 0, |m| {
         if m.key() == Some(key.as_bytes()) {
-            let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-            let parsed = text
-                .split_once(',')
-                .and_then(|(o, w)| Some((o.parse().ok()?, w.parse().ok()?)));
+            let text = String::from_utf8_lossy(m.payload().unwrap_or_default());
             last = Some(
-                parsed
+                RecordedPosition::decode(&text)
                     .ok_or_else(|| conn.error(format!("{topic}: bad position record {text:?}")))?,
             );
         }

@@ -5,6 +5,7 @@
 //! A crash between the two leaves local state behind Kafka; the next start replays the
 //! changelog tail (see `restore`), which the transaction made durable.
 
+use super::position::{RecordedPosition, progress};
 use super::{Connection, KafkaError, REQUEST_TIMEOUT, admin};
 use crate::io::{IoError, Outputs, Sink};
 use crate::log::partitioner::partition_for_key;
@@ -12,7 +13,7 @@ use crate::model::PortTopics;
 use crate::record::Record;
 use crate::record::batch;
 use crate::state::changelog::{Change, OperatorChanges, changelog_topic};
-use crate::state::{Commit, StateScope, TaskPosition};
+use crate::state::{Commit, SourcePosition, StateScope, TaskPosition};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
@@ -59,10 +60,13 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Where a task's source offsets go in its transactions.
+/// Where a task's source offsets go in its transactions: the pipeline group's offsets of
+/// the Kafka sources the task owns (on the sink's cluster).
 pub struct SourceOffsets {
+    /// A consumer in the group (its metadata goes with the offsets).
     pub consumer: Arc<BaseConsumer>,
-    pub topic: String,
+    /// Each source as (its index in the task, topic, partition).
+    pub sources: Vec<(usize, String, u32)>,
 }
 
 /// Which task a sink serves, and where its main output goes.
@@ -132,6 +136,8 @@ pub struct KafkaSink {
     /// Topics known to exist, with their partition counts.
     topics: HashMap<String, u32>,
     position: TaskPosition,
+    /// Every source's position, for a task with several sources.
+    sources: Vec<SourcePosition>,
 }
 
 fn sink_error(e: impl std::fmt::Display) -> IoError {
@@ -185,6 +191,7 @@ impl KafkaSink {
             source,
             topics: HashMap::from([(task.main.to_string(), task.main_partitions)]),
             position: TaskPosition::START,
+            sources: Vec::new(),
         })
     }
 
@@ -317,7 +324,7 @@ impl KafkaSink {
         }
         // Each change names the position of its transaction, so a restore can tell the
         // changes of a transaction that never recorded its position (aborted) apart.
-        let position = self.position.offset.to_string();
+        let position = progress(self.position, &self.sources).to_string();
         let mut written = Vec::new();
         for op in changes {
             for store in &op.stores {
@@ -386,12 +393,14 @@ impl KafkaSink {
             return Ok(None);
         };
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(
-            &src.topic,
-            self.partition as i32,
-            Offset::Offset(self.position.offset as i64),
-        )
-        .map_err(sink_error)?;
+        for (i, topic, partition) in &src.sources {
+            let offset = match self.sources.get(*i) {
+                Some(s) => s.offset,
+                None => self.position.offset,
+            };
+            tpl.add_partition_offset(topic, *partition as i32, Offset::Offset(offset as i64))
+                .map_err(sink_error)?;
+        }
         let meta = src
             .consumer
             .group_metadata()
@@ -403,6 +412,10 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     fn position(&mut self, position: TaskPosition) {
         self.position = position;
+    }
+
+    fn sources(&mut self, sources: &[SourcePosition]) {
+        self.sources = sources.to_vec();
     }
 
     fn commit(
@@ -422,7 +435,11 @@ impl Sink for KafkaSink {
             // that sees it also sees all it accounts for, even on a broker that shows
             // aborted transactions to read_committed consumers (Tansu does).
             self.drain()?;
-            let value = format!("{},{}", self.position.offset, self.position.watermark);
+            let value = RecordedPosition {
+                position: self.position,
+                sources: self.sources.clone(),
+            }
+            .encode();
             let (topic, key) = (self.positions.clone(), self.position_key.clone());
             self.send(
                 &topic,

@@ -26,6 +26,9 @@ pub struct InputSpec {
     pub name: String,
     pub topic: TopicRef,
     pub kind: InputKind,
+    /// Read although not co-partitioned: every task reads every partition of the input
+    /// and keeps the records whose key belongs to its partition (see `keeps`).
+    pub repartition: bool,
 }
 
 /// How a task reads an input.
@@ -62,10 +65,16 @@ struct InputForm {
     kafka: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "is_stream")]
     kind: InputKind,
+    #[serde(default, skip_serializing_if = "is_false")]
+    repartition: bool,
 }
 
 fn is_stream(kind: &InputKind) -> bool {
     *kind == InputKind::Stream
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl TryFrom<InputForm> for InputSpec {
@@ -85,6 +94,7 @@ impl TryFrom<InputForm> for InputSpec {
             name: form.name,
             topic,
             kind: form.kind,
+            repartition: form.repartition,
         })
     }
 }
@@ -97,6 +107,7 @@ impl From<InputSpec> for InputForm {
             topic: reference["topic"].as_str().map(str::to_string),
             kafka: reference.get("kafka").cloned(),
             kind: i.kind,
+            repartition: i.repartition,
         }
     }
 }
@@ -130,10 +141,56 @@ pub(super) fn check_inputs(inputs: &[InputSpec], has_source: bool) -> Result<(),
             )));
         }
     }
-    if !inputs.iter().any(|i| i.kind == InputKind::Stream) {
+    let Some(primary) = inputs.iter().find(|i| i.kind == InputKind::Stream) else {
         return Err(SpecError::Invalid(
             "a pipeline needs a stream input: its partitions number the tasks (one per partition), and tables and broadcast inputs join them".into(),
         ));
+    };
+    for input in inputs.iter().filter(|i| i.repartition) {
+        if input.kind == InputKind::Broadcast {
+            return Err(SpecError::Invalid(format!(
+                "input {:?}: a broadcast input is read whole by every task; `repartition` applies to stream and table inputs",
+                input.name
+            )));
+        }
+        if input.name == primary.name {
+            return Err(SpecError::Invalid(format!(
+                "input {:?} numbers the pipeline's tasks (its first stream input), so it cannot be repartitioned; `repartition` applies to the other inputs",
+                input.name
+            )));
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::PipelineSpec;
+
+    const TWO: &str = "name = \"p\"\n[[inputs]]\nname = \"orders\"\ntopic = \"orders\"\n[[inputs]]\nname = \"customers\"\ntopic = \"customers\"\nkind = \"table\"\nrepartition = true\n[[operators]]\nname = \"w\"\n";
+
+    #[test]
+    fn repartition_is_kept_and_applies_to_inputs_other_than_the_first_stream() {
+        let spec = PipelineSpec::from_toml(TWO).unwrap();
+        assert!(spec.inputs[1].repartition && !spec.inputs[0].repartition);
+        let again: PipelineSpec =
+            serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(again, spec, "the flag survives the JSON the server keeps");
+        for (text, says) in [
+            (
+                TWO.replace("kind = \"table\"", "kind = \"broadcast\""),
+                "a broadcast input is read whole",
+            ),
+            (
+                TWO.replace(
+                    "topic = \"orders\"\n",
+                    "topic = \"orders\"\nrepartition = true\n",
+                ),
+                "numbers the pipeline's tasks",
+            ),
+        ] {
+            let e = PipelineSpec::from_toml(&text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
 }

@@ -461,6 +461,7 @@ impl PipelineSpec {
                 name: SOURCE_INPUT.to_string(),
                 topic: source.clone(),
                 kind: InputKind::Stream,
+                repartition: false,
             }];
         }
         let mut inputs = self.inputs.clone();
@@ -480,28 +481,6 @@ impl PipelineSpec {
                 .find(|i| i.kind == InputKind::Stream)
                 .map(|i| &i.topic)
         })
-    }
-
-    /// Why this version cannot run the pipeline's several inputs with Kafka, if it
-    /// cannot: each task keeps a position per input in its RocksDB write, which a Kafka
-    /// transaction (a Kafka sink's commit, a Kafka source's offsets) does not hold yet.
-    pub fn kafka_with_inputs(&self) -> Option<String> {
-        if self.inputs.len() < 2 {
-            return None;
-        }
-        if let Some(i) = self.inputs.iter().find(|i| i.topic.is_kafka()) {
-            return Some(format!(
-                "input {:?}: a pipeline with several inputs reads embedded topics only in this version (a Kafka topic takes the one-input form, [source])",
-                i.name
-            ));
-        }
-        let repartitions = self.operators.iter().any(|o| o.repartition);
-        if self.sink.as_ref().is_some_and(TopicRef::is_kafka) && !repartitions {
-            return Some(
-                "a pipeline with several inputs writes to an embedded sink in this version (a Kafka sink takes the one-input form, [source])".into(),
-            );
-        }
-        None
     }
 
     /// Whether the pipeline reads several inputs.

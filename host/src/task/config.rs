@@ -41,6 +41,9 @@ pub struct TaskSourceInfo {
     pub kind: InputKind,
     pub topic: String,
     pub partition: u32,
+    /// `Some(n)`: a repartitioned input, read whole by each of the `n` tasks; the task
+    /// keeps the records whose key belongs to its partition (`sources::keeps`).
+    pub repartition: Option<u32>,
 }
 
 impl TaskConfig {

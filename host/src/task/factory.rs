@@ -337,9 +337,6 @@ impl TaskFactory {
                 }
                 None => self.log.topic(&stage.source)?.partition_count(),
             };
-            if let Some(reason) = spec.kafka_with_inputs().filter(|_| stage.is_first()) {
-                return Err(StartError::Inputs(reason));
-            }
             let inputs = self.stage_inputs(stage, partitions)?;
             let sink_partitions = match io.sink {
                 Some(conn) => kafka::prepare(conn, &spec.name, &stage.sink, partitions)
@@ -352,13 +349,15 @@ impl TaskFactory {
                     stage: stage.index,
                     partition: p,
                 };
-                let (source, sink) =
-                    self.endpoints(record, stage, &io, &id, partitions, sink_partitions)?;
-                let sources = task_sources(&inputs, p);
-                let source = match &inputs[..] {
-                    [] | [_] => Inputs::new(vec![(source, InputKind::Stream)]),
-                    _ => self.multi_source(&sources)?,
-                };
+                let sources = task_sources(&inputs, p, partitions);
+                let (source, sink) = self.endpoints(
+                    record,
+                    stage,
+                    &io,
+                    &id,
+                    (partitions, sink_partitions),
+                    &sources,
+                )?;
                 let config = TaskConfig {
                     changelog: true,
                     upstream_partitions,
@@ -420,9 +419,9 @@ impl TaskFactory {
                 }
                 None => self.log.topic(&input.topic.topic)?.partition_count(),
             };
-            if input.kind != InputKind::Broadcast && n != partitions {
+            if input.kind != InputKind::Broadcast && !input.repartition && n != partitions {
                 return Err(StartError::Inputs(format!(
-                    "input {:?} (topic {}) has {n} partition(s) and the pipeline's tasks read {partitions} (input {:?}): stream and table inputs must be co-partitioned (same partition count, records keyed alike), so that task p reads partition p of each; give the topics the same partition count, or make a small input `kind = \"broadcast\"`",
+                    "input {:?} (topic {}) has {n} partition(s) and the pipeline's tasks read {partitions} (input {:?}): stream and table inputs must be co-partitioned (same partition count, records keyed alike), so that task p reads partition p of each; give the topics the same partition count, or set `repartition = true` on the input (every task then reads all of it and keeps its own keys), or make a small input `kind = \"broadcast\"`",
                     input.name, input.topic.topic, stage.inputs[0].name
                 )));
             }
@@ -431,19 +430,67 @@ impl TaskFactory {
         Ok(out)
     }
 
-    /// Readers of the embedded topics a task with several sources reads.
-    fn multi_source(&self, sources: &[TaskSourceInfo]) -> Result<Inputs, StartError> {
+    /// The readers of a task's sources, with the Kafka sources whose offsets the pipeline's
+    /// group records (broadcast partitions have no one owner, so none of theirs).
+    fn readers(
+        &self,
+        spec: &PipelineSpec,
+        stage: &Stage,
+        io: &StageIo<'_>,
+        p: u32,
+        sources: &[TaskSourceInfo],
+    ) -> Result<(Inputs, Vec<KafkaOffset>), StartError> {
+        let group = kafka::group_id(&spec.name);
+        let mut owned = Vec::new();
+        let mut kafka_reader = |i: usize, conn: Connection, topic: &str, q: u32, owner: bool| {
+            let s = kafka::KafkaSource::new(&conn, &group, topic, q)?;
+            if owner {
+                owned.push(KafkaOffset {
+                    conn,
+                    consumer: s.consumer(),
+                    offset: (i, topic.to_string(), q),
+                });
+            }
+            Ok::<_, KafkaError>(Box::new(s) as Box<dyn TaskSource>)
+        };
+        if sources.len() < 2 {
+            // One source: the stage's (the input, or the previous stage's topic).
+            let reader: Box<dyn TaskSource> = match io.source {
+                None => Box::new(TopicSource::new(
+                    Arc::clone(&self.log),
+                    self.log.topic(&stage.source)?,
+                    p,
+                )),
+                Some(conn) => kafka_reader(0, conn.clone(), &stage.source, p, true)?,
+            };
+            return Ok((Inputs::one(reader), owned));
+        }
         let mut readers = Vec::new();
-        for s in sources {
-            let topic = self.log.topic(&s.topic)?;
-            let reader: Box<dyn TaskSource> =
-                Box::new(TopicSource::new(Arc::clone(&self.log), topic, s.partition));
+        for (i, s) in sources.iter().enumerate() {
+            let input = stage
+                .inputs
+                .iter()
+                .find(|input| *input.name == *s.input)
+                .expect("a task's sources come from its stage's inputs");
+            let reader: Box<dyn TaskSource> = match self.kafka(&input.topic)? {
+                None => Box::new(TopicSource::new(
+                    Arc::clone(&self.log),
+                    self.log.topic(&s.topic)?,
+                    s.partition,
+                )),
+                Some(conn) => {
+                    // Broadcast and repartitioned partitions are read by every task.
+                    let owner = s.kind != InputKind::Broadcast && s.repartition.is_none();
+                    kafka_reader(i, conn, &s.topic, s.partition, owner)
+                        .map_err(StartError::Source)?
+                }
+            };
             readers.push((reader, s.kind));
         }
-        Ok(Inputs::new(readers))
+        Ok((Inputs::new(readers), owned))
     }
 
-    /// The source and sink of one task; with a Kafka sink, the task's local state is
+    /// The sources and sink of one task; with a Kafka sink, the task's local state is
     /// first caught up with what Kafka holds.
     fn endpoints(
         &self,
@@ -451,25 +498,12 @@ impl TaskFactory {
         stage: &Stage,
         io: &StageIo<'_>,
         id: &TaskId,
-        partitions: u32,
-        sink_partitions: u32,
-    ) -> Result<Endpoints, StartError> {
+        (partitions, sink_partitions): (u32, u32),
+        sources: &[TaskSourceInfo],
+    ) -> Result<(Inputs, Box<dyn Sink + Send>), StartError> {
         let spec = &record.spec;
         let p = id.partition;
-        let mut consumer = None;
-        let source: Box<dyn TaskSource> = match io.source {
-            None => Box::new(TopicSource::new(
-                Arc::clone(&self.log),
-                self.log.topic(&stage.source)?,
-                p,
-            )),
-            Some(conn) => {
-                let group = kafka::group_id(&spec.name);
-                let s = kafka::KafkaSource::new(conn, &group, &stage.source, p)?;
-                consumer = Some(s.consumer());
-                Box::new(s)
-            }
-        };
+        let (readers, owned) = self.readers(spec, stage, io, p, sources)?;
         // A Kafka sink's producer fences the task's previous owner (a crashed process,
         // another server) before anything is read back from Kafka.
         let sink: Box<dyn Sink + Send> = match io.sink {
@@ -497,9 +531,12 @@ impl TaskFactory {
                     main: &stage.sink,
                     main_partitions: sink_partitions,
                 };
-                let offsets = consumer.map(|consumer| kafka::SourceOffsets {
-                    consumer,
-                    topic: stage.source.clone(),
+                // Offsets go into the transaction when their group lives on the sink's cluster.
+                let owned: Vec<KafkaOffset> =
+                    owned.into_iter().filter(|o| o.conn == *conn).collect();
+                let offsets = owned.first().map(|first| kafka::SourceOffsets {
+                    consumer: Arc::clone(&first.consumer),
+                    sources: owned.iter().map(|o| o.offset.clone()).collect(),
                 });
                 let s = kafka::KafkaSink::new(conn, &task, spec.settings.exactly_once, offsets)?
                     .with_ports(spec.port_topics());
@@ -519,7 +556,7 @@ impl TaskFactory {
                 Box::new(s)
             }
         };
-        Ok((source, sink))
+        Ok((readers, sink))
     }
 
     /// How to move operator `i` of a pipeline from `old` to `target` in its tasks, and
@@ -602,25 +639,37 @@ impl TaskFactory {
     }
 }
 
-/// Where one task reads and writes.
-type Endpoints = (Box<dyn TaskSource>, Box<dyn Sink + Send>);
+/// A Kafka source a task owns: its offset goes to the pipeline's group.
+struct KafkaOffset {
+    conn: Connection,
+    consumer: Arc<rdkafka::consumer::BaseConsumer>,
+    /// The source's index in the task, its topic and partition.
+    offset: (usize, String, u32),
+}
 
-/// The sources of task `p` of a stage with `inputs`: partition `p` of each stream and
-/// table input, every partition of each broadcast input.
-fn task_sources(inputs: &[(crate::model::InputSpec, u32)], p: u32) -> Vec<TaskSourceInfo> {
+/// The sources of task `p` of a stage of `tasks` tasks with `inputs`: partition `p` of
+/// each stream and table input, every partition of each broadcast or repartitioned input.
+fn task_sources(
+    inputs: &[(crate::model::InputSpec, u32)],
+    p: u32,
+    tasks: u32,
+) -> Vec<TaskSourceInfo> {
     let mut out = Vec::new();
     for (input, partitions) in inputs {
         let name: Arc<str> = Arc::from(input.name.as_str());
-        let partitions = match input.kind {
-            InputKind::Broadcast => (0..*partitions).collect(),
-            _ => vec![p],
+        let whole = input.kind == InputKind::Broadcast || input.repartition;
+        let read = if whole {
+            (0..*partitions).collect()
+        } else {
+            vec![p]
         };
-        for q in partitions {
+        for q in read {
             out.push(TaskSourceInfo {
                 input: Arc::clone(&name),
                 kind: input.kind,
                 topic: input.topic.topic.clone(),
                 partition: q,
+                repartition: input.repartition.then_some(tasks),
             });
         }
     }

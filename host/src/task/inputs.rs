@@ -20,6 +20,17 @@ pub struct Polled {
     pub caught_up: bool,
 }
 
+impl Polled {
+    fn nothing(caught_up: bool) -> Self {
+        let batch = SourceBatch {
+            events: Default::default(),
+            offsets: Vec::new(),
+            source: 0,
+        };
+        Polled { batch, caught_up }
+    }
+}
+
 pub struct Inputs {
     sources: Vec<Reader>,
 }
@@ -34,7 +45,17 @@ struct Reader {
     /// The offset `ahead` was read from: it holds every event from there on.
     read_from: u64,
     last_data: Instant,
+    /// While the source says it has records beyond what it handed over and its reader has
+    /// not fetched them yet (Kafka fetches in the background): its end then, and since
+    /// when the merge waits for them.
+    hold: Option<(u64, Instant)>,
 }
+
+/// How long the merge waits for a source's records that its reader has not fetched yet,
+/// before the other sources go on without them (as Kafka Streams' `max.task.idle.ms`). A
+/// source whose end stays out of reach (a transaction marker at its end) is waited for
+/// once per end.
+const HOLD: Duration = Duration::from_millis(500);
 
 impl Inputs {
     /// A task's one source.
@@ -53,6 +74,7 @@ impl Inputs {
                 short: false,
                 read_from: 0,
                 last_data: Instant::now(),
+                hold: None,
             })
             .collect();
         Inputs { sources }
@@ -97,6 +119,14 @@ impl Inputs {
         for (i, r) in self.sources.iter_mut().enumerate() {
             r.fill(offsets[i], max, i)?;
         }
+        // A source with records not fetched yet holds the merge: they may come first.
+        let mut waiting = false;
+        for (i, r) in self.sources.iter_mut().enumerate() {
+            waiting |= r.awaits(offsets[i]);
+        }
+        if waiting {
+            return Ok(Polled::nothing(false));
+        }
         // A bootstrapping source with nothing to read (retention took what the end
         // promised) does not hold the others back.
         let booting = |i: usize| {
@@ -116,16 +146,8 @@ impl Inputs {
             .iter()
             .min_by_key(|&&i| self.sources[i].order(self.sources[i].head_timestamp(), i))
         else {
-            let empty = SourceBatch {
-                events: Default::default(),
-                offsets: Vec::new(),
-                source: 0,
-            };
             let caught_up = self.sources.iter().all(|r| r.ahead.is_none());
-            return Ok(Polled {
-                batch: empty,
-                caught_up,
-            });
+            return Ok(Polled::nothing(caught_up));
         };
         // The others' next events bound how far this batch may go: up to the first event
         // that one of them would go before.
@@ -180,8 +202,28 @@ impl Reader {
         }
         batch.source = index;
         self.last_data = Instant::now();
+        self.hold = None;
         self.ahead = Some(batch);
         Ok(())
+    }
+
+    /// Whether the merge waits for this source (standing at `from`): nothing read ahead,
+    /// its end beyond `from`, and not yet waited [`HOLD`] for that end.
+    fn awaits(&mut self, from: u64) -> bool {
+        if self.ahead.is_some() {
+            return false;
+        }
+        let end = self.source.end_offset();
+        if end <= from {
+            return false;
+        }
+        match self.hold {
+            Some((e, since)) if e == end => since.elapsed() < HOLD,
+            _ => {
+                self.hold = Some((end, Instant::now()));
+                true
+            }
+        }
     }
 
     /// Where an event of this source (the task's source `index`) at `timestamp` goes
@@ -276,6 +318,40 @@ mod tests {
             drain(&mut inputs, &mut offsets, &[None, Some(2)], 1),
             ["t5", "t7", "s1", "s2"]
         );
+    }
+
+    /// A partition whose reader answers only from its `slow`-th poll on, as a Kafka
+    /// consumer answers once its first fetch is back.
+    struct Slow(Mem, usize);
+
+    impl TaskSource for Slow {
+        fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, IoError> {
+            if self.1 > 0 {
+                self.1 -= 1;
+                return self.0.poll(u64::MAX, max);
+            }
+            self.0.poll(from, max)
+        }
+
+        fn end_offset(&self) -> u64 {
+            self.0.end_offset()
+        }
+    }
+
+    #[test]
+    fn records_not_fetched_yet_keep_their_turn() {
+        let slow = Slow(Mem(vec![(1, "k1"), (4, "k4")]), 3);
+        let table = Mem(vec![(2, "t2"), (3, "t3")]);
+        let mut inputs = Inputs::new(vec![
+            (Box::new(slow), InputKind::Stream),
+            (Box::new(table), InputKind::Table),
+        ]);
+        let mut offsets = [0, 0];
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            out.extend(drain(&mut inputs, &mut offsets, &[None, None], 10));
+        }
+        assert_eq!(out, ["k1", "t2", "t3", "k4"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::shadow::ShadowLane;
 use super::upstream::UpstreamWatermarks;
 use super::{Operator, TaskError};
 use crate::io::{Outputs, Sink, SourceBatch, read_watermark};
-use crate::model::{LateEvents, OnError};
+use crate::model::OnError;
 use crate::record::batch::{self, EventBatch};
 use crate::runtime::{CallError, Interrupt, TrapKind};
 use crate::state::changelog::OperatorChanges;
@@ -23,6 +23,7 @@ use std::time::Instant;
 
 mod policy;
 mod shadowing;
+mod skips;
 mod sources;
 mod timers;
 
@@ -352,74 +353,6 @@ impl Task {
         Ok(())
     }
 
-    /// Processes events (no watermark records among them).
-    fn process_events(
-        &mut self,
-        source: &SourceBatch,
-        sink: &mut dyn Sink,
-    ) -> Result<(), TaskError> {
-        if self.config.late_events == LateEvents::Process {
-            return self.process_on_time(source, sink);
-        }
-        let late = self.late_indices(source);
-        if late.is_empty() {
-            return self.process_on_time(source, sink);
-        }
-        // Runs of on-time events and runs of late ones, in order: a late event's count
-        // and side output join the commit that moves the position past it, so a batch cut
-        // short (a trap, a stop) neither loses nor repeats them.
-        let (n, src) = (source.offsets.len(), source.source);
-        let mut late = late.into_iter().peekable();
-        let mut start = 0;
-        while start < n {
-            let end = late.peek().copied().unwrap_or(n);
-            if end > start {
-                self.process_on_time(&source.slice(start..end), sink)?;
-                if self.halted() || self.source_offset(src) <= source.offsets[end - 1] {
-                    return Ok(()); // stopped inside the run: the rest is read again
-                }
-            }
-            let mut outputs = Outputs::empty();
-            let mut next = end;
-            while late.next_if_eq(&next).is_some() {
-                if self.config.late_events == LateEvents::SideOutput {
-                    let record = batch::record(&source.events, next);
-                    outputs.side.push((LATE_PORT.to_string(), record));
-                }
-                self.uncommitted_late += 1;
-                self.uncommitted_in += 1;
-                next += 1;
-            }
-            if next > end {
-                self.skip_to(src, source.offsets[next - 1] + 1);
-                self.accept(outputs, self.position);
-            }
-            start = next;
-        }
-        self.maybe_commit(sink)
-    }
-
-    /// The indices of `source`'s late events: below the watermark as it stood when each
-    /// arrived. Decided record by record (not per batch), so a replay after a crash, with
-    /// other batch boundaries, decides the same.
-    fn late_indices(&self, source: &SourceBatch) -> Vec<usize> {
-        let src = source.source;
-        if !self.can_be_late(src) {
-            return Vec::new();
-        }
-        let mut watermark = self.position.watermark;
-        let mut own = self.own_watermark(src);
-        let mut late = Vec::new();
-        for (i, e) in source.events.events.iter().enumerate() {
-            if e.timestamp < watermark {
-                late.push(i);
-            } else {
-                watermark = self.watermark_after_in(src, &mut own, watermark, e.timestamp);
-            }
-        }
-        late
-    }
-
     /// The watermark after an event at `timestamp` arrived (after a repartition, events
     /// do not move it: watermark records do).
     fn watermark_after(&self, watermark: i64, timestamp: i64) -> i64 {
@@ -629,6 +562,9 @@ impl Task {
             .sum();
         let bytes = commit.size() as u64;
         sink.position(self.position);
+        if let Some(s) = &self.sources {
+            sink.sources(&s.positions);
+        }
         sink.commit(commit, outputs, changes)?;
         self.stats.bytes_committed += bytes;
         // The interval runs from the end of a commit: a sink whose commit takes long (a

@@ -7,6 +7,8 @@
 
 use super::Task;
 use crate::io::{Sink, SourceBatch};
+use crate::log::partitioner::partition_for_key;
+use crate::record::batch::EventBatch;
 use crate::state::{SourcePosition, TaskPosition};
 use crate::task::config::TaskSourceInfo;
 use crate::task::{SourceStatus, TaskError};
@@ -21,6 +23,9 @@ pub(crate) struct Sources {
     holds: Vec<bool>,
     /// Sources without input for the idle timeout: they do not hold the watermark back.
     idle: Vec<bool>,
+    /// Per source, `Some(n)` when it is a partition of a repartitioned input: with its
+    /// partition number, the task keeps only the records whose key is its own of `n`.
+    repartition: Vec<Option<(u32, u32)>>,
     /// Each source's bootstrap end, once decided (`None` before the first read).
     bootstrap: Option<Vec<Option<u64>>>,
 }
@@ -60,6 +65,10 @@ impl Sources {
             positions,
             holds: infos.iter().map(|s| s.kind.holds_watermark()).collect(),
             idle: vec![false; infos.len()],
+            repartition: infos
+                .iter()
+                .map(|s| s.repartition.map(|n| (s.partition, n)))
+                .collect(),
             bootstrap: None,
         }
     }
@@ -278,10 +287,57 @@ impl Task {
             .collect()
     }
 
+    /// Whether source `src` is a partition of a repartitioned input.
+    pub(super) fn repartitioned(&self, src: usize) -> bool {
+        self.sources
+            .as_ref()
+            .is_some_and(|s| s.repartition[src].is_some())
+    }
+
+    /// Whether the event `i` of a batch of source `src` belongs to another task (a
+    /// repartitioned input's record whose key is not this task's).
+    pub(super) fn foreign(&self, src: usize, events: &EventBatch, i: usize) -> bool {
+        let Some(Some((from, partitions))) = self.sources.as_ref().map(|s| s.repartition[src])
+        else {
+            return false;
+        };
+        let key = events.events[i].key.get(&events.data);
+        !keeps(key, from, self.id.partition, partitions)
+    }
+
+    /// Moves source `src`'s own watermark (and the task's) over events at `timestamps`
+    /// that another task handles: they show the source's time all the same.
+    pub(super) fn pass_over(&mut self, src: usize, timestamps: impl Iterator<Item = i64>) {
+        let Some(s) = &self.sources else { return };
+        if !s.holds[src] {
+            return;
+        }
+        let mut own = s.positions[src].watermark;
+        let mut watermark = self.position.watermark;
+        for ts in timestamps {
+            watermark = self.watermark_after_in(src, &mut own, watermark, ts);
+        }
+        let s = self.sources.as_mut().expect("several sources");
+        s.positions[src].watermark = own;
+        self.position.watermark = watermark;
+    }
+
     /// The name operators see for the input of source `src`.
     pub(super) fn input_name(&self, src: usize) -> Option<Arc<str>> {
         self.config.sources.get(src).map(|s| Arc::clone(&s.input))
     }
+}
+
+/// Whether task `task` of `partitions` keeps a record with `key` read from partition
+/// `from` of a repartitioned input: the task its key hashes to (as the embedded log and
+/// Kafka's producers place keys); a keyless record, the task of the partition it came
+/// from. So each record has exactly one task.
+pub fn keeps(key: Option<&[u8]>, from: u32, task: u32, partitions: u32) -> bool {
+    let owner = match key {
+        Some(k) => partition_for_key(k, partitions),
+        None => from % partitions,
+    };
+    owner == task
 }
 
 #[cfg(test)]
@@ -299,6 +355,7 @@ mod tests {
             kind,
             topic: input.to_string(),
             partition: 0,
+            repartition: None,
         };
         TaskConfig {
             sources: vec![
@@ -318,6 +375,27 @@ mod tests {
             events,
             offsets: (from..from + n).collect(),
             source: 1,
+        }
+    }
+
+    #[test]
+    fn each_record_of_a_repartitioned_input_has_exactly_one_task() {
+        for n in 1..6 {
+            for k in 0..200 {
+                let key = format!("c{k}");
+                let owners: Vec<u32> = (0..n)
+                    .filter(|&t| keeps(Some(key.as_bytes()), k % 4, t, n))
+                    .collect();
+                assert_eq!(
+                    owners,
+                    [partition_for_key(key.as_bytes(), n)],
+                    "{key} of {n}"
+                );
+            }
+            for from in 0..7 {
+                let owners: Vec<u32> = (0..n).filter(|&t| keeps(None, from, t, n)).collect();
+                assert_eq!(owners, [from % n], "keyless from {from}");
+            }
         }
     }
 

@@ -1,0 +1,410 @@
+//! Several inputs with Kafka: the stream–table join of `examples/enrich-orders` with its
+//! orders in a Kafka topic and its customer table in an embedded one, `kill -9` at
+//! random points during both inputs' backlogs, the output compared with the oracle's.
+//! Once into an embedded sink (every input's position in the task's RocksDB write), once
+//! into a Kafka sink (every input's position in the Kafka transaction). And a cluster of
+//! two servers sharing the join of two Kafka inputs, one server killed mid-stream.
+
+use crate::joins::{
+    Ev, committed, expected_by_key, initial_customers, outputs_by_key, part, spec, timeline,
+    updates_from, write,
+};
+use crate::kafka::hides_aborted_transactions;
+use crate::support::guest;
+use crate::support::kafka::{Broker, STALL_PROOF, StallWatch};
+use crate::support::oracle::read_topic;
+use crate::support::server::ServerProcess;
+use eddy_host::log::partitioner::partition_for_key;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PARTITIONS: u32 = 3;
+
+#[test]
+fn kill_9_with_a_kafka_and_an_embedded_input_into_an_embedded_sink() {
+    kill_during_both_inputs(false);
+}
+
+#[test]
+fn kill_9_with_a_kafka_and_an_embedded_input_into_a_kafka_sink() {
+    kill_during_both_inputs(true);
+}
+
+/// Records into a Kafka topic, keyed as Eddy's embedded topics key them (co-partitioned).
+fn produce_keyed(broker: &Broker, topic: &str, events: &[&Ev]) {
+    for p in 0..PARTITIONS {
+        let records: Vec<(&str, &str, i64)> = events
+            .iter()
+            .filter(|e| partition_for_key(e.key.as_bytes(), PARTITIONS) == p)
+            .map(|e| (e.key.as_str(), e.value.as_str(), e.ts))
+            .collect();
+        broker.produce_to(topic, p as i32, &records);
+    }
+}
+
+fn produce_orders(broker: &Broker, orders: &[&Ev]) {
+    produce_keyed(broker, "orders", orders);
+}
+
+fn produce_customers(server: &ServerProcess, dir: &Path, name: &str, events: &[&Ev]) {
+    let file = write(dir, name, events);
+    server.ok(&[
+        "topic",
+        "produce",
+        "customers",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+}
+
+fn status(server: &ServerProcess) -> Value {
+    serde_json::from_str(&server.ok(&["pipeline", "status", "enrich-orders", "--json"])).unwrap()
+}
+
+fn kill_during_both_inputs(sink_in_kafka: bool) {
+    let broker = Broker::start();
+    let seed: u64 = std::env::var("EDDY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    println!(
+        "kafka join crash test (sink in Kafka: {sink_in_kafka}) seed {seed} (rerun with EDDY_CRASH_SEED={seed})"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let strict = !sink_in_kafka || hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--kafka-brokers", broker.brokers.as_str(), "--workers", "2"];
+    let server = ServerProcess::start(&data, &args);
+    server.ok(&[
+        "operator",
+        "push",
+        "enrich-orders",
+        guest("enrich-orders").to_str().unwrap(),
+    ]);
+    broker.create_topic("orders", PARTITIONS as i32);
+    server.ok(&["topic", "create", "customers", "--partitions", "3"]);
+    let mut text = std::fs::read_to_string(spec(dir.path(), "left"))
+        .unwrap()
+        .replacen("topic = \"orders\"", "kafka = { topic = \"orders\" }", 1);
+    if sink_in_kafka {
+        broker.create_topic("enriched-orders", PARTITIONS as i32);
+        text = text.replace(
+            "[sink]\ntopic = \"enriched-orders\"",
+            "[sink]\nkafka = { topic = \"enriched-orders\" }",
+        );
+    }
+    text.push_str("\n[settings]\ncommit_interval_ms = 20\nbatch_size = 64\n");
+    let spec = dir.path().join("kafka-join.toml");
+    std::fs::write(&spec, text).unwrap();
+
+    // The table exists before the pipeline: the first start reads it whole.
+    let keys = 200;
+    let initial = initial_customers(keys - 20);
+    produce_customers(
+        &server,
+        dir.path(),
+        "customers-0.jsonl",
+        &initial.iter().collect::<Vec<_>>(),
+    );
+    let mut next_order = 0;
+    let backlog = timeline(&mut rng, 1, 3_000, keys, &mut next_order);
+    let orders: Vec<&Ev> = backlog.iter().filter(|e| !e.table).collect();
+    produce_orders(&broker, &orders);
+    server.ok(&["pipeline", "create", spec.to_str().unwrap()]);
+    // Kills start once the first start committed (a start with nothing committed reads
+    // the table whole again, up to its end then).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&server)["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["committed_offset"] == 0)
+    {
+        assert!(Instant::now() < deadline, "{}", status(&server));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // As in the embedded test: each round's orders, then its table updates timed after
+    // them, so the merge by event time handles everything in time order.
+    let mut history: Vec<Ev> = initial.clone();
+    history.extend(backlog.iter().filter(|e| !e.table).cloned());
+    let mut server = server;
+    let mut mid_stream = 0;
+    let kills = 5;
+    let mut from = 1_000_000i64;
+    for round in 0..kills {
+        server.ok(&["pipeline", "stop", "enrich-orders"]);
+        let n = if sink_in_kafka { 6_000 } else { 15_000 };
+        let chunk = timeline(&mut rng, from, n, keys, &mut next_order);
+        let chunk: Vec<Ev> = part(&chunk, false)
+            .into_iter()
+            .chain(updates_from(&chunk, from + 50_000))
+            .collect();
+        from += 100_000;
+        let orders: Vec<&Ev> = chunk.iter().filter(|e| !e.table).collect();
+        let updates: Vec<&Ev> = chunk.iter().filter(|e| e.table).collect();
+        produce_orders(&broker, &orders);
+        produce_customers(&server, dir.path(), &format!("c-{round}.jsonl"), &updates);
+        history.extend(chunk);
+        server.ok(&["pipeline", "start", "enrich-orders"]);
+        // A Kafka transaction per commit makes the Kafka sink's run much longer.
+        let most = if sink_in_kafka { 600 } else { 60 };
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..most)));
+        let lag: u64 = status(&server)["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["lag"].as_u64().unwrap_or(0))
+            .sum();
+        println!("round {round}: kill -9 with {lag} records not yet committed");
+        mid_stream += usize::from(lag > 0);
+        server.kill();
+        server = ServerProcess::start(&data, &args);
+    }
+    let total_orders = history.iter().filter(|e| !e.table).count() as u64;
+    let total_customers = history.iter().filter(|e| e.table).count() as u64;
+    let deadline = Instant::now() + Duration::from_secs(180) + STALL_PROOF;
+    let mut stall = StallWatch::default();
+    let mut stalled = None;
+    loop {
+        let v = status(&server);
+        if v["state"] == "running"
+            && committed(&v, "orders") == total_orders
+            && committed(&v, "customers") == total_customers
+        {
+            break;
+        }
+        if sink_in_kafka && let Some(fault) = stall.check(&broker, &v) {
+            println!("seed {seed}: {fault}");
+            stalled = Some(fault);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "seed {seed}: did not catch up ({total_orders} orders, {total_customers} rows): {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(mid_stream > 0, "seed {seed}: no kill cut into work");
+
+    let expected = expected_by_key(&history);
+    let n: usize = expected.values().map(Vec::len).sum();
+    let outputs = if sink_in_kafka {
+        let isolation = if strict && stalled.is_none() {
+            "read_committed"
+        } else {
+            "read_uncommitted"
+        };
+        drop(server);
+        kafka_outputs(&broker, isolation, n)
+    } else {
+        server.stop();
+        read_topic(&data, "enriched-orders")
+            .into_iter()
+            .map(|(_, _, r)| (r.key, r.value))
+            .collect()
+    };
+    check_outputs(outputs, &expected, strict, stalled, seed);
+}
+
+/// The Kafka sink's records as (key, value), in order per partition.
+fn kafka_outputs(broker: &Broker, isolation: &str, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    let out = broker.read("enriched-orders", isolation, n, Duration::from_secs(120));
+    out.into_iter().map(|(_, _, k, v)| (k, v)).collect()
+}
+
+/// Checks the sink's records of each key against the oracle's: equal (`strict`); on a
+/// broker that shows aborted transactions, the expected ones in order with every extra a
+/// repeat of an expected one; after a broker stall (`stalled`), every one expected.
+fn check_outputs(
+    outputs: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    expected: &BTreeMap<String, Vec<String>>,
+    strict: bool,
+    stalled: Option<String>,
+    seed: u64,
+) {
+    let n: usize = expected.values().map(Vec::len).sum();
+    let actual = outputs_by_key(outputs);
+    let m: usize = actual.values().map(Vec::len).sum();
+    if let Some(fault) = stalled {
+        // Only what was produced can be checked: every output an expected one.
+        for (k, vs) in &actual {
+            let want = expected.get(k).cloned().unwrap_or_default();
+            for v in vs {
+                assert!(
+                    want.contains(v),
+                    "seed {seed} ({fault}): unexpected {k}={v}"
+                );
+            }
+        }
+        return;
+    }
+    if strict {
+        assert_eq!(m, n, "seed {seed}: outputs: {n} expected, {m} found");
+        assert!(
+            &actual == expected,
+            "seed {seed}: the output differs from the oracle"
+        );
+        return;
+    }
+    // The broker shows aborted transactions (Tansu): per key, the expected outputs in
+    // order with nothing missing, every extra output a repeat of an expected one.
+    for (k, want) in expected {
+        let got = actual.get(k).cloned().unwrap_or_default();
+        let mut it = got.iter();
+        for w in want {
+            assert!(
+                it.any(|g| g == w),
+                "seed {seed}: {k}: {w} missing or out of order"
+            );
+        }
+        for g in &got {
+            assert!(want.contains(g), "seed {seed}: unexpected {k}={g}");
+        }
+    }
+    for k in actual.keys() {
+        assert!(expected.contains_key(k), "seed {seed}: unexpected key {k}");
+    }
+    println!(
+        "the broker shows aborted transactions: {} outputs of aborted transactions on top of {n}",
+        m - n
+    );
+}
+
+#[test]
+fn a_cluster_shares_a_join_of_kafka_inputs_and_the_survivor_of_a_kill_finishes_it_exactly() {
+    use crate::cluster::{member, servers_of, wait_status_of};
+    let broker = Broker::start();
+    let strict = hides_aborted_transactions(&broker);
+    for topic in ["orders", "customers", "enriched-orders"] {
+        broker.create_topic(topic, PARTITIONS as i32);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = member(&dir.path().join("a"), &broker, "a");
+    let b = member(&dir.path().join("b"), &broker, "b");
+    a.ok(&[
+        "operator",
+        "push",
+        "enrich-orders",
+        guest("enrich-orders").to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(spec(dir.path(), "left"))
+        .unwrap()
+        .replacen("topic = \"orders\"", "kafka = { topic = \"orders\" }", 1)
+        .replace(
+            "[sink]\ntopic = \"enriched-orders\"",
+            "[sink]\nkafka = { topic = \"enriched-orders\" }",
+        )
+        + "\n[settings]\ncommit_interval_ms = 20\nbatch_size = 64\n";
+    // An embedded input lives on one server: a shared pipeline cannot read it.
+    let path = dir.path().join("embedded-customers.toml");
+    std::fs::write(&path, &text).unwrap();
+    let (ok, _, err) = a.cli(&["pipeline", "create", path.to_str().unwrap()]);
+    assert!(!ok && err.contains("must be Kafka topics"), "{err}");
+    let text = text.replacen(
+        "topic = \"customers\"",
+        "kafka = { topic = \"customers\" }",
+        1,
+    );
+    let path = dir.path().join("shared.toml");
+    std::fs::write(&path, &text).unwrap();
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let keys = 120;
+    let initial = initial_customers(keys - 12);
+    produce_keyed(&broker, "customers", &initial.iter().collect::<Vec<_>>());
+    let mut next_order = 0;
+    let first = timeline(&mut rng, 1, 3_000, keys, &mut next_order);
+    let first_orders: Vec<&Ev> = first.iter().filter(|e| !e.table).collect();
+    produce_orders(&broker, &first_orders);
+    let mut history: Vec<Ev> = initial.clone();
+    history.extend(first_orders.into_iter().cloned());
+    a.ok(&["pipeline", "create", path.to_str().unwrap()]);
+    // Every task has committed (so its table's bootstrap is decided: a task taken over
+    // before its first commit would start over and read the table to its end then).
+    // Each server reports the offsets of its own tasks.
+    let own_committed = |server: &ServerProcess, name: &str| -> Vec<u64> {
+        status(server)["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["server"] == name)
+            .map(|t| t["committed_offset"].as_u64().unwrap())
+            .collect()
+    };
+    wait_status_of(&b, "enrich-orders", "both servers to run tasks", |v| {
+        servers_of(v).len() == 2
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut offsets = own_committed(&a, "a");
+        offsets.extend(own_committed(&b, "b"));
+        if offsets.len() == PARTITIONS as usize && offsets.iter().all(|&o| o > 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every task to commit: {offsets:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill();
+    // More orders and table updates (timed after them) while B takes A's partitions.
+    let second = timeline(&mut rng, 1_000_000, 6_000, keys, &mut next_order);
+    let second: Vec<Ev> = part(&second, false)
+        .into_iter()
+        .chain(updates_from(&second, 1_050_000))
+        .collect();
+    produce_orders(
+        &broker,
+        &second.iter().filter(|e| !e.table).collect::<Vec<_>>(),
+    );
+    produce_keyed(
+        &broker,
+        "customers",
+        &second.iter().filter(|e| e.table).collect::<Vec<_>>(),
+    );
+    history.extend(second);
+    let total_orders = history.iter().filter(|e| !e.table).count() as u64;
+    let total_customers = history.iter().filter(|e| e.table).count() as u64;
+    let deadline = Instant::now() + Duration::from_secs(120) + STALL_PROOF;
+    let mut stall = StallWatch::default();
+    let mut stalled = None;
+    loop {
+        let v = status(&b);
+        let on_b = v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["server"] == "b");
+        if on_b
+            && committed(&v, "orders") == total_orders
+            && committed(&v, "customers") == total_customers
+        {
+            break;
+        }
+        if let Some(fault) = stall.check(&broker, &v) {
+            println!("cluster join: {fault}");
+            stalled = Some(fault);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B did not take every partition and finish ({total_orders} orders, {total_customers} rows): {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let expected = expected_by_key(&history);
+    let n: usize = expected.values().map(Vec::len).sum();
+    let isolation = if strict && stalled.is_none() {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    };
+    let outputs = kafka_outputs(&broker, isolation, n);
+    drop(b);
+    check_outputs(outputs, &expected, strict, stalled, 11);
+}
