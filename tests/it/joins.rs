@@ -21,7 +21,7 @@ pub(crate) struct Ev {
     pub(crate) ts: i64,
 }
 
-fn jsonl(events: &[&Ev]) -> String {
+pub(crate) fn jsonl(events: &[&Ev]) -> String {
     events
         .iter()
         .map(|e| json!({"key": e.key, "value": e.value, "timestamp": e.ts}).to_string() + "\n")

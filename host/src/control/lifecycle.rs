@@ -251,7 +251,8 @@ impl Controller {
         self.restore_created(&record.spec, &record.operators, savepoint)
     }
 
-    /// Starts a stopped, created or failed pipeline from its committed positions.
+    /// Starts a stopped, created or failed pipeline from its committed positions. When
+    /// Kafka is out of reach it goes to `recovering` and tries again by itself.
     pub fn start(&self, name: &str) -> Result<PipelineStatus, ControlError> {
         // In a cluster, first hear of everything other servers did: a restore made on
         // another server just now must drop this server's local state of the pipeline
@@ -268,7 +269,19 @@ impl Controller {
                     reason,
                 })?;
         }
-        self.run_unlocked(name, |entry| entry.record.state != PipelineState::Running)?;
+        match self.run_unlocked(name, |entry| entry.record.state != PipelineState::Running) {
+            // Kafka out of reach (or a restore waiting for an undecided transaction):
+            // the pipeline recovers by itself, as after a server start.
+            Err(ControlError::CannotStart { reason, .. })
+                if self.with_entry(name, |e| Ok(Self::recovers(&e.record.spec, &reason)))? =>
+            {
+                self.with_entry(name, |entry| {
+                    self.fail_or_recover(entry, reason);
+                    Ok(())
+                })?;
+            }
+            result => result?,
+        }
         self.refresh_gauges();
         self.status(name)
     }

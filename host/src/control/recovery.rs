@@ -17,13 +17,18 @@ fn kafka_trouble(reason: &str) -> bool {
 }
 
 impl Controller {
+    /// Whether a pipeline that could not run for `reason` recovers by itself: it uses
+    /// Kafka and Kafka was out of reach (or a restore waits for an undecided transaction).
+    pub(super) fn recovers(spec: &crate::model::PipelineSpec, reason: &str) -> bool {
+        let uses_kafka = spec.sink.iter().any(|t| t.kafka.is_some())
+            || spec.input_specs().iter().any(|i| i.topic.kafka.is_some());
+        uses_kafka && kafka_trouble(reason)
+    }
+
     /// Marks a pipeline that could not run: recovering (retried by itself) when Kafka
     /// was out of reach, failed otherwise.
     pub(super) fn fail_or_recover(&self, entry: &mut Entry, reason: String) {
-        let spec = &entry.record.spec;
-        let uses_kafka = spec.sink.iter().any(|t| t.kafka.is_some())
-            || spec.input_specs().iter().any(|i| i.topic.kafka.is_some());
-        let (state, reason) = if uses_kafka && kafka_trouble(&reason) {
+        let (state, reason) = if Self::recovers(&entry.record.spec, &reason) {
             let attempt = entry.retry.as_ref().map_or(0, |r| r.attempt) + 1;
             let delay = Duration::from_secs(1 << (attempt - 1).min(5)).min(MAX_DELAY);
             entry.retry = Some(Retry {
