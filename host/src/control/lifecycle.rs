@@ -269,19 +269,7 @@ impl Controller {
                     reason,
                 })?;
         }
-        match self.run_unlocked(name, |entry| entry.record.state != PipelineState::Running) {
-            // Kafka out of reach (or a restore waiting for an undecided transaction):
-            // the pipeline recovers by itself, as after a server start.
-            Err(ControlError::CannotStart { reason, .. })
-                if self.with_entry(name, |e| Ok(Self::recovers(&e.record.spec, &reason)))? =>
-            {
-                self.with_entry(name, |entry| {
-                    self.fail_or_recover(entry, reason);
-                    Ok(())
-                })?;
-            }
-            result => result?,
-        }
+        self.run_unlocked(name, |entry| entry.record.state != PipelineState::Running)?;
         self.refresh_gauges();
         self.status(name)
     }

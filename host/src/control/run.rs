@@ -46,7 +46,8 @@ impl Controller {
     /// Runs a pipeline of the table that does not run, without holding the table's lock
     /// while its operators start: the entry is marked `starting` (so nothing else changes
     /// it and status calls answer), a detached copy runs, and what it started goes back
-    /// into the entry. `wanted` says whether to go ahead (checked under the lock).
+    /// into the entry. `wanted` says whether to go ahead (checked under the lock). A
+    /// pipeline that cannot run because Kafka is out of reach goes to `recovering`.
     pub(super) fn run_unlocked(
         &self,
         name: &str,
@@ -81,6 +82,12 @@ impl Controller {
                     self.store
                         .set_state(&mut entry.record, PipelineState::Running, None)?;
                     self.share(&entry.record);
+                    Ok(())
+                }
+                // Kafka out of reach (or a restore waiting for an undecided transaction):
+                // the pipeline recovers by itself, as after a server start.
+                Err(reason) if Self::recovers(&entry.record.spec, &reason.to_string()) => {
+                    self.fail_or_recover(entry, reason.to_string());
                     Ok(())
                 }
                 Err(reason) => {

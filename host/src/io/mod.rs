@@ -81,6 +81,11 @@ pub trait TaskSource: Send {
     fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, IoError>;
     /// The partition's current end offset.
     fn end_offset(&self) -> u64;
+    /// Whether `end_offset` has been answered (a remote partition's end is asked for in
+    /// the background of reads; until an answer comes it reads 0).
+    fn end_known(&self) -> bool {
+        true
+    }
 }
 
 /// Where a task's outputs go, and how its commit is written. The task hands the sink

@@ -10,8 +10,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the partition's end offset is asked for (it only feeds the lag).
+/// How often the partition's end offset is asked for (it feeds the lag, and tells a task
+/// reading several inputs whether records wait to be fetched).
 const END_OFFSET_EVERY: Duration = Duration::from_secs(1);
+/// How soon a failed ask is made again.
+const RETRY_END_OFFSET: Duration = Duration::from_millis(100);
 
 pub struct KafkaSource {
     consumer: Arc<BaseConsumer>,
@@ -20,7 +23,8 @@ pub struct KafkaSource {
     partition: u32,
     /// The offset the consumer reads next, when it is positioned.
     next: Option<u64>,
-    end: Mutex<(u64, Option<Instant>)>,
+    /// The partition's end, when to ask for it next, and whether an answer came.
+    end: Mutex<(u64, Option<Instant>, bool)>,
 }
 
 impl KafkaSource {
@@ -52,7 +56,7 @@ impl KafkaSource {
             topic: topic.to_string(),
             partition,
             next: None,
-            end: Mutex::new((0, None)),
+            end: Mutex::new((0, None, false)),
         })
     }
 
@@ -127,16 +131,27 @@ impl TaskSource for KafkaSource {
 
     fn end_offset(&self) -> u64 {
         let mut end = self.end.lock().expect("end offset lock");
-        if end.1.is_none_or(|at| at.elapsed() >= END_OFFSET_EVERY) {
-            if let Ok((_, high)) = self.consumer.fetch_watermarks(
+        if end.1.is_none_or(|next| Instant::now() >= next) {
+            // Until a first answer, the task waits for it (its merge and bootstrap need
+            // the end): ask with more patience, and again soon after a failure.
+            let timeout = if end.2 { 200 } else { 1_000 };
+            match self.consumer.fetch_watermarks(
                 &self.topic,
                 self.partition as i32,
-                Duration::from_millis(200),
+                Duration::from_millis(timeout),
             ) {
-                end.0 = high.max(0) as u64;
+                Ok((_, high)) => {
+                    end.0 = high.max(0) as u64;
+                    end.2 = true;
+                    end.1 = Some(Instant::now() + END_OFFSET_EVERY);
+                }
+                Err(_) => end.1 = Some(Instant::now() + RETRY_END_OFFSET),
             }
-            end.1 = Some(Instant::now());
         }
         end.0
+    }
+
+    fn end_known(&self) -> bool {
+        self.end.lock().expect("end offset lock").2
     }
 }

@@ -54,7 +54,7 @@ struct Reader {
 /// How long the merge waits for a source's records that its reader has not fetched yet,
 /// before the other sources go on without them (as Kafka Streams' `max.task.idle.ms`). A
 /// source whose end stays out of reach (a transaction marker at its end) is waited for
-/// once per end.
+/// once per end; a source whose end has not been answered yet, until it is.
 const HOLD: Duration = Duration::from_millis(500);
 
 impl Inputs {
@@ -95,8 +95,21 @@ impl Inputs {
     pub fn idle(&self, timeout: Duration) -> Vec<bool> {
         self.sources
             .iter()
-            .map(|r| r.ahead.is_none() && r.last_data.elapsed() >= timeout)
+            .map(|r| {
+                r.ahead.is_none()
+                    && !r.holding()
+                    && r.source.end_known()
+                    && r.last_data.elapsed() >= timeout
+            })
             .collect()
+    }
+
+    /// Whether every source's end is known (a bootstrap is decided on them).
+    pub fn ends_known(&self) -> bool {
+        self.sources.iter().all(|r| {
+            r.source.end_offset();
+            r.source.end_known()
+        })
     }
 
     /// Up to `max` events for a task that stands at `offsets` (one per source), reading
@@ -207,6 +220,11 @@ impl Reader {
         Ok(())
     }
 
+    /// Whether the merge is waiting for this source's unfetched records.
+    fn holding(&self) -> bool {
+        self.hold.is_some_and(|(_, since)| since.elapsed() < HOLD)
+    }
+
     /// Whether the merge waits for this source (standing at `from`): nothing read ahead,
     /// its end beyond `from`, and not yet waited [`HOLD`] for that end.
     fn awaits(&mut self, from: u64) -> bool {
@@ -214,6 +232,9 @@ impl Reader {
             return false;
         }
         let end = self.source.end_offset();
+        if !self.source.end_known() {
+            return true; // records may be there: wait for the answer
+        }
         if end <= from {
             return false;
         }

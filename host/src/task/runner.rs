@@ -161,6 +161,10 @@ impl TaskRunner {
         if let Err(e) = self.follow_idle_sources() {
             return self.end(Some(e));
         }
+        // A bootstrap is decided on the sources' ends: wait until they are known.
+        if !self.task.bootstrap_decided() && !self.inputs.ends_known() {
+            return Step::Idle;
+        }
         let offsets = self.task.source_offsets();
         let inputs = &self.inputs;
         let bootstrap = self.task.bootstrap_targets(&|i| inputs.end_offset(i));

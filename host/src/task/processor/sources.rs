@@ -122,6 +122,11 @@ impl Task {
         targets.clone()
     }
 
+    /// Whether the bootstrap is decided (always, with one source).
+    pub fn bootstrap_decided(&self) -> bool {
+        self.sources.as_ref().is_none_or(|s| s.bootstrap.is_some())
+    }
+
     /// Back to the committed source positions (a bootstrap decided since still holds).
     pub(super) fn discard_sources(&mut self) {
         if let Some(s) = &mut self.sources {
