@@ -50,6 +50,21 @@ fn produce_keyed(broker: &Broker, topic: &str, events: &[&Ev]) {
     }
 }
 
+/// The left join of `examples/enrich-orders` reading its orders from Kafka, writing to
+/// Kafka too when `sink_in_kafka`.
+fn kafka_spec(dir: &Path, sink_in_kafka: bool) -> String {
+    let text = std::fs::read_to_string(spec(dir, "left"))
+        .unwrap()
+        .replacen("topic = \"orders\"", "kafka = { topic = \"orders\" }", 1);
+    if !sink_in_kafka {
+        return text;
+    }
+    text.replace(
+        "[sink]\ntopic = \"enriched-orders\"",
+        "[sink]\nkafka = { topic = \"enriched-orders\" }",
+    )
+}
+
 fn produce_orders(broker: &Broker, orders: &[&Ev]) {
     produce_keyed(broker, "orders", orders);
 }
@@ -92,16 +107,10 @@ fn kill_during_both_inputs(sink_in_kafka: bool) {
     ]);
     broker.create_topic("orders", PARTITIONS as i32);
     server.ok(&["topic", "create", "customers", "--partitions", "3"]);
-    let mut text = std::fs::read_to_string(spec(dir.path(), "left"))
-        .unwrap()
-        .replacen("topic = \"orders\"", "kafka = { topic = \"orders\" }", 1);
     if sink_in_kafka {
         broker.create_topic("enriched-orders", PARTITIONS as i32);
-        text = text.replace(
-            "[sink]\ntopic = \"enriched-orders\"",
-            "[sink]\nkafka = { topic = \"enriched-orders\" }",
-        );
     }
+    let mut text = kafka_spec(dir.path(), sink_in_kafka);
     text.push_str("\n[settings]\ncommit_interval_ms = 20\nbatch_size = 64\n");
     let spec = dir.path().join("kafka-join.toml");
     std::fs::write(&spec, text).unwrap();
@@ -301,14 +310,8 @@ fn a_cluster_shares_a_join_of_kafka_inputs_and_the_survivor_of_a_kill_finishes_i
         "enrich-orders",
         guest("enrich-orders").to_str().unwrap(),
     ]);
-    let text = std::fs::read_to_string(spec(dir.path(), "left"))
-        .unwrap()
-        .replacen("topic = \"orders\"", "kafka = { topic = \"orders\" }", 1)
-        .replace(
-            "[sink]\ntopic = \"enriched-orders\"",
-            "[sink]\nkafka = { topic = \"enriched-orders\" }",
-        )
-        + "\n[settings]\ncommit_interval_ms = 20\nbatch_size = 64\n";
+    let text =
+        kafka_spec(dir.path(), true) + "\n[settings]\ncommit_interval_ms = 20\nbatch_size = 64\n";
     // An embedded input lives on one server: a shared pipeline cannot read it.
     let path = dir.path().join("embedded-customers.toml");
     std::fs::write(&path, &text).unwrap();
@@ -438,13 +441,7 @@ async fn a_savepoint_restored_into_a_join_with_a_kafka_sink_replays_from_every_i
     t.push("enrich-orders", "enrich-orders").await;
     t.create_topic("customers", PARTITIONS).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(spec(dir.path(), "left"))
-        .unwrap()
-        .replacen("topic = \"orders\"", "kafka = { topic = \"orders\" }", 1)
-        .replace(
-            "[sink]\ntopic = \"enriched-orders\"",
-            "[sink]\nkafka = { topic = \"enriched-orders\" }",
-        );
+    let text = kafka_spec(dir.path(), true);
     let brokers = broker.brokers.clone();
     let read = |n: usize| {
         let b = Broker::attach(&brokers);

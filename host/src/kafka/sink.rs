@@ -415,7 +415,8 @@ impl Sink for KafkaSink {
     }
 
     fn sources(&mut self, sources: &[SourcePosition]) {
-        self.sources = sources.to_vec();
+        self.sources.clear();
+        self.sources.extend_from_slice(sources);
     }
 
     fn commit(
