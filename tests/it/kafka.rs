@@ -293,6 +293,24 @@ pub fn hides_aborted_transactions(broker: &Broker) -> bool {
     !out.iter().any(|r| r.3 == b"aborted")
 }
 
+/// Whether the broker reports a partition's end (its high watermark) as Kafka does: the
+/// offset after the last record. Tansu has been seen to answer less after a batch of
+/// records, so a reader cannot tell from it that records wait to be fetched.
+pub fn reports_its_end(broker: &Broker) -> bool {
+    broker.create_topic("end-probe", 1);
+    let records: Vec<(String, String, i64)> = (0..500)
+        .map(|i| (format!("k{i}"), format!("v{i}"), i))
+        .collect();
+    let records: Vec<(&str, &str, i64)> = records
+        .iter()
+        .map(|(k, v, t)| (k.as_str(), v.as_str(), *t))
+        .collect();
+    broker.produce_to("end-probe", 0, &records);
+    let ends = broker.offsets("end-probe");
+    println!("the broker's offsets after 500 records: {ends:?}");
+    matches!(ends.as_slice(), [Ok((_, 500))])
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_with_an_empty_data_dir_restores_state_from_kafka_and_continues() {
     let broker = Broker::start();

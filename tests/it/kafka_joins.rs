@@ -9,7 +9,7 @@ use crate::joins::{
     Ev, committed, expected_by_key, initial_customers, outputs_by_key, part, spec, timeline,
     updates_from, write,
 };
-use crate::kafka::hides_aborted_transactions;
+use crate::kafka::{hides_aborted_transactions, reports_its_end};
 use crate::support::guest;
 use crate::support::kafka::{Broker, STALL_PROOF, StallWatch};
 use crate::support::oracle::read_topic;
@@ -23,12 +23,7 @@ use std::time::{Duration, Instant};
 
 const PARTITIONS: u32 = 3;
 
-// Known open bug (issue 19): about one run in four, an order read from Kafka after a
-// restart is joined with an older customer row than the oracle's (an update of the
-// embedded table that is older than the order had not been applied yet). Run it with
-// `cargo test -p eddy-host --test it -- --ignored kafka_joins`.
 #[test]
-#[ignore = "known bug: a Kafka order after a restart can be joined before an older embedded table update (issue 19)"]
 fn kill_9_with_a_kafka_and_an_embedded_input_into_an_embedded_sink() {
     kill_during_both_inputs(false);
 }
@@ -95,6 +90,9 @@ fn kill_during_both_inputs(sink_in_kafka: bool) {
     );
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let strict = !sink_in_kafka || hides_aborted_transactions(&broker);
+    // The merge knows Kafka records wait to be fetched from the partition's end; on a
+    // broker that answers a wrong end (Tansu), a table row may go before an older order.
+    let ordered = reports_its_end(&broker);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let args = ["--kafka-brokers", broker.brokers.as_str(), "--workers", "2"];
@@ -221,7 +219,61 @@ fn kill_during_both_inputs(sink_in_kafka: bool) {
             .map(|(_, _, r)| (r.key, r.value))
             .collect()
     };
+    let (outputs, expected) = if ordered {
+        (outputs, expected)
+    } else {
+        println!(
+            "the broker misreports its partitions' ends: checked that every order is joined \
+             exactly once, in order per key, with a row its customer had (or none), not \
+             which row"
+        );
+        orders_only(&history, outputs, &expected, seed)
+    };
     check_outputs(outputs, &expected, strict, stalled, seed);
+}
+
+/// The outputs and the expected ones with only their orders, after checking that each
+/// output's customer is a row its key had at some time (or none).
+#[allow(clippy::type_complexity)]
+fn orders_only(
+    history: &[Ev],
+    outputs: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    expected: &BTreeMap<String, Vec<String>>,
+    seed: u64,
+) -> (
+    Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    BTreeMap<String, Vec<String>>,
+) {
+    let order = |v: &[u8]| -> (String, String) {
+        let v: Value = serde_json::from_slice(v).unwrap();
+        (v["order"].to_string(), v["customer"].to_string())
+    };
+    let outputs = outputs
+        .into_iter()
+        .map(|(k, v)| {
+            let key = String::from_utf8(k.clone().expect("a keyed output")).unwrap();
+            let (order, customer) = order(&v);
+            let had = customer == "null"
+                || history
+                    .iter()
+                    .any(|e| e.table && e.key == key && e.value == customer);
+            assert!(
+                had,
+                "seed {seed}: {key} joined with {customer}, never its row"
+            );
+            (k, order.into_bytes())
+        })
+        .collect();
+    let expected = expected
+        .iter()
+        .map(|(k, vs)| {
+            (
+                k.clone(),
+                vs.iter().map(|v| order(v.as_bytes()).0).collect(),
+            )
+        })
+        .collect();
+    (outputs, expected)
 }
 
 /// The Kafka sink's records as (key, value), in order per partition.

@@ -86,6 +86,12 @@ pub trait TaskSource: Send {
     fn end_known(&self) -> bool {
         true
     }
+    /// Whether the reader has handed over every record below `end`, so one standing
+    /// before it has nothing left to wait for: the offsets in between hold no record (a
+    /// Kafka transaction's marker). A local partition hands everything over at once.
+    fn fetched_to(&self, _end: u64) -> bool {
+        false
+    }
 }
 
 /// Where a task's outputs go, and how its commit is written. The task hands the sink

@@ -112,3 +112,17 @@ pub fn group_id(pipeline: &str) -> String {
 pub fn transactional_id(pipeline: &str, stage: u32, partition: u32) -> String {
     format!("eddy.{pipeline}.{stage}.{partition}")
 }
+
+/// The context of consumers that read partitions to their end (a restore, a task's
+/// source): librdkafka reports each end reached as an error, which is no news there.
+pub struct EndIsExpected;
+
+impl rdkafka::ClientContext for EndIsExpected {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndIsExpected {}

@@ -5,7 +5,7 @@
 //! of the last RocksDB write is a safe start.
 
 use super::position::{RecordedPosition, progress};
-use super::{Connection, KafkaError, REQUEST_TIMEOUT};
+use super::{Connection, EndIsExpected, KafkaError, REQUEST_TIMEOUT};
 use crate::state::changelog::{Change, ChangeApplier, changelog_store, load_marker, marker_key};
 use crate::state::{
     Cf, Db, StateScope, TaskId, load_position, load_source_positions, put_position,
@@ -134,20 +134,6 @@ pub fn restore_task(
     }
     Ok(report)
 }
-
-/// A restore reads partitions to their end: librdkafka reports each end as an error,
-/// which is no news here.
-pub struct EndIsExpected;
-
-impl rdkafka::ClientContext for EndIsExpected {
-    fn error(&self, error: RdError, reason: &str) {
-        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
-            tracing::error!("librdkafka: {error}: {reason}");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for EndIsExpected {}
 
 /// The two views of a partition a restore needs.
 struct Readers<'a> {

@@ -64,7 +64,7 @@ impl ProducerContext for Deliveries {
 /// the Kafka sources the task owns (on the sink's cluster).
 pub struct SourceOffsets {
     /// A consumer in the group (its metadata goes with the offsets).
-    pub consumer: Arc<BaseConsumer>,
+    pub consumer: Arc<BaseConsumer<super::EndIsExpected>>,
     /// Each source as (its index in the task, topic, partition).
     pub sources: Vec<(usize, String, u32)>,
 }

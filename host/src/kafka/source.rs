@@ -1,6 +1,6 @@
 //! A task's source partition in Kafka.
 
-use super::{Connection, KafkaError};
+use super::{Connection, EndIsExpected, KafkaError};
 use crate::io::{IoError, SourceBatch, TaskSource};
 use crate::record::batch;
 use crate::record::now_ms;
@@ -17,7 +17,7 @@ const END_OFFSET_EVERY: Duration = Duration::from_secs(1);
 const RETRY_END_OFFSET: Duration = Duration::from_millis(100);
 
 pub struct KafkaSource {
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<EndIsExpected>>,
     conn: Connection,
     topic: String,
     partition: u32,
@@ -25,6 +25,9 @@ pub struct KafkaSource {
     next: Option<u64>,
     /// The partition's end, when to ask for it next, and whether an answer came.
     end: Mutex<(u64, Option<Instant>, bool)>,
+    /// The high watermark the consumer had fetched everything up to when it last reported
+    /// reaching the partition's end, while no record came since.
+    fetched: Option<u64>,
 }
 
 impl KafkaSource {
@@ -36,19 +39,21 @@ impl KafkaSource {
         topic: &str,
         partition: u32,
     ) -> Result<Self, KafkaError> {
-        let consumer: BaseConsumer = conn
+        let consumer: BaseConsumer<EndIsExpected> = conn
             .config(&[
                 ("group.id", group),
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("isolation.level", "read_committed"),
                 ("auto.offset.reset", "earliest"),
-                ("enable.partition.eof", "false"),
+                // The end reached tells the merge of several inputs that the offsets
+                // left are transaction markers, not records still to fetch.
+                ("enable.partition.eof", "true"),
                 // A broker that holds an empty fetch for the whole wait (Tansu does)
                 // adds it to the latency of the next record; Kafka answers at once.
                 ("fetch.wait.max.ms", "20"),
             ])
-            .create()
+            .create_with_context(EndIsExpected)
             .map_err(|e| conn.error(e))?;
         Ok(KafkaSource {
             consumer: Arc::new(consumer),
@@ -57,11 +62,12 @@ impl KafkaSource {
             partition,
             next: None,
             end: Mutex::new((0, None, false)),
+            fetched: None,
         })
     }
 
     /// The consumer, for the sink's transactions (its group metadata).
-    pub fn consumer(&self) -> Arc<BaseConsumer> {
+    pub fn consumer(&self) -> Arc<BaseConsumer<EndIsExpected>> {
         Arc::clone(&self.consumer)
     }
 
@@ -77,7 +83,28 @@ impl KafkaSource {
             .assign(&tpl)
             .map_err(|e| IoError::Source(self.conn.error(e).to_string()))?;
         self.next = Some(from);
+        self.fetched = None;
         Ok(())
+    }
+
+    /// The partition's end as the consumer's last fetch saw it (librdkafka's cached high
+    /// watermark, no request; rdkafka has no wrapper for it).
+    fn fetched_end(&self) -> Option<u64> {
+        use rdkafka::bindings::{rd_kafka_get_watermark_offsets, rd_kafka_resp_err_t};
+        let topic = std::ffi::CString::new(self.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the handle lives as long as `self.consumer`; the topic is a C string and
+        // the out-pointers point at live i64s, for the length of the call.
+        let err = unsafe {
+            rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                self.partition as i32,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high as u64)
     }
 }
 
@@ -97,6 +124,11 @@ impl TaskSource for KafkaSource {
             wait = Duration::ZERO;
             let msg = match result {
                 Ok(m) => m,
+                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => {
+                    // Everything up to the end the last fetch saw has been handed over.
+                    self.fetched = self.fetched_end();
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(topic = %self.topic, partition = self.partition, "kafka consumer: {e}");
                     break;
@@ -121,6 +153,7 @@ impl TaskSource for KafkaSource {
             );
             offsets.push(offset);
             self.next = Some(offset + 1);
+            self.fetched = None;
         }
         Ok(SourceBatch {
             events,
@@ -153,5 +186,9 @@ impl TaskSource for KafkaSource {
 
     fn end_known(&self) -> bool {
         self.end.lock().expect("end offset lock").2
+    }
+
+    fn fetched_to(&self, end: u64) -> bool {
+        self.fetched.is_some_and(|f| end <= f)
     }
 }

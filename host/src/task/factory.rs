@@ -642,7 +642,7 @@ impl TaskFactory {
 /// A Kafka source a task owns: its offset goes to the pipeline's group.
 struct KafkaOffset {
     conn: Connection,
-    consumer: Arc<rdkafka::consumer::BaseConsumer>,
+    consumer: Arc<rdkafka::consumer::BaseConsumer<crate::kafka::EndIsExpected>>,
     /// The source's index in the task, its topic and partition.
     offset: (usize, String, u32),
 }

@@ -51,11 +51,14 @@ struct Reader {
     hold: Option<(u64, Instant)>,
 }
 
-/// How long the merge waits for a source's records that its reader has not fetched yet,
-/// before the other sources go on without them (as Kafka Streams' `max.task.idle.ms`). A
-/// source whose end stays out of reach (a transaction marker at its end) is waited for
-/// once per end; a source whose end has not been answered yet, until it is.
-const HOLD: Duration = Duration::from_millis(500);
+/// How long the merge waits at most for a source's records that its reader has not
+/// fetched yet, before the other sources go on without them. As in Kafka Streams, a
+/// source with records known to be there is waited for until its reader has them, or
+/// says it has everything up to the end (`TaskSource::fetched_to`: the offsets left are
+/// transaction markers); this bound, once per end, only keeps a reader that never says
+/// so from holding the task forever. A source whose end has not been answered yet is
+/// waited for until it is.
+const HOLD: Duration = Duration::from_secs(3);
 
 impl Inputs {
     /// A task's one source.
@@ -222,11 +225,12 @@ impl Reader {
 
     /// Whether the merge is waiting for this source's unfetched records.
     fn holding(&self) -> bool {
-        self.hold.is_some_and(|(_, since)| since.elapsed() < HOLD)
+        self.hold
+            .is_some_and(|(end, since)| since.elapsed() < HOLD && !self.source.fetched_to(end))
     }
 
     /// Whether the merge waits for this source (standing at `from`): nothing read ahead,
-    /// its end beyond `from`, and not yet waited [`HOLD`] for that end.
+    /// its end beyond `from` and not all fetched, and not yet waited [`HOLD`] for that end.
     fn awaits(&mut self, from: u64) -> bool {
         if self.ahead.is_some() {
             return false;
@@ -235,7 +239,7 @@ impl Reader {
         if !self.source.end_known() {
             return true; // records may be there: wait for the answer
         }
-        if end <= from {
+        if end <= from || self.source.fetched_to(end) {
             return false;
         }
         match self.hold {
@@ -373,6 +377,41 @@ mod tests {
             out.extend(drain(&mut inputs, &mut offsets, &[None, None], 10));
         }
         assert_eq!(out, ["k1", "t2", "t3", "k4"]);
+    }
+
+    /// A partition whose last offset is no record (a transaction's marker), and whose
+    /// reader says it has fetched everything.
+    struct Marked(Mem);
+
+    impl TaskSource for Marked {
+        fn poll(&mut self, from: u64, max: usize) -> Result<SourceBatch, IoError> {
+            self.0.poll(from, max)
+        }
+
+        fn end_offset(&self) -> u64 {
+            self.0.end_offset() + 1
+        }
+
+        fn fetched_to(&self, end: u64) -> bool {
+            end <= self.end_offset()
+        }
+    }
+
+    #[test]
+    fn a_marker_at_the_end_does_not_hold_the_others() {
+        let marked = Marked(Mem(vec![(1, "k1")]));
+        let table = Mem(vec![(2, "t2"), (3, "t3")]);
+        let mut inputs = Inputs::new(vec![
+            (Box::new(marked), InputKind::Stream),
+            (Box::new(table), InputKind::Table),
+        ]);
+        let mut offsets = [0, 0];
+        // At once: a reader that has not said so is waited for.
+        assert_eq!(
+            drain(&mut inputs, &mut offsets, &[None, None], 10),
+            ["k1", "t2", "t3"]
+        );
+        assert_eq!(inputs.idle(Duration::ZERO), [true, true]);
     }
 
     #[test]
