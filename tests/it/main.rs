@@ -35,6 +35,7 @@ mod savepoint;
 mod server;
 mod setup;
 mod shadow;
+mod state_queries;
 mod status_counts;
 mod task;
 mod typed_config;

@@ -1,7 +1,7 @@
 //! The one error type of the HTTP API: a status and a JSON body `{error, detail}` that
 //! says what was wrong and how to fix it.
 
-use crate::control::{ControlError, SpecError};
+use crate::control::{ControlError, QueryError, SpecError};
 use crate::log::LogError;
 use crate::record::JsonError;
 use crate::registry::RegistryError;
@@ -175,5 +175,21 @@ impl From<SpecError> for ApiError {
 impl From<JsonError> for ApiError {
     fn from(e: JsonError) -> Self {
         ApiError::bad_request("invalid event", e.to_string())
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Control(e) => e.into(),
+            QueryError::UnknownOperator { .. } => {
+                ApiError::not_found("operator not found", e.to_string())
+            }
+            QueryError::UnknownStore { .. } => {
+                ApiError::not_found("store not found", e.to_string())
+            }
+            QueryError::Partition { .. } => ApiError::bad_request("invalid query", e.to_string()),
+            QueryError::State(e) => ApiError::internal(e),
+        }
     }
 }

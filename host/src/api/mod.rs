@@ -13,6 +13,7 @@ mod operators;
 mod pipelines;
 mod savepoints;
 mod shadow;
+mod state;
 mod system;
 mod topics;
 
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pipelines::routes())
         .merge(shadow::routes())
         .merge(savepoints::routes())
+        .merge(state::routes())
         .route("/openapi.json", axum::routing::get(openapi::document));
     Router::new()
         .nest("/v1", v1)

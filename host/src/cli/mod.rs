@@ -13,6 +13,7 @@ mod run_inputs;
 mod savepoint;
 mod serve;
 mod shadow;
+mod state;
 mod topic;
 mod upgrade;
 
@@ -54,6 +55,9 @@ enum Command {
     /// List, download, upload and delete savepoints on a server.
     #[command(subcommand)]
     Savepoint(savepoint::SavepointCommand),
+    /// Read an operator's committed state on a server: one key, or a scan.
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Parses the command line, runs it, and turns any error into one clear line on stderr
@@ -80,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Topic(cmd) => client_call(topic::run(cmd, &cli.server)),
         Command::Pipeline(cmd) => client_call(pipeline::run(cmd, &cli.server)),
         Command::Savepoint(cmd) => client_call(savepoint::run(cmd, &cli.server)),
+        Command::State(cmd) => client_call(state::run(cmd, &cli.server)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,6 +35,7 @@ mod restore;
 mod run;
 mod savepoint_ops;
 mod shadow;
+mod state_query;
 mod status;
 mod upgrade;
 
@@ -44,6 +45,7 @@ pub use crate::model::{
     Held, Hold, PinnedOperator, PipelineRecord, PipelineState, ProbationReport, UpgradeDecision,
     UpgradeRecord, UpgradeResult, UpgradeTo,
 };
+pub use crate::state::query::KeyRange;
 pub use compaction::CompactionError;
 pub use controller::Controller;
 pub use error::{ControlError, RunError};
@@ -55,4 +57,5 @@ pub use spec::{
     LateEvents, OnError, OperatorConfig, OperatorSpec, PipelineSpec, Settings, SpecError,
     VersionRef,
 };
+pub use state_query::{QueriedStore, QueryError, StateEntry, StatePage, StoreRef};
 pub use status::{PipelineStatus, ServerStatus};

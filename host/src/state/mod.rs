@@ -12,6 +12,7 @@ mod db;
 pub mod keys;
 mod meta;
 mod operator_state;
+pub mod query;
 pub mod records;
 pub mod savepoint;
 pub mod scan;
