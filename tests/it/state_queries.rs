@@ -288,7 +288,9 @@ async fn bad_queries_get_a_reason() {
             "not both",
         ),
     ];
-    for (uri, status, detail) in cases {
+    let long = format!("/v1/pipelines/wc/state/wordcount/{}?key=a", "s".repeat(300));
+    let cases = [cases, &[(long.as_str(), StatusCode::NOT_FOUND, "counts")]].concat();
+    for (uri, status, detail) in &cases {
         let (s, v) = t.get(uri).await;
         assert_eq!(s, *status, "{uri}: {v}");
         assert!(v["error"].is_string(), "{uri}: {v}");

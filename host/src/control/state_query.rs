@@ -7,7 +7,7 @@ use super::error::ControlError;
 use crate::log::partitioner::partition_for_key;
 use crate::model::topology::stage_of;
 use crate::state::query::{KeyRange, committed_entries, committed_value};
-use crate::state::{StateError, TIMERS};
+use crate::state::{StateError, StoreName, TIMERS};
 
 /// The store a query reads: an operator's store in a pipeline.
 #[derive(Debug, Clone, Copy)]
@@ -133,22 +133,25 @@ impl Controller {
                 ids: spec.operators.iter().map(|o| o.id().to_string()).collect(),
             });
         };
-        let stores: Vec<_> = self
-            .db()
-            .stores(at.pipeline, Some(at.operator))?
-            .into_iter()
-            .filter(|(name, _)| name.store != TIMERS)
-            .collect();
-        let Some(id) = stores
-            .iter()
-            .find(|(name, _)| name.store == at.store)
-            .map(|(_, id)| *id)
-        else {
-            return Err(QueryError::UnknownStore {
-                operator: at.operator.to_string(),
-                store: at.store.to_string(),
-                stores: stores.into_iter().map(|(n, _)| n.store).collect(),
-            });
+        let name = StoreName {
+            pipeline: at.pipeline.to_string(),
+            operator: at.operator.to_string(),
+            store: at.store.to_string(),
+        };
+        let id = match self.db().existing_store_id(&name)? {
+            Some(id) if at.store != TIMERS => id,
+            _ => {
+                let stores = self.db().stores(at.pipeline, Some(at.operator))?;
+                return Err(QueryError::UnknownStore {
+                    operator: at.operator.to_string(),
+                    store: at.store.to_string(),
+                    stores: stores
+                        .into_iter()
+                        .map(|(n, _)| n.store)
+                        .filter(|s| s != TIMERS)
+                        .collect(),
+                });
+            }
         };
         let (stage, _) = stage_of(&spec, i).expect("every operator is in a stage");
         let partitions = self.stage_partitions(&spec, &stage)?;

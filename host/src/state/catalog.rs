@@ -76,6 +76,25 @@ impl Catalog {
         Ok(id)
     }
 
+    /// The id of a store that has one, allocating none (names too long for a key have
+    /// none).
+    pub(crate) fn existing(&self, db: &Db, name: &StoreName) -> Result<Option<u32>, StateError> {
+        if let Some(id) = self.ids.lock().expect("catalog lock").get(name) {
+            return Ok(Some(*id));
+        }
+        let names = [&name.pipeline, &name.operator, &name.store];
+        if names.iter().any(|n| n.len() > keys::NAME_MAX) {
+            return Ok(None);
+        }
+        let Some(v) = db.get(Cf::Meta, &name_key(name))? else {
+            return Ok(None);
+        };
+        let id = decode_id(&v)?;
+        let mut ids = self.ids.lock().expect("catalog lock");
+        ids.insert(name.clone(), id);
+        Ok(Some(id))
+    }
+
     /// Every store the catalog knows whose names match the filter, with their ids.
     pub(crate) fn list(
         &self,

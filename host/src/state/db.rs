@@ -173,6 +173,11 @@ impl Db {
         self.catalog.id(self, name)
     }
 
+    /// The key-prefix id of a store that has one (none is allocated).
+    pub fn existing_store_id(&self, name: &StoreName) -> Result<Option<u32>, StateError> {
+        self.catalog.existing(self, name)
+    }
+
     /// The stores of a pipeline (of one operator, if given) that ever got an id.
     pub fn stores(
         &self,

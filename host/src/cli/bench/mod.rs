@@ -9,6 +9,7 @@ mod kafka;
 mod languages;
 mod latency;
 mod latency_kafka;
+mod queries;
 mod server;
 mod state;
 
@@ -30,6 +31,8 @@ pub enum BenchCommand {
     Isolation(isolation::IsolationArgs),
     /// Orders ⋈ customers (two inputs, a stream–table join) through the server path.
     Join(join::JoinArgs),
+    /// The word count alone and while clients read its counts through the state query API.
+    Queries(queries::QueriesArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -42,5 +45,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Kafka(args) => kafka::run(args),
         BenchCommand::Isolation(args) => isolation::run(args),
         BenchCommand::Join(args) => join::run(args),
+        BenchCommand::Queries(args) => queries::run(args),
     }
 }
