@@ -14,6 +14,7 @@ mod compat;
 mod event_time;
 mod golden;
 mod harness;
+mod history;
 mod hostile;
 mod hostile_savepoints;
 mod isolation;

@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         super::operators::version, super::operators::delete_all, super::operators::delete_version,
         super::topics::create, super::topics::list, super::topics::describe, super::topics::remove,
         super::topics::produce, super::topics::consume,
-        super::pipelines::create, super::pipelines::list, super::pipelines::status, super::pipelines::stop,
+        super::pipelines::create, super::pipelines::list, super::pipelines::status, super::pipelines::history, super::pipelines::stop,
         super::pipelines::start, super::pipelines::remove, super::pipelines::rebuild_state, super::pipelines::upgrade, super::pipelines::promote, super::pipelines::rollback, super::state::query,
         super::shadow::start, super::shadow::report, super::shadow::promote, super::shadow::discard,
         super::savepoints::take, super::savepoints::list_for, super::savepoints::list, super::savepoints::describe,

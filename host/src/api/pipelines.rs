@@ -3,8 +3,8 @@
 use super::extract::{ApiJson, ApiQuery, LimitedBody};
 use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::control::{
-    OperatorConfig, PipelineSpec, PipelineStatus, UpgradeDecision, UpgradeRecord, UpgradeTo,
-    VersionRef,
+    OperatorConfig, PipelineHistory, PipelineSpec, PipelineStatus, UpgradeDecision, UpgradeRecord,
+    UpgradeTo, VersionRef,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,6 +15,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/pipelines", get(list).post(create))
         .route("/pipelines/{name}", get(status).delete(remove))
+        .route("/pipelines/{name}/history", get(history))
         .route("/pipelines/{name}/stop", post(stop))
         .route("/pipelines/{name}/start", post(start))
         .route("/pipelines/{name}/rebuild-state", post(rebuild_state))
@@ -68,6 +69,18 @@ async fn status(
     Path(name): Path<String>,
 ) -> Result<Json<PipelineStatus>, ApiError> {
     Ok(Json(state.controller.status(&name)?))
+}
+
+/// The pipeline's tasks' counters (events in and out, errors, lag, committed offset),
+/// sampled every second over the last ten minutes, oldest first. The history is kept in
+/// memory: it starts afresh when the server starts.
+#[utoipa::path(get, operation_id = "pipelines_history", path = "/v1/pipelines/{name}/history", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = PipelineHistory), (status = 404, body = ErrorBody)))]
+async fn history(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PipelineHistory>, ApiError> {
+    Ok(Json(state.controller.history(&name)?))
 }
 
 /// Stops a pipeline after its tasks commit.

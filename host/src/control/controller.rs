@@ -9,6 +9,7 @@ use super::cluster_link::ClusterLink;
 use super::compaction::{CompactionError, Compactor};
 use super::entry::Entry;
 use super::error::ControlError;
+use super::history::History;
 use super::records::PipelineStore;
 use super::savepoints::Savepoints;
 use crate::kafka::{Connection, KafkaError};
@@ -33,6 +34,8 @@ pub struct Controller {
     pub(super) cluster: OnceLock<ClusterLink>,
     /// This controller, for the callbacks of group memberships and the catalog.
     pub(super) me: OnceLock<Weak<Controller>>,
+    /// Each pipeline's counters over the last minutes.
+    pub(super) history: History,
 }
 
 /// Releases a pipeline's claim when dropped, however the work ends.
@@ -58,6 +61,7 @@ impl Controller {
             compactor: Compactor::default(),
             cluster: OnceLock::new(),
             me: OnceLock::new(),
+            history: History::default(),
         }
     }
 

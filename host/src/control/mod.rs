@@ -13,6 +13,7 @@ mod compaction;
 mod controller;
 mod entry;
 mod error;
+mod history;
 mod manifest;
 mod manifest_check;
 mod pause;
@@ -49,6 +50,9 @@ pub use crate::state::query::KeyRange;
 pub use compaction::CompactionError;
 pub use controller::Controller;
 pub use error::{ControlError, RunError};
+pub use history::{
+    HISTORY_INTERVAL_MS, HISTORY_SAMPLES, HistorySample, PipelineHistory, TaskSample,
+};
 pub use restore::Restored;
 pub use savepoint_archive::ArchiveLimits;
 pub use savepoints::{Manifest, SavepointError, Savepoints};

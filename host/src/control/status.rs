@@ -4,11 +4,13 @@
 use super::controller::Controller;
 use super::entry::{Entry, STARTING, STOPPING};
 use super::error::ControlError;
+use super::history::{HISTORY_INTERVAL_MS, HistorySample, PipelineHistory, TaskSample};
 use super::topics::all_topics;
 use crate::memory::MemoryUsage;
 use crate::model::{
     Canary, InputKind, PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord, stages,
 };
+use crate::record::now_ms;
 use crate::state::{TaskId, load_position, load_source_positions};
 use crate::task::{TaskState, TaskStatus};
 use serde::Serialize;
@@ -327,5 +329,48 @@ impl Controller {
                 let _ = m.remove_label_values(&[e.name(), outcome]);
             }
         }
+    }
+}
+
+impl Controller {
+    /// Samples every pipeline's tasks (the server calls it every second).
+    pub fn sample_history(&self) {
+        let at = now_ms();
+        let samples = self
+            .list()
+            .iter()
+            .map(|s| (s.name.clone(), sample_of(s, at)))
+            .collect();
+        self.history.record(samples);
+    }
+
+    /// A pipeline's samples, oldest first.
+    pub fn history(&self, name: &str) -> Result<PipelineHistory, ControlError> {
+        self.with_entry(name, |_| Ok(()))?;
+        Ok(PipelineHistory {
+            pipeline: name.to_string(),
+            interval_ms: HISTORY_INTERVAL_MS,
+            samples: self.history.samples(name),
+        })
+    }
+}
+
+fn sample_of(s: &PipelineStatus, at_ms: i64) -> HistorySample {
+    HistorySample {
+        at_ms,
+        state: s.state,
+        tasks: s
+            .tasks
+            .iter()
+            .map(|t| TaskSample {
+                stage: t.stage,
+                partition: t.partition,
+                events_in: t.events_in,
+                events_out: t.events_out,
+                errors: t.errors,
+                lag: t.lag,
+                committed_offset: t.committed_offset,
+            })
+            .collect(),
     }
 }

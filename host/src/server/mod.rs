@@ -221,9 +221,15 @@ impl App {
 
 fn background_loop(controller: &Controller, stop: &AtomicBool) {
     let mut last_retention = Instant::now();
+    let sample_every = Duration::from_millis(crate::control::HISTORY_INTERVAL_MS);
+    let mut last_sample = Instant::now();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(SUPERVISE_EVERY);
         controller.supervise();
+        if last_sample.elapsed() >= sample_every {
+            last_sample = Instant::now();
+            controller.sample_history();
+        }
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = Instant::now();
             match controller.log().apply_retention(now_ms()) {
