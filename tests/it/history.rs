@@ -1,20 +1,11 @@
 //! `GET /v1/pipelines/{name}/history`: the tasks' counters sampled every second.
 
+use crate::state_queries::WORDCOUNT;
 use crate::support::server::TestApp;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-
-const WORDCOUNT: &str = r#"
-name = "wc"
-[source]
-topic = "lines"
-[sink]
-topic = "counts"
-[[operators]]
-name = "wordcount"
-"#;
 
 /// The events in of every task at each sample.
 fn events_in(history: &Value) -> Vec<u64> {

@@ -9,7 +9,7 @@ use eddy_host::log::partitioner::partition_for_key;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-const WORDCOUNT: &str = r#"
+pub(crate) const WORDCOUNT: &str = r#"
 name = "wc"
 [source]
 topic = "lines"

@@ -361,3 +361,23 @@ pub fn fresh_log(
     }
     Ok((db, log))
 }
+
+/// Starts a server pipeline whose backlog waits in its source and returns how long its
+/// tasks took to commit all of it (every task's lag at 0).
+pub fn start_and_drain(
+    c: &crate::control::Controller,
+    pipeline: &str,
+) -> anyhow::Result<std::time::Duration> {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    c.start(pipeline)?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let s = c.status(pipeline)?;
+        if s.tasks.iter().all(|t| t.lag == 0) {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the backlog was not drained");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

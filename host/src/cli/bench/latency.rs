@@ -190,18 +190,8 @@ fn measure(args: &LatencyArgs, wasm: &[u8], caught_up: bool) -> anyhow::Result<M
         let batch: Vec<_> = chunk.iter().map(|i| record(*i, 0)).collect();
         c.log().produce(&topic, &batch)?;
     }
-    let started = Instant::now();
-    c.start("wc")?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let s = c.status("wc")?;
-        if s.tasks.iter().all(|t| t.lag == 0) {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the backlog was not drained");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let saturation = args.backlog as f64 / started.elapsed().as_secs_f64();
+    let drained = super::common::start_and_drain(&c, "wc")?;
+    let saturation = args.backlog as f64 / drained.as_secs_f64();
     app.shutdown();
     Ok(Measured {
         latencies,

@@ -3,7 +3,7 @@
 //! router in process, as a request reaches it from the socket): the pipeline's events/s
 //! both ways, their ratio, and the point reads' latency.
 
-use super::common::zipf_words;
+use super::common::{start_and_drain, zipf_words};
 use crate::api::{self, ApiConfig};
 use crate::control::PipelineSpec;
 use crate::log::TopicConfig;
@@ -152,18 +152,8 @@ fn measure(args: &QueriesArgs, wasm: &[u8], words: &[String], query: bool) -> an
         let done = Arc::clone(&done);
         std::thread::spawn(move || read_counts(router, load, done))
     });
-    let started = Instant::now();
-    c.start("wc")?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let s = c.status("wc")?;
-        if s.tasks.iter().all(|t| t.lag == 0) {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the backlog was not drained");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let rate = words.len() as f64 / started.elapsed().as_secs_f64();
+    let drained = start_and_drain(&c, "wc")?;
+    let rate = words.len() as f64 / drained.as_secs_f64();
     done.store(true, Ordering::Relaxed);
     let mut latencies = match clients {
         Some(h) => h
