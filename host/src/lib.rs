@@ -18,6 +18,7 @@ pub mod build;
 pub mod cli;
 pub mod cluster;
 pub mod control;
+pub mod dashboard;
 pub mod io;
 pub mod kafka;
 pub mod log;

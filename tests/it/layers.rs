@@ -11,6 +11,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("metrics", &[]),
     ("memory", &[]),
+    ("dashboard", &[]),
     ("state", &["memory", "record"]),
     ("runtime", &["memory", "state", "model", "record"]),
     ("io", &["state", "record"]),

@@ -11,6 +11,7 @@ mod canary;
 mod changelog;
 mod cluster;
 mod compat;
+mod dashboard;
 mod event_time;
 mod golden;
 mod harness;

@@ -26,9 +26,10 @@ fn setup_checks_every_tool_and_names_the_missing_ones() {
     assert!(ok, "setup --check fails on this machine:\n{stdout}{stderr}");
     assert!(stdout.contains("every tool is in place"), "{stdout}");
 
-    // The same PATH without clang and componentize-qjs (every other command linked).
+    // The same PATH without clang, componentize-qjs and the browser driver (every other
+    // command linked).
     let farm = tempfile::tempdir().unwrap();
-    let hidden = ["clang", "componentize-qjs"];
+    let hidden = ["clang", "componentize-qjs", "chromedriver"];
     for dir in path.split(':') {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;

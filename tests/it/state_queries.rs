@@ -85,6 +85,31 @@ async fn word_count(t: &TestApp, partitions: u32) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_lists_the_stores_it_can_be_queried_on() {
+    let t = TestApp::new();
+    word_count(&t, 2).await;
+    // No store before the operator wrote one (timers are never listed).
+    let (s, v) = t.get("/v1/pipelines/wc/state").await;
+    assert_eq!((s, v), (StatusCode::OK, serde_json::json!([])));
+    t.produce("lines", &lines(3)).await;
+    t.wait_caught_up("wc").await;
+    let (s, v) = t.get("/v1/pipelines/wc/state").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        serde_json::json!([{"operator": "wordcount", "store": "counts"}])
+    );
+    let (s, v) = t.get("/v1/pipelines/nope/state").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // The status draws the topology the dashboard shows: one stage, source to sink.
+    let (_, status) = t.get("/v1/pipelines/wc").await;
+    assert_eq!(
+        status["stages"],
+        serde_json::json!([{"index": 0, "source": "lines", "inputs": [{"name": "source", "topic": "lines", "kind": "stream", "kafka": false}], "operators": ["wordcount"], "sink": "counts"}]),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn keys_and_scans_read_the_committed_counts() {
     let t = TestApp::new();
     word_count(&t, 3).await;

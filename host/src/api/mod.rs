@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", v1)
         .merge(system::routes())
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -116,7 +117,8 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     let Some(token) = &config.token else {
         return next.run(req).await;
     };
-    if OPEN_PATHS.contains(&req.uri().path()) {
+    let path = req.uri().path();
+    if OPEN_PATHS.contains(&path) || crate::dashboard::PATHS.contains(&path) {
         return next.run(req).await;
     }
     let reading = matches!(*req.method(), Method::GET | Method::HEAD);

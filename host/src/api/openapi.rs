@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
         super::topics::create, super::topics::list, super::topics::describe, super::topics::remove,
         super::topics::produce, super::topics::consume,
         super::pipelines::create, super::pipelines::list, super::pipelines::status, super::pipelines::history, super::pipelines::stop,
-        super::pipelines::start, super::pipelines::remove, super::pipelines::rebuild_state, super::pipelines::upgrade, super::pipelines::promote, super::pipelines::rollback, super::state::query,
+        super::pipelines::start, super::pipelines::remove, super::pipelines::rebuild_state, super::pipelines::upgrade, super::pipelines::promote, super::pipelines::rollback, super::state::stores, super::state::query,
         super::shadow::start, super::shadow::report, super::shadow::promote, super::shadow::discard,
         super::savepoints::take, super::savepoints::list_for, super::savepoints::list, super::savepoints::describe,
         super::savepoints::remove, super::savepoints::archive, super::savepoints::upload, super::savepoints::restore,

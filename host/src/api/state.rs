@@ -16,7 +16,36 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/pipelines/{name}/state/{operator}/{store}", get(query))
+    Router::new()
+        .route("/pipelines/{name}/state", get(stores))
+        .route("/pipelines/{name}/state/{operator}/{store}", get(query))
+}
+
+/// A store an operator of the pipeline has written.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoreView {
+    /// The operator's id in the pipeline.
+    pub operator: String,
+    pub store: String,
+}
+
+/// The stores the pipeline's operators have written, by operator and name: what the
+/// queries below can read.
+#[utoipa::path(get, operation_id = "pipelines_state_stores", path = "/v1/pipelines/{name}/state", tag = "pipelines",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Vec<StoreView>), (status = 404, body = ErrorBody)))]
+async fn stores(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<StoreView>>, ApiError> {
+    let controller = state.controller.clone();
+    let found = blocking(move || Ok(controller.state_stores(&name)?)).await?;
+    Ok(Json(
+        found
+            .into_iter()
+            .map(|(operator, store)| StoreView { operator, store })
+            .collect(),
+    ))
 }
 
 /// How a query names keys: as text, or as base64 (`_b64`) for any bytes. `key` (or

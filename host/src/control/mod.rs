@@ -62,4 +62,4 @@ pub use spec::{
     VersionRef,
 };
 pub use state_query::{QueriedStore, QueryError, StateEntry, StatePage, StoreRef};
-pub use status::{PipelineStatus, ServerStatus};
+pub use status::{PipelineStatus, ServerStatus, StageInput, StageView};

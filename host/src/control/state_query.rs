@@ -123,6 +123,23 @@ impl Controller {
         Ok(page)
     }
 
+    /// The stores a pipeline's operators have written, by operator (in the spec's order)
+    /// and name.
+    pub fn state_stores(&self, pipeline: &str) -> Result<Vec<(String, String)>, QueryError> {
+        let spec = self.with_entry(pipeline, |e| Ok(e.record.spec.clone()))?;
+        let mut found = Vec::new();
+        for op in &spec.operators {
+            let stores = self.db().stores(pipeline, Some(op.id()))?;
+            found.extend(
+                stores
+                    .into_iter()
+                    .filter(|(n, _)| n.store != TIMERS)
+                    .map(|(n, _)| (n.operator, n.store)),
+            );
+        }
+        Ok(found)
+    }
+
     /// The store `at` names, if the pipeline, the operator and the store exist.
     pub fn state_store(&self, at: StoreRef<'_>) -> Result<QueriedStore, QueryError> {
         let spec = self.with_entry(at.pipeline, |e| Ok(e.record.spec.clone()))?;

@@ -33,6 +33,9 @@ pub struct PipelineStatus {
     pub source: String,
     pub sink: String,
     pub operators: Vec<PinnedOperator>,
+    /// The operators between two repartitions, in order, with what each stage reads and
+    /// writes: the pipeline's topology.
+    pub stages: Vec<StageView>,
     /// One per source partition, while the pipeline runs (or after it stopped or failed).
     pub tasks: Vec<TaskStatus>,
     /// The spec the pipeline was created with.
@@ -48,6 +51,58 @@ pub struct PipelineStatus {
     pub shadow: Option<crate::model::ShadowRun>,
     pub created_ms: i64,
     pub updated_ms: i64,
+}
+
+/// A stage as the status reports it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StageView {
+    pub index: u32,
+    /// The topic whose partitions number the stage's tasks: the primary input's, or the
+    /// repartition topic the stage reads.
+    pub source: String,
+    /// The first stage's inputs (empty for a stage after a repartition).
+    pub inputs: Vec<StageInput>,
+    /// Ids of the operators the stage chains, in order.
+    pub operators: Vec<String>,
+    /// Where the stage writes: the next repartition topic, or the pipeline's sink.
+    pub sink: String,
+}
+
+/// An input of the first stage.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StageInput {
+    pub name: String,
+    pub topic: String,
+    /// `stream`, `table` or `broadcast`.
+    #[schema(value_type = String)]
+    pub kind: InputKind,
+    /// Whether the topic lives in Kafka.
+    pub kafka: bool,
+}
+
+impl StageView {
+    fn of(spec: &PipelineSpec, stage: &Stage) -> StageView {
+        StageView {
+            index: stage.index,
+            source: stage.source.clone(),
+            inputs: stage
+                .inputs
+                .iter()
+                .map(|i| StageInput {
+                    name: i.name.clone(),
+                    topic: i.topic.topic.clone(),
+                    kind: i.kind,
+                    kafka: i.topic.is_kafka(),
+                })
+                .collect(),
+            operators: stage
+                .ops
+                .iter()
+                .map(|&i| spec.operators[i].id().to_string())
+                .collect(),
+            sink: stage.sink.clone(),
+        }
+    }
 }
 
 impl Controller {
@@ -138,6 +193,7 @@ impl Controller {
             source: topic(&r.spec.primary_source().cloned()),
             sink: topic(&r.spec.sink),
             operators: r.operators.clone(),
+            stages: stages.iter().map(|s| StageView::of(&r.spec, s)).collect(),
             tasks,
             spec: r.spec.clone(),
             upgrades: r.upgrades.clone(),
