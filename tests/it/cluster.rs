@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod probation;
+mod queries;
 
 /// The Kafka word count, committing often in small batches.
 fn spec() -> String {

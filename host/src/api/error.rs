@@ -19,7 +19,7 @@ pub struct ApiError {
 }
 
 /// The body of every error response.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// What went wrong, in a few words.
     pub error: String,

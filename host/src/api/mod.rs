@@ -14,6 +14,7 @@ mod pipelines;
 mod savepoints;
 mod shadow;
 mod state;
+mod state_forward;
 mod system;
 mod topics;
 

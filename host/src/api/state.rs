@@ -2,14 +2,18 @@
 //! committed state, by key or by range (prefix, or start and end), with continuations.
 
 use super::extract::ApiQuery;
+use super::state_forward as forward;
 use super::{ApiError, AppState, ErrorBody, blocking};
-use crate::control::{KeyRange, StateEntry, StatePage, StoreRef};
+use crate::control::{KeyRange, PartitionOwner, StateEntry, StatePage, StoreRef};
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Entries a scan page holds unless `limit` says otherwise, and at most.
 const DEFAULT_LIMIT: usize = 100;
@@ -109,6 +113,9 @@ pub struct StateEntryView {
     pub value_b64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub number: Option<i64>,
+    /// In a cluster's scan, the server that read the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 impl From<StateEntry> for StateEntryView {
@@ -125,7 +132,27 @@ impl From<StateEntry> for StateEntryView {
             value,
             value_b64,
             number,
+            server: None,
         }
+    }
+}
+
+/// An entry's key as bytes again (a page's last key continues the scan).
+pub(super) fn entry_key(e: &StateEntryView) -> Result<Vec<u8>, ApiError> {
+    match (&e.key, &e.key_b64) {
+        (Some(text), _) => Ok(text.clone().into_bytes()),
+        (None, Some(b64)) => STANDARD.decode(b64).map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "bad answer",
+                "another server answered a key that is not base64",
+            )
+        }),
+        (None, None) => Err(ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "bad answer",
+            "another server answered an entry without a key",
+        )),
     }
 }
 
@@ -146,31 +173,84 @@ fn text_or_b64(bytes: Vec<u8>) -> (Option<String>, Option<String>) {
 }
 
 /// The value under a key, or a page of a scan, of an operator's store: committed state
-/// only, read beside the running tasks (or from a stopped pipeline's stored state).
+/// only, read beside the running tasks (or from a stopped pipeline's stored state). In a
+/// cluster, a partition another server runs is read from that server.
 #[utoipa::path(get, operation_id = "pipelines_state", path = "/v1/pipelines/{name}/state/{operator}/{store}", tag = "pipelines",
     params(("name" = String, Path), ("operator" = String, Path, description = "The operator's id in the pipeline"),
         ("store" = String, Path), StateParams),
     responses(
         (status = 200, body = StateRead),
         (status = 400, description = "A bad key encoding, conflicting parameters, a partition out of range, a bad continuation", body = ErrorBody),
-        (status = 404, description = "No such pipeline, operator or store; for a key, no value under it", body = ErrorBody)))]
+        (status = 404, description = "No such pipeline, operator or store; for a key, no value under it", body = ErrorBody),
+        (status = 503, description = "In a cluster: the server that runs a partition the query reads did not answer", body = ErrorBody)))]
 async fn query(
     State(state): State<AppState>,
     Path((name, operator, store)): Path<(String, String, String)>,
+    headers: HeaderMap,
     ApiQuery(params): ApiQuery<StateParams>,
 ) -> Result<Json<StateRead>, ApiError> {
     let controller = state.controller.clone();
-    blocking(move || {
-        // What the query names is looked up first: a missing one is a 404 whatever the
-        // parameters.
-        let found = controller.state_store(StoreRef {
-            pipeline: &name,
-            operator: &operator,
-            store: &store,
-        })?;
-        let (entries, continuation) = match Form::of(&params)? {
-            Form::Key(key) => {
-                let (partition, value) = controller.state_get(found, &key, params.partition)?;
+    let sent_here = forward::forwarded(&headers);
+    let asked_partition = params.partition;
+    let plan = {
+        let (name, operator, store) = (name.clone(), operator.clone(), store.clone());
+        blocking(move || {
+            // What the query names is looked up first: a missing one is a 404 whatever
+            // the parameters.
+            let found = controller.state_store(StoreRef {
+                pipeline: &name,
+                operator: &operator,
+                store: &store,
+            })?;
+            let form = Form::of(&params)?;
+            let parts = match &form {
+                Form::Key(key) => {
+                    let p = controller.state_partition(found, key, params.partition)?;
+                    p..p + 1
+                }
+                Form::Scan { .. } => controller.state_partitions(found, params.partition)?,
+            };
+            let owners: BTreeMap<u32, PartitionOwner> = if sent_here {
+                BTreeMap::new()
+            } else {
+                parts
+                    .clone()
+                    .filter_map(|p| controller.state_owner(&name, p).map(|o| (p, o)))
+                    .collect()
+            };
+            Ok((found, form, parts, owners))
+        })
+        .await?
+    };
+    let (found, form, parts, owners) = plan;
+    let me = state.controller.server_name().map(str::to_string);
+    let target = forward::Target {
+        pipeline: &name,
+        operator: &operator,
+        store: &store,
+        auth: headers.get(header::AUTHORIZATION),
+        me: me.as_deref().unwrap_or(""),
+    };
+    let read = |entries, continuation, server: Option<String>| StateRead {
+        pipeline: name.clone(),
+        operator: operator.clone(),
+        store: store.clone(),
+        entries,
+        continuation,
+        server,
+    };
+    match form {
+        Form::Key(key) => {
+            let p = parts.start;
+            if let Some(owner) = owners.get(&p) {
+                return Ok(Json(
+                    forward::ask(owner, &target, &forward::key_params(&key, p)).await?,
+                ));
+            }
+            let controller = state.controller.clone();
+            let (operator, store) = (operator.clone(), store.clone());
+            let entry = blocking(move || {
+                let (partition, value) = controller.state_get(found, &key, Some(p))?;
                 let Some(value) = value else {
                     return Err(ApiError::not_found(
                         "no value",
@@ -180,25 +260,79 @@ async fn query(
                         ),
                     ));
                 };
-                (vec![StateEntry { partition, key, value }.into()], None)
-            }
-            Form::Scan { range, after, limit } => {
-                let StatePage { entries, next } =
-                    controller.state_scan(found, &range, params.partition, after, limit)?;
-                let entries = entries.into_iter().map(StateEntryView::from).collect();
-                (entries, next.map(|(p, k)| encode_continuation(p, &k)))
-            }
-        };
-        Ok(Json(StateRead {
-            pipeline: name.clone(),
-            operator: operator.clone(),
-            store: store.clone(),
-            entries,
-            continuation,
-            server: controller.server_name().map(str::to_string),
-        }))
-    })
-    .await
+                Ok(StateEntryView::from(StateEntry { partition, key, value }))
+            })
+            .await?;
+            Ok(Json(read(vec![entry], None, me)))
+        }
+        Form::Scan {
+            range,
+            after,
+            limit,
+        } if owners.is_empty() => {
+            let controller = state.controller.clone();
+            let StatePage { entries, next } = blocking(move || {
+                Ok(controller.state_scan(found, &range, asked_partition, after, limit)?)
+            })
+            .await?;
+            let entries = entries.into_iter().map(StateEntryView::from).collect();
+            let continuation = next.map(|(p, k)| encode_continuation(p, &k));
+            Ok(Json(read(entries, continuation, me)))
+        }
+        Form::Scan {
+            range,
+            after,
+            limit,
+        } => {
+            let range = Arc::new(range);
+            let (entries, continuation) =
+                forward::scan_page(parts, after, limit, |p, after_key, room| {
+                    let (range, controller, owners, target, me) = (
+                        Arc::clone(&range),
+                        state.controller.clone(),
+                        &owners,
+                        &target,
+                        me.clone(),
+                    );
+                    async move {
+                        if let Some(owner) = owners.get(&p) {
+                            let params =
+                                forward::scan_params(&range, p, room, after_key.as_deref());
+                            let page = forward::ask(owner, target, &params).await?;
+                            let more = page.continuation.is_some();
+                            let entries = page
+                                .entries
+                                .into_iter()
+                                .map(|e| StateEntryView {
+                                    server: Some(owner.server.clone()),
+                                    ..e
+                                })
+                                .collect();
+                            return Ok(forward::PartitionPage { entries, more });
+                        }
+                        let after = after_key.map(|k| (p, k));
+                        let page = blocking(move || {
+                            Ok(controller.state_scan(found, &range, Some(p), after, room)?)
+                        })
+                        .await?;
+                        let entries = page
+                            .entries
+                            .into_iter()
+                            .map(|e| StateEntryView {
+                                server: me.clone(),
+                                ..StateEntryView::from(e)
+                            })
+                            .collect();
+                        Ok(forward::PartitionPage {
+                            entries,
+                            more: page.next.is_some(),
+                        })
+                    }
+                })
+                .await?;
+            Ok(Json(read(entries, continuation, me)))
+        }
+    }
 }
 
 /// What a query asks, its parameters checked.
@@ -281,7 +415,7 @@ fn bytes(
 }
 
 /// A continuation: the partition (4 bytes, big-endian) and the last key read, base64url.
-fn encode_continuation(partition: u32, key: &[u8]) -> String {
+pub(super) fn encode_continuation(partition: u32, key: &[u8]) -> String {
     let mut raw = partition.to_be_bytes().to_vec();
     raw.extend_from_slice(key);
     URL_SAFE_NO_PAD.encode(raw)

@@ -51,11 +51,25 @@ pub struct ServeArgs {
     /// a dot (default: generated once, kept in the data dir).
     #[arg(long, env = "EDDY_SERVER_NAME")]
     server_name: Option<String>,
+    /// Where the other servers of the cluster reach this one's HTTP API, to forward state
+    /// queries of the partitions it runs (default: http://<the address it listens on>).
+    #[arg(long, env = "EDDY_ADVERTISE_URL", value_parser = parse_url, requires = "cluster")]
+    advertise_url: Option<String>,
     /// Memory the server may use: RocksDB's cache and memtables take a quarter, operator
     /// instances and the tasks' cached state share the rest (`4GiB`, `512MiB`; default:
     /// half of the machine's memory).
     #[arg(long, env = "EDDY_MEMORY_BUDGET", value_parser = parse_budget)]
     memory_budget: Option<u64>,
+}
+
+fn parse_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "{text:?} must be an http:// or https:// URL with a host"
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_string())
 }
 
 fn parse_budget(text: &str) -> Result<u64, String> {
@@ -95,6 +109,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_entries: args.savepoint_max_files,
         },
         memory_budget: args.memory_budget,
+        advertise_url: args.advertise_url,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -61,11 +61,19 @@ pub struct Catalog {
     /// Per pipeline, per server: the partitions it last said it runs, and when.
     owners: Arc<Mutex<BTreeMap<String, BTreeMap<String, TasksEntry>>>>,
     savepoints: SavepointChunks,
+    /// Where this server's HTTP API answers, told with its tasks so that other servers
+    /// can forward state queries to it.
+    url: Option<String>,
 }
 
 impl Catalog {
     /// Connects to the cluster's catalog topic, creating it when missing.
-    pub fn open(conn: &Connection, cluster: &str, server: &str) -> Result<Self, KafkaError> {
+    pub fn open(
+        conn: &Connection,
+        cluster: &str,
+        server: &str,
+        url: Option<String>,
+    ) -> Result<Self, KafkaError> {
         let topic = super::catalog_topic(cluster);
         ensure_topic(conn, &topic, 1, true)?;
         let producer: FutureProducer = conn
@@ -86,6 +94,7 @@ impl Catalog {
             synced: Arc::default(),
             owners: Arc::default(),
             savepoints: Arc::default(),
+            url,
         })
     }
 
@@ -282,6 +291,7 @@ impl Catalog {
         let entry = TasksEntry {
             partitions: partitions.to_vec(),
             at_ms: now_ms(),
+            url: self.url.clone(),
         };
         self.send(vec![(
             CatalogKey::Tasks {
@@ -377,6 +387,12 @@ impl Catalog {
             }
         }
         newest.into_iter().map(|(p, (_, s))| (p, s)).collect()
+    }
+
+    /// Where `server`'s HTTP API answers, as it last told with its tasks of `pipeline`.
+    pub fn server_url(&self, pipeline: &str, server: &str) -> Option<String> {
+        let owners = self.owners.lock().expect("owners lock");
+        owners.get(pipeline)?.get(server)?.url.clone()
     }
 
     /// Writes records in order and waits until the broker has every one.

@@ -32,9 +32,12 @@ pub(super) struct ClockEntry {
     pub(super) tasks: Vec<TaskClock>,
 }
 
-/// The partitions a server runs of a pipeline, and when it said so.
+/// The partitions a server runs of a pipeline, when it said so, and where its HTTP API
+/// answers (absent from servers older than state queries, which do not forward there).
 #[derive(Serialize, Deserialize)]
 pub(super) struct TasksEntry {
     pub(super) partitions: Vec<u32>,
     pub(super) at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) url: Option<String>,
 }

@@ -61,5 +61,5 @@ pub use spec::{
     LateEvents, OnError, OperatorConfig, OperatorSpec, PipelineSpec, Settings, SpecError,
     VersionRef,
 };
-pub use state_query::{QueriedStore, QueryError, StateEntry, StatePage, StoreRef};
+pub use state_query::{PartitionOwner, QueriedStore, QueryError, StateEntry, StatePage, StoreRef};
 pub use status::{PipelineStatus, ServerStatus, StageInput, StageView};

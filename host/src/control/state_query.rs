@@ -62,6 +62,14 @@ pub struct QueriedStore {
     partitions: u32,
 }
 
+/// Another server of the cluster that runs a partition a query reads, and where its API
+/// answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOwner {
+    pub server: String,
+    pub url: String,
+}
+
 impl Controller {
     /// The committed value under `key` in the partition the key belongs to (or in
     /// `partition`), with that partition; `None` when there is none.
@@ -121,6 +129,53 @@ impl Controller {
             }
         }
         Ok(page)
+    }
+
+    /// The partition a key read goes to: `partition` when given (checked), else the
+    /// key's own.
+    pub fn state_partition(
+        &self,
+        store: QueriedStore,
+        key: &[u8],
+        partition: Option<u32>,
+    ) -> Result<u32, QueryError> {
+        match partition {
+            Some(p) => store.check(p),
+            None => Ok(partition_for_key(key, store.partitions)),
+        }
+    }
+
+    /// The partitions a scan reads: `partition` alone (checked), or every one.
+    pub fn state_partitions(
+        &self,
+        store: QueriedStore,
+        partition: Option<u32>,
+    ) -> Result<std::ops::Range<u32>, QueryError> {
+        match partition {
+            Some(p) => Ok(store.check(p)?..p + 1),
+            None => Ok(0..store.partitions),
+        }
+    }
+
+    /// The other server that runs partition `p` of a shared pipeline, when one does and
+    /// said where it answers; `None` when this server runs it or nobody is known to
+    /// (then the state here is the one to read: a stopped pipeline's, or the last run's).
+    pub fn state_owner(&self, pipeline: &str, p: u32) -> Option<PartitionOwner> {
+        let link = self.cluster.get()?;
+        let local = self
+            .with_entry(pipeline, |e| {
+                Ok(e.member.is_none() || e.tasks.iter().any(|t| t.id.partition == p))
+            })
+            .unwrap_or(true);
+        if local {
+            return None;
+        }
+        let server = link.catalog.owners(pipeline).remove(&p)?;
+        if server == link.me() {
+            return None;
+        }
+        let url = link.catalog.server_url(pipeline, &server)?;
+        Some(PartitionOwner { server, url })
     }
 
     /// The stores a pipeline's operators have written, by operator (in the spec's order)

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub savepoint_limits: ArchiveLimits,
     /// The server's memory budget in bytes (default: half of the machine's memory).
     pub memory_budget: Option<u64>,
+    /// Where other servers of the cluster reach this one's HTTP API (to forward state
+    /// queries); `serve` defaults it to the address it listens on.
+    pub advertise_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             server_name: None,
             savepoint_limits: ArchiveLimits::default(),
             memory_budget: None,
+            advertise_url: None,
         }
     }
 }
@@ -171,7 +175,8 @@ impl App {
                 brokers,
                 properties: Vec::new(),
             };
-            let catalog = crate::cluster::Catalog::open(&conn, cluster, &name)
+            let url = config.advertise_url.clone();
+            let catalog = crate::cluster::Catalog::open(&conn, cluster, &name, url)
                 .map_err(|e| ServerError::Cluster(e.to_string()))?;
             tracing::info!(%cluster, server = %name, "joined the cluster");
             controller.join_cluster(cluster, catalog);
@@ -250,7 +255,7 @@ fn background_loop(controller: &Controller, stop: &AtomicBool) {
 ///
 /// The address answers from the start: `/healthz` says `starting` while the server opens
 /// its data (see `api::Gate`), and the log says what it is doing.
-pub async fn serve(config: ServerConfig, listen: SocketAddr) -> Result<(), ServerError> {
+pub async fn serve(mut config: ServerConfig, listen: SocketAddr) -> Result<(), ServerError> {
     let listen_error = |e: std::io::Error| ServerError::Listen {
         addr: listen.to_string(),
         detail: e.to_string(),
@@ -260,6 +265,9 @@ pub async fn serve(config: ServerConfig, listen: SocketAddr) -> Result<(), Serve
         .map_err(listen_error)?;
     let bound = listener.local_addr().map_err(listen_error)?;
     tracing::info!("http://{bound} answers /healthz while the server starts");
+    if config.advertise_url.is_none() {
+        config.advertise_url = Some(format!("http://{bound}"));
+    }
     let gate = Gate::default();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let served = tokio::spawn(
