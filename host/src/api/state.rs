@@ -4,7 +4,7 @@
 use super::extract::ApiQuery;
 use super::state_forward as forward;
 use super::{ApiError, AppState, ErrorBody, blocking};
-use crate::control::{KeyRange, PartitionOwner, StateEntry, StatePage, StoreRef};
+use crate::control::{KeyRange, PartitionOwner, QueriedStore, StateEntry, StatePage, StoreRef};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::routing::get;
@@ -191,65 +191,26 @@ async fn query(
 ) -> Result<Json<StateRead>, ApiError> {
     let controller = state.controller.clone();
     let sent_here = forward::forwarded(&headers);
-    let asked_partition = params.partition;
-    let plan = {
-        let (name, operator, store) = (name.clone(), operator.clone(), store.clone());
-        blocking(move || {
-            // What the query names is looked up first: a missing one is a 404 whatever
-            // the parameters.
-            let found = controller.state_store(StoreRef {
-                pipeline: &name,
-                operator: &operator,
-                store: &store,
-            })?;
-            let form = Form::of(&params)?;
-            let parts = match &form {
-                Form::Key(key) => {
-                    let p = controller.state_partition(found, key, params.partition)?;
-                    p..p + 1
-                }
-                Form::Scan { .. } => controller.state_partitions(found, params.partition)?,
-            };
-            let owners: BTreeMap<u32, PartitionOwner> = if sent_here {
-                BTreeMap::new()
-            } else {
-                parts
-                    .clone()
-                    .filter_map(|p| controller.state_owner(&name, p).map(|o| (p, o)))
-                    .collect()
-            };
-            Ok((found, form, parts, owners))
-        })
-        .await?
-    };
-    let (found, form, parts, owners) = plan;
     let me = state.controller.server_name().map(str::to_string);
-    let target = forward::Target {
-        pipeline: &name,
-        operator: &operator,
-        store: &store,
-        auth: headers.get(header::AUTHORIZATION),
-        me: me.as_deref().unwrap_or(""),
-    };
-    let read = |entries, continuation, server: Option<String>| StateRead {
-        pipeline: name.clone(),
-        operator: operator.clone(),
-        store: store.clone(),
-        entries,
-        continuation,
-        server,
-    };
-    match form {
-        Form::Key(key) => {
-            let p = parts.start;
-            if let Some(owner) = owners.get(&p) {
-                return Ok(Json(
-                    forward::ask(owner, &target, &forward::key_params(&key, p)).await?,
-                ));
-            }
-            let controller = state.controller.clone();
-            let (operator, store) = (operator.clone(), store.clone());
-            let entry = blocking(move || {
+    let at = (name.clone(), operator.clone(), store.clone());
+    // One trip to a blocking thread answers what this server holds; what another server
+    // runs comes back as what to ask it.
+    let planned = blocking(move || {
+        let (name, operator, store) = at;
+        // What the query names is looked up first: a missing one is a 404 whatever the
+        // parameters.
+        let found = controller.state_store(StoreRef {
+            pipeline: &name,
+            operator: &operator,
+            store: &store,
+        })?;
+        let owner = |p: u32| (!sent_here).then(|| controller.state_owner(&name, p)).flatten();
+        match Form::of(&params)? {
+            Form::Key(key) => {
+                let p = controller.state_partition(found, &key, params.partition)?;
+                if let Some(owner) = owner(p) {
+                    return Ok(Planned::Ask(owner, forward::key_params(&key, p)));
+                }
                 let (partition, value) = controller.state_get(found, &key, Some(p))?;
                 let Some(value) = value else {
                     return Err(ApiError::not_found(
@@ -260,78 +221,130 @@ async fn query(
                         ),
                     ));
                 };
-                Ok(StateEntryView::from(StateEntry { partition, key, value }))
-            })
-            .await?;
-            Ok(Json(read(vec![entry], None, me)))
+                let entry = StateEntry { partition, key, value };
+                Ok(Planned::Read(vec![entry.into()], None))
+            }
+            Form::Scan { range, after, limit } => {
+                let parts = controller.state_partitions(found, params.partition)?;
+                let owners: BTreeMap<u32, PartitionOwner> = parts
+                    .clone()
+                    .filter_map(|p| owner(p).map(|o| (p, o)))
+                    .collect();
+                if !owners.is_empty() {
+                    return Ok(Planned::Spread(Spread { found, range, after, limit, parts, owners }));
+                }
+                let StatePage { entries, next } =
+                    controller.state_scan(found, &range, params.partition, after, limit)?;
+                let entries = entries.into_iter().map(StateEntryView::from).collect();
+                Ok(Planned::Read(entries, next.map(|(p, k)| encode_continuation(p, &k))))
+            }
         }
-        Form::Scan {
+    })
+    .await?;
+    let target = forward::Target {
+        pipeline: &name,
+        operator: &operator,
+        store: &store,
+        auth: headers.get(header::AUTHORIZATION),
+        me: me.as_deref().unwrap_or(""),
+    };
+    let (entries, continuation) = match planned {
+        Planned::Ask(owner, params) => {
+            return Ok(Json(forward::ask(&owner, &target, &params).await?));
+        }
+        Planned::Read(entries, continuation) => (entries, continuation),
+        Planned::Spread(spread) => spread.read(&state, &target, me.clone()).await?,
+    };
+    Ok(Json(StateRead {
+        pipeline: name,
+        operator,
+        store,
+        entries,
+        continuation,
+        server: me,
+    }))
+}
+
+/// What a query comes to once this server looked at it.
+enum Planned {
+    /// Answered here: the entries and the continuation.
+    Read(Vec<StateEntryView>, Option<String>),
+    /// A key another server holds: ask it.
+    Ask(PartitionOwner, Vec<(&'static str, String)>),
+    /// A scan over partitions of several servers.
+    Spread(Spread),
+}
+
+/// A scan some of whose partitions other servers run.
+struct Spread {
+    found: QueriedStore,
+    range: KeyRange,
+    after: Option<(u32, Vec<u8>)>,
+    limit: usize,
+    parts: std::ops::Range<u32>,
+    owners: BTreeMap<u32, PartitionOwner>,
+}
+
+impl Spread {
+    /// One page, each partition read where it runs, each entry naming its server.
+    async fn read(
+        self,
+        state: &AppState,
+        target: &forward::Target<'_>,
+        me: Option<String>,
+    ) -> Result<(Vec<StateEntryView>, Option<String>), ApiError> {
+        let Spread {
+            found,
             range,
             after,
             limit,
-        } if owners.is_empty() => {
-            let controller = state.controller.clone();
-            let StatePage { entries, next } = blocking(move || {
-                Ok(controller.state_scan(found, &range, asked_partition, after, limit)?)
-            })
-            .await?;
-            let entries = entries.into_iter().map(StateEntryView::from).collect();
-            let continuation = next.map(|(p, k)| encode_continuation(p, &k));
-            Ok(Json(read(entries, continuation, me)))
-        }
-        Form::Scan {
-            range,
-            after,
-            limit,
-        } => {
-            let range = Arc::new(range);
-            let (entries, continuation) =
-                forward::scan_page(parts, after, limit, |p, after_key, room| {
-                    let (range, controller, owners, target, me) = (
-                        Arc::clone(&range),
-                        state.controller.clone(),
-                        &owners,
-                        &target,
-                        me.clone(),
-                    );
-                    async move {
-                        if let Some(owner) = owners.get(&p) {
-                            let params =
-                                forward::scan_params(&range, p, room, after_key.as_deref());
-                            let page = forward::ask(owner, target, &params).await?;
-                            let more = page.continuation.is_some();
-                            let entries = page
-                                .entries
-                                .into_iter()
-                                .map(|e| StateEntryView {
-                                    server: Some(owner.server.clone()),
-                                    ..e
-                                })
-                                .collect();
-                            return Ok(forward::PartitionPage { entries, more });
-                        }
-                        let after = after_key.map(|k| (p, k));
-                        let page = blocking(move || {
-                            Ok(controller.state_scan(found, &range, Some(p), after, room)?)
+            parts,
+            owners,
+        } = self;
+        let range = Arc::new(range);
+        forward::scan_page(parts, after, limit, |p, after_key, room| {
+            let (range, controller, owners, me) = (
+                Arc::clone(&range),
+                state.controller.clone(),
+                &owners,
+                me.clone(),
+            );
+            async move {
+                if let Some(owner) = owners.get(&p) {
+                    let params = forward::scan_params(&range, p, room, after_key.as_deref());
+                    let page = forward::ask(owner, target, &params).await?;
+                    let more = page.continuation.is_some();
+                    let server = Some(owner.server.clone());
+                    let entries = page
+                        .entries
+                        .into_iter()
+                        .map(|e| StateEntryView {
+                            server: server.clone(),
+                            ..e
                         })
-                        .await?;
-                        let entries = page
-                            .entries
-                            .into_iter()
-                            .map(|e| StateEntryView {
-                                server: me.clone(),
-                                ..StateEntryView::from(e)
-                            })
-                            .collect();
-                        Ok(forward::PartitionPage {
-                            entries,
-                            more: page.next.is_some(),
-                        })
-                    }
+                        .collect();
+                    return Ok(forward::PartitionPage { entries, more });
+                }
+                let after = after_key.map(|k| (p, k));
+                let page = blocking(move || {
+                    Ok(controller.state_scan(found, &range, Some(p), after, room)?)
                 })
                 .await?;
-            Ok(Json(read(entries, continuation, me)))
-        }
+                let entries = page
+                    .entries
+                    .into_iter()
+                    .map(|e| StateEntryView {
+                        server: me.clone(),
+                        ..StateEntryView::from(e)
+                    })
+                    .collect();
+                Ok(forward::PartitionPage {
+                    entries,
+                    more: page.next.is_some(),
+                })
+            }
+        })
+        .await
     }
 }
 
