@@ -264,16 +264,14 @@ async fn the_dashboard_shows_and_drives_a_running_word_count() {
             |v| v.is_string(),
         )
         .await;
+    let id = id.as_str().unwrap().to_string();
     let listed = api(&url, "/v1/pipelines/wc/savepoints").await;
     assert!(
         listed.as_array().unwrap().iter().any(|m| m["id"] == id),
         "the API lists {id}: {listed}"
     );
-    b.text(
-        "the savepoint in the table",
-        &format!("#savepoints-table tr[data-savepoint={id}]"),
-    )
-    .await;
+    let row = format!("#savepoints-table tr[data-savepoint=\"{id}\"]");
+    b.text("the savepoint in the table", &row).await;
 
     // An upgrade from the page switches the version and shows the probation's verdict.
     b.wait(
@@ -312,8 +310,8 @@ async fn the_dashboard_shows_and_drives_a_running_word_count() {
     // The topic page tails new records as they are written.
     b.goto("#/topics/lines").await;
     b.text("the tail's state", "#tail-state").await;
-    let row = b.text("a tailed record", "#tail tbody tr").await;
-    assert!(row.contains('w'), "a word in {row:?}");
+    let tailed = b.text("a tailed record", "#tail tbody tr").await;
+    assert!(tailed.contains('w'), "a word in {tailed:?}");
 
     // With the input drained, the state browser shows a word's count as the API does.
     producer.abort();
@@ -341,6 +339,52 @@ async fn the_dashboard_shows_and_drives_a_running_word_count() {
     let expected = read["entries"][0]["number"].as_i64().unwrap();
     assert!(expected > 0, "{read}");
     assert_eq!(shown.replace(',', ""), expected.to_string(), "{read}");
+
+    // Stopped from the page and restored from the savepoint taken there (after a
+    // confirmation): the tasks' offsets go back to the savepoint's.
+    b.goto("#/pipelines/wc").await;
+    b.click("the stop button", "#action-stop").await;
+    b.wait("the stopped pipeline", STATE, |v| v == "stopped")
+        .await;
+    let restore = format!("{row} button.restore");
+    b.wait(
+        "an enabled restore button",
+        &format!(
+            "const e = document.querySelector({}); return !!e && !e.disabled;",
+            json!(restore)
+        ),
+        |v| v == &json!(true),
+    )
+    .await;
+    b.client
+        .find(fantoccini::Locator::Css(&restore))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client.accept_alert().await.unwrap();
+    let restored = format!("Restored from {id}");
+    b.wait(
+        "the restore's message",
+        "return document.getElementById('flash').textContent;",
+        |v| v.as_str().is_some_and(|s| s.contains(&restored)),
+    )
+    .await;
+    let manifest = api(&url, &format!("/v1/savepoints/{id}")).await;
+    let status = api(&url, "/v1/pipelines/wc").await;
+    for saved in manifest["tasks"].as_array().unwrap() {
+        let task = status["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["partition"] == saved["partition"])
+            .unwrap();
+        assert_eq!(
+            task["committed_offset"], saved["offset"],
+            "{task} after restoring {saved}"
+        );
+    }
 
     b.close().await;
     server.stop();
@@ -403,17 +447,17 @@ async fn the_dashboard_asks_for_the_token_and_shows_refusals() {
     input.send_keys(TOKEN).await.unwrap();
     b.click("use the token", "#token-form button").await;
     b.click("the stop button", "#action-stop").await;
-    b.wait(
-        "the stopped pipeline",
-        "const e = document.querySelector('#pipeline-state .badge'); return e ? e.textContent : null;",
-        |v| v == "stopped",
-    )
-    .await;
+    b.wait("the stopped pipeline", STATE, |v| v == "stopped")
+        .await;
     b.close().await;
     server.stop();
 }
 
 const TOKEN: &str = "dashboard-secret";
+
+/// The pipeline page's state badge.
+const STATE: &str =
+    "const e = document.querySelector('#pipeline-state .badge'); return e ? e.textContent : null;";
 
 async fn word_count_server_with_token(dir: &std::path::Path) -> ServerProcess {
     let server = ServerProcess::start(dir, &["--api-token", TOKEN, "--public-read"]);

@@ -448,7 +448,7 @@ function savepointsTable(savepoints, status, base) {
     h('td', {}, m.operators.map((o) => `${o.id}@${o.version}`).join(', ')),
     h('td', { class: 'num' }, num(m.keys)),
     h('td', {}, h('button', { onclick: () => download(m.id) }, 'Download'), ' ',
-      h('button', { disabled: !stopped, title: stopped ? null : 'stop the pipeline to restore it', onclick: () => restore(base, m.id) }, 'Restore'))));
+      h('button', { class: 'restore', disabled: !stopped, title: stopped ? null : 'stop the pipeline to restore it', onclick: () => restore(base, m.id) }, 'Restore'))));
   return table('savepoints-table', [['Id'], ['Taken'], ['Operators'], ['Keys', 'num'], ['']], rows);
 }
 
