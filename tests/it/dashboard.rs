@@ -307,6 +307,13 @@ async fn the_dashboard_shows_and_drives_a_running_word_count() {
     )
     .await;
 
+    // The operators page lists both versions with their language.
+    b.goto("#/operators").await;
+    let language = b
+        .text("an operator's language", "#operators-table td.language")
+        .await;
+    assert_eq!(language, "rust");
+
     // The topic page tails new records as they are written.
     b.goto("#/topics/lines").await;
     b.text("the tail's state", "#tail-state").await;

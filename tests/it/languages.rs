@@ -190,7 +190,9 @@ async fn word_count_in_every_language_gives_the_rust_output_byte_for_byte_throug
     let t = TestApp::new();
     // One source partition: one task per pipeline, so sink offsets are deterministic.
     t.create_topic("lines", 1).await;
-    t.push("wc-rust", "wordcount").await;
+    // A component cargo built: its compilers' records say Rust.
+    let rust = t.push("wc-rust", "wordcount").await;
+    assert_eq!(rust["language"], "rust", "{rust}");
     t.create_pipeline(&server_spec("rust", "wc-rust", "out-rust"))
         .await;
     for c in &components {
@@ -203,6 +205,13 @@ async fn word_count_in_every_language_gives_the_rust_output_byte_for_byte_throug
             .to_string();
         let pushed = t.push_file(&format!("wc-{lang}"), c).await;
         assert_eq!(pushed["version"], 1, "{pushed}");
+        // `eddy build` named the language in the component.
+        let named = if lang == "js" {
+            "javascript"
+        } else {
+            lang.as_str()
+        };
+        assert_eq!(pushed["language"], named, "{pushed}");
         let (s, v) = t
             .create_pipeline(&server_spec(
                 &lang,

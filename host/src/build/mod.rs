@@ -54,6 +54,7 @@ pub fn build(dir: &Path, language: Option<Language>) -> Result<Built, BuildError
         Language::Js => js::build(dir)?,
         Language::C => c::build(dir)?,
     };
+    stamp_language(&path, language)?;
     let size = std::fs::metadata(&path)
         .map_err(|e| BuildError::io(&path, e))?
         .len();
@@ -62,6 +63,24 @@ pub fn build(dir: &Path, language: Option<Language>) -> Result<Built, BuildError
         path,
         size,
     })
+}
+
+/// Names the language in the component's own producers section, so a server shows
+/// what an operator was written in (a Python or JavaScript component records none).
+fn stamp_language(path: &Path, language: Language) -> Result<(), BuildError> {
+    let name = match language {
+        Language::Rust => "Rust",
+        Language::Python => "Python",
+        Language::Js => "JavaScript",
+        Language::C => "C",
+    };
+    let bytes = std::fs::read(path).map_err(|e| BuildError::io(path, e))?;
+    let mut producers = wasm_metadata::Producers::empty();
+    producers.add("language", name, "");
+    let stamped = producers
+        .add_to_wasm(&bytes)
+        .map_err(|e| BuildError::io(path, std::io::Error::other(e.to_string())))?;
+    std::fs::write(path, stamped).map_err(|e| BuildError::io(path, e))
 }
 
 /// Writes the SDK that a project's tests and editor read, without building: the vendored

@@ -127,7 +127,9 @@ pub async fn run(cmd: OperatorCommand, args: &ServerArgs) -> anyhow::Result<()> 
                     Ok(())
                 };
             }
-            let mut t = output::table(&["VERSION", "SIZE", "DIGEST", "UPLOADED", "IMPORTS"]);
+            let mut t = output::table(&[
+                "VERSION", "LANGUAGE", "SIZE", "DIGEST", "UPLOADED", "IMPORTS",
+            ]);
             for v in &versions {
                 let imports: Vec<&str> = v["imports"]
                     .as_array()
@@ -135,6 +137,7 @@ pub async fn run(cmd: OperatorCommand, args: &ServerArgs) -> anyhow::Result<()> 
                     .unwrap_or_default();
                 t.add_row(vec![
                     v["version"].to_string(),
+                    v["language"].as_str().unwrap_or("-").to_string(),
                     v["size"].to_string(),
                     v["digest"]
                         .as_str()

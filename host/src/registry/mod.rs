@@ -2,6 +2,10 @@
 //! the data dir, metadata in RocksDB, compiled forms in the runtime's cache (so a
 //! restart does not recompile).
 
+mod language;
+
+pub use language::detect as detect_language;
+
 use crate::model::VersionRef;
 use crate::model::spec::check_name;
 use crate::record::now_ms;
@@ -26,6 +30,10 @@ pub struct OperatorVersion {
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub created_ms: i64,
+    /// The language the operator was written in, when its component says (`eddy build`
+    /// names it; Rust and C compilers record theirs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// Why a registry call failed.
@@ -174,6 +182,7 @@ impl Registry {
             imports: component.imports().to_vec(),
             exports: component.exports().to_vec(),
             created_ms: now_ms(),
+            language: language::detect(bytes),
         };
         let mut wb = WriteBatch::default();
         wb.put_cf(

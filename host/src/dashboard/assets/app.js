@@ -545,11 +545,12 @@ function operatorsPage() {
       .filter((p) => p.operators.some((o) => o.name === name && o.version === version)).map((p) => p.name);
     const rows = operators.flatMap((o) => o.versions.slice().reverse().map((v) => h('tr', {},
       h('td', {}, o.name), h('td', { class: 'num' }, v.version, v.version === o.latest ? ' (latest)' : ''),
+      h('td', { class: 'language' }, v.language || '–'),
       h('td', { class: 'num' }, bytes(v.size)), h('td', { class: 'mono', title: v.digest }, v.digest.slice(0, 12)),
       h('td', { class: 'mono' }, time(v.created_ms)),
       h('td', {}, users(o.name, v.version).map((p, i) => [i ? ', ' : '', h('a', { href: `#/pipelines/${encodeURIComponent(p)}` }, p)])))));
     fill(byId('operators'), operators.length
-      ? table('operators-table', [['Name'], ['Version', 'num'], ['Size', 'num'], ['Digest'], ['Uploaded'], ['Used by']], rows)
+      ? table('operators-table', [['Name'], ['Version', 'num'], ['Language'], ['Size', 'num'], ['Digest'], ['Uploaded'], ['Used by']], rows)
       : h('p', { class: 'muted' }, 'No operators yet: upload one with `eddy operator push NAME FILE.wasm`.'));
   });
 }
