@@ -314,11 +314,38 @@ async fn the_dashboard_shows_and_drives_a_running_word_count() {
         .await;
     assert_eq!(language, "rust");
 
-    // The topic page tails new records as they are written.
+    // The topic page tails new records as they are written, hostile ones as text.
     b.goto("#/topics/lines").await;
-    b.text("the tail's state", "#tail-state").await;
-    let tailed = b.text("a tailed record", "#tail tbody tr").await;
-    assert!(tailed.contains('w'), "a word in {tailed:?}");
+    b.wait(
+        "the tail to follow",
+        "return document.getElementById('tail-state').textContent;",
+        |v| v == "(following new records)",
+    )
+    .await;
+    let hostile = r#"<img src=x onerror="window.pwned=1">"#;
+    let record = json!({"key": hostile, "value": hostile}).to_string();
+    let sent = reqwest::Client::new()
+        .post(format!("{url}/v1/topics/lines/records"))
+        .body(record)
+        .send()
+        .await
+        .unwrap();
+    assert!(sent.status().is_success(), "{}", sent.status());
+    let found = format!(
+        "return [...document.querySelectorAll('#tail tbody td')].some(td => td.textContent === {});",
+        json!(hostile)
+    );
+    b.wait("the hostile record, as text", &found, |v| v == &json!(true))
+        .await;
+    let harmless = b
+        .client
+        .execute(
+            "return [document.querySelector('#tail img') === null, window.pwned === undefined];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(harmless, json!([true, true]), "markup in a record ran");
 
     // With the input drained, the state browser shows a word's count as the API does.
     producer.abort();

@@ -189,6 +189,11 @@ impl From<QueryError> for ApiError {
                 ApiError::not_found("store not found", e.to_string())
             }
             QueryError::Partition { .. } => ApiError::bad_request("invalid query", e.to_string()),
+            QueryError::NoOwner { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "partition unavailable",
+                e.to_string(),
+            ),
             QueryError::State(e) => ApiError::internal(e),
         }
     }

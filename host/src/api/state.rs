@@ -190,8 +190,8 @@ async fn query(
     ApiQuery(params): ApiQuery<StateParams>,
 ) -> Result<Json<StateRead>, ApiError> {
     let controller = state.controller.clone();
-    let sent_here = forward::forwarded(&headers);
     let me = state.controller.server_name().map(str::to_string);
+    let sent_here = forward::forwarded(&headers, me.as_deref())?;
     let at = (name.clone(), operator.clone(), store.clone());
     // One trip to a blocking thread answers what this server holds; what another server
     // runs comes back as what to ask it.
@@ -199,17 +199,24 @@ async fn query(
         let (name, operator, store) = at;
         // What the query names is looked up first: a missing one is a 404 whatever the
         // parameters.
-        let found = controller.state_store(StoreRef {
+        let at = StoreRef {
             pipeline: &name,
             operator: &operator,
             store: &store,
-        })?;
-        let owner = |p: u32| (!sent_here).then(|| controller.state_owner(&name, p)).flatten();
+        };
+        let found = controller.state_store(at)?;
+        let owner = |p: u32| match sent_here {
+            true => Ok(None),
+            false => controller.state_owner(&name, p),
+        };
         match Form::of(&params)? {
             Form::Key(key) => {
                 let p = controller.state_partition(found, &key, params.partition)?;
-                if let Some(owner) = owner(p) {
+                if let Some(owner) = owner(p)? {
                     return Ok(Planned::Ask(owner, forward::key_params(&key, p)));
+                }
+                if !found.is_here() {
+                    return Err(controller.state_missing_store(at).into());
                 }
                 let (partition, value) = controller.state_get(found, &key, Some(p))?;
                 let Some(value) = value else {
@@ -226,12 +233,27 @@ async fn query(
             }
             Form::Scan { range, after, limit } => {
                 let parts = controller.state_partitions(found, params.partition)?;
-                let owners: BTreeMap<u32, PartitionOwner> = parts
-                    .clone()
-                    .filter_map(|p| owner(p).map(|o| (p, o)))
-                    .collect();
+                if let Some((p, _)) = &after
+                    // Out of range: the operator's partitions say so; else not this scan's.
+                    && !controller.state_partitions(found, Some(*p))?.is_empty()
+                    && !parts.contains(p)
+                {
+                    return Err(ApiError::bad_request(
+                        "bad continuation",
+                        format!("the continuation is in partition {p}, which this scan does not read"),
+                    ));
+                }
+                let mut owners = BTreeMap::new();
+                for p in parts.clone() {
+                    if let Some(o) = owner(p)? {
+                        owners.insert(p, o);
+                    }
+                }
                 if !owners.is_empty() {
                     return Ok(Planned::Spread(Spread { found, range, after, limit, parts, owners }));
+                }
+                if !found.is_here() {
+                    return Err(controller.state_missing_store(at).into());
                 }
                 let StatePage { entries, next } =
                     controller.state_scan(found, &range, params.partition, after, limit)?;
@@ -434,7 +456,7 @@ pub(super) fn encode_continuation(partition: u32, key: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_continuation(token: &str) -> Result<(u32, Vec<u8>), ApiError> {
+pub(super) fn decode_continuation(token: &str) -> Result<(u32, Vec<u8>), ApiError> {
     let bad = || {
         ApiError::bad_request(
             "bad continuation",

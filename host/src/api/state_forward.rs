@@ -15,6 +15,9 @@ use std::time::Duration;
 /// (two servers whose views of the assignment differ for a moment cannot loop).
 pub const FORWARDED: &str = "x-eddy-forwarded";
 
+/// The most another server's answer may hold: a page of at most 1000 entries.
+const MAX_ANSWER: usize = 256 << 20;
+
 /// What a query reads, for the server it is sent to.
 pub struct Target<'a> {
     pub pipeline: &'a str,
@@ -29,9 +32,13 @@ pub struct Target<'a> {
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
+        // The caller's token goes to the server the catalog names and nowhere else: no
+        // redirects followed, no proxy from the environment.
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .build()
             .expect("an HTTP client without TLS settings builds")
     })
@@ -72,15 +79,25 @@ pub async fn ask(
     if let Some(auth) = target.auth {
         request = request.header(header::AUTHORIZATION, auth);
     }
-    let response = request
+    let mut response = request
         .send()
         .await
         .map_err(|e| unavailable(format!("did not answer ({})", without_url(&e))))?;
     let status = response.status();
-    let body = response
-        .bytes()
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| unavailable(format!("broke off its answer ({})", without_url(&e))))?;
+        .map_err(|e| unavailable(format!("broke off its answer ({})", without_url(&e))))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(unavailable(format!(
+                "answered more than {} MiB",
+                MAX_ANSWER >> 20
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
     if status.is_success() {
         return serde_json::from_slice(&body)
             .map_err(|e| unavailable(format!("answered what is not a page ({e})")));
@@ -164,7 +181,15 @@ where
             .as_ref()
             .filter(|(ap, _)| *ap == p)
             .map(|(_, k)| k.clone());
-        let page = read(p, after_key, limit - entries.len()).await?;
+        let room = limit - entries.len();
+        let page = read(p, after_key, room).await?;
+        if page.entries.len() > room || (page.more && page.entries.is_empty()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad answer",
+                format!("the server of partition {p} answered a page that does not fit the scan"),
+            ));
+        }
         entries.extend(page.entries);
         let full = entries.len() == limit;
         if page.more || (full && p + 1 < partitions.end) {
@@ -178,7 +203,111 @@ where
     Ok((entries, None))
 }
 
-/// Whether a request came from another server (and must be answered here).
-pub fn forwarded(headers: &HeaderMap) -> bool {
-    headers.contains_key(FORWARDED)
+/// Whether a request came from another server (and must be answered here). One that
+/// came from this very server went round: the address another server published reaches
+/// this one (a server listening on every interface without `--advertise-url`).
+pub fn forwarded(headers: &HeaderMap, me: Option<&str>) -> Result<bool, ApiError> {
+    let Some(from) = headers.get(FORWARDED) else {
+        return Ok(false);
+    };
+    if me.is_some_and(|me| from.as_bytes() == me.as_bytes()) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "partition unavailable",
+            "this server forwarded the query to an address that reaches itself: the server that runs the partition published a wrong address (give it --advertise-url)",
+        ));
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::state::decode_continuation;
+
+    fn view(partition: u32, key: &str) -> StateEntryView {
+        StateEntryView {
+            partition,
+            key: Some(key.into()),
+            key_b64: None,
+            value: None,
+            value_b64: None,
+            number: None,
+            server: None,
+        }
+    }
+
+    /// Reads partition `p` of `data` as a server would: keys after `after`, up to `room`.
+    fn reader(
+        data: &[Vec<&'static str>],
+        p: u32,
+        after: Option<Vec<u8>>,
+        room: usize,
+    ) -> PartitionPage {
+        let keys: Vec<&str> = data[p as usize]
+            .iter()
+            .copied()
+            .filter(|k| after.as_ref().is_none_or(|a| k.as_bytes() > a.as_slice()))
+            .collect();
+        PartitionPage {
+            more: keys.len() > room,
+            entries: keys.into_iter().take(room).map(|k| view(p, k)).collect(),
+        }
+    }
+
+    /// Every page of a scan over `data` with `limit`, following the continuations.
+    async fn pages(data: &[Vec<&'static str>], limit: usize) -> Vec<Vec<String>> {
+        let (mut after, mut out) = (None, Vec::new());
+        loop {
+            let (entries, next) = scan_page(0..data.len() as u32, after, limit, |p, a, room| {
+                let page = reader(data, p, a, room);
+                async move { Ok(page) }
+            })
+            .await
+            .unwrap();
+            out.push(entries.into_iter().map(|e| e.key.unwrap()).collect());
+            match next {
+                Some(c) => after = Some(decode_continuation(&c).unwrap()),
+                None => return out,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_cross_partitions_as_one_server_pages_them() {
+        let data = vec![vec!["a", "b"], vec![], vec!["c", "d", "e"], vec!["f"]];
+        // A partition that fills the page exactly goes on after its last key; empty
+        // partitions are passed over; the last partition's end ends the scan.
+        assert_eq!(pages(&data, 2).await, [["a", "b"], ["c", "d"], ["e", "f"]]);
+        let one: Vec<Vec<String>> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|k| vec![k.to_string()])
+            .collect();
+        assert_eq!(pages(&data, 1).await, one);
+        assert_eq!(pages(&data, 100).await, [["a", "b", "c", "d", "e", "f"]]);
+    }
+
+    #[tokio::test]
+    async fn a_page_that_does_not_fit_is_refused() {
+        // More entries than asked, or "more" with none: not a page of this scan.
+        for bad in [
+            PartitionPage {
+                entries: vec![view(0, "a"), view(0, "b")],
+                more: false,
+            },
+            PartitionPage {
+                entries: Vec::new(),
+                more: true,
+            },
+        ] {
+            let mut bad = Some(bad);
+            let e = scan_page(0..2, None, 1, |_, _, _| {
+                let page = bad.take().unwrap();
+                async move { Ok(page) }
+            })
+            .await
+            .unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_GATEWAY, "{}", e.detail);
+        }
+    }
 }

@@ -52,7 +52,8 @@ pub struct ServeArgs {
     #[arg(long, env = "EDDY_SERVER_NAME")]
     server_name: Option<String>,
     /// Where the other servers of the cluster reach this one's HTTP API, to forward state
-    /// queries of the partitions it runs (default: http://<the address it listens on>).
+    /// queries of the partitions it runs (default: http://<the address it listens on>,
+    /// none when that is every interface).
     #[arg(long, env = "EDDY_ADVERTISE_URL", value_parser = parse_url, requires = "cluster")]
     advertise_url: Option<String>,
     /// Memory the server may use: RocksDB's cache and memtables take a quarter, operator
@@ -64,10 +65,10 @@ pub struct ServeArgs {
 
 fn parse_url(text: &str) -> Result<String, String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(format!(
-            "{text:?} must be an http:// or https:// URL with a host"
-        ));
+    // Servers call each other over plain HTTP (a TLS-terminating proxy in front of a
+    // server is for its users, not for its peers).
+    if url.scheme() != "http" || url.host().is_none() {
+        return Err(format!("{text:?} must be an http:// URL with a host"));
     }
     Ok(text.trim_end_matches('/').to_string())
 }

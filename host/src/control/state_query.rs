@@ -5,6 +5,7 @@
 use super::controller::Controller;
 use super::error::ControlError;
 use crate::log::partitioner::partition_for_key;
+use crate::model::PipelineState;
 use crate::model::topology::stage_of;
 use crate::state::query::{KeyRange, committed_entries, committed_value};
 use crate::state::{StateError, StoreName, TIMERS};
@@ -35,6 +36,9 @@ pub enum QueryError {
     },
     #[error("partition {partition} is out of range: the operator runs in {partitions} partitions (0 to {})", .partitions.saturating_sub(1))]
     Partition { partition: u32, partitions: u32 },
+    /// A shared pipeline's partition that runs on no server this one can ask.
+    #[error("partition {partition} cannot be read now: {reason}; try again")]
+    NoOwner { partition: u32, reason: String },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -56,10 +60,19 @@ pub struct StatePage {
 }
 
 /// A store a query found: its key-prefix id and how many partitions its operator runs in.
+/// In a shared pipeline the store may be unknown here (`id` none: this server never ran
+/// a partition that wrote it) and known to the servers that run its partitions.
 #[derive(Debug, Clone, Copy)]
 pub struct QueriedStore {
-    id: u32,
+    id: Option<u32>,
     partitions: u32,
+}
+
+impl QueriedStore {
+    /// Whether this server holds the store (else only other servers can be asked).
+    pub fn is_here(&self) -> bool {
+        self.id.is_some()
+    }
 }
 
 /// Another server of the cluster that runs a partition a query reads, and where its API
@@ -79,11 +92,11 @@ impl Controller {
         key: &[u8],
         partition: Option<u32>,
     ) -> Result<(u32, Option<Vec<u8>>), QueryError> {
-        let p = match partition {
-            Some(p) => store.check(p)?,
-            None => partition_for_key(key, store.partitions),
+        let p = self.state_partition(store, key, partition)?;
+        let Some(id) = store.id else {
+            return Ok((p, None));
         };
-        Ok((p, committed_value(self.db(), store.id, p, key)?))
+        Ok((p, committed_value(self.db(), id, p, key)?))
     }
 
     /// Up to `limit` committed entries in `range`, of one partition or of every one (in
@@ -105,14 +118,16 @@ impl Controller {
             None => first,
         };
         let mut page = StatePage::default();
+        let Some(id) = store.id else {
+            return Ok(page);
+        };
         for p in from..end {
             let after_key = after
                 .as_ref()
                 .filter(|(ap, _)| *ap == p)
                 .map(|(_, k)| k.as_slice());
             let room = limit - page.entries.len();
-            let (entries, more) =
-                committed_entries(self.db(), store.id, p, range, after_key, room)?;
+            let (entries, more) = committed_entries(self.db(), id, p, range, after_key, room)?;
             page.entries
                 .extend(entries.into_iter().map(|(key, value)| StateEntry {
                     partition: p,
@@ -157,25 +172,69 @@ impl Controller {
         }
     }
 
-    /// The other server that runs partition `p` of a shared pipeline, when one does and
-    /// said where it answers; `None` when this server runs it or nobody is known to
-    /// (then the state here is the one to read: a stopped pipeline's, or the last run's).
-    pub fn state_owner(&self, pipeline: &str, p: u32) -> Option<PartitionOwner> {
-        let link = self.cluster.get()?;
-        let local = self
-            .with_entry(pipeline, |e| {
-                Ok(e.member.is_none() || e.tasks.iter().any(|t| t.id.partition == p))
-            })
-            .unwrap_or(true);
-        if local {
-            return None;
+    /// The other server to ask for partition `p` of a shared pipeline that runs: `None`
+    /// when the state here is the one to read (a pipeline this server alone runs, a
+    /// partition it runs, or a stopped pipeline: its stored state here), an error when
+    /// the partition runs elsewhere on no server this one can ask.
+    pub fn state_owner(
+        &self,
+        pipeline: &str,
+        p: u32,
+    ) -> Result<Option<PartitionOwner>, QueryError> {
+        let Some(link) = self.cluster.get() else {
+            return Ok(None);
+        };
+        let (shared, running, here) = self.with_entry(pipeline, |e| {
+            Ok((
+                e.member.is_some(),
+                matches!(
+                    e.record.state,
+                    PipelineState::Running | PipelineState::Recovering
+                ),
+                e.tasks.iter().any(|t| t.id.partition == p),
+            ))
+        })?;
+        if !shared || !running || here {
+            return Ok(None);
         }
-        let server = link.catalog.owners(pipeline).remove(&p)?;
+        let unavailable = |reason: String| QueryError::NoOwner {
+            partition: p,
+            reason,
+        };
+        let Some(server) = link.catalog.owners(pipeline).remove(&p) else {
+            return Err(unavailable(
+                "no server has said it runs it yet (its partitions are moving)".into(),
+            ));
+        };
         if server == link.me() {
-            return None;
+            return Err(unavailable(
+                "it is being assigned to this server, whose task has not started yet".into(),
+            ));
         }
-        let url = link.catalog.server_url(pipeline, &server)?;
-        Some(PartitionOwner { server, url })
+        let Some(url) = link.catalog.server_url(pipeline, &server) else {
+            return Err(unavailable(format!(
+                "server {server} runs it but has not said where its API answers (an older Eddy, or one listening on every interface without --advertise-url)"
+            )));
+        };
+        Ok(Some(PartitionOwner { server, url }))
+    }
+
+    /// The error for a store this server does not know.
+    pub fn state_missing_store(&self, at: StoreRef<'_>) -> QueryError {
+        let stores = self
+            .state_stores(at.pipeline)
+            .map(|all| {
+                all.into_iter()
+                    .filter(|(op, _)| op == at.operator)
+                    .map(|(_, store)| store)
+                    .collect()
+            })
+            .unwrap_or_default();
+        QueryError::UnknownStore {
+            operator: at.operator.to_string(),
+            store: at.store.to_string(),
+            stores,
+        }
     }
 
     /// The stores a pipeline's operators have written, by operator (in the spec's order)
@@ -210,21 +269,13 @@ impl Controller {
             operator: at.operator.to_string(),
             store: at.store.to_string(),
         };
-        let id = match self.db().existing_store_id(&name)? {
-            Some(id) if at.store != TIMERS => id,
-            _ => {
-                let stores = self.db().stores(at.pipeline, Some(at.operator))?;
-                return Err(QueryError::UnknownStore {
-                    operator: at.operator.to_string(),
-                    store: at.store.to_string(),
-                    stores: stores
-                        .into_iter()
-                        .map(|(n, _)| n.store)
-                        .filter(|s| s != TIMERS)
-                        .collect(),
-                });
-            }
-        };
+        let id = self
+            .db()
+            .existing_store_id(&name)?
+            .filter(|_| at.store != TIMERS);
+        if id.is_none() && !self.with_entry(at.pipeline, |e| Ok(e.member.is_some()))? {
+            return Err(self.state_missing_store(at));
+        }
         let (stage, _) = stage_of(&spec, i).expect("every operator is in a stage");
         let partitions = self.stage_partitions(&spec, &stage)?;
         Ok(QueriedStore { id, partitions })

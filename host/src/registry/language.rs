@@ -6,14 +6,15 @@
 use wasm_metadata::Producers;
 use wasmparser::{KnownCustom, Parser, Payload};
 
-/// The language `eddy build` names (`rust`, `python`, `js`, `c`), or the one the
-/// compilers recorded; `None` when nothing says (an interpreter's component made by hand).
+/// The language `eddy build` names (`rust`, `python`, `javascript`, `c`), or the one the
+/// compilers recorded; `None` when nothing says (an interpreter's component made by
+/// hand), or when what it says is not a language's name (an uploaded file is hostile).
 pub fn detect(component: &[u8]) -> Option<String> {
     if let Ok(Some(own)) = Producers::from_wasm(component)
         && let Some(field) = own.get("language")
         && let Some((name, _)) = field.iter().next()
     {
-        return Some(normal(name));
+        return normal(name);
     }
     let mut languages: Vec<String> = Vec::new();
     for payload in Parser::new(0).parse_all(component) {
@@ -25,7 +26,7 @@ pub fn detect(component: &[u8]) -> Option<String> {
                 Producers::from_bytes(section.data(), section.data_offset() as u64)
             && let Some(field) = producers.get("language")
         {
-            languages.extend(field.iter().map(|(name, _)| normal(name)));
+            languages.extend(field.iter().filter_map(|(name, _)| normal(name)));
         }
     }
     if languages.iter().any(|l| l == "rust") {
@@ -34,13 +35,18 @@ pub fn detect(component: &[u8]) -> Option<String> {
     languages.iter().any(|l| l == "c").then(|| "c".into())
 }
 
-/// A language's name in lower case, C's standards (C99, C11, C17) as `c`.
-fn normal(name: &str) -> String {
+/// A language's name in lower case, C's standards (C99, C11, C17) as `c`; `None` for
+/// what is no name (over 32 characters, or other than letters, digits and `+#.-`).
+fn normal(name: &str) -> Option<String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "+#.-".contains(c);
+    if name.is_empty() || name.len() > 32 || !name.chars().all(plain) {
+        return None;
+    }
     let name = name.to_lowercase();
-    match name.strip_prefix('c') {
+    Some(match name.strip_prefix('c') {
         Some(year) if year.chars().all(|c| c.is_ascii_digit()) => "c".into(),
         _ => name,
-    }
+    })
 }
 
 #[cfg(test)]

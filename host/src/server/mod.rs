@@ -266,7 +266,17 @@ pub async fn serve(mut config: ServerConfig, listen: SocketAddr) -> Result<(), S
     let bound = listener.local_addr().map_err(listen_error)?;
     tracing::info!("http://{bound} answers /healthz while the server starts");
     if config.advertise_url.is_none() {
-        config.advertise_url = Some(format!("http://{bound}"));
+        if bound.ip().is_unspecified() {
+            // 0.0.0.0 reaches whoever connects to it: the other servers would ask
+            // themselves.
+            if config.cluster.is_some() {
+                tracing::warn!(
+                    "listening on every interface: other servers of the cluster cannot forward state queries here without --advertise-url"
+                );
+            }
+        } else {
+            config.advertise_url = Some(format!("http://{bound}"));
+        }
     }
     let gate = Gate::default();
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -1,12 +1,54 @@
 //! State queries in a cluster: any server answers, reading a partition another server
-//! runs from that server (and saying which one answered), scans included.
+//! runs from that server with the caller's token (and saying which one answered), scans
+//! included; a server that does not answer is a 503 naming it.
 
 use super::*;
+use crate::support::eddy;
 use eddy_host::log::partitioner::partition_for_key;
 
-/// `eddy state get` on `server`, as JSON (`None` when it fails, with its message).
+const TOKEN: &str = "cluster-secret";
+
+/// A member of cluster `c1` that needs the token on every call.
+fn guarded_member(dir: &Path, broker: &Broker, name: &str) -> ServerProcess {
+    let args = [
+        "--kafka-brokers",
+        &broker.brokers,
+        "--cluster",
+        "c1",
+        "--server-name",
+        name,
+        "--workers",
+        "2",
+        "--api-token",
+        TOKEN,
+    ];
+    ServerProcess::start(&dir.join(name), &args)
+}
+
+/// The CLI against `server`, with the token: (success, stdout, stderr).
+fn cli(server: &ServerProcess, args: &[&str]) -> (bool, String, String) {
+    let out = eddy()
+        .env("EDDY_SERVER", &server.url)
+        .env("EDDY_API_TOKEN", TOKEN)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+fn ok(server: &ServerProcess, args: &[&str]) -> String {
+    let (ok, out, err) = cli(server, args);
+    assert!(ok, "eddy {args:?}: {err}");
+    out
+}
+
+/// `eddy state get` on `server`, as JSON (its message when it fails).
 fn get(server: &ServerProcess, key: &str) -> Result<Value, String> {
-    let (ok, out, err) = server.cli(&["state", "get", "wc", "wordcount", "counts", key, "--json"]);
+    let (ok, out, err) = cli(
+        server,
+        &["state", "get", "wc", "wordcount", "counts", key, "--json"],
+    );
     if ok {
         Ok(serde_json::from_str(&out).unwrap())
     } else {
@@ -19,7 +61,22 @@ fn any_server_answers_a_state_query_from_the_server_that_runs_the_partition() {
     let broker = Broker::start();
     broker.create_topic("lines", 4);
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = running_on_two(dir.path(), &broker);
+    let (a, b) = (
+        guarded_member(dir.path(), &broker, "a"),
+        guarded_member(dir.path(), &broker, "b"),
+    );
+    ok(
+        &a,
+        &[
+            "operator",
+            "push",
+            "wordcount",
+            guest("wordcount").to_str().unwrap(),
+        ],
+    );
+    let spec = dir.path().join("wc.toml");
+    std::fs::write(&spec, super::spec()).unwrap();
+    ok(&a, &["pipeline", "create", spec.to_str().unwrap()]);
 
     // Word `wN` N times, each record keyed by its word in the word's own partition, so a
     // count lives where a key lookup looks for it.
@@ -31,9 +88,16 @@ fn any_server_answers_a_state_query_from_the_server_that_runs_the_partition() {
             .collect();
         broker.produce_to("lines", p, &records);
     }
-    let status = wait_status(&a, "both servers to run tasks", |v| {
-        servers_of(v).len() == 2
-    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let v: Value =
+            serde_json::from_str(&ok(&a, &["pipeline", "status", "wc", "--json"])).unwrap();
+        if servers_of(&v).len() == 2 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "both servers to run tasks: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let owner = |p: u64| -> String {
         let tasks = status["tasks"].as_array().unwrap();
         let t = tasks.iter().find(|t| t["partition"] == p).unwrap();
@@ -68,7 +132,7 @@ fn any_server_answers_a_state_query_from_the_server_that_runs_the_partition() {
         "both servers answered some words: {answered:?}"
     );
 
-    // A key without a value in another server's partition: that server's 404, passed on.
+    // A key without a value in a partition B runs: B's 404 (the token went along: no 401).
     let missing = (0..100)
         .map(|i| format!("none{i}"))
         .find(|k| owner(partition_for_key(k.as_bytes(), 4) as u64) == "b")
@@ -79,17 +143,20 @@ fn any_server_answers_a_state_query_from_the_server_that_runs_the_partition() {
     // A scan over every partition, 5 entries a page, from either server: every word
     // once with its count, each entry naming the server that read it.
     for server in [&a, &b] {
-        let out = server.ok(&[
-            "state",
-            "scan",
-            "wc",
-            "wordcount",
-            "counts",
-            "--limit",
-            "5",
-            "--all",
-            "--json",
-        ]);
+        let out = ok(
+            server,
+            &[
+                "state",
+                "scan",
+                "wc",
+                "wordcount",
+                "counts",
+                "--limit",
+                "5",
+                "--all",
+                "--json",
+            ],
+        );
         let v: Value = serde_json::from_str(&out).unwrap();
         let entries = v["entries"].as_array().unwrap();
         let mut got: Vec<(String, u64)> = entries
@@ -117,4 +184,17 @@ fn any_server_answers_a_state_query_from_the_server_that_runs_the_partition() {
         expected.sort();
         assert_eq!(got, expected);
     }
+
+    // B killed: until A takes its partitions, a read of one of them is a 503 naming B.
+    let in_b = words
+        .iter()
+        .find(|w| owner(partition_for_key(w.as_bytes(), 4) as u64) == "b")
+        .unwrap()
+        .clone();
+    b.kill();
+    let refused = get(&a, &in_b).unwrap_err();
+    assert!(
+        refused.contains("partition unavailable") && refused.contains("server b"),
+        "{refused}"
+    );
 }

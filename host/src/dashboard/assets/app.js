@@ -8,6 +8,8 @@ const REFRESH_MS = 1000;
 const main = document.getElementById('main');
 let pageTimers = [];
 let pageAborts = [];
+// Which page is shown: a refresh that began on another one writes nothing.
+let pageNumber = 0;
 
 // ---- DOM helpers --------------------------------------------------------------------
 
@@ -75,7 +77,8 @@ async function call(method, path, body, raw) {
   const res = await fetch(path, init);
   if (!res.ok) {
     const error = await res.json().catch(() => ({ error: res.statusText || `HTTP ${res.status}` }));
-    if (res.status === 401) askToken(error.detail || error.error);
+    // No token, a wrong one, or a read-only token for a change: ask for (another) one.
+    if (res.status === 401 || res.status === 403) askToken(error.detail || error.error);
     throw new ApiError(res.status, error);
   }
   if (raw) return res;
@@ -100,12 +103,20 @@ function flash(message, ok) {
 
 // ---- routing and refresh --------------------------------------------------------------
 
+/** Runs `work(live)` now and every `ms` while the page is shown; `live()` says whether
+ * it still is (check it after each wait, before writing). */
 function every(ms, work) {
   let running = false;
+  const mine = pageNumber;
+  const live = () => mine === pageNumber;
   const tick = async () => {
-    if (running) return;
+    if (running || !live()) return;
     running = true;
-    try { await work(); } catch (e) { if (!(e instanceof ApiError && e.status === 401)) flash(e.message); }
+    try {
+      await work(live);
+    } catch (e) {
+      if (live() && !(e instanceof ApiError && e.status === 401)) flash(e.message);
+    }
     running = false;
   };
   tick();
@@ -126,6 +137,7 @@ function route() {
   pageAborts.forEach((a) => a.abort());
   pageTimers = [];
   pageAborts = [];
+  pageNumber += 1;
   flash('');
   for (const [pattern, page, section] of ROUTES) {
     const m = location.hash.match(pattern);
@@ -133,7 +145,13 @@ function route() {
     for (const a of document.querySelectorAll('header nav a')) {
       a.classList.toggle('active', a.dataset.nav === section);
     }
-    page(...m.slice(1).map(decodeURIComponent));
+    let args;
+    try {
+      args = m.slice(1).map(decodeURIComponent);
+    } catch (e) {
+      break; // a malformed address: not found
+    }
+    page(...args);
     return;
   }
   fill(main, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the pipelines')));
@@ -192,10 +210,11 @@ function chart(points) {
 
 function pipelinesPage() {
   fill(main, h('h1', {}, 'Pipelines'), h('div', { id: 'pipelines' }, 'Loading…'));
-  every(REFRESH_MS, async () => {
+  every(REFRESH_MS, async (live) => {
     const pipelines = await get('/v1/pipelines');
     const histories = await Promise.all(
       pipelines.map((p) => get(`${path('pipelines', p.name)}/history`).catch(() => ({ samples: [] }))));
+    if (!live()) return;
     if (!pipelines.length) {
       fill(byId('pipelines'), h('p', { class: 'muted' }, 'No pipelines yet: create one with `eddy pipeline create SPEC.toml`.'));
       return;
@@ -242,9 +261,10 @@ function pipelinePage(name) {
     h('h2', {}, 'Upgrades'), h('div', { id: 'upgrades' }),
     h('h2', {}, 'Savepoints'), h('div', { id: 'savepoints' }));
   let drawn = '';
-  every(REFRESH_MS, async () => {
+  every(REFRESH_MS, async (live) => {
     const [status, history, savepoints] = await Promise.all([
       get(base), get(`${base}/history`), get(`${base}/savepoints`)]);
+    if (!live()) return;
     view.status = status;
     fill(byId('pipeline-state'), badge(status.state));
     fill(byId('pipeline-reason'), status.reason || '');
@@ -495,6 +515,10 @@ function statePage(name) {
   const headers = [['Partition', 'num'], ['Key'], ['Value'], ['Number', 'num']];
   const lookup = async (event) => {
     event.preventDefault();
+    if (!byId('state-key').value) {
+      fill(byId('state-result'), h('p', { class: 'error' }, 'Type a key to read.'));
+      return;
+    }
     try {
       const found = await get(url({ key: byId('state-key').value, partition: byId('state-partition').value }));
       fill(byId('state-result'), table('state-found', headers, entryRows(found.entries)), found.server ? h('p', { class: 'muted' }, `answered by ${found.server}`) : '');
@@ -530,8 +554,11 @@ function statePage(name) {
     h('div', { id: 'state-scan-result' }),
     h('button', { id: 'state-more', hidden: true, onclick: () => scan(true) }, 'More'));
   get(`${base}/state`).then((stores) => {
-    if (!stores.length) fill(byId('state-store'), h('option', { value: '' }, '(no stores yet)'));
-    else fill(byId('state-store'), stores.map((st) => h('option', { value: `${st.operator}\n${st.store}` }, `${st.operator} / ${st.store}`)));
+    if (!stores.length) {
+      fill(byId('state-store'), h('option', { value: '' }, '(no stores yet)'));
+      byId('state-get').disabled = true;
+      byId('state-scan').disabled = true;
+    } else fill(byId('state-store'), stores.map((st) => h('option', { value: `${st.operator}\n${st.store}` }, `${st.operator} / ${st.store}`)));
   }).catch((e) => flash(e.message));
 }
 
@@ -539,8 +566,9 @@ function statePage(name) {
 
 function operatorsPage() {
   fill(main, h('h1', {}, 'Operators'), h('div', { id: 'operators' }, 'Loading…'));
-  every(5000, async () => {
+  every(5000, async (live) => {
     const [operators, pipelines] = await Promise.all([get('/v1/operators'), get('/v1/pipelines')]);
+    if (!live()) return;
     const users = (name, version) => pipelines
       .filter((p) => p.operators.some((o) => o.name === name && o.version === version)).map((p) => p.name);
     const rows = operators.flatMap((o) => o.versions.slice().reverse().map((v) => h('tr', {},
@@ -557,8 +585,9 @@ function operatorsPage() {
 
 function topicsPage() {
   fill(main, h('h1', {}, 'Topics'), h('div', { id: 'topics' }, 'Loading…'));
-  every(2000, async () => {
+  every(2000, async (live) => {
     const topics = await get('/v1/topics');
+    if (!live()) return;
     const rows = topics.map((t) => {
       const offsets = t.partition_offsets || [];
       return h('tr', {},
@@ -577,8 +606,9 @@ function topicPage(name) {
   fill(main, h('h1', {}, 'Topic ', name), h('div', { id: 'partitions' }),
     h('h2', {}, 'Live tail ', h('span', { id: 'tail-state', class: 'muted' })),
     h('div', { class: 'tail' }, table('tail', [['Partition', 'num'], ['Offset', 'num'], ['Time'], ['Key'], ['Value']], [])));
-  every(2000, async () => {
+  every(2000, async (live) => {
     const t = await get(base);
+    if (!live()) return;
     fill(byId('partitions'), table('partitions-table', [['Partition', 'num'], ['Start', 'num'], ['End', 'num'], ['Bytes', 'num']],
       (t.partition_offsets || []).map((p) => h('tr', {}, h('td', { class: 'num' }, p.partition), h('td', { class: 'num' }, num(p.start_offset)),
         h('td', { class: 'num' }, num(p.end_offset)), h('td', { class: 'num' }, bytes(p.bytes))))));
@@ -609,7 +639,7 @@ async function tail(url) {
         if (event.startsWith('event: error')) { fill(byId('tail-state'), `(stopped: ${data})`); return; }
         const r = JSON.parse(data);
         body.prepend(h('tr', {}, h('td', { class: 'num' }, r.partition), h('td', { class: 'num' }, r.offset),
-          h('td', { class: 'mono' }, time(r.timestamp)), h('td', { class: 'wrap mono' }, r.key ?? ''), h('td', { class: 'wrap mono' }, r.value ?? r.value_b64 ?? '')));
+          h('td', { class: 'mono' }, time(r.timestamp)), h('td', { class: 'wrap mono' }, r.key ?? (r.key_b64 === undefined ? '' : `base64 ${r.key_b64}`)), h('td', { class: 'wrap mono' }, r.value ?? r.value_b64 ?? '')));
         while (body.rows.length > 200) body.lastChild.remove();
       }
     }
