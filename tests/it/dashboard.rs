@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,7 +51,9 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
+        // In a process group of its own: a failed test ends the browser with its driver.
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -151,16 +154,18 @@ impl Browser {
         );
     }
 
-    async fn close(mut self) {
+    /// Ends the session (Chromium quits), then the driver (on drop).
+    async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // The driver and the Chromium it started (killing the driver alone leaves it).
+        // SAFETY: a plain signal to the process group the driver leads.
+        unsafe { libc::kill(-(self.driver.id() as i32), libc::SIGKILL) };
+        let _ = self.driver.wait();
     }
 }
 
