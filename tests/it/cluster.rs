@@ -27,19 +27,28 @@ fn spec() -> String {
 }
 
 pub(crate) fn member(data: &Path, broker: &Broker, name: &str) -> ServerProcess {
-    ServerProcess::start(
-        data,
-        &[
-            "--kafka-brokers",
-            &broker.brokers,
-            "--cluster",
-            "c1",
-            "--server-name",
-            name,
-            "--workers",
-            "2",
-        ],
-    )
+    member_with(data, broker, name, &[])
+}
+
+/// A member of cluster `c1` started with `extra` arguments too.
+pub(crate) fn member_with(
+    data: &Path,
+    broker: &Broker,
+    name: &str,
+    extra: &[&str],
+) -> ServerProcess {
+    let mut args = vec![
+        "--kafka-brokers",
+        &broker.brokers,
+        "--cluster",
+        "c1",
+        "--server-name",
+        name,
+        "--workers",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start(data, &args)
 }
 
 /// Servers `a` and `b` in one cluster, the word count pushed to `a`, its spec written.

@@ -205,14 +205,15 @@ async fn query(
             store: &store,
         };
         let found = controller.state_store(at)?;
-        let owner = |p: u32| match sent_here {
-            true => Ok(None),
-            false => controller.state_owner(&name, p),
+        // A query another server sent is answered here, never sent on.
+        let owners = |parts: std::ops::Range<u32>| match sent_here {
+            true => Ok(BTreeMap::new()),
+            false => controller.state_owners(&name, parts),
         };
         match Form::of(&params)? {
             Form::Key(key) => {
                 let p = controller.state_partition(found, &key, params.partition)?;
-                if let Some(owner) = owner(p)? {
+                if let Some(owner) = owners(p..p + 1)?.remove(&p) {
                     return Ok(Planned::Ask(owner, forward::key_params(&key, p)));
                 }
                 if !found.is_here() {
@@ -243,12 +244,7 @@ async fn query(
                         format!("the continuation is in partition {p}, which this scan does not read"),
                     ));
                 }
-                let mut owners = BTreeMap::new();
-                for p in parts.clone() {
-                    if let Some(o) = owner(p)? {
-                        owners.insert(p, o);
-                    }
-                }
+                let owners = owners(parts.clone())?;
                 if !owners.is_empty() {
                     return Ok(Planned::Spread(Spread { found, range, after, limit, parts, owners }));
                 }

@@ -9,6 +9,7 @@ use crate::model::PipelineState;
 use crate::model::topology::stage_of;
 use crate::state::query::{KeyRange, committed_entries, committed_value};
 use crate::state::{StateError, StoreName, TIMERS};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The store a query reads: an operator's store in a pipeline.
 #[derive(Debug, Clone, Copy)]
@@ -172,51 +173,54 @@ impl Controller {
         }
     }
 
-    /// The other server to ask for partition `p` of a shared pipeline that runs: `None`
-    /// when the state here is the one to read (a pipeline this server alone runs, a
-    /// partition it runs, or a stopped pipeline: its stored state here), an error when
-    /// the partition runs elsewhere on no server this one can ask.
-    pub fn state_owner(
+    /// The other servers to ask for partitions `parts` of a shared pipeline that runs,
+    /// by partition; a partition missing from the answer is read here (a pipeline this
+    /// server alone runs, a partition it runs, or a stopped pipeline: its stored state
+    /// here). An error when a partition runs elsewhere on no server this one can ask.
+    pub fn state_owners(
         &self,
         pipeline: &str,
-        p: u32,
-    ) -> Result<Option<PartitionOwner>, QueryError> {
+        parts: std::ops::Range<u32>,
+    ) -> Result<BTreeMap<u32, PartitionOwner>, QueryError> {
+        let mut found = BTreeMap::new();
         let Some(link) = self.cluster.get() else {
-            return Ok(None);
+            return Ok(found);
         };
         let (shared, running, here) = self.with_entry(pipeline, |e| {
-            Ok((
-                e.member.is_some(),
-                matches!(
-                    e.record.state,
-                    PipelineState::Running | PipelineState::Recovering
-                ),
-                e.tasks.iter().any(|t| t.id.partition == p),
-            ))
+            let here: BTreeSet<u32> = e.tasks.iter().map(|t| t.id.partition).collect();
+            let running = matches!(
+                e.record.state,
+                PipelineState::Running | PipelineState::Recovering
+            );
+            Ok((e.member.is_some(), running, here))
         })?;
-        if !shared || !running || here {
-            return Ok(None);
+        if !shared || !running {
+            return Ok(found);
         }
-        let unavailable = |reason: String| QueryError::NoOwner {
-            partition: p,
-            reason,
-        };
-        let Some(server) = link.catalog.owners(pipeline).remove(&p) else {
-            return Err(unavailable(
-                "no server has said it runs it yet (its partitions are moving)".into(),
-            ));
-        };
-        if server == link.me() {
-            return Err(unavailable(
-                "it is being assigned to this server, whose task has not started yet".into(),
-            ));
+        let mut owners = link.catalog.owners(pipeline);
+        for p in parts.filter(|p| !here.contains(p)) {
+            let unavailable = |reason: String| QueryError::NoOwner {
+                partition: p,
+                reason,
+            };
+            let Some(server) = owners.remove(&p) else {
+                return Err(unavailable(
+                    "no server has said it runs it yet (its partitions are moving)".into(),
+                ));
+            };
+            if server == link.me() {
+                return Err(unavailable(
+                    "it is being assigned to this server, whose task has not started yet".into(),
+                ));
+            }
+            let Some(url) = link.catalog.server_url(pipeline, &server) else {
+                return Err(unavailable(format!(
+                    "server {server} runs it but has not said where its API answers (an older Eddy, or one listening on every interface without --advertise-url)"
+                )));
+            };
+            found.insert(p, PartitionOwner { server, url });
         }
-        let Some(url) = link.catalog.server_url(pipeline, &server) else {
-            return Err(unavailable(format!(
-                "server {server} runs it but has not said where its API answers (an older Eddy, or one listening on every interface without --advertise-url)"
-            )));
-        };
-        Ok(Some(PartitionOwner { server, url }))
+        Ok(found)
     }
 
     /// The error for a store this server does not know.

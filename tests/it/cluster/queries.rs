@@ -10,19 +10,7 @@ const TOKEN: &str = "cluster-secret";
 
 /// A member of cluster `c1` that needs the token on every call.
 fn guarded_member(dir: &Path, broker: &Broker, name: &str) -> ServerProcess {
-    let args = [
-        "--kafka-brokers",
-        &broker.brokers,
-        "--cluster",
-        "c1",
-        "--server-name",
-        name,
-        "--workers",
-        "2",
-        "--api-token",
-        TOKEN,
-    ];
-    ServerProcess::start(&dir.join(name), &args)
+    member_with(&dir.join(name), broker, name, &["--api-token", TOKEN])
 }
 
 /// The CLI against `server`, with the token: (success, stdout, stderr).
