@@ -74,6 +74,27 @@ async fn the_history_samples_each_task_every_second() {
     // The counts rose: an earlier sample had none.
     assert_eq!(events_in(&after)[0], 0, "{after}");
 
+    // Stopped here, the tasks keep their last counters.
+    let (s, v) = t
+        .json(Method::POST, "/v1/pipelines/wc/stop", Body::empty(), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let stopped = wait_history(&t, "a sample of the stopped pipeline", |v| {
+        v["samples"].as_array().unwrap().last().unwrap()["state"] == "stopped"
+    })
+    .await;
+    assert_eq!(events_in(&stopped).last(), Some(&50), "{stopped}");
+    // Stopped since the server started, it has no task to sample: its state alone (its
+    // stored state is not read every second).
+    let t = t.restart();
+    let restarted = wait_history(&t, "a sample after the restart", |v| {
+        !v["samples"].as_array().unwrap().is_empty()
+    })
+    .await;
+    let first = &restarted["samples"][0];
+    assert_eq!(first["state"], "stopped", "{restarted}");
+    assert_eq!(first["tasks"], serde_json::json!([]), "{restarted}");
+
     let (s, v) = t.get("/v1/pipelines/nope/history").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     let (s, _) = t

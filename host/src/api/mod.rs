@@ -11,6 +11,7 @@ mod number;
 mod openapi;
 mod operators;
 mod pipelines;
+mod query_pool;
 mod savepoints;
 mod shadow;
 mod state;
@@ -19,6 +20,7 @@ mod system;
 mod topics;
 
 pub use error::{ApiError, ErrorBody};
+pub use query_pool::QueryPool;
 
 use crate::control::Controller;
 use crate::metrics::Metrics;
@@ -40,6 +42,8 @@ pub struct ApiConfig {
     pub public_read: bool,
     /// Largest request body (operator uploads, produced records).
     pub max_body_bytes: usize,
+    /// Added to the nice value of the threads that answer state queries (0 to 19).
+    pub query_nice: i32,
 }
 
 impl Default for ApiConfig {
@@ -49,6 +53,7 @@ impl Default for ApiConfig {
             read_token: None,
             public_read: false,
             max_body_bytes: 64 << 20,
+            query_nice: 10,
         }
     }
 }
@@ -59,6 +64,8 @@ pub struct AppState {
     pub controller: Arc<Controller>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ApiConfig>,
+    /// Where state queries run.
+    pub queries: Arc<QueryPool>,
 }
 
 /// The whole API.

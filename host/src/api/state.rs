@@ -3,7 +3,7 @@
 
 use super::extract::ApiQuery;
 use super::state_forward as forward;
-use super::{ApiError, AppState, ErrorBody, blocking};
+use super::{ApiError, AppState, ErrorBody};
 use crate::control::{KeyRange, PartitionOwner, QueriedStore, StateEntry, StatePage, StoreRef};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
@@ -43,7 +43,10 @@ async fn stores(
     Path(name): Path<String>,
 ) -> Result<Json<Vec<StoreView>>, ApiError> {
     let controller = state.controller.clone();
-    let found = blocking(move || Ok(controller.state_stores(&name)?)).await?;
+    let found = state
+        .queries
+        .run(async move { Ok(controller.state_stores(&name)?) })
+        .await?;
     Ok(Json(
         found
             .into_iter()
@@ -189,13 +192,25 @@ async fn query(
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<StateParams>,
 ) -> Result<Json<StateRead>, ApiError> {
+    let queries = Arc::clone(&state.queries);
+    let answer = answer(state, (name, operator, store), headers, params);
+    Ok(Json(queries.run(answer).await?))
+}
+
+/// A query's answer, worked out on the query threads.
+async fn answer(
+    state: AppState,
+    (name, operator, store): (String, String, String),
+    headers: HeaderMap,
+    params: StateParams,
+) -> Result<StateRead, ApiError> {
     let controller = state.controller.clone();
     let me = state.controller.server_name().map(str::to_string);
     let sent_here = forward::forwarded(&headers, me.as_deref())?;
     let at = (name.clone(), operator.clone(), store.clone());
-    // One trip to a blocking thread answers what this server holds; what another server
-    // runs comes back as what to ask it.
-    let planned = blocking(move || {
+    // Read here what this server holds; what another server runs comes back as what to
+    // ask it.
+    let plan = move || {
         let (name, operator, store) = at;
         // What the query names is looked up first: a missing one is a 404 whatever the
         // parameters.
@@ -229,10 +244,18 @@ async fn query(
                         ),
                     ));
                 };
-                let entry = StateEntry { partition, key, value };
+                let entry = StateEntry {
+                    partition,
+                    key,
+                    value,
+                };
                 Ok(Planned::Read(vec![entry.into()], None))
             }
-            Form::Scan { range, after, limit } => {
+            Form::Scan {
+                range,
+                after,
+                limit,
+            } => {
                 let parts = controller.state_partitions(found, params.partition)?;
                 if let Some((p, _)) = &after
                     // Out of range: the operator's partitions say so; else not this scan's.
@@ -241,12 +264,21 @@ async fn query(
                 {
                     return Err(ApiError::bad_request(
                         "bad continuation",
-                        format!("the continuation is in partition {p}, which this scan does not read"),
+                        format!(
+                            "the continuation is in partition {p}, which this scan does not read"
+                        ),
                     ));
                 }
                 let owners = owners(parts.clone())?;
                 if !owners.is_empty() {
-                    return Ok(Planned::Spread(Spread { found, range, after, limit, parts, owners }));
+                    return Ok(Planned::Spread(Spread {
+                        found,
+                        range,
+                        after,
+                        limit,
+                        parts,
+                        owners,
+                    }));
                 }
                 if !found.is_here() {
                     return Err(controller.state_missing_store(at).into());
@@ -254,11 +286,14 @@ async fn query(
                 let StatePage { entries, next } =
                     controller.state_scan(found, &range, params.partition, after, limit)?;
                 let entries = entries.into_iter().map(StateEntryView::from).collect();
-                Ok(Planned::Read(entries, next.map(|(p, k)| encode_continuation(p, &k))))
+                Ok(Planned::Read(
+                    entries,
+                    next.map(|(p, k)| encode_continuation(p, &k)),
+                ))
             }
         }
-    })
-    .await?;
+    };
+    let planned = plan()?;
     let target = forward::Target {
         pipeline: &name,
         operator: &operator,
@@ -267,20 +302,18 @@ async fn query(
         me: me.as_deref().unwrap_or(""),
     };
     let (entries, continuation) = match planned {
-        Planned::Ask(owner, params) => {
-            return Ok(Json(forward::ask(&owner, &target, &params).await?));
-        }
+        Planned::Ask(owner, params) => return forward::ask(&owner, &target, &params).await,
         Planned::Read(entries, continuation) => (entries, continuation),
         Planned::Spread(spread) => spread.read(&state, &target, me.clone()).await?,
     };
-    Ok(Json(StateRead {
+    Ok(StateRead {
         pipeline: name,
         operator,
         store,
         entries,
         continuation,
         server: me,
-    }))
+    })
 }
 
 /// What a query comes to once this server looked at it.
@@ -344,10 +377,7 @@ impl Spread {
                     return Ok(forward::PartitionPage { entries, more });
                 }
                 let after = after_key.map(|k| (p, k));
-                let page = blocking(move || {
-                    Ok(controller.state_scan(found, &range, Some(p), after, room)?)
-                })
-                .await?;
+                let page = controller.state_scan(found, &range, Some(p), after, room)?;
                 let entries = page
                     .entries
                     .into_iter()

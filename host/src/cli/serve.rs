@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// half of the machine's memory).
     #[arg(long, env = "EDDY_MEMORY_BUDGET", value_parser = parse_budget)]
     memory_budget: Option<u64>,
+    /// Added to the nice value of the threads that answer state queries, so that clients
+    /// reading state as fast as they can get the CPU the pipelines leave (0: the server's
+    /// own priority).
+    #[arg(long, env = "EDDY_QUERY_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    query_nice: i32,
 }
 
 fn parse_url(text: &str) -> Result<String, String> {
@@ -101,6 +106,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             read_token: args.read_token.filter(|t| !t.is_empty()),
             public_read: args.public_read,
             max_body_bytes: (args.max_body_mb << 20) as usize,
+            query_nice: args.query_nice,
         },
         kafka_brokers: args.kafka_brokers.filter(|b| !b.trim().is_empty()),
         cluster: args.cluster.filter(|c| !c.trim().is_empty()),

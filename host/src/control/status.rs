@@ -392,10 +392,26 @@ impl Controller {
     /// Samples every pipeline's tasks (the server calls it every second).
     pub fn sample_history(&self) {
         let at = now_ms();
-        let samples = self
-            .list()
-            .iter()
-            .map(|s| (s.name.clone(), sample_of(s, at)))
+        let pipelines = self.table();
+        let samples = pipelines
+            .values()
+            .map(|entry| {
+                let r = &entry.record;
+                let shared_running = entry.member.is_some()
+                    && matches!(r.state, PipelineState::Running | PipelineState::Recovering);
+                // Only tasks that run move counters: a pipeline without any here is
+                // sampled as its state alone, not read from its stored state (for a
+                // Kafka pipeline, a trip to the brokers) every second.
+                let sample = match shared_running || !entry.tasks.is_empty() {
+                    true => sample_of(&self.describe(entry), at),
+                    false => HistorySample {
+                        at_ms: at,
+                        state: r.state,
+                        tasks: Vec::new(),
+                    },
+                };
+                (r.spec.name.clone(), sample)
+            })
             .collect();
         self.history.record(samples);
     }

@@ -208,6 +208,7 @@ impl App {
         AppState {
             controller: Arc::clone(&self.controller),
             metrics: Arc::clone(&self.metrics),
+            queries: Arc::new(crate::api::QueryPool::new(api.query_nice)),
             config: Arc::new(api),
         }
     }
