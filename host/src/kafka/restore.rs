@@ -45,7 +45,6 @@ pub fn restore_task(
     task: &TaskId,
     operators: &[&str],
 ) -> Result<RestoreReport, KafkaError> {
-    let mut report = RestoreReport::default();
     let consumer: BaseConsumer<EndIsExpected> = conn
         .config(&[
             ("group.id", "eddy.restore"),
@@ -53,6 +52,13 @@ pub fn restore_task(
             ("isolation.level", "read_committed"),
             ("enable.partition.eof", "true"),
             ("auto.offset.reset", "earliest"),
+            // A restore reads what is already there: a broker that holds a fetch for the
+            // whole wait although records are there (Tansu does) is not waited on.
+            ("fetch.wait.max.ms", "10"),
+            // When the records fetched ahead reach librdkafka's queue limit, the next
+            // fetch waits `fetch.queue.backoff.ms` (1 s by default): a restore, which
+            // applies as fast as it reads, would stall a second each time.
+            ("fetch.queue.backoff.ms", "10"),
         ])
         .create_with_context(EndIsExpected)
         .map_err(|e| conn.error(e))?;
@@ -69,6 +75,24 @@ pub fn restore_task(
         committed: &consumer,
         uncommitted: &uncommitted,
     };
+    let report = restore_with(db, conn, task, operators, &readers);
+    // Closing a librdkafka client waits ~100 ms for its threads to end: a restore that
+    // has its result does not wait for that.
+    let _ = std::thread::Builder::new()
+        .name("eddy-restore-close".into())
+        .spawn(move || drop((consumer, uncommitted)));
+    report
+}
+
+fn restore_with(
+    db: &Db,
+    conn: &Connection,
+    task: &TaskId,
+    operators: &[&str],
+    readers: &Readers<'_>,
+) -> Result<RestoreReport, KafkaError> {
+    let mut report = RestoreReport::default();
+    let consumer = readers.committed;
     let metadata = consumer
         .fetch_metadata(None, REQUEST_TIMEOUT)
         .map_err(|e| conn.error(e))?;
@@ -78,7 +102,7 @@ pub fn restore_task(
         .iter()
         .any(|t| t.name() == positions && t.partitions().len() > task.partition as usize);
     let recorded = has_positions
-        .then(|| recorded_position(conn, &readers, task))
+        .then(|| recorded_position(conn, readers, task))
         .transpose()?
         .flatten();
     if let Some(recorded) = &recorded {
@@ -120,7 +144,7 @@ pub fn restore_task(
         let applied = replay(
             db,
             conn,
-            &readers,
+            readers,
             t.name(),
             &scope,
             &store,
@@ -220,15 +244,17 @@ fn read_to_end(
     tpl.add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
         .map_err(|e| conn.error(e))?;
     consumer.assign(&tpl).map_err(|e| conn.error(e))?;
-    let mut last_progress = Instant::now();
+    // The clock is read when a poll comes back empty, not once per record.
+    let (mut last_progress, mut moved) = (Instant::now(), false);
     loop {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 visit(&m)?;
-                last_progress = Instant::now();
+                moved = true;
             }
             Some(Err(RdError::PartitionEOF(_))) => return Ok(()),
             Some(Err(e)) => return Err(conn.error(format!("reading {topic}/{partition}: {e}"))),
+            None if moved => (last_progress, moved) = (Instant::now(), false),
             None if last_progress.elapsed() > NO_PROGRESS => {
                 return Err(conn.error(format!(
                     "waiting for {topic}/{partition} to reach offset {end}: no record for {} s",
@@ -265,28 +291,21 @@ fn replay(
         db.write(std::mem::take(wb)).map_err(|e| conn.error(e))
     };
     read_to_end(conn, readers, topic, scope.partition, from, |m| {
-        let r = crate::record::Record {
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().unwrap_or_default().to_vec(),
-            timestamp: 0,
-            headers: m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default(),
+        let headers = m.headers();
+        let header = |name: &str| {
+            let h = headers?.iter().find(|h| h.key == name)?;
+            Some(h.value.unwrap_or_default())
         };
         reached = m.offset() as u64 + 1;
         // Only a broker that shows aborted records to read_committed consumers (Tansu)
         // lets such a change through: skip it.
-        let position = r.headers.iter().find(|(n, _)| n == super::POSITION_HEADER);
-        let position = position.and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        let position = header(super::POSITION_HEADER)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
         if position.is_some_and(|p| p > recorded) {
             return Ok(());
         }
-        let change = Change::from_record(&r).map_err(|e| conn.error(format!("{topic}: {e}")))?;
+        let change = Change::from_parts(m.key(), m.payload().unwrap_or_default(), header)
+            .map_err(|e| conn.error(format!("{topic}: {e}")))?;
         applier.apply(db, &mut wb, change);
         applied += 1;
         in_batch += 1;

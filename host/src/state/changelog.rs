@@ -102,29 +102,36 @@ impl Change {
 
     /// Reads a changelog record.
     pub fn from_record(r: &Record) -> Result<Change, StateError> {
+        Change::from_parts(r.key.as_deref(), &r.value, |name| {
+            r.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_slice())
+        })
+    }
+
+    /// Reads a changelog record from its key, value and a lookup of its headers by name
+    /// (a restore reads millions straight from the client's buffers).
+    pub fn from_parts<'a>(
+        key: Option<&[u8]>,
+        value: &[u8],
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<Change, StateError> {
         let bad = |detail: &str| StateError::Corrupt {
             what: "changelog record",
             detail: detail.to_string(),
         };
-        let key = r.key.clone().ok_or_else(|| bad("no key"))?;
-        let op = r
-            .headers
-            .iter()
-            .find(|(n, _)| n == OP)
-            .map(|(_, v)| v.as_slice());
-        match op {
+        let key = key.ok_or_else(|| bad("no key"))?.to_vec();
+        match header(OP) {
             None => Ok(Change::Put {
                 key,
-                value: r.value.clone(),
+                value: value.to_vec(),
             }),
             Some(b"delete") => Ok(Change::Delete { key }),
-            Some(b"delete-range") => {
-                let open = r.headers.iter().any(|(n, _)| n == OPEN_END);
-                Ok(Change::DeleteRange {
-                    start: key,
-                    end: (!open).then(|| r.value.clone()),
-                })
-            }
+            Some(b"delete-range") => Ok(Change::DeleteRange {
+                start: key,
+                end: header(OPEN_END).is_none().then(|| value.to_vec()),
+            }),
             Some(other) => Err(bad(&format!(
                 "unknown op {:?}",
                 String::from_utf8_lossy(other)

@@ -343,21 +343,17 @@ impl TaskFactory {
                     .map_err(StartError::Sink)?,
                 None => 0,
             };
-            for p in (0..partitions).filter(|p| only.is_none_or(|o| o.contains(p))) {
+            let wanted: Vec<u32> = (0..partitions)
+                .filter(|p| only.is_none_or(|o| o.contains(p)))
+                .collect();
+            let counts = (partitions, sink_partitions);
+            let ends = self.stage_endpoints(record, stage, &io, &wanted, counts, &inputs)?;
+            for (p, (sources, source, sink)) in wanted.into_iter().zip(ends) {
                 let id = TaskId {
                     pipeline: spec.name.clone(),
                     stage: stage.index,
                     partition: p,
                 };
-                let sources = task_sources(&inputs, p, partitions);
-                let (source, sink) = self.endpoints(
-                    record,
-                    stage,
-                    &io,
-                    &id,
-                    (partitions, sink_partitions),
-                    &sources,
-                )?;
                 let config = TaskConfig {
                     changelog: true,
                     upstream_partitions,
@@ -401,6 +397,43 @@ impl TaskFactory {
             upstream_partitions = Some(partitions);
         }
         Ok(runners)
+    }
+
+    /// The sources and sink of each of a stage's tasks `wanted`. With a Kafka sink each
+    /// task first restores its state from the changelogs, mostly waiting on the broker:
+    /// several partitions do that at once (see `startup.rs`).
+    fn stage_endpoints(
+        &self,
+        record: &PipelineRecord,
+        stage: &Stage,
+        io: &StageIo<'_>,
+        wanted: &[u32],
+        (partitions, sink_partitions): (u32, u32),
+        inputs: &[(crate::model::InputSpec, u32)],
+    ) -> Result<Vec<TaskEnds>, StartError> {
+        let one = |p: u32| -> Result<TaskEnds, StartError> {
+            let id = TaskId {
+                pipeline: record.spec.name.clone(),
+                stage: stage.index,
+                partition: p,
+            };
+            let sources = task_sources(inputs, p, partitions);
+            let (source, sink) = self.endpoints(
+                record,
+                stage,
+                io,
+                &id,
+                (partitions, sink_partitions),
+                &sources,
+            )?;
+            Ok((sources, source, sink))
+        };
+        if io.sink.is_none() {
+            return wanted.iter().map(|&p| one(p)).collect();
+        }
+        super::side_by_side(wanted, super::startup_width(), |&p| one(p))
+            .into_iter()
+            .collect()
     }
 
     /// A stage's inputs with their partition counts (empty after a repartition). The
@@ -675,6 +708,9 @@ fn task_sources(
     }
     out
 }
+
+/// A task's sources (as named in its config), its readers and its sink.
+type TaskEnds = (Vec<TaskSourceInfo>, Inputs, Box<dyn Sink + Send>);
 
 /// A pipeline's ends in Kafka (`None`: an embedded topic).
 struct Ends {

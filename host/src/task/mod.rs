@@ -16,6 +16,7 @@ mod pool;
 mod processor;
 mod runner;
 pub mod shadow;
+mod startup;
 mod swap;
 mod upstream;
 
@@ -30,5 +31,6 @@ pub use operator::{Operator, OperatorStartError, OperatorTemplate, Unavailable, 
 pub use pool::WorkerPool;
 pub use processor::{LATE_PORT, Task};
 pub use runner::{Step, TaskRunner};
+pub use startup::{side_by_side, startup_width};
 pub use swap::{ConfigChange, SWAP_TIMEOUT, SwapPlan, SwapReport, Version, migrate};
 pub use upstream::UpstreamWatermarks;

@@ -10,6 +10,7 @@ mod languages;
 mod latency;
 mod latency_kafka;
 mod queries;
+mod restore;
 mod server;
 mod state;
 
@@ -33,6 +34,8 @@ pub enum BenchCommand {
     Join(join::JoinArgs),
     /// The word count alone and while clients read its counts through the state query API.
     Queries(queries::QueriesArgs),
+    /// A task's state rebuilt from its changelog topic in Kafka, against a plain consumer.
+    Restore(restore::RestoreArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -46,5 +49,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Isolation(args) => isolation::run(args),
         BenchCommand::Join(args) => join::run(args),
         BenchCommand::Queries(args) => queries::run(args),
+        BenchCommand::Restore(args) => restore::run(args),
     }
 }
