@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 mod probation;
 mod queries;
+mod rebalance;
 
 /// The Kafka word count, committing often in small batches.
 fn spec() -> String {

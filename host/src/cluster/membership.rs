@@ -2,6 +2,9 @@
 //! coordinator hands each member a share of the source partitions, and moves them when a
 //! member joins, leaves or dies. The member consumer only listens for assignments (its
 //! partitions are paused); the tasks read their partitions with their own consumers.
+//! The group rebalances incrementally (cooperative-sticky): a member that joins or
+//! leaves moves only the partitions that must move, and every other partition's task
+//! keeps running through the rebalance.
 
 use crate::kafka::{Connection, KafkaError};
 use rdkafka::TopicPartitionList;
@@ -11,9 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// What a server does when the group gives or takes partitions. Both run on the
-/// membership's thread, inside the rebalance: a revocation returns once the tasks
-/// committed and stopped, so the next owner starts from their last commit.
+/// What a server does when the group gives or takes partitions: each call names only
+/// the partitions that change hands (never an empty list). Both run on the membership's
+/// thread, inside the rebalance: a revocation returns once the tasks committed and
+/// stopped, so the next owner starts from their last commit.
 pub trait AssignmentHandler: Send + Sync + 'static {
     fn assigned(&self, partitions: Vec<u32>);
     fn revoked(&self, partitions: Vec<u32>);
@@ -40,6 +44,7 @@ impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // Leaving: whoever made us leave stops the tasks itself.
         if let Rebalance::Revoke(tpl) = rebalance
+            && tpl.count() > 0
             && !self.leaving.load(Ordering::Acquire)
         {
             self.handler.revoked(partitions(tpl));
@@ -47,7 +52,9 @@ impl ConsumerContext for MemberContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
+        if let Rebalance::Assign(tpl) = rebalance
+            && tpl.count() > 0
+        {
             // This consumer only holds the assignment; the tasks fetch the records.
             if let Err(e) = consumer.pause(tpl) {
                 tracing::warn!("cannot pause the assignment consumer: {e}");
@@ -83,7 +90,7 @@ impl Membership {
                 ("enable.auto.commit", "false"),
                 ("enable.partition.eof", "false"),
                 ("auto.offset.reset", "latest"),
-                ("partition.assignment.strategy", "range"),
+                ("partition.assignment.strategy", "cooperative-sticky"),
                 // A dead server's partitions move after this long.
                 ("session.timeout.ms", "6000"),
                 ("heartbeat.interval.ms", "1000"),

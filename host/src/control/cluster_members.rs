@@ -32,10 +32,13 @@ struct PipelineMember {
 
 impl AssignmentHandler for PipelineMember {
     fn assigned(&self, partitions: Vec<u32>) {
-        self.assigned
-            .lock()
-            .expect("assignment lock")
-            .clone_from(&partitions);
+        {
+            // Added to what the group gave before (rebalances are incremental).
+            let mut assigned = self.assigned.lock().expect("assignment lock");
+            assigned.extend(&partitions);
+            assigned.sort_unstable();
+            assigned.dedup();
+        }
         if let Some(c) = self.controller.upgrade() {
             c.on_assigned(&self.pipeline, &self.active, &partitions);
         }

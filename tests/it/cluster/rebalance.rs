@@ -1,0 +1,67 @@
+//! Incremental rebalancing: a server that joins takes only the partitions that move to
+//! it, and the tasks of the partitions that stay where they were keep running through
+//! the rebalance (an eager rebalance would stop and restart every task).
+
+use super::*;
+use std::collections::BTreeMap;
+
+/// The events in of each task `server` runs itself (counted since the task started).
+fn own_events_in(status: &Value, server: &str) -> BTreeMap<u64, u64> {
+    status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["server"] == server && t["state"] == "running")
+        .map(|t| {
+            let p = t["partition"].as_u64().unwrap();
+            (p, t["events_in"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_that_joins_takes_its_share_without_stopping_the_other_partitions() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let strict = hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let a = member(&dir.path().join("a"), &broker, "a");
+    a.ok(&[
+        "operator",
+        "push",
+        "wordcount",
+        guest("wordcount").to_str().unwrap(),
+    ]);
+    let spec_path = dir.path().join("wc.toml");
+    std::fs::write(&spec_path, spec()).unwrap();
+    a.ok(&["pipeline", "create", spec_path.to_str().unwrap()]);
+    wait_status(&a, "A to run every partition", |v| {
+        own_events_in(v, "a").len() == 4
+    });
+    let values = lines(800, 3);
+    let (first, second) = values.split_at(400);
+    broker.produce("lines", 4, first, 1_700_000_000_000);
+    wait_committed(&[(&a, "a")], 100);
+    let before = own_events_in(&status_of(&a), "a");
+    assert!(before.values().all(|n| *n == 100), "{before:?}");
+
+    // B joins: the group gives it two partitions; A keeps two, whose tasks never stop.
+    let b = member(&dir.path().join("b"), &broker, "b");
+    let split = wait_status(&a, "B to take its share", |v| {
+        own_events_in(v, "a").len() == 2 && servers_of(v).contains("b")
+    });
+    let kept = own_events_in(&split, "a");
+    for (p, n) in &kept {
+        // A restarted task would count from 0 again (no input arrived meanwhile).
+        assert_eq!(
+            *n, before[p],
+            "A's task of partition {p} was restarted by B's arrival: {split}"
+        );
+    }
+
+    // Both go on from where A committed: every line counted once.
+    broker.produce("lines", 4, second, 1_700_000_100_000);
+    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    let expected = expected_counts(&as_source(&values, 4));
+    check_output(&broker, strict, &expected, "a server joins");
+}
