@@ -2,7 +2,7 @@
 //! fast as it can then gets the CPU the tasks leave, not a share of the cores they run on
 //! (a client waiting for each answer slows down with it). Nothing but queries runs there,
 //! so no thread that starts from one (a pipeline's, librdkafka's) inherits the priority.
-//! A query reads RocksDB inline on the query thread (a read never waits for a task): a
+//! A query reads RocksDB inline on a query thread (a read never waits for a task): a
 //! hop to another thread would wait for the CPU once more at this priority.
 
 use super::ApiError;
@@ -31,10 +31,10 @@ impl QueryPool {
         &self,
         work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
     ) -> Result<T, ApiError> {
-        self.runtime()?
-            .spawn(work)
-            .await
-            .map_err(ApiError::internal)?
+        let task = self.runtime()?.spawn(work);
+        // A caller that goes away (its client hung up) takes its query with it.
+        let _abort = AbortOnDrop(task.abort_handle());
+        task.await.map_err(ApiError::internal)?
     }
 
     fn runtime(&self) -> Result<&Runtime, ApiError> {
@@ -44,7 +44,9 @@ impl QueryPool {
         // The same value for every thread of the pool, whichever of them starts it.
         let nice = own_nice().saturating_add(self.nice).min(19);
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            // Two, so that a query waiting for the pipelines' lock (held while a stage's
+            // tasks start) does not hold up every other.
+            .worker_threads(2)
             .max_blocking_threads(8)
             .thread_name("eddy-query")
             .on_thread_start(move || lower_priority(nice))
@@ -57,6 +59,14 @@ impl QueryPool {
             unused.shutdown_background();
         }
         Ok(self.runtime.get().expect("set above"))
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -101,12 +101,20 @@ impl Membership {
             .subscribe(&[topic])
             .map_err(|e| conn.error(format!("cannot join group {group:?}: {e}")))?;
         let stop = Arc::clone(&leaving);
+        let group = group.to_string();
         std::thread::Builder::new()
             .name(format!("eddy-member-{topic}"))
             .spawn(move || {
+                // A refusal to join (say, members of an older version with another
+                // assignor in the group) is said once, not at every poll.
+                let mut last = String::new();
                 while !stop.load(Ordering::Acquire) {
                     if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
-                        tracing::debug!("assignment consumer: {e}");
+                        let text = e.to_string();
+                        if text != last {
+                            tracing::warn!(%group, "assignment consumer: {text}");
+                            last = text;
+                        }
                     }
                 }
                 // Dropping the consumer leaves the group, so the others rebalance now

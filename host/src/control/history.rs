@@ -31,8 +31,8 @@ pub struct HistorySample {
     /// When (milliseconds since the epoch).
     pub at_ms: i64,
     pub state: PipelineState,
-    /// Its tasks' counters; none for a pipeline that has not run since the server
-    /// started (its stored state is not read every second).
+    /// Its tasks' counters; none while it has no tasks on this server (its stored
+    /// state is not read every second).
     pub tasks: Vec<TaskSample>,
 }
 

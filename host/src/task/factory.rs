@@ -432,8 +432,6 @@ impl TaskFactory {
             return wanted.iter().map(|&p| one(p)).collect();
         }
         super::side_by_side(wanted, super::startup_width(), |&p| one(p))
-            .into_iter()
-            .collect()
     }
 
     /// A stage's inputs with their partition counts (empty after a repartition). The

@@ -97,7 +97,7 @@ fn by_partition<T: Send>(
     f: impl Fn(u32) -> anyhow::Result<T> + Sync,
 ) -> anyhow::Result<Vec<T>> {
     let all: Vec<u32> = (0..partitions).collect();
-    side_by_side(&all, at_once, |&p| f(p)).into_iter().collect()
+    side_by_side(&all, at_once, |&p| f(p))
 }
 
 /// One `put` per key, spread over the partitions, as a task's transactions write them: each
