@@ -123,9 +123,7 @@ impl Controller {
             t.as_ref().map(|t| t.topic.clone()).unwrap_or_default()
         };
         let stages = stages(&r.spec);
-        let shared_running = entry.member.is_some()
-            && matches!(r.state, PipelineState::Running | PipelineState::Recovering);
-        let mut tasks = if shared_running {
+        let mut tasks = if shared_running(entry) {
             self.cluster_tasks(entry)
         } else if entry.tasks.is_empty() {
             self.stored_tasks(&r.spec, &stages)
@@ -397,12 +395,10 @@ impl Controller {
             .values()
             .map(|entry| {
                 let r = &entry.record;
-                let shared_running = entry.member.is_some()
-                    && matches!(r.state, PipelineState::Running | PipelineState::Recovering);
                 // Only tasks that run move counters: a pipeline without any here is
                 // sampled as its state alone, not read from its stored state (for a
                 // Kafka pipeline, a trip to the brokers) every second.
-                let sample = match shared_running || !entry.tasks.is_empty() {
+                let sample = match shared_running(entry) || !entry.tasks.is_empty() {
                     true => sample_of(&self.describe(entry), at),
                     false => HistorySample {
                         at_ms: at,
@@ -425,6 +421,15 @@ impl Controller {
             samples: self.history.samples(name),
         })
     }
+}
+
+/// A shared pipeline that runs: its tasks are spread over the cluster's servers.
+fn shared_running(entry: &Entry) -> bool {
+    entry.member.is_some()
+        && matches!(
+            entry.record.state,
+            PipelineState::Running | PipelineState::Recovering
+        )
 }
 
 fn sample_of(s: &PipelineStatus, at_ms: i64) -> HistorySample {
