@@ -7,7 +7,7 @@ use crate::kafka::{SPEC, as_source, counts};
 use crate::support::guest;
 use crate::support::kafka::Broker;
 use crate::support::oracle::{expected_counts, lines};
-use crate::support::server::ServerProcess;
+use crate::support::server::{ServerProcess, http_get};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::time::{Duration, Instant};
 
@@ -28,19 +28,6 @@ fn wait_running(server: &ServerProcess, within: Duration) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The body of `GET path` on a server (plain HTTP/1.0, no client library needed).
-fn http_get(base: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
 }
 
 #[test]

@@ -8,11 +8,12 @@ use super::cluster_link::ClusterLink;
 use super::controller::Controller;
 use super::entry::{Entry, Member, STARTING};
 use super::error::{ControlError, RunError};
+use super::run::stop_handles;
 use crate::cluster::{
     AssignmentHandler, Catalog, CatalogApplier, CatalogEvent, Membership, assignment_group,
 };
 use crate::kafka;
-use crate::model::{Held, PipelineSpec, PipelineState, TaskClock};
+use crate::model::{Held, PipelineRecord, PipelineSpec, PipelineState, TaskClock};
 use crate::task::Command;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,23 @@ use std::time::{Duration, Instant};
 
 /// How long a revocation waits for a task to commit and stop.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often an assignment starts its tasks again when the pipeline changed meanwhile.
+const MAX_ARRIVALS: usize = 3;
+
+/// Whether tasks started from `before` run what `now` says: the same spec, operator
+/// versions, canary and shadow.
+fn same_plan(now: &PipelineRecord, before: &PipelineRecord) -> bool {
+    let versions = |r: &PipelineRecord| {
+        r.operators
+            .iter()
+            .map(|o| (o.id.clone(), o.name.clone(), o.version))
+            .collect::<Vec<_>>()
+    };
+    let json = |r: &PipelineRecord| {
+        serde_json::to_value((&r.spec, &r.canary, &r.shadow)).unwrap_or_default()
+    };
+    versions(now) == versions(before) && json(now) == json(before)
+}
 
 /// Turns a group's assignments into started and stopped tasks.
 struct PipelineMember {
@@ -249,7 +267,9 @@ impl Controller {
 
     /// The group gave this server `partitions` of `pipeline`: starts their tasks (each
     /// restores its state from its changelogs and its position from Kafka); `false`
-    /// when they could not start (the pipeline then recovers or fails).
+    /// when they could not start (the pipeline then recovers or fails). The tasks start
+    /// outside the table's lock, the partitions marked as arriving meanwhile, so status
+    /// calls answer during the restore.
     fn on_assigned(&self, pipeline: &str, active: &AtomicBool, partitions: &[u32]) -> bool {
         // A server back from an absence hears of restores (whose local state it must drop)
         // and stops made meanwhile before it runs any partition.
@@ -259,68 +279,105 @@ impl Controller {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let mut pipelines = self.table_once_started(pipeline);
-        let Some(entry) = pipelines.get_mut(pipeline) else {
-            return false;
+        let wanted = |entry: &Entry| {
+            active.load(Ordering::Acquire)
+                && matches!(
+                    entry.record.state,
+                    PipelineState::Running | PipelineState::Recovering
+                )
         };
-        let wanted = matches!(
-            entry.record.state,
-            PipelineState::Running | PipelineState::Recovering
-        );
-        if !active.load(Ordering::Acquire) || !wanted {
-            return false;
-        }
-        entry
-            .tasks
-            .retain(|t| !partitions.contains(&t.id.partition) || !t.is_finished());
-        // A start between the assignment and this call may have started some already.
-        let fresh: Vec<u32> = partitions
-            .iter()
-            .copied()
-            .filter(|p| !entry.tasks.iter().any(|t| t.id.partition == *p))
-            .collect();
-        tracing::info!(%pipeline, ?partitions, "partitions assigned to this server");
-        match self.factory.start(&mut entry.record, Some(&fresh)) {
-            Ok(tasks) => {
-                if let Some(hold) = self.hold_here(pipeline) {
-                    // Held for a savepoint: the new tasks pause before their first batch.
-                    for t in &tasks {
-                        let _ = t.request(Command::Pause);
-                    }
-                    let mut partitions: Vec<u32> = entry
-                        .tasks
-                        .iter()
-                        .chain(&tasks)
-                        .filter(|t| !t.is_finished())
-                        .map(|t| t.id.partition)
-                        .collect();
-                    partitions.sort_unstable();
-                    self.report_held(
-                        pipeline,
-                        Held {
-                            id: hold.id,
-                            partitions,
-                        },
-                    );
+        // What the tasks run changed while they started (an upgrade or a canary ended):
+        // they stop and start again from the record as it is now.
+        for _ in 0..MAX_ARRIVALS {
+            let (before, fresh) = {
+                let mut pipelines = self.table_once_started(pipeline);
+                let Some(entry) = pipelines.get_mut(pipeline) else {
+                    return false;
+                };
+                if !wanted(entry) {
+                    return false;
                 }
-                entry.tasks.extend(tasks);
-                self.announce_tasks(pipeline, &entry.partitions());
-                true
+                entry
+                    .tasks
+                    .retain(|t| !partitions.contains(&t.id.partition) || !t.is_finished());
+                // A start between the assignment and this call may have started some
+                // already, and a recovery may be starting others.
+                let fresh: Vec<u32> = partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| !entry.tasks.iter().any(|t| t.id.partition == *p))
+                    .filter(|p| !entry.arriving.contains(p))
+                    .collect();
+                entry.arriving.extend(&fresh);
+                (entry.record.clone(), fresh)
+            };
+            tracing::info!(%pipeline, ?partitions, "partitions assigned to this server");
+            let mut record = before.clone();
+            let started = self.factory.start(&mut record, Some(&fresh));
+            let mut pipelines = self.table();
+            let Some(entry) = pipelines.get_mut(pipeline) else {
+                drop(pipelines);
+                stop_handles(&started.unwrap_or_default());
+                return false;
+            };
+            entry.arriving.retain(|p| !fresh.contains(p));
+            let tasks = match started {
+                Ok(tasks) => tasks,
+                Err(reason) => {
+                    tracing::error!(%pipeline, "cannot start assigned partitions: {reason}");
+                    if wanted(entry) {
+                        self.halt_entry(entry);
+                        self.fail_or_recover(entry, reason.to_string());
+                    }
+                    return false;
+                }
+            };
+            if !wanted(entry) || !same_plan(&entry.record, &before) {
+                let again = wanted(entry);
+                drop(pipelines);
+                stop_handles(&tasks);
+                if again {
+                    continue;
+                }
+                return false;
             }
-            Err(reason) => {
-                tracing::error!(%pipeline, "cannot start assigned partitions: {reason}");
-                self.halt_entry(entry);
-                self.fail_or_recover(entry, reason.to_string());
-                false
+            for (pinned, started) in entry.record.operators.iter_mut().zip(&record.operators) {
+                pinned.state_version = started.state_version;
             }
+            if let Some(hold) = self.hold_here(pipeline) {
+                // Held for a savepoint: the new tasks pause before their first batch.
+                for t in &tasks {
+                    let _ = t.request(Command::Pause);
+                }
+                let mut partitions: Vec<u32> = entry
+                    .tasks
+                    .iter()
+                    .chain(&tasks)
+                    .filter(|t| !t.is_finished())
+                    .map(|t| t.id.partition)
+                    .collect();
+                partitions.sort_unstable();
+                self.report_held(
+                    pipeline,
+                    Held {
+                        id: hold.id,
+                        partitions,
+                    },
+                );
+            }
+            entry.tasks.extend(tasks);
+            self.announce_tasks(pipeline, &entry.partitions());
+            return true;
         }
+        tracing::warn!(%pipeline, ?partitions, "the pipeline kept changing while its assigned partitions started; they start at its next change");
+        false
     }
 
     /// The group takes `partitions` of `pipeline` away: their tasks commit and stop
     /// before the next owner gets them.
     fn on_revoked(&self, pipeline: &str, partitions: &[u32]) {
         let (gone, mine) = {
-            let mut pipelines = self.table_once_started(pipeline);
+            let mut pipelines = self.table_once_arrived(pipeline, partitions);
             let Some(entry) = pipelines.get_mut(pipeline) else {
                 return;
             };
@@ -347,12 +404,21 @@ impl Controller {
     /// starts outside the table, so an assignment or a revocation waits for them to come
     /// back rather than start a partition twice or miss a task it must stop.
     fn table_once_started(&self, pipeline: &str) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.table_once_arrived(pipeline, &[])
+    }
+
+    /// The table, once `pipeline` is not starting and none of `partitions` is arriving
+    /// (a revocation must find the task it stops).
+    fn table_once_arrived(
+        &self,
+        pipeline: &str,
+        partitions: &[u32],
+    ) -> MutexGuard<'_, BTreeMap<String, Entry>> {
         loop {
             let pipelines = self.table();
-            if pipelines
-                .get(pipeline)
-                .is_none_or(|e| e.busy != Some(STARTING))
-            {
+            if pipelines.get(pipeline).is_none_or(|e| {
+                e.busy != Some(STARTING) && !e.arriving.iter().any(|p| partitions.contains(p))
+            }) {
                 return pipelines;
             }
             drop(pipelines);

@@ -102,6 +102,26 @@ impl Controller {
         f(entry)
     }
 
+    /// Like [`Controller::with_entry`], once no partitions are arriving (their tasks
+    /// restore outside the lock): a change waits for them rather than being refused.
+    pub(super) fn with_settled_entry<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Entry) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        loop {
+            let mut pipelines = self.table();
+            let entry = pipelines
+                .get_mut(name)
+                .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+            if entry.arriving.is_empty() {
+                return f(entry);
+            }
+            drop(pipelines);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// A pipeline's record, and its tasks when it runs.
     pub(super) fn record_and_tasks(
         &self,
@@ -118,7 +138,7 @@ impl Controller {
 
     /// Marks a pipeline busy with `what`, or says what it is busy with.
     pub(super) fn claim(&self, name: &str, what: &'static str) -> Result<(), ControlError> {
-        self.with_entry(name, |entry| {
+        self.with_settled_entry(name, |entry| {
             entry.check_idle()?;
             entry.busy = Some(what);
             Ok(())

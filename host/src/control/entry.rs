@@ -25,6 +25,9 @@ pub(super) struct Entry {
     pub(super) member: Option<Member>,
     /// While recovering: when to try again.
     pub(super) retry: Option<Retry>,
+    /// Partitions the group just gave this server whose tasks start (and restore their
+    /// state) outside the table's lock: status calls answer meanwhile, changes wait.
+    pub(super) arriving: Vec<u32>,
 }
 
 impl Entry {
@@ -36,6 +39,7 @@ impl Entry {
             busy: None,
             member: None,
             retry: None,
+            arriving: Vec::new(),
         }
     }
 

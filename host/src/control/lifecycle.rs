@@ -288,7 +288,7 @@ impl Controller {
                 Err(e) => return Err(e),
             }
         }
-        let running = self.with_entry(name, |entry| {
+        let running = self.with_settled_entry(name, |entry| {
             entry.check_idle()?;
             match entry.record.state {
                 PipelineState::Running => return Ok(true),
@@ -328,7 +328,7 @@ impl Controller {
 
     /// Deletes a pipeline on this server; `true` when it was shared with a cluster.
     pub(super) fn delete_here(&self, name: &str) -> Result<bool, ControlError> {
-        let (shared, running) = self.with_entry(name, |entry| {
+        let (shared, running) = self.with_settled_entry(name, |entry| {
             entry.check_idle()?;
             // Leaving the group first, so no assignment starts tasks behind our back.
             self.leave_group(entry);

@@ -61,6 +61,7 @@ impl Controller {
             let ready = |e: &Entry| {
                 e.record.state == PipelineState::Recovering
                     && e.busy.is_none()
+                    && e.arriving.is_empty()
                     && e.retry.as_ref().is_none_or(|r| r.next <= Instant::now())
             };
             // A shared pipeline still in its group starts what the group gave it again.

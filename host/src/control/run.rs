@@ -53,7 +53,7 @@ impl Controller {
         name: &str,
         wanted: impl FnOnce(&Entry) -> bool,
     ) -> Result<(), ControlError> {
-        let attempt = self.with_entry(name, |entry| {
+        let attempt = self.with_settled_entry(name, |entry| {
             entry.check_idle()?;
             if !wanted(entry) {
                 return Ok(None);
@@ -109,7 +109,7 @@ impl Controller {
         name: &str,
         then: impl FnOnce(&Controller, &mut Entry),
     ) -> Result<(), ControlError> {
-        let tasks = self.with_entry(name, |entry| {
+        let tasks = self.with_settled_entry(name, |entry| {
             entry.check_idle()?;
             entry.busy = Some(STOPPING);
             // No assignment starts new tasks of a pipeline on its way out.
@@ -147,7 +147,7 @@ impl Controller {
 }
 
 /// Asks tasks to commit and stop at their next batch boundary, and waits until they did.
-fn stop_handles(tasks: &[Arc<TaskHandle>]) {
+pub(super) fn stop_handles(tasks: &[Arc<TaskHandle>]) {
     for t in tasks {
         t.request_stop();
     }

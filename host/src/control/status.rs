@@ -185,6 +185,7 @@ impl Controller {
             state: match entry.busy {
                 Some(STARTING) => PipelineState::Starting,
                 Some(STOPPING) => PipelineState::Stopping,
+                _ if !entry.arriving.is_empty() => PipelineState::Rebalancing,
                 _ => r.state,
             },
             reason: r.reason.clone(),
@@ -273,6 +274,13 @@ impl Controller {
             .collect();
         for p in 0..member.partitions {
             if tasks.iter().any(|t| t.partition == p) {
+                continue;
+            }
+            if entry.arriving.contains(&p) {
+                tasks.push(TaskStatus {
+                    server: Some(me.clone()),
+                    ..TaskStatus::at(0, p, TaskState::Restoring, 0, 0)
+                });
                 continue;
             }
             let owner = owners.get(&p).filter(|s| **s != me).cloned();

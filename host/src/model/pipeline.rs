@@ -22,6 +22,9 @@ pub enum PipelineState {
     Starting,
     /// Its tasks are committing and stopping. Reported meanwhile, never stored.
     Stopping,
+    /// Partitions the cluster moved to this server are starting here (their tasks
+    /// restore their state). Reported meanwhile, never stored.
+    Rebalancing,
 }
 
 /// An operator of a pipeline, pinned to the registry version it runs.

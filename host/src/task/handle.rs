@@ -25,6 +25,8 @@ pub enum TaskState {
     /// Runs on another server of the cluster (`server` names it); ask that one for its
     /// figures.
     Remote,
+    /// Moving to this server: the task restores its state and position before it runs.
+    Restoring,
 }
 
 /// Where a task sends its answer to one command.

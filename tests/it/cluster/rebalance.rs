@@ -3,6 +3,7 @@
 //! the rebalance (an eager rebalance would stop and restart every task).
 
 use super::*;
+use crate::support::server::http_get;
 use std::collections::BTreeMap;
 
 /// The events in of each task `server` runs itself (counted since the task started).
@@ -64,4 +65,59 @@ fn a_server_that_joins_takes_its_share_without_stopping_the_other_partitions() {
     wait_committed(&[(&a, "a"), (&b, "b")], 200);
     let expected = expected_counts(&as_source(&values, 4));
     check_output(&broker, strict, &expected, "a server joins");
+}
+
+#[test]
+fn status_answers_while_partitions_move_and_says_they_are_restoring() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let strict = hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let a = member(&dir.path().join("a"), &broker, "a");
+    a.ok(&[
+        "operator",
+        "push",
+        "wordcount",
+        guest("wordcount").to_str().unwrap(),
+    ]);
+    let spec_path = dir.path().join("wc.toml");
+    std::fs::write(&spec_path, spec()).unwrap();
+    a.ok(&["pipeline", "create", spec_path.to_str().unwrap()]);
+    let values = lines(800, 3);
+    broker.produce("lines", 4, &values, 1_700_000_000_000);
+    wait_committed(&[(&a, "a")], 200);
+
+    // B joins and takes two partitions, restoring their state from the changelogs. Its
+    // status is asked for all along: an answer that waited for the restore could never
+    // show a partition restoring.
+    let b = member(&dir.path().join("b"), &broker, "b");
+    let (mut seen, mut slowest) = (BTreeSet::new(), Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let asked = Instant::now();
+        let body = http_get(&b.url, "/v1/pipelines/wc");
+        slowest = slowest.max(asked.elapsed());
+        let Ok(v) = serde_json::from_str::<Value>(&body) else {
+            continue;
+        };
+        if let Some(tasks) = v["tasks"].as_array() {
+            for t in tasks.iter().filter(|t| t["server"] == "b") {
+                let state = |v: &Value| v["state"].as_str().unwrap_or("?").to_string();
+                seen.insert(format!("{} / {}", state(&v), state(t)));
+            }
+            let runs = |t: &&Value| t["server"] == "b" && t["state"] == "running";
+            if tasks.iter().filter(runs).count() == 2 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "B never ran two partitions: {v}");
+    }
+    println!("B's status during the move (slowest answer {slowest:?}): {seen:?}");
+    assert!(
+        seen.contains("rebalancing / restoring"),
+        "no status showed B's partitions restoring: {seen:?}"
+    );
+    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    let expected = expected_counts(&as_source(&values, 4));
+    check_output(&broker, strict, &expected, "partitions move");
 }

@@ -335,6 +335,19 @@ impl Drop for TestApp {
     }
 }
 
+/// The body of `GET path` on a server (plain HTTP/1.0, no client library needed).
+pub fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
 /// A real `eddy serve` process.
 pub struct ServerProcess {
     pub child: Child,

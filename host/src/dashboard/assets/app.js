@@ -268,7 +268,7 @@ function pipelinePage(name) {
     view.status = status;
     fill(byId('pipeline-state'), badge(status.state));
     fill(byId('pipeline-reason'), status.reason || '');
-    const running = ['running', 'recovering', 'starting'].includes(status.state);
+    const running = ['running', 'recovering', 'starting', 'rebalancing'].includes(status.state);
     byId('action-stop').disabled = !running;
     byId('action-start').disabled = running || status.state === 'stopping';
     const points = rates(history);
