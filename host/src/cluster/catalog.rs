@@ -24,7 +24,7 @@ use super::entries::{
 };
 use super::follower::{CatalogApplier, Follower};
 use super::keys::CatalogKey;
-use crate::kafka::{Connection, KafkaError, REQUEST_TIMEOUT, ensure_topic};
+use crate::kafka::{Connection, KafkaError, Quiet, REQUEST_TIMEOUT, ensure_topic};
 use crate::model::{Held, Hold, PipelineRecord, ProbationReport, TaskClock};
 use crate::record::now_ms;
 use crate::registry::OperatorVersion;
@@ -53,7 +53,7 @@ pub struct Catalog {
     conn: Connection,
     topic: String,
     server: String,
-    producer: FutureProducer,
+    producer: FutureProducer<Quiet>,
     stop: Arc<AtomicBool>,
     follower: Mutex<Option<JoinHandle<()>>>,
     /// The last sync marker of this server the follower reached.
@@ -76,13 +76,13 @@ impl Catalog {
     ) -> Result<Self, KafkaError> {
         let topic = super::catalog_topic(cluster);
         ensure_topic(conn, &topic, 1, true)?;
-        let producer: FutureProducer = conn
+        let producer: FutureProducer<Quiet> = conn
             .config(&[
                 ("enable.idempotence", "true"),
                 ("linger.ms", "0"),
                 ("message.max.bytes", "2000000"),
             ])
-            .create()
+            .create_with_context(Quiet)
             .map_err(|e| conn.error(e))?;
         Ok(Catalog {
             conn: conn.clone(),
@@ -105,7 +105,7 @@ impl Catalog {
     /// Starts following the catalog from its beginning on a thread of its own; every
     /// change another server wrote goes to `applier`.
     pub fn follow(&self, applier: Arc<dyn CatalogApplier>) -> Result<(), KafkaError> {
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<Quiet> = self
             .conn
             .config(&[
                 ("group.id", &format!("{}.follower", self.topic)),
@@ -114,7 +114,7 @@ impl Catalog {
                 ("fetch.message.max.bytes", "2000000"),
                 ("fetch.wait.max.ms", "50"),
             ])
-            .create()
+            .create_with_context(Quiet)
             .map_err(|e| self.conn.error(e))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, 0, Offset::Beginning)

@@ -1,18 +1,19 @@
 //! Topic metadata and creation.
 
-use super::{Connection, KafkaError, REQUEST_TIMEOUT};
+use super::{Connection, KafkaError, Quiet, REQUEST_TIMEOUT};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
-fn metadata_client(conn: &Connection) -> Result<BaseConsumer, KafkaError> {
-    conn.config(&[]).create().map_err(|e| conn.error(e))
+fn metadata_client(conn: &Connection) -> Result<BaseConsumer<Quiet>, KafkaError> {
+    conn.config(&[])
+        .create_with_context(Quiet)
+        .map_err(|e| conn.error(e))
 }
 
 /// The partition count of `topic` as `client` sees it: `None` when it does not exist.
 fn partitions_of(
-    client: &BaseConsumer,
+    client: &BaseConsumer<Quiet>,
     conn: &Connection,
     topic: &str,
 ) -> Result<Option<u32>, KafkaError> {
@@ -46,8 +47,10 @@ pub fn ensure_topic(
     if let Some(n) = partitions_of(&client, conn, topic)? {
         return Ok(n);
     }
-    let admin: AdminClient<DefaultClientContext> =
-        conn.config(&[]).create().map_err(|e| conn.error(e))?;
+    let admin: AdminClient<Quiet> = conn
+        .config(&[])
+        .create_with_context(Quiet)
+        .map_err(|e| conn.error(e))?;
     let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
     if compacted {
         new = new.set("cleanup.policy", "compact");

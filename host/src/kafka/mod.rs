@@ -3,6 +3,7 @@
 //! state from changelog topics in Kafka.
 
 mod admin;
+mod logs;
 mod position;
 mod reset;
 mod restore;
@@ -10,6 +11,7 @@ mod sink;
 mod source;
 
 pub use admin::{ensure_topic, partition_count};
+pub use logs::Quiet;
 pub use position::RecordedPosition;
 pub use reset::{ResetPlan, reset_to_savepoint};
 pub use restore::{RestoreReport, restore_task};
@@ -118,9 +120,13 @@ pub fn transactional_id(pipeline: &str, stage: u32, partition: u32) -> String {
 pub struct EndIsExpected;
 
 impl rdkafka::ClientContext for EndIsExpected {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        logs::log(level, fac, message);
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
-            tracing::error!("librdkafka: {error}: {reason}");
+            logs::error(&error, reason);
         }
     }
 }

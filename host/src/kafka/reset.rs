@@ -5,7 +5,7 @@
 //! ends in the restored state, and a restart resumes at the savepoint.
 
 use super::position::RecordedPosition;
-use super::{Connection, KafkaError, REQUEST_TIMEOUT, ensure_topic};
+use super::{Connection, KafkaError, Quiet, REQUEST_TIMEOUT, ensure_topic};
 use crate::state::changelog::{Change, changelog_store, changelog_topic, marker_key};
 use crate::state::{Cf, Db, StateScope, TaskId};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -37,7 +37,10 @@ pub fn reset_to_savepoint(
     let partitions = plan.tasks.len() as u32;
     let state = db.dump_pipeline(plan.pipeline).map_err(|e| conn.error(e))?;
     // The stores to rewrite: those with a changelog in Kafka and those in the savepoint.
-    let client: BaseConsumer = conn.config(&[]).create().map_err(|e| conn.error(e))?;
+    let client: BaseConsumer<Quiet> = conn
+        .config(&[])
+        .create_with_context(Quiet)
+        .map_err(|e| conn.error(e))?;
     let metadata = client
         .fetch_metadata(None, REQUEST_TIMEOUT)
         .map_err(|e| conn.error(e))?;
@@ -64,9 +67,9 @@ pub fn reset_to_savepoint(
     let positions = super::positions_topic(plan.pipeline);
     ensure_topic(conn, &positions, partitions, true)?;
 
-    let producer: FutureProducer = conn
+    let producer: FutureProducer<Quiet> = conn
         .config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
-        .create()
+        .create_with_context(Quiet)
         .map_err(|e| conn.error(e))?;
     let mut deliveries = Vec::new();
     let mut written = 0u64;
@@ -137,12 +140,12 @@ pub fn reset_to_savepoint(
         }
     }
     if !plan.group_offsets.is_empty() {
-        let consumer: BaseConsumer = conn
+        let consumer: BaseConsumer<Quiet> = conn
             .config(&[
                 ("group.id", &super::group_id(plan.pipeline)),
                 ("enable.auto.commit", "false"),
             ])
-            .create()
+            .create_with_context(Quiet)
             .map_err(|e| conn.error(e))?;
         let mut tpl = TopicPartitionList::new();
         for (topic, partition, offset) in plan.group_offsets {

@@ -36,7 +36,15 @@ struct DeliveryState {
     last: HashMap<String, HashMap<i32, i64>>,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::logs::log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::logs::error(&error, reason);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -107,9 +115,9 @@ pub fn fence(
 ) -> Result<(), KafkaError> {
     for p in 0..partitions {
         let id = super::transactional_id(pipeline, stage, p);
-        let producer: BaseProducer = conn
+        let producer: BaseProducer<super::Quiet> = conn
             .config(&[("transactional.id", &id)])
-            .create()
+            .create_with_context(super::Quiet)
             .map_err(|e| conn.error(e))?;
         producer
             .init_transactions(REQUEST_TIMEOUT)
