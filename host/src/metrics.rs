@@ -1,6 +1,6 @@
 //! Prometheus metrics of a server: per task events, errors, lag, late events, watermark,
 //! timers and batch latency; per pipeline state size; pipelines by state; the memory
-//! budget and its use.
+//! budget and its use; changelog offsets restored from Kafka.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -22,6 +22,8 @@ pub struct Metrics {
     /// The server's memory budget and its use, by `part`.
     pub memory: IntGaugeVec,
     pub shadow: IntGaugeVec,
+    /// Changelog offsets restored from Kafka, by pipeline.
+    pub restored: IntCounterVec,
 }
 
 /// The metric handles of one task.
@@ -121,7 +123,15 @@ impl Metrics {
             &["part"],
         )
         .expect("valid metric");
-        for c in [&events_in, &events_out, &errors, &late] {
+        let restored = IntCounterVec::new(
+            Opts::new(
+                "eddy_restored_changelog_offsets_total",
+                "Changelog offsets a task covered restoring its state from Kafka before it ran",
+            ),
+            &["pipeline"],
+        )
+        .expect("valid metric");
+        for c in [&events_in, &events_out, &errors, &late, &restored] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("metric names are unique");
@@ -164,6 +174,7 @@ impl Metrics {
             pipelines,
             memory,
             shadow,
+            restored,
         }
     }
 

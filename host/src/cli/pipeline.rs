@@ -334,10 +334,14 @@ fn print_status(p: &Value) {
             row.push(task["stage"].to_string());
         }
         let server = clustered.then(|| task["server"].as_str().unwrap_or("?").to_string());
-        row.extend([
-            task["partition"].to_string(),
-            task["state"].as_str().unwrap_or("").to_string(),
-        ]);
+        let mut state = task["state"].as_str().unwrap_or("").to_string();
+        if let (Some(done), Some(all)) = (
+            task["restore"]["restored"].as_u64(),
+            task["restore"]["to_restore"].as_u64(),
+        ) {
+            state = format!("{state} ({done} of {all})");
+        }
+        row.extend([task["partition"].to_string(), state]);
         if canary {
             row.push(task["canary"].as_str().unwrap_or("-").to_string());
         }

@@ -97,7 +97,8 @@ impl Controller {
                     stage: stage.index,
                     partition,
                 };
-                kafka::restore_task(self.db(), &conn, &task, &op_ids)
+                let progress = kafka::RestoreProgress::default();
+                kafka::restore_task(self.db(), &conn, &task, &op_ids, &progress)
                     .map_err(|error| ControlError::KafkaState { partition, error })?;
             }
         }

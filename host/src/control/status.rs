@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::record::now_ms;
 use crate::state::{TaskId, load_position, load_source_positions};
-use crate::task::{TaskState, TaskStatus};
+use crate::task::{RestoreStatus, TaskState, TaskStatus};
 use serde::Serialize;
 
 /// The server as the API reports it.
@@ -277,8 +277,13 @@ impl Controller {
                 continue;
             }
             if entry.arriving.contains(&p) {
+                let restore = self.factory.restore_progress(entry.name(), p);
                 tasks.push(TaskStatus {
                     server: Some(me.clone()),
+                    restore: restore.map(|(restored, to_restore)| RestoreStatus {
+                        restored,
+                        to_restore,
+                    }),
                     ..TaskStatus::at(0, p, TaskState::Restoring, 0, 0)
                 });
                 continue;

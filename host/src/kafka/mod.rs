@@ -14,7 +14,7 @@ pub use admin::{ensure_topic, partition_count};
 pub use logs::Quiet;
 pub use position::RecordedPosition;
 pub use reset::{ResetPlan, reset_to_savepoint};
-pub use restore::{RestoreReport, restore_task};
+pub use restore::{RestoreProgress, RestoreReport, restore_task};
 pub use sink::{KafkaSink, SinkTask, SourceOffsets, fence, prepare};
 pub use source::KafkaSource;
 

@@ -4,7 +4,7 @@
 //! the state reflects ends in the right state (every change overwrites), so the marker
 //! of the last RocksDB write is a safe start.
 
-use super::position::{RecordedPosition, progress};
+use super::position::RecordedPosition;
 use super::{Connection, EndIsExpected, KafkaError, REQUEST_TIMEOUT};
 use crate::state::changelog::{Change, ChangeApplier, changelog_store, load_marker, marker_key};
 use crate::state::{
@@ -16,6 +16,7 @@ use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use rocksdb::WriteBatch;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Changes per RocksDB write while restoring.
@@ -36,14 +37,36 @@ pub struct RestoreReport {
     pub advanced_to: Option<u64>,
 }
 
+/// How far a restore is, in changelog offsets (records, counting those compaction has
+/// removed): covered so far, and to cover (known once every changelog's end is).
+#[derive(Debug, Default)]
+pub struct RestoreProgress {
+    restored: AtomicU64,
+    to_restore: AtomicU64,
+}
+
+impl RestoreProgress {
+    /// (restored, to restore).
+    pub fn get(&self) -> (u64, u64) {
+        let restored = self.restored.load(Ordering::Relaxed);
+        // Reading past an end the broker misreported is counted when the read ends.
+        (
+            restored,
+            self.to_restore.load(Ordering::Relaxed).max(restored),
+        )
+    }
+}
+
 /// Restores the state of task `task` (operators `operators`) from the pipeline's
 /// changelog topics on `conn`, then moves the task's position to the one its last
-/// committed transaction recorded, when local state was behind it.
+/// committed transaction recorded, when local state was behind it. `progress` says how
+/// far it is meanwhile.
 pub fn restore_task(
     db: &Db,
     conn: &Connection,
     task: &TaskId,
     operators: &[&str],
+    progress: &RestoreProgress,
 ) -> Result<RestoreReport, KafkaError> {
     let consumer: BaseConsumer<EndIsExpected> = conn
         .config(&[
@@ -75,7 +98,7 @@ pub fn restore_task(
         committed: &consumer,
         uncommitted: &uncommitted,
     };
-    let report = restore_with(db, conn, task, operators, &readers);
+    let report = restore_with(db, conn, task, operators, &readers, progress);
     // Closing a librdkafka client waits ~100 ms for its threads to end: a restore that
     // has its result does not wait for that.
     let _ = std::thread::Builder::new()
@@ -90,6 +113,7 @@ fn restore_with(
     task: &TaskId,
     operators: &[&str],
     readers: &Readers<'_>,
+    progress: &RestoreProgress,
 ) -> Result<RestoreReport, KafkaError> {
     let mut report = RestoreReport::default();
     let consumer = readers.committed;
@@ -112,7 +136,7 @@ fn restore_with(
         // is never behind it, except when the broker hides a committed record for a while
         // (Tansu does, under load). A restore elsewhere that rewinds Kafka makes every
         // other server drop its local state first (the catalog's `restored/` record).
-        if recorded.progress() > progress(position, &sources) {
+        if recorded.progress() > super::position::progress(position, &sources) {
             position.offset = recorded.position.offset;
             position.watermark = position.watermark.max(recorded.position.watermark);
             let mut wb = WriteBatch::default();
@@ -126,6 +150,8 @@ fn restore_with(
     }
     // Changes beyond the recorded position belong to transactions that never committed.
     let recorded_offset = recorded.as_ref().map_or(0, RecordedPosition::progress);
+    // Every changelog's range first, so the progress knows what there is to do.
+    let mut todo = Vec::new();
     for t in metadata.topics() {
         let Some((operator, store)) = changelog_store(&task.pipeline, operators, t.name()) else {
             continue;
@@ -141,15 +167,26 @@ fn restore_with(
         let from = load_marker(db, &scope, &store)
             .map_err(|e| conn.error(e))?
             .unwrap_or(0);
+        let end = stable_end(conn, readers, t.name(), task.partition)?;
+        progress
+            .to_restore
+            .fetch_add(end.saturating_sub(from), Ordering::Relaxed);
+        todo.push((t.name(), scope, store, from..end));
+    }
+    for (topic, scope, store, range) in todo {
+        let changelog = Changelog {
+            topic,
+            scope: &scope,
+            store: &store,
+        };
         let applied = replay(
             db,
             conn,
             readers,
-            t.name(),
-            &scope,
-            &store,
-            from,
+            &changelog,
+            range,
             recorded_offset,
+            progress,
         )?;
         if applied > 0 {
             report.records += applied;
@@ -157,6 +194,13 @@ fn restore_with(
         }
     }
     Ok(report)
+}
+
+/// One store partition's changelog.
+struct Changelog<'a> {
+    topic: &'a str,
+    scope: &'a StateScope,
+    store: &'a str,
 }
 
 /// The two views of a partition a restore needs.
@@ -233,9 +277,23 @@ fn read_to_end(
     topic: &str,
     partition: u32,
     from: u64,
-    mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<(), KafkaError>,
+    visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<(), KafkaError>,
 ) -> Result<(), KafkaError> {
     let end = stable_end(conn, readers, topic, partition)?;
+    read_range(conn, readers, topic, partition, from..end, visit)
+}
+
+/// Calls `visit` on every committed record of a partition in `range` (whose end is a
+/// stable end).
+fn read_range(
+    conn: &Connection,
+    readers: &Readers<'_>,
+    topic: &str,
+    partition: u32,
+    range: std::ops::Range<u64>,
+    mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<(), KafkaError>,
+) -> Result<(), KafkaError> {
+    let (from, end) = (range.start, range.end);
     if end <= from {
         return Ok(());
     }
@@ -266,31 +324,41 @@ fn read_to_end(
     }
 }
 
-/// Applies the changelog partition from `from` to its end (committed records only).
+/// Applies the changelog partition in `range` (committed records only).
 fn replay(
     db: &Db,
     conn: &Connection,
     readers: &Readers<'_>,
-    topic: &str,
-    scope: &StateScope,
-    store: &str,
-    from: u64,
+    changelog: &Changelog<'_>,
+    range: std::ops::Range<u64>,
     recorded: u64,
+    progress: &RestoreProgress,
 ) -> Result<u64, KafkaError> {
+    let Changelog {
+        topic,
+        scope,
+        store,
+    } = *changelog;
+    let from = range.start;
     let applier = ChangeApplier::new(db, scope, store).map_err(|e| conn.error(e))?;
     let mut applied = 0u64;
     let mut wb = WriteBatch::default();
     let mut in_batch = 0usize;
-    let mut reached = from;
-    let flush = |wb: &mut WriteBatch, reached: u64| -> Result<(), KafkaError> {
+    let (mut reached, mut reported) = (from, from);
+    let mut flush = |wb: &mut WriteBatch, reached: u64| -> Result<(), KafkaError> {
         wb.put_cf(
             db.cf(Cf::Meta),
             marker_key(scope, store),
             reached.to_be_bytes(),
         );
-        db.write(std::mem::take(wb)).map_err(|e| conn.error(e))
+        db.write(std::mem::take(wb)).map_err(|e| conn.error(e))?;
+        progress
+            .restored
+            .fetch_add(reached - reported, Ordering::Relaxed);
+        reported = reached;
+        Ok(())
     };
-    read_to_end(conn, readers, topic, scope.partition, from, |m| {
+    read_range(conn, readers, topic, scope.partition, range.clone(), |m| {
         let headers = m.headers();
         let header = |name: &str| {
             let h = headers?.iter().find(|h| h.key == name)?;
@@ -318,5 +386,14 @@ fn replay(
     if reached > from {
         flush(&mut wb, reached)?;
     }
+    // The range's last offsets may hold no record (transaction markers): covered too.
+    // A read past the end asked for (a broker that misreported it) adds what it read.
+    let end = range.end.max(reached);
+    progress
+        .to_restore
+        .fetch_add(end - range.end, Ordering::Relaxed);
+    progress
+        .restored
+        .fetch_add(end - reported, Ordering::Relaxed);
     Ok(applied)
 }

@@ -66,6 +66,8 @@ pub struct TaskFactory {
     /// Per pipeline stage, its tasks' watermarks on this server (for idle partitions),
     /// kept while any of its tasks runs.
     clocks: Mutex<HashMap<(String, u32), Weak<StageClock>>>,
+    /// The restores from Kafka under way, for the status to show.
+    restores: Mutex<HashMap<TaskId, Arc<kafka::RestoreProgress>>>,
 }
 
 impl TaskFactory {
@@ -86,7 +88,19 @@ impl TaskFactory {
             pool,
             kafka_brokers: None,
             clocks: Mutex::default(),
+            restores: Mutex::default(),
         }
+    }
+
+    /// How far the restores of `pipeline`'s tasks of `partition` are (restored, to
+    /// restore, in changelog offsets), while any runs.
+    pub fn restore_progress(&self, pipeline: &str, partition: u32) -> Option<(u64, u64)> {
+        let restores = self.restores.lock().expect("restores lock");
+        restores
+            .iter()
+            .filter(|(id, _)| id.pipeline == pipeline && id.partition == partition)
+            .map(|(_, p)| p.get())
+            .reduce(|a, b| (a.0 + b.0, a.1 + b.1))
     }
 
     /// Pipelines whose topic references name no brokers use these.
@@ -575,12 +589,19 @@ impl TaskFactory {
                 // after a transaction committed, an empty data dir, a partition another
                 // server ran): catch up first.
                 let ops: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
-                let report = kafka::restore_task(&self.db, conn, id, &ops).map_err(|error| {
-                    StartError::Restore {
-                        partition: p,
-                        error,
-                    }
+                let progress = Arc::new(kafka::RestoreProgress::default());
+                let restores = || self.restores.lock().expect("restores lock");
+                restores().insert(id.clone(), Arc::clone(&progress));
+                let report = kafka::restore_task(&self.db, conn, id, &ops, &progress);
+                restores().remove(id);
+                let report = report.map_err(|error| StartError::Restore {
+                    partition: p,
+                    error,
                 })?;
+                self.metrics
+                    .restored
+                    .with_label_values(&[&spec.name])
+                    .inc_by(progress.get().0);
                 if report.records > 0 || report.advanced_to.is_some() {
                     tracing::info!(pipeline = %spec.name, partition = p, ?report, "restored from Kafka");
                 }

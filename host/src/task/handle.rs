@@ -126,6 +126,19 @@ pub struct TaskStatus {
     /// partitions); the task's offsets and lag above are their sums.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceStatus>,
+    /// While the task restores its state from Kafka (state `restoring`): changelog
+    /// offsets covered so far, and to cover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+}
+
+/// How far a task's restore from its changelog topics is, in changelog offsets
+/// (records, counting those compaction has removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RestoreStatus {
+    pub restored: u64,
+    /// Known once the end of every changelog of the task is.
+    pub to_restore: u64,
 }
 
 /// Where a task with several sources stands in one of them.
@@ -174,6 +187,7 @@ impl TaskStatus {
             shadow: None,
             shadow_failure: None,
             sources: Vec::new(),
+            restore: None,
         }
     }
 }

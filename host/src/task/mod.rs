@@ -24,7 +24,9 @@ pub use clock::{REMOTE_REPORT_TTL_MS, StageClock};
 pub use config::{Probation, ProbationTotals, TaskConfig, TaskSourceInfo, TaskStats};
 pub use error::TaskError;
 pub use factory::{MakeOperators, StartError, TaskFactory};
-pub use handle::{Command, Reply, SourceStatus, TaskHandle, TaskState, TaskStatus, ask_all};
+pub use handle::{
+    Command, Reply, RestoreStatus, SourceStatus, TaskHandle, TaskState, TaskStatus, ask_all,
+};
 pub use inputs::{Inputs, Polled};
 pub use native::{NativeOperator, NativeProcess};
 pub use operator::{Operator, OperatorStartError, OperatorTemplate, Unavailable, WasmOperator};

@@ -92,6 +92,7 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
     // show a partition restoring.
     let b = member(&dir.path().join("b"), &broker, "b");
     let (mut seen, mut slowest) = (BTreeSet::new(), Duration::ZERO);
+    let mut progress = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let asked = Instant::now();
@@ -104,6 +105,11 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
             for t in tasks.iter().filter(|t| t["server"] == "b") {
                 let state = |v: &Value| v["state"].as_str().unwrap_or("?").to_string();
                 seen.insert(format!("{} / {}", state(&v), state(t)));
+                if let Some(r) = t["restore"].as_object() {
+                    let (done, all) = (r["restored"].as_u64(), r["to_restore"].as_u64());
+                    assert!(done.is_some() && done <= all, "{t}");
+                    progress.insert((done, all));
+                }
             }
             let runs = |t: &&Value| t["server"] == "b" && t["state"] == "running";
             if tasks.iter().filter(runs).count() == 2 {
@@ -112,11 +118,21 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
         }
         assert!(Instant::now() < deadline, "B never ran two partitions: {v}");
     }
-    println!("B's status during the move (slowest answer {slowest:?}): {seen:?}");
+    println!(
+        "B's status during the move (slowest answer {slowest:?}): {seen:?}, restores seen: {progress:?}"
+    );
     assert!(
         seen.contains("rebalancing / restoring"),
         "no status showed B's partitions restoring: {seen:?}"
     );
+    // B's local state was empty: it covered its partitions' changelogs from offset 0.
+    let metrics = http_get(&b.url, "/metrics");
+    let restored: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("eddy_restored_changelog_offsets_total{pipeline=\"wc\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(restored > 0, "{metrics}");
     wait_committed(&[(&a, "a"), (&b, "b")], 200);
     let expected = expected_counts(&as_source(&values, 4));
     check_output(&broker, strict, &expected, "partitions move");

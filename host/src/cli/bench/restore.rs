@@ -4,8 +4,8 @@
 
 use super::kafka::{conn, send_waiting};
 use crate::kafka::{
-    Connection, EndIsExpected, POSITION_HEADER, ensure_topic, position_key, positions_topic,
-    restore_task,
+    Connection, EndIsExpected, POSITION_HEADER, RestoreProgress, ensure_topic, position_key,
+    positions_topic, restore_task,
 };
 use crate::state::changelog::changelog_topic;
 use crate::state::{Cf, Db, DbOptions, TaskId};
@@ -202,12 +202,15 @@ fn restore_all(
     let db = Db::open(dir.path(), &DbOptions::default())?;
     let started = Instant::now();
     let reports = by_partition(partitions, at_once, |p| {
-        Ok(restore_task(
-            &db,
-            c,
-            &TaskId::new(pipeline, p),
-            &[OPERATOR],
-        )?)
+        let progress = RestoreProgress::default();
+        let report = restore_task(&db, c, &TaskId::new(pipeline, p), &[OPERATOR], &progress)?;
+        let (restored, to_restore) = progress.get();
+        anyhow::ensure!(
+            restored == to_restore && restored >= report.records,
+            "partition {p}: the progress says {restored} of {to_restore} after {} records",
+            report.records
+        );
+        Ok(report)
     })?;
     let secs = started.elapsed().as_secs_f64();
     let records: u64 = reports.iter().map(|r| r.records).sum();
