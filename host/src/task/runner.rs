@@ -410,7 +410,6 @@ mod tests {
     use crate::model::InputKind;
     use crate::record::batch;
     use crate::state::{Db, DbOptions, TaskId};
-    use crate::task::{TaskConfig, TaskSourceInfo};
     use std::sync::Mutex;
 
     /// A partition whose records the test adds to while the task runs.
@@ -440,20 +439,7 @@ mod tests {
     fn a_table_is_read_first_up_to_its_end_when_the_task_starts_not_when_it_first_runs() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(&dir.path().join("db"), &DbOptions::default()).unwrap());
-        let source = |input: &str, kind| TaskSourceInfo {
-            input: Arc::from(input),
-            kind,
-            topic: input.to_string(),
-            partition: 0,
-            repartition: None,
-        };
-        let config = TaskConfig {
-            sources: vec![
-                source("orders", InputKind::Stream),
-                source("customers", InputKind::Table),
-            ],
-            ..TaskConfig::default()
-        };
+        let config = crate::task::processor::sources::tests::config();
         let id = TaskId::new("p", 0);
         let task = Task::new(id.clone(), Vec::new(), config, db).unwrap();
         let (orders, customers) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(20)));

@@ -20,22 +20,28 @@ fn own_events_in(status: &Value, server: &str) -> BTreeMap<u64, u64> {
         .collect()
 }
 
-#[test]
-fn a_server_that_joins_takes_its_share_without_stopping_the_other_partitions() {
-    let broker = Broker::start();
+/// Server `a`, alone in its cluster, running the word count over 4 partitions.
+fn alone(dir: &Path, broker: &Broker) -> ServerProcess {
     broker.create_topic("lines", 4);
-    let strict = hides_aborted_transactions(&broker);
-    let dir = tempfile::tempdir().unwrap();
-    let a = member(&dir.path().join("a"), &broker, "a");
+    let a = member(&dir.join("a"), broker, "a");
     a.ok(&[
         "operator",
         "push",
         "wordcount",
         guest("wordcount").to_str().unwrap(),
     ]);
-    let spec_path = dir.path().join("wc.toml");
+    let spec_path = dir.join("wc.toml");
     std::fs::write(&spec_path, spec()).unwrap();
     a.ok(&["pipeline", "create", spec_path.to_str().unwrap()]);
+    a
+}
+
+#[test]
+fn a_server_that_joins_takes_its_share_without_stopping_the_other_partitions() {
+    let broker = Broker::start();
+    let strict = hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let a = alone(dir.path(), &broker);
     wait_status(&a, "A to run every partition", |v| {
         own_events_in(v, "a").len() == 4
     });
@@ -70,19 +76,9 @@ fn a_server_that_joins_takes_its_share_without_stopping_the_other_partitions() {
 #[test]
 fn status_answers_while_partitions_move_and_says_they_are_restoring() {
     let broker = Broker::start();
-    broker.create_topic("lines", 4);
     let strict = hides_aborted_transactions(&broker);
     let dir = tempfile::tempdir().unwrap();
-    let a = member(&dir.path().join("a"), &broker, "a");
-    a.ok(&[
-        "operator",
-        "push",
-        "wordcount",
-        guest("wordcount").to_str().unwrap(),
-    ]);
-    let spec_path = dir.path().join("wc.toml");
-    std::fs::write(&spec_path, spec()).unwrap();
-    a.ok(&["pipeline", "create", spec_path.to_str().unwrap()]);
+    let a = alone(dir.path(), &broker);
     let values = lines(800, 3);
     broker.produce("lines", 4, &values, 1_700_000_000_000);
     wait_committed(&[(&a, "a")], 200);

@@ -24,7 +24,7 @@ use std::time::Instant;
 mod policy;
 mod shadowing;
 mod skips;
-mod sources;
+pub(crate) mod sources;
 mod timers;
 
 /// The side output late events go to under `late_events = "side-output"`.

@@ -346,7 +346,7 @@ pub fn keeps(key: Option<&[u8]>, from: u32, task: u32, partitions: u32) -> bool 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::io::AfterCommit;
     use crate::model::InputKind;
@@ -354,7 +354,8 @@ mod tests {
     use crate::state::{Db, DbOptions, TaskId};
     use crate::task::TaskConfig;
 
-    fn config() -> TaskConfig {
+    /// A task reading a stream (`orders`) and a table (`customers`).
+    pub(crate) fn config() -> TaskConfig {
         let source = |input: &str, kind| TaskSourceInfo {
             input: Arc::from(input),
             kind,
