@@ -22,8 +22,6 @@ use std::time::{Duration, Instant};
 
 /// How long a revocation waits for a task to commit and stop.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often an assignment starts its tasks again when the pipeline changed meanwhile.
-const MAX_ARRIVALS: usize = 3;
 
 /// Whether tasks started from `before` run what `now` says: the same spec, operator
 /// versions, canary and shadow.
@@ -288,7 +286,7 @@ impl Controller {
         };
         // What the tasks run changed while they started (an upgrade or a canary ended):
         // they stop and start again from the record as it is now.
-        for _ in 0..MAX_ARRIVALS {
+        loop {
             let (before, fresh) = {
                 let mut pipelines = self.table_once_started(pipeline);
                 let Some(entry) = pipelines.get_mut(pipeline) else {
@@ -301,12 +299,15 @@ impl Controller {
                     .tasks
                     .retain(|t| !partitions.contains(&t.id.partition) || !t.is_finished());
                 // A start between the assignment and this call may have started some
-                // already, and a recovery may be starting others.
+                // already, a recovery may be starting others, and a revocation since
+                // (`partitions` may be a recovery's older view) took some away.
+                let assigned = entry.member.as_ref().map(Member::assigned);
                 let fresh: Vec<u32> = partitions
                     .iter()
                     .copied()
                     .filter(|p| !entry.tasks.iter().any(|t| t.id.partition == *p))
                     .filter(|p| !entry.arriving.contains(p))
+                    .filter(|p| assigned.as_ref().is_some_and(|a| a.contains(p)))
                     .collect();
                 entry.arriving.extend(&fresh);
                 (entry.record.clone(), fresh)
@@ -320,10 +321,10 @@ impl Controller {
                 stop_handles(&started.unwrap_or_default());
                 return false;
             };
-            entry.arriving.retain(|p| !fresh.contains(p));
             let tasks = match started {
                 Ok(tasks) => tasks,
                 Err(reason) => {
+                    entry.arriving.retain(|p| !fresh.contains(p));
                     tracing::error!(%pipeline, "cannot start assigned partitions: {reason}");
                     if wanted(entry) {
                         self.halt_entry(entry);
@@ -333,16 +334,33 @@ impl Controller {
                 }
             };
             if !wanted(entry) || !same_plan(&entry.record, &before) {
-                let again = wanted(entry);
+                // The partitions stay arriving until their tasks have stopped: nothing
+                // else starts them meanwhile, and a revocation waits.
                 drop(pipelines);
                 stop_handles(&tasks);
-                if again {
+                let mut pipelines = self.table();
+                let Some(entry) = pipelines.get_mut(pipeline) else {
+                    return false;
+                };
+                entry.arriving.retain(|p| !fresh.contains(p));
+                if wanted(entry) {
                     continue;
                 }
                 return false;
             }
-            for (pinned, started) in entry.record.operators.iter_mut().zip(&record.operators) {
-                pinned.state_version = started.state_version;
+            entry.arriving.retain(|p| !fresh.contains(p));
+            // Only what starting these tasks changed (a migrated state format); the
+            // record may have learnt other versions from the cluster meanwhile.
+            for ((pinned, old), new) in entry
+                .record
+                .operators
+                .iter_mut()
+                .zip(&before.operators)
+                .zip(&record.operators)
+            {
+                if new.state_version != old.state_version {
+                    pinned.state_version = new.state_version;
+                }
             }
             if let Some(hold) = self.hold_here(pipeline) {
                 // Held for a savepoint: the new tasks pause before their first batch.
@@ -369,8 +387,6 @@ impl Controller {
             self.announce_tasks(pipeline, &entry.partitions());
             return true;
         }
-        tracing::warn!(%pipeline, ?partitions, "the pipeline kept changing while its assigned partitions started; they start at its next change");
-        false
     }
 
     /// The group takes `partitions` of `pipeline` away: their tasks commit and stop

@@ -28,9 +28,17 @@ impl Controller {
         match &entry.member {
             Some(member) => {
                 // Still in the group: run what it gives this server now (later
-                // assignments start their tasks as they come).
-                let assigned = member.assigned();
-                entry.tasks = self.factory.start(&mut entry.record, Some(&assigned))?;
+                // assignments start their tasks as they come). Partitions an assignment
+                // is starting right now (arriving), or that run already, are theirs.
+                entry.tasks.retain(|t| !t.is_finished());
+                let assigned: Vec<u32> = member
+                    .assigned()
+                    .into_iter()
+                    .filter(|p| !entry.arriving.contains(p))
+                    .filter(|p| !entry.tasks.iter().any(|t| t.id.partition == *p))
+                    .collect();
+                let started = self.factory.start(&mut entry.record, Some(&assigned))?;
+                entry.tasks.extend(started);
                 self.announce_tasks(&entry.record.spec.name, &entry.partitions());
                 Ok(())
             }

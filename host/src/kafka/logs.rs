@@ -66,7 +66,7 @@ pub(crate) fn error(error: &rdkafka::error::KafkaError, reason: &str) {
 fn more(left_out: u64) -> String {
     match left_out {
         0 => String::new(),
-        n => format!(" ({n} more like it in the last minute left out)"),
+        n => format!(" ({n} more like it since the last one left out)"),
     }
 }
 
@@ -80,18 +80,21 @@ fn admit(text: &str, now: Instant) -> Option<u64> {
         .admit(&kind(text), now)
 }
 
-/// A line's kind: its text with numbers left out (addresses, counts and times differ
-/// between lines that say the same).
+/// A line's kind: its text with every word that holds a digit left out (addresses,
+/// counts, times and generated ids differ between lines that say the same).
 fn kind(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            if !out.ends_with('#') {
-                out.push('#');
-            }
+    for word in text.split_inclusive(|c: char| !c.is_ascii_alphanumeric()) {
+        let (body, sep) = match word.char_indices().last() {
+            Some((i, c)) if !c.is_ascii_alphanumeric() => word.split_at(i),
+            _ => (word, ""),
+        };
+        if body.bytes().any(|b| b.is_ascii_digit()) {
+            out.push('#');
         } else {
-            out.push(c);
+            out.push_str(body);
         }
+        out.push_str(sep);
     }
     out
 }
@@ -139,6 +142,12 @@ mod tests {
         let a = kind("REQTMOUT 127.0.0.1:9092/1: Timed out 1 in-flight (after 30001ms)");
         let b = kind("REQTMOUT 127.0.0.1:9093/2: Timed out 3 in-flight (after 30017ms)");
         assert_eq!(a, b, "numbers do not make another kind");
+        assert_eq!(
+            kind("FAIL rdkafka-4f3c9a1e-77b2: Disconnected"),
+            kind("FAIL rdkafka-a81d2c0b-19fe: Disconnected"),
+            "nor generated ids"
+        );
+        assert_ne!(kind("FAIL Disconnected"), kind("FAIL Connection refused"));
         assert_eq!(l.admit(&a, t0), Some(0));
         for s in 1..=5 {
             assert_eq!(l.admit(&b, t0 + Duration::from_secs(s)), None);

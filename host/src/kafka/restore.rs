@@ -168,11 +168,13 @@ fn restore_with(
             .map_err(|e| conn.error(e))?
             .unwrap_or(0);
         let end = stable_end(conn, readers, t.name(), task.partition)?;
-        progress
-            .to_restore
-            .fetch_add(end.saturating_sub(from), Ordering::Relaxed);
         todo.push((t.name(), scope, store, from..end));
     }
+    let total = todo
+        .iter()
+        .map(|(.., r)| r.end.saturating_sub(r.start))
+        .sum();
+    progress.to_restore.fetch_add(total, Ordering::Relaxed);
     for (topic, scope, store, range) in todo {
         let changelog = Changelog {
             topic,
@@ -388,10 +390,11 @@ fn replay(
     }
     // The range's last offsets may hold no record (transaction markers): covered too.
     // A read past the end asked for (a broker that misreported it) adds what it read.
-    let end = range.end.max(reached);
+    let planned = range.end.max(from);
+    let end = planned.max(reached);
     progress
         .to_restore
-        .fetch_add(end - range.end, Ordering::Relaxed);
+        .fetch_add(end - planned, Ordering::Relaxed);
     progress
         .restored
         .fetch_add(end - reported, Ordering::Relaxed);
