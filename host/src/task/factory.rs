@@ -594,14 +594,16 @@ impl TaskFactory {
                 restores().insert(id.clone(), Arc::clone(&progress));
                 let report = kafka::restore_task(&self.db, conn, id, &ops, &progress);
                 restores().remove(id);
-                let report = report.map_err(|error| StartError::Restore {
-                    partition: p,
-                    error,
-                })?;
+                // A failed restore counts too: what it covered is in RocksDB (the next
+                // attempt goes on from there).
                 self.metrics
                     .restored
                     .with_label_values(&[&spec.name])
                     .inc_by(progress.get().0);
+                let report = report.map_err(|error| StartError::Restore {
+                    partition: p,
+                    error,
+                })?;
                 if report.records > 0 || report.advanced_to.is_some() {
                     tracing::info!(pipeline = %spec.name, partition = p, ?report, "restored from Kafka");
                 }
