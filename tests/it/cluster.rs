@@ -177,7 +177,7 @@ fn check_output(broker: &Broker, strict: bool, expected: &[(String, u64)], conte
 }
 
 /// Whether sorted `got` holds every item of sorted `expected` (as many times).
-fn holds_all(got: &[(String, u64)], expected: &[(String, u64)]) -> bool {
+pub(crate) fn holds_all(got: &[(String, u64)], expected: &[(String, u64)]) -> bool {
     let mut rest = got.iter().peekable();
     expected.iter().all(|e| {
         while rest.peek().is_some_and(|g| *g < e) {
