@@ -64,8 +64,9 @@ impl TaskRunner {
         task.set_interrupt(handle.stop_flag());
         // A table's bootstrap ends where its source ends as the task starts, not at its
         // first step on a worker: records written after the start merge by event time.
-        // (A Kafka source's end may come later; the first step decides then.)
-        if inputs.ends_known() {
+        // (A Kafka source's end may come later; the first step decides then.) A task
+        // with one source has nothing to decide, and asks no source for its end here.
+        if !task.bootstrap_decided() && inputs.ends_known() {
             task.bootstrap_targets(&|i| inputs.end_offset(i));
         }
         TaskRunner {
