@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod namespaces;
 mod probation;
 mod queries;
 mod rebalance;
@@ -140,10 +141,15 @@ pub(crate) fn wait_status_of(
 /// minute, everything written (`assert_output` then allows repeats of expected outputs).
 /// Outputs of aborted transactions can make up the expected count before every expected
 /// output has arrived, so on Tansu the read goes on until all of them are there.
-fn output(broker: &Broker, strict: bool, expected: &[(String, u64)]) -> Vec<(String, u64)> {
+fn output(
+    broker: &Broker,
+    topic: &str,
+    strict: bool,
+    expected: &[(String, u64)],
+) -> Vec<(String, u64)> {
     if strict {
         let out = broker.read(
-            "counts",
+            topic,
             "read_committed",
             expected.len(),
             Duration::from_secs(60),
@@ -153,7 +159,7 @@ fn output(broker: &Broker, strict: bool, expected: &[(String, u64)]) -> Vec<(Str
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = broker.read(
-            "counts",
+            topic,
             "read_uncommitted",
             expected.len(),
             Duration::from_secs(20),
@@ -168,10 +174,21 @@ fn output(broker: &Broker, strict: bool, expected: &[(String, u64)]) -> Vec<(Str
 
 /// Checks the word count's output against `expected` (see [`output`], [`assert_output`]).
 fn check_output(broker: &Broker, strict: bool, expected: &[(String, u64)], context: &str) {
-    let got = output(broker, strict, expected);
+    check_output_in(broker, "counts", strict, expected, context);
+}
+
+/// Checks a word count's output in `topic` against `expected`.
+fn check_output_in(
+    broker: &Broker,
+    topic: &str,
+    strict: bool,
+    expected: &[(String, u64)],
+    context: &str,
+) {
+    let got = output(broker, topic, strict, expected);
     if !holds_all(&got, expected) {
         // Where each partition's log starts and ends, for the failure report.
-        eprintln!("{context}: counts offsets {:?}", broker.offsets("counts"));
+        eprintln!("{context}: {topic} offsets {:?}", broker.offsets(topic));
     }
     assert_output(strict, got, expected, context);
 }
@@ -392,16 +409,6 @@ fn savepoint_and_restore(b_leaves: bool) {
         None
     } else {
         a.ok(&["pipeline", "start", "wc"]);
-        // A's own tasks running, not only both servers named (from the catalog, before
-        // A's start of its partitions ran into the broker's fault).
-        let both_run = |v: &Value| {
-            servers_of(v).len() == 2
-                && v["tasks"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t["server"] == "a" && t["state"] == "running")
-        };
         if let Some(fault) = running_or_stalled(&broker, &a, both_run) {
             println!("savepoint and restore: {fault}");
             return;
@@ -418,6 +425,18 @@ fn savepoint_and_restore(b_leaves: bool) {
     a.ok(&["savepoint", "delete", &id]);
     wait_savepoint(&c, &id, false);
     drop(b);
+}
+
+/// Whether two servers run the word count with A's own tasks running, not only both
+/// servers named (from the catalog, before A's start of its partitions ran into the
+/// broker's fault).
+fn both_run(v: &Value) -> bool {
+    servers_of(v).len() == 2
+        && v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["server"] == "a" && t["state"] == "running")
 }
 
 /// Waits until `server` lists savepoint `id` (or, with `present = false`, no longer does).

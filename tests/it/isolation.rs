@@ -343,6 +343,7 @@ fn a_panic_in_a_task_fails_it_and_its_worker_goes_on() {
         updated_ms: 0,
         upgrades: Vec::new(),
         canary: None,
+        namespace: None,
         shadow: None,
     };
     let handles = factory

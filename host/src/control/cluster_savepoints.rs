@@ -86,6 +86,7 @@ impl Controller {
         }
         let spec = &record.spec;
         let conn = self.shared_sink(spec)?;
+        let names = kafka::KafkaNames::of(&record);
         for stage in stages(spec) {
             let op_ids: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
             for partition in 0..self.stage_partitions(spec, &stage)? {
@@ -98,7 +99,7 @@ impl Controller {
                     partition,
                 };
                 let progress = kafka::RestoreProgress::default();
-                kafka::restore_task(self.db(), &conn, &task, &op_ids, &progress)
+                kafka::restore_task(self.db(), &conn, (&task, &names), &op_ids, &progress)
                     .map_err(|error| ControlError::KafkaState { partition, error })?;
             }
         }
@@ -124,11 +125,37 @@ impl Controller {
             return Ok(true);
         }
         let conn = self.shared_sink(spec)?;
+        let names = kafka::KafkaNames::of(&record);
         for stage in stages(spec) {
             let partitions = self.stage_partitions(spec, &stage)?;
-            kafka::fence(&conn, name, stage.index, partitions).map_err(ControlError::Fence)?;
+            kafka::fence(&conn, &names, stage.index, partitions).map_err(ControlError::Fence)?;
         }
         Ok(true)
+    }
+
+    /// Before a restore of a shared pipeline whose Kafka names predate namespaces: its
+    /// record takes the cluster's name, so the restore writes its changelogs, positions
+    /// and group offsets under the cluster's names, and every server runs it there from
+    /// then on. (The restore rewrites all of them anyway; the old topics stay as they
+    /// are, unused.) Shared before the restore begins: a restore that fails is finished
+    /// under the same names.
+    pub(super) fn adopt_cluster_names(&self, name: &str) -> Result<(), ControlError> {
+        let Some(link) = self.cluster.get() else {
+            return Ok(());
+        };
+        let record = self.with_settled_entry(name, |e| {
+            if e.record.namespace.is_some() {
+                return Ok(None);
+            }
+            e.record.namespace = Some(link.cluster.clone());
+            self.store.touch(&mut e.record)?;
+            Ok(Some(e.record.clone()))
+        })?;
+        if let Some(record) = record {
+            tracing::info!(pipeline = %name, cluster = %link.cluster, "the restore moves the pipeline's Kafka names into the cluster's namespace");
+            self.share(&record);
+        }
+        Ok(())
     }
 
     fn shared_sink(&self, spec: &PipelineSpec) -> Result<kafka::Connection, ControlError> {

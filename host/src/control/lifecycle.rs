@@ -30,7 +30,7 @@ impl Controller {
         for name in self.store.journaled_restores()? {
             match records.iter().find(|r| r.spec.name == name) {
                 None => self.store.end_restore(&name)?,
-                Some(r) => match self.finish_restore(&name, &r.spec, &r.operators) {
+                Some(r) => match self.finish_restore(r) {
                     Ok(_) => finished.push(name),
                     Err(reason) => {
                         tracing::error!(pipeline = %name, "{reason}");
@@ -165,6 +165,7 @@ impl Controller {
             upgrades: Vec::new(),
             canary: None,
             shadow: None,
+            namespace: self.cluster.get().map(|link| link.cluster.clone()),
         };
         let name = record.spec.name.clone();
         // The name is claimed and the pipeline shows as starting while its state is
@@ -248,7 +249,7 @@ impl Controller {
         self.factory
             .probe_state_versions(record)
             .map_err(ControlError::start)?;
-        self.restore_created(&record.spec, &record.operators, savepoint)
+        self.restore_created(record, savepoint)
     }
 
     /// Starts a stopped, created or failed pipeline from its committed positions. When
@@ -263,7 +264,7 @@ impl Controller {
         if self.store.unfinished_restore(name).is_some() {
             let _claim = self.claim_guard(name, "a restore")?;
             let record = self.record_and_tasks(name)?.0;
-            self.finish_restore(name, &record.spec, &record.operators)
+            self.finish_restore(&record)
                 .map_err(|reason| ControlError::CannotStart {
                     pipeline: name.to_string(),
                     reason,

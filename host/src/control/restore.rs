@@ -12,7 +12,9 @@ use super::manifest_check::Shape;
 use super::savepoints::{Manifest, SavepointError};
 use crate::kafka::RecordedPosition;
 use crate::log::{Appends, LogError, TopicConfig, changelog_topics};
-use crate::model::{InputKind, PinnedOperator, PipelineSpec, PipelineState, Stage, stages};
+use crate::model::{
+    InputKind, PinnedOperator, PipelineRecord, PipelineSpec, PipelineState, Stage, stages,
+};
 use crate::state::changelog::{Change, TIMERS_STORE, changelog_topic, marker_key};
 use crate::state::savepoint::{SstBuilder, for_each_entry, ingest};
 use crate::state::{
@@ -57,6 +59,9 @@ impl Controller {
     pub fn restore(&self, name: &str, savepoint: &str) -> Result<Restored, ControlError> {
         let _claim = self.claim_guard(name, "a restore")?;
         let shared = self.fence_shared(name)?;
+        if shared {
+            self.adopt_cluster_names(name)?;
+        }
         let restored = self.restore_claimed(name, savepoint)?;
         if shared {
             self.share_restore(name, &restored.savepoint)?;
@@ -82,7 +87,7 @@ impl Controller {
         let m = self.savepoints.get(savepoint)?;
         let prepared = self.prepare_restore(name, &record.spec, &record.operators, &m)?;
         self.store.begin_restore(name, &m.id)?;
-        let keys = match self.apply_restore(name, &record.spec, &m, prepared) {
+        let keys = match self.apply_restore(&record, &m, prepared) {
             Ok(keys) => keys,
             Err(e) => {
                 let reason = unfinished(&m.id, &e);
@@ -124,16 +129,16 @@ impl Controller {
     /// no journal: a failure leaves nothing that `create` does not remove).
     pub(super) fn restore_created(
         &self,
-        spec: &PipelineSpec,
-        operators: &[PinnedOperator],
+        record: &PipelineRecord,
         savepoint: &str,
     ) -> Result<(), ControlError> {
+        let (spec, operators) = (&record.spec, &record.operators);
         let m = self.savepoints.get(savepoint).map_err(|e| match e {
             SavepointError::NotFound(_) => ControlError::NoSuchSavepoint(savepoint.to_string()),
             other => other.into(),
         })?;
         let prepared = self.prepare_restore(&spec.name, spec, operators, &m)?;
-        self.apply_restore(&spec.name, spec, &m, prepared)?;
+        self.apply_restore(record, &m, prepared)?;
         Ok(())
     }
 
@@ -306,11 +311,11 @@ impl Controller {
     /// Idempotent: a restore interrupted by a crash is simply done again.
     fn apply_restore(
         &self,
-        name: &str,
-        spec: &PipelineSpec,
+        record: &PipelineRecord,
         m: &Manifest,
         prepared: Prepared,
     ) -> Result<u64, ControlError> {
+        let (name, spec) = (record.spec.name.as_str(), &record.spec);
         self.db().delete_pipeline_state(name)?;
         let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
         for (_, _, topic) in changelog_topics(self.log(), name, &ids) {
@@ -399,6 +404,7 @@ impl Controller {
             };
             let plan = crate::kafka::ResetPlan {
                 pipeline: name,
+                names: &crate::kafka::KafkaNames::of(record),
                 operators: &operators,
                 tasks: &tasks,
                 group_offsets: &group_offsets,
@@ -494,12 +500,8 @@ impl Controller {
     }
 
     /// Finishes the restore a journal records for `pipeline` (`Ok(false)`: none).
-    pub(super) fn finish_restore(
-        &self,
-        pipeline: &str,
-        spec: &PipelineSpec,
-        operators: &[PinnedOperator],
-    ) -> Result<bool, String> {
+    pub(super) fn finish_restore(&self, record: &PipelineRecord) -> Result<bool, String> {
+        let (pipeline, spec, operators) = (&record.spec.name, &record.spec, &record.operators);
         let Some(savepoint) = self.store.unfinished_restore(pipeline) else {
             return Ok(false);
         };
@@ -507,7 +509,7 @@ impl Controller {
         let redo = || -> Result<(), ControlError> {
             let m = self.savepoints.get(&savepoint)?;
             let prepared = self.prepare_restore(pipeline, spec, operators, &m)?;
-            self.apply_restore(pipeline, spec, &m, prepared)?;
+            self.apply_restore(record, &m, prepared)?;
             Ok(self.store.end_restore(pipeline)?)
         };
         redo()

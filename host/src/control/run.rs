@@ -19,7 +19,7 @@ impl Controller {
     pub(super) fn run_entry(&self, entry: &mut Entry) -> Result<(), RunError> {
         // A restore that did not finish is finished before anything runs on its state.
         let record = &entry.record;
-        self.finish_restore(&record.spec.name, &record.spec, &record.operators)
+        self.finish_restore(record)
             .map_err(RunError::UnfinishedRestore)?;
         if !self.distributed(&entry.record.spec) {
             entry.tasks = self.factory.start(&mut entry.record, None)?;

@@ -49,6 +49,11 @@ pub struct PipelineStatus {
     /// its report).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<crate::model::ShadowRun>,
+    /// What the pipeline's internal Kafka names start with (its changelog and positions
+    /// topics, consumer group, transactional ids): the cluster's name when it was created
+    /// in one; absent, they start with the pipeline's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -198,6 +203,7 @@ impl Controller {
             upgrades: r.upgrades.clone(),
             canary: r.canary.clone(),
             shadow: r.shadow.clone(),
+            namespace: r.namespace.clone(),
             created_ms: r.created_ms,
             updated_ms: r.updated_ms,
         }

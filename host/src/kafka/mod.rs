@@ -4,6 +4,7 @@
 
 mod admin;
 mod logs;
+mod names;
 mod position;
 mod reset;
 mod restore;
@@ -12,6 +13,7 @@ mod source;
 
 pub use admin::{ensure_topic, partition_count};
 pub use logs::Quiet;
+pub use names::KafkaNames;
 pub use position::RecordedPosition;
 pub use reset::{ResetPlan, reset_to_savepoint};
 pub use restore::{RestoreProgress, RestoreReport, restore_task};
@@ -90,29 +92,11 @@ impl Connection {
     }
 }
 
-/// The compacted topic where each Kafka-sink task records, inside its transactions, the
-/// source position its committed outputs reach: the broker-independent truth a restart
-/// resumes from (partition = task partition, key = [`position_key`]).
-pub fn positions_topic(pipeline: &str) -> String {
-    format!("{pipeline}.positions")
-}
-
 /// The header on changelog records naming the position their transaction records.
 pub const POSITION_HEADER: &str = "eddy.position";
 
 pub fn position_key(stage: u32, partition: u32) -> String {
     format!("{stage}/{partition}")
-}
-
-/// The consumer group of a pipeline (its committed offsets live there).
-pub fn group_id(pipeline: &str) -> String {
-    format!("eddy.{pipeline}")
-}
-
-/// The transactional id of a task: stable across restarts, so a new producer fences
-/// the one a crashed process left behind.
-pub fn transactional_id(pipeline: &str, stage: u32, partition: u32) -> String {
-    format!("eddy.{pipeline}.{stage}.{partition}")
 }
 
 /// The context of consumers that read partitions to their end (a restore, a task's

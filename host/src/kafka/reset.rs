@@ -6,7 +6,7 @@
 
 use super::position::RecordedPosition;
 use super::{Connection, KafkaError, Quiet, REQUEST_TIMEOUT, ensure_topic};
-use crate::state::changelog::{Change, changelog_store, changelog_topic, marker_key};
+use crate::state::changelog::{Change, marker_key};
 use crate::state::{Cf, Db, StateScope, TaskId};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What to reset: a pipeline's last stage (the one with the Kafka sink).
 pub struct ResetPlan<'a> {
     pub pipeline: &'a str,
+    /// The pipeline's internal names in Kafka.
+    pub names: &'a super::KafkaNames,
     /// The stage's operator ids.
     pub operators: &'a [&'a str],
     /// Every task of the stage with its restored position.
@@ -47,7 +49,7 @@ pub fn reset_to_savepoint(
     let mut stores: BTreeSet<(String, String)> = metadata
         .topics()
         .iter()
-        .filter_map(|t| changelog_store(plan.pipeline, plan.operators, t.name()))
+        .filter_map(|t| plan.names.changelog_store(plan.operators, t.name()))
         .map(|(op, store)| (op.to_string(), store))
         .collect();
     stores.extend(
@@ -57,14 +59,9 @@ pub fn reset_to_savepoint(
             .map(|(op, store, ..)| (op.clone(), store.clone())),
     );
     for (op, store) in &stores {
-        ensure_topic(
-            conn,
-            &changelog_topic(plan.pipeline, op, store),
-            partitions,
-            true,
-        )?;
+        ensure_topic(conn, &plan.names.changelog(op, store), partitions, true)?;
     }
-    let positions = super::positions_topic(plan.pipeline);
+    let positions = plan.names.positions();
     ensure_topic(conn, &positions, partitions, true)?;
 
     let producer: FutureProducer<Quiet> = conn
@@ -77,7 +74,7 @@ pub fn reset_to_savepoint(
         let position = pos.progress().to_string();
         let p = task.partition;
         for (op, store) in &stores {
-            let topic = changelog_topic(plan.pipeline, op, store);
+            let topic = plan.names.changelog(op, store);
             let wipe = Change::DeleteRange {
                 start: Vec::new(),
                 end: None,
@@ -142,7 +139,7 @@ pub fn reset_to_savepoint(
     if !plan.group_offsets.is_empty() {
         let consumer: BaseConsumer<Quiet> = conn
             .config(&[
-                ("group.id", &super::group_id(plan.pipeline)),
+                ("group.id", &plan.names.group()),
                 ("enable.auto.commit", "false"),
             ])
             .create_with_context(Quiet)

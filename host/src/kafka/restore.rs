@@ -5,8 +5,8 @@
 //! of the last RocksDB write is a safe start.
 
 use super::position::RecordedPosition;
-use super::{Connection, EndIsExpected, KafkaError, REQUEST_TIMEOUT};
-use crate::state::changelog::{Change, ChangeApplier, changelog_store, load_marker, marker_key};
+use super::{Connection, EndIsExpected, KafkaError, KafkaNames, REQUEST_TIMEOUT};
+use crate::state::changelog::{Change, ChangeApplier, load_marker, marker_key};
 use crate::state::{
     Cf, Db, StateScope, TaskId, load_position, load_source_positions, put_position,
     put_source_positions,
@@ -58,13 +58,13 @@ impl RestoreProgress {
 }
 
 /// Restores the state of task `task` (operators `operators`) from the pipeline's
-/// changelog topics on `conn`, then moves the task's position to the one its last
+/// changelog topics (named by `names`) on `conn`, then moves the task's position to the one its last
 /// committed transaction recorded, when local state was behind it. `progress` says how
 /// far it is meanwhile.
 pub fn restore_task(
     db: &Db,
     conn: &Connection,
-    task: &TaskId,
+    (task, names): (&TaskId, &KafkaNames),
     operators: &[&str],
     progress: &RestoreProgress,
 ) -> Result<RestoreReport, KafkaError> {
@@ -97,6 +97,7 @@ pub fn restore_task(
     let readers = Readers {
         committed: &consumer,
         uncommitted: &uncommitted,
+        names,
     };
     let report = restore_with(db, conn, task, operators, &readers, progress);
     // Closing a librdkafka client waits ~100 ms for its threads to end: a restore that
@@ -120,7 +121,7 @@ fn restore_with(
     let metadata = consumer
         .fetch_metadata(None, REQUEST_TIMEOUT)
         .map_err(|e| conn.error(e))?;
-    let positions = super::positions_topic(&task.pipeline);
+    let positions = readers.names.positions();
     let has_positions = metadata
         .topics()
         .iter()
@@ -153,7 +154,7 @@ fn restore_with(
     // Every changelog's range first, so the progress knows what there is to do.
     let mut todo = Vec::new();
     for t in metadata.topics() {
-        let Some((operator, store)) = changelog_store(&task.pipeline, operators, t.name()) else {
+        let Some((operator, store)) = readers.names.changelog_store(operators, t.name()) else {
             continue;
         };
         if (task.partition as usize) >= t.partitions().len() {
@@ -205,8 +206,9 @@ struct Changelog<'a> {
     store: &'a str,
 }
 
-/// The two views of a partition a restore needs.
+/// The two views of a partition a restore needs, and the names it reads.
 struct Readers<'a> {
+    names: &'a KafkaNames,
     /// Reads committed records only (`read_committed`).
     committed: &'a BaseConsumer<EndIsExpected>,
     /// Asks for the end of everything written, decided or not.
@@ -219,7 +221,7 @@ fn recorded_position(
     readers: &Readers<'_>,
     task: &TaskId,
 ) -> Result<Option<RecordedPosition>, KafkaError> {
-    let topic = super::positions_topic(&task.pipeline);
+    let topic = readers.names.positions();
     let key = super::position_key(task.stage, task.partition);
     let mut last = None;
     read_to_end(conn, readers, &topic, task.partition, 0, |m| {

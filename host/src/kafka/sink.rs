@@ -12,7 +12,7 @@ use crate::log::partitioner::partition_for_key;
 use crate::model::PortTopics;
 use crate::record::Record;
 use crate::record::batch;
-use crate::state::changelog::{Change, OperatorChanges, changelog_topic};
+use crate::state::changelog::{Change, OperatorChanges};
 use crate::state::{Commit, SourcePosition, StateScope, TaskPosition};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -80,6 +80,8 @@ pub struct SourceOffsets {
 /// Which task a sink serves, and where its main output goes.
 pub struct SinkTask<'a> {
     pub pipeline: &'a str,
+    /// The pipeline's internal names in Kafka.
+    pub names: &'a super::KafkaNames,
     pub stage: u32,
     pub partition: u32,
     /// Partitions of the task's source: its changelog topics get as many.
@@ -92,16 +94,11 @@ pub struct SinkTask<'a> {
 /// exists; returns the sink topic's partition count.
 pub fn prepare(
     conn: &Connection,
-    pipeline: &str,
+    names: &super::KafkaNames,
     sink: &str,
     state_partitions: u32,
 ) -> Result<u32, KafkaError> {
-    admin::ensure_topic(
-        conn,
-        &super::positions_topic(pipeline),
-        state_partitions,
-        true,
-    )?;
+    admin::ensure_topic(conn, &names.positions(), state_partitions, true)?;
     admin::partition_count(conn, sink)
 }
 
@@ -109,12 +106,12 @@ pub fn prepare(
 /// task's next commit fails, so none can write after a restore rewrote Kafka.
 pub fn fence(
     conn: &Connection,
-    pipeline: &str,
+    names: &super::KafkaNames,
     stage: u32,
     partitions: u32,
 ) -> Result<(), KafkaError> {
     for p in 0..partitions {
-        let id = super::transactional_id(pipeline, stage, p);
+        let id = names.transactional_id(stage, p);
         let producer: BaseProducer<super::Quiet> = conn
             .config(&[("transactional.id", &id)])
             .create_with_context(super::Quiet)
@@ -131,6 +128,7 @@ pub struct KafkaSink {
     producer: BaseProducer<Deliveries>,
     transactional: bool,
     pipeline: String,
+    names: super::KafkaNames,
     partition: u32,
     state_partitions: u32,
     main: String,
@@ -138,7 +136,7 @@ pub struct KafkaSink {
     /// The topic of each side-output port.
     ports: PortTopics,
     source: Option<SourceOffsets>,
-    /// Where each commit records the task's position (see `positions_topic`).
+    /// Where each commit records the task's position (see [`super::KafkaNames::positions`]).
     positions: String,
     position_key: String,
     /// Topics known to exist, with their partition counts.
@@ -168,7 +166,7 @@ impl KafkaSink {
             ("message.timeout.ms", "60000"),
             ("partitioner", "murmur2_random"),
         ];
-        let transactional_id = super::transactional_id(task.pipeline, task.stage, task.partition);
+        let transactional_id = task.names.transactional_id(task.stage, task.partition);
         if exactly_once {
             defaults.push(("transactional.id", &transactional_id));
             defaults.push(("transaction.timeout.ms", "60000"));
@@ -185,12 +183,13 @@ impl KafkaSink {
             })?;
         }
         Ok(KafkaSink {
-            positions: super::positions_topic(task.pipeline),
+            positions: task.names.positions(),
             position_key: super::position_key(task.stage, task.partition),
             conn: conn.clone(),
             producer,
             transactional: exactly_once,
             pipeline: task.pipeline.to_string(),
+            names: task.names.clone(),
             partition: task.partition,
             state_partitions: task.state_partitions,
             main: task.main.to_string(),
@@ -336,7 +335,7 @@ impl KafkaSink {
         let mut written = Vec::new();
         for op in changes {
             for store in &op.stores {
-                let topic = changelog_topic(&self.pipeline, &op.operator, &store.store);
+                let topic = self.names.changelog(&op.operator, &store.store);
                 self.topic(&topic, true)?;
                 for change in &store.changes {
                     let at = (super::POSITION_HEADER, position.as_bytes());

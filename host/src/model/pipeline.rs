@@ -171,6 +171,13 @@ pub struct PipelineRecord {
     /// The pipeline's shadow run, while it runs and after (until promoted or discarded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<super::ShadowRun>,
+    /// What the pipeline's internal names in Kafka start with (its changelog and
+    /// positions topics, consumer group and transactional ids): the cluster's name for a
+    /// pipeline created in a cluster, so two clusters on one broker share none of them.
+    /// Absent outside a cluster, and in records made before names carried it: those keep
+    /// the names they started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// Partitions that run another version (or config) of one operator than the others.

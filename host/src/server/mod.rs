@@ -164,6 +164,9 @@ impl App {
                     "--cluster needs --kafka-brokers HOST:PORT (the cluster shares its catalog through Kafka)".into(),
                 )
             })?;
+            // It becomes part of topic names, group ids and transactional ids.
+            crate::model::spec::check_name("cluster", cluster)
+                .map_err(|e| ServerError::Cluster(e.to_string()))?;
             let name =
                 crate::cluster::server_name(config.server_name.as_deref(), dir).map_err(|e| {
                     ServerError::DataDir {

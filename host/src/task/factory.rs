@@ -335,6 +335,7 @@ impl TaskFactory {
                 .ensure_topic(&spec.port_topics().topic("dlq"), &config)?;
         }
         let shadow = self.shadow_plan(record);
+        let names = kafka::KafkaNames::of(record);
         let mut runners = Vec::new();
         // A later stage's watermark comes from the previous stage's tasks.
         let mut upstream_partitions = None;
@@ -353,7 +354,7 @@ impl TaskFactory {
             };
             let inputs = self.stage_inputs(stage, partitions)?;
             let sink_partitions = match io.sink {
-                Some(conn) => kafka::prepare(conn, &spec.name, &stage.sink, partitions)
+                Some(conn) => kafka::prepare(conn, &names, &stage.sink, partitions)
                     .map_err(StartError::Sink)?,
                 None => 0,
             };
@@ -479,13 +480,13 @@ impl TaskFactory {
     /// group records (broadcast partitions have no one owner, so none of theirs).
     fn readers(
         &self,
-        spec: &PipelineSpec,
+        record: &PipelineRecord,
         stage: &Stage,
         io: &StageIo<'_>,
         p: u32,
         sources: &[TaskSourceInfo],
     ) -> Result<(Inputs, Vec<KafkaOffset>), StartError> {
-        let group = kafka::group_id(&spec.name);
+        let group = kafka::KafkaNames::of(record).group();
         let mut owned = Vec::new();
         let mut kafka_reader = |i: usize, conn: Connection, topic: &str, q: u32, owner: bool| {
             let s = kafka::KafkaSource::new(&conn, &group, topic, q)?;
@@ -548,7 +549,7 @@ impl TaskFactory {
     ) -> Result<(Inputs, Box<dyn Sink + Send>), StartError> {
         let spec = &record.spec;
         let p = id.partition;
-        let (readers, owned) = self.readers(spec, stage, io, p, sources)?;
+        let (readers, owned) = self.readers(record, stage, io, p, sources)?;
         // A Kafka sink's producer fences the task's previous owner (a crashed process,
         // another server) before anything is read back from Kafka.
         let sink: Box<dyn Sink + Send> = match io.sink {
@@ -568,8 +569,10 @@ impl TaskFactory {
                 })
             }
             Some(conn) => {
+                let names = kafka::KafkaNames::of(record);
                 let task = kafka::SinkTask {
                     pipeline: &spec.name,
+                    names: &names,
                     stage: stage.index,
                     partition: p,
                     state_partitions: partitions,
@@ -592,7 +595,7 @@ impl TaskFactory {
                 let progress = Arc::new(kafka::RestoreProgress::default());
                 let restores = || self.restores.lock().expect("restores lock");
                 restores().insert(id.clone(), Arc::clone(&progress));
-                let report = kafka::restore_task(&self.db, conn, id, &ops, &progress);
+                let report = kafka::restore_task(&self.db, conn, (id, &names), &ops, &progress);
                 restores().remove(id);
                 // A failed restore counts too: what it covered is in RocksDB (the next
                 // attempt goes on from there).

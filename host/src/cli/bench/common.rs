@@ -335,6 +335,7 @@ pub fn pipeline_record(
         upgrades: Vec::new(),
         canary: None,
         shadow: None,
+        namespace: None,
     }
 }
 

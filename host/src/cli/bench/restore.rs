@@ -4,10 +4,9 @@
 
 use super::kafka::{conn, send_waiting};
 use crate::kafka::{
-    Connection, EndIsExpected, POSITION_HEADER, RestoreProgress, ensure_topic, position_key,
-    positions_topic, restore_task,
+    Connection, EndIsExpected, KafkaNames, POSITION_HEADER, RestoreProgress, ensure_topic,
+    position_key, restore_task,
 };
-use crate::state::changelog::changelog_topic;
 use crate::state::{Cf, Db, DbOptions, TaskId};
 use crate::task::{side_by_side, startup_width};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -53,7 +52,7 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<()> {
     };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let pipeline = format!("bench-restore-{}", nanos.as_millis());
-    let topic = changelog_topic(&pipeline, OPERATOR, STORE);
+    let topic = KafkaNames::new(None, &pipeline).changelog(OPERATOR, STORE);
     ensure_topic(&c, &topic, args.partitions, true)?;
     let loaded = load(&c, &pipeline, &topic, args.keys, args.partitions)?;
     eprintln!(
@@ -133,7 +132,7 @@ fn load(
             .partition(p as i32);
         send_waiting(&producer, record);
     }
-    let positions = positions_topic(pipeline);
+    let positions = KafkaNames::new(None, pipeline).positions();
     ensure_topic(c, &positions, partitions, true)?;
     for (p, last) in last.iter().enumerate() {
         let key = position_key(0, p as u32);
@@ -203,7 +202,8 @@ fn restore_all(
     let started = Instant::now();
     let reports = by_partition(partitions, at_once, |p| {
         let progress = RestoreProgress::default();
-        let report = restore_task(&db, c, &TaskId::new(pipeline, p), &[OPERATOR], &progress)?;
+        let (task, names) = (TaskId::new(pipeline, p), KafkaNames::new(None, pipeline));
+        let report = restore_task(&db, c, (&task, &names), &[OPERATOR], &progress)?;
         let (restored, to_restore) = progress.get();
         anyhow::ensure!(
             restored == to_restore && restored >= report.records,
