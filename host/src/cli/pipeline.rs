@@ -341,6 +341,9 @@ fn print_status(p: &Value) {
         ) {
             state = format!("{state} ({done} of {all})");
         }
+        if let Some(age) = task["report_age_ms"].as_u64().filter(|_| state == "silent") {
+            state = format!("silent ({} s)", age / 1000);
+        }
         row.extend([task["partition"].to_string(), state]);
         if canary {
             row.push(task["canary"].as_str().unwrap_or("-").to_string());

@@ -25,7 +25,7 @@ use super::entries::{
 use super::follower::{CatalogApplier, Follower};
 use super::keys::CatalogKey;
 use crate::kafka::{Connection, KafkaError, Quiet, REQUEST_TIMEOUT, ensure_topic};
-use crate::model::{Held, Hold, PipelineRecord, ProbationReport, TaskClock};
+use crate::model::{Held, Hold, PipelineRecord, ProbationReport, TaskClock, TaskProgress};
 use crate::record::now_ms;
 use crate::registry::OperatorVersion;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -60,6 +60,9 @@ pub struct Catalog {
     synced: Arc<AtomicU64>,
     /// Per pipeline, per server: the partitions it last said it runs, and when.
     owners: Arc<Mutex<BTreeMap<String, BTreeMap<String, TasksEntry>>>>,
+    /// Per pipeline: the partitions this server last said it runs (progress reports
+    /// repeat them).
+    announced: Mutex<HashMap<String, TasksEntry>>,
     savepoints: SavepointChunks,
     /// Where this server's HTTP API answers, told with its tasks so that other servers
     /// can forward state queries to it.
@@ -93,6 +96,7 @@ impl Catalog {
             follower: Mutex::new(None),
             synced: Arc::default(),
             owners: Arc::default(),
+            announced: Mutex::default(),
             savepoints: Arc::default(),
             url,
         })
@@ -288,19 +292,61 @@ impl Catalog {
 
     /// Tells the cluster which partitions of `pipeline` this server runs now.
     pub fn publish_tasks(&self, pipeline: &str, partitions: &[u32]) -> Result<(), KafkaError> {
+        let now = now_ms();
         let entry = TasksEntry {
             partitions: partitions.to_vec(),
-            at_ms: now_ms(),
+            at_ms: now,
             url: self.url.clone(),
+            progress: Vec::new(),
+            reported_ms: now,
         };
+        // Held while sending: a progress report never overtakes a change of partitions.
+        let mut announced = self.announced.lock().expect("announced lock");
+        self.send_tasks(pipeline, &entry)?;
+        announced.insert(pipeline.to_string(), entry);
+        Ok(())
+    }
+
+    /// Tells the cluster again which partitions of `pipeline` this server runs, with
+    /// where their tasks stand (nothing when it announced none).
+    pub fn publish_progress(
+        &self,
+        pipeline: &str,
+        progress: &[TaskProgress],
+    ) -> Result<(), KafkaError> {
+        let announced = self.announced.lock().expect("announced lock");
+        let Some(last) = announced.get(pipeline).filter(|e| !e.partitions.is_empty()) else {
+            return Ok(());
+        };
+        let entry = TasksEntry {
+            progress: progress.to_vec(),
+            reported_ms: now_ms(),
+            ..last.clone()
+        };
+        self.send_tasks(pipeline, &entry)
+    }
+
+    fn send_tasks(&self, pipeline: &str, entry: &TasksEntry) -> Result<(), KafkaError> {
         self.send(vec![(
             CatalogKey::Tasks {
                 pipeline: pipeline.to_string(),
                 server: self.server.clone(),
             }
             .to_string(),
-            Some(serde_json::to_vec(&entry).expect("serializes")),
+            Some(serde_json::to_vec(entry).expect("serializes")),
         )])
+    }
+
+    /// What each server last reported of its tasks of `pipeline`: when it last said
+    /// anything of them, and where they stood.
+    pub fn reports(&self, pipeline: &str) -> BTreeMap<String, (i64, Vec<TaskProgress>)> {
+        let owners = self.owners.lock().expect("owners lock");
+        owners
+            .get(pipeline)
+            .into_iter()
+            .flatten()
+            .map(|(server, e)| (server.clone(), (e.heard_ms(), e.progress.clone())))
+            .collect()
     }
 
     /// Tells the cluster where this server's tasks of a pipeline stage stand.

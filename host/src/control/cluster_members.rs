@@ -13,7 +13,7 @@ use crate::cluster::{
     AssignmentHandler, Catalog, CatalogApplier, CatalogEvent, Membership, assignment_group,
 };
 use crate::kafka;
-use crate::model::{Held, PipelineRecord, PipelineSpec, PipelineState, TaskClock};
+use crate::model::{Held, PipelineRecord, PipelineSpec, PipelineState, TaskClock, TaskProgress};
 use crate::task::Command;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,10 +87,15 @@ impl CatalogApplier for Applier {
 /// ([`crate::task::REMOTE_REPORT_TTL_MS`]).
 const CLOCK_EVERY: Duration = Duration::from_millis(500);
 const CLOCK_HEARTBEAT: Duration = Duration::from_secs(3);
+/// How often this server tells where its tasks of each shared pipeline stand (also
+/// what tells the others it is alive: see `status::SILENT_AFTER_MS`).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// Shares the stage clocks until the controller or its catalog goes away.
+/// Shares the stage clocks and the tasks' progress until the controller or its catalog
+/// goes away.
 fn share_clocks(controller: Weak<Controller>) {
     let mut sent: HashMap<(String, u32), (Vec<TaskClock>, Instant)> = HashMap::new();
+    let mut progress_sent = Instant::now();
     loop {
         std::thread::sleep(CLOCK_EVERY);
         let Some(c) = controller.upgrade() else {
@@ -115,6 +120,14 @@ fn share_clocks(controller: Weak<Controller>) {
                 }
                 Err(e) => {
                     tracing::warn!(pipeline = %key.0, "cannot share the stage's watermarks: {e}")
+                }
+            }
+        }
+        if progress_sent.elapsed() >= PROGRESS_EVERY {
+            progress_sent = Instant::now();
+            for (pipeline, tasks) in c.local_progress() {
+                if let Err(e) = link.catalog.publish_progress(&pipeline, &tasks) {
+                    tracing::warn!(%pipeline, "cannot tell the cluster where the tasks stand: {e}");
                 }
             }
         }
@@ -160,6 +173,32 @@ impl Controller {
             })
             .map(|(k, c)| (k, c.local()))
             .filter(|(_, tasks)| !tasks.is_empty())
+            .collect()
+    }
+
+    /// Where this server's tasks of each shared pipeline stand.
+    fn local_progress(&self) -> Vec<(String, Vec<TaskProgress>)> {
+        let pipelines = self.table();
+        pipelines
+            .values()
+            .filter(|e| e.member.is_some() && self.distributed(&e.record.spec))
+            .map(|e| {
+                let tasks = e
+                    .tasks
+                    .iter()
+                    .filter(|t| !t.is_finished())
+                    .map(|t| {
+                        let s = t.status();
+                        TaskProgress {
+                            stage: s.stage,
+                            partition: s.partition,
+                            committed_offset: s.committed_offset,
+                            end_offset: s.end_offset,
+                        }
+                    })
+                    .collect();
+                (e.name().to_string(), tasks)
+            })
             .collect()
     }
 

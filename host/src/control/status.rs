@@ -13,6 +13,10 @@ use crate::model::{
 use crate::record::now_ms;
 use crate::state::{TaskId, load_position, load_source_positions};
 use crate::task::{RestoreStatus, TaskState, TaskStatus};
+
+/// A task on another server whose server has said nothing of it for this long shows as
+/// `silent` (servers report every second; the group's session timeout is 6 s).
+const SILENT_AFTER_MS: u64 = 3_000;
 use serde::Serialize;
 
 /// The server as the API reports it.
@@ -270,6 +274,20 @@ impl Controller {
         };
         let me = link.me().to_string();
         let owners = link.catalog.owners(entry.name());
+        let reports = link.catalog.reports(entry.name());
+        let now = now_ms();
+        // Where a partition stood when a server last reported it: (age, committed, end).
+        let reported = |server: Option<&String>, p: u32| {
+            reports
+                .iter()
+                .filter(|(s, _)| server.is_none_or(|owner| owner == *s))
+                .filter_map(|(_, (heard, tasks))| {
+                    let t = tasks.iter().find(|t| t.stage == 0 && t.partition == p)?;
+                    Some((*heard, t.committed_offset, t.end_offset))
+                })
+                .max_by_key(|(heard, ..)| *heard)
+                .map(|(heard, c, e)| ((now - heard).max(0) as u64, c, e))
+        };
         let mut tasks: Vec<TaskStatus> = entry
             .tasks
             .iter()
@@ -284,20 +302,30 @@ impl Controller {
             }
             if entry.arriving.contains(&p) {
                 let restore = self.factory.restore_progress(entry.name(), p);
+                // Where the server that ran it last said it stood: the backlog it takes.
+                let (_, committed, end) = reported(None, p).unwrap_or_default();
                 tasks.push(TaskStatus {
                     server: Some(me.clone()),
                     restore: restore.map(|(restored, to_restore)| RestoreStatus {
                         restored,
                         to_restore,
                     }),
-                    ..TaskStatus::at(0, p, TaskState::Restoring, 0, 0)
+                    ..TaskStatus::at(0, p, TaskState::Restoring, committed, end)
                 });
                 continue;
             }
             let owner = owners.get(&p).filter(|s| **s != me).cloned();
+            let report = owner.as_ref().and_then(|s| reported(Some(s), p));
+            let (age, committed, end) = report.unwrap_or_default();
+            let state = if report.is_some_and(|(age, ..)| age > SILENT_AFTER_MS) {
+                TaskState::Silent
+            } else {
+                TaskState::Remote
+            };
             tasks.push(TaskStatus {
                 server: owner,
-                ..TaskStatus::at(0, p, TaskState::Remote, 0, 0)
+                report_age_ms: report.map(|_| age),
+                ..TaskStatus::at(0, p, state, committed, end)
             });
         }
         tasks.sort_by_key(|t| t.partition);

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 /// follow: partition, watermark, idle.
 pub type TaskClock = (u32, i64, bool);
 
+/// Where one task stands, as the server that runs it tells the others (for their
+/// status of the tasks it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskProgress {
+    pub stage: u32,
+    pub partition: u32,
+    pub committed_offset: u64,
+    pub end_offset: u64,
+}
+
 /// A hold of a shared pipeline (`until_ms` in the past: released).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {

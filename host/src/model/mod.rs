@@ -10,7 +10,7 @@ pub mod shadow;
 pub mod spec;
 pub mod topology;
 
-pub use cluster::{Held, Hold, ProbationReport, TaskClock};
+pub use cluster::{Held, Hold, ProbationReport, TaskClock, TaskProgress};
 pub use inputs::{InputKind, InputSpec, SOURCE_INPUT};
 pub use pipeline::{
     Canary, PinnedOperator, PipelineRecord, PipelineState, UpgradeDecision, UpgradeRecord,

@@ -27,6 +27,10 @@ pub enum TaskState {
     Remote,
     /// Moving to this server: the task restores its state and position before it runs.
     Restoring,
+    /// Runs on another server of the cluster that has not said anything of its tasks
+    /// for a while (`report_age_ms`): it may be gone; the group moves its partitions
+    /// once it misses its session timeout.
+    Silent,
 }
 
 /// Where a task sends its answer to one command.
@@ -130,6 +134,10 @@ pub struct TaskStatus {
     /// offsets covered so far, and to cover.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreStatus>,
+    /// A task on another server (`remote`, `silent`): how long ago that server last
+    /// told where the task stands (the offsets above are as of then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_age_ms: Option<u64>,
 }
 
 /// How far a task's restore from its changelog topics is, in changelog offsets
@@ -188,6 +196,7 @@ impl TaskStatus {
             shadow_failure: None,
             sources: Vec::new(),
             restore: None,
+            report_age_ms: None,
         }
     }
 }

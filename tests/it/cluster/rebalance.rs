@@ -134,3 +134,84 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
     let expected = expected_counts(&as_source(&values, 4));
     check_output(&broker, strict, &expected, "partitions move");
 }
+
+/// B's view of A's tasks: partition, state, committed and end offsets, report age.
+fn others_tasks(status: &Value) -> Vec<(u64, String, u64, u64, Option<u64>)> {
+    status["tasks"]
+        .as_array()
+        .map(|tasks| {
+            tasks
+                .iter()
+                .filter(|t| t["server"] == "a")
+                .map(|t| {
+                    (
+                        t["partition"].as_u64().unwrap(),
+                        t["state"].as_str().unwrap_or("?").to_string(),
+                        t["committed_offset"].as_u64().unwrap(),
+                        t["end_offset"].as_u64().unwrap(),
+                        t["report_age_ms"].as_u64(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn another_server_s_tasks_show_where_they_stand_and_go_silent_when_it_dies() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let strict = hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = running_on_two(dir.path(), &broker);
+    let values = lines(800, 3);
+    let (first, second) = values.split_at(400);
+    broker.produce("lines", 4, first, 1_700_000_000_000);
+    wait_committed(&[(&a, "a"), (&b, "b")], 100);
+
+    // B shows A's tasks with the offsets A reports (every second), not zeros.
+    let v = wait_status(&b, "B to show where A's tasks stand", |v| {
+        let theirs = others_tasks(v);
+        !theirs.is_empty()
+            && theirs.iter().all(|(_, state, committed, end, age)| {
+                state == "remote" && *committed == 100 && *end == 100 && age.is_some()
+            })
+    });
+    println!("A's tasks as B sees them: {:?}", others_tasks(&v));
+
+    // A dies: before the group moves its partitions (its session timeout, 6 s), B shows
+    // them silent, with the time since A last reported.
+    a.kill();
+    broker.produce("lines", 4, second, 1_700_000_100_000);
+    let killed = Instant::now();
+    let mut silent = None;
+    loop {
+        assert!(
+            killed.elapsed() < Duration::from_secs(90),
+            "B never took A's partitions"
+        );
+        let Ok(v) = serde_json::from_str::<Value>(&http_get(&b.url, "/v1/pipelines/wc")) else {
+            continue;
+        };
+        let theirs = others_tasks(&v);
+        if let Some((p, _, committed, _, age)) =
+            theirs.iter().find(|(_, state, ..)| state == "silent")
+        {
+            assert_eq!(*committed, 100, "{v}");
+            assert!(age.is_some_and(|ms| ms >= 3_000), "{v}");
+            silent.get_or_insert((*p, *age, killed.elapsed()));
+        }
+        if theirs.is_empty() && v["tasks"].as_array().is_some_and(|t| t.len() == 4) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("silent after the kill: {silent:?}");
+    assert!(
+        silent.is_some(),
+        "B never showed A's tasks silent before taking them"
+    );
+    wait_committed(&[(&b, "b")], 200);
+    let expected = expected_counts(&as_source(&values, 4));
+    check_output(&broker, strict, &expected, "a server dies");
+}

@@ -303,7 +303,8 @@ async function act(url, done) {
 function tasksTable(tasks) {
   const rows = tasks.map((t) => h('tr', {},
     h('td', { class: 'num' }, t.stage), h('td', { class: 'num' }, t.partition),
-    h('td', {}, badge(t.state), t.canary ? ` canary ${t.canary}` : ''),
+    h('td', {}, badge(t.state), t.canary ? ` canary ${t.canary}` : '',
+      t.state === 'silent' ? ` ${Math.floor(t.report_age_ms / 1000)} s` : ''),
     h('td', {}, t.server || ''),
     h('td', { class: 'num' }, num(t.committed_offset)), h('td', { class: 'num' }, num(t.end_offset)),
     h('td', { class: 'num' }, num(t.lag)), h('td', { class: 'num' }, num(t.events_in)),
