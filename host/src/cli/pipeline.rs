@@ -344,6 +344,9 @@ fn print_status(p: &Value) {
         if let Some(age) = task["report_age_ms"].as_u64().filter(|_| state == "silent") {
             state = format!("silent ({} s)", age / 1000);
         }
+        if let Some(lag) = task["standby"]["lag"].as_u64() {
+            state = format!("{state} (standby here, {lag} behind)");
+        }
         row.extend([task["partition"].to_string(), state]);
         if canary {
             row.push(task["canary"].as_str().unwrap_or("-").to_string());

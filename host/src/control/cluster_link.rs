@@ -5,7 +5,7 @@
 use crate::cluster::Catalog;
 use crate::model::{Held, Hold, ProbationReport};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 pub(super) struct ClusterLink {
@@ -23,6 +23,12 @@ pub(super) struct ClusterLink {
     pub(super) reconciling: Mutex<HashMap<String, bool>>,
     /// Upgrades this server judges now: pipeline and the upgrade's `started_ms`.
     pub(super) judging: Mutex<std::collections::HashSet<(String, i64)>>,
+    /// Partitions this server keeps warm (standby replicas), by pipeline and partition:
+    /// when each last caught up with its changelogs.
+    pub(super) standbys: Mutex<HashMap<(String, u32), i64>>,
+    /// Per pipeline: read while a standby refresh writes its local state, written while
+    /// that state is dropped or replaced (a restore, a deletion).
+    pub(super) standby_gates: Mutex<HashMap<String, Arc<RwLock<()>>>>,
 }
 
 impl ClusterLink {
@@ -35,6 +41,8 @@ impl ClusterLink {
             holds: Mutex::default(),
             reconciling: Mutex::default(),
             judging: Mutex::default(),
+            standbys: Mutex::default(),
+            standby_gates: Mutex::default(),
         }
     }
 

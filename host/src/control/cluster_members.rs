@@ -91,6 +91,14 @@ const CLOCK_HEARTBEAT: Duration = Duration::from_secs(3);
 /// what tells the others it is alive: see `status::SILENT_AFTER_MS`).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// The controller, while it lives and follows its cluster's catalog (the background
+/// threads of a cluster server end when it does not).
+pub(super) fn linked(controller: &Weak<Controller>) -> Option<Arc<Controller>> {
+    let c = controller.upgrade()?;
+    let following = c.cluster.get().is_some_and(|l| !l.catalog.is_shut_down());
+    following.then_some(c)
+}
+
 /// Shares the stage clocks and the tasks' progress until the controller or its catalog
 /// goes away.
 fn share_clocks(controller: Weak<Controller>) {
@@ -98,15 +106,10 @@ fn share_clocks(controller: Weak<Controller>) {
     let mut progress_sent = Instant::now();
     loop {
         std::thread::sleep(CLOCK_EVERY);
-        let Some(c) = controller.upgrade() else {
+        let Some(c) = linked(&controller) else {
             return;
         };
-        let Some(link) = c.cluster.get() else {
-            return;
-        };
-        if link.catalog.is_shut_down() {
-            return;
-        }
+        let link = c.cluster.get().expect("linked");
         for (key, tasks) in c.local_clocks() {
             let due = sent
                 .get(&key)
@@ -154,6 +157,11 @@ impl Controller {
         std::thread::Builder::new()
             .name("eddy-clocks".into())
             .spawn(move || share_clocks(me))
+            .map_err(ControlError::Thread)?;
+        let me = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("eddy-standbys".into())
+            .spawn(move || super::standbys::keep_standbys(me))
             .map_err(ControlError::Thread)?;
         Ok(())
     }

@@ -99,6 +99,8 @@ impl Controller {
                     partition,
                 };
                 let progress = kafka::RestoreProgress::default();
+                let lock = self.factory.restore_lock(&task);
+                let _held = lock.lock().expect("restore lock");
                 kafka::restore_task(self.db(), &conn, (&task, &names), &op_ids, &progress)
                     .map_err(|error| ControlError::KafkaState { partition, error })?;
             }
@@ -158,7 +160,10 @@ impl Controller {
         Ok(())
     }
 
-    fn shared_sink(&self, spec: &PipelineSpec) -> Result<kafka::Connection, ControlError> {
+    pub(super) fn shared_sink(
+        &self,
+        spec: &PipelineSpec,
+    ) -> Result<kafka::Connection, ControlError> {
         let sink = spec.sink.as_ref().ok_or(ControlError::NoSink)?;
         self.kafka(sink)
             .map_err(ControlError::KafkaEndpoint)?

@@ -84,6 +84,8 @@ impl Controller {
         {
             return Err(ControlError::StillRunsHere(pipeline.to_string()));
         }
+        let gate = self.standby_gate(pipeline);
+        let _closed = gate.as_ref().map(|g| g.write().expect("standby gate"));
         self.db().delete_pipeline_state(pipeline)?;
         self.store.set_restored_tag(pipeline, tag)?;
         tracing::info!(%pipeline, "dropped local state replaced by a restore on another server");

@@ -354,6 +354,8 @@ impl Controller {
                 with: "a start",
             });
         }
+        let gate = self.standby_gate(name);
+        let _closed = gate.as_ref().map(|g| g.write().expect("standby gate"));
         self.db().delete_pipeline_state(name)?;
         self.store.delete(name)?;
         self.store.end_restore(name)?;

@@ -36,6 +36,7 @@ mod restore;
 mod run;
 mod savepoint_ops;
 mod shadow;
+mod standbys;
 mod state_query;
 mod status;
 mod upgrade;

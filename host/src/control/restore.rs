@@ -316,6 +316,8 @@ impl Controller {
         prepared: Prepared,
     ) -> Result<u64, ControlError> {
         let (name, spec) = (record.spec.name.as_str(), &record.spec);
+        let gate = self.standby_gate(name);
+        let _closed = gate.as_ref().map(|g| g.write().expect("standby gate"));
         self.db().delete_pipeline_state(name)?;
         let ids: Vec<&str> = spec.operators.iter().map(|o| o.id()).collect();
         for (_, _, topic) in changelog_topics(self.log(), name, &ids) {

@@ -12,11 +12,11 @@ use crate::model::{
 };
 use crate::record::now_ms;
 use crate::state::{TaskId, load_position, load_source_positions};
-use crate::task::{RestoreStatus, TaskState, TaskStatus};
+use crate::task::{RestoreStatus, StandbyStatus, TaskState, TaskStatus};
 
 /// A task on another server whose server has said nothing of it for this long shows as
 /// `silent` (servers report every second; the group's session timeout is 6 s).
-const SILENT_AFTER_MS: u64 = 3_000;
+pub(super) const SILENT_AFTER_MS: u64 = 3_000;
 use serde::Serialize;
 
 /// The server as the API reports it.
@@ -275,6 +275,7 @@ impl Controller {
         let me = link.me().to_string();
         let owners = link.catalog.owners(entry.name());
         let reports = link.catalog.reports(entry.name());
+        let standbys = self.standbys_of(entry.name());
         let now = now_ms();
         // Where a partition stood when a server last reported it: (age, committed, end).
         let reported = |server: Option<&String>, p: u32| {
@@ -322,9 +323,19 @@ impl Controller {
             } else {
                 TaskState::Remote
             };
+            let standby = standbys.get(&p).map(|&caught_up_ms| {
+                let offset = load_position(self.db(), &TaskId::new(entry.name(), p))
+                    .map_or(0, |at| at.offset);
+                StandbyStatus {
+                    offset,
+                    lag: committed.saturating_sub(offset),
+                    caught_up_ms,
+                }
+            });
             tasks.push(TaskStatus {
                 server: owner,
                 report_age_ms: report.map(|_| age),
+                standby,
                 ..TaskStatus::at(0, p, state, committed, end)
             });
         }

@@ -176,6 +176,11 @@ pub struct Settings {
     pub max_timers_per_call: u64,
     /// Event-time timers one operator may have waiting in one task.
     pub max_pending_timers: u64,
+    /// In a cluster: how many other servers keep a warm copy of each partition's state
+    /// (standby replicas, as in Kafka Streams), tailing its changelog topic, so a server
+    /// that takes the partition over restores only the tail.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub num_standby_replicas: u32,
 }
 
 /// A setting with bounds: its name, how to read it, the least and most it may be, and
@@ -262,6 +267,13 @@ pub const SETTING_BOUNDS: &[Bound] = &[
     bound("max_output_mb", |s| s.max_output_mb, 1, 4096, ""),
     bound("max_stores", |s| s.max_stores, 1, 10_000, ""),
     bound(
+        "num_standby_replicas",
+        |s| s.num_standby_replicas as u64,
+        0,
+        10,
+        "",
+    ),
+    bound(
         "max_timers_per_call",
         |s| s.max_timers_per_call,
         1,
@@ -292,6 +304,10 @@ impl Settings {
 
 /// Whether a flag is on (its default, which the stored record leaves out so an older
 /// Eddy still reads it).
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
 fn is_true(b: &bool) -> bool {
     *b
 }
@@ -323,6 +339,7 @@ impl Default for Settings {
             max_stores: 100,
             max_timers_per_call: 100_000,
             max_pending_timers: 10_000_000,
+            num_standby_replicas: 0,
         }
     }
 }

@@ -68,6 +68,9 @@ pub struct TaskFactory {
     clocks: Mutex<HashMap<(String, u32), Weak<StageClock>>>,
     /// The restores from Kafka under way, for the status to show.
     restores: Mutex<HashMap<TaskId, Arc<kafka::RestoreProgress>>>,
+    /// One restore of a task's local state at a time (a task's start, a standby's
+    /// refresh, a savepoint's gathering).
+    restore_locks: Mutex<HashMap<TaskId, Arc<Mutex<()>>>>,
 }
 
 impl TaskFactory {
@@ -89,6 +92,7 @@ impl TaskFactory {
             kafka_brokers: None,
             clocks: Mutex::default(),
             restores: Mutex::default(),
+            restore_locks: Mutex::default(),
         }
     }
 
@@ -101,6 +105,12 @@ impl TaskFactory {
             .filter(|(id, _)| id.pipeline == pipeline && id.partition == partition)
             .map(|(_, p)| p.get())
             .reduce(|a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// Held while a task's local state is brought up to Kafka: one restore at a time.
+    pub fn restore_lock(&self, id: &TaskId) -> Arc<Mutex<()>> {
+        let mut locks = self.restore_locks.lock().expect("restore locks");
+        Arc::clone(locks.entry(id.clone()).or_default())
     }
 
     /// Pipelines whose topic references name no brokers use these.
@@ -594,8 +604,11 @@ impl TaskFactory {
                 let ops: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
                 let progress = Arc::new(kafka::RestoreProgress::default());
                 let restores = || self.restores.lock().expect("restores lock");
+                let lock = self.restore_lock(id);
+                let held = lock.lock().expect("restore lock");
                 restores().insert(id.clone(), Arc::clone(&progress));
                 let report = kafka::restore_task(&self.db, conn, (id, &names), &ops, &progress);
+                drop(held);
                 restores().remove(id);
                 // A failed restore counts too: what it covered is in RocksDB (the next
                 // attempt goes on from there).

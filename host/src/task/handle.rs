@@ -138,6 +138,9 @@ pub struct TaskStatus {
     /// told where the task stands (the offsets above are as of then).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_age_ms: Option<u64>,
+    /// A task on another server of which this server keeps a warm copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby: Option<StandbyStatus>,
 }
 
 /// How far a task's restore from its changelog topics is, in changelog offsets
@@ -147,6 +150,17 @@ pub struct RestoreStatus {
     pub restored: u64,
     /// Known once the end of every changelog of the task is.
     pub to_restore: u64,
+}
+
+/// This server's warm copy (standby replica) of a task another server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StandbyStatus {
+    /// The source offset the copy's state reflects.
+    pub offset: u64,
+    /// Source records the copy is behind the task's last reported commit.
+    pub lag: u64,
+    /// When the copy last caught up with the task's changelogs (ms since the epoch).
+    pub caught_up_ms: i64,
 }
 
 /// Where a task with several sources stands in one of them.
@@ -197,6 +211,7 @@ impl TaskStatus {
             sources: Vec::new(),
             restore: None,
             report_age_ms: None,
+            standby: None,
         }
     }
 }

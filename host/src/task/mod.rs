@@ -25,7 +25,8 @@ pub use config::{Probation, ProbationTotals, TaskConfig, TaskSourceInfo, TaskSta
 pub use error::TaskError;
 pub use factory::{MakeOperators, StartError, TaskFactory};
 pub use handle::{
-    Command, Reply, RestoreStatus, SourceStatus, TaskHandle, TaskState, TaskStatus, ask_all,
+    Command, Reply, RestoreStatus, SourceStatus, StandbyStatus, TaskHandle, TaskState, TaskStatus,
+    ask_all,
 };
 pub use inputs::{Inputs, Polled};
 pub use native::{NativeOperator, NativeProcess};

@@ -215,3 +215,81 @@ fn another_server_s_tasks_show_where_they_stand_and_go_silent_when_it_dies() {
     let expected = expected_counts(&as_source(&values, 4));
     check_output(&broker, strict, &expected, "a server dies");
 }
+
+/// The changelog offsets `server` restored from Kafka into tasks it started.
+fn restored(server: &ServerProcess) -> u64 {
+    http_get(&server.url, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with("eddy_restored_changelog_offsets_total{pipeline=\"wc\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn with_a_standby_replica_a_takeover_restores_only_the_tail() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    let strict = hides_aborted_transactions(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, path) = two_members(dir.path(), &broker);
+    let spec = spec().replace("[settings]", "[settings]\nnum_standby_replicas = 1");
+    std::fs::write(&path, spec).unwrap();
+    a.ok(&["pipeline", "create", path.to_str().unwrap()]);
+    wait_status(&b, "both servers to run tasks", |v| {
+        servers_of(v).len() == 2
+    });
+    // Many distinct words: each a key of its own in the changelogs.
+    let values: Vec<String> = (0..1600).map(|i| format!("w{i} w{} x", i % 50)).collect();
+    let (first, second) = values.split_at(1200);
+    broker.produce("lines", 4, first, 1_700_000_000_000);
+    wait_committed(&[(&a, "a"), (&b, "b")], 300);
+
+    // B keeps A's partitions warm: its copies reach A's commits.
+    let v = wait_status(&b, "B's standbys of A's partitions to catch up", |v| {
+        let theirs: Vec<&Value> = v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["server"] == "a")
+            .collect();
+        !theirs.is_empty()
+            && theirs
+                .iter()
+                .all(|t| t["committed_offset"] == 300 && t["standby"]["lag"] == 0)
+    });
+    let table = b.ok(&["pipeline", "status", "wc"]);
+    assert!(table.contains("standby here, 0 behind"), "{table}");
+    let moved: Vec<u64> = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["server"] == "a")
+        .map(|t| t["partition"].as_u64().unwrap())
+        .collect();
+    // What a restore without a warm copy covers: the whole changelog of those partitions.
+    let whole: u64 = broker
+        .offsets("c1.wc.wordcount.counts.changelog")
+        .iter()
+        .enumerate()
+        .filter(|(p, _)| moved.contains(&(*p as u64)))
+        .map(|(_, o)| o.as_ref().map_or(0, |(_, end)| *end as u64))
+        .sum();
+    let before = restored(&b);
+
+    // A dies; B takes its partitions and restores only what its copies lack (nothing
+    // but the transactions' control records, as no input came since).
+    a.kill();
+    broker.produce("lines", 4, second, 1_700_000_100_000);
+    wait_committed(&[(&b, "b")], 400);
+    let tail = restored(&b) - before;
+    println!(
+        "takeover of partitions {moved:?}: restored {tail} changelog offsets of {whole} (a restore from scratch)"
+    );
+    assert!(whole > 400, "the changelogs hold {whole} offsets");
+    assert!(
+        tail * 20 <= whole,
+        "the takeover restored {tail} of {whole} changelog offsets: not only the tail"
+    );
+    let expected = expected_counts(&as_source(&values, 4));
+    check_output(&broker, strict, &expected, "standby takeover");
+}
