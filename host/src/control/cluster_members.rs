@@ -449,6 +449,7 @@ impl Controller {
                 .drain(..)
                 .partition(|t| partitions.contains(&t.id.partition));
             entry.tasks = keep;
+            entry.leaving.extend(gone.iter().cloned());
             (gone, entry.partitions())
         };
         tracing::info!(%pipeline, ?partitions, "partitions revoked from this server");
@@ -459,6 +460,11 @@ impl Controller {
             if !t.wait(REVOKE_TIMEOUT) {
                 tracing::warn!(task = %t.id, "task did not stop within {REVOKE_TIMEOUT:?}");
             }
+        }
+        if let Some(entry) = self.table().get_mut(pipeline) {
+            entry
+                .leaving
+                .retain(|t| !gone.iter().any(|g| Arc::ptr_eq(g, t)));
         }
         self.announce_tasks(pipeline, &mine);
     }

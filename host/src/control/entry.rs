@@ -28,6 +28,9 @@ pub(super) struct Entry {
     /// Partitions the group just gave this server whose tasks start (and restore their
     /// state) outside the table's lock: status calls answer meanwhile, changes wait.
     pub(super) arriving: Vec<u32>,
+    /// Tasks of partitions the group took from this server, committing and stopping
+    /// outside the table's lock: the status shows them `moving` meanwhile.
+    pub(super) leaving: Vec<Arc<TaskHandle>>,
 }
 
 impl Entry {
@@ -40,6 +43,7 @@ impl Entry {
             member: None,
             retry: None,
             arriving: Vec::new(),
+            leaving: Vec::new(),
         }
     }
 

@@ -194,7 +194,9 @@ impl Controller {
             state: match entry.busy {
                 Some(STARTING) => PipelineState::Starting,
                 Some(STOPPING) => PipelineState::Stopping,
-                _ if !entry.arriving.is_empty() => PipelineState::Rebalancing,
+                _ if !entry.arriving.is_empty() || !entry.leaving.is_empty() => {
+                    PipelineState::Rebalancing
+                }
                 _ => r.state,
             },
             reason: r.reason.clone(),
@@ -301,6 +303,14 @@ impl Controller {
             if tasks.iter().any(|t| t.partition == p) {
                 continue;
             }
+            if let Some(t) = entry.leaving.iter().find(|t| t.id.partition == p) {
+                tasks.push(TaskStatus {
+                    server: Some(me.clone()),
+                    state: TaskState::Moving,
+                    ..t.status()
+                });
+                continue;
+            }
             if entry.arriving.contains(&p) {
                 let restore = self.factory.restore_progress(entry.name(), p);
                 // Where the server that ran it last said it stood: the backlog it takes.
@@ -318,7 +328,10 @@ impl Controller {
             let owner = owners.get(&p).filter(|s| **s != me).cloned();
             let report = owner.as_ref().and_then(|s| reported(Some(s), p));
             let (age, committed, end) = report.unwrap_or_default();
-            let state = if report.is_some_and(|(age, ..)| age > SILENT_AFTER_MS) {
+            let state = if owner.is_none() {
+                // No server says it runs it: between two (or not given out yet).
+                TaskState::Moving
+            } else if report.is_some_and(|(age, ..)| age > SILENT_AFTER_MS) {
                 TaskState::Silent
             } else {
                 TaskState::Remote

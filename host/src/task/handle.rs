@@ -27,6 +27,9 @@ pub enum TaskState {
     Remote,
     /// Moving to this server: the task restores its state and position before it runs.
     Restoring,
+    /// Moving: on this server, the task commits and stops (the group took its
+    /// partition); elsewhere, no server says it runs the partition yet.
+    Moving,
     /// Runs on another server of the cluster that has not said anything of its tasks
     /// for a while (`report_age_ms`): it may be gone; the group moves its partitions
     /// once it misses its session timeout.
