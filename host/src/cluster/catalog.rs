@@ -24,7 +24,7 @@ use super::entries::{
 };
 use super::follower::{CatalogApplier, Follower};
 use super::keys::CatalogKey;
-use crate::kafka::{Connection, KafkaError, Quiet, REQUEST_TIMEOUT, ensure_topic};
+use crate::kafka::{Connection, KafkaError, Quiet, REQUEST_TIMEOUT, ensure_topic_with};
 use crate::model::{Held, Hold, PipelineRecord, ProbationReport, TaskClock, TaskProgress};
 use crate::record::now_ms;
 use crate::registry::OperatorVersion;
@@ -78,7 +78,10 @@ impl Catalog {
         url: Option<String>,
     ) -> Result<Self, KafkaError> {
         let topic = super::catalog_topic(cluster);
-        ensure_topic(conn, &topic, 1, true)?;
+        // Servers repeat some records (tasks every second, clocks): a segment rolls
+        // every 10 minutes so that compaction keeps the topic near its live keys.
+        let configs = [("cleanup.policy", "compact"), ("segment.ms", "600000")];
+        ensure_topic_with(conn, &topic, 1, &configs)?;
         let producer: FutureProducer<Quiet> = conn
             .config(&[
                 ("enable.idempotence", "true"),
@@ -301,10 +304,10 @@ impl Catalog {
             reported_ms: now,
         };
         // Held while sending: a progress report never overtakes a change of partitions.
+        // Kept even when the send fails: the next report repeats the newest change.
         let mut announced = self.announced.lock().expect("announced lock");
-        self.send_tasks(pipeline, &entry)?;
-        announced.insert(pipeline.to_string(), entry);
-        Ok(())
+        announced.insert(pipeline.to_string(), entry.clone());
+        self.send_tasks(pipeline, &entry)
     }
 
     /// Tells the cluster again which partitions of `pipeline` this server runs, with

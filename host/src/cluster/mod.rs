@@ -23,7 +23,7 @@ pub fn catalog_topic(cluster: &str) -> String {
 
 /// The consumer group deciding which server runs which partition of a shared pipeline.
 /// Offsets are not committed here but in the pipeline's own group
-/// ([`crate::kafka::group_id`]): Kafka refuses plain offset commits from outside a group
+/// ([`crate::kafka::KafkaNames::group`]): Kafka refuses plain offset commits from outside a group
 /// that has members, and per-task transactional ids already fence a previous owner.
 pub fn assignment_group(cluster: &str, pipeline: &str) -> String {
     format!("eddy.{cluster}.{pipeline}.assign")

@@ -33,7 +33,7 @@ fn same_plan(now: &PipelineRecord, before: &PipelineRecord) -> bool {
             .collect::<Vec<_>>()
     };
     let json = |r: &PipelineRecord| {
-        serde_json::to_value((&r.spec, &r.canary, &r.shadow)).unwrap_or_default()
+        serde_json::to_value((&r.spec, &r.canary, &r.shadow, &r.namespace)).unwrap_or_default()
     };
     versions(now) == versions(before) && json(now) == json(before)
 }

@@ -135,15 +135,16 @@ impl Controller {
         Ok(true)
     }
 
-    /// Before a restore of a shared pipeline whose Kafka names predate namespaces: its
-    /// record takes the cluster's name, so the restore writes its changelogs, positions
-    /// and group offsets under the cluster's names, and every server runs it there from
-    /// then on. (The restore rewrites all of them anyway; the old topics stay as they
-    /// are, unused.) Shared before the restore begins: a restore that fails is finished
-    /// under the same names.
-    pub(super) fn adopt_cluster_names(&self, name: &str) -> Result<(), ControlError> {
+    /// Before a restore of a shared pipeline whose Kafka names predate namespaces (once
+    /// its checks passed): its record takes the cluster's name, so the restore writes
+    /// its changelogs, positions and group offsets under the cluster's names, and every
+    /// server runs it there from then on. (The restore rewrites all of them anyway; the
+    /// old topics stay as they are, unused.) Stored and shared before the restore writes
+    /// anything: a restore that fails is finished under the same names. Returns the
+    /// namespace taken, if any.
+    pub(super) fn adopt_cluster_names(&self, name: &str) -> Result<Option<String>, ControlError> {
         let Some(link) = self.cluster.get() else {
-            return Ok(());
+            return Ok(None);
         };
         let record = self.with_settled_entry(name, |e| {
             if e.record.namespace.is_some() {
@@ -153,11 +154,12 @@ impl Controller {
             self.store.touch(&mut e.record)?;
             Ok(Some(e.record.clone()))
         })?;
-        if let Some(record) = record {
-            tracing::info!(pipeline = %name, cluster = %link.cluster, "the restore moves the pipeline's Kafka names into the cluster's namespace");
-            self.share(&record);
-        }
-        Ok(())
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        tracing::info!(pipeline = %name, cluster = %link.cluster, "the restore moves the pipeline's Kafka names into the cluster's namespace");
+        self.share(&record);
+        Ok(record.namespace)
     }
 
     pub(super) fn shared_sink(

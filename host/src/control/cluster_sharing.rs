@@ -269,6 +269,11 @@ impl Controller {
                 entry.record.operators = record.operators;
                 entry.record.upgrades = record.upgrades;
                 entry.record.canary = record.canary;
+                // A restore elsewhere may have moved the pipeline's Kafka names into the
+                // cluster's (never back).
+                if record.namespace.is_some() {
+                    entry.record.namespace = record.namespace;
+                }
                 // An upgrade may have changed an operator's config.
                 for (mine, theirs) in entry
                     .record

@@ -342,6 +342,9 @@ impl Controller {
             // The tasks commit and stop without the table's lock held.
             self.halt_unlocked(name, |_, _| {})?;
         }
+        // Before the table's lock: a standby refresh under way ends first.
+        let gate = self.standby_gate(name);
+        let _closed = gate.as_ref().map(|g| g.write().expect("standby gate"));
         let mut pipelines = self.table();
         let entry = pipelines
             .get_mut(name)
@@ -354,8 +357,6 @@ impl Controller {
                 with: "a start",
             });
         }
-        let gate = self.standby_gate(name);
-        let _closed = gate.as_ref().map(|g| g.write().expect("standby gate"));
         self.db().delete_pipeline_state(name)?;
         self.store.delete(name)?;
         self.store.end_restore(name)?;
@@ -383,6 +384,8 @@ impl Controller {
     /// Rebuilds a stopped pipeline's state from its changelogs: its stores and timers are
     /// wiped and replayed; positions stay.
     pub fn rebuild_state(&self, name: &str) -> Result<Replayed, ControlError> {
+        let gate = self.standby_gate(name);
+        let _closed = gate.as_ref().map(|g| g.write().expect("standby gate"));
         self.with_entry(name, |entry| {
             if entry.record.state == PipelineState::Running {
                 return Err(ControlError::Running {

@@ -59,19 +59,21 @@ impl Controller {
     pub fn restore(&self, name: &str, savepoint: &str) -> Result<Restored, ControlError> {
         let _claim = self.claim_guard(name, "a restore")?;
         let shared = self.fence_shared(name)?;
-        if shared {
-            self.adopt_cluster_names(name)?;
-        }
-        let restored = self.restore_claimed(name, savepoint)?;
+        let restored = self.restore_claimed(name, savepoint, shared)?;
         if shared {
             self.share_restore(name, &restored.savepoint)?;
         }
         Ok(restored)
     }
 
-    fn restore_claimed(&self, name: &str, savepoint: &str) -> Result<Restored, ControlError> {
+    fn restore_claimed(
+        &self,
+        name: &str,
+        savepoint: &str,
+        shared: bool,
+    ) -> Result<Restored, ControlError> {
         let started = std::time::Instant::now();
-        let record = {
+        let mut record = {
             let pipelines = self.table();
             let e = pipelines
                 .get(name)
@@ -86,6 +88,11 @@ impl Controller {
         };
         let m = self.savepoints.get(savepoint)?;
         let prepared = self.prepare_restore(name, &record.spec, &record.operators, &m)?;
+        // Once nothing can refuse the restore any more: its journal finishes it under
+        // the names it moved to.
+        if shared && let Some(namespace) = self.adopt_cluster_names(name)? {
+            record.namespace = Some(namespace);
+        }
         self.store.begin_restore(name, &m.id)?;
         let keys = match self.apply_restore(&record, &m, prepared) {
             Ok(keys) => keys,

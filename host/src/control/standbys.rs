@@ -115,6 +115,7 @@ impl Controller {
             e.record.state != PipelineState::Running
                 || e.busy.is_some()
                 || e.arriving.contains(&p)
+                || e.leaving.iter().any(|t| t.id.partition == p)
                 || e.tasks.iter().any(|t| t.id.partition == p)
         })
     }
@@ -152,7 +153,7 @@ impl Controller {
         let ops: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
         let progress = kafka::RestoreProgress::default();
         let names = KafkaNames::of(record);
-        match kafka::restore_task(self.db(), &conn, (&id, &names), &ops, &progress) {
+        match kafka::catch_up_standby(self.db(), &conn, (&id, &names), &ops, &progress) {
             Ok(_) => {
                 if let Some(link) = self.cluster.get() {
                     let mut standbys = link.standbys.lock().expect("standbys lock");

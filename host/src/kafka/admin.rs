@@ -43,6 +43,23 @@ pub fn ensure_topic(
     partitions: u32,
     compacted: bool,
 ) -> Result<u32, KafkaError> {
+    let compact: &[(&str, &str)] = &[("cleanup.policy", "compact")];
+    ensure_topic_with(
+        conn,
+        topic,
+        partitions,
+        if compacted { compact } else { &[] },
+    )
+}
+
+/// Creates `topic` with `partitions` and the topic configs `configs` unless it exists;
+/// returns its partition count.
+pub fn ensure_topic_with(
+    conn: &Connection,
+    topic: &str,
+    partitions: u32,
+    configs: &[(&str, &str)],
+) -> Result<u32, KafkaError> {
     let client = metadata_client(conn)?;
     if let Some(n) = partitions_of(&client, conn, topic)? {
         return Ok(n);
@@ -52,8 +69,8 @@ pub fn ensure_topic(
         .create_with_context(Quiet)
         .map_err(|e| conn.error(e))?;
     let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
-    if compacted {
-        new = new.set("cleanup.policy", "compact");
+    for (k, v) in configs {
+        new = new.set(k, v);
     }
     let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
     let results = futures::executor::block_on(admin.create_topics([&new], &options))

@@ -11,12 +11,12 @@ mod restore;
 mod sink;
 mod source;
 
-pub use admin::{ensure_topic, partition_count};
+pub use admin::{ensure_topic, ensure_topic_with, partition_count};
 pub use logs::Quiet;
 pub use names::KafkaNames;
 pub use position::RecordedPosition;
 pub use reset::{ResetPlan, reset_to_savepoint};
-pub use restore::{RestoreProgress, RestoreReport, restore_task};
+pub use restore::{RestoreProgress, RestoreReport, catch_up_standby, restore_task};
 pub use sink::{KafkaSink, SinkTask, SourceOffsets, fence, prepare};
 pub use source::KafkaSource;
 

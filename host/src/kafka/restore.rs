@@ -58,15 +58,41 @@ impl RestoreProgress {
 }
 
 /// Restores the state of task `task` (operators `operators`) from the pipeline's
-/// changelog topics (named by `names`) on `conn`, then moves the task's position to the one its last
-/// committed transaction recorded, when local state was behind it. `progress` says how
-/// far it is meanwhile.
+/// changelog topics (named by `names`) on `conn`, then moves the task's position to the
+/// one its last committed transaction recorded, when local state was behind it.
+/// `progress` says how far it is meanwhile. For a task whose previous owner is fenced or
+/// gone: changes beyond the recorded position belong to transactions that never
+/// committed, and are passed over.
 pub fn restore_task(
+    db: &Db,
+    conn: &Connection,
+    task: (&TaskId, &KafkaNames),
+    operators: &[&str],
+    progress: &RestoreProgress,
+) -> Result<RestoreReport, KafkaError> {
+    restore(db, conn, task, operators, progress, false)
+}
+
+/// Brings a warm copy (standby) of task `task` up to its changelogs while its owner
+/// still commits: each changelog is applied up to the first change beyond the position
+/// read first (a transaction that committed since), which the next catch-up takes.
+pub fn catch_up_standby(
+    db: &Db,
+    conn: &Connection,
+    task: (&TaskId, &KafkaNames),
+    operators: &[&str],
+    progress: &RestoreProgress,
+) -> Result<RestoreReport, KafkaError> {
+    restore(db, conn, task, operators, progress, true)
+}
+
+fn restore(
     db: &Db,
     conn: &Connection,
     (task, names): (&TaskId, &KafkaNames),
     operators: &[&str],
     progress: &RestoreProgress,
+    live: bool,
 ) -> Result<RestoreReport, KafkaError> {
     let consumer: BaseConsumer<EndIsExpected> = conn
         .config(&[
@@ -98,6 +124,7 @@ pub fn restore_task(
         committed: &consumer,
         uncommitted: &uncommitted,
         names,
+        live,
     };
     let report = restore_with(db, conn, task, operators, &readers, progress);
     // Closing a librdkafka client waits ~100 ms for its threads to end: a restore that
@@ -209,6 +236,8 @@ struct Changelog<'a> {
 /// The two views of a partition a restore needs, and the names it reads.
 struct Readers<'a> {
     names: &'a KafkaNames,
+    /// The task's owner may still commit (see [`catch_up_standby`]).
+    live: bool,
     /// Reads committed records only (`read_committed`).
     committed: &'a BaseConsumer<EndIsExpected>,
     /// Asks for the end of everything written, decided or not.
@@ -232,7 +261,7 @@ fn recorded_position(
                     .ok_or_else(|| conn.error(format!("{topic}: bad position record {text:?}")))?,
             );
         }
-        Ok(())
+        Ok(true)
     })?;
     Ok(last)
 }
@@ -274,28 +303,28 @@ fn stable_end(
 }
 
 /// Calls `visit` on every committed record of a partition from `from` to its end (see
-/// [`stable_end`]).
+/// [`stable_end`]), until it says to stop (`false`).
 fn read_to_end(
     conn: &Connection,
     readers: &Readers<'_>,
     topic: &str,
     partition: u32,
     from: u64,
-    visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<(), KafkaError>,
+    visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<bool, KafkaError>,
 ) -> Result<(), KafkaError> {
     let end = stable_end(conn, readers, topic, partition)?;
     read_range(conn, readers, topic, partition, from..end, visit)
 }
 
 /// Calls `visit` on every committed record of a partition in `range` (whose end is a
-/// stable end).
+/// stable end), until it says to stop (`false`).
 fn read_range(
     conn: &Connection,
     readers: &Readers<'_>,
     topic: &str,
     partition: u32,
     range: std::ops::Range<u64>,
-    mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<(), KafkaError>,
+    mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<bool, KafkaError>,
 ) -> Result<(), KafkaError> {
     let (from, end) = (range.start, range.end);
     if end <= from {
@@ -311,7 +340,9 @@ fn read_range(
     loop {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                visit(&m)?;
+                if !visit(&m)? {
+                    return Ok(());
+                }
                 moved = true;
             }
             Some(Err(RdError::PartitionEOF(_))) => return Ok(()),
@@ -368,13 +399,18 @@ fn replay(
             let h = headers?.iter().find(|h| h.key == name)?;
             Some(h.value.unwrap_or_default())
         };
+        let position = header(super::POSITION_HEADER)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        let beyond = position.is_some_and(|p| p > recorded);
+        if beyond && readers.live {
+            // Committed after the position was read: left for the next catch-up.
+            return Ok(false);
+        }
         reached = m.offset() as u64 + 1;
         // Only a broker that shows aborted records to read_committed consumers (Tansu)
         // lets such a change through: skip it.
-        let position = header(super::POSITION_HEADER)
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
-        if position.is_some_and(|p| p > recorded) {
-            return Ok(());
+        if beyond {
+            return Ok(true);
         }
         let change = Change::from_parts(m.key(), m.payload().unwrap_or_default(), header)
             .map_err(|e| conn.error(format!("{topic}: {e}")))?;
@@ -385,7 +421,7 @@ fn replay(
             flush(&mut wb, reached)?;
             in_batch = 0;
         }
-        Ok(())
+        Ok(true)
     })?;
     if reached > from {
         flush(&mut wb, reached)?;

@@ -302,12 +302,14 @@ impl Settings {
     }
 }
 
-/// Whether a flag is on (its default, which the stored record leaves out so an older
-/// Eddy still reads it).
+/// Whether a count is at its default (0), which the stored record leaves out so an
+/// older Eddy still reads it.
 fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
+/// Whether a flag is on (its default, which the stored record leaves out so an older
+/// Eddy still reads it).
 fn is_true(b: &bool) -> bool {
     *b
 }

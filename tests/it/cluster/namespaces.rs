@@ -166,7 +166,17 @@ fn a_restore_moves_a_pipeline_whose_names_predate_namespaces_into_its_cluster_s(
         "wordcount",
         guest("wordcount").to_str().unwrap(),
     ]);
+    // A start shares the pipeline with the cluster; B joins and runs its share under the
+    // old names too.
     a.ok(&["pipeline", "stop", "wc"]);
+    a.ok(&["pipeline", "start", "wc"]);
+    let b = member(&dir.path().join("b"), &broker, "b");
+    if let Some(fault) = running_or_stalled(&broker, &a, both_run) {
+        println!("names migration: {fault}");
+        return;
+    }
+    a.ok(&["pipeline", "stop", "wc"]);
+    wait_status(&b, "B to stop", |v| v["state"] == "stopped");
     let (ok, out, err) = a.cli(&["pipeline", "savepoint", "wc", "--json"]);
     if !ok {
         // Only the broker's known fault may refuse it (see `savepoint_and_restore`).
@@ -183,21 +193,22 @@ fn a_restore_moves_a_pipeline_whose_names_predate_namespaces_into_its_cluster_s(
         .to_string();
     a.ok(&["pipeline", "start", "wc"]);
     broker.produce("lines", 4, second, 1_700_000_100_000);
-    wait_done(&a, 200);
+    wait_committed(&[(&a, "a"), (&b, "b")], 200);
     assert!(
         topics(&broker).contains("wc.positions"),
         "the old names were in use"
     );
 
     // The restore moves it to the cluster's names: what it writes, and where every
-    // server of the cluster runs it from then on. B, joining with an empty data dir,
-    // rebuilds its partitions from the new names: from the old ones (which stand after
-    // the second half) it would not process the second half again.
+    // server of the cluster runs it from then on. B hears of the new names and rebuilds
+    // its partitions from them: from the old ones (which stand after the second half) it
+    // would not process the second half again.
     a.ok(&["pipeline", "stop", "wc"]);
+    wait_status(&b, "B to stop", |v| v["state"] == "stopped");
     a.ok(&["pipeline", "restore", "wc", &id]);
     let v = status_of(&a);
     assert_eq!(v["namespace"], "c1", "{v}");
-    let b = member(&dir.path().join("b"), &broker, "b");
+    wait_status(&b, "B to hear of the new names", |v| v["namespace"] == "c1");
     a.ok(&["pipeline", "start", "wc"]);
     if let Some(fault) = running_or_stalled(&broker, &a, both_run) {
         println!("names migration: {fault}");

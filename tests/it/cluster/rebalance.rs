@@ -264,7 +264,11 @@ fn with_a_standby_replica_a_takeover_restores_only_the_tail() {
     // Many distinct words: each a key of its own in the changelogs.
     let values: Vec<String> = (0..1600).map(|i| format!("w{i} w{} x", i % 50)).collect();
     let (first, second) = values.split_at(1200);
-    broker.produce("lines", 4, first, 1_700_000_000_000);
+    // In steps, so that B's refreshes (every 2 s) meet A's transactions as they commit.
+    for (i, chunk) in first.chunks(200).enumerate() {
+        broker.produce("lines", 4, chunk, 1_700_000_000_000 + i as i64 * 1000);
+        std::thread::sleep(Duration::from_millis(700));
+    }
     wait_committed(&[(&a, "a"), (&b, "b")], 300);
 
     // B keeps A's partitions warm: its copies reach A's commits.
