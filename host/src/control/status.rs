@@ -13,11 +13,11 @@ use crate::model::{
 use crate::record::now_ms;
 use crate::state::{TaskId, load_position, load_source_positions};
 use crate::task::{RestoreStatus, StandbyStatus, TaskState, TaskStatus};
+use serde::Serialize;
 
 /// A task on another server whose server has said nothing of it for this long shows as
 /// `silent` (servers report every second; the group's session timeout is 6 s).
 pub(super) const SILENT_AFTER_MS: u64 = 3_000;
-use serde::Serialize;
 
 /// The server as the API reports it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
