@@ -360,18 +360,9 @@ fn savepoint_and_restore(b_leaves: bool) {
     a.ok(&["pipeline", "stop", "wc"]);
     wait_status(&b, "B to stop", |v| v["state"] == "stopped");
     // A takes the savepoint alone, with the state of B's partitions read from Kafka.
-    let (ok, out, err) = a.cli(&["pipeline", "savepoint", "wc", "--json"]);
-    if !ok {
-        // Only the broker's known fault may refuse it: a transaction Tansu keeps
-        // undecided after its producer was fenced (a correct broker aborts it then).
-        let (topic, p) = waited_for(&err).unwrap_or_else(|| panic!("savepoint: {err}"));
-        assert!(broker.undecided(&topic, p), "savepoint: {err}");
-        println!(
-            "savepoint and restore: the broker keeps a transaction on {topic}/{p} undecided; checked that the savepoint is refused and says what it waits for ({err:?})"
-        );
+    let Some(m) = stopped_savepoint(&broker, &a, "savepoint and restore") else {
         return;
-    }
-    let m: Value = serde_json::from_str(&out).unwrap();
+    };
     let id = m["id"].as_str().unwrap().to_string();
     let offsets: Vec<u64> = m["tasks"]
         .as_array()
@@ -425,6 +416,22 @@ fn savepoint_and_restore(b_leaves: bool) {
     a.ok(&["savepoint", "delete", &id]);
     wait_savepoint(&c, &id, false);
     drop(b);
+}
+
+/// A savepoint of the stopped word count taken on `server`; `None` when only the
+/// broker's known fault refused it (a transaction Tansu keeps undecided after its
+/// producer was fenced; a correct broker aborts it then), checked and said.
+fn stopped_savepoint(broker: &Broker, server: &ServerProcess, context: &str) -> Option<Value> {
+    let (ok, out, err) = server.cli(&["pipeline", "savepoint", "wc", "--json"]);
+    if ok {
+        return Some(serde_json::from_str(&out).unwrap());
+    }
+    let (topic, p) = waited_for(&err).unwrap_or_else(|| panic!("savepoint: {err}"));
+    assert!(broker.undecided(&topic, p), "savepoint: {err}");
+    println!(
+        "{context}: the broker keeps a transaction on {topic}/{p} undecided; checked that the savepoint is refused and says what it waits for ({err:?})"
+    );
+    None
 }
 
 /// Whether two servers run the word count with A's own tasks running, not only both

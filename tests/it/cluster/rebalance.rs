@@ -146,13 +146,8 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
         "no status showed B's partitions restoring: {seen:?}"
     );
     // B's local state was empty: it covered its partitions' changelogs from offset 0.
-    let metrics = http_get(&b.url, "/metrics");
-    let restored: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("eddy_restored_changelog_offsets_total{pipeline=\"wc\"}"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert!(restored > 0, "{metrics}");
+    let covered = restored(&b);
+    assert!(covered > 0, "B restored {covered} changelog offsets");
     wait_committed(&[(&a, "a"), (&b, "b")], 200);
     let expected = expected_counts(&as_source(&values, 4));
     check_output(&broker, strict, &expected, "partitions move");
