@@ -19,6 +19,7 @@ mod namespaces;
 mod probation;
 mod queries;
 mod rebalance;
+mod repartition;
 
 /// The Kafka word count, committing often in small batches.
 fn spec() -> String {

@@ -82,7 +82,7 @@ impl From<ControlError> for ApiError {
             | ControlError::NoSource
             | ControlError::NoSink
             | ControlError::SinkIsSource
-            | ControlError::SharedRepartition
+            | ControlError::SharedRepartition { .. }
             | ControlError::NoSourceTopic(_)
             | ControlError::KafkaEndpoint(_)
             | ControlError::KafkaTopic { .. }

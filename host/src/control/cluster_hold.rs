@@ -145,7 +145,11 @@ impl Controller {
             return;
         };
         let tasks: Vec<_> = tasks.into_iter().filter(|t| !t.is_finished()).collect();
-        let sources: Vec<String> = stages(&record.spec).into_iter().map(|s| s.source).collect();
+        // A shared pipeline's later stages read Kafka, fed by every server: not drained.
+        let sources: Vec<Option<String>> = stages(&record.spec)
+            .into_iter()
+            .map(|s| (!record.repartitions_in_kafka()).then_some(s.source))
+            .collect();
         if let Err(e) = pause(self.log(), &tasks, &sources) {
             tracing::error!(pipeline = %name, "cannot hold the pipeline's tasks: {e}");
             return;

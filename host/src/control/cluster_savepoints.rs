@@ -30,6 +30,9 @@ impl Controller {
         if !self.distributed(&record.spec) {
             return Ok(None);
         }
+        if stages(&record.spec).len() > 1 {
+            return Err(ControlError::SharedRepartition { what });
+        }
         // A savepoint may also be taken while the pipeline is held everywhere.
         let held = what == "a savepoint" && self.hold_here(name).is_some();
         if record.state != PipelineState::Stopped && !held {

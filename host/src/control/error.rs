@@ -27,9 +27,9 @@ pub enum ControlError {
     #[error("the sink topic must differ from the source topic")]
     SinkIsSource,
     #[error(
-        "a pipeline shared across a cluster cannot repartition yet (repartition topics live in one server's embedded log); drop `repartition = true` or run it on a server without --cluster"
+        "{what} of a pipeline shared across a cluster that repartitions is not supported yet (records between its stages, in its repartition topics, would be left out); a pipeline without `repartition = true`, or one on a server without --cluster, takes savepoints"
     )]
-    SharedRepartition,
+    SharedRepartition { what: &'static str },
     #[error(
         "input topic {0:?} does not exist; create it first (eddy topic create {0} --partitions N)"
     )]
@@ -245,4 +245,10 @@ pub enum RunError {
     Source(KafkaError),
     #[error("operator {id}: {error}")]
     Operator { id: String, error: RegistryError },
+    /// A pipeline made outside a cluster keeps its repartition topics in this server's
+    /// embedded log: the cluster's other servers could not read them.
+    #[error(
+        "the pipeline repartitions through this server's embedded log (it was created outside a cluster), so the cluster cannot share it; create it again on a server of the cluster (its repartition topics then live in Kafka)"
+    )]
+    LocalRepartition,
 }

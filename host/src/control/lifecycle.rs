@@ -92,8 +92,8 @@ impl Controller {
         let sink = spec.sink.as_ref().ok_or(ControlError::NoSink)?;
         // In a cluster, see every server's uploads and pipelines first.
         self.sync_cluster()?;
-        if self.distributed(&spec) && stages(&spec).len() > 1 {
-            return Err(ControlError::SharedRepartition);
+        if self.distributed(&spec) && stages(&spec).len() > 1 && spec.from_savepoint.is_some() {
+            return Err(ControlError::SharedRepartition { what: "a restore" });
         }
         if self.distributed(&spec)
             && let Some(input) = spec.inputs.iter().find(|i| !i.topic.is_kafka())
@@ -142,8 +142,11 @@ impl Controller {
             partitions,
             ..TopicConfig::default()
         };
-        for stage in stages(&spec).iter().skip(1) {
-            self.log().ensure_topic(&stage.source, &config)?;
+        // (A shared pipeline's repartition topics live in Kafka: its tasks create them.)
+        if !self.distributed(&spec) {
+            for stage in stages(&spec).iter().skip(1) {
+                self.log().ensure_topic(&stage.source, &config)?;
+            }
         }
         match &sink_kafka {
             Some(conn) => {

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 /// Longest a pause may take (a task finishing a long batch, a stage draining).
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Pauses `tasks` stage by stage; `sources[s]` is stage `s`'s source topic. On failure the
-/// tasks already paused are resumed.
+/// Pauses `tasks` stage by stage; `sources[s]` is stage `s`'s source topic in the embedded
+/// log, drained first (`None`: not drained; a repartition topic in Kafka is written by
+/// other servers' tasks too, which pause on their own). On failure the tasks already
+/// paused are resumed.
 pub(super) fn pause(
     log: &Log,
     tasks: &[Arc<TaskHandle>],
-    sources: &[String],
+    sources: &[Option<String>],
 ) -> Result<(), String> {
     let mut paused: Vec<&Arc<TaskHandle>> = Vec::new();
     let result = (|| {
@@ -25,7 +27,7 @@ pub(super) fn pause(
                 .iter()
                 .filter(|t| t.id.stage == stage as u32)
                 .collect();
-            if stage > 0 {
+            if let Some(source) = source.as_ref().filter(|_| stage > 0) {
                 drain(log, &stage_tasks, source)?;
             }
             let acks: Vec<_> = stage_tasks

@@ -402,6 +402,7 @@ impl Controller {
                             watermark: t.watermark,
                         },
                         sources: t.sources.clone(),
+                        upstream: Vec::new(),
                     };
                     (id, pos)
                 })

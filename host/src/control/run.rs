@@ -5,7 +5,7 @@
 use super::controller::Controller;
 use super::entry::{Entry, STARTING, STOPPING};
 use super::error::{ControlError, RunError};
-use crate::model::PipelineState;
+use crate::model::{PipelineState, stages};
 use crate::task::TaskHandle;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,9 @@ impl Controller {
         if !self.distributed(&entry.record.spec) {
             entry.tasks = self.factory.start(&mut entry.record, None)?;
             return Ok(());
+        }
+        if stages(&record.spec).len() > 1 && !record.repartitions_in_kafka() {
+            return Err(RunError::LocalRepartition);
         }
         match &entry.member {
             Some(member) => {

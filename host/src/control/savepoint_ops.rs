@@ -60,9 +60,9 @@ impl Controller {
         if tasks.is_empty() {
             return Ok(());
         }
-        let sources: Vec<String> = stages(&record.spec)
+        let sources: Vec<Option<String>> = stages(&record.spec)
             .iter()
-            .map(|s| s.source.clone())
+            .map(|s| Some(s.source.clone()))
             .collect();
         pause(self.log(), tasks, &sources).map_err(ControlError::Pause)
     }

@@ -14,7 +14,7 @@
 use super::controller::Controller;
 use super::status::SILENT_AFTER_MS;
 use crate::kafka::{self, KafkaNames};
-use crate::model::{PipelineRecord, PipelineState, stages};
+use crate::model::{PipelineRecord, PipelineState};
 use crate::record::now_ms;
 use crate::state::TaskId;
 use std::collections::BTreeMap;
@@ -138,31 +138,36 @@ impl Controller {
         let Ok(_open) = gate.try_read() else {
             return;
         };
-        let id = TaskId::new(&spec.name, p);
-        let lock = self.factory.restore_lock(&id);
-        let Ok(_held) = lock.try_lock() else {
-            return;
-        };
-        if self.runs_here(&spec.name, p) {
-            return;
+        // Every stage's task of the partition (they move together).
+        for stage in kafka::stages_of(record) {
+            let id = TaskId {
+                pipeline: spec.name.clone(),
+                stage: stage.index,
+                partition: p,
+            };
+            let lock = self.factory.restore_lock(&id);
+            let Ok(_held) = lock.try_lock() else {
+                return;
+            };
+            if self.runs_here(&spec.name, p) {
+                return;
+            }
+            let Ok(Some(conn)) = self.factory.stage_sink(record, &stage) else {
+                return;
+            };
+            let ops: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
+            let progress = kafka::RestoreProgress::default();
+            let names = KafkaNames::of(record);
+            if let Err(e) =
+                kafka::catch_up_standby(self.db(), &conn, (&id, &names), &ops, &progress)
+            {
+                tracing::debug!(pipeline = %spec.name, partition = p, "standby refresh: {e}");
+                return;
+            }
         }
-        let Ok(conn) = self.shared_sink(spec) else {
-            return;
-        };
-        let stage = &stages(spec)[0];
-        let ops: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
-        let progress = kafka::RestoreProgress::default();
-        let names = KafkaNames::of(record);
-        match kafka::catch_up_standby(self.db(), &conn, (&id, &names), &ops, &progress) {
-            Ok(_) => {
-                if let Some(link) = self.cluster.get() {
-                    let mut standbys = link.standbys.lock().expect("standbys lock");
-                    standbys.insert((spec.name.clone(), p), now_ms());
-                }
-            }
-            Err(e) => {
-                tracing::debug!(pipeline = %spec.name, partition = p, "standby refresh: {e}")
-            }
+        if let Some(link) = self.cluster.get() {
+            let mut standbys = link.standbys.lock().expect("standbys lock");
+            standbys.insert((spec.name.clone(), p), now_ms());
         }
     }
 

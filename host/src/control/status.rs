@@ -6,14 +6,16 @@ use super::entry::{Entry, STARTING, STOPPING};
 use super::error::ControlError;
 use super::history::{HISTORY_INTERVAL_MS, HistorySample, PipelineHistory, TaskSample};
 use super::topics::all_topics;
+use crate::kafka;
 use crate::memory::MemoryUsage;
 use crate::model::{
-    Canary, InputKind, PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord, stages,
+    Canary, InputKind, PinnedOperator, PipelineSpec, PipelineState, Stage, UpgradeRecord,
 };
 use crate::record::now_ms;
 use crate::state::{TaskId, load_position, load_source_positions};
-use crate::task::{RestoreStatus, StandbyStatus, TaskState, TaskStatus};
+use crate::task::{RestoreStatus, StandbyStatus, TaskHandle, TaskState, TaskStatus};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// A task on another server whose server has said nothing of it for this long shows as
 /// `silent` (servers report every second; the group's session timeout is 6 s).
@@ -131,7 +133,7 @@ impl Controller {
         let topic = |t: &Option<crate::model::TopicRef>| {
             t.as_ref().map(|t| t.topic.clone()).unwrap_or_default()
         };
-        let stages = stages(&r.spec);
+        let stages = kafka::stages_of(r);
         let mut tasks = if shared_running(entry) {
             self.cluster_tasks(entry)
         } else if entry.tasks.is_empty() {
@@ -279,13 +281,16 @@ impl Controller {
         let reports = link.catalog.reports(entry.name());
         let standbys = self.standbys_of(entry.name());
         let now = now_ms();
-        // Where a partition stood when a server last reported it: (age, committed, end).
-        let reported = |server: Option<&String>, p: u32| {
+        // Where a stage's partition stood when a server last reported it: (age,
+        // committed, end).
+        let reported = |server: Option<&String>, stage: u32, p: u32| {
             reports
                 .iter()
                 .filter(|(s, _)| server.is_none_or(|owner| owner == *s))
                 .filter_map(|(_, (heard, tasks))| {
-                    let t = tasks.iter().find(|t| t.stage == 0 && t.partition == p)?;
+                    let t = tasks
+                        .iter()
+                        .find(|t| t.stage == stage && t.partition == p)?;
                     Some((*heard, t.committed_offset, t.end_offset))
                 })
                 .max_by_key(|(heard, ..)| *heard)
@@ -299,11 +304,14 @@ impl Controller {
                 ..t.status()
             })
             .collect();
-        for p in 0..member.partitions {
-            if tasks.iter().any(|t| t.partition == p) {
+        // A partition's tasks of every stage run on the server the group gives it to.
+        let stages = kafka::stages_of(&entry.record).len() as u32;
+        for (stage, p) in (0..stages).flat_map(|s| (0..member.partitions).map(move |p| (s, p))) {
+            if tasks.iter().any(|t| t.stage == stage && t.partition == p) {
                 continue;
             }
-            if let Some(t) = entry.leaving.iter().find(|t| t.id.partition == p) {
+            let here = |t: &&Arc<TaskHandle>| t.id.stage == stage && t.id.partition == p;
+            if let Some(t) = entry.leaving.iter().find(here) {
                 tasks.push(TaskStatus {
                     server: Some(me.clone()),
                     state: TaskState::Moving,
@@ -311,22 +319,27 @@ impl Controller {
                 });
                 continue;
             }
+            let id = TaskId {
+                pipeline: entry.name().to_string(),
+                stage,
+                partition: p,
+            };
             if entry.arriving.contains(&p) {
-                let restore = self.factory.restore_progress(entry.name(), p);
+                let restore = self.factory.restore_progress(&id);
                 // Where the server that ran it last said it stood: the backlog it takes.
-                let (_, committed, end) = reported(None, p).unwrap_or_default();
+                let (_, committed, end) = reported(None, stage, p).unwrap_or_default();
                 tasks.push(TaskStatus {
                     server: Some(me.clone()),
                     restore: restore.map(|(restored, to_restore)| RestoreStatus {
                         restored,
                         to_restore,
                     }),
-                    ..TaskStatus::at(0, p, TaskState::Restoring, committed, end)
+                    ..TaskStatus::at(stage, p, TaskState::Restoring, committed, end)
                 });
                 continue;
             }
             let owner = owners.get(&p).filter(|s| **s != me).cloned();
-            let report = owner.as_ref().and_then(|s| reported(Some(s), p));
+            let report = owner.as_ref().and_then(|s| reported(Some(s), stage, p));
             let (age, committed, end) = report.unwrap_or_default();
             let state = if owner.is_none() {
                 // No server says it runs it: between two (or not given out yet).
@@ -337,8 +350,7 @@ impl Controller {
                 TaskState::Remote
             };
             let standby = standbys.get(&p).map(|&caught_up_ms| {
-                let offset = load_position(self.db(), &TaskId::new(entry.name(), p))
-                    .map_or(0, |at| at.offset);
+                let offset = load_position(self.db(), &id).map_or(0, |at| at.offset);
                 StandbyStatus {
                     offset,
                     lag: committed.saturating_sub(offset),
@@ -349,10 +361,10 @@ impl Controller {
                 server: owner,
                 report_age_ms: report.map(|_| age),
                 standby,
-                ..TaskStatus::at(0, p, state, committed, end)
+                ..TaskStatus::at(stage, p, state, committed, end)
             });
         }
-        tasks.sort_by_key(|t| t.partition);
+        tasks.sort_by_key(|t| (t.stage, t.partition));
         tasks
     }
 

@@ -107,6 +107,10 @@ pub trait Sink {
     /// several sources (a Kafka sink records them in its transaction).
     fn sources(&mut self, _sources: &[SourcePosition]) {}
 
+    /// The upstream tasks' watermarks the next commit makes durable, for a task after a
+    /// repartition (a Kafka sink records them in its transaction).
+    fn upstream(&mut self, _watermarks: &[i64]) {}
+
     /// Writes `commit` with `outputs`. `changes` lists the commit's state changes for
     /// the changelogs (empty when the task keeps none).
     fn commit(

@@ -13,11 +13,11 @@ mod source;
 
 pub use admin::{ensure_topic, ensure_topic_with, partition_count};
 pub use logs::Quiet;
-pub use names::KafkaNames;
+pub use names::{KafkaNames, stages_of};
 pub use position::RecordedPosition;
 pub use reset::{ResetPlan, reset_to_savepoint};
 pub use restore::{RestoreProgress, RestoreReport, catch_up_standby, restore_task};
-pub use sink::{KafkaSink, SinkTask, SourceOffsets, fence, prepare};
+pub use sink::{KafkaSink, SinkTask, SourceOffsets, fence, fence_tasks, prepare};
 pub use source::KafkaSource;
 
 use crate::model::KafkaEndpoint;

@@ -3,7 +3,7 @@
 //! created in a cluster carries the cluster's name in all of them, so two clusters on one
 //! broker never share a topic, a group's offsets or a transactional id.
 
-use crate::model::PipelineRecord;
+use crate::model::{PipelineRecord, Stage, stages, stages_through};
 use crate::state::changelog::{changelog_store, changelog_topic};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,11 @@ impl KafkaNames {
         changelog_store(&self.scope, ids, topic)
     }
 
+    /// The topic a shared pipeline repartitions through before operator `id`.
+    pub fn repartition(&self, id: &str) -> String {
+        format!("{}.{id}.repartition", self.scope)
+    }
+
     /// The consumer group whose offsets are the pipeline's source positions.
     pub fn group(&self) -> String {
         format!("eddy.{}", self.scope)
@@ -53,6 +58,17 @@ impl KafkaNames {
     pub fn transactional_id(&self, stage: u32, partition: u32) -> String {
         format!("eddy.{}.{stage}.{partition}", self.scope)
     }
+}
+
+/// A pipeline's stages, with the topics between them where they live: in Kafka under
+/// the pipeline's names when it repartitions there (see
+/// [`PipelineRecord::repartitions_in_kafka`]), in the embedded log otherwise.
+pub fn stages_of(record: &PipelineRecord) -> Vec<Stage> {
+    if !record.repartitions_in_kafka() {
+        return stages(&record.spec);
+    }
+    let names = KafkaNames::of(record);
+    stages_through(&record.spec, |id| names.repartition(id))
 }
 
 #[cfg(test)]
@@ -69,6 +85,10 @@ mod tests {
         );
         assert_eq!(names.group(), "eddy.blue.wc");
         assert_eq!(names.transactional_id(1, 3), "eddy.blue.wc.1.3");
+        assert_eq!(
+            names.repartition("wordcount"),
+            "blue.wc.wordcount.repartition"
+        );
         let other = KafkaNames::new(Some("green"), "wc");
         assert_ne!(names.positions(), other.positions());
         assert_ne!(names.group(), other.group());

@@ -1,7 +1,8 @@
 //! The record a Kafka-sink task writes to its pipeline's positions topic in every
 //! transaction: where its committed outputs reach. One source: `offset,watermark`. A
 //! task reading several sources (input partitions) appends every source's position:
-//! `offset,watermark;[sources as JSON]`.
+//! `offset,watermark;[sources as JSON]`. A task after a repartition through Kafka also
+//! keeps the watermark of each upstream task: `offset,watermark;[sources];[watermarks]`.
 
 use crate::state::{SourcePosition, TaskPosition};
 
@@ -11,23 +12,35 @@ pub struct RecordedPosition {
     pub position: TaskPosition,
     /// Every source's position (empty for a task with one source).
     pub sources: Vec<SourcePosition>,
+    /// The upstream tasks' watermarks (empty but for a task after a Kafka repartition).
+    pub upstream: Vec<i64>,
 }
 
 impl RecordedPosition {
     pub fn encode(&self) -> String {
         let head = format!("{},{}", self.position.offset, self.position.watermark);
-        if self.sources.is_empty() {
+        if self.sources.is_empty() && self.upstream.is_empty() {
             return head;
         }
         let sources = serde_json::to_string(&self.sources).expect("positions serialize");
-        format!("{head};{sources}")
+        if self.upstream.is_empty() {
+            return format!("{head};{sources}");
+        }
+        let upstream = serde_json::to_string(&self.upstream).expect("watermarks serialize");
+        format!("{head};{sources};{upstream}")
     }
 
     /// `None` for a record that is not a position.
     pub fn decode(text: &str) -> Option<Self> {
-        let (head, sources) = match text.split_once(';') {
-            Some((head, sources)) => (head, serde_json::from_str(sources).ok()?),
-            None => (text, Vec::new()),
+        let mut parts = text.splitn(3, ';');
+        let head = parts.next()?;
+        let sources = match parts.next() {
+            Some(sources) => serde_json::from_str(sources).ok()?,
+            None => Vec::new(),
+        };
+        let upstream = match parts.next() {
+            Some(upstream) => serde_json::from_str(upstream).ok()?,
+            None => Vec::new(),
         };
         let (offset, watermark) = head.split_once(',')?;
         Some(RecordedPosition {
@@ -36,6 +49,7 @@ impl RecordedPosition {
                 watermark: watermark.parse().ok()?,
             },
             sources,
+            upstream,
         })
     }
 
@@ -81,6 +95,7 @@ mod tests {
                 watermark: -5,
             },
             sources: Vec::new(),
+            upstream: Vec::new(),
         };
         assert_eq!(r.encode(), "42,-5");
         assert_eq!(RecordedPosition::decode("42,-5"), Some(r.clone()));
@@ -95,6 +110,7 @@ mod tests {
                 watermark: i64::MIN,
             },
             sources: vec![source("orders", 10), source("customers", 3)],
+            upstream: Vec::new(),
         };
         let text = r.encode();
         assert_eq!(RecordedPosition::decode(&text), Some(r.clone()));
@@ -102,8 +118,24 @@ mod tests {
     }
 
     #[test]
+    fn upstream_watermarks_round_trip_after_the_sources() {
+        let r = RecordedPosition {
+            position: TaskPosition {
+                offset: 8,
+                watermark: 3,
+            },
+            sources: Vec::new(),
+            upstream: vec![3, i64::MIN, 12],
+        };
+        let text = r.encode();
+        assert_eq!(text, format!("8,3;[];[3,{},12]", i64::MIN));
+        assert_eq!(RecordedPosition::decode(&text), Some(r.clone()));
+        assert_eq!(r.progress(), 8);
+    }
+
+    #[test]
     fn garbage_is_not_a_position() {
-        for bad in ["", "1", "a,b", "1,2;", "1,2;[{]", "1;2,3"] {
+        for bad in ["", "1", "a,b", "1,2;", "1,2;[{]", "1;2,3", "1,2;[];[x]"] {
             assert_eq!(RecordedPosition::decode(bad), None, "{bad:?}");
         }
     }

@@ -9,7 +9,7 @@ use super::{Connection, EndIsExpected, KafkaError, KafkaNames, REQUEST_TIMEOUT};
 use crate::state::changelog::{Change, ChangeApplier, load_marker, marker_key};
 use crate::state::{
     Cf, Db, StateScope, TaskId, load_position, load_source_positions, put_position,
-    put_source_positions,
+    put_source_positions, put_upstream_watermarks,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
@@ -171,6 +171,9 @@ fn restore_with(
             put_position(db, &mut wb, task, position);
             if !recorded.sources.is_empty() {
                 put_source_positions(db, &mut wb, task, &recorded.sources);
+            }
+            if !recorded.upstream.is_empty() {
+                put_upstream_watermarks(db, &mut wb, task, &recorded.upstream);
             }
             db.write(wb).map_err(|e| conn.error(e))?;
             report.advanced_to = Some(recorded.position.offset);

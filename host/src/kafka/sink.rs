@@ -7,7 +7,7 @@
 
 use super::position::{RecordedPosition, progress};
 use super::{Connection, KafkaError, REQUEST_TIMEOUT, admin};
-use crate::io::{IoError, Outputs, Sink};
+use crate::io::{IoError, Outputs, Sink, watermark_record};
 use crate::log::partitioner::partition_for_key;
 use crate::model::PortTopics;
 use crate::record::Record;
@@ -110,7 +110,19 @@ pub fn fence(
     stage: u32,
     partitions: u32,
 ) -> Result<(), KafkaError> {
-    for p in 0..partitions {
+    let all: Vec<u32> = (0..partitions).collect();
+    fence_tasks(conn, names, stage, &all)
+}
+
+/// Fences the transactional producers of a stage's tasks of `partitions`: the broker
+/// aborts whatever transaction they left open.
+pub fn fence_tasks(
+    conn: &Connection,
+    names: &super::KafkaNames,
+    stage: u32,
+    partitions: &[u32],
+) -> Result<(), KafkaError> {
+    for &p in partitions {
         let id = names.transactional_id(stage, p);
         let producer: BaseProducer<super::Quiet> = conn
             .config(&[("transactional.id", &id)])
@@ -144,6 +156,10 @@ pub struct KafkaSink {
     position: TaskPosition,
     /// Every source's position, for a task with several sources.
     sources: Vec<SourcePosition>,
+    /// The upstream tasks' watermarks, for a task after a repartition.
+    upstream: Vec<i64>,
+    /// Into a repartition topic: the watermark last marked in every partition.
+    marked: Option<i64>,
 }
 
 fn sink_error(e: impl std::fmt::Display) -> IoError {
@@ -199,7 +215,23 @@ impl KafkaSink {
             topics: HashMap::from([(task.main.to_string(), task.main_partitions)]),
             position: TaskPosition::START,
             sources: Vec::new(),
+            upstream: Vec::new(),
+            marked: None,
         })
+    }
+
+    /// The main topic is a repartition topic: every commit that moves the task's
+    /// watermark appends a watermark record to each of its partitions, after the
+    /// outputs and in the same transaction, for the next stage's tasks.
+    pub fn with_watermark_records(mut self) -> Self {
+        self.marked = Some(i64::MIN);
+        self
+    }
+
+    /// The watermark to mark in every partition of the main topic with this commit.
+    fn watermark_to_mark(&self) -> Option<i64> {
+        let w = self.position.watermark;
+        self.marked.filter(|m| *m != w && w != i64::MIN).map(|_| w)
     }
 
     /// Side outputs go to the topics `ports` names.
@@ -329,6 +361,17 @@ impl KafkaSink {
                 }
             }
         }
+        if let Some(w) = self.watermark_to_mark() {
+            let r = watermark_record(self.partition, w);
+            let headers: Vec<(&str, &[u8])> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            for p in 0..self.main_partitions {
+                self.send(&self.main, p, None, Some(&r.value), r.timestamp, &headers)?;
+            }
+        }
         // Each change names the position of its transaction, so a restore can tell the
         // changes of a transaction that never recorded its position (aborted) apart.
         let position = progress(self.position, &self.sources).to_string();
@@ -426,6 +469,11 @@ impl Sink for KafkaSink {
         self.sources.extend_from_slice(sources);
     }
 
+    fn upstream(&mut self, watermarks: &[i64]) {
+        self.upstream.clear();
+        self.upstream.extend_from_slice(watermarks);
+    }
+
     fn commit(
         &mut self,
         mut commit: Commit,
@@ -446,6 +494,7 @@ impl Sink for KafkaSink {
             let value = RecordedPosition {
                 position: self.position,
                 sources: self.sources.clone(),
+                upstream: self.upstream.clone(),
             }
             .encode();
             let (topic, key) = (self.positions.clone(), self.position_key.clone());
@@ -484,6 +533,9 @@ impl Sink for KafkaSink {
                 return Err(e);
             }
         };
+        if let Some(w) = self.watermark_to_mark() {
+            self.marked = Some(w);
+        }
         let delivered = self.take_deliveries();
         if let Some(e) = delivered.error {
             return Err(sink_error(

@@ -21,4 +21,4 @@ pub use spec::{
     DurationText, KafkaEndpoint, LateEvents, OnError, OnProbationTimeout, OperatorConfig,
     OperatorSpec, PipelineSpec, PortTopics, Settings, SpecError, TopicRef, VersionRef,
 };
-pub use topology::{Stage, repartition_topic, stages};
+pub use topology::{Stage, repartition_topic, stages, stages_through};

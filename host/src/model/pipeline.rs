@@ -180,6 +180,22 @@ pub struct PipelineRecord {
     pub namespace: Option<String>,
 }
 
+impl PipelineRecord {
+    /// Whether the pipeline's repartition topics live in Kafka: a pipeline created in a
+    /// cluster that reads and writes Kafka (one the cluster shares) puts them there, so
+    /// a later stage's task can run on another server than the tasks that feed it.
+    /// Others keep them in the embedded log, in the same RocksDB write as the rest of a
+    /// task's commit.
+    pub fn repartitions_in_kafka(&self) -> bool {
+        self.namespace.is_some()
+            && self
+                .spec
+                .primary_source()
+                .is_some_and(|t| t.kafka.is_some())
+            && self.spec.sink.as_ref().is_some_and(|t| t.kafka.is_some())
+    }
+}
+
 /// Partitions that run another version (or config) of one operator than the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Canary {

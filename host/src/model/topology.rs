@@ -32,6 +32,12 @@ pub fn repartition_topic(pipeline: &str, id: &str) -> String {
 
 /// Splits a pipeline at its repartitions.
 pub fn stages(spec: &PipelineSpec) -> Vec<Stage> {
+    stages_through(spec, |id| repartition_topic(&spec.name, id))
+}
+
+/// Splits a pipeline at its repartitions, `topic(id)` naming the repartition topic before
+/// operator `id` (a shared pipeline's live in Kafka under its Kafka names).
+pub fn stages_through(spec: &PipelineSpec, topic: impl Fn(&str) -> String) -> Vec<Stage> {
     let source = spec
         .primary_source()
         .map(|t| t.topic.clone())
@@ -51,7 +57,7 @@ pub fn stages(spec: &PipelineSpec) -> Vec<Stage> {
     };
     for (i, op) in spec.operators.iter().enumerate() {
         if op.repartition {
-            let topic = repartition_topic(&spec.name, op.id());
+            let topic = topic(op.id());
             current.sink = topic.clone();
             let index = current.index + 1;
             stages.push(std::mem::replace(

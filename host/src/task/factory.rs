@@ -7,23 +7,21 @@ use super::clock::StageClock;
 use super::operator::{OperatorStartError, OperatorTemplate};
 use super::shadow::ShadowPlan;
 use super::swap::{ConfigChange, SwapPlan, Version};
-use super::{
-    Inputs, Operator, Task, TaskConfig, TaskError, TaskHandle, TaskRunner, TaskSourceInfo,
-    WorkerPool,
-};
-use crate::io::{Sink, TaskSource};
+use super::{Operator, Task, TaskConfig, TaskError, TaskHandle, TaskRunner, WorkerPool};
 use crate::kafka::{self, Connection, KafkaError};
-use crate::log::{Log, LogError, ReplayError, TopicConfig, TopicSink, TopicSource, catch_up};
+use crate::log::{Log, LogError, ReplayError, TopicConfig, catch_up};
 use crate::metrics::Metrics;
 use crate::model::{
-    Canary, InputKind, OnError, PinnedOperator, PipelineRecord, PipelineSpec, ShadowState, Stage,
-    TopicRef, stages, topology::stage_of,
+    Canary, OnError, PinnedOperator, PipelineRecord, PipelineSpec, ShadowState, Stage, TopicRef,
+    stages, topology::stage_of,
 };
 use crate::registry::{OperatorVersion, Registry, RegistryError};
 use crate::runtime::Limits;
 use crate::state::{Db, TaskId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
+
+mod endpoints;
 
 /// Why a pipeline's tasks could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -96,15 +94,11 @@ impl TaskFactory {
         }
     }
 
-    /// How far the restores of `pipeline`'s tasks of `partition` are (restored, to
-    /// restore, in changelog offsets), while any runs.
-    pub fn restore_progress(&self, pipeline: &str, partition: u32) -> Option<(u64, u64)> {
+    /// How far the restore of task `id` is (restored, to restore, in changelog
+    /// offsets), while it runs.
+    pub fn restore_progress(&self, id: &TaskId) -> Option<(u64, u64)> {
         let restores = self.restores.lock().expect("restores lock");
-        restores
-            .iter()
-            .filter(|(id, _)| id.pipeline == pipeline && id.partition == partition)
-            .map(|(_, p)| p.get())
-            .reduce(|a, b| (a.0 + b.0, a.1 + b.1))
+        restores.get(id).map(|p| p.get())
     }
 
     /// Held while a task's local state is brought up to Kafka: one restore at a time.
@@ -149,13 +143,32 @@ impl TaskFactory {
         }
     }
 
+    /// The Kafka cluster where a stage's tasks commit (their changelogs, positions and
+    /// outputs), when it is in Kafka: the sink's for the last stage, the source's for an
+    /// earlier one that repartitions through Kafka.
+    pub fn stage_sink(
+        &self,
+        record: &PipelineRecord,
+        stage: &Stage,
+    ) -> Result<Option<Connection>, KafkaError> {
+        let spec = &record.spec;
+        let last = stage.index + 1 == stages(spec).len() as u32;
+        let end = match last {
+            true => spec.sink.as_ref(),
+            false if record.repartitions_in_kafka() => spec.primary_source(),
+            false => None,
+        };
+        end.map_or(Ok(None), |t| self.kafka(t))
+    }
+
     /// How many partitions (= tasks) a stage has: its source topic's, in Kafka or here.
+    /// (A repartition topic in Kafka has the source's: it is created with them.)
     pub fn stage_partitions(&self, spec: &PipelineSpec, stage: &Stage) -> Result<u32, StartError> {
-        if stage.is_first()
-            && let Some(source) = spec.primary_source()
+        if let Some(source) = spec.primary_source()
             && let Some(conn) = self.kafka(source)?
+            && (stage.is_first() || self.log.topic(&stage.source).is_err())
         {
-            return kafka::partition_count(&conn, &stage.source).map_err(StartError::Source);
+            return kafka::partition_count(&conn, &source.topic).map_err(StartError::Source);
         }
         Ok(self.log.topic(&stage.source)?.partition_count())
     }
@@ -330,7 +343,10 @@ impl TaskFactory {
         if replayed.records > 0 {
             tracing::info!(pipeline = %spec.name, "replayed {} changelog records into {} stores", replayed.records, replayed.stores);
         }
-        let stages = stages(spec);
+        let stages = kafka::stages_of(record);
+        // A shared pipeline's stages meet in Kafka, on the source's cluster (so the first
+        // stage's source offsets go into its transactions).
+        let between = record.repartitions_in_kafka();
         let ends = Ends {
             source: self.kafka(spec.primary_source().unwrap_or(&TopicRef::embedded("")))?,
             sink: self.kafka(spec.sink.as_ref().unwrap_or(&TopicRef::embedded("")))?,
@@ -346,14 +362,20 @@ impl TaskFactory {
         }
         let shadow = self.shadow_plan(record);
         let names = kafka::KafkaNames::of(record);
+        if between && spec.settings.exactly_once {
+            self.fence_later_stages(record, &stages, only)?;
+        }
         let mut runners = Vec::new();
         // A later stage's watermark comes from the previous stage's tasks.
         let mut upstream_partitions = None;
         for stage in &stages {
             let last = stage.index + 1 == stages.len() as u32;
             let io = StageIo {
-                source: ends.source.as_ref().filter(|_| stage.is_first()),
-                sink: ends.sink.as_ref().filter(|_| last),
+                source: ends.source.as_ref().filter(|_| stage.is_first() || between),
+                sink: match last {
+                    true => ends.sink.as_ref(),
+                    false => ends.source.as_ref().filter(|_| between),
+                },
                 last,
             };
             let partitions = match io.source {
@@ -364,8 +386,15 @@ impl TaskFactory {
             };
             let inputs = self.stage_inputs(stage, partitions)?;
             let sink_partitions = match io.sink {
-                Some(conn) => kafka::prepare(conn, &names, &stage.sink, partitions)
-                    .map_err(StartError::Sink)?,
+                Some(conn) => {
+                    if !last {
+                        // Like Kafka Streams' `-repartition` topics: the stage's partitions.
+                        kafka::ensure_topic(conn, &stage.sink, partitions, false)
+                            .map_err(StartError::Sink)?;
+                    }
+                    kafka::prepare(conn, &names, &stage.sink, partitions)
+                        .map_err(StartError::Sink)?
+                }
                 None => 0,
             };
             let wanted: Vec<u32> = (0..partitions)
@@ -422,211 +451,6 @@ impl TaskFactory {
             upstream_partitions = Some(partitions);
         }
         Ok(runners)
-    }
-
-    /// The sources and sink of each of a stage's tasks `wanted`. With a Kafka sink each
-    /// task first restores its state from the changelogs, mostly waiting on the broker:
-    /// several partitions do that at once (see `startup.rs`).
-    fn stage_endpoints(
-        &self,
-        record: &PipelineRecord,
-        stage: &Stage,
-        io: &StageIo<'_>,
-        wanted: &[u32],
-        (partitions, sink_partitions): (u32, u32),
-        inputs: &[(crate::model::InputSpec, u32)],
-    ) -> Result<Vec<TaskEnds>, StartError> {
-        let one = |p: u32| -> Result<TaskEnds, StartError> {
-            let id = TaskId {
-                pipeline: record.spec.name.clone(),
-                stage: stage.index,
-                partition: p,
-            };
-            let sources = task_sources(inputs, p, partitions);
-            let (source, sink) = self.endpoints(
-                record,
-                stage,
-                io,
-                &id,
-                (partitions, sink_partitions),
-                &sources,
-            )?;
-            Ok((sources, source, sink))
-        };
-        if io.sink.is_none() {
-            return wanted.iter().map(|&p| one(p)).collect();
-        }
-        super::side_by_side(wanted, super::startup_width(), |&p| one(p))
-    }
-
-    /// A stage's inputs with their partition counts (empty after a repartition). The
-    /// stream and table inputs must have the stage's partitions: task `p` reads
-    /// partition `p` of each.
-    fn stage_inputs(
-        &self,
-        stage: &Stage,
-        partitions: u32,
-    ) -> Result<Vec<(crate::model::InputSpec, u32)>, StartError> {
-        let mut out = Vec::new();
-        for input in &stage.inputs {
-            let n = match self.kafka(&input.topic)? {
-                Some(conn) => {
-                    kafka::partition_count(&conn, &input.topic.topic).map_err(StartError::Source)?
-                }
-                None => self.log.topic(&input.topic.topic)?.partition_count(),
-            };
-            if input.kind != InputKind::Broadcast && !input.repartition && n != partitions {
-                return Err(StartError::Inputs(format!(
-                    "input {:?} (topic {}) has {n} partition(s) and the pipeline's tasks read {partitions} (input {:?}): stream and table inputs must be co-partitioned (same partition count, records keyed alike), so that task p reads partition p of each; give the topics the same partition count, or set `repartition = true` on the input (every task then reads all of it and keeps its own keys), or make a small input `kind = \"broadcast\"`",
-                    input.name, input.topic.topic, stage.inputs[0].name
-                )));
-            }
-            out.push((input.clone(), n));
-        }
-        Ok(out)
-    }
-
-    /// The readers of a task's sources, with the Kafka sources whose offsets the pipeline's
-    /// group records (broadcast partitions have no one owner, so none of theirs).
-    fn readers(
-        &self,
-        record: &PipelineRecord,
-        stage: &Stage,
-        io: &StageIo<'_>,
-        p: u32,
-        sources: &[TaskSourceInfo],
-    ) -> Result<(Inputs, Vec<KafkaOffset>), StartError> {
-        let group = kafka::KafkaNames::of(record).group();
-        let mut owned = Vec::new();
-        let mut kafka_reader = |i: usize, conn: Connection, topic: &str, q: u32, owner: bool| {
-            let s = kafka::KafkaSource::new(&conn, &group, topic, q)?;
-            if owner {
-                owned.push(KafkaOffset {
-                    conn,
-                    consumer: s.consumer(),
-                    offset: (i, topic.to_string(), q),
-                });
-            }
-            Ok::<_, KafkaError>(Box::new(s) as Box<dyn TaskSource>)
-        };
-        if sources.len() < 2 {
-            // One source: the stage's (the input, or the previous stage's topic).
-            let reader: Box<dyn TaskSource> = match io.source {
-                None => Box::new(TopicSource::new(
-                    Arc::clone(&self.log),
-                    self.log.topic(&stage.source)?,
-                    p,
-                )),
-                Some(conn) => kafka_reader(0, conn.clone(), &stage.source, p, true)?,
-            };
-            return Ok((Inputs::one(reader), owned));
-        }
-        let mut readers = Vec::new();
-        for (i, s) in sources.iter().enumerate() {
-            let input = stage
-                .inputs
-                .iter()
-                .find(|input| *input.name == *s.input)
-                .expect("a task's sources come from its stage's inputs");
-            let reader: Box<dyn TaskSource> = match self.kafka(&input.topic)? {
-                None => Box::new(TopicSource::new(
-                    Arc::clone(&self.log),
-                    self.log.topic(&s.topic)?,
-                    s.partition,
-                )),
-                Some(conn) => {
-                    // Broadcast and repartitioned partitions are read by every task.
-                    let owner = s.kind != InputKind::Broadcast && s.repartition.is_none();
-                    kafka_reader(i, conn, &s.topic, s.partition, owner)
-                        .map_err(StartError::Source)?
-                }
-            };
-            readers.push((reader, s.kind));
-        }
-        Ok((Inputs::new(readers), owned))
-    }
-
-    /// The sources and sink of one task; with a Kafka sink, the task's local state is
-    /// first caught up with what Kafka holds.
-    fn endpoints(
-        &self,
-        record: &PipelineRecord,
-        stage: &Stage,
-        io: &StageIo<'_>,
-        id: &TaskId,
-        (partitions, sink_partitions): (u32, u32),
-        sources: &[TaskSourceInfo],
-    ) -> Result<(Inputs, Box<dyn Sink + Send>), StartError> {
-        let spec = &record.spec;
-        let p = id.partition;
-        let (readers, owned) = self.readers(record, stage, io, p, sources)?;
-        // A Kafka sink's producer fences the task's previous owner (a crashed process,
-        // another server) before anything is read back from Kafka.
-        let sink: Box<dyn Sink + Send> = match io.sink {
-            None => {
-                let s = TopicSink::new(
-                    Arc::clone(&self.log),
-                    &spec.name,
-                    p,
-                    partitions,
-                    self.log.topic(&stage.sink)?,
-                )
-                .with_ports(spec.port_topics());
-                Box::new(if io.last {
-                    s
-                } else {
-                    s.with_watermark_records()
-                })
-            }
-            Some(conn) => {
-                let names = kafka::KafkaNames::of(record);
-                let task = kafka::SinkTask {
-                    pipeline: &spec.name,
-                    names: &names,
-                    stage: stage.index,
-                    partition: p,
-                    state_partitions: partitions,
-                    main: &stage.sink,
-                    main_partitions: sink_partitions,
-                };
-                // Offsets go into the transaction when their group lives on the sink's cluster.
-                let owned: Vec<KafkaOffset> =
-                    owned.into_iter().filter(|o| o.conn == *conn).collect();
-                let offsets = owned.first().map(|first| kafka::SourceOffsets {
-                    consumer: Arc::clone(&first.consumer),
-                    sources: owned.iter().map(|o| o.offset.clone()).collect(),
-                });
-                let s = kafka::KafkaSink::new(conn, &task, spec.settings.exactly_once, offsets)?
-                    .with_ports(spec.port_topics());
-                // Local state may be behind the changelogs and offsets in Kafka (a crash
-                // after a transaction committed, an empty data dir, a partition another
-                // server ran): catch up first.
-                let ops: Vec<&str> = stage.ops.iter().map(|&i| spec.operators[i].id()).collect();
-                let progress = Arc::new(kafka::RestoreProgress::default());
-                let restores = || self.restores.lock().expect("restores lock");
-                let lock = self.restore_lock(id);
-                let held = lock.lock().expect("restore lock");
-                restores().insert(id.clone(), Arc::clone(&progress));
-                let report = kafka::restore_task(&self.db, conn, (id, &names), &ops, &progress);
-                drop(held);
-                restores().remove(id);
-                // A failed restore counts too: what it covered is in RocksDB (the next
-                // attempt goes on from there).
-                self.metrics
-                    .restored
-                    .with_label_values(&[&spec.name])
-                    .inc_by(progress.get().0);
-                let report = report.map_err(|error| StartError::Restore {
-                    partition: p,
-                    error,
-                })?;
-                if report.records > 0 || report.advanced_to.is_some() {
-                    tracing::info!(pipeline = %spec.name, partition = p, ?report, "restored from Kafka");
-                }
-                Box::new(s)
-            }
-        };
-        Ok((readers, sink))
     }
 
     /// How to move operator `i` of a pipeline from `old` to `target` in its tasks, and
@@ -709,46 +533,6 @@ impl TaskFactory {
     }
 }
 
-/// A Kafka source a task owns: its offset goes to the pipeline's group.
-struct KafkaOffset {
-    conn: Connection,
-    consumer: Arc<rdkafka::consumer::BaseConsumer<crate::kafka::EndIsExpected>>,
-    /// The source's index in the task, its topic and partition.
-    offset: (usize, String, u32),
-}
-
-/// The sources of task `p` of a stage of `tasks` tasks with `inputs`: partition `p` of
-/// each stream and table input, every partition of each broadcast or repartitioned input.
-fn task_sources(
-    inputs: &[(crate::model::InputSpec, u32)],
-    p: u32,
-    tasks: u32,
-) -> Vec<TaskSourceInfo> {
-    let mut out = Vec::new();
-    for (input, partitions) in inputs {
-        let name: Arc<str> = Arc::from(input.name.as_str());
-        let whole = input.kind == InputKind::Broadcast || input.repartition;
-        let read = if whole {
-            (0..*partitions).collect()
-        } else {
-            vec![p]
-        };
-        for q in read {
-            out.push(TaskSourceInfo {
-                input: Arc::clone(&name),
-                kind: input.kind,
-                topic: input.topic.topic.clone(),
-                partition: q,
-                repartition: input.repartition.then_some(tasks),
-            });
-        }
-    }
-    out
-}
-
-/// A task's sources (as named in its config), its readers and its sink.
-type TaskEnds = (Vec<TaskSourceInfo>, Inputs, Box<dyn Sink + Send>);
-
 /// A pipeline's ends in Kafka (`None`: an embedded topic).
 struct Ends {
     source: Option<Connection>,
@@ -757,9 +541,9 @@ struct Ends {
 
 /// Where one stage reads and writes.
 struct StageIo<'a> {
-    /// The stage reads the pipeline's Kafka source.
+    /// The stage reads Kafka: the pipeline's source, or a repartition topic there.
     source: Option<&'a Connection>,
-    /// The stage writes the pipeline's Kafka sink.
+    /// The stage writes Kafka: the pipeline's sink, or a repartition topic there.
     sink: Option<&'a Connection>,
     /// The last stage (an earlier one writes a repartition topic).
     last: bool,

@@ -337,6 +337,11 @@ impl StallWatch {
     /// `Some(what)` once the pipeline has waited for one undecided partition for
     /// [`STALL_PROOF`], the broker showing it undecided all along.
     pub fn check(&mut self, broker: &Broker, status: &serde_json::Value) -> Option<String> {
+        // A shared pipeline retrying the start of assigned partitions shows
+        // `rebalancing` during each attempt: that does not end the wait.
+        if status["state"] == "rebalancing" {
+            return None;
+        }
         let reason = status["reason"].as_str().unwrap_or_default();
         let waited = (status["state"] == "recovering")
             .then(|| waited_for(reason))

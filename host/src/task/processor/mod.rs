@@ -565,6 +565,9 @@ impl Task {
         if let Some(s) = &self.sources {
             sink.sources(&s.positions);
         }
+        if let Some(up) = &self.upstream {
+            sink.upstream(up.as_slice());
+        }
         sink.commit(commit, outputs, changes)?;
         self.stats.bytes_committed += bytes;
         // The interval runs from the end of a commit: a sink whose commit takes long (a
