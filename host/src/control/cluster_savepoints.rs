@@ -30,9 +30,6 @@ impl Controller {
         if !self.distributed(&record.spec) {
             return Ok(None);
         }
-        if stages(&record.spec).len() > 1 {
-            return Err(ControlError::SharedRepartition { what });
-        }
         // A savepoint may also be taken while the pipeline is held everywhere.
         let held = what == "a savepoint" && self.hold_here(name).is_some();
         if record.state != PipelineState::Stopped && !held {
@@ -42,6 +39,22 @@ impl Controller {
             });
         }
         Ok(Some(record))
+    }
+
+    /// Refuses a savepoint or restore of a pipeline whose stages meet in Kafka (or, in a
+    /// cluster, of one that would share stages through one server's embedded log),
+    /// before anything is held or fenced.
+    pub(super) fn refuse_stages_in_kafka(
+        &self,
+        name: &str,
+        what: &'static str,
+    ) -> Result<(), ControlError> {
+        let (record, _) = self.record_and_tasks(name)?;
+        let kafka = record.repartitions_in_kafka() || self.distributed(&record.spec);
+        if kafka && stages(&record.spec).len() > 1 {
+            return Err(ControlError::SharedRepartition { what });
+        }
+        Ok(())
     }
 
     /// Waits until no server reports tasks of `name`; returns those still reporting.

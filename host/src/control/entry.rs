@@ -62,9 +62,15 @@ impl Entry {
         }
     }
 
-    /// The partitions this server runs, in task order.
+    /// The partitions this server runs (each once, whatever its stages), in task order.
     pub(super) fn partitions(&self) -> Vec<u32> {
-        self.tasks.iter().map(|t| t.id.partition).collect()
+        let mut out: Vec<u32> = Vec::new();
+        for t in &self.tasks {
+            if !out.contains(&t.id.partition) {
+                out.push(t.id.partition);
+            }
+        }
+        out
     }
 }
 

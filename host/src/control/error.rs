@@ -27,7 +27,7 @@ pub enum ControlError {
     #[error("the sink topic must differ from the source topic")]
     SinkIsSource,
     #[error(
-        "{what} of a pipeline shared across a cluster that repartitions is not supported yet (records between its stages, in its repartition topics, would be left out); a pipeline without `repartition = true`, or one on a server without --cluster, takes savepoints"
+        "{what} of a pipeline whose stages meet in Kafka (a cluster's pipeline that repartitions) is not supported yet: the records between its stages, in its repartition topics, are not part of a savepoint"
     )]
     SharedRepartition { what: &'static str },
     #[error(

@@ -58,6 +58,7 @@ impl Controller {
     /// damage in it, is refused before anything changes.
     pub fn restore(&self, name: &str, savepoint: &str) -> Result<Restored, ControlError> {
         let _claim = self.claim_guard(name, "a restore")?;
+        self.refuse_stages_in_kafka(name, "a restore")?;
         let shared = self.fence_shared(name)?;
         let restored = self.restore_claimed(name, savepoint, shared)?;
         if shared {
@@ -402,6 +403,8 @@ impl Controller {
                             watermark: t.watermark,
                         },
                         sources: t.sources.clone(),
+                        // Kept locally (above): only a task reading a repartition topic
+                        // in Kafka records them there, and such pipelines are not restored.
                         upstream: Vec::new(),
                     };
                     (id, pos)

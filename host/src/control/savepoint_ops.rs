@@ -22,6 +22,7 @@ impl Controller {
     /// only while a RocksDB snapshot is taken, and goes on while the files are written.
     pub fn savepoint(self: &Arc<Self>, name: &str) -> Result<Manifest, ControlError> {
         let _claim = self.claim_guard(name, "a savepoint")?;
+        self.refuse_stages_in_kafka(name, "a savepoint")?;
         // A running shared pipeline is held on every server for the moment.
         let result = self.hold_shared(name).and_then(|hold| {
             let taken = self
@@ -60,9 +61,11 @@ impl Controller {
         if tasks.is_empty() {
             return Ok(());
         }
+        // Stages that meet in Kafka are not drained (their pause needs no drain: an
+        // upgrade's; savepoints of them are refused).
         let sources: Vec<Option<String>> = stages(&record.spec)
-            .iter()
-            .map(|s| Some(s.source.clone()))
+            .into_iter()
+            .map(|s| (!record.repartitions_in_kafka()).then_some(s.source))
             .collect();
         pause(self.log(), tasks, &sources).map_err(ControlError::Pause)
     }

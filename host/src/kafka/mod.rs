@@ -84,6 +84,20 @@ impl Connection {
         c
     }
 
+    /// The same connection without the user's property `key` (a client that needs its
+    /// own default of it).
+    pub fn without(&self, key: &str) -> Connection {
+        Connection {
+            brokers: self.brokers.clone(),
+            properties: self
+                .properties
+                .iter()
+                .filter(|(k, _)| k != key)
+                .cloned()
+                .collect(),
+        }
+    }
+
     pub(crate) fn error(&self, message: impl std::fmt::Display) -> KafkaError {
         KafkaError::Client {
             brokers: self.brokers.clone(),

@@ -156,8 +156,9 @@ pub struct KafkaSink {
     position: TaskPosition,
     /// Every source's position, for a task with several sources.
     sources: Vec<SourcePosition>,
-    /// The upstream tasks' watermarks, for a task after a repartition.
-    upstream: Vec<i64>,
+    /// The upstream tasks' watermarks, for a task after a repartition through Kafka
+    /// (`None`: not recorded; local state keeps them).
+    upstream: Option<Vec<i64>>,
     /// Into a repartition topic: the watermark last marked in every partition.
     marked: Option<i64>,
 }
@@ -215,9 +216,16 @@ impl KafkaSink {
             topics: HashMap::from([(task.main.to_string(), task.main_partitions)]),
             position: TaskPosition::START,
             sources: Vec::new(),
-            upstream: Vec::new(),
+            upstream: None,
             marked: None,
         })
+    }
+
+    /// The task reads a repartition topic in Kafka: its position records the upstream
+    /// tasks' watermarks too, so a task that takes it over elsewhere resumes with them.
+    pub fn with_upstream_watermarks(mut self) -> Self {
+        self.upstream = Some(Vec::new());
+        self
     }
 
     /// The main topic is a repartition topic: every commit that moves the task's
@@ -470,8 +478,10 @@ impl Sink for KafkaSink {
     }
 
     fn upstream(&mut self, watermarks: &[i64]) {
-        self.upstream.clear();
-        self.upstream.extend_from_slice(watermarks);
+        if let Some(up) = &mut self.upstream {
+            up.clear();
+            up.extend_from_slice(watermarks);
+        }
     }
 
     fn commit(
@@ -494,7 +504,7 @@ impl Sink for KafkaSink {
             let value = RecordedPosition {
                 position: self.position,
                 sources: self.sources.clone(),
-                upstream: self.upstream.clone(),
+                upstream: self.upstream.clone().unwrap_or_default(),
             }
             .encode();
             let (topic, key) = (self.positions.clone(), self.position_key.clone());
@@ -533,14 +543,14 @@ impl Sink for KafkaSink {
                 return Err(e);
             }
         };
-        if let Some(w) = self.watermark_to_mark() {
-            self.marked = Some(w);
-        }
         let delivered = self.take_deliveries();
         if let Some(e) = delivered.error {
             return Err(sink_error(
                 self.conn.error(format!("a record was not delivered: {e}")),
             ));
+        }
+        if let Some(w) = self.watermark_to_mark() {
+            self.marked = Some(w);
         }
         // The changelog offsets the state now reflects, for a later restore's start.
         for (operator, store, topic) in written {

@@ -388,9 +388,22 @@ impl TaskFactory {
             let sink_partitions = match io.sink {
                 Some(conn) => {
                     if !last {
-                        // Like Kafka Streams' `-repartition` topics: the stage's partitions.
-                        kafka::ensure_topic(conn, &stage.sink, partitions, false)
-                            .map_err(StartError::Sink)?;
+                        // Like Kafka Streams' `-repartition` topics: the stage's partitions,
+                        // and kept until read (records carry event times, which a time
+                        // retention would take for their age).
+                        let n = kafka::ensure_topic_with(
+                            conn,
+                            &stage.sink,
+                            partitions,
+                            &[("retention.ms", "-1")],
+                        )
+                        .map_err(StartError::Sink)?;
+                        if n != partitions {
+                            return Err(StartError::Inputs(format!(
+                                "the repartition topic {} has {n} partition(s) and the pipeline's source {partitions}: delete the topic (it holds nothing a stopped pipeline needs once its later stages caught up) or give the source as many",
+                                stage.sink
+                            )));
+                        }
                     }
                     kafka::prepare(conn, &names, &stage.sink, partitions)
                         .map_err(StartError::Sink)?

@@ -83,6 +83,7 @@ fn a_global_word_count_shared_by_two_servers_counts_each_word_once_across_a_kill
         split.iter().any(|t| t.1 > 200) && split.iter().all(|t| t.1 < 1_600)
     });
     a.kill();
+    let killed = Instant::now();
     broker.produce("lines", 4, second, 1_700_000_100_000);
 
     // B takes A's partitions, both stages, and splits every line.
@@ -107,6 +108,13 @@ fn a_global_word_count_shared_by_two_servers_counts_each_word_once_across_a_kill
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Well within the transactions' timeout (60 s): the start fenced A's producers of
+    // both stages rather than waiting for the broker to time their transactions out.
+    assert!(
+        killed.elapsed() < Duration::from_secs(50),
+        "the takeover took {:?}",
+        killed.elapsed()
+    );
     let mut expected = expected_global_counts(&as_source(&values, 4));
     if !strict {
         expected = as_the_broker_shows_it(&broker, &expected);

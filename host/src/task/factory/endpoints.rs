@@ -112,8 +112,15 @@ impl TaskFactory {
     ) -> Result<(Inputs, Vec<KafkaOffset>), StartError> {
         let group = kafka::KafkaNames::of(record).group();
         let mut owned = Vec::new();
+        // A repartition topic is read committed whatever the source's properties say
+        // (its records come from transactions that may abort).
+        let internal = !stage.is_first();
         let mut kafka_reader = |i: usize, conn: Connection, topic: &str, q: u32, owner: bool| {
-            let s = kafka::KafkaSource::new(&conn, &group, topic, q)?;
+            let reader = match internal {
+                true => conn.without("isolation.level"),
+                false => conn.clone(),
+            };
+            let s = kafka::KafkaSource::new(&reader, &group, topic, q)?;
             if owner {
                 owned.push(KafkaOffset {
                     conn,
@@ -216,6 +223,10 @@ impl TaskFactory {
                     s
                 } else {
                     s.with_watermark_records()
+                };
+                let s = match stage.is_first() || io.source.is_none() {
+                    true => s,
+                    false => s.with_upstream_watermarks(),
                 };
                 // Local state may be behind the changelogs and offsets in Kafka (a crash
                 // after a transaction committed, an empty data dir, a partition another
