@@ -2,6 +2,7 @@
 //! the same run.
 
 mod common;
+mod failover;
 mod host;
 mod isolation;
 mod join;
@@ -36,6 +37,9 @@ pub enum BenchCommand {
     Queries(queries::QueriesArgs),
     /// A task's state rebuilt from its changelog topic in Kafka, against a plain consumer.
     Restore(restore::RestoreArgs),
+    /// Two cluster servers, one killed: how long its partitions stand still, with and
+    /// without a standby replica.
+    Failover(failover::FailoverArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -50,5 +54,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Join(args) => join::run(args),
         BenchCommand::Queries(args) => queries::run(args),
         BenchCommand::Restore(args) => restore::run(args),
+        BenchCommand::Failover(args) => failover::run(args),
     }
 }
