@@ -106,3 +106,26 @@ fn a_restart_waits_for_an_open_transaction_on_its_positions_and_resumes_after_it
     let tasks = status(&server)["tasks"].clone();
     assert_eq!(tasks[0]["committed_offset"], 300, "{tasks}");
 }
+
+/// A restore long enough to go in without RocksDB's write-ahead log (one partition's
+/// changelog of 60,000 offsets; the restore flushes the store and only then writes the
+/// marker that accounts for it) applies every change and marks the changelog's end:
+/// `eddy bench restore` checks both against what it wrote, and fails otherwise.
+#[test]
+fn a_long_restore_applies_every_change_and_marks_the_changelog_s_end() {
+    let broker = Broker::start();
+    let (ok, out, err) = crate::support::eddy_output(&[
+        "bench",
+        "restore",
+        "--brokers",
+        &broker.brokers,
+        "--keys",
+        "60000",
+        "--partitions",
+        "1",
+        "--rounds",
+        "1",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("restore into RocksDB"), "{out}");
+}

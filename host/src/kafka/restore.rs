@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 /// Changes per RocksDB write while restoring.
 const CHUNK: usize = 10_000;
+/// From how many changelog offsets a restore writes without the write-ahead log.
+const UNLOGGED_FROM: u64 = 50_000;
 /// How long a restore waits for a partition's open transactions to be decided before
 /// it gives up for now (the pipeline then shows what it waits for and retries).
 const STABLE_WAIT: Duration = Duration::from_secs(5);
@@ -383,13 +385,26 @@ fn replay(
     let mut wb = WriteBatch::default();
     let mut in_batch = 0usize;
     let (mut reached, mut reported) = (from, from);
-    let mut flush = |wb: &mut WriteBatch, reached: u64| -> Result<(), KafkaError> {
+    // A long range goes in without the write-ahead log and is flushed at its end, before
+    // the marker that accounts for it is written (with the log): a crash meanwhile loses
+    // both, and the next restore does it again. A short one (a standby's refresh, a
+    // restart's tail) is written with the log, its marker in each chunk, as commits are.
+    let unlogged = range.end.saturating_sub(from) >= UNLOGGED_FROM;
+    let marker = |wb: &mut WriteBatch, reached: u64| {
         wb.put_cf(
             db.cf(Cf::Meta),
             marker_key(scope, store),
             reached.to_be_bytes(),
         );
-        db.write(std::mem::take(wb)).map_err(|e| conn.error(e))?;
+    };
+    let mut flush = |wb: &mut WriteBatch, reached: u64| -> Result<(), KafkaError> {
+        let written = if unlogged {
+            db.write_unlogged(std::mem::take(wb))
+        } else {
+            marker(wb, reached);
+            db.write(std::mem::take(wb))
+        };
+        written.map_err(|e| conn.error(e))?;
         progress
             .restored
             .fetch_add(reached - reported, Ordering::Relaxed);
@@ -428,6 +443,13 @@ fn replay(
     })?;
     if reached > from {
         flush(&mut wb, reached)?;
+        if unlogged {
+            db.flush_cfs(&[Cf::State, Cf::Timers])
+                .map_err(|e| conn.error(e))?;
+            let mut wb = WriteBatch::default();
+            marker(&mut wb, reached);
+            db.write(wb).map_err(|e| conn.error(e))?;
+        }
     }
     // The range's last offsets may hold no record (transaction markers): covered too.
     // A read past the end asked for (a broker that misreported it) adds what it read.

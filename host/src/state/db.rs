@@ -157,7 +157,12 @@ impl Db {
 
     /// Flushes every memtable to disk (benchmarks use it to start from a quiet database).
     pub fn flush(&self) -> Result<(), StateError> {
-        for cf in Cf::ALL {
+        self.flush_cfs(&Cf::ALL)
+    }
+
+    /// Flushes the memtables of `cfs` to disk, one after the other, waiting for each.
+    pub fn flush_cfs(&self, cfs: &[Cf]) -> Result<(), StateError> {
+        for &cf in cfs {
             self.db.flush_cf(self.cf(cf))?;
         }
         Ok(())
@@ -302,5 +307,14 @@ impl Db {
     /// Writes a batch atomically: the one way commits reach disk.
     pub fn write(&self, batch: WriteBatch) -> Result<(), StateError> {
         Ok(self.db.write_opt(batch, &self.write_options)?)
+    }
+
+    /// Writes a batch without the write-ahead log: a crash loses it until its column
+    /// family is flushed ([`Db::flush_cfs`]). Only for work that is redone after a crash
+    /// (a restore), and nothing that accounts for it may be written before that flush.
+    pub fn write_unlogged(&self, batch: WriteBatch) -> Result<(), StateError> {
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        Ok(self.db.write_opt(batch, &options)?)
     }
 }

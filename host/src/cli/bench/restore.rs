@@ -7,7 +7,8 @@ use crate::kafka::{
     Connection, EndIsExpected, KafkaNames, POSITION_HEADER, RestoreProgress, ensure_topic,
     position_key, restore_task,
 };
-use crate::state::{Cf, Db, DbOptions, TaskId};
+use crate::state::changelog::load_marker;
+use crate::state::{Cf, Db, DbOptions, StateScope, TaskId};
 use crate::task::{side_by_side, startup_width};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
@@ -209,6 +210,18 @@ fn restore_all(
             restored == to_restore && restored >= report.records,
             "partition {p}: the progress says {restored} of {to_restore} after {} records",
             report.records
+        );
+        // The store's marker says the whole changelog is in (written last, once the
+        // restored changes are durable).
+        let scope = StateScope {
+            pipeline: pipeline.to_string(),
+            operator: OPERATOR.to_string(),
+            partition: p,
+        };
+        let marker = load_marker(&db, &scope, STORE)?;
+        anyhow::ensure!(
+            marker == Some(to_restore),
+            "partition {p}: the marker is {marker:?} after a restore of {to_restore} offsets"
         );
         Ok(report)
     })?;
