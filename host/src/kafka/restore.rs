@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 const CHUNK: usize = 10_000;
 /// From how many changelog offsets a restore writes without the write-ahead log.
 const UNLOGGED_FROM: u64 = 50_000;
+/// How many offsets an unlogged restore goes between two flushes (and markers).
+const DURABLE_EVERY: u64 = 500_000;
 /// How long a restore waits for a partition's open transactions to be decided before
 /// it gives up for now (the pipeline then shows what it waits for and retries).
 const STABLE_WAIT: Duration = Duration::from_secs(5);
@@ -385,11 +387,13 @@ fn replay(
     let mut wb = WriteBatch::default();
     let mut in_batch = 0usize;
     let (mut reached, mut reported) = (from, from);
-    // A long range goes in without the write-ahead log and is flushed at its end, before
-    // the marker that accounts for it is written (with the log): a crash meanwhile loses
-    // both, and the next restore does it again. A short one (a standby's refresh, a
-    // restart's tail) is written with the log, its marker in each chunk, as commits are.
-    let unlogged = range.end.saturating_sub(from) >= UNLOGGED_FROM;
+    // A long range goes in without the write-ahead log: every `DURABLE_EVERY` offsets and
+    // at its end (or where a failed read stopped) the store is flushed, and only then is
+    // the marker that accounts for it written, with the log. A crash meanwhile loses the
+    // changes since the last such marker, and the next restore does them again. A short
+    // range (a standby's refresh, a restart's tail) is written with the log, its marker in
+    // each chunk, as commits are.
+    let unlogged = !readers.live && range.end.saturating_sub(from) >= UNLOGGED_FROM;
     let marker = |wb: &mut WriteBatch, reached: u64| {
         wb.put_cf(
             db.cf(Cf::Meta),
@@ -397,21 +401,33 @@ fn replay(
             reached.to_be_bytes(),
         );
     };
+    let settle = |reached: u64| -> Result<(), KafkaError> {
+        db.flush_cfs(&[Cf::State, Cf::Timers])
+            .map_err(|e| conn.error(e))?;
+        let mut wb = WriteBatch::default();
+        marker(&mut wb, reached);
+        db.write(wb).map_err(|e| conn.error(e))
+    };
+    let mut durable = from;
     let mut flush = |wb: &mut WriteBatch, reached: u64| -> Result<(), KafkaError> {
-        let written = if unlogged {
+        if unlogged {
             db.write_unlogged(std::mem::take(wb))
+                .map_err(|e| conn.error(e))?;
+            if reached - durable >= DURABLE_EVERY {
+                settle(reached)?;
+                durable = reached;
+            }
         } else {
             marker(wb, reached);
-            db.write(std::mem::take(wb))
-        };
-        written.map_err(|e| conn.error(e))?;
+            db.write(std::mem::take(wb)).map_err(|e| conn.error(e))?;
+        }
         progress
             .restored
             .fetch_add(reached - reported, Ordering::Relaxed);
         reported = reached;
         Ok(())
     };
-    read_range(conn, readers, topic, scope.partition, range.clone(), |m| {
+    let read = read_range(conn, readers, topic, scope.partition, range.clone(), |m| {
         let headers = m.headers();
         let header = |name: &str| {
             let h = headers?.iter().find(|h| h.key == name)?;
@@ -424,33 +440,31 @@ fn replay(
             // Committed after the position was read: left for the next catch-up.
             return Ok(false);
         }
-        reached = m.offset() as u64 + 1;
         // Only a broker that shows aborted records to read_committed consumers (Tansu)
-        // lets such a change through: skip it.
-        if beyond {
-            return Ok(true);
+        // lets a change beyond the position through: it is passed over.
+        if !beyond {
+            let change = Change::from_parts(m.key(), m.payload().unwrap_or_default(), header)
+                .map_err(|e| conn.error(format!("{topic}: {e}")))?;
+            applier.apply(db, &mut wb, change);
+            applied += 1;
+            in_batch += 1;
         }
-        let change = Change::from_parts(m.key(), m.payload().unwrap_or_default(), header)
-            .map_err(|e| conn.error(format!("{topic}: {e}")))?;
-        applier.apply(db, &mut wb, change);
-        applied += 1;
-        in_batch += 1;
+        reached = m.offset() as u64 + 1;
         if in_batch >= CHUNK {
             flush(&mut wb, reached)?;
             in_batch = 0;
         }
         Ok(true)
-    })?;
+    });
+    // What was read goes in, also when the read failed on the way: the next attempt goes
+    // on from there.
     if reached > from {
         flush(&mut wb, reached)?;
         if unlogged {
-            db.flush_cfs(&[Cf::State, Cf::Timers])
-                .map_err(|e| conn.error(e))?;
-            let mut wb = WriteBatch::default();
-            marker(&mut wb, reached);
-            db.write(wb).map_err(|e| conn.error(e))?;
+            settle(reached)?;
         }
     }
+    read?;
     // The range's last offsets may hold no record (transaction markers): covered too.
     // A read past the end asked for (a broker that misreported it) adds what it read.
     let planned = range.end.max(from);

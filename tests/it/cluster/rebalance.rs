@@ -126,8 +126,12 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
             continue;
         };
         if let Some(fault) = stall.check(&broker, &v) {
-            // Checked until then: every answer came while B's partitions moved.
+            // Checked until then: every answer came while B's partitions moved, and
+            // nothing was counted twice or wrongly.
             println!("partitions move: {fault}; B's status meanwhile: {seen:?}");
+            let out = broker.read("counts", "read_uncommitted", 0, Duration::from_secs(5));
+            let expected = expected_counts(&as_source(&values, 4));
+            assert_only_expected(counts(&out), &expected, "partitions move");
             return;
         }
         if let Some(tasks) = v["tasks"].as_array() {

@@ -330,37 +330,50 @@ pub const STALL_PROOF: Duration = Duration::from_secs(75);
 /// watches a pipeline's status for such a wait, confirmed by the broker itself.
 #[derive(Default)]
 pub struct StallWatch {
-    since: Option<(String, i32, Instant)>,
+    /// The partition waited for, its last stable offset, and since when.
+    since: Option<(String, i32, i64, Instant)>,
 }
 
 impl StallWatch {
     /// `Some(what)` once the pipeline has waited for one undecided partition for
-    /// [`STALL_PROOF`], the broker showing it undecided all along.
+    /// [`STALL_PROOF`], the broker showing it undecided, at the same last stable offset
+    /// (one transaction), all along.
     pub fn check(&mut self, broker: &Broker, status: &serde_json::Value) -> Option<String> {
-        // A shared pipeline retrying the start of assigned partitions shows
-        // `rebalancing` during each attempt: that does not end the wait.
+        // A shared pipeline retrying the start of assigned partitions shows `rebalancing`
+        // during each attempt: the wait goes on while the broker still holds the same
+        // transaction open.
         if status["state"] == "rebalancing" {
+            if let Some((topic, p, stable, _)) = &self.since
+                && broker.stable_below_end(topic, *p) != Some(*stable)
+            {
+                self.since = None;
+            }
             return None;
         }
         let reason = status["reason"].as_str().unwrap_or_default();
         let waited = (status["state"] == "recovering")
             .then(|| waited_for(reason))
             .flatten()
-            .filter(|(topic, p)| broker.undecided(topic, *p));
-        let Some((topic, partition)) = waited else {
+            .and_then(|(topic, p)| {
+                let stable = broker.stable_below_end(&topic, p)?;
+                Some((topic, p, stable))
+            });
+        let Some((topic, partition, stable)) = waited else {
             self.since = None;
             return None;
         };
         match &self.since {
-            Some((t, p, at)) if *t == topic && *p == partition => (at.elapsed() >= STALL_PROOF)
+            Some((t, p, s, at)) if *t == topic && *p == partition && *s == stable => (at
+                .elapsed()
+                >= STALL_PROOF)
                 .then(|| {
                     format!(
-                        "the broker kept a transaction on {topic}/{partition} undecided for {} s after the task's producer fenced it (a correct broker aborts it at once, or within transaction.timeout.ms); checked that the pipeline waits for it and says so ({reason:?}) instead of resuming behind it",
+                        "the broker kept a transaction on {topic}/{partition} undecided (last stable offset {stable}) for {} s after the task's producer fenced it (a correct broker aborts it at once, or within transaction.timeout.ms); checked that the pipeline waits for it and says so ({reason:?}) instead of resuming behind it",
                         STALL_PROOF.as_secs()
                     )
                 }),
             _ => {
-                self.since = Some((topic, partition, Instant::now()));
+                self.since = Some((topic, partition, stable, Instant::now()));
                 None
             }
         }
@@ -379,6 +392,12 @@ impl Broker {
     /// Whether `topic`/`partition` holds records a `read_committed` reader cannot see
     /// yet (its last stable offset below its end).
     pub fn undecided(&self, topic: &str, partition: i32) -> bool {
+        self.stable_below_end(topic, partition).is_some()
+    }
+
+    /// The partition's last stable offset, when it is below its end (an open
+    /// transaction holds the rest).
+    pub fn stable_below_end(&self, topic: &str, partition: i32) -> Option<i64> {
         let end = |isolation: &str| {
             let c: BaseConsumer = self
                 .config()
@@ -388,6 +407,9 @@ impl Broker {
             c.fetch_watermarks(topic, partition, Duration::from_secs(10))
                 .map(|(_, high)| high)
         };
-        matches!((end("read_committed"), end("read_uncommitted")), (Ok(stable), Ok(high)) if stable < high)
+        match (end("read_committed"), end("read_uncommitted")) {
+            (Ok(stable), Ok(high)) if stable < high => Some(stable),
+            _ => None,
+        }
     }
 }

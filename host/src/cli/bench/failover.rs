@@ -5,11 +5,12 @@
 //! The baseline in the same run is the group's failure detection: a member's session
 //! times out after `session.timeout.ms` (6 s) before any takeover can start.
 
-use super::kafka::{conn, send_waiting};
+use super::kafka::conn;
 use crate::cli::client::{Client, ServerArgs};
 use crate::kafka::ensure_topic;
 use anyhow::{Context, bail};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use reqwest::Method;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -66,7 +67,7 @@ impl Server {
             ),
             None => Stdio::null(),
         };
-        let mut child = Command::new(std::env::current_exe()?)
+        let child = Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             .args(["--kafka-brokers", brokers, "--cluster", cluster])
@@ -74,6 +75,9 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()?;
+        // Killed on every way out until it is a `Server` (which kills it when dropped).
+        let mut guard = KillOnDrop(Some(child));
+        let child = guard.0.as_mut().expect("just spawned");
         let mut stdout = BufReader::new(child.stdout.take().context("server stdout")?);
         let mut line = String::new();
         stdout.read_line(&mut line)?;
@@ -90,7 +94,7 @@ impl Server {
             json: true,
         });
         Ok(Server {
-            child,
+            child: guard.0.take().expect("kept until here"),
             client,
             url,
             name,
@@ -131,6 +135,27 @@ impl Server {
             .filter(|l| l.starts_with("eddy_restored_changelog_offsets_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64)
+    }
+}
+
+/// A child process killed when this is dropped, unless taken out first.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sets its flag when dropped: the producer thread stops on every way out.
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -260,6 +285,7 @@ fn takeover(
     // processes again once its committed offset passes what was there before the kill,
     // and the survivor's own partitions show whether they pause meanwhile.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = StopOnDrop(stop.clone());
     let trickle = {
         let (stop, lines, partitions) = (stop.clone(), lines.clone(), args.partitions);
         std::thread::spawn(move || -> anyhow::Result<()> {
@@ -276,7 +302,18 @@ fn takeover(
     let mut own_pause = Duration::ZERO;
     let mut last_move: std::collections::HashMap<u64, (u64, Instant)> = Default::default();
     loop {
-        let v = b.get(rt, "/v1/pipelines/wc")?;
+        if trickle.is_finished() {
+            drop(stopping);
+            return Err(match trickle.join() {
+                Ok(Err(e)) => e.context("producing records after the kill"),
+                _ => anyhow::anyhow!("the producer thread ended early"),
+            });
+        }
+        // A status call that fails (the survivor busy) is asked again.
+        let Ok(v) = b.get(rt, "/v1/pipelines/wc") else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
         let now = Instant::now();
         // Records arrive in every partition all along: an own partition whose committed
         // offset does not move is paused.
@@ -309,7 +346,7 @@ fn takeover(
         std::thread::sleep(Duration::from_millis(50));
     }
     let stopped = killed.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(stopping);
     trickle.join().expect("the producer thread")?;
     let restored = b.restored(rt)? - restored_before;
     Ok(Takeover {
@@ -328,11 +365,21 @@ fn produce(
     words: &[String],
 ) -> anyhow::Result<()> {
     for (i, w) in words.iter().enumerate() {
-        let record = BaseRecord::to(topic)
+        let mut record = BaseRecord::to(topic)
             .partition((i as u32 % partitions) as i32)
             .key(w.as_bytes())
             .payload(w.as_bytes());
-        send_waiting(producer, record);
+        // Waits while the queue is full; any other refusal ends the run.
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = r;
+                }
+                Err((e, _)) => bail!("producing to {topic}: {e}"),
+            }
+        }
     }
     producer.flush(Duration::from_secs(60))?;
     Ok(())
