@@ -409,17 +409,27 @@ fn replay(
         db.write(wb).map_err(|e| conn.error(e))
     };
     let mut durable = from;
+    // A write that failed lost its chunk: nothing past the last good one may be marked.
+    let lost = std::cell::Cell::new(false);
     let mut flush = |wb: &mut WriteBatch, reached: u64| -> Result<(), KafkaError> {
+        if lost.get() {
+            return Ok(());
+        }
         if unlogged {
-            db.write_unlogged(std::mem::take(wb))
-                .map_err(|e| conn.error(e))?;
+            db.write_unlogged(std::mem::take(wb)).map_err(|e| {
+                lost.set(true);
+                conn.error(e)
+            })?;
             if reached - durable >= DURABLE_EVERY {
                 settle(reached)?;
                 durable = reached;
             }
         } else {
             marker(wb, reached);
-            db.write(std::mem::take(wb)).map_err(|e| conn.error(e))?;
+            db.write(std::mem::take(wb)).map_err(|e| {
+                lost.set(true);
+                conn.error(e)
+            })?;
         }
         progress
             .restored
@@ -456,9 +466,9 @@ fn replay(
         }
         Ok(true)
     });
-    // What was read goes in, also when the read failed on the way: the next attempt goes
-    // on from there.
-    if reached > from {
+    // What was read goes in, also when the read failed on the way (not a write): the next
+    // attempt goes on from there.
+    if reached > from && !lost.get() {
         flush(&mut wb, reached)?;
         if unlogged {
             settle(reached)?;
