@@ -206,14 +206,22 @@ pub(crate) fn holds_all(got: &[(String, u64)], expected: &[(String, u64)]) -> bo
 }
 
 /// Waits until the servers' own running tasks together cover all 4 partitions, each
-/// committed up to `offset`.
-fn wait_committed(servers: &[(&ServerProcess, &str)], offset: u64) {
-    let deadline = Instant::now() + Duration::from_secs(90);
+/// committed up to `offset`. `false` (having said why) when the test broker kept a
+/// transaction undecided for good while a server waited for it (see [`StallWatch`]):
+/// the test then ends there, having checked that the pipeline waits and says so.
+#[must_use]
+fn wait_committed(broker: &Broker, servers: &[(&ServerProcess, &str)], offset: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(90) + STALL_PROOF;
+    let mut stalls: Vec<StallWatch> = servers.iter().map(|_| StallWatch::default()).collect();
     loop {
         let mut all = Vec::new();
         let mut seen = Vec::new();
-        for (server, me) in servers {
+        for ((server, me), stall) in servers.iter().zip(&mut stalls) {
             let v = status_of(server);
+            if let Some(fault) = stall.check(broker, &v) {
+                println!("waiting for offset {offset} on every partition: {fault}");
+                return false;
+            }
             all.extend(
                 v["tasks"]
                     .as_array()
@@ -231,7 +239,7 @@ fn wait_committed(servers: &[(&ServerProcess, &str)], offset: u64) {
         }
         all.sort();
         if all == (0..4).map(|p| (p, offset)).collect::<Vec<_>>() {
-            return;
+            return true;
         }
         assert!(
             Instant::now() < deadline,
@@ -265,7 +273,9 @@ fn an_operator_uploaded_on_one_server_runs_in_a_pipeline_created_on_another() {
     broker.produce("lines", 4, &values, 1_700_000_000_000);
     // Each server reports the partitions it runs: together they commit all 200 lines of
     // every partition.
-    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 200) {
+        return;
+    }
     let expected = expected_counts(&as_source(&values, 4));
     let strict = hides_aborted_transactions(&broker);
     check_output(&broker, strict, &expected, "upload on A, pipeline on B");
@@ -352,7 +362,9 @@ fn savepoint_and_restore(b_leaves: bool) {
     let values = lines(800, 7);
     let (first, second) = values.split_at(400);
     broker.produce("lines", 4, first, 1_700_000_000_000);
-    wait_committed(&[(&a, "a"), (&b, "b")], 100);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 100) {
+        return;
+    }
 
     // A running shared pipeline refuses a restore: it must stop everywhere first.
     let (ok, _, err) = a.cli(&["pipeline", "restore", "wc", "none"]);
@@ -378,7 +390,9 @@ fn savepoint_and_restore(b_leaves: bool) {
 
     b.ok(&["pipeline", "start", "wc"]);
     broker.produce("lines", 4, second, 1_700_000_100_000);
-    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 200) {
+        return;
+    }
     let expected_all = expected_counts(&as_source(&values, 4));
     let strict = hides_aborted_transactions(&broker);
     check_output(&broker, strict, &expected_all, "before the restore");
@@ -397,7 +411,9 @@ fn savepoint_and_restore(b_leaves: bool) {
             println!("savepoint and restore: {fault}");
             return;
         }
-        wait_committed(&[(&a, "a")], 200);
+        if !wait_committed(&broker, &[(&a, "a")], 200) {
+            return;
+        }
         None
     } else {
         a.ok(&["pipeline", "start", "wc"]);
@@ -405,7 +421,9 @@ fn savepoint_and_restore(b_leaves: bool) {
             println!("savepoint and restore: {fault}");
             return;
         }
-        wait_committed(&[(&a, "a"), (&b, "b")], 200);
+        if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 200) {
+            return;
+        }
         Some(b)
     };
     let expected = with_replay(&expected_all, &expected_first);
@@ -678,7 +696,9 @@ fn a_shared_pipeline_is_hot_upgraded_on_every_server_with_nothing_lost_or_repeat
                 == Some(&Value::from("succeeded"))
         });
     }
-    wait_committed(&[(&a, "a"), (&b, "b")], sent as u64 / 4);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], sent as u64 / 4) {
+        return;
+    }
 
     let expected = expected_counts(&as_source(values, 4));
     let out = broker.read(
@@ -731,7 +751,9 @@ fn a_shared_upgrade_that_fails_on_another_server_is_rolled_back_everywhere() {
     ]);
     let first = partition_words(400);
     broker.produce("lines", 4, &first, 1_700_000_000_000);
-    wait_committed(&[(&a, "a"), (&b, "b")], 100);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 100) {
+        return;
+    }
     let on = |server: &str| -> Vec<i32> {
         status_of(&a)["tasks"]
             .as_array()
@@ -787,7 +809,9 @@ fn a_shared_upgrade_that_fails_on_another_server_is_rolled_back_everywhere() {
     // Version 1 goes on everywhere.
     let third = more(&on_b, 100);
     produce_lines(&broker, &third);
-    wait_committed(&[(&a, "a"), (&b, "b")], 150);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 150) {
+        return;
+    }
 
     let mut source = as_source(&first, 4);
     for (k, (p, line)) in second.iter().chain(&third).enumerate() {
@@ -837,7 +861,9 @@ fn a_savepoint_of_a_running_shared_pipeline_under_input_restores_exactly() {
     let values = lines(1600, 23);
     let (first, second) = values.split_at(400);
     broker.produce("lines", 4, first, 1_700_000_000_000);
-    wait_committed(&[(&a, "a"), (&b, "b")], 100);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 100) {
+        return;
+    }
 
     // The rest arrives while A takes the savepoint: the pipeline is held on both servers
     // for a moment, and A reads B's partitions from Kafka.
@@ -873,7 +899,9 @@ fn a_savepoint_of_a_running_shared_pipeline_under_input_restores_exactly() {
         .collect();
     println!("savepoint at {at:?} of 400 lines per partition");
     // Both servers go on after the savepoint.
-    wait_committed(&[(&a, "a"), (&b, "b")], 400);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 400) {
+        return;
+    }
     let source = as_source(&values, 4);
     let expected_all = expected_counts(&source);
     check_output(&broker, strict, &expected_all, "before the restore");
@@ -888,7 +916,9 @@ fn a_savepoint_of_a_running_shared_pipeline_under_input_restores_exactly() {
     wait_status(&a, "both servers to run tasks", |v| {
         servers_of(v).len() == 2
     });
-    wait_committed(&[(&a, "a"), (&b, "b")], 400);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 400) {
+        return;
+    }
     let before: Vec<_> = source
         .iter()
         .filter(|(p, o, _)| at.iter().any(|(q, saved)| q == p && o < saved))

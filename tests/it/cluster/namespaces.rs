@@ -183,7 +183,9 @@ fn a_restore_moves_a_pipeline_whose_names_predate_namespaces_into_its_cluster_s(
     let id = m["id"].as_str().unwrap().to_string();
     a.ok(&["pipeline", "start", "wc"]);
     broker.produce("lines", 4, second, 1_700_000_100_000);
-    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 200) {
+        return;
+    }
     assert!(
         topics(&broker).contains("wc.positions"),
         "the old names were in use"
@@ -204,7 +206,9 @@ fn a_restore_moves_a_pipeline_whose_names_predate_namespaces_into_its_cluster_s(
         println!("names migration: {fault}");
         return;
     }
-    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 200) {
+        return;
+    }
     let v = status_of(&b);
     assert_eq!(v["namespace"], "c1", "{v}");
     let expected_all = expected_counts(&as_source(&values, 4));

