@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// How long the group waits for a silent member before it moves its partitions.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
 /// What a server does when the group gives or takes partitions: each call names only
 /// the partitions that change hands (never an empty list). Both run on the membership's
 /// thread, inside the rebalance: a revocation returns once the tasks committed and
@@ -100,7 +103,10 @@ impl Membership {
                 ("auto.offset.reset", "latest"),
                 ("partition.assignment.strategy", "cooperative-sticky"),
                 // A dead server's partitions move after this long.
-                ("session.timeout.ms", "6000"),
+                (
+                    "session.timeout.ms",
+                    &SESSION_TIMEOUT.as_millis().to_string(),
+                ),
                 ("heartbeat.interval.ms", "1000"),
             ])
             .create_with_context(context)

@@ -11,7 +11,7 @@ mod membership;
 pub use catalog::Catalog;
 pub use follower::{CatalogApplier, CatalogEvent};
 pub use keys::CatalogKey;
-pub use membership::{AssignmentHandler, Membership};
+pub use membership::{AssignmentHandler, Membership, SESSION_TIMEOUT};
 
 /// The compacted, single-partition topic holding a cluster's catalog: operator binaries
 /// (chunked), operator versions, pipeline records and which server runs which task.

@@ -7,6 +7,7 @@
 
 use super::kafka::conn;
 use crate::cli::client::{Client, ServerArgs};
+use crate::cluster::SESSION_TIMEOUT;
 use crate::kafka::ensure_topic;
 use anyhow::{Context, bail};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -18,8 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The assignment group's session timeout (see `cluster/membership.rs`).
-const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 /// Longest wait for any one step (loading, catching up, the takeover).
 const STEP_LIMIT: Duration = Duration::from_secs(600);
 
